@@ -1,0 +1,65 @@
+"""The FastAPI application: routes, problem documents, middleware and background work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from astralog import __version__
+from astralog.api import problems
+from astralog.api.middleware import AccessLog, BodyLimit
+from astralog.api.routes import audit, health, orgs, sources, tokens
+from astralog.runtime import Runtime
+from astralog.settings import Settings
+
+log = logging.getLogger("astralog.api")
+ADMIN_BODY_LIMIT = 64 * 1024
+
+
+async def _checkpoints(runtime: Runtime) -> None:
+    interval = runtime.settings.control.checkpoint_interval_seconds
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(runtime.signer.checkpoint, runtime.control.store)
+        except Exception:
+            log.exception("signing a checkpoint failed")
+
+
+def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
+    runtime = runtime or Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_checkpoints(runtime))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            runtime.signer.checkpoint(runtime.control.store)
+
+    app = FastAPI(
+        title="Astralog",
+        version=__version__,
+        summary="Event-sourced log analytics with bring-your-own storage.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    problems.install(app)
+    for module in (health, orgs, sources, tokens, audit):
+        app.include_router(module.router)
+    app.add_middleware(
+        BodyLimit, default_limit=ADMIN_BODY_LIMIT, ingest_limit=settings.ingest.max_body_bytes
+    )
+    app.add_middleware(AccessLog)
+    return app
+
+
+__all__ = ["create_app"]

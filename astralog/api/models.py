@@ -1,0 +1,132 @@
+"""Request and response bodies of the admin API (they are what the OpenAPI document shows)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from astralog.principal import SCOPES
+
+NAME = Field(min_length=1, max_length=63, examples=["web-frontend"])
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceCreate(Strict):
+    name: str = NAME
+    description: str = Field("", max_length=1000)
+
+
+class Source(BaseModel):
+    id: str
+    org_id: str
+    name: str
+    description: str
+    created_at: str
+
+
+class KeyCreate(Strict):
+    expires_in_days: int | None = Field(None, ge=1, le=3650)
+
+
+class KeyRotate(Strict):
+    grace_minutes: int | None = Field(
+        None, ge=0, le=7 * 24 * 60, description="How long the old key keeps working (0 to 7 days)."
+    )
+
+
+class Key(BaseModel):
+    id: str
+    org_id: str
+    source_id: str
+    prefix: str
+    state: str = Field(description="active, rotating (old key in its grace), rotated, revoked")
+    created_at: str
+    expires_at: str | None
+    valid_until: str | None
+    replaced_by: str | None
+    revoked_at: str | None
+    last_used_at: str | None = None
+
+
+class IssuedKey(BaseModel):
+    key: str = Field(description="The secret. Shown exactly once: store it now.")
+    info: Key
+
+
+class TokenCreate(Strict):
+    name: str = NAME
+    scopes: list[str] = Field(min_length=1, max_length=20, examples=[["logs:read"]])
+
+    @field_validator("scopes")
+    @classmethod
+    def _known(cls, scopes: list[str]) -> list[str]:
+        unknown = sorted(set(scopes) - set(SCOPES))
+        if unknown:
+            raise ValueError(f"unknown scopes {unknown}; known scopes: {sorted(SCOPES)}")
+        return scopes
+
+
+class Token(BaseModel):
+    id: str
+    org_id: str | None
+    name: str
+    kind: str
+    scopes: list[str]
+    prefix: str
+    state: str
+    created_at: str
+    revoked_at: str | None
+
+
+class IssuedToken(BaseModel):
+    token: str = Field(description="The secret. Shown exactly once: store it now.")
+    info: Token
+
+
+class OrgCreate(Strict):
+    name: str = NAME
+    plan: str = Field("free", examples=["pro"])
+
+
+class PlanChange(Strict):
+    plan: str
+    overrides: dict[str, Any] = Field(default_factory=dict)
+
+
+class Org(BaseModel):
+    id: str
+    name: str
+    plan: str
+    overrides: dict[str, Any]
+    created_at: str
+    limits: dict[str, Any] | None = None
+
+
+class AuditEvent(BaseModel):
+    seq: int
+    type: str
+    aggregate_id: str
+    actor: str
+    client: str
+    at: str
+    payload: dict[str, Any]
+    hash: str
+    prev_hash: str
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEvent]
+    next_after: int | None = Field(description="Pass as ?after= to read the next page.")
+
+
+class Verification(BaseModel):
+    ok: bool
+    records: int
+    checkpoints: int
+    head_seq: int
+    first_bad_seq: int | None
+    problems: list[str]

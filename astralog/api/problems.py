@@ -1,0 +1,99 @@
+"""Errors as RFC 9457 problem documents (``application/problem+json``), never a bare 500 page."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from astralog.api.middleware import PROBLEM_BASE
+from astralog.errors import AstralogError
+
+log = logging.getLogger("astralog.api")
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Validation failed",
+    429: "Rate limit exceeded",
+    503: "Service unavailable",
+}
+
+
+def problem(
+    request: Request,
+    status: int,
+    title: str,
+    detail: str,
+    slug: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": PROBLEM_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": request.url.path,
+        **extra,
+    }
+    return JSONResponse(body, status, headers=headers, media_type="application/problem+json")
+
+
+async def _astralog_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AstralogError)
+    if exc.status >= 500 and exc.status != 503:
+        log.error("request failed", exc_info=exc, extra={"path": request.url.path})
+    return problem(
+        request, exc.status, exc.title, exc.detail, exc.slug, exc.headers or None, **exc.extra
+    )
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+        for err in exc.errors()
+    ]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    return problem(request, 422, "Validation failed", detail, "validation", errors=errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    title = _TITLES.get(exc.status_code, "Error")
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    return problem(
+        request,
+        exc.status_code,
+        title,
+        detail,
+        title.lower().replace(" ", "-"),
+        dict(exc.headers or {}) or None,
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unexpected error", exc_info=exc, extra={"path": request.url.path})
+    return problem(
+        request,
+        500,
+        "Internal error",
+        "the server failed unexpectedly; the error was logged",
+        "internal",
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(AstralogError, _astralog_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

@@ -1,0 +1,81 @@
+"""Sources and their ingest keys, scoped to the caller's org."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from astralog.api.deps import ActorDep, ControlDep, SettingsDep, scoped
+from astralog.api.models import IssuedKey, Key, KeyCreate, KeyRotate, Source, SourceCreate
+from astralog.controlplane.service import ControlPlane
+from astralog.errors import NotFound
+
+router = APIRouter(prefix="/v1/sources", tags=["sources"])
+ReadOrg = Annotated[str, Depends(scoped("sources:read"))]
+WriteOrg = Annotated[str, Depends(scoped("sources:write"))]
+KeysOrg = Annotated[str, Depends(scoped("keys:write"))]
+
+
+@router.get("", response_model=list[Source])
+def list_sources(org_id: ReadOrg, control: ControlDep) -> list[dict[str, Any]]:
+    return control.sources(org_id)
+
+
+@router.post("", response_model=Source, status_code=201)
+def create_source(
+    body: SourceCreate, org_id: WriteOrg, control: ControlDep, actor: ActorDep
+) -> dict[str, Any]:
+    return control.create_source(org_id, body.name, body.description, actor)
+
+
+@router.get("/{source_id}", response_model=Source)
+def get_source(source_id: str, org_id: ReadOrg, control: ControlDep) -> dict[str, Any]:
+    return control.source(org_id, source_id)
+
+
+@router.get("/{source_id}/keys", response_model=list[Key])
+def list_keys(source_id: str, org_id: ReadOrg, control: ControlDep) -> list[dict[str, Any]]:
+    return control.keys(org_id, source_id)
+
+
+@router.post("/{source_id}/keys", response_model=IssuedKey, status_code=201)
+def issue_key(
+    source_id: str,
+    org_id: KeysOrg,
+    control: ControlDep,
+    actor: ActorDep,
+    body: KeyCreate | None = None,
+) -> dict[str, Any]:
+    issued = control.issue_key(org_id, source_id, actor, body.expires_in_days if body else None)
+    return {"key": issued.credential.secret, "info": issued.info}
+
+
+@router.post("/{source_id}/keys/{key_id}/rotate", response_model=IssuedKey, status_code=201)
+def rotate_key(
+    source_id: str,
+    key_id: str,
+    org_id: KeysOrg,
+    control: ControlDep,
+    settings: SettingsDep,
+    actor: ActorDep,
+    body: KeyRotate | None = None,
+) -> dict[str, Any]:
+    _key_of_source(control, org_id, source_id, key_id)
+    grace = body.grace_minutes if body and body.grace_minutes is not None else None
+    grace = settings.auth.default_grace_minutes if grace is None else grace
+    issued = control.rotate_key(org_id, key_id, grace, actor)
+    return {"key": issued.credential.secret, "info": issued.info}
+
+
+@router.post("/{source_id}/keys/{key_id}/revoke", response_model=Key)
+def revoke_key(
+    source_id: str, key_id: str, org_id: KeysOrg, control: ControlDep, actor: ActorDep
+) -> dict[str, Any]:
+    _key_of_source(control, org_id, source_id, key_id)
+    return control.revoke_key(org_id, key_id, actor)
+
+
+def _key_of_source(control: ControlPlane, org_id: str, source_id: str, key_id: str) -> None:
+    if control.key(org_id, key_id)["source_id"] != source_id:
+        raise NotFound(f"key {key_id[:40]!r} does not belong to source {source_id[:40]!r}")

@@ -1,0 +1,48 @@
+"""Management tokens of the caller's org."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from astralog.api.deps import ActorDep, ControlDep, ManagementDep, scoped
+from astralog.api.models import IssuedToken, Org, Token, TokenCreate
+from astralog.errors import Forbidden
+
+router = APIRouter(tags=["tokens"])
+TokensOrg = Annotated[str, Depends(scoped("tokens:write"))]
+
+
+@router.get("/v1/org", response_model=Org)
+def current_org(principal: ManagementDep, control: ControlDep) -> dict[str, Any]:
+    if principal.org_id is None:
+        raise Forbidden("an operator token belongs to no org; use GET /v1/orgs")
+    return control.org(principal.org_id)
+
+
+@router.get("/v1/tokens", response_model=list[Token])
+def list_tokens(org_id: TokensOrg, control: ControlDep) -> list[dict[str, Any]]:
+    return control.tokens(org_id)
+
+
+@router.post("/v1/tokens", response_model=IssuedToken, status_code=201)
+def issue_token(
+    body: TokenCreate,
+    org_id: TokensOrg,
+    principal: ManagementDep,
+    control: ControlDep,
+    actor: ActorDep,
+) -> dict[str, Any]:
+    missing = sorted(set(body.scopes) - principal.scopes)
+    if missing:
+        raise Forbidden(f"a token cannot grant scopes it does not hold itself: {missing}")
+    issued = control.issue_token(org_id, body.name, body.scopes, actor)
+    return {"token": issued.credential.secret, "info": issued.info}
+
+
+@router.post("/v1/tokens/{token_id}/revoke", response_model=Token)
+def revoke_token(
+    token_id: str, org_id: TokensOrg, control: ControlDep, actor: ActorDep
+) -> dict[str, Any]:
+    return control.revoke_token(org_id, token_id, actor)

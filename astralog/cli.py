@@ -1,0 +1,280 @@
+"""The ``astralog`` command: serve, bootstrap, manage sources and keys, verify the audit chain.
+
+Management commands act directly on the local control plane (as the operator of this machine) and
+are recorded in the event log with the actor ``cli:<user>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from astralog.controlplane.audit import load_public_key, verify
+from astralog.controlplane.store import Actor
+from astralog.errors import AstralogError, NotFound
+from astralog.principal import SCOPES
+from astralog.runtime import Bootstrap, Runtime
+from astralog.settings import Settings, load_settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _actor() -> Actor:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return Actor(f"cli:{user}", "local")
+
+
+def _print(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _org_id(runtime: Runtime, org: str) -> str:
+    for row in runtime.control.orgs():
+        if org in (row["id"], row["name"]):
+            return str(row["id"])
+    raise NotFound(f"no org with id or name {org!r}; `astralog orgs list` shows them")
+
+
+def banner(settings: Settings, boot: Bootstrap) -> str:
+    url = settings.server.url()
+    curl = (
+        f"curl -sS -X POST {url}/v1/ingest \\\n"
+        f"  -H 'Authorization: Bearer {boot.ingest_key}' \\\n"
+        "  -H 'Content-Type: application/json' \\\n"
+        '  -d \'{"message":"hello from the quickstart","level":"info","service":"demo"}\''
+    )
+    return "\n".join(
+        [
+            "",
+            "Astralog is set up (first start). These secrets are shown once; store them now.",
+            f"  URL:             {url}",
+            f"  Org:             {boot.org['name']} ({boot.org['id']}), source "
+            f"{boot.source['name']} ({boot.source['id']})",
+            f"  Admin token:     {boot.admin_token}",
+            f"  Operator token:  {boot.operator_token}",
+            f"  Ingest key:      {boot.ingest_key}",
+            "",
+            "Send an event:",
+            curl,
+            "",
+        ]
+    )
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from astralog import logs
+    from astralog.api.app import create_app
+
+    updates = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    if updates:
+        settings = settings.model_copy(
+            update={"server": settings.server.model_copy(update=updates)}
+        )
+    runtime = Runtime(settings)
+    boot = runtime.bootstrap()
+    if boot is not None:
+        print(banner(settings, boot), flush=True)
+    else:
+        print(f"Astralog on {settings.server.url()} (data in {settings.data_dir})", flush=True)
+    logs.configure(settings.log_level)
+    app = create_app(settings, runtime)
+    uvicorn.run(
+        app,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0
+
+
+def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = Runtime(settings)
+    boot = runtime.bootstrap()
+    if boot is None:
+        print(f"already initialised: {settings.path(settings.control.database)}", file=sys.stderr)
+        return 1
+    print(banner(settings, boot))
+    return 0
+
+
+def cmd_orgs(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = Runtime(settings)
+    if args.action == "create":
+        _print(runtime.control.create_org(args.name, args.plan, _actor()))
+    elif args.action == "set-plan":
+        overrides = json.loads(args.overrides) if args.overrides else {}
+        _print(runtime.control.set_plan(_org_id(runtime, args.org), args.plan, overrides, _actor()))
+    else:
+        _print(runtime.control.orgs())
+    return 0
+
+
+def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = Runtime(settings)
+    org_id = _org_id(runtime, args.org)
+    if args.action == "create":
+        _print(runtime.control.create_source(org_id, args.name, args.description, _actor()))
+    else:
+        _print(runtime.control.sources(org_id))
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = Runtime(settings)
+    control, org_id = runtime.control, _org_id(runtime, args.org)
+    if args.action == "list":
+        _print(control.keys(org_id, args.source))
+    elif args.action == "revoke":
+        _print(control.revoke_key(org_id, args.key_id, _actor()))
+    else:
+        issued = (
+            control.issue_key(org_id, args.source, _actor())
+            if args.action == "issue"
+            else control.rotate_key(org_id, args.key_id, args.grace_minutes, _actor())
+        )
+        print(f"{issued.credential.secret}\n(shown once; store it now)", file=sys.stdout)
+        _print(issued.info)
+    return 0
+
+
+def cmd_tokens(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = Runtime(settings)
+    org_id = None if args.operator else _org_id(runtime, args.org)
+    if args.action == "revoke":
+        _print(runtime.control.revoke_token(org_id, args.token_id, _actor()))
+        return 0
+    issued = runtime.control.issue_token(org_id, args.name, args.scope or [], _actor())
+    print(f"{issued.credential.secret}\n(shown once; store it now)")
+    _print(issued.info)
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
+    database = args.database or settings.path(settings.control.database)
+    if args.action == "verify":
+        if args.public_key:
+            pem = Path(args.public_key).read_bytes()
+        else:
+            pem = Runtime(settings).signer.public_pem()
+        report = verify(Path(database), load_public_key(pem))
+        _print(vars(report))
+        print("chain OK" if report.ok else f"TAMPERED: {report.problems[0]}", file=sys.stderr)
+        return 0 if report.ok else 1
+    runtime = Runtime(settings)
+    if args.action == "public-key":
+        sys.stdout.write(runtime.signer.public_pem().decode())
+    else:
+        signed = runtime.signer.checkpoint(runtime.control.store)
+        print(f"signed checkpoint at record {signed[0]}" if signed else "head already signed")
+    return 0
+
+
+def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
+    count = Runtime(settings).control.rebuild()
+    print(f"rebuilt projections from {count} events")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    from astralog.configdoc import render
+
+    print(render())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="astralog",
+        description="Event-sourced log analytics with bring-your-own storage. Configuration comes "
+        "from ASTRALOG_* environment variables (see `astralog config docs`).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("serve", help="run the service (bootstraps a demo org on first start)")
+    p.add_argument("--host", help="bind address (default from ASTRALOG_SERVER__HOST)")
+    p.add_argument("--port", type=int, help="port (default from ASTRALOG_SERVER__PORT)")
+    p.set_defaults(handler=cmd_serve)
+
+    p = sub.add_parser("init", help="bootstrap an empty data dir and print the one-time secrets")
+    p.set_defaults(handler=cmd_init)
+
+    p = sub.add_parser("orgs", help="list, create orgs or change their plan")
+    p.add_argument("action", choices=["list", "create", "set-plan"])
+    p.add_argument("--name", help="org name (create)")
+    p.add_argument("--org", help="org id or name (set-plan)")
+    p.add_argument("--plan", default="free", help="free, pro or enterprise")
+    p.add_argument(
+        "--overrides", help='JSON of plan limits, enterprise only: {"retention_days":90}'
+    )
+    p.set_defaults(handler=cmd_orgs)
+
+    p = sub.add_parser("sources", help="list or create an org's sources")
+    p.add_argument("action", choices=["list", "create"])
+    p.add_argument("--org", required=True, help="org id or name")
+    p.add_argument("--name", help="source name (create)")
+    p.add_argument("--description", default="")
+    p.set_defaults(handler=cmd_sources)
+
+    p = sub.add_parser("keys", help="issue, list, rotate or revoke a source's ingest keys")
+    p.add_argument("action", choices=["list", "issue", "rotate", "revoke"])
+    p.add_argument("--org", required=True, help="org id or name")
+    p.add_argument("--source", help="source id (list, issue)")
+    p.add_argument("--key-id", help="key id (rotate, revoke)")
+    p.add_argument(
+        "--grace-minutes",
+        type=int,
+        default=24 * 60,
+        help="how long the old key keeps working after rotate (0-10080, default 1440)",
+    )
+    p.set_defaults(handler=cmd_keys)
+
+    p = sub.add_parser("tokens", help="issue or revoke management tokens")
+    p.add_argument("action", choices=["issue", "revoke"])
+    p.add_argument("--org", help="org id or name")
+    p.add_argument("--operator", action="store_true", help="an operator token (no org)")
+    p.add_argument("--name", default="cli", help="token name (issue)")
+    p.add_argument("--scope", action="append", choices=sorted(SCOPES), help="repeatable")
+    p.add_argument("--token-id", help="token id (revoke)")
+    p.set_defaults(handler=cmd_tokens)
+
+    p = sub.add_parser("audit", help="verify the hash chain, sign a checkpoint, print the key")
+    p.add_argument("action", choices=["verify", "checkpoint", "public-key"])
+    p.add_argument("--database", help="SQLite file to verify (default: this data dir's)")
+    p.add_argument("--public-key", help="PEM public key to verify with (offline verification)")
+    p.set_defaults(handler=cmd_audit)
+
+    p = sub.add_parser("events", help="rebuild projections from the event log")
+    p.add_argument("action", choices=["rebuild"])
+    p.set_defaults(handler=cmd_events)
+
+    p = sub.add_parser("config", help="print the configuration reference")
+    p.add_argument("action", choices=["docs"])
+    p.set_defaults(handler=cmd_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        handler: Handler = args.handler
+        return handler(args, settings)
+    except AstralogError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Control plane: commands -> events (hash-chained log) -> projections."""

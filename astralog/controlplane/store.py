@@ -1,0 +1,201 @@
+"""The append-only, hash-chained control-plane event log in SQLite.
+
+Every record is hashed (SHA-256) over its canonical JSON together with the previous record's hash,
+so editing, dropping or reordering a record breaks the chain. Triggers refuse UPDATE and DELETE.
+Projections are updated by ``projector`` in the same transaction as the append, so state and log
+never disagree. Appends check the aggregate version the command expected (optimistic concurrency).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from astralog.controlplane.events import Event
+from astralog.errors import Conflict
+
+GENESIS = "0" * 64
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY,
+    aggregate_id TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    client TEXT NOT NULL,
+    at TEXT NOT NULL,
+    org_id TEXT,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    UNIQUE (aggregate_id, version)
+);
+CREATE INDEX IF NOT EXISTS events_org ON events (org_id, seq);
+CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
+BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+"""
+
+_FIELDS = ("seq", "aggregate_id", "version", "type", "payload", "actor", "client", "at", "org_id")
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def record_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    return hashlib.sha256((prev_hash + canonical_json(fields)).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who caused an event and from where."""
+
+    principal: str
+    client: str = "local"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    seq: int
+    aggregate_id: str
+    version: int
+    type: str
+    payload: str
+    actor: str
+    client: str
+    at: str
+    org_id: str | None
+    prev_hash: str
+    hash: str
+
+    def event(self) -> Event:
+        return Event.from_payload(self.type, json.loads(self.payload))
+
+    def hashed_fields(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _FIELDS}
+
+
+Projector = Callable[[sqlite3.Connection, Recorded], None]
+
+
+def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
+    if read_only:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA busy_timeout=5000")
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+class EventStore:
+    def __init__(self, path: Path, projector: Projector, projection_schema: str) -> None:
+        self.path = path
+        self._projector = projector
+        self._conn = connect(path)
+        self._lock = threading.RLock()
+        self._conn.executescript(_SCHEMA + projection_schema)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One serialised write transaction: read state, decide, append; all or nothing."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._conn
+
+    def version(self, aggregate_id: str) -> int:
+        row = self._conn.execute(
+            "SELECT MAX(version) FROM events WHERE aggregate_id = ?", (aggregate_id,)
+        ).fetchone()
+        return int(row[0] or 0)
+
+    def head(self) -> tuple[int, str]:
+        row = self._conn.execute(
+            "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        return (int(row["seq"]), str(row["hash"])) if row else (0, GENESIS)
+
+    def append(self, event: Event, actor: Actor, expected_version: int) -> Recorded:
+        """Append inside the caller's transaction; ``expected_version`` 0 means a new aggregate."""
+        current = self.version(event.aggregate_id)
+        if current != expected_version:
+            raise Conflict(
+                f"{event.aggregate_id} changed concurrently (version {current}, expected "
+                f"{expected_version}); reload and try again"
+            )
+        seq, prev_hash = self.head()
+        fields: dict[str, Any] = {
+            "seq": seq + 1,
+            "aggregate_id": event.aggregate_id,
+            "version": current + 1,
+            "type": type(event).__name__,
+            "payload": canonical_json(event.payload()),
+            "actor": actor.principal,
+            "client": actor.client,
+            "at": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "org_id": event.org,
+        }
+        record = Recorded(**fields, prev_hash=prev_hash, hash=record_hash(prev_hash, fields))
+        self._conn.execute(
+            f"INSERT INTO events ({', '.join((*_FIELDS, 'prev_hash', 'hash'))}) "
+            f"VALUES ({', '.join('?' * (len(_FIELDS) + 2))})",
+            (*fields.values(), prev_hash, record.hash),
+        )
+        self._projector(self._conn, record)
+        return record
+
+    def records(
+        self, *, after: int = 0, org_id: str | None = None, limit: int | None = None
+    ) -> list[Recorded]:
+        sql = "SELECT * FROM events WHERE seq > ?"
+        args: list[Any] = [after]
+        if org_id is not None:
+            sql += " AND org_id = ?"
+            args.append(org_id)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self.reading() as conn:
+            return [Recorded(**dict(row)) for row in conn.execute(sql, args)]
+
+    def close(self) -> None:
+        self._conn.close()

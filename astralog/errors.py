@@ -1,0 +1,121 @@
+"""The one error tree of Astralog.
+
+Every error carries its HTTP status and a message a person can act on.
+
+::
+
+    AstralogError (500)
+    ├── BadRequest (400)
+    │   ├── ValidationFailed (422)
+    │   └── SyntaxErrorAt (400, with a position)
+    ├── Unauthenticated (401)
+    ├── Forbidden (403)
+    ├── NotFound (404)
+    ├── Conflict (409)
+    ├── PayloadTooLarge (413)
+    ├── UnsupportedMediaType (415)
+    ├── RateLimited (429, with Retry-After)
+    ├── Unavailable (503, with Retry-After)
+    └── ConfigError (raised at start, never served)
+
+Errors of dependencies (sqlite3, botocore, clickhouse-connect, duckdb) are translated at the
+boundary with ``raise ... from exc``; the API renders any ``AstralogError`` as an RFC 9457 problem
+document (see :mod:`astralog.api.problems`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AstralogError(Exception):
+    status: ClassVar[int] = 500
+    title: ClassVar[str] = "Internal error"
+    slug: ClassVar[str] = "internal"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+
+
+class BadRequest(AstralogError):
+    status = 400
+    title = "Bad request"
+    slug = "bad-request"
+
+
+class ValidationFailed(BadRequest):
+    status = 422
+    title = "Validation failed"
+    slug = "validation"
+
+
+class SyntaxErrorAt(BadRequest):
+    title = "Syntax error"
+    slug = "syntax"
+
+    def __init__(self, detail: str, position: int, hint: str = "") -> None:
+        super().__init__(detail, position=position, hint=hint)
+        self.position = position
+
+
+class Unauthenticated(AstralogError):
+    status = 401
+    title = "Unauthenticated"
+    slug = "unauthenticated"
+
+
+class Forbidden(AstralogError):
+    status = 403
+    title = "Forbidden"
+    slug = "forbidden"
+
+
+class NotFound(AstralogError):
+    status = 404
+    title = "Not found"
+    slug = "not-found"
+
+
+class Conflict(AstralogError):
+    status = 409
+    title = "Conflict"
+    slug = "conflict"
+
+
+class PayloadTooLarge(AstralogError):
+    status = 413
+    title = "Payload too large"
+    slug = "too-large"
+
+
+class UnsupportedMediaType(AstralogError):
+    status = 415
+    title = "Unsupported media type"
+    slug = "unsupported-media-type"
+
+
+class _RetryLater(AstralogError):
+    def __init__(self, detail: str, retry_after: int, **extra: Any) -> None:
+        super().__init__(detail, retry_after=retry_after, **extra)
+        self.retry_after = retry_after
+        self.headers["Retry-After"] = str(retry_after)
+
+
+class RateLimited(_RetryLater):
+    status = 429
+    title = "Rate limit exceeded"
+    slug = "rate-limited"
+
+
+class Unavailable(_RetryLater):
+    status = 503
+    title = "Service unavailable"
+    slug = "unavailable"
+
+
+class ConfigError(AstralogError):
+    title = "Configuration error"
+    slug = "config"

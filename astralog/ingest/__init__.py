@@ -1,0 +1,1 @@
+"""Ingest pipeline: decode -> normalise -> WAL -> flush -> connector."""

@@ -1,0 +1,213 @@
+"""Configuration: one root, one sub-model per component, env prefix ``ASTRALOG_``.
+
+Nested fields use a double underscore: ``ASTRALOG_INGEST__MAX_BODY_BYTES=10485760``. A TOML config
+file may be named by ``ASTRALOG_CONFIG_FILE``; environment variables win over the file. Every field
+has a default that works on a laptop. Outside development mode, default or missing secrets are
+refused at start. ``docs/configuration.md`` is generated from these models
+(``astralog config docs``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from astralog.errors import ConfigError
+
+DEV_SECRET = "dev-only-insecure-secret-change-me"  # noqa: S105 - the marker we refuse in production
+
+
+class ServerSettings(BaseModel):
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port of the HTTP server.")
+    public_url: str = Field(
+        "", description="URL shippers and browsers use to reach the service; derived when empty."
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Proxy addresses whose X-Forwarded-For is believed for the client address.",
+    )
+
+    def url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+
+class ControlPlaneSettings(BaseModel):
+    database: Path = Field(
+        Path("control.sqlite3"),
+        description="SQLite file of the control-plane event log (relative to data_dir).",
+    )
+    checkpoint_interval_seconds: float = Field(
+        60.0, gt=0, description="Sign a checkpoint of the chain head this often when it moved."
+    )
+    signing_key_file: Path = Field(
+        Path("checkpoint-signing.key"),
+        description="Ed25519 private key (PEM) for checkpoints, created on first start "
+        "(relative to data_dir).",
+    )
+
+
+class AuthSettings(BaseModel):
+    key_pepper: str = Field(
+        DEV_SECRET,
+        description="Server secret mixed into the HMAC-SHA-256 of every stored key and token. "
+        "Changing it invalidates every key.",
+    )
+    default_grace_minutes: int = Field(
+        24 * 60, ge=0, le=7 * 24 * 60, description="Default overlap of an old key after rotation."
+    )
+    key_cache_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How long a node trusts its cached view of a key. A revocation on another "
+        "replica takes effect there within this bound.",
+    )
+
+
+class IngestSettings(BaseModel):
+    max_body_bytes: int = Field(
+        10 * 2**20, ge=1024, description="Largest request body on the wire."
+    )
+    max_decompressed_bytes: int = Field(
+        100 * 2**20, ge=1024, description="Largest body after decompression (zip bombs stop here)."
+    )
+    max_event_bytes: int = Field(1 * 2**20, ge=256, description="Largest single event.")
+    max_fields: int = Field(
+        1000, ge=1, description="Most attributes in one event after flattening."
+    )
+    max_depth: int = Field(20, ge=1, description="Deepest nesting of objects in one event.")
+    max_string_bytes: int = Field(256 * 1024, ge=64, description="Longest single attribute value.")
+    max_future_seconds: int = Field(
+        2 * 3600, ge=0, description="Timestamps further ahead than this are rejected."
+    )
+    idempotency_window_seconds: int = Field(
+        24 * 3600, ge=0, description="How long an Idempotency-Key makes a retry a no-op."
+    )
+
+
+class WalSettings(BaseModel):
+    directory: Path = Field(Path("wal"), description="WAL directory (relative to data_dir).")
+    fsync: bool = Field(True, description="fsync before acknowledging. Only tests turn this off.")
+    segment_max_bytes: int = Field(
+        64 * 2**20, ge=1024, description="A segment is sealed when it grows past this size."
+    )
+    segment_max_age_seconds: float = Field(
+        10.0, gt=0, description="A segment is sealed this long after its first event."
+    )
+    disk_budget_bytes: int = Field(
+        2 * 2**30,
+        ge=1024,
+        description="When unflushed WAL data reaches this, ingest answers 503 with Retry-After.",
+    )
+
+
+class FlushSettings(BaseModel):
+    interval_seconds: float = Field(1.0, gt=0, description="How often the flusher looks for work.")
+    row_group_rows: int = Field(
+        64 * 1024, ge=1024, description="Parquet row group size: smaller prunes finer."
+    )
+    retry_max_seconds: float = Field(
+        30.0, gt=0, description="Longest back-off between retries of a failing destination."
+    )
+
+
+class StorageSettings(BaseModel):
+    local_root: Path = Field(
+        Path("bucket"), description="Embedded default bucket directory (relative to data_dir)."
+    )
+    master_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="Master keys for connector secrets: key id -> base64 of 32 bytes.",
+    )
+    active_master_key: str = Field("", description="Key id used to wrap new data keys.")
+    allow_private_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDR networks a customer endpoint may resolve to although private "
+        "(on-prem MinIO, tests).",
+    )
+
+
+class QuerySettings(BaseModel):
+    engine_threads: int = Field(2, ge=1, description="DuckDB threads per query.")
+    default_limit: int = Field(100, ge=1, le=10_000, description="Events per page by default.")
+
+
+class Settings(BaseSettings):
+    """The root of all configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ASTRALOG_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    mode: Literal["development", "production"] = Field(
+        "development", description="Production refuses default secrets."
+    )
+    data_dir: Path = Field(Path(".astralog"), description="Where all local state lives.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Level of the service's own JSON logs."
+    )
+    server: ServerSettings = Field(default_factory=ServerSettings)  # type: ignore[arg-type]
+    control: ControlPlaneSettings = Field(default_factory=ControlPlaneSettings)  # type: ignore[arg-type]
+    auth: AuthSettings = Field(default_factory=AuthSettings)  # type: ignore[arg-type]
+    ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
+    wal: WalSettings = Field(default_factory=WalSettings)  # type: ignore[arg-type]
+    flush: FlushSettings = Field(default_factory=FlushSettings)  # type: ignore[arg-type]
+    storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
+    query: QuerySettings = Field(default_factory=QuerySettings)  # type: ignore[arg-type]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("ASTRALOG_CONFIG_FILE")
+        if config_file:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+    @model_validator(mode="after")
+    def _refuse_default_secrets(self) -> Settings:
+        weak_pepper = self.auth.key_pepper == DEV_SECRET or len(self.auth.key_pepper) < 32
+        if self.mode == "production" and weak_pepper:
+            raise ValueError(
+                "ASTRALOG_AUTH__KEY_PEPPER must be set to a random secret of at least 32 "
+                "characters in production mode"
+            )
+        if (
+            self.storage.master_keys
+            and self.storage.active_master_key not in self.storage.master_keys
+        ):
+            raise ValueError(
+                "ASTRALOG_STORAGE__ACTIVE_MASTER_KEY must name one of ASTRALOG_STORAGE__MASTER_KEYS"
+            )
+        return self
+
+    def path(self, relative: Path) -> Path:
+        """Resolve a configured path against ``data_dir``."""
+        return relative if relative.is_absolute() else self.data_dir / relative
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings; a misconfiguration raises ConfigError naming the variable and the problem."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = "ASTRALOG_" + "__".join(str(p).upper() for p in err["loc"] if p != "__root__")
+            problems.append(f"{name.rstrip('_')}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from exc

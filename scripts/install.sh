@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Idempotent set-up: a project-local virtualenv with Astralog installed, and with `test` also the
+# test tools and the real components the suite drives (Debian packages). Safe to run every time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+want="${1:-run}"
+venv="${VENV:-.venv}"
+python="${PYTHON:-python3}"
+
+"$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || { echo "Astralog needs Python 3.11 or newer ($python is $("$python" --version))" >&2; exit 1; }
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+
+extras="."
+[ "$want" = test ] && extras=".[test]"
+stamp="$venv/.installed-$want-$(cat pyproject.toml | sha256sum | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+  "$venv/bin/python" -m pip install --quiet --editable "$extras"
+  touch "$stamp"
+fi
+
+if [ "$want" = test ]; then
+  need=()
+  command -v syslog-ng >/dev/null 2>&1 || need+=(syslog-ng-core syslog-ng-mod-http)
+  command -v loggen >/dev/null 2>&1 || need+=(syslog-ng-core)
+  if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+    else
+      echo "the tests need Debian packages: ${need[*]} (run as root or: sudo apt-get install ${need[*]})" >&2
+      exit 1
+    fi
+  fi
+fi

@@ -1,0 +1,54 @@
+import pytest
+
+from astralog.cli import main
+from astralog.errors import ConfigError
+from astralog.settings import load_settings
+
+
+def test_defaults_work_on_a_laptop() -> None:
+    settings = load_settings()
+    assert settings.mode == "development"
+    assert settings.server.url() == "http://127.0.0.1:8080"
+
+
+def test_production_refuses_the_default_pepper(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASTRALOG_MODE", "production")
+    with pytest.raises(ConfigError, match="ASTRALOG_AUTH__KEY_PEPPER"):
+        load_settings()
+    monkeypatch.setenv("ASTRALOG_AUTH__KEY_PEPPER", "x" * 40)
+    assert load_settings().mode == "production"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("ASTRALOG_SERVER__PORT", "99999"),
+        ("ASTRALOG_INGEST__MAX_BODY_BYTES", "lots"),
+        ("ASTRALOG_MODE", "prod"),
+        ("ASTRALOG_WAL__FSYNC", "maybe"),
+    ],
+)
+def test_misconfiguration_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match=name):
+        load_settings()
+    assert main(["orgs", "list"]) == 2
+    assert name in capsys.readouterr().err
+
+
+def test_config_file_is_read_and_env_wins(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "astralog.toml"
+    config.write_text('log_level = "DEBUG"\n[server]\nport = 9000\nhost = "0.0.0.0"\n')
+    monkeypatch.setenv("ASTRALOG_CONFIG_FILE", str(config))
+    monkeypatch.setenv("ASTRALOG_SERVER__PORT", "9100")
+    settings = load_settings()
+    assert (settings.log_level, settings.server.host, settings.server.port) == ("DEBUG", "0.0.0.0", 9100)
+
+
+def test_config_reference_lists_every_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["config", "docs"]) == 0
+    text = capsys.readouterr().out
+    for name in ("ASTRALOG_DATA_DIR", "ASTRALOG_WAL__DISK_BUDGET_BYTES", "ASTRALOG_AUTH__KEY_PEPPER"):
+        assert f"`{name}`" in text
