@@ -1,16 +1,34 @@
-"""The collaborators one process needs, built from settings: used by the server and the CLI."""
+"""The collaborators one process needs, built from settings: used by the server and the CLI.
+
+The control plane opens at once (CLI commands need nothing else). The data plane (WAL, flusher,
+catalog, limits) belongs to exactly one serving process per data dir: ``open_data_plane`` runs
+in the server's lifespan, and the WAL's directory lock refuses a second server on the same dir.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from dataclasses import dataclass
 
+from astralog.catalog import Catalog
+from astralog.connectors.base import Connector
+from astralog.connectors.local import LocalConnector
 from astralog.controlplane.audit import Signer
 from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.store import Actor
+from astralog.ingest.flush import Flusher
+from astralog.ingest.idempotency import IdempotencyStore
+from astralog.ingest.ratelimit import RateLimiter
+from astralog.ingest.wal import WriteAheadLog
+from astralog.metrics import Metrics
 from astralog.principal import SCOPES
 from astralog.settings import Settings
 
 SYSTEM = Actor("system:bootstrap", "local")
+LOCAL_DESTINATION = "local"
+log = logging.getLogger("astralog.runtime")
 
 
 @dataclass(frozen=True)
@@ -24,6 +42,47 @@ class Bootstrap:
     operator_token: str
 
 
+class DataPlane:
+    """WAL, flusher, catalog, limiter and idempotency of the serving process."""
+
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.wal = WriteAheadLog(settings.wal, settings.path(settings.wal.directory))
+        self.catalog = Catalog(
+            settings.path(settings.control.database).with_name("catalog.sqlite3")
+        )
+        self.local = LocalConnector(
+            settings.path(settings.storage.local_root), row_group_rows=settings.flush.row_group_rows
+        )
+        self.flusher = Flusher(self.wal, self.catalog, self.destination, settings.flush)
+        self.rate_limiter = RateLimiter()
+        self.idempotency = IdempotencyStore(
+            settings.data_dir / "idempotency.sqlite3", settings.ingest.idempotency_window_seconds
+        )
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def destination(self, org_id: str) -> tuple[str, Connector]:
+        return LOCAL_DESTINATION, self.local
+
+    def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self.flusher.run(), name="astralog-flusher"))
+
+    async def stop(self, drain_seconds: float = 10.0) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.to_thread(self.wal.force_seal)
+        try:
+            await asyncio.wait_for(self.flusher.flush_once(), drain_seconds)
+        except (TimeoutError, Exception):
+            log.warning("shutdown flush did not finish; the WAL keeps the rest for the next start")
+        self.wal.close()
+        self.catalog.close()
+        self.idempotency.close()
+
+
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -34,6 +93,24 @@ class Runtime:
             settings.auth.key_cache_seconds,
         )
         self.signer = Signer(settings.path(settings.control.signing_key_file))
+        self.metrics = Metrics()
+        self._data: DataPlane | None = None
+
+    @property
+    def data(self) -> DataPlane:
+        if self._data is None:
+            raise RuntimeError("the data plane is not open: only the serving process has it")
+        return self._data
+
+    def open_data_plane(self) -> DataPlane:
+        if self._data is None:
+            self._data = DataPlane(self.settings, self.metrics)
+        return self._data
+
+    async def close_data_plane(self) -> None:
+        if self._data is not None:
+            await self._data.stop()
+            self._data = None
 
     def bootstrap(self) -> Bootstrap | None:
         """On an empty control plane: plans, a demo org, a source, its key and admin tokens."""
@@ -51,6 +128,8 @@ class Runtime:
         )
 
     def ready(self) -> tuple[bool, str]:
+        if self._data is None:
+            return False, "the write-ahead log is not open yet"
         return True, ""
 
     def close(self) -> None:

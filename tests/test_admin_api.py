@@ -60,7 +60,9 @@ def test_source_and_key_lifecycle(client: TestClient, admin: dict[str, str]) -> 
         json={"grace_minutes": 60},
         headers=admin,
     ).json()
-    states = {k["id"]: k["state"] for k in client.get(f"/v1/sources/{sid}/keys", headers=admin).json()}
+    states = {
+        k["id"]: k["state"] for k in client.get(f"/v1/sources/{sid}/keys", headers=admin).json()
+    }
     assert states == {issued["info"]["id"]: "rotating", rotated["info"]["id"]: "active"}
 
     revoked = client.post(
@@ -119,7 +121,9 @@ def test_scopes_separate_tokens(client: TestClient, admin: dict[str, str], boot:
         "/v1/tokens", json={"name": "reader", "scopes": ["logs:read"]}, headers=admin
     ).json()
     assert reader["info"]["scopes"] == ["logs:read"]
-    body = _problem(client.post("/v1/sources", json={"name": "x"}, headers=bearer(reader["token"])), 403)
+    body = _problem(
+        client.post("/v1/sources", json={"name": "x"}, headers=bearer(reader["token"])), 403
+    )
     assert "sources:write" in body["detail"]
     # An ingest key can never manage; a management token is refused on operator routes (404).
     body = _problem(client.get("/v1/sources", headers=bearer(boot.ingest_key)), 403)
@@ -135,13 +139,17 @@ def test_a_token_cannot_grant_more_than_it_holds(client: TestClient, admin: dict
         "/v1/tokens", json={"name": "narrow", "scopes": ["tokens:write"]}, headers=admin
     ).json()["token"]
     body = _problem(
-        client.post("/v1/tokens", json={"name": "wide", "scopes": ["logs:read"]}, headers=bearer(narrow)),
+        client.post(
+            "/v1/tokens", json={"name": "wide", "scopes": ["logs:read"]}, headers=bearer(narrow)
+        ),
         403,
     )
     assert "logs:read" in body["detail"]
 
 
-def test_operator_routes_are_invisible_to_everyone_else(client: TestClient, boot: Bootstrap) -> None:
+def test_operator_routes_are_invisible_to_everyone_else(
+    client: TestClient, boot: Bootstrap
+) -> None:
     for headers in ({}, bearer(boot.admin_token), bearer(boot.ingest_key), bearer("alo_x")):
         _problem(client.get("/v1/orgs", headers=headers), 404)
         _problem(client.post("/v1/orgs", json={"name": "x"}, headers=headers), 404)
@@ -154,7 +162,11 @@ def test_plans_and_enterprise_overrides(client: TestClient, boot: Bootstrap) -> 
     org = client.post("/v1/orgs", json={"name": "initech"}, headers=op).json()
     assert org["plan"] == "free" and org["limits"]["retention_days"] == 3
     body = _problem(
-        client.put(f"/v1/orgs/{org['id']}/plan", json={"plan": "pro", "overrides": {"retention_days": 90}}, headers=op),
+        client.put(
+            f"/v1/orgs/{org['id']}/plan",
+            json={"plan": "pro", "overrides": {"retention_days": 90}},
+            headers=op,
+        ),
         400,
     )
     assert "enterprise" in body["detail"]
@@ -173,7 +185,10 @@ def test_free_plan_source_limit(client: TestClient, boot: Bootstrap, runtime: Ru
         f"/v1/orgs/{org['id']}/tokens", json={"name": "a", "scopes": ["sources:write"]}, headers=op
     ).json()["token"]
     for name in ("a", "b", "c"):
-        assert client.post("/v1/sources", json={"name": name}, headers=bearer(token)).status_code == 201
+        assert (
+            client.post("/v1/sources", json={"name": name}, headers=bearer(token)).status_code
+            == 201
+        )
     before = _state(runtime)
     body = _problem(client.post("/v1/sources", json={"name": "d"}, headers=bearer(token)), 403)
     assert "plan allows 3 sources" in body["detail"]
@@ -228,7 +243,13 @@ BAD_REQUESTS = [
 
 @pytest.mark.parametrize(("method", "path", "body", "status"), BAD_REQUESTS)
 def test_bad_input_gets_a_problem_and_changes_nothing(
-    client: TestClient, admin: dict[str, str], runtime: Runtime, method: str, path: str, body: Any, status: int
+    client: TestClient,
+    admin: dict[str, str],
+    runtime: Runtime,
+    method: str,
+    path: str,
+    body: Any,
+    status: int,
 ) -> None:
     before = _state(runtime)
     kwargs: dict[str, Any] = {"headers": admin}
@@ -266,16 +287,28 @@ def test_wrong_secret_for_a_real_key_id_is_refused(client: TestClient, boot: Boo
     _problem(client.get("/v1/sources", headers=bearer(forged)), 401)
 
 
-def test_oversize_body_is_refused_without_a_change(client: TestClient, admin: dict[str, str], runtime: Runtime) -> None:
+def test_oversize_body_is_refused_without_a_change(
+    client: TestClient, admin: dict[str, str], runtime: Runtime
+) -> None:
     before = _state(runtime)
     big = json.dumps({"name": "big", "description": "x" * 200_000})
-    _problem(client.post("/v1/sources", content=big, headers={**admin, "content-type": "application/json"}), 413)
+    _problem(
+        client.post(
+            "/v1/sources", content=big, headers={**admin, "content-type": "application/json"}
+        ),
+        413,
+    )
 
     def chunks():  # type: ignore[no-untyped-def]
         for _ in range(100):
             yield b" " * 4096  # no Content-Length: counted while streaming
 
-    _problem(client.post("/v1/sources", content=chunks(), headers={**admin, "content-type": "application/json"}), 413)
+    _problem(
+        client.post(
+            "/v1/sources", content=chunks(), headers={**admin, "content-type": "application/json"}
+        ),
+        413,
+    )
     assert _state(runtime) == before
 
 
@@ -307,5 +340,10 @@ def test_audit_lists_org_events_and_exports_ndjson(
 
 def test_openapi_documents_the_admin_api(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/v1/sources", "/v1/sources/{source_id}/keys/{key_id}/rotate", "/v1/tokens", "/v1/audit"):
+    for path in (
+        "/v1/sources",
+        "/v1/sources/{source_id}/keys/{key_id}/rotate",
+        "/v1/tokens",
+        "/v1/audit",
+    ):
         assert path in paths

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def test_records_are_chained_with_actor_and_client(runtime: Runtime, boot: Boots
     _busy_runtime(runtime, boot)
     records = runtime.control.store.records()
     assert [r.seq for r in records] == list(range(1, len(records) + 1))
-    assert all(b.prev_hash == a.hash for a, b in zip(records, records[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(records))
     mine = [r for r in records if r.actor == "test:alice"]
     assert {r.type for r in mine} >= {"SourceCreated", "IngestKeyRotated", "IngestKeyRevoked"}
     assert all(r.client == "127.0.0.1" for r in mine)
@@ -69,7 +70,9 @@ def test_append_checks_the_expected_aggregate_version(runtime: Runtime, boot: Bo
     assert store.head()[0] == before[0] + 1
 
 
-def test_rebuild_from_zero_reproduces_the_live_projections(runtime: Runtime, boot: Bootstrap) -> None:
+def test_rebuild_from_zero_reproduces_the_live_projections(
+    runtime: Runtime, boot: Bootstrap
+) -> None:
     _busy_runtime(runtime, boot)
     live = projections.dump(runtime.control.store.conn)
     assert live["ingest_keys"] and live["tokens"] and live["sources"]
@@ -125,7 +128,9 @@ def test_tampering_with_the_file_is_detected(  # type: ignore[no-untyped-def]
     assert _report(runtime).ok
     head = runtime.control.store.head()[0]
     first_checkpoint = runtime.control.store.conn.execute("SELECT MIN(seq) FROM checkpoints")
-    expected = {"head": head, "first-checkpoint": first_checkpoint.fetchone()[0]}.get(bad_seq, bad_seq)
+    expected = {"head": head, "first-checkpoint": first_checkpoint.fetchone()[0]}.get(
+        bad_seq, bad_seq
+    )
     runtime.control.close()
     _tamper(_db(runtime), *statements)
     report = _report(runtime)
@@ -136,11 +141,16 @@ def test_tampering_with_the_file_is_detected(  # type: ignore[no-untyped-def]
     key_file = runtime.settings.data_dir / "public.pem"
     key_file.write_bytes(runtime.signer.public_pem())
     monkeypatch.setenv("ASTRALOG_DATA_DIR", str(runtime.settings.data_dir / "elsewhere"))
-    assert main(["audit", "verify", "--database", str(_db(runtime)), "--public-key", str(key_file)]) == 1
+    assert (
+        main(["audit", "verify", "--database", str(_db(runtime)), "--public-key", str(key_file)])
+        == 1
+    )
     assert "TAMPERED" in capsys.readouterr().err
 
 
-def test_checkpoint_signed_by_another_key_is_rejected(runtime: Runtime, boot: Bootstrap, tmp_path: Path) -> None:
+def test_checkpoint_signed_by_another_key_is_rejected(
+    runtime: Runtime, boot: Bootstrap, tmp_path: Path
+) -> None:
     from astralog.controlplane.audit import Signer
 
     stranger = Signer(tmp_path / "stranger.key")

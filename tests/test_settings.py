@@ -44,11 +44,19 @@ def test_config_file_is_read_and_env_wins(tmp_path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("ASTRALOG_CONFIG_FILE", str(config))
     monkeypatch.setenv("ASTRALOG_SERVER__PORT", "9100")
     settings = load_settings()
-    assert (settings.log_level, settings.server.host, settings.server.port) == ("DEBUG", "0.0.0.0", 9100)
+    assert (settings.log_level, settings.server.host, settings.server.port) == (
+        "DEBUG",
+        "0.0.0.0",
+        9100,
+    )
 
 
 def test_config_reference_lists_every_variable(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["config", "docs"]) == 0
     text = capsys.readouterr().out
-    for name in ("ASTRALOG_DATA_DIR", "ASTRALOG_WAL__DISK_BUDGET_BYTES", "ASTRALOG_AUTH__KEY_PEPPER"):
+    for name in (
+        "ASTRALOG_DATA_DIR",
+        "ASTRALOG_WAL__DISK_BUDGET_BYTES",
+        "ASTRALOG_AUTH__KEY_PEPPER",
+    ):
         assert f"`{name}`" in text

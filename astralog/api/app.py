@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from astralog import __version__
 from astralog.api import problems
 from astralog.api.middleware import AccessLog, BodyLimit
-from astralog.api.routes import audit, health, orgs, sources, tokens
+from astralog.api.routes import audit, elasticsearch, health, ingest, orgs, sources, tokens
 from astralog.runtime import Runtime
 from astralog.settings import Settings
 
@@ -36,6 +36,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        data = await asyncio.to_thread(runtime.open_data_plane)  # WAL recovery happens here
+        data.start()
         task = asyncio.create_task(_checkpoints(runtime))
         try:
             yield
@@ -43,6 +45,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await runtime.close_data_plane()
             runtime.signer.checkpoint(runtime.control.store)
 
     app = FastAPI(
@@ -53,7 +56,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     problems.install(app)
-    for module in (health, orgs, sources, tokens, audit):
+    for module in (health, ingest, elasticsearch, orgs, sources, tokens, audit):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimit, default_limit=ADMIN_BODY_LIMIT, ingest_limit=settings.ingest.max_body_bytes

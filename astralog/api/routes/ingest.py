@@ -1,0 +1,206 @@
+"""Ingest endpoints in the wire formats shippers already speak.
+
+Every format runs the same pipeline (:func:`accept`): WAL budget -> Idempotency-Key ->
+decompress with a ceiling -> parse into Arrow in bulk (off the event loop) -> rate limit ->
+durable WAL append (fsync, group commit) -> answer. The org and source come from the ingest key.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Request, Response
+from fastapi.responses import JSONResponse
+from google.protobuf.json_format import MessageToJson
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+from starlette.concurrency import run_in_threadpool
+
+from astralog.api.deps import IngestDep, RuntimeDep
+from astralog.errors import BadRequest
+from astralog.ingest import formats
+from astralog.ingest.decode import decompress
+from astralog.ingest.idempotency import check_key
+from astralog.ingest.normalise import NormaliseContext, Parsed
+from astralog.ingest.ratelimit import Quota
+from astralog.principal import Principal
+from astralog.runtime import Runtime
+
+router = APIRouter(tags=["ingest"])
+MAX_REPORTED_REJECTS = 1000
+
+Parser = Callable[[bytes, NormaliseContext], Parsed]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    parsed: Parsed
+    quota: Quota | None
+
+
+def _context(runtime: Runtime, principal: Principal) -> NormaliseContext:
+    assert principal.org_id and principal.source_id
+    limits = runtime.control.plan_limits(principal.org_id)
+    now_ns = time.time_ns()
+    retention_days = int(limits["retention_days"])
+    return NormaliseContext(
+        org_id=principal.org_id,
+        source_id=principal.source_id,
+        now_ns=now_ns,
+        min_timestamp_ns=now_ns - retention_days * 86_400 * 10**9,
+        retention_days=retention_days,
+        limits=runtime.settings.ingest,
+    )
+
+
+async def accept(
+    request: Request, principal: Principal, runtime: Runtime, fmt: str, parse: Parser
+) -> Outcome:
+    started = time.perf_counter()
+    data = runtime.data
+    data.wal.check_budget()
+    body = await request.body()
+    if not body:
+        raise BadRequest("the request body is empty; send at least one event")
+    raw = decompress(
+        body,
+        request.headers.get("content-encoding"),
+        runtime.settings.ingest.max_decompressed_bytes,
+    )
+    ctx = _context(runtime, principal)
+    parsed = await run_in_threadpool(parse, raw, ctx)
+    quota = None
+    rows = parsed.table.num_rows
+    if rows:
+        limits = runtime.control.plan_limits(ctx.org_id)
+        try:
+            quota = data.rate_limiter.take(ctx.org_id, ctx.source_id, rows, len(raw), limits)
+        except Exception:
+            runtime.metrics.rate_limited.labels(ctx.source_id).inc()
+            raise
+        await data.wal.append(parsed.table)
+    m = runtime.metrics
+    m.events_accepted.labels(fmt).inc(rows)
+    m.bytes_accepted.inc(len(raw))
+    for reject in parsed.rejects:
+        m.events_rejected.labels(reject.kind).inc()
+    m.ack_seconds.observe(time.perf_counter() - started)
+    return Outcome(parsed, quota)
+
+
+def _rejects(parsed: Parsed) -> list[dict[str, Any]]:
+    return [
+        {"index": r.index, **({"line": r.line} if r.line is not None else {}), "reason": r.reason}
+        for r in parsed.rejects[:MAX_REPORTED_REJECTS]
+    ]
+
+
+def _headers(outcome: Outcome) -> dict[str, str]:
+    return outcome.quota.headers() if outcome.quota else {}
+
+
+async def _idempotent(
+    request: Request,
+    principal: Principal,
+    runtime: Runtime,
+    key: str | None,
+    respond: Callable[[], Any],
+) -> Any:
+    """Run ``respond`` once per Idempotency-Key; a retry gets the recorded JSON answer."""
+    if key is None:
+        return await respond()
+    check_key(key)
+    org, source = str(principal.org_id), str(principal.source_id)
+    store = runtime.data.idempotency
+    async with store.key_lock(org, source, key):
+        seen = store.lookup(org, source, key)
+        if seen is not None:
+            return JSONResponse(seen[1], seen[0], headers={"Idempotent-Replayed": "true"})
+        response: JSONResponse = await respond()
+        if response.status_code < 300:
+            store.remember(org, source, key, response.status_code, json.loads(bytes(response.body)))
+        return response
+
+
+@router.post(
+    "/v1/ingest",
+    summary="Send events as one JSON object, a JSON array or NDJSON",
+    responses={200: {"description": "Accepted events are durable; rejected ones are listed."}},
+)
+async def ingest_json(
+    request: Request,
+    principal: IngestDep,
+    runtime: RuntimeDep,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> Any:
+    async def respond() -> JSONResponse:
+        outcome = await accept(request, principal, runtime, "json", formats.parse_json_events)
+        parsed = outcome.parsed
+        body = {
+            "accepted": parsed.table.num_rows,
+            "rejected": len(parsed.rejects),
+            "errors": _rejects(parsed),
+        }
+        if parsed.received and not parsed.table.num_rows:
+            body = {
+                "type": "https://astralog.dev/problems/validation",
+                "title": "No valid events",
+                "status": 400,
+                "detail": f"all {parsed.received} events were rejected; see errors",
+                **body,
+            }
+            return JSONResponse(body, 400, media_type="application/problem+json")
+        return JSONResponse(body, 200, headers=_headers(outcome))
+
+    return await _idempotent(request, principal, runtime, idempotency_key, respond)
+
+
+# ---- OpenTelemetry OTLP/HTTP logs -------------------------------------------------------------
+
+OTLP_PROTOBUF = "application/x-protobuf"
+
+
+@router.post(
+    "/v1/logs",
+    summary="OTLP/HTTP logs (protobuf or JSON), answered with ExportLogsServiceResponse",
+)
+async def ingest_otlp(request: Request, principal: IngestDep, runtime: RuntimeDep) -> Response:
+    content_type = request.headers.get("content-type", OTLP_PROTOBUF).split(";")[0].strip()
+
+    def parse(body: bytes, ctx: NormaliseContext) -> Parsed:
+        return formats.parse_otlp_logs(body, content_type, ctx)
+
+    outcome = await accept(request, principal, runtime, "otlp", parse)
+    reply = ExportLogsServiceResponse()
+    if outcome.parsed.rejects:
+        reply.partial_success.rejected_log_records = len(outcome.parsed.rejects)
+        reply.partial_success.error_message = "; ".join(
+            r.reason for r in outcome.parsed.rejects[:20]
+        )
+    headers = _headers(outcome)
+    if content_type == "application/json":
+        return Response(MessageToJson(reply), 200, headers, media_type="application/json")
+    return Response(reply.SerializeToString(), 200, headers, media_type=OTLP_PROTOBUF)
+
+
+# ---- Grafana Loki push ------------------------------------------------------------------------
+
+
+@router.post("/loki/api/v1/push", status_code=204, summary="Loki push API (JSON)")
+async def ingest_loki(request: Request, principal: IngestDep, runtime: RuntimeDep) -> Response:
+    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+
+    def parse(body: bytes, ctx: NormaliseContext) -> Parsed:
+        return formats.parse_loki_push(body, content_type, ctx)
+
+    outcome = await accept(request, principal, runtime, "loki", parse)
+    if outcome.parsed.rejects:
+        return JSONResponse(
+            {"accepted": outcome.parsed.table.num_rows, "errors": _rejects(outcome.parsed)},
+            200 if outcome.parsed.table.num_rows else 400,
+            headers=_headers(outcome),
+        )
+    return Response(status_code=204, headers=_headers(outcome))

@@ -1,0 +1,241 @@
+"""The data catalog: which Parquet batches exist, where, and what time range they hold.
+
+It is the record of :class:`BatchCommitted` facts the flusher appends after a connector wrote a
+batch and before the WAL segment behind it is released; the query planner reads it to prune
+files by org, source and time, and retention reads it to know what to purge. Promises:
+
+* a fact is durable when :meth:`Catalog.record` returns (SQLite WAL journal, ``synchronous=FULL``),
+  because the flusher deletes the WAL segment right after;
+* recording is idempotent: the same object key (or batch id) recorded twice is stored once;
+* safe to share between threads: one connection behind a lock, short transactions.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Collection, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+__all__ = ["BatchCommitted", "Catalog", "OrgUsage"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    object_key         TEXT PRIMARY KEY,
+    batch_id           TEXT NOT NULL UNIQUE,
+    destination_id     TEXT NOT NULL,
+    org_id             TEXT NOT NULL,
+    source_id          TEXT NOT NULL,
+    min_ts_ns          INTEGER NOT NULL,
+    max_ts_ns          INTEGER NOT NULL,
+    rows               INTEGER NOT NULL,
+    bytes              INTEGER NOT NULL,
+    schema_fingerprint TEXT NOT NULL,
+    segment_ids        TEXT NOT NULL,
+    uri                TEXT NOT NULL,
+    committed_at_ns    INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_by_time ON batches (org_id, source_id, max_ts_ns);
+"""
+_COLUMNS = (
+    "object_key, batch_id, destination_id, org_id, source_id, min_ts_ns, max_ts_ns, rows, bytes, "
+    "schema_fingerprint, segment_ids, uri, committed_at_ns"
+)
+
+
+@dataclass(frozen=True)
+class BatchCommitted:
+    """A batch of events was stored at a destination (immutable fact).
+
+    ``min_ts_ns``/``max_ts_ns`` are the inclusive bounds of ``Timestamp`` in the batch;
+    ``segment_ids`` are the WAL segments it was built from, so pending WAL data already in the
+    catalog can be told apart.
+    """
+
+    object_key: str
+    batch_id: str
+    destination_id: str
+    org_id: str
+    source_id: str
+    min_ts_ns: int
+    max_ts_ns: int
+    rows: int
+    bytes: int
+    schema_fingerprint: str
+    segment_ids: tuple[str, ...]
+    uri: str = ""
+    committed_at: datetime | None = None  # set by Catalog.record when left empty
+
+
+@dataclass(frozen=True)
+class OrgUsage:
+    org_id: str
+    batches: int
+    rows: int
+    bytes: int
+
+
+class Catalog:
+    """SQLite-backed catalog of committed batches. Use as a context manager or call close()."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        with self._lock:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk before record() returns; the WAL segment is deleted next.
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn.executescript(_SCHEMA)
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def record(self, batch: BatchCommitted) -> bool:
+        """Append the fact; return False when that object key or batch id was already recorded."""
+        return self.record_many([batch]) == 1
+
+    def record_many(self, batches: Iterable[BatchCommitted]) -> int:
+        """Append several facts in one transaction (one fsync); return how many were new."""
+        rows = [_to_row(b) for b in batches]
+        if not rows:
+            return 0
+        placeholders = ", ".join("?" * len(rows[0]))
+        added = 0
+        with self._transaction() as conn:
+            for row in rows:
+                cursor = conn.execute(
+                    f"INSERT OR IGNORE INTO batches ({_COLUMNS}) VALUES ({placeholders})", row
+                )
+                added += cursor.rowcount
+        return added
+
+    def committed_batch_ids(self, batch_ids: Collection[str]) -> set[str]:
+        """The subset of ``batch_ids`` already recorded (the flusher skips those after a crash)."""
+        found: set[str] = set()
+        ids = list(batch_ids)
+        with self._lock:
+            for chunk in _chunks(ids, 500):
+                marks = ", ".join("?" * len(chunk))
+                query = f"SELECT batch_id FROM batches WHERE batch_id IN ({marks})"
+                found.update(r[0] for r in self._conn.execute(query, chunk))
+        return found
+
+    def batches(
+        self, org_id: str, source_ids: Collection[str] | None, start_ns: int, end_ns: int
+    ) -> list[BatchCommitted]:
+        """Batches of ``org_id`` (or only of ``source_ids``) overlapping ``[start_ns, end_ns)``.
+
+        Oldest first; the query planner reads only the objects listed here.
+        """
+        query = (
+            f"SELECT {_COLUMNS} FROM batches WHERE org_id = ? AND max_ts_ns >= ? AND min_ts_ns < ?"
+        )
+        params: list[object] = [org_id, start_ns, end_ns]
+        if source_ids is not None:
+            if not source_ids:
+                return []
+            query += f" AND source_id IN ({', '.join('?' * len(source_ids))})"
+            params.extend(source_ids)
+        query += " ORDER BY min_ts_ns, object_key"
+        with self._lock:
+            rows = self._conn.execute(query, params).fetchall()
+        return [_from_row(r) for r in rows]
+
+    def forget(self, object_keys: Iterable[str]) -> int:
+        """Drop the facts of deleted objects (retention); return how many were known."""
+        keys = list(object_keys)
+        removed = 0
+        with self._transaction() as conn:
+            for chunk in _chunks(keys, 500):
+                marks = ", ".join("?" * len(chunk))
+                cursor = conn.execute(f"DELETE FROM batches WHERE object_key IN ({marks})", chunk)
+                removed += cursor.rowcount
+        return removed
+
+    def usage(self, org_id: str | None = None) -> list[OrgUsage]:
+        """Batches, rows and bytes stored per org (one org when ``org_id`` is given)."""
+        query = (
+            "SELECT org_id, COUNT(*), COALESCE(SUM(rows), 0), COALESCE(SUM(bytes), 0) FROM batches"
+        )
+        params: list[object] = []
+        if org_id is not None:
+            query += " WHERE org_id = ?"
+            params.append(org_id)
+        query += " GROUP BY org_id ORDER BY org_id"
+        with self._lock:
+            rows = self._conn.execute(query, params).fetchall()
+        return [OrgUsage(*r) for r in rows]
+
+
+def _chunks(items: list[str], size: int) -> Iterator[list[str]]:
+    # SQLite caps the number of bound parameters per statement.
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _to_row(batch: BatchCommitted) -> tuple[object, ...]:
+    return (
+        batch.object_key,
+        batch.batch_id,
+        batch.destination_id,
+        batch.org_id,
+        batch.source_id,
+        batch.min_ts_ns,
+        batch.max_ts_ns,
+        batch.rows,
+        batch.bytes,
+        batch.schema_fingerprint,
+        json.dumps(list(batch.segment_ids)),
+        batch.uri,
+        _to_ns(batch.committed_at or datetime.now(UTC)),
+    )
+
+
+def _to_ns(moment: datetime) -> int:
+    delta = moment - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def _from_row(row: tuple[Any, ...]) -> BatchCommitted:
+    (key, batch_id, dest, org, source, lo, hi, rows, size, fp, segs, uri, at_ns) = row
+    return BatchCommitted(
+        object_key=str(key),
+        batch_id=str(batch_id),
+        destination_id=str(dest),
+        org_id=str(org),
+        source_id=str(source),
+        min_ts_ns=int(lo),
+        max_ts_ns=int(hi),
+        rows=int(rows),
+        bytes=int(size),
+        schema_fingerprint=str(fp),
+        segment_ids=tuple(json.loads(str(segs))),
+        uri=str(uri),
+        committed_at=datetime.fromtimestamp(int(at_ns) / 1e9, UTC),
+    )

@@ -1,0 +1,313 @@
+"""The flusher: moves sealed WAL segments into destinations as Parquet batches, exactly once.
+
+Stage: gateway -> WAL -> **flush** -> connector. For each sealed segment, oldest first, it reads
+the rows, splits them by (org, source, hour of ``Timestamp``) with Arrow compute, writes one batch
+per group through the org's connector, records the :class:`~astralog.catalog.BatchCommitted`
+facts in the catalog and only then releases (deletes) the segment. What it promises:
+
+* **Exactly once in the destination.** A batch id is derived from (segment id, org, source,
+  hour), so a crash between write and record rewrites the same object (connectors overwrite),
+  and a crash between record and release skips the groups already recorded.
+* **Nothing acknowledged is lost.** A segment is released only when every group in it is
+  recorded; anything that failed stays in the WAL and is retried.
+* **One failure does not stall the rest.** A destination raising a retryable error backs off
+  exponentially (capped at ``retry_max_seconds``) while other destinations keep flowing; a
+  permanent error for one org is logged, counted and retried after ``retry_max_seconds``
+  without blocking other orgs.
+
+Aged segments are sealed by the WAL's own writer thread, so sealing does not depend on this
+loop. Logs go to ``astralog.flush`` and never contain event contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from astralog.catalog import BatchCommitted, Catalog
+from astralog.connectors.base import BatchKey, Connector
+from astralog.ingest.wal import Segment, WriteAheadLog
+from astralog.schema import schema_fingerprint
+from astralog.settings import FlushSettings
+
+__all__ = ["FlushStats", "Flusher", "Group", "Resolver", "batch_id_for", "split_into_batches"]
+
+log = logging.getLogger("astralog.flush")
+
+Resolver = Callable[[str], tuple[str, Connector]]
+"""org id -> (destination id, connector) the org's data goes to right now."""
+
+_HOUR_COLUMN = "__astralog_hour"
+_GROUP_COLUMNS = ("OrgId", "SourceId", _HOUR_COLUMN)
+
+
+@dataclass(frozen=True)
+class Group:
+    """The rows of one segment that belong to one (org, source, hour) partition, time-sorted."""
+
+    org_id: str
+    source_id: str
+    hour: datetime
+    batch_id: str
+    table: pa.Table
+    min_ts_ns: int
+    max_ts_ns: int
+
+    def key(self) -> BatchKey:
+        """The connector's key; raises ValueError for ids unusable in a path (that org only)."""
+        return BatchKey(self.org_id, self.source_id, self.hour, self.batch_id)
+
+
+@dataclass
+class FlushStats:
+    """Counters for metrics; plain attributes, read by the metrics exporter."""
+
+    batches_written: int = 0
+    rows_written: int = 0
+    bytes_written: int = 0
+    segments_released: int = 0
+    retryable_failures: int = 0
+    permanent_failures: int = 0
+    last_flush_seconds: float = 0.0
+
+    @property
+    def failures(self) -> int:
+        return self.retryable_failures + self.permanent_failures
+
+
+@dataclass
+class _Backoff:
+    failures: int = 0
+    until: float = 0.0  # time.monotonic() before which nothing is tried
+
+
+def batch_id_for(segment_id: str, org_id: str, source_id: str, hour: datetime) -> str:
+    """The batch id of one group: the same inputs always give the same id (and object key)."""
+    material = f"{segment_id}\0{org_id}\0{source_id}\0{hour:%Y-%m-%dT%H}"
+    digest = hashlib.sha256(material.encode()).hexdigest()[:16]
+    return f"{segment_id}-{digest}"
+
+
+def split_into_batches(segment_id: str, table: pa.Table) -> list[Group]:
+    """Split a segment's rows by (org, source, hour), each group sorted by Timestamp.
+
+    One sort by (org, source, hour, Timestamp) makes every group a contiguous, time-ordered
+    slice; group boundaries come from comparing neighbouring rows, all in Arrow compute.
+    """
+    if table.num_rows == 0:
+        return []
+    hours = pc.floor_temporal(table["Timestamp"], unit="hour")
+    work = table.append_column(_HOUR_COLUMN, hours).sort_by(
+        [(name, "ascending") for name in (*_GROUP_COLUMNS, "Timestamp")]
+    )
+    starts = _run_starts(work, _GROUP_COLUMNS)
+    ends = [*starts[1:], work.num_rows]
+    return [_group(segment_id, work.slice(s, e - s)) for s, e in zip(starts, ends, strict=True)]
+
+
+def _run_starts(table: pa.Table, columns: tuple[str, ...]) -> list[int]:
+    n = table.num_rows
+    changed: pa.ChunkedArray | None = None
+    for name in columns:
+        column = table[name]
+        differs = pc.not_equal(column.slice(1), column.slice(0, n - 1))
+        changed = differs if changed is None else pc.or_(changed, differs)
+    if changed is None or n < 2:
+        return [0]
+    boundaries = pc.indices_nonzero(changed.combine_chunks()).to_pylist()
+    return [0, *(i + 1 for i in boundaries)]
+
+
+def _group(segment_id: str, part: pa.Table) -> Group:
+    org_id = part["OrgId"][0].as_py()
+    source_id = part["SourceId"][0].as_py()
+    hour = part[_HOUR_COLUMN][0].as_py()
+    timestamps = part["Timestamp"]
+    return Group(
+        org_id=org_id,
+        source_id=source_id,
+        hour=hour,
+        batch_id=batch_id_for(segment_id, org_id, source_id, hour),
+        table=part.drop_columns([_HOUR_COLUMN]),
+        min_ts_ns=timestamps[0].value,
+        max_ts_ns=timestamps[-1].value,
+    )
+
+
+class Flusher:
+    """Drains sealed WAL segments into each org's destination and records them in the catalog."""
+
+    def __init__(
+        self,
+        wal: WriteAheadLog,
+        catalog: Catalog,
+        resolve: Resolver,
+        settings: FlushSettings,
+        *,
+        concurrency: int = 4,
+    ) -> None:
+        self.wal = wal
+        self.catalog = catalog
+        self.resolve = resolve
+        self.settings = settings
+        self.concurrency = concurrency
+        self.stats = FlushStats()
+        self._backoff: dict[str, _Backoff] = {}
+        # Orgs whose groups are still unflushed, per kept segment: lets a pass skip a segment
+        # without re-reading and re-sorting it while all of them are backing off.
+        self._unflushed_orgs: dict[str, set[str]] = {}
+        self._one_pass = asyncio.Lock()
+
+    async def run(self) -> None:
+        """Flush every ``interval_seconds`` until cancelled."""
+        while True:
+            try:
+                await self.flush_once()
+            except Exception:
+                log.exception("flush pass failed")
+            await asyncio.sleep(self.settings.interval_seconds)
+
+    async def flush_once(self) -> int:
+        """Flush every sealed segment that can be flushed now; return the batches written."""
+        async with self._one_pass:  # a shutdown drain may overlap the loop: one pass at a time
+            return await self._pass()
+
+    async def _pass(self) -> int:
+        segments = [s for s in self.wal.sealed_segments() if not self._all_waiting(s)]
+        if not segments:
+            return 0
+        started = time.perf_counter()
+        written = 0
+        for segment in segments:
+            try:
+                written += await self._flush_segment(segment)
+            except Exception:
+                # An unreadable segment must not stop the ones after it; it stays for a human.
+                self.stats.permanent_failures += 1
+                log.exception("could not flush WAL segment %s; keeping it", segment.segment_id)
+        self.stats.last_flush_seconds = time.perf_counter() - started
+        return written
+
+    def backing_off(self) -> dict[str, float]:
+        """Seconds until the next attempt, per ``destination:<id>`` or ``org:<id>`` backing off."""
+        now = time.monotonic()
+        return {k: b.until - now for k, b in self._backoff.items() if b.until > now}
+
+    async def _flush_segment(self, segment: Segment) -> int:
+        table = await asyncio.to_thread(self.wal.read_segment, segment)
+        groups = await asyncio.to_thread(split_into_batches, segment.segment_id, table)
+        ids = [g.batch_id for g in groups]
+        done = await asyncio.to_thread(self.catalog.committed_batch_ids, ids)
+        todo = [g for g in groups if g.batch_id not in done]
+        limit = asyncio.Semaphore(self.concurrency)
+        results = await asyncio.gather(*(self._write_group(segment, g, limit) for g in todo))
+        facts = [fact for fact in results if fact is not None]
+        if facts:
+            await asyncio.to_thread(self.catalog.record_many, facts)
+            self._count(facts)
+        if len(facts) < len(todo):
+            recorded = {f.batch_id for f in facts}
+            left = {g.org_id for g in todo if g.batch_id not in recorded}
+            self._unflushed_orgs[segment.segment_id] = left
+            return len(facts)
+        await asyncio.to_thread(self.wal.release, segment)
+        self._unflushed_orgs.pop(segment.segment_id, None)
+        self.stats.segments_released += 1
+        return len(facts)
+
+    def _all_waiting(self, segment: Segment) -> bool:
+        orgs = self._unflushed_orgs.get(segment.segment_id)
+        return bool(orgs) and all(self._org_waiting(org) for org in orgs or ())
+
+    def _org_waiting(self, org_id: str) -> bool:
+        if self._waiting(f"org:{org_id}"):
+            return True
+        try:
+            destination_id, _ = self.resolve(org_id)
+        except Exception:
+            return False  # let the pass try, fail and back off with a logged reason
+        return self._waiting(f"destination:{destination_id}")
+
+    async def _write_group(
+        self, segment: Segment, group: Group, limit: asyncio.Semaphore
+    ) -> BatchCommitted | None:
+        org_id = group.org_id
+        if self._waiting(f"org:{org_id}"):
+            return None
+        destination_id, connector = "?", None
+        try:
+            destination_id, connector = self.resolve(org_id)
+            if self._waiting(f"destination:{destination_id}"):
+                return None
+            async with limit:
+                written = await connector.write_batch(group.key(), group.table)
+        except Exception as exc:
+            retryable = connector is not None and connector.is_retryable(exc)
+            self._failed(org_id, destination_id, exc, retryable)
+            return None
+        self._backoff.pop(f"destination:{destination_id}", None)
+        self._backoff.pop(f"org:{org_id}", None)
+        return BatchCommitted(
+            object_key=written.key,
+            batch_id=group.batch_id,
+            destination_id=destination_id,
+            org_id=org_id,
+            source_id=group.source_id,
+            min_ts_ns=group.min_ts_ns,
+            max_ts_ns=group.max_ts_ns,
+            rows=written.rows,
+            bytes=written.bytes,
+            schema_fingerprint=schema_fingerprint(),
+            segment_ids=(segment.segment_id,),
+            uri=written.uri,
+        )
+
+    def _count(self, facts: list[BatchCommitted]) -> None:
+        self.stats.batches_written += len(facts)
+        self.stats.rows_written += sum(f.rows for f in facts)
+        self.stats.bytes_written += sum(f.bytes for f in facts)
+
+    def _waiting(self, key: str) -> bool:
+        backoff = self._backoff.get(key)
+        return backoff is not None and time.monotonic() < backoff.until
+
+    def _failed(self, org_id: str, destination_id: str, exc: Exception, retryable: bool) -> None:
+        now = time.monotonic()
+        key = f"destination:{destination_id}" if retryable else f"org:{org_id}"
+        backoff = self._backoff.setdefault(key, _Backoff())
+        if now < backoff.until:
+            return  # a concurrent write to the same place already failed and counted
+        backoff.failures += 1
+        cap = self.settings.retry_max_seconds
+        if retryable:
+            self.stats.retryable_failures += 1
+            delay = min(cap, self.settings.interval_seconds * 2 ** (backoff.failures - 1))
+            log.warning(
+                "destination %s unavailable for org %s (attempt %d); retrying in %.1fs: %s",
+                destination_id,
+                org_id,
+                backoff.failures,
+                delay,
+                exc,
+            )
+        else:
+            self.stats.permanent_failures += 1
+            delay = cap
+            log.error(
+                "flush for org %s to destination %s failed permanently (attempt %d); data kept "
+                "in the WAL, retrying in %.1fs",
+                org_id,
+                destination_id,
+                backoff.failures,
+                delay,
+                exc_info=exc,
+            )
+        backoff.until = now + delay

@@ -1,0 +1,1059 @@
+"""Ingest stage 1b, parse: request bodies in the wire formats shippers speak -> canonical Arrow.
+
+* JSON events: one object, an array of objects, or NDJSON (:func:`parse_json_events`);
+* OTLP/HTTP logs, protobuf or JSON encoding (:func:`parse_otlp_logs`);
+* Elasticsearch ``_bulk`` with per-item results (:func:`parse_es_bulk`);
+* Loki push, JSON or snappy-compressed protobuf (:func:`parse_loki_push`).
+
+A body that is not the declared format at all raises :class:`~astralog.errors.BadRequest` saying
+where parsing failed. Bad events inside a valid body become :class:`Reject` entries and every
+other event is kept. NDJSON takes the bulk path: pyarrow's JSON reader over the whole body, then
+:mod:`astralog.ingest.normalise` column by column. Only when that reader refuses the body are the
+offending lines searched for, by bisection, and handed to Python one by one.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.json as pj
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from astralog.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from astralog.ingest.normalise import (
+    MISSING_TS,
+    WORKERS,
+    Draft,
+    EventRefused,
+    Finished,
+    NormaliseContext,
+    Parsed,
+    Problem,
+    Reject,
+    draft_from_table,
+    drafts_from_table,
+    finish,
+    flatten_event,
+    json_text,
+    make_draft,
+    schema_keeping_time_text,
+    severity_of_number,
+    severity_of_text,
+    table_from_objects,
+    well_known_fields,
+)
+
+__all__ = [
+    "BulkItem",
+    "bulk_response",
+    "parse_es_bulk",
+    "parse_json_events",
+    "parse_loki_push",
+    "parse_otlp_logs",
+]
+
+_BOM = b"\xef\xbb\xbf"
+_WHITESPACE = b" \t\n\r\x0b\x0c"  # what bytes.strip() removes, and so what makes a line blank
+
+
+def _parsed(
+    done: Finished,
+    received: int,
+    where: Callable[[int], tuple[str, int | None]],
+    *,
+    want_indexes: bool = False,
+) -> Parsed:
+    rejects = []
+    for ordinal, problem in done.problems:
+        label, line = where(ordinal)
+        rejects.append(Reject(ordinal, f"{label}: {problem.reason}", line, problem.kind))
+    accepted = done.accepted.tolist() if want_indexes else None
+    return Parsed(done.table, rejects, received, accepted)
+
+
+def _loads(text: str | bytes) -> Any:
+    return json.loads(text, parse_constant=_refuse_constant)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _json_error(exc: json.JSONDecodeError | ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON at column {exc.colno}: {exc.msg}"
+    return f"invalid JSON: {exc}"
+
+
+def _kind_of(value: Any) -> str:
+    names = {
+        list: "an array",
+        str: "a string",
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+    }
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON events: NDJSON, one object, or an array of objects
+
+
+def parse_json_events(body: bytes, ctx: NormaliseContext) -> Parsed:
+    """One JSON object, a JSON array of objects, or NDJSON (blank lines ignored)."""
+    if body.startswith(_BOM):
+        body = body[len(_BOM) :]
+    first = body.lstrip(_WHITESPACE)[:1]
+    if not first:
+        return _parsed(finish([], ctx), 0, lambda i: ("", None))
+    if first == b"[":
+        return _parse_array(body, ctx)
+    if first != b"{":
+        column = len(body) - len(body.lstrip(_WHITESPACE)) + 1
+        raise BadRequest(
+            f"the body is not JSON events: expected an object, an array of objects or NDJSON, "
+            f"but it starts with {first.decode('latin-1')!r} (column {column})"
+        )
+    reader = _NdjsonReader(body, ctx)
+    try:
+        done = reader.run()
+    except _NotNdjson:
+        return _parse_single_document(body, ctx)
+    line_of = reader.lines.numbers
+    return _parsed(done, len(line_of), lambda i: (f"line {line_of[i]}", int(line_of[i])))
+
+
+class _NotNdjson(Exception):
+    """Control flow: the body may be one pretty-printed JSON document instead."""
+
+
+def _parse_single_document(body: bytes, ctx: NormaliseContext) -> Parsed:
+    """A pretty-printed object spans lines: not NDJSON, but one valid JSON document."""
+    try:
+        document = _loads(body.decode("utf-8", "surrogateescape"))
+    except ValueError as exc:
+        where = (
+            f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+            if isinstance(exc, json.JSONDecodeError)
+            else str(exc)
+        )
+        raise BadRequest(
+            f"the body is neither NDJSON nor one JSON document: {where}",
+            line=getattr(exc, "lineno", None),
+        ) from exc
+    return _events_from_objects([document], ctx, lambda i: ("the event", None), len(body))
+
+
+def _events_from_objects(
+    documents: list[Any],
+    ctx: NormaliseContext,
+    where: Callable[[int], tuple[str, int | None]],
+    size_bound: int,
+) -> Parsed:
+    rows, ordinals, problems = [], [], []
+    for i, document in enumerate(documents):
+        try:
+            rows.append(_object_row(document, ctx, size_bound))
+            ordinals.append(i)
+        except EventRefused as exc:
+            problems.append((i, exc.problem))
+    drafts = [_draft_from_rows(rows, ordinals, ctx, size_bound)] if rows else []
+    return _parsed(finish(drafts, ctx, problems), len(documents), where)
+
+
+def _object_row(document: Any, ctx: NormaliseContext, size_bound: int) -> dict[str, Any]:
+    if not isinstance(document, dict):
+        raise EventRefused("not_an_object", f"expected a JSON object, found {_kind_of(document)}")
+    limit = ctx.limits.max_event_bytes
+    if size_bound > limit:
+        size = len(json_text(document).encode("utf-8", "surrogatepass"))
+        if size > limit:
+            raise EventRefused("event_too_large", _too_large_reason(size, limit))
+    return flatten_event(document, ctx.limits)
+
+
+def _too_large_reason(size: int, limit: int) -> str:
+    return (
+        f"the event is {size} bytes, more than the limit of {limit} "
+        "(ASTRALOG_INGEST__MAX_EVENT_BYTES)"
+    )
+
+
+def _draft_from_rows(
+    rows: list[dict[str, Any]],
+    ordinals: list[int],
+    ctx: NormaliseContext,
+    size_bound: int,
+    resource: dict[str, pa.Array] | None = None,
+) -> Draft:
+    index = np.asarray(ordinals, np.int64)
+    extra = [(k, v.take(pa.array(index))) for k, v in (resource or {}).items()]
+    return draft_from_table(
+        table_from_objects(rows), index, ctx, size_bound=size_bound, resource=extra
+    )
+
+
+_ELEMENT_BOUNDARY = re.compile(rb"\}\s*,\s*\{")
+
+
+def _parse_array(body: bytes, ctx: NormaliseContext) -> Parsed:
+    """``[{...}, {...}]``: wrapped as ``{"_": [...]}`` it is one row for pyarrow's reader."""
+    where = lambda i: (f"array element {i}", None)  # noqa: E731
+    table, size_bound = _read_array(body, ctx.limits.max_event_bytes)
+    if table is None:
+        try:
+            documents = _loads(body.decode("utf-8", "surrogateescape"))
+        except ValueError as exc:
+            raise BadRequest(f"the body is not a valid JSON array: {_document_error(exc)}") from exc
+        return _events_from_objects(documents, ctx, where, len(body))
+    ordinals = np.arange(table.num_rows, dtype=np.int64)
+    drafts = drafts_from_table(table, ordinals, ctx, size_bound=size_bound)
+    return _parsed(finish(drafts, ctx), table.num_rows, where)
+
+
+def _document_error(exc: ValueError) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"line {exc.lineno}, column {exc.colno}: {exc.msg}"
+    return str(exc)
+
+
+def _read_array(body: bytes, max_event_bytes: int) -> tuple[pa.Table | None, int]:
+    """The events of an array body as a table, or None when the Python path must look at them:
+    a malformed or non-object element, types that differ between elements, or an element that
+    may be over the size limit."""
+    wrapped = pa.py_buffer(b'{"_":' + body + b"}")
+    try:
+        _check_utf8(wrapped)
+        options = pj.ParseOptions(newlines_in_values=True)
+        read = _read_json(wrapped, wrapped.size + 1, options)
+        column = read.column("_")
+        if read.num_rows != 1 or not pa.types.is_list(column.type):
+            return None, 0
+        if pa.types.is_struct(column.type.value_type):
+            elements_schema = pa.schema(list(column.type.value_type))
+            if (schema := schema_keeping_time_text(elements_schema)) is not None:
+                options.explicit_schema = pa.schema([("_", pa.list_(pa.struct(list(schema))))])
+                column = _read_json(wrapped, wrapped.size + 1, options).column("_")
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None, 0
+    elements = column.chunk(0).values
+    if len(elements) == 0:
+        return pa.table({"_": pa.nulls(0)}), 0
+    if not pa.types.is_struct(elements.type) or elements.null_count:
+        return None, 0
+    size_bound = len(body)
+    if size_bound > max_event_bytes:
+        # Element boundaries `},{` also occur inside strings and nested arrays; they are the
+        # real ones exactly when there is one fewer of them than elements.
+        cuts = [m.start() + 1 for m in _ELEMENT_BOUNDARY.finditer(body)]
+        if len(cuts) != len(elements) - 1:
+            return None, 0
+        sizes = np.diff(np.asarray([body.index(b"{"), *cuts, body.rindex(b"}") + 1]))
+        size_bound = int(sizes.max())
+        if size_bound > max_event_bytes:
+            return None, 0
+    return pa.Table.from_struct_array(elements), size_bound
+
+
+def _check_utf8(data: bytes | pa.Buffer) -> None:
+    """pyarrow's JSON reader does not validate UTF-8; a one-value string array does, fast."""
+    buffer = data if isinstance(data, pa.Buffer) else pa.py_buffer(data)
+    offsets = pa.py_buffer(np.asarray([0, buffer.size], np.int32))
+    try:
+        pa.StringArray.from_buffers(1, offsets, buffer).validate(full=True)
+    except pa.ArrowInvalid as exc:
+        raise UnicodeDecodeError("utf-8", b"", 0, 1, "invalid UTF-8") from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# NDJSON: one bulk read; on failure, bisection to the lines the reader refuses
+
+_BLOCK_SIZE = 16 << 20
+_SMALL_RANGE = 16  # a failing range this short is parsed line by line
+_REREAD_BUDGET = 4  # bytes re-read while bisecting, as a multiple of the body, before giving up
+
+
+@dataclass
+class _Lines:
+    starts: np.ndarray  # byte offset of each non-blank line
+    ends: np.ndarray  # its end, without the line break
+    numbers: np.ndarray  # its 1-based line number
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+
+def _index_lines(body: bytes) -> _Lines:
+    buf = np.frombuffer(body, np.uint8)
+    breaks = np.flatnonzero(buf == ord("\n"))
+    starts = np.concatenate(([0], breaks + 1)).astype(np.int64)
+    ends = np.concatenate((breaks, [len(body)])).astype(np.int64)
+    numbers = np.arange(1, len(starts) + 1, dtype=np.int64)
+    if len(buf) == 0:
+        return _Lines(starts[:0], ends[:0], numbers[:0])
+    ends -= (ends > starts) & (buf[np.maximum(ends - 1, 0)] == ord("\r"))
+    nonblank = ends > starts
+    first_byte = buf[np.minimum(starts, len(buf) - 1)]
+    # pyarrow skips whitespace-only lines; only lines starting with whitespace can be one.
+    for i in np.flatnonzero(nonblank & np.isin(first_byte, np.frombuffer(_WHITESPACE, np.uint8))):
+        if not body[starts[i] : ends[i]].strip():
+            nonblank[i] = False
+    return _Lines(starts[nonblank], ends[nonblank], numbers[nonblank])
+
+
+class _NdjsonReader:
+    """NDJSON body -> drafts of canonical columns, plus the problems of refused lines."""
+
+    def __init__(
+        self,
+        body: bytes,
+        ctx: NormaliseContext,
+        resource: dict[str, pa.Array] | None = None,
+        *,
+        whole_body_is_ndjson: bool = False,
+    ) -> None:
+        self.body, self.ctx = body, ctx
+        self.first_line_checked = whole_body_is_ndjson
+        self.buffer = pa.py_buffer(body)
+        self.resource = resource or {}
+        self.problems: list[tuple[int, Problem]] = []
+        self.tables: list[tuple[pa.Table, int, int]] = []
+        self.rows: list[dict[str, Any]] = []
+        self.row_ordinals: list[int] = []
+        self.budget = _REREAD_BUDGET * len(body)
+
+    def run(self) -> Finished:
+        # The optimistic read of the whole body and the line index need each other's results
+        # only at the end, so they run side by side.
+        indexing = WORKERS.submit(_index_lines, self.body)
+        whole = self._read_bytes(0, len(self.body))
+        self.lines = indexing.result()
+        self.lengths = self.lines.ends - self.lines.starts
+        good = self._screen()
+        if good.all() and whole is not None and whole.num_rows == len(self.lines):
+            self.tables.append((whole, 0, len(self.lines)))
+        else:
+            for lo, hi in _runs(good):
+                self._read(lo, hi)
+        return finish(self._drafts(), self.ctx, self.problems)
+
+    def _screen(self) -> np.ndarray:
+        """Refuse over-size lines and invalid UTF-8 before the reader sees them."""
+        limit = self.ctx.limits.max_event_bytes
+        good: np.ndarray = self.lengths <= limit
+        for i in np.flatnonzero(~good):
+            self.problems.append(
+                (int(i), Problem("event_too_large", _too_large_reason(int(self.lengths[i]), limit)))
+            )
+        try:
+            _check_utf8(self.body)
+        except UnicodeDecodeError:
+            for i in np.flatnonzero(good):
+                if problem := self._utf8_problem(int(i)):
+                    good[i] = False
+                    self.problems.append((int(i), problem))
+        return good
+
+    def _utf8_problem(self, i: int) -> Problem | None:
+        try:
+            self._line(i).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return Problem(
+                "invalid_utf8", f"invalid UTF-8 at byte {exc.start + 1} of the line: {exc.reason}"
+            )
+        return None
+
+    def _line(self, i: int) -> bytes:
+        return self.body[self.lines.starts[i] : self.lines.ends[i]]
+
+    def _try_read(self, lo: int, hi: int) -> pa.Table | None:
+        start = int(self.lines.starts[lo])
+        table = self._read_bytes(start, int(self.lines.ends[hi - 1]) - start)
+        # Two objects on one line read as two rows: that line must be looked at alone.
+        return table if table is not None and table.num_rows == hi - lo else None
+
+    def _read_bytes(self, start: int, size: int) -> pa.Table | None:
+        data = self.buffer.slice(start, size)
+        try:
+            table = _read_json(data, _BLOCK_SIZE)
+            if (schema := schema_keeping_time_text(table.schema)) is not None:
+                table = _read_json(data, _BLOCK_SIZE, pj.ParseOptions(explicit_schema=schema))
+        except pa.ArrowInvalid:
+            return None
+        return table
+
+    def _read(self, lo: int, hi: int) -> None:
+        if lo == 0 and not self.first_line_checked:
+            self._check_first_line()
+        if hi - lo <= _SMALL_RANGE or self.budget <= 0:
+            self._read_python(lo, hi)
+            return
+        self.budget -= int(self.lines.ends[hi - 1] - self.lines.starts[lo])
+        table = self._try_read(lo, hi)
+        if table is not None:
+            self.tables.append((table, lo, hi))
+            return
+        mid = (lo + hi) // 2
+        self._read(lo, mid)
+        self._read(mid, hi)
+
+    def _check_first_line(self) -> None:
+        """A first line that is no JSON at all means the body is not NDJSON."""
+        self.first_line_checked = True
+        try:
+            _loads(self._line(0))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _NotNdjson from exc
+
+    def _read_python(self, lo: int, hi: int) -> None:
+        for i in range(lo, hi):
+            try:
+                self.rows.append(self._python_row(i))
+                self.row_ordinals.append(i)
+            except EventRefused as exc:
+                self.problems.append((i, exc.problem))
+
+    def _python_row(self, i: int) -> dict[str, Any]:
+        try:
+            document = _loads(self._line(i).decode("utf-8"))
+        except UnicodeDecodeError as exc:  # pragma: no cover - _screen found these already
+            raise EventRefused("invalid_utf8", f"invalid UTF-8: {exc.reason}") from exc
+        except ValueError as exc:
+            raise EventRefused("invalid_json", _json_error(exc)) from exc
+        return _object_row(document, self.ctx, 0)
+
+    def _drafts(self) -> list[Draft]:
+        # Pieces that read with the same schema are normalised together: few drafts, not one per
+        # piece, whatever the bisection cut.
+        groups: dict[pa.Schema, list[tuple[pa.Table, int, int]]] = {}
+        for piece in self.tables:
+            groups.setdefault(piece[0].schema, []).append(piece)
+        drafts = [draft for pieces in groups.values() for draft in self._draft(pieces)]
+        if self.rows:
+            bound = int(self.lengths[self.row_ordinals].max())
+            drafts.append(
+                _draft_from_rows(self.rows, self.row_ordinals, self.ctx, bound, self.resource)
+            )
+        return drafts
+
+    def _draft(self, pieces: list[tuple[pa.Table, int, int]]) -> list[Draft]:
+        table = pa.concat_tables([t for t, _, _ in pieces]) if len(pieces) > 1 else pieces[0][0]
+        ordinals = np.concatenate([np.arange(lo, hi, dtype=np.int64) for _, lo, hi in pieces])
+        bound = int(max(self.lengths[lo:hi].max() for _, lo, hi in pieces))
+        resource = [(k, v.take(pa.array(ordinals))) for k, v in self.resource.items()]
+        return drafts_from_table(table, ordinals, self.ctx, size_bound=bound, resource=resource)
+
+
+def _read_json(
+    data: pa.Buffer, block_size: int, options: pj.ParseOptions | None = None
+) -> pa.Table:
+    reader = pa.BufferReader(data)
+    return pj.read_json(
+        reader, read_options=pj.ReadOptions(block_size=block_size), parse_options=options
+    )
+
+
+def _runs(good: np.ndarray) -> Iterator[tuple[int, int]]:
+    """Maximal [lo, hi) ranges of consecutive true values."""
+    padded = np.concatenate(([False], good, [False])).astype(np.int8)
+    edges = np.flatnonzero(np.diff(padded))
+    for lo, hi in zip(edges[::2], edges[1::2], strict=True):
+        yield int(lo), int(hi)
+
+
+# ---------------------------------------------------------------------------------------------
+# OTLP/HTTP logs
+
+
+def parse_otlp_logs(body: bytes, content_type: str, ctx: NormaliseContext) -> Parsed:
+    """``application/x-protobuf`` or ``application/json`` (OTLP/JSON: hex ids, camelCase)."""
+    media = _media_type(content_type)
+    request = ExportLogsServiceRequest()
+    if media in ("application/x-protobuf", "application/protobuf"):
+        try:
+            request.ParseFromString(body)
+        except DecodeError as exc:
+            raise BadRequest(f"the body is not an OTLP ExportLogsServiceRequest: {exc}") from exc
+    elif media == "application/json":
+        _otlp_from_json(body, request)
+    else:
+        raise UnsupportedMediaType(
+            f"OTLP/HTTP logs are accepted as application/x-protobuf or application/json, "
+            f"not {content_type or 'a body without Content-Type'!r}"
+        )
+    return _otlp_parsed(request, ctx)
+
+
+def _otlp_from_json(body: bytes, request: ExportLogsServiceRequest) -> None:
+    try:
+        document = _loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the OTLP/JSON body is not valid JSON: {_document_error(exc)}") from exc
+    if not isinstance(document, dict):
+        raise BadRequest("the OTLP/JSON body must be an object with resourceLogs")
+    _hex_ids_to_base64(document)
+    try:
+        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    except json_format.ParseError as exc:
+        raise BadRequest(f"the OTLP/JSON body does not follow the OTLP schema: {exc}") from exc
+
+
+def _hex_ids_to_base64(document: dict[str, Any]) -> None:
+    # OTLP/JSON writes trace and span ids as hex, where protobuf's JSON mapping expects base64.
+    for r, resource_logs in enumerate(_items(document, "resourceLogs", "resource_logs")):
+        for s, scope_logs in enumerate(_items(resource_logs, "scopeLogs", "scope_logs")):
+            for i, record in enumerate(_items(scope_logs, "logRecords", "log_records")):
+                for key in ("traceId", "trace_id", "spanId", "span_id"):
+                    value = record.get(key)
+                    if not isinstance(value, str):
+                        continue
+                    try:
+                        record[key] = base64.b64encode(bytes.fromhex(value)).decode()
+                    except ValueError as exc:
+                        path = f"resourceLogs[{r}].scopeLogs[{s}].logRecords[{i}].{key}"
+                        raise BadRequest(f"{path} is not hex: {value!r}") from exc
+
+
+def _items(parent: Any, *keys: str) -> list[Any]:
+    if not isinstance(parent, dict):
+        return []
+    for key in keys:
+        value = parent.get(key)
+        if isinstance(value, list):
+            return [v for v in value if isinstance(v, dict)]
+    return []
+
+
+class _Columns:
+    """Per-event values gathered in Python for the formats that arrive event by event."""
+
+    def __init__(self) -> None:
+        self.timestamp: list[int] = []
+        self.ordinals: list[int] = []
+        self.problems: dict[int, Problem] = {}
+        self.text: dict[str, list[str]] = {}
+        self.numbers: dict[str, list[int]] = {}
+        self.maps: dict[str, list[list[tuple[str, str]]]] = {}
+
+    def add(self, ordinal: int, timestamp: int, **values: Any) -> None:
+        self.ordinals.append(ordinal)
+        self.timestamp.append(timestamp)
+        for name, value in values.items():
+            if isinstance(value, str):
+                self.text.setdefault(name, []).append(value)
+            elif isinstance(value, int):
+                self.numbers.setdefault(name, []).append(value)
+            else:
+                self.maps.setdefault(name, []).append(list(value.items()))
+
+    def draft(self) -> Draft:
+        columns: dict[str, pa.Array] = {}
+        columns.update({k: pa.array(v, pa.string()) for k, v in self.text.items()})
+        columns.update({k: pa.array(v, pa.uint8()) for k, v in self.numbers.items()})
+        columns.update(
+            {k: pa.array(v, pa.map_(pa.string(), pa.string())) for k, v in self.maps.items()}
+        )
+        ts = np.asarray(self.timestamp, np.int64)
+        return make_draft(ts, np.asarray(self.ordinals, np.int64), self.problems, **columns)
+
+
+def _otlp_parsed(request: ExportLogsServiceRequest, ctx: NormaliseContext) -> Parsed:
+    columns = _Columns()
+    for resource_logs in request.resource_logs:
+        resource = _attributes(resource_logs.resource.attributes, ctx)
+        service = resource.get("service.name", "")
+        for scope_logs in resource_logs.scope_logs:
+            scope = scope_logs.scope
+            shared = {
+                "ServiceName": service,
+                "ResourceAttributes": resource,
+                "ResourceSchemaUrl": resource_logs.schema_url,
+                "ScopeSchemaUrl": scope_logs.schema_url,
+                "ScopeName": scope.name,
+                "ScopeVersion": scope.version,
+                "ScopeAttributes": _attributes(scope.attributes, ctx),
+            }
+            for record in scope_logs.log_records:
+                _otlp_record(record, shared, columns, ctx)
+    received = len(columns.ordinals)
+    done = finish([columns.draft()], ctx)
+    return _parsed(done, received, lambda i: (f"log record {i}", None))
+
+
+def _otlp_record(
+    record: Any, shared: dict[str, Any], columns: _Columns, ctx: NormaliseContext
+) -> None:
+    ordinal = len(columns.ordinals)
+    values: dict[str, Any] = dict(shared)
+    try:
+        _check_record_size(record.ByteSize(), ctx)
+        values["LogAttributes"] = _attributes(record.attributes, ctx)
+        values["Body"] = _body_text(record.body, ctx) if record.HasField("body") else ""
+    except EventRefused as exc:
+        columns.problems[ordinal] = exc.problem
+        values["LogAttributes"], values["Body"] = {}, ""
+    number = int(record.severity_number)
+    text = record.severity_text.strip()
+    if number and not text:
+        text = severity_of_number(number)[0]
+    elif text and not number:
+        text, number = severity_of_text(text)
+    values["SeverityText"], values["SeverityNumber"] = text.upper(), min(number, 255)
+    values["TraceId"] = _id_hex(record.trace_id, 16)
+    values["SpanId"] = _id_hex(record.span_id, 8)
+    values["TraceFlags"] = record.flags & 0xFF
+    values["EventName"] = getattr(record, "event_name", "")
+    timestamp = record.time_unix_nano or record.observed_time_unix_nano or MISSING_TS
+    columns.add(ordinal, timestamp if timestamp < 2**63 else MISSING_TS, **values)
+
+
+def _check_record_size(size: int, ctx: NormaliseContext) -> None:
+    limit = ctx.limits.max_event_bytes
+    if size > limit:
+        raise EventRefused("event_too_large", _too_large_reason(size, limit))
+
+
+def _id_hex(raw: bytes, length: int) -> str:
+    return raw.hex() if len(raw) == length and any(raw) else ""
+
+
+def _any_value(value: AnyValue, depth: int, ctx: NormaliseContext) -> Any:
+    if depth > ctx.limits.max_depth:
+        raise EventRefused(
+            "too_deep",
+            f"a value is nested more than {ctx.limits.max_depth} levels deep "
+            "(ASTRALOG_INGEST__MAX_DEPTH)",
+        )
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_any_value(v, depth + 1, ctx) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _any_value(kv.value, depth + 1, ctx) for kv in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return base64.b64encode(value.bytes_value).decode()
+    return None if kind is None else getattr(value, kind)
+
+
+def _body_text(value: AnyValue, ctx: NormaliseContext) -> str:
+    body = _any_value(value, 1, ctx)
+    text = body if isinstance(body, str) else json_text(body)
+    _check_string("body", text, ctx)
+    return text
+
+
+def _attributes(pairs: Any, ctx: NormaliseContext) -> dict[str, str]:
+    """OTLP key-values -> flat text attributes: kvlists flattened with dots, arrays as JSON."""
+    out: dict[str, str] = {}
+
+    def put(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                put(f"{prefix}.{key}", inner)
+        elif value is not None:
+            text = value if isinstance(value, str) else json_text(value)
+            _check_string(prefix, text, ctx)
+            out.setdefault(prefix, text)
+
+    for pair in pairs:
+        assert isinstance(pair, KeyValue)
+        put(pair.key, _any_value(pair.value, 1, ctx))
+    if len(out) > ctx.limits.max_fields:
+        raise EventRefused(
+            "too_many_fields",
+            f"{len(out)} attributes after flattening, more than the limit of "
+            f"{ctx.limits.max_fields} (ASTRALOG_INGEST__MAX_FIELDS)",
+        )
+    return out
+
+
+def _check_string(name: str, text: str, ctx: NormaliseContext) -> None:
+    limit = ctx.limits.max_string_bytes
+    if len(text) * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit:
+        raise EventRefused(
+            "string_too_long",
+            f"field {name!r} is longer than the limit of {limit} bytes "
+            "(ASTRALOG_INGEST__MAX_STRING_BYTES)",
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Elasticsearch _bulk
+
+
+@dataclass(frozen=True)
+class BulkItem:
+    """One action's result, rendered by :meth:`to_dict` in Elasticsearch's ``items`` shape."""
+
+    action: str
+    index: str
+    doc_id: str | None
+    status: int
+    error_type: str = ""
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"_index": self.index, "_id": self.doc_id, "status": self.status}
+        if self.status < 300:
+            result |= {
+                "_version": 1,
+                "result": "created",
+                "_shards": {"total": 1, "successful": 1, "failed": 0},
+                "_seq_no": 0,
+                "_primary_term": 1,
+            }
+        else:
+            result["error"] = {"type": self.error_type, "reason": self.reason}
+        return {self.action: result}
+
+
+def bulk_response(items: list[BulkItem], took_ms: int) -> dict[str, Any]:
+    """The JSON body Elasticsearch clients expect from ``_bulk``."""
+    return {
+        "took": took_ms,
+        "errors": any(item.status >= 300 for item in items),
+        "items": [item.to_dict() for item in items],
+    }
+
+
+_BULK_ERROR_TYPES = {
+    "invalid_json": "document_parsing_exception",
+    "not_an_object": "document_parsing_exception",
+    "invalid_utf8": "document_parsing_exception",
+}
+
+
+@dataclass
+class _BulkAction:
+    action: str
+    index: str
+    doc_id: str | None
+    line: int  # of the action
+    doc_line: int | None = None  # of its document, where a document problem is
+
+
+def parse_es_bulk(
+    body: bytes, default_index: str | None, ctx: NormaliseContext
+) -> tuple[Parsed, list[BulkItem]]:
+    """Action lines ``index`` and ``create`` store their document; ``delete`` and ``update`` get
+    a per-item error, because stored log events are immutable."""
+    actions, docs, doc_items, refused = _split_bulk(body, default_index)
+    index_of_doc = pa.array([actions[i].index or None for i in doc_items], pa.string())
+    resource = {"elasticsearch.index": index_of_doc}
+    reader = _NdjsonReader(b"\n".join(docs), ctx, resource, whole_body_is_ndjson=True)
+    done = reader.run() if docs else finish([], ctx)
+    problems = [(doc_items[d], p) for d, p in done.problems] + list(refused.items())
+    problems.sort(key=lambda item: item[0])
+    rejects = []
+    for i, problem in problems:
+        line = actions[i].doc_line or actions[i].line
+        rejects.append(Reject(i, f"line {line}: {problem.reason}", line, problem.kind))
+    accepted = [doc_items[d] for d in done.accepted.tolist()]
+    parsed = Parsed(done.table, rejects, len(actions), accepted)
+    return parsed, _bulk_items(actions, accepted, done.table, problems)
+
+
+def _split_bulk(
+    body: bytes, default_index: str | None
+) -> tuple[list[_BulkAction], list[bytes], list[int], dict[int, Problem]]:
+    lines = body.split(b"\n")
+    actions: list[_BulkAction] = []
+    docs: list[bytes] = []
+    doc_items: list[int] = []
+    refused: dict[int, Problem] = {}
+    cache: dict[bytes, tuple[str, dict[str, Any]]] = {}
+    i = 0
+    while i < len(lines):
+        raw, i = lines[i], i + 1
+        if not raw.strip():
+            continue
+        if raw not in cache:  # shippers repeat the same action line; parse each kind once
+            cache[raw] = _bulk_action_line(raw, i)
+        name, meta = cache[raw]
+        doc_id = meta.get("_id")
+        action = _BulkAction(name, str(meta.get("_index") or default_index or ""), doc_id, i)
+        if name in ("index", "create", "update"):
+            while i < len(lines) and not lines[i].strip():
+                i += 1
+            if i == len(lines):
+                raise BadRequest(
+                    f"line {action.line}: the {name} action has no document line after it"
+                )
+            if name != "update":
+                docs.append(lines[i])
+                doc_items.append(len(actions))
+                action.doc_line = i + 1
+            i += 1
+        if name in ("delete", "update"):
+            refused[len(actions)] = Problem(
+                "action_not_supported",
+                f"the {name} action is not supported: log events are immutable and leave storage "
+                "only through retention; send index or create",
+            )
+        actions.append(action)
+    return actions, docs, doc_items, refused
+
+
+def _bulk_action_line(raw: bytes, line: int) -> tuple[str, dict[str, Any]]:
+    try:
+        document = _loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(
+            f"line {line}: malformed action/metadata line: {_json_error(exc)}"
+        ) from exc
+    if not isinstance(document, dict) or len(document) != 1:
+        raise BadRequest(
+            f"line {line}: malformed action/metadata line: expected one object with a single "
+            'action, such as {"index":{}}'
+        )
+    ((name, meta),) = document.items()
+    if name not in ("index", "create", "delete", "update") or not isinstance(meta, dict):
+        raise BadRequest(
+            f"line {line}: malformed action/metadata line: expected one of create, delete, index, "
+            f"update, but found {name!r}"
+        )
+    if meta.get("_id") is not None:
+        meta = {**meta, "_id": str(meta["_id"])}
+    return name, meta
+
+
+def _bulk_items(
+    actions: list[_BulkAction],
+    accepted: list[int],
+    table: pa.Table,
+    problems: list[tuple[int, Problem]],
+) -> list[BulkItem]:
+    event_ids = table.column("EventId").to_pylist()
+    stored = dict(zip(accepted, event_ids, strict=True))
+    refused = dict(problems)
+    items = []
+    for i, action in enumerate(actions):
+        if i in stored:
+            items.append(BulkItem(action.action, action.index, action.doc_id or stored[i], 201))
+        else:
+            problem = refused[i]
+            kind = _BULK_ERROR_TYPES.get(problem.kind, "illegal_argument_exception")
+            items.append(
+                BulkItem(action.action, action.index, action.doc_id, 400, kind, problem.reason)
+            )
+    return items
+
+
+# ---------------------------------------------------------------------------------------------
+# Loki push
+
+
+@dataclass
+class _LokiStream:
+    labels: dict[str, str]
+    entries: list[Any]  # [timestamp ns, line] or [timestamp ns, line, structured metadata]
+
+
+def parse_loki_push(body: bytes, content_type: str, ctx: NormaliseContext) -> Parsed:
+    """Loki's push API: JSON, or snappy-compressed protobuf as Promtail and Alloy send it."""
+    media = _media_type(content_type)
+    if media == "application/json":
+        streams = _loki_json(body)
+    elif media in ("application/x-protobuf", "application/protobuf"):
+        streams = _loki_protobuf(body, ctx.limits.max_decompressed_bytes)
+    else:
+        raise UnsupportedMediaType(
+            "Loki push is accepted as application/json or application/x-protobuf (snappy), "
+            f"not {content_type or 'a body without Content-Type'!r}"
+        )
+    return _loki_parsed(streams, ctx)
+
+
+def _loki_json(body: bytes) -> list[_LokiStream]:
+    try:
+        document = _loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"the Loki push body is not valid JSON: {_document_error(exc)}") from exc
+    streams = document.get("streams") if isinstance(document, dict) else None
+    if not isinstance(streams, list):
+        raise BadRequest('the Loki push body must be an object {"streams": [...]}')
+    out = []
+    for s, stream in enumerate(streams):
+        labels = stream.get("stream", {}) if isinstance(stream, dict) else None
+        values = stream.get("values", []) if isinstance(stream, dict) else None
+        if not isinstance(labels, dict) or not isinstance(values, list):
+            raise BadRequest(
+                f"streams[{s}] must be an object with a label object 'stream' and a list 'values'"
+            )
+        out.append(_LokiStream({str(k): str(v) for k, v in labels.items()}, values))
+    return out
+
+
+_LABEL = re.compile(r'\s*([A-Za-z_][\w.]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
+_LABEL_ESCAPE = re.compile(r"\\(.)")
+
+
+def _parse_labels(text: str) -> dict[str, str]:
+    """Prometheus label text ``{job="api", env="prod"}`` -> dict."""
+    inner = text.strip()
+    if not (inner.startswith("{") and inner.endswith("}")):
+        raise BadRequest(f'stream labels {text!r} are not of the form {{name="value", ...}}')
+    inner, labels, pos = inner[1:-1], {}, 0
+    while pos < len(inner.rstrip()):
+        match = _LABEL.match(inner, pos)
+        if not match:
+            raise BadRequest(f"stream labels {text!r} cannot be read at character {pos + 2}")
+        unescape = lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1))  # noqa: E731
+        labels[match.group(1)] = _LABEL_ESCAPE.sub(unescape, match.group(2))
+        pos = match.end()
+    return labels
+
+
+@cache
+def _loki_push_request() -> type[Any]:
+    """Loki's PushRequest (pkg/push/push.proto), described here: no generated module ships it."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2
+
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="astralog/loki_push.proto",
+        package="logproto",
+        syntax="proto3",
+        dependency=["google/protobuf/timestamp.proto"],
+    )
+    f = descriptor_pb2.FieldDescriptorProto
+    repeated, optional = f.LABEL_REPEATED, f.LABEL_OPTIONAL
+    shapes = {
+        "PushRequest": [("streams", 1, repeated, f.TYPE_MESSAGE, ".logproto.StreamAdapter")],
+        "StreamAdapter": [
+            ("labels", 1, optional, f.TYPE_STRING, ""),
+            ("entries", 2, repeated, f.TYPE_MESSAGE, ".logproto.EntryAdapter"),
+            ("hash", 3, optional, f.TYPE_UINT64, ""),
+        ],
+        "EntryAdapter": [
+            ("timestamp", 1, optional, f.TYPE_MESSAGE, ".google.protobuf.Timestamp"),
+            ("line", 2, optional, f.TYPE_STRING, ""),
+            ("structuredMetadata", 3, repeated, f.TYPE_MESSAGE, ".logproto.LabelPairAdapter"),
+        ],
+        "LabelPairAdapter": [
+            ("name", 1, optional, f.TYPE_STRING, ""),
+            ("value", 2, optional, f.TYPE_STRING, ""),
+        ],
+    }
+    for message, fields in shapes.items():
+        described = proto.message_type.add(name=message)
+        for name, number, label, kind, type_name in fields:
+            added = described.field.add(name=name, number=number, label=label, type=kind)
+            if type_name:
+                added.type_name = type_name
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(timestamp_pb2.DESCRIPTOR.serialized_pb)
+    pool.Add(proto)
+    push_request: type[Any] = message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("logproto.PushRequest")
+    )
+    return push_request
+
+
+def _loki_protobuf(body: bytes, limit: int) -> list[_LokiStream]:
+    import cramjam
+
+    try:
+        size = cramjam.snappy.decompress_raw_len(body)
+        if size > limit:
+            raise PayloadTooLarge(
+                f"the snappy body declares {size} bytes, more than the limit of {limit} "
+                "(ASTRALOG_INGEST__MAX_DECOMPRESSED_BYTES); send smaller batches"
+            )
+        raw = bytes(cramjam.snappy.decompress_raw(body))
+    except cramjam.DecompressionError as exc:
+        raise BadRequest(f"the Loki protobuf body is not snappy-compressed data: {exc}") from exc
+    request = _loki_push_request()()
+    try:
+        request.ParseFromString(raw)
+    except DecodeError as exc:
+        raise BadRequest(f"the body is not a Loki PushRequest: {exc}") from exc
+    return [
+        _LokiStream(
+            _parse_labels(stream.labels),
+            [
+                (
+                    e.timestamp.seconds * 10**9 + e.timestamp.nanos,
+                    e.line,
+                    {p.name: p.value for p in e.structuredMetadata},
+                )
+                for e in stream.entries
+            ],
+        )
+        for stream in request.streams
+    ]
+
+
+def _loki_parsed(streams: list[_LokiStream], ctx: NormaliseContext) -> Parsed:
+    columns, places = _Columns(), []
+    roles = well_known_fields()
+    for s, stream in enumerate(streams):
+        service = next((stream.labels[k] for k in roles["service"] if stream.labels.get(k)), "")
+        for e, entry in enumerate(stream.entries):
+            places.append(f"streams[{s}].values[{e}]")
+            ordinal = len(columns.ordinals)
+            try:
+                timestamp, line, metadata = _loki_entry(entry, ctx)
+            except EventRefused as exc:
+                columns.problems[ordinal] = exc.problem
+                timestamp, line, metadata = MISSING_TS, "", {}
+            level = next(
+                (src[k] for src in (metadata, stream.labels) for k in _LOKI_LEVEL if src.get(k)), ""
+            )
+            text, number = severity_of_text(level) if level else ("", 0)
+            columns.add(
+                ordinal, timestamp, Body=line, ServiceName=service, SeverityText=text,
+                SeverityNumber=number, ResourceAttributes=stream.labels, LogAttributes=metadata,
+            )  # fmt: skip
+    done = finish([columns.draft()], ctx)
+    return _parsed(done, len(places), lambda i: (places[i], None))
+
+
+_LOKI_LEVEL = ("level", "detected_level", "severity", "lvl")
+
+
+def _loki_entry(
+    entry: tuple[Any, Any, Any], ctx: NormaliseContext
+) -> tuple[int, str, dict[str, str]]:
+    if not isinstance(entry, list | tuple) or len(entry) not in (2, 3):
+        raise EventRefused(
+            "invalid_entry",
+            'an entry must be ["<nanoseconds>", "<line>"] or with a third element, an object '
+            f"of structured metadata; found {json_text(entry)[:80]}",
+        )
+    raw_ts, line, metadata = (*entry, None) if len(entry) == 2 else entry
+    if isinstance(raw_ts, int):
+        timestamp = raw_ts
+    elif isinstance(raw_ts, str) and raw_ts.isdigit() and len(raw_ts) <= 19:
+        timestamp = int(raw_ts)
+    else:
+        raise EventRefused(
+            "invalid_timestamp",
+            "the timestamp must be a string of nanoseconds since the epoch, found "
+            f"{json_text(raw_ts)[:40]}",
+        )
+    if not isinstance(line, str):
+        raise EventRefused(
+            "invalid_entry", f"the log line must be a string, found {_kind_of(line)}"
+        )
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise EventRefused("invalid_entry", "structured metadata must be an object of strings")
+    _check_record_size(len(line.encode("utf-8", "surrogatepass")), ctx)
+    _check_string("line", line, ctx)
+    return timestamp, line, {str(k): v for k, v in metadata.items()}

@@ -1,0 +1,583 @@
+"""The write-ahead log: where an acknowledged event is durable before it reaches a destination.
+
+Stage: gateway -> **WAL** -> flush -> connector. What it promises:
+
+* **Ack means durable.** ``await wal.append(table)`` returns only after the rows are written and
+  fsync'd (when ``settings.fsync``). A failed write raises :class:`~astralog.errors.Unavailable`
+  and the rows are not acknowledged.
+* **Group commit.** One writer thread drains every append queued while the previous write was
+  running, writes them as one record batch and fsyncs once for all of them. The event loop never
+  blocks on disk.
+* **Bounded memory.** At most ``max_queued_bytes`` of appended-but-unwritten data (in flight
+  included) is held; further appends wait for room (backpressure).
+* **Segments** are Arrow IPC stream files in ``directory`` named ``<created_ns:020d>-<token>``.
+  The active one ends in ``.arrows.open``; it is sealed (end marker, fsync, rename to
+  ``.arrows``, fsync of the directory) once it passes ``segment_max_bytes`` or
+  ``segment_max_age_seconds`` after its first append. Ids are unique across restarts and
+  replicas, so batch ids derived from them never collide.
+* **Recovery.** On open, a crashed process's ``.arrows.open`` segment keeps its longest valid
+  prefix of record batches; a torn tail (never acknowledged) is truncated and the segment sealed.
+* **Disk budget.** :meth:`WriteAheadLog.check_budget` raises ``Unavailable`` with Retry-After
+  when unflushed bytes reach ``disk_budget_bytes``; the gateway calls it before parsing.
+
+The flusher reads sealed segments (:meth:`sealed_segments`, :meth:`read_segment`) and deletes
+them with :meth:`release` once their batches are committed; the query service reads
+:meth:`pending_tables` for data acknowledged but not yet flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from astralog.errors import ConfigError, Unavailable
+from astralog.schema import log_schema
+from astralog.settings import WalSettings
+
+__all__ = ["PendingData", "Segment", "WalStats", "WriteAheadLog"]
+
+log = logging.getLogger("astralog.wal")
+
+SEALED_SUFFIX = ".arrows"
+OPEN_SUFFIX = ".arrows.open"
+_DEFAULT_MAX_QUEUED = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A sealed segment: immutable, waiting to be flushed and released."""
+
+    segment_id: str
+    path: Path
+    size_bytes: int
+    created_ns: int  # wall clock of its first append
+
+
+@dataclass(frozen=True)
+class PendingData:
+    """Rows acknowledged but not yet released, tagged with the segment that holds them."""
+
+    segment_id: str
+    table: pa.Table
+
+
+@dataclass(frozen=True)
+class WalStats:
+    unflushed_bytes: int
+    segments: int
+    oldest_unflushed_age_seconds: float
+    queued_bytes: int
+    peak_queued_bytes: int
+    appends: int
+    commits: int
+    fsyncs: int
+
+
+_Outcome = tuple["asyncio.Future[None]", BaseException | None]
+
+
+@dataclass
+class _Pending:
+    table: pa.Table
+    nbytes: int
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+
+
+@dataclass
+class _Active:
+    segment_id: str
+    path: Path
+    created_ns: int
+    started: float  # time.monotonic() of the first append, for age-based sealing
+    sink: pa.NativeFile
+    writer: ipc.RecordBatchStreamWriter
+    size: int = 0  # bytes known good (ends after the last fsync'd batch)
+    batches: int = 0
+    tables: list[pa.Table] = field(default_factory=list)
+
+
+class WriteAheadLog:
+    """The local, fsync'd log of acknowledged events. Open one per directory; close() it."""
+
+    def __init__(
+        self,
+        settings: WalSettings,
+        directory: Path | None = None,
+        *,
+        max_queued_bytes: int = _DEFAULT_MAX_QUEUED,
+        budget_retry_after: int = 5,
+    ) -> None:
+        self.settings = settings
+        self.directory = Path(directory if directory is not None else settings.directory)
+        self.max_queued_bytes = max_queued_bytes
+        self.budget_retry_after = budget_retry_after
+        self._schema = log_schema()
+        # Lock order: _io or _cond (never both) may be held while taking _meta; never reverse.
+        self._io = threading.Lock()  # the active segment's file
+        self._meta = threading.Lock()  # segment bookkeeping and counters
+        self._cond = threading.Condition()  # the append queue
+        self._queue: list[_Pending] = []
+        self._queued_bytes = 0
+        self._peak_queued = 0
+        self._space_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._closing = False
+        self._broken: BaseException | None = None
+        self._active: _Active | None = None
+        self._sealed: dict[str, Segment] = {}
+        self._last_created_ns = 0
+        self._counters = {"appends": 0, "commits": 0, "fsyncs": 0}
+        self._lock_file = self._take_directory()
+        self._recover()
+        self._thread = threading.Thread(target=self._writer_main, name="astralog-wal", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> WriteAheadLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- appending ---------------------------------------------------------------------------
+
+    async def append(self, table: pa.Table) -> None:
+        """Make ``table`` durable; return once it is fsync'd. Rows must follow ``log_schema()``."""
+        table = self._conform(table)
+        if table.num_rows == 0:
+            return
+        nbytes = max(table.nbytes, 1)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        while not self._enqueue(_Pending(table, nbytes, loop, done)):
+            room: asyncio.Future[None] = loop.create_future()
+            with self._cond:
+                self._space_waiters.append((loop, room))
+            if self._has_room(nbytes):  # room appeared before we registered: do not sleep
+                continue
+            await room
+        await done
+
+    def _has_room(self, nbytes: int) -> bool:
+        with self._cond:
+            return self._queued_bytes == 0 or self._queued_bytes + nbytes <= self.max_queued_bytes
+
+    def _enqueue(self, item: _Pending) -> bool:
+        with self._cond:
+            self._raise_if_unusable()
+            if self._queued_bytes and self._queued_bytes + item.nbytes > self.max_queued_bytes:
+                return False
+            self._queue.append(item)
+            self._queued_bytes += item.nbytes
+            self._peak_queued = max(self._peak_queued, self._queued_bytes)
+            self._cond.notify()
+            return True
+
+    def _raise_if_unusable(self) -> None:
+        if self._closing:
+            raise Unavailable("the write-ahead log is shutting down", retry_after=1)
+        if self._broken is not None:
+            raise Unavailable(
+                "the write-ahead log failed and refuses writes until the service restarts: "
+                f"{self._broken}",
+                retry_after=self.budget_retry_after,
+            )
+
+    def _conform(self, table: pa.Table) -> pa.Table:
+        if table.schema.equals(self._schema, check_metadata=False):
+            return table
+        try:
+            return table.select(self._schema.names).cast(self._schema)
+        except (KeyError, ValueError, pa.ArrowException) as exc:
+            raise ValueError(f"table does not follow the canonical log schema: {exc}") from exc
+
+    # -- the writer thread -------------------------------------------------------------------
+
+    def _writer_main(self) -> None:
+        while True:
+            group, stopping = self._take_group()
+            try:
+                if group:
+                    self._commit(group)
+                self._seal_if_due()
+            except BaseException as exc:  # never die silently: refuse writes from now on
+                log.exception("write-ahead log writer failed; refusing further appends")
+                self._broken = exc
+                self._fail_queued(exc)
+                return
+            if stopping and not group:
+                return
+
+    def _take_group(self) -> tuple[list[_Pending], bool]:
+        with self._cond:
+            while not self._queue and not self._closing:
+                wait = self._seconds_until_seal_due()
+                if wait is not None and wait <= 0:
+                    break
+                self._cond.wait(wait)
+            group, self._queue = self._queue, []
+            return group, self._closing
+
+    def _seconds_until_seal_due(self) -> float | None:
+        with self._meta:
+            active = self._active
+            if active is None or active.batches == 0:
+                return None
+            return active.started + self.settings.segment_max_age_seconds - time.monotonic()
+
+    def _commit(self, group: list[_Pending]) -> None:
+        tables = [p.table for p in group]
+        try:
+            with self._io:
+                self._write_durably(tables)
+        except Exception as exc:
+            log.error(
+                "write-ahead log write failed (%d appends not acknowledged): %s", len(group), exc
+            )
+            self._settle(group, exc)
+        else:
+            self._settle(group, None)
+
+    def _write_durably(self, tables: list[pa.Table]) -> None:
+        """Write one group as one record batch and fsync; caller holds ``_io``."""
+        if self._broken is not None:
+            raise self._broken
+        active = self._active or self._open_segment()
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()
+        try:
+            active.writer.write_table(table)
+            if self.settings.fsync:
+                _datasync(active.sink.fileno())
+        except BaseException:
+            # Bytes after active.size may be half a batch; appending after them would make
+            # later (acknowledged) batches unreadable, so this segment ends here.
+            try:
+                self._retire(active, truncate_to=active.size)
+            except BaseException as exc:
+                # The segment could not be cut back to its acknowledged prefix: stop taking
+                # writes; recovery at the next start truncates it.
+                self._broken = exc
+            raise
+        with self._meta:
+            active.size = active.sink.tell()
+            active.batches += 1
+            active.tables.append(table)
+            self._counters["appends"] += len(tables)
+            self._counters["commits"] += 1
+            self._counters["fsyncs"] += int(self.settings.fsync)
+
+    def _settle(self, group: list[_Pending], error: BaseException | None) -> None:
+        with self._cond:
+            self._queued_bytes -= sum(p.nbytes for p in group)
+            waiters, self._space_waiters = self._space_waiters, []
+        # One wake-up per event loop, not per append: each call_soon_threadsafe is a syscall.
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
+        for p in group:
+            outcome = None if error is None else self._not_acknowledged(error)
+            by_loop.setdefault(p.loop, []).append((p.future, outcome))
+        for loop, room in waiters:
+            by_loop.setdefault(loop, []).append((room, None))
+        for loop, outcomes in by_loop.items():
+            with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_resolve_all, outcomes)
+
+    def _not_acknowledged(self, error: BaseException) -> Unavailable:
+        exc = Unavailable(
+            f"the write-ahead log could not store the events: {error}",
+            retry_after=self.budget_retry_after,
+        )
+        exc.__cause__ = error
+        return exc
+
+    def _fail_queued(self, error: BaseException) -> None:
+        with self._cond:
+            group, self._queue = self._queue, []
+        self._settle(group, error)
+
+    # -- segments ----------------------------------------------------------------------------
+
+    def _new_segment_id(self) -> tuple[str, int]:
+        created = max(time.time_ns(), self._last_created_ns + 1)
+        self._last_created_ns = created
+        return f"{created:020d}-{secrets.token_hex(4)}", created
+
+    def _open_segment(self) -> _Active:
+        segment_id, created = self._new_segment_id()
+        path = self.directory / f"{segment_id}{OPEN_SUFFIX}"
+        sink = pa.OSFile(str(path), "wb")
+        try:
+            writer = ipc.new_stream(sink, self._schema)
+            if self.settings.fsync:  # the new name must survive a crash before its data is acked
+                _fsync_dir(self.directory)
+        except BaseException:
+            sink.close()
+            path.unlink(missing_ok=True)
+            raise
+        active = _Active(segment_id, path, created, time.monotonic(), sink, writer)
+        with self._meta:
+            self._active = active
+        return active
+
+    def _seal_if_due(self) -> None:
+        with self._io:
+            active = self._active
+            if active is None or active.batches == 0:
+                return
+            too_big = active.size >= self.settings.segment_max_bytes
+            too_old = time.monotonic() - active.started >= self.settings.segment_max_age_seconds
+            if too_big or too_old:
+                self._retire(active, truncate_to=None)
+
+    def _retire(self, active: _Active, truncate_to: int | None) -> Segment | None:
+        """Close the active segment and seal it (or drop it when it holds no batch)."""
+        try:
+            try:
+                active.writer.close()  # end-of-stream marker; readers do not need it
+            except Exception:
+                truncate_to = active.size  # half a marker would read as a torn batch
+            active.sink.close()
+            if active.batches == 0:
+                active.path.unlink(missing_ok=True)
+                return None
+            if truncate_to is not None:
+                os.truncate(active.path, truncate_to)
+            return self._seal_file(active.path, active.segment_id, active.created_ns, active)
+        finally:
+            with self._meta:
+                if self._active is active:
+                    self._active = None
+
+    def _seal_file(
+        self, path: Path, segment_id: str, created_ns: int, replacing: _Active | None = None
+    ) -> Segment:
+        if self.settings.fsync:
+            _fsync_path(path)
+        sealed = self.directory / f"{segment_id}{SEALED_SUFFIX}"
+        os.replace(path, sealed)
+        if self.settings.fsync:
+            _fsync_dir(self.directory)
+        segment = Segment(segment_id, sealed, sealed.stat().st_size, created_ns)
+        with self._meta:
+            # One step, so pending_tables() never sees the rows in neither place.
+            self._sealed[segment_id] = segment
+            if replacing is not None and self._active is replacing:
+                self._active = None
+        return segment
+
+    def force_seal(self) -> Segment | None:
+        """Seal the active segment now (shutdown, tests). Blocks for one fsync."""
+        with self._io:
+            active = self._active
+            return None if active is None else self._retire(active, truncate_to=None)
+
+    # -- opening and recovery ----------------------------------------------------------------
+
+    def _take_directory(self) -> IO[bytes]:
+        """Create the directory and lock it: two processes appending to one WAL corrupt it."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        lock_file = open(self.directory / "LOCK", "ab")  # noqa: SIM115 - held until close()
+        try:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            lock_file.close()
+            raise ConfigError(
+                f"the write-ahead log directory {self.directory} is in use by another process"
+            ) from exc
+        return lock_file
+
+    def _recover(self) -> None:
+        for path in sorted(self.directory.glob(f"*{OPEN_SUFFIX}")):
+            self._recover_open_segment(path)
+        for path in sorted(self.directory.glob(f"*{SEALED_SUFFIX}")):
+            segment_id = path.name.removesuffix(SEALED_SUFFIX)
+            created = _created_ns(segment_id)
+            self._sealed[segment_id] = Segment(segment_id, path, path.stat().st_size, created)
+        self._last_created_ns = max((s.created_ns for s in self._sealed.values()), default=0)
+
+    def _recover_open_segment(self, path: Path) -> None:
+        segment_id = path.name.removesuffix(OPEN_SUFFIX)
+        good, batches = _valid_prefix(path)
+        size = path.stat().st_size
+        if batches == 0:
+            log.warning("dropping WAL segment %s: no complete record batch", segment_id)
+            path.unlink()
+            _fsync_dir(self.directory)
+            return
+        if good < size:
+            log.warning(
+                "WAL segment %s ends with a torn write: keeping %d complete batches (%d bytes), "
+                "dropping %d unacknowledged bytes",
+                segment_id,
+                batches,
+                good,
+                size - good,
+            )
+            os.truncate(path, good)
+        self._seal_file(path, segment_id, _created_ns(segment_id))
+
+    # -- the read side -----------------------------------------------------------------------
+
+    def sealed_segments(self) -> list[Segment]:
+        """Sealed segments, oldest first."""
+        with self._meta:
+            return sorted(self._sealed.values(), key=lambda s: s.segment_id)
+
+    def read_segment(self, segment: Segment) -> pa.Table:
+        """The rows of a sealed segment (memory-mapped: the OS page cache holds them, not us)."""
+        with pa.memory_map(str(segment.path)) as source:
+            table = ipc.open_stream(source).read_all()
+        if not table.schema.equals(self._schema, check_metadata=False):
+            table = table.cast(self._schema)  # written by an older release: same columns
+        return table.replace_schema_metadata(self._schema.metadata)
+
+    def release(self, segment: Segment) -> None:
+        """Delete a flushed segment; the deletion is durable when this returns."""
+        segment.path.unlink(missing_ok=True)
+        if self.settings.fsync:
+            _fsync_dir(self.directory)
+        with self._meta:
+            self._sealed.pop(segment.segment_id, None)
+
+    def pending_tables(self) -> list[PendingData]:
+        """Everything acknowledged and not yet released: sealed segments, then the active one."""
+        with self._meta:
+            sealed = sorted(self._sealed.values(), key=lambda s: s.segment_id)
+            active = self._active
+            active_tables = list(active.tables) if active is not None else []
+        pending: list[PendingData] = []
+        for segment in sealed:
+            try:
+                pending.append(PendingData(segment.segment_id, self.read_segment(segment)))
+            except FileNotFoundError:
+                continue  # released meanwhile: its batches are in the catalog now
+        if active is not None and active_tables:
+            pending.append(PendingData(active.segment_id, pa.concat_tables(active_tables)))
+        return pending
+
+    # -- budget and stats --------------------------------------------------------------------
+
+    def unflushed_bytes(self) -> int:
+        with self._meta:
+            active = self._active.size if self._active is not None else 0
+            return active + sum(s.size_bytes for s in self._sealed.values())
+
+    def check_budget(self) -> None:
+        """Raise Unavailable (503 + Retry-After) when the WAL cannot take more data."""
+        with self._cond:
+            self._raise_if_unusable()
+            queued = self._queued_bytes
+        used = self.unflushed_bytes() + queued
+        budget = self.settings.disk_budget_bytes
+        if used >= budget:
+            raise Unavailable(
+                "the destination is behind and the write-ahead log is full "
+                f"({used} of {budget} bytes waiting to be flushed); retry later",
+                retry_after=self.budget_retry_after,
+            )
+
+    def stats(self) -> WalStats:
+        with self._cond:
+            queued, peak = self._queued_bytes, self._peak_queued
+        with self._meta:
+            sealed = list(self._sealed.values())
+            active = self._active
+            counters = dict(self._counters)
+            created = [s.created_ns for s in sealed]
+            active_bytes = 0
+            if active is not None and active.batches:
+                created.append(active.created_ns)
+                active_bytes = active.size
+        oldest = (time.time_ns() - min(created)) / 1e9 if created else 0.0
+        return WalStats(
+            unflushed_bytes=active_bytes + sum(s.size_bytes for s in sealed),
+            segments=len(sealed) + (1 if active_bytes else 0),
+            oldest_unflushed_age_seconds=max(oldest, 0.0),
+            queued_bytes=queued,
+            peak_queued_bytes=peak,
+            **counters,
+        )
+
+    # -- shutdown ----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Write what is queued, seal the active segment, stop the writer thread."""
+        with self._cond:
+            if self._closing:
+                return
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join()
+        try:
+            self.force_seal()
+        finally:
+            self._lock_file.close()
+
+
+def _valid_prefix(path: Path) -> tuple[int, int]:
+    """Byte length and count of the complete, valid record batches at the start of ``path``."""
+    with pa.OSFile(str(path), "rb") as source:
+        try:
+            reader = ipc.open_stream(source)
+        except (pa.ArrowException, OSError, ValueError):
+            return 0, 0
+        good, batches = 0, 0
+        while True:
+            try:
+                batch = reader.read_next_batch()
+                batch.validate(full=True)
+            except StopIteration:
+                break
+            except (pa.ArrowException, OSError, ValueError):
+                break  # torn or garbage tail
+            good, batches = source.tell(), batches + 1
+    return good, batches
+
+
+def _created_ns(segment_id: str) -> int:
+    try:
+        return int(segment_id.split("-", 1)[0])
+    except ValueError:
+        return 0
+
+
+def _resolve_all(outcomes: list[_Outcome]) -> None:
+    for future, error in outcomes:
+        if future.done():  # the appender was cancelled; its rows may still have been written
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
+def _datasync(fd: int) -> None:
+    # fdatasync is enough for appends (it flushes the new size) and skips the mtime update.
+    sync = getattr(os, "fdatasync", os.fsync)
+    sync(fd)
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,57 @@
+"""Prometheus metrics of one process (a registry per runtime, so tests can build many apps)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.events_accepted = Counter(
+            "astralog_ingest_events_accepted", "Events acknowledged", ["format"], registry=r
+        )
+        self.events_rejected = Counter(
+            "astralog_ingest_events_rejected", "Events refused", ["reason"], registry=r
+        )
+        self.bytes_accepted = Counter(
+            "astralog_ingest_bytes_accepted", "Request bytes after decompression", registry=r
+        )
+        self.requests_refused = Counter(
+            "astralog_ingest_requests_refused", "Whole requests refused", ["status"], registry=r
+        )
+        self.rate_limited = Counter(
+            "astralog_ingest_rate_limited",
+            "Requests refused by a rate limit",
+            ["source"],
+            registry=r,
+        )
+        self.ack_seconds = Histogram(
+            "astralog_ingest_ack_seconds",
+            "Time from request to durable ack",
+            registry=r,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.wal_bytes = Gauge("astralog_wal_bytes", "Unflushed WAL bytes", registry=r)
+        self.wal_segments = Gauge("astralog_wal_segments", "Unflushed WAL segments", registry=r)
+        self.wal_oldest_seconds = Gauge(
+            "astralog_wal_oldest_segment_age_seconds",
+            "Age of the oldest unflushed segment",
+            registry=r,
+        )
+        self.flush_seconds = Histogram(
+            "astralog_flush_seconds", "Duration of one flush pass that wrote batches", registry=r
+        )
+        self.flush_failures = Counter(
+            "astralog_flush_failures", "Flush attempts that failed", ["retryable"], registry=r
+        )
+        self.batches_written = Counter(
+            "astralog_flush_batches", "Parquet batches committed", registry=r
+        )
+        self.query_seconds = Histogram(
+            "astralog_query_seconds", "Search latency", ["endpoint"], registry=r
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,1 @@
+"""The search language: query text -> AST (``language``) -> parameterised SQL (``compile``)."""

@@ -1,0 +1,698 @@
+"""Query text -> a small frozen AST: the first stage of the query path.
+
+The syntax is the Kibana/Datadog one engineers already type::
+
+    level:error service:api "timeout" -health status>=500 host:web-* user.id:(42 OR 43)
+
+Grammar (juxtaposition means AND; AND binds tighter than OR; keywords are upper case)::
+
+    query   := [or]                                  empty query -> MatchAll
+    or      := and ("OR" and)*
+    and     := unary (["AND"] unary)*
+    unary   := ("-" | "NOT")* primary                 -a, NOT a; an even count cancels out
+    primary := "(" or ")" | PHRASE | WORD             free text, searched in Body
+             | "_exists_:" NAME
+             | NAME ":" value | NAME CMP VALUE         CMP is one of >= > <= <
+    value   := "(" or ")"                             field:(a OR b): the field applies inside
+             | ("[" | "{") BOUND "TO" BOUND ("]" | "}")   inclusive / exclusive, "*" is open
+             | CMP VALUE | PHRASE | WORD
+
+Field names are made of letters, digits and ``_ . - @ /``. Any character of a word can be
+escaped with a backslash; a phrase is ``"..."`` with ``\\"`` and ``\\\\`` inside.
+
+Semantics (tests/reference_filter.py, DuckDB and ClickHouse implement exactly this)
+----------------------------------------------------------------------------------
+
+========= =========================== ===================== ================================
+kind      fields                      missing when          ``field:value`` matches
+========= =========================== ===================== ================================
+body      free text, ``body``,        ``Body = ''``         case-insensitive *substring*;
+          ``message``                                       wildcards work inside it
+level     ``level``, ``severity``     ``SeverityText = ''`` case-insensitive whole value
+column    ``service`` ``source``      the column is ``''``  exact whole value, case-sensitive
+          ``event_id`` ``scope``                            (for ids the query value is
+          ``trace_id`` ``span_id``                          lower-cased first: ids are stored
+                                                            as lowercase hex)
+resource  ``host`` (``host.name``)    key not in            exact, case-sensitive
+                                      ResourceAttributes
+attribute any other name, ``a.b``     key in neither map    exact, case-sensitive, on
+                                                            LogAttributes['a.b'], else on
+                                                            ResourceAttributes['a.b']
+========= =========================== ===================== ================================
+
+* *Case-insensitive* folds the ASCII letters A-Z only; every other character must match exactly.
+  It is the one folding DuckDB, ClickHouse and Python perform identically (their Unicode tables
+  disagree on U+0130, final sigma and recently added letters), so results never depend on the
+  engine.
+* *Wildcards*: an unquoted, unescaped ``*`` is any run of characters (possibly none), ``?`` is
+  exactly one character. Quoted or escaped, they are literal. ``field:*`` is ``_exists_:field``;
+  a lone ``*`` matches every event.
+* *Comparisons and ranges* are numeric when every bound is a number (:data:`NUMBER_PATTERN`):
+  a value then matches only if it is itself such a number, compared as float64, so a
+  non-numeric value simply does not match. Otherwise they compare strings by code point
+  (UTF-8 byte order in both engines). On ``level`` they compare SeverityNumber with the OTel
+  ranges (TRACE 1-4, DEBUG 5-8, INFO 9-12, WARN 13-16, ERROR 17-20, FATAL 21-24; aliases
+  warning, err, critical; or a number 1-24): ``level>=warn`` is ``>= 13``, ``level>warn`` is
+  ``>= 17``, ``level<=error`` is ``<= 20``, ``level<error`` is ``<= 16``; SeverityNumber 0
+  (unknown) matches no comparison.
+* *Missing fields* match no positive predicate, so every negated one: ``-service:api`` matches
+  events without a service. Logic is two-valued; nothing is ever NULL. A map value stored as
+  null counts as present and empty.
+
+Limits (:class:`Limits`) on length, nesting and number of terms are syntax errors, never crashes;
+every error is a :class:`~astralog.errors.SyntaxErrorAt` with the 0-based position and a hint.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass
+from enum import Enum, StrEnum
+from typing import Final, TypeAlias
+
+from astralog.errors import SyntaxErrorAt
+
+__all__ = [
+    "BODY",
+    "DEFAULT_LIMITS",
+    "NUMBER_PATTERN",
+    "SEVERITY_RANGES",
+    "WELL_KNOWN_COLUMNS",
+    "And",
+    "Exists",
+    "Field",
+    "FieldKind",
+    "Limits",
+    "Match",
+    "MatchAll",
+    "Node",
+    "Not",
+    "Or",
+    "Pattern",
+    "Range",
+    "Severity",
+    "Wildcard",
+    "ascii_lower",
+    "is_number",
+    "parse",
+    "resolve_field",
+]
+
+# Written into SQL as a literal by the compiler, so it holds no quote and no backslash.
+NUMBER_PATTERN: Final = r"[-+]?(?:[0-9]+(?:[.][0-9]*)?|[.][0-9]+)(?:[eE][-+]?[0-9]+)?"
+_NUMBER: Final = re.compile(NUMBER_PATTERN)
+
+_ASCII_LOWER: Final = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
+
+SEVERITY_RANGES: Final[dict[str, tuple[int, int]]] = {
+    "trace": (1, 4),
+    "debug": (5, 8),
+    "info": (9, 12),
+    "warn": (13, 16),
+    "warning": (13, 16),
+    "error": (17, 20),
+    "err": (17, 20),
+    "fatal": (21, 24),
+    "critical": (21, 24),
+}
+
+
+def is_number(text: str) -> bool:
+    """True when ``text`` is a number both engines and Python parse to the same float64."""
+    return _NUMBER.fullmatch(text) is not None
+
+
+def ascii_lower(text: str) -> str:
+    """Lower-case A-Z only: the case folding of the language (see the module docstring)."""
+    return text.translate(_ASCII_LOWER)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one query may cost the parser; beyond it the query is refused with a 400."""
+
+    max_length: int = 4096
+    max_depth: int = 32
+    max_terms: int = 256
+
+
+class FieldKind(StrEnum):
+    BODY = "body"
+    LEVEL = "level"
+    COLUMN = "column"
+    RESOURCE = "resource"
+    ATTRIBUTE = "attribute"
+
+
+@dataclass(frozen=True)
+class Field:
+    """A resolved field: ``target`` is a column (body, level, column) or a map key."""
+
+    name: str
+    kind: FieldKind
+    target: str
+
+
+BODY: Final = Field("body", FieldKind.BODY, "Body")
+
+_WELL_KNOWN: Final[dict[str, tuple[FieldKind, str]]] = {
+    "body": (FieldKind.BODY, "Body"),
+    "message": (FieldKind.BODY, "Body"),
+    "level": (FieldKind.LEVEL, "SeverityText"),
+    "severity": (FieldKind.LEVEL, "SeverityText"),
+    "service": (FieldKind.COLUMN, "ServiceName"),
+    "trace_id": (FieldKind.COLUMN, "TraceId"),
+    "span_id": (FieldKind.COLUMN, "SpanId"),
+    "source": (FieldKind.COLUMN, "SourceId"),
+    "event_id": (FieldKind.COLUMN, "EventId"),
+    "scope": (FieldKind.COLUMN, "ScopeName"),
+    "host": (FieldKind.RESOURCE, "host.name"),
+}
+
+# The only column names that may ever be written into SQL text.
+WELL_KNOWN_COLUMNS: Final = frozenset(
+    target for kind, target in _WELL_KNOWN.values() if kind is not FieldKind.RESOURCE
+)
+
+# Ids are stored as lowercase hex; people paste them in any case.
+_LOWERCASE_VALUES: Final = frozenset({"trace_id", "span_id"})
+
+
+def resolve_field(name: str) -> Field:
+    """Map a field name as typed to what it reads; unknown names are attributes."""
+    kind, target = _WELL_KNOWN.get(name, (FieldKind.ATTRIBUTE, name))
+    return Field(name, kind, target)
+
+
+class Wildcard(Enum):
+    ANY = "*"
+    ONE = "?"
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A value: literal text runs and wildcards, in order."""
+
+    parts: tuple[str | Wildcard, ...]
+
+    @classmethod
+    def literal(cls, text: str) -> Pattern:
+        return cls((text,) if text else ())
+
+    @property
+    def is_literal(self) -> bool:
+        return all(isinstance(part, str) for part in self.parts)
+
+    @property
+    def text(self) -> str:
+        """The literal text (wildcards shown as ``*`` / ``?``)."""
+        return "".join(p if isinstance(p, str) else p.value for p in self.parts)
+
+    def needs_a_character(self) -> bool:
+        """True when no empty value can match (so presence of a column is implied)."""
+        return any(part == Wildcard.ONE or (isinstance(part, str) and part) for part in self.parts)
+
+
+@dataclass(frozen=True)
+class MatchAll:
+    pass
+
+
+@dataclass(frozen=True)
+class Match:
+    field: Field
+    pattern: Pattern
+
+
+@dataclass(frozen=True)
+class Exists:
+    field: Field
+
+
+@dataclass(frozen=True)
+class Range:
+    """``low``/``high`` of None are open; ``numeric`` when every given bound is a number."""
+
+    field: Field
+    low: str | None
+    high: str | None
+    include_low: bool
+    include_high: bool
+    numeric: bool
+
+
+@dataclass(frozen=True)
+class Severity:
+    """SeverityNumber in ``[low, high]`` (inclusive, None is open), never 0 (unknown)."""
+
+    low: int | None
+    high: int | None
+
+
+@dataclass(frozen=True)
+class Not:
+    operand: Node
+
+
+@dataclass(frozen=True)
+class And:
+    operands: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    operands: tuple[Node, ...]
+
+
+Node: TypeAlias = MatchAll | Match | Exists | Range | Severity | Not | And | Or
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
+def parse(text: str, limits: Limits = DEFAULT_LIMITS) -> Node:
+    """Parse a search query; raises :class:`SyntaxErrorAt` pointing at the first problem."""
+    if len(text) > limits.max_length:
+        raise SyntaxErrorAt(
+            f"query is longer than {limits.max_length} characters",
+            limits.max_length,
+            "shorten the query or split it into several searches",
+        )
+    return _Parser(text, limits).parse()
+
+
+_KEYWORDS: Final = frozenset({"AND", "OR", "NOT"})
+_FIELD_PUNCTUATION: Final = frozenset("_.-@/")
+# Characters that end an unquoted word (besides whitespace) where they are not escaped.
+_WORD_STOP: Final = frozenset('()"')
+_BOUND_STOP: Final = frozenset('()"[]{}')
+_COMPARATORS: Final = (">=", "<=", ">", "<")
+_VALUE_HINT: Final = 'for example status:500, service:"my api" or host:web-*'
+
+
+def _is_field_char(ch: str) -> bool:
+    return ch.isalnum() or ch in _FIELD_PUNCTUATION
+
+
+def _combine(kind: type[And] | type[Or], operands: list[Node]) -> Node:
+    if len(operands) == 1:
+        return operands[0]
+    flat: list[Node] = []
+    for operand in operands:
+        flat.extend(operand.operands if isinstance(operand, kind) else (operand,))
+    return kind(tuple(flat))
+
+
+def _pattern(chars: list[tuple[str, bool]]) -> Pattern:
+    """Turn scanned characters (char, was escaped) into literal runs and wildcards."""
+    parts: list[str | Wildcard] = []
+    run: list[str] = []
+    for ch, escaped in chars:
+        wildcard = None if escaped else {"*": Wildcard.ANY, "?": Wildcard.ONE}.get(ch)
+        if wildcard is None:
+            run.append(ch)
+            continue
+        if run:
+            parts.append("".join(run))
+            run = []
+        # Consecutive stars mean the same as one; collapsing keeps patterns canonical.
+        if not (wildcard is Wildcard.ANY and parts and parts[-1] is Wildcard.ANY):
+            parts.append(wildcard)
+    if run:
+        parts.append("".join(run))
+    return Pattern(tuple(parts))
+
+
+class _Parser:
+    """Recursive descent straight over the text: positions in errors are exact for free."""
+
+    def __init__(self, text: str, limits: Limits) -> None:
+        self.text = text
+        self.limits = limits
+        self.pos = 0
+        self.depth = 0
+        self.terms = 0
+
+    # -- scanning helpers ------------------------------------------------------------------
+
+    def peek(self, offset: int = 0) -> str | None:
+        at = self.pos + offset
+        return self.text[at] if at < len(self.text) else None
+
+    def skip_ws(self) -> None:
+        while self.pos < len(self.text) and self.text[self.pos].isspace():
+            self.pos += 1
+
+    def at_delimiter(self, at: int) -> bool:
+        return at >= len(self.text) or self.text[at].isspace() or self.text[at] in _WORD_STOP
+
+    def keyword(self) -> str | None:
+        end = self.pos
+        while not self.at_delimiter(end):
+            end += 1
+        word = self.text[self.pos : end]
+        return word if word in _KEYWORDS else None
+
+    def word(self, stop: frozenset[str]) -> list[tuple[str, bool]]:
+        chars: list[tuple[str, bool]] = []
+        while self.pos < len(self.text):
+            ch = self.text[self.pos]
+            if ch == "\\":
+                if self.pos + 1 >= len(self.text):
+                    raise SyntaxErrorAt(
+                        "dangling backslash at the end of the query",
+                        self.pos,
+                        "write \\\\ for a literal backslash",
+                    )
+                chars.append((self.text[self.pos + 1], True))
+                self.pos += 2
+                continue
+            if ch.isspace() or ch in stop:
+                break
+            chars.append((ch, False))
+            self.pos += 1
+        return chars
+
+    def phrase(self) -> str:
+        start = self.pos
+        self.pos += 1
+        out: list[str] = []
+        while self.pos < len(self.text):
+            ch = self.text[self.pos]
+            if ch == '"':
+                self.pos += 1
+                return "".join(out)
+            if ch == "\\" and self.pos + 1 < len(self.text):
+                self.pos += 1
+                ch = self.text[self.pos]
+            out.append(ch)
+            self.pos += 1
+        raise SyntaxErrorAt(
+            "unterminated quoted phrase",
+            start,
+            f"the phrase opened at {start} needs a closing '\"' (write \\\" for a literal quote)",
+        )
+
+    def scan_field_name(self, start: int) -> int:
+        end = start
+        while end < len(self.text) and _is_field_char(self.text[end]):
+            end += 1
+        return end
+
+    def leaf(self, start: int, node: Node) -> Node:
+        self.terms += 1
+        if self.terms > self.limits.max_terms:
+            raise SyntaxErrorAt(
+                "too many terms in the query",
+                start,
+                f"a query may hold at most {self.limits.max_terms} terms",
+            )
+        return node
+
+    def require_term(self, after: str) -> None:
+        self.skip_ws()
+        if self.peek() in (None, ")") or self.keyword() in ("AND", "OR"):
+            raise SyntaxErrorAt(
+                f"expected a term after '{after}'",
+                self.pos,
+                f"'{after}' must be followed by a search term",
+            )
+
+    # -- grammar -----------------------------------------------------------------------------
+
+    def parse(self) -> Node:
+        self.skip_ws()
+        if self.pos == len(self.text):
+            return MatchAll()
+        node = self.or_(None)
+        self.skip_ws()
+        if self.pos < len(self.text):  # only a stray ")" stops the top level early
+            raise SyntaxErrorAt(
+                "unexpected ')'", self.pos, "unbalanced parenthesis: no '(' is open here"
+            )
+        return node
+
+    def or_(self, ctx: Field | None) -> Node:
+        operands = [self.and_(ctx)]
+        while self.keyword() == "OR":
+            self.pos += 2
+            self.require_term("OR")
+            operands.append(self.and_(ctx))
+        return _combine(Or, operands)
+
+    def and_(self, ctx: Field | None) -> Node:
+        operands = [self.unary(ctx)]
+        while True:
+            self.skip_ws()
+            if self.peek() in (None, ")") or self.keyword() == "OR":
+                return _combine(And, operands)
+            if self.keyword() == "AND":
+                self.pos += 3
+                self.require_term("AND")
+            operands.append(self.unary(ctx))
+
+    def unary(self, ctx: Field | None) -> Node:
+        negations = 0
+        while True:
+            self.skip_ws()
+            if self.peek() == "-":
+                following = self.peek(1)
+                if following is None or following.isspace() or following == ")":
+                    raise SyntaxErrorAt(
+                        "expected a term after '-'",
+                        self.pos + 1,
+                        'write -term without a space, or "-" for a literal dash',
+                    )
+                self.pos += 1
+            elif self.keyword() == "NOT":
+                self.pos += 3
+                self.require_term("NOT")
+            else:
+                break
+            negations += 1
+        node = self.primary(ctx)
+        # Logic is two-valued, so a double negation is the operand itself.
+        return Not(node) if negations % 2 else node
+
+    def primary(self, ctx: Field | None) -> Node:
+        start = self.pos
+        ch = self.peek()
+        keyword = self.keyword()
+        if ch is None:
+            raise SyntaxErrorAt("expected a term", start, "the query ends where a term should be")
+        if ch == ")":
+            raise SyntaxErrorAt("unexpected ')'", start, "unbalanced parenthesis: no '(' is open")
+        if keyword in ("AND", "OR"):
+            raise SyntaxErrorAt(
+                f"unexpected '{keyword}'", start, f"{keyword} must stand between two terms"
+            )
+        if ch == "(":
+            return self.group(ctx)
+        if ctx is not None:
+            return self.value(ctx, start, label="")
+        if ch == '"':
+            text = self.phrase()
+            if not text:
+                raise SyntaxErrorAt("empty quoted phrase", start, "put the text to find inside")
+            return self.leaf(start, Match(BODY, Pattern.literal(text)))
+        return self.term(start)
+
+    def term(self, start: int) -> Node:
+        name_end = self.scan_field_name(start)
+        if name_end > start and name_end < len(self.text) and self.text[name_end] in ":<>":
+            self.pos = name_end
+            return self.field_clause(self.text[start:name_end], start)
+        pattern = _pattern(self.word(_WORD_STOP))
+        if pattern.parts == (Wildcard.ANY,):
+            return self.leaf(start, MatchAll())
+        return self.leaf(start, Match(BODY, pattern))
+
+    def field_clause(self, name: str, start: int) -> Node:
+        if name == "_exists_":
+            if self.peek() != ":":
+                raise SyntaxErrorAt("_exists_ takes a field name", self.pos, "write _exists_:field")
+            self.pos += 1
+            return self.exists(start)
+        field = resolve_field(name)
+        if self.peek() == ":":
+            self.pos += 1
+            return self.value(field, start, label=f"{name}:")
+        return self.comparison(field, start, label=name)
+
+    def exists(self, start: int) -> Node:
+        name_start = self.pos
+        name_end = self.scan_field_name(name_start)
+        if name_end == name_start or not self.at_delimiter(name_end):
+            raise SyntaxErrorAt(
+                "expected a field name after '_exists_:'",
+                name_end,
+                "field names are letters, digits and _ . - @ /",
+            )
+        self.pos = name_end
+        return self.leaf(start, Exists(resolve_field(self.text[name_start:name_end])))
+
+    def value(self, field: Field, start: int, label: str) -> Node:
+        ch = self.peek()
+        if ch is None or ch.isspace() or ch == ")":
+            raise SyntaxErrorAt(f"expected a value after '{label}'", self.pos, _VALUE_HINT)
+        if ch == "(":
+            return self.group(field)
+        if ch in "[{":
+            return self.range(field, start)
+        if ch in "<>":
+            return self.comparison(field, start, label=label)
+        if ch == '"':
+            return self.leaf(start, self.match(field, Pattern.literal(self.phrase())))
+        return self.leaf(start, self.match(field, _pattern(self.word(_WORD_STOP))))
+
+    def match(self, field: Field, pattern: Pattern) -> Node:
+        if pattern.parts == (Wildcard.ANY,):
+            return Exists(field)
+        if field.name in _LOWERCASE_VALUES:
+            lowered = (ascii_lower(p) if isinstance(p, str) else p for p in pattern.parts)
+            pattern = Pattern(tuple(lowered))
+        return Match(field, pattern)
+
+    def group(self, ctx: Field | None) -> Node:
+        open_at = self.pos
+        self.pos += 1
+        self.depth += 1
+        if self.depth > self.limits.max_depth:
+            raise SyntaxErrorAt(
+                "parentheses nested too deeply",
+                open_at,
+                f"at most {self.limits.max_depth} levels of parentheses",
+            )
+        self.skip_ws()
+        if self.peek() == ")":
+            raise SyntaxErrorAt("empty parentheses", open_at, "put a term inside or remove them")
+        node = self.or_(ctx)
+        self.skip_ws()
+        if self.peek() != ")":
+            raise SyntaxErrorAt(
+                "missing ')'", open_at, f"unbalanced parenthesis opened at {open_at}"
+            )
+        self.pos += 1
+        self.depth -= 1
+        return node
+
+    def literal_value(self, stop: frozenset[str], what: str) -> str:
+        """A comparison value or range bound: a phrase, or a word without wildcards."""
+        if self.peek() == '"':
+            return self.phrase()
+        start = self.pos
+        chars = self.word(stop)
+        if any(ch in "*?" and not escaped for ch, escaped in chars):
+            raise SyntaxErrorAt(
+                f"wildcards are not allowed in {what}", start, "escape them as \\* or \\?"
+            )
+        return "".join(ch for ch, _ in chars)
+
+    def comparison(self, field: Field, start: int, label: str) -> Node:
+        op = next(op for op in _COMPARATORS if self.text.startswith(op, self.pos))
+        self.pos += len(op)
+        value_at = self.pos
+        ch = self.peek()
+        if ch is None or ch.isspace() or ch == ")":
+            raise SyntaxErrorAt(f"expected a value after '{label}{op}'", self.pos, _VALUE_HINT)
+        value = self.literal_value(_WORD_STOP, "a comparison")
+        inclusive = op.endswith("=")
+        if op[0] == ">":
+            bounds = _Bounds(value, None, inclusive, False, value_at, value_at)
+        else:
+            bounds = _Bounds(None, value, False, inclusive, value_at, value_at)
+        return self.leaf(start, self.bounded(field, bounds))
+
+    def range(self, field: Field, start: int) -> Node:
+        open_at = self.pos
+        include_low = self.text[open_at] == "["
+        self.pos += 1
+        self.skip_ws()
+        low_at = self.pos
+        low = self.bound("a lower bound")
+        self.expect_to()
+        self.skip_ws()
+        high_at = self.pos
+        high = self.bound("an upper bound")
+        self.skip_ws()
+        closer = self.peek()
+        if closer is None:
+            raise SyntaxErrorAt(
+                "unterminated range", open_at, f"the range opened at {open_at} needs ']' or '}}'"
+            )
+        if closer not in "]}":
+            raise SyntaxErrorAt("expected ']' or '}'", self.pos, "ranges look like [400 TO 499]")
+        self.pos += 1
+        bounds = _Bounds(low, high, include_low, closer == "]", low_at, high_at)
+        return self.leaf(start, self.bounded(field, bounds))
+
+    def bound(self, what: str) -> str | None:
+        at = self.pos
+        if self.peek() == "*" and self.at_range_delimiter(at + 1):
+            self.pos += 1
+            return None
+        ch = self.peek()
+        if ch is None or self.at_range_delimiter(at) or (ch in _BOUND_STOP and ch != '"'):
+            raise SyntaxErrorAt(f"expected {what}", at, "ranges look like [400 TO 499]")
+        return self.literal_value(_BOUND_STOP, "a range")
+
+    def at_range_delimiter(self, at: int) -> bool:
+        return at >= len(self.text) or self.text[at].isspace() or self.text[at] in "]}"
+
+    def expect_to(self) -> None:
+        gap_at = self.pos
+        self.skip_ws()
+        after = self.pos + 2
+        spaced = self.pos > gap_at and after < len(self.text) and self.text[after].isspace()
+        if not (spaced and self.text.startswith("TO", self.pos)):
+            raise SyntaxErrorAt("expected 'TO'", self.pos, "ranges look like [400 TO 499]")
+        self.pos = after
+
+    def bounded(self, field: Field, bounds: _Bounds) -> Node:
+        if field.kind is FieldKind.LEVEL:
+            return _severity(bounds)
+        low, high = bounds.low, bounds.high
+        if low is None and high is None:
+            return Exists(field)
+        if field.name in _LOWERCASE_VALUES:
+            low, high = (None if b is None else ascii_lower(b) for b in (low, high))
+        numeric = all(b is None or is_number(b) for b in (low, high))
+        return Range(field, low, high, bounds.include_low, bounds.include_high, numeric)
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """Bounds as typed, with where each one starts (for errors about severity names)."""
+
+    low: str | None
+    high: str | None
+    include_low: bool
+    include_high: bool
+    low_at: int
+    high_at: int
+
+
+def _severity_range(value: str, at: int) -> tuple[int, int]:
+    named = SEVERITY_RANGES.get(ascii_lower(value))
+    if named is not None:
+        return named
+    if value.isascii() and value.isdigit() and 1 <= int(value) <= 24:
+        return int(value), int(value)
+    raise SyntaxErrorAt(
+        f"unknown severity '{value}'",
+        at,
+        "use trace, debug, info, warn, error, fatal (or warning, err, critical) or a number 1-24",
+    )
+
+
+def _severity(bounds: _Bounds) -> Severity:
+    """Named levels are ranges: '>= warn' starts at WARN's low end, '> warn' after its top."""
+    low_number = high_number = None
+    if bounds.low is not None:
+        bottom, top = _severity_range(bounds.low, bounds.low_at)
+        low_number = bottom if bounds.include_low else top + 1
+    if bounds.high is not None:
+        bottom, top = _severity_range(bounds.high, bounds.high_at)
+        high_number = top if bounds.include_high else bottom - 1
+    return Severity(low_number, high_number)

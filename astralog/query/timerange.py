@@ -1,0 +1,46 @@
+"""Time ranges as people write them: ``now``, ``now-15m``, ``now-7d/d``, RFC 3339, epoch ms."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from astralog.errors import BadRequest
+
+_UNITS_NS = {
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+    "d": 86_400 * 10**9,
+    "w": 7 * 86_400 * 10**9,
+}
+_RELATIVE = re.compile(r"^now(?:\s*-\s*(\d{1,7})\s*([smhdw]))?(?:/([smhd]))?$")
+
+
+def parse_instant(text: str | int | float, now_ns: int, field: str) -> int:
+    """An instant in ns since the epoch from relative, ISO 8601 or epoch-millisecond input."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        return int(text * 1_000_000)  # epoch milliseconds, as JavaScript's Date.now()
+    value = str(text).strip()
+    match = _RELATIVE.match(value)
+    if match:
+        amount, unit, round_to = match.groups()
+        ns = now_ns - (int(amount) * _UNITS_NS[unit] if amount else 0)
+        return ns - ns % _UNITS_NS[round_to] if round_to else ns
+    if value.isdigit():
+        return int(value) * 1_000_000
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest(
+            f"{field} {value[:60]!r} is not a time: use 'now', 'now-15m' (s, m, h, d, w), "
+            "an RFC 3339 time such as 2026-01-31T12:00:00Z, or epoch milliseconds"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp()) * 10**9 + moment.microsecond * 1000
+
+
+def iso(ns: int) -> str:
+    seconds, rest = divmod(ns, 10**9)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{rest:09d}Z"

@@ -1,0 +1,1 @@
+"""Security primitives shared by connectors: SSRF-safe egress and field-level secret encryption."""

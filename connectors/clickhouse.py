@@ -1,0 +1,640 @@
+"""The ClickHouse destination: each batch becomes rows of an ``otel_logs``-compatible table.
+
+The table is created from ``schemas/otel_logs.sql`` when it is missing; its columns are the
+OpenTelemetry Collector ClickHouse exporter's plus the canonical record's, so the customer's
+existing ClickHouse tooling reads Astralog data. What this connector promises, on a ClickHouse
+server over HTTP(S) and on the in-process chDB engine alike (both through
+``clickhouse_connect.get_client``):
+
+* ``write_batch`` is one synchronous insert (``async_insert=0``: the server has stored the rows
+  before it answers) carrying ``insert_deduplication_token`` derived from the :class:`BatchKey`,
+  so a retried batch is stored once (the table keeps the last 10,000 tokens, see the DDL);
+  rows whose OrgId, SourceId or hour differ from the key are refused, never written.
+* A batch "key" is the same Hive-style key the bucket connectors use; the rows carry their
+  batch id in ``BatchId``, so ``list_objects`` returns the batches whose rows fall in the
+  requested hours (``SELECT DISTINCT`` over those hours, pruned by partition and primary key).
+* ``delete_expired`` drops whole ``(org, day)`` partitions (metadata only, instant) when a whole
+  org's days expire, and removes the remaining expired hours -- or one source's rows, which share
+  partitions with other sources -- with a lightweight ``DELETE``: rows disappear from queries at
+  once and leave the disk when their part is merged or its day is dropped.
+* ``probe`` asks the server (``CHECK GRANT``, which chDB also answers) for each privilege the
+  connector needs and names the missing one with the ``GRANT`` statement that fixes it.
+* Errors of clickhouse-connect become :class:`ConnectorError`; the retryable ones (network,
+  timeouts, 5xx, TOO_MANY_PARTS, MEMORY_LIMIT_EXCEEDED, ...) make the flusher back off, the rest
+  (authentication, missing grants, unknown database, syntax) need a person. No message carries
+  the password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import ipaddress
+import re
+import string
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import clickhouse_connect
+import pyarrow as pa
+import pyarrow.compute as pc
+from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from urllib3.exceptions import HTTPError
+
+from astralog.connectors.base import (
+    HOUR,
+    BatchKey,
+    Check,
+    Connector,
+    ConnectorError,
+    WrittenBatch,
+    floor_hour,
+    object_key,
+    partition_hour,
+    validate_id,
+)
+from astralog.schema import log_schema, schema_text
+
+if TYPE_CHECKING:
+    from clickhouse_connect.driver.client import Client
+    from urllib3 import PoolManager
+
+__all__ = ["ClickHouseConfig", "ClickHouseConnector", "render_ddl"]
+
+_T = TypeVar("_T")
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}")
+_PARTITION_ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
+_DEDUP_WINDOW = re.compile(r"\bnon_replicated_deduplication_window\s*=\s*(\d+)")
+# The partition key of schemas/otel_logs.sql as system.tables spells it: only with this key
+# does DROP PARTITION remove exactly one org's day.
+_ORG_DAY_KEY = "(OrgId, toDate(Timestamp))"
+# Columns a table must have for our inserts and queries; TimestampTime is the exporter's.
+_REQUIRED_COLUMNS = ("TimestampTime", "BatchId")
+
+# chDB defaults async_insert to 1; an async insert acks before the rows are stored, which would
+# break "committed means durable", so every insert says 0 explicitly.
+_INSERT_SETTINGS: dict[str, Any] = {"async_insert": 0, "insert_deduplicate": 1}
+# 2: wait until the rows are hidden on every replica, so "deleted" is true when we return.
+_DELETE_SETTINGS: dict[str, Any] = {"lightweight_deletes_sync": 2}
+
+# ClickHouse error codes a server recovers from without a change on our side.
+_RETRYABLE_CODES = frozenset(
+    {
+        159,  # TIMEOUT_EXCEEDED
+        160,  # TOO_SLOW
+        201,  # QUOTA_EXCEEDED: the quota interval rolls over
+        202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+        203,  # NO_FREE_CONNECTION
+        209,  # SOCKET_TIMEOUT
+        210,  # NETWORK_ERROR
+        225,  # NO_ZOOKEEPER
+        236,  # ABORTED
+        241,  # MEMORY_LIMIT_EXCEEDED
+        242,  # TABLE_IS_READ_ONLY: a replica lost Keeper and will recover
+        243,  # NOT_ENOUGH_SPACE
+        252,  # TOO_MANY_PARTS: merges catch up
+        285,  # TOO_FEW_LIVE_REPLICAS
+        286,  # UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE
+        319,  # UNKNOWN_STATUS_OF_INSERT: the dedup token makes the retry safe
+        373,  # SESSION_IS_LOCKED
+        394,  # QUERY_WAS_CANCELLED
+        425,  # SYSTEM_ERROR
+        439,  # CANNOT_SCHEDULE_TASK
+        473,  # DEADLOCK_AVOIDED
+        999,  # KEEPER_EXCEPTION
+        1000,  # POCO_EXCEPTION (network)
+    }
+)
+# Named for the reader: every other code is permanent too, these are the ones admins meet.
+_PERMANENT_CODES = frozenset(
+    {
+        16,  # NO_SUCH_COLUMN_IN_TABLE: the table predates a column
+        60,  # UNKNOWN_TABLE
+        62,  # SYNTAX_ERROR
+        81,  # UNKNOWN_DATABASE
+        164,  # READONLY user
+        192,  # UNKNOWN_USER
+        193,  # WRONG_PASSWORD
+        194,  # REQUIRED_PASSWORD
+        195,  # IP_ADDRESS_NOT_ALLOWED
+        497,  # ACCESS_DENIED: a grant is missing
+        516,  # AUTHENTICATION_FAILED
+    }
+)
+# The table or database vanished under us: forget that it exists so the next attempt recreates.
+_SCHEMA_GONE_CODES = frozenset({60, 81})
+_RETRYABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EAGAIN, errno.EIO, errno.EMFILE})
+_RETRYABLE_HTTP_STATUS = re.compile(r"\bHTTP status (?:408|429|5\d\d)\b")
+
+
+class ClickHouseConfig(BaseModel):
+    """Where the customer's ClickHouse is and how to talk to it; the password travels apart."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field(default="localhost", description="ClickHouse server host name or IP address.")
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="HTTP(S) port; 8443 with TLS, 8123 without, if unset.",
+    )
+    user: str = Field(
+        default="default", min_length=1, max_length=128, description="ClickHouse user."
+    )
+    database: str = Field(
+        default="astralog", description="Database of the log table, created if missing."
+    )
+    table: str = Field(
+        default="otel_logs", description="Log table, created from otel_logs.sql if missing."
+    )
+    secure: bool = Field(default=True, description="Use HTTPS (TLS).")
+    verify: bool = Field(default=True, description="Verify the server's TLS certificate.")
+    ca_cert: str | None = Field(
+        default=None,
+        description="Path of a PEM CA bundle to verify the server with (else system CAs).",
+    )
+    ttl_days: int = Field(
+        default=365,
+        ge=1,
+        le=36500,
+        description="Table TTL in days: a backstop at the longest retention any plan allows.",
+    )
+    connect_timeout_seconds: int = Field(
+        default=10, ge=1, le=300, description="TCP/TLS connect timeout."
+    )
+    send_receive_timeout_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        description="Timeout for sending a request and reading its response.",
+    )
+
+    @field_validator("database", "table")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.fullmatch(value):
+            raise ValueError("use letters, digits and _ (not starting with a digit), at most 63")
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        # Only the shape is checked here; whether the address may be reached is the egress
+        # check's job (astralog.security.egress), done before the connector is built.
+        with contextlib.suppress(ValueError):
+            return str(ipaddress.ip_address(value.removeprefix("[").removesuffix("]")))
+        if not _HOSTNAME.fullmatch(value):
+            raise ValueError("a host name or IP address, without scheme, port or path")
+        return value
+
+    @property
+    def resolved_port(self) -> int:
+        return self.port or (8443 if self.secure else 8123)
+
+    @property
+    def location(self) -> str:
+        """The server as a URL, for messages and batch URIs (never with credentials)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self.secure else 'http'}://{host}:{self.resolved_port}"
+
+
+def render_ddl(config: ClickHouseConfig) -> str:
+    """``schemas/otel_logs.sql`` with the database, table and TTL of ``config`` filled in."""
+    return string.Template(schema_text("otel_logs.sql")).substitute(
+        database=_quote(config.database), table=_quote(config.table), ttl_days=int(config.ttl_days)
+    )
+
+
+class ClickHouseConnector(Connector):
+    """Batches into a ClickHouse table over HTTP(S), or into chDB for ``chdb:`` DSNs.
+
+    ``pool_mgr`` is the urllib3 pool manager pinned to the address the egress check approved
+    (``astralog.security.egress.pinned_pool_manager``); clickhouse-connect then sends every
+    request through it. A supplied pool carries its own TLS settings: clickhouse-connect applies
+    ``verify``/``ca_cert`` only to pools it builds itself, so build the pinned pool with them.
+    """
+
+    #: (probe step, privilege on the log table, what it is needed for); with CREATE DATABASE
+    #: and CREATE TABLE while those do not exist, this is all the connector needs.
+    required_grants: ClassVar[tuple[tuple[str, str, str], ...]] = (
+        ("insert", "INSERT", "writing batches"),
+        ("select", "SELECT", "listing batches and searching"),
+        ("delete", "ALTER DELETE", "retention (DROP PARTITION, lightweight DELETE)"),
+    )
+
+    def __init__(
+        self,
+        config: ClickHouseConfig,
+        password: str = "",
+        *,
+        pool_mgr: PoolManager | None = None,
+        dsn: str | None = None,
+    ) -> None:
+        self.config = config
+        self._secret = password
+        if dsn is not None:
+            if not dsn.startswith("chdb:") or password or pool_mgr is not None:
+                raise ValueError("dsn= is for chdb: DSNs only, without password or pool_mgr")
+            self._location = dsn
+            self._connect: Callable[[], Client] = partial(clickhouse_connect.get_client, dsn=dsn)
+        else:
+            self._location = config.location
+            self._connect = partial(_http_client, config, password, pool_mgr)
+        self._table = f"{_quote(config.database)}.{_quote(config.table)}"
+        self._lock = threading.Lock()
+        self._client_instance: Client | None = None
+        self._schema_ready = False
+        self._org_day_partitions = False
+
+    @classmethod
+    def for_dsn(cls, dsn: str, config: ClickHouseConfig | None = None) -> ClickHouseConnector:
+        """The embedded engine: ``chdb:///path`` (or ``chdb://memory``), same client API as HTTP.
+
+        chDB hosts one engine path per process; every connector on that path shares its data.
+        """
+        return cls(config or ClickHouseConfig(), dsn=dsn)
+
+    def __repr__(self) -> str:
+        return f"ClickHouseConnector({self._location!r}, table={self._table!r})"
+
+    def grant_statements(self, user: str) -> list[str]:
+        """The least-privilege grants, as statements an admin pastes into their ClickHouse."""
+        db, who = _quote(self.config.database), _quote_user(user)
+        privileges = ", ".join(["CREATE TABLE", *(p for _, p, _ in self.required_grants)])
+        return [
+            f"GRANT CREATE DATABASE ON {db}.* TO {who}",
+            f"GRANT {privileges} ON {self._table} TO {who}",
+        ]
+
+    # -- the contract ------------------------------------------------------------------------
+
+    async def write_batch(self, key: BatchKey, table: pa.Table) -> WrittenBatch:
+        rows = _rows_of_batch(key, table)
+        relative = object_key(key)
+        if rows.num_rows:
+            await self._guarded(f"inserting batch {relative}", self._insert, relative, rows)
+        return WrittenBatch(
+            key=relative,
+            uri=f"{self._location}/{self.config.database}.{self.config.table}/{relative}",
+            # the Arrow bytes handed over; what the rows take on disk is the server's affair
+            bytes=table.nbytes,
+            rows=table.num_rows,
+        )
+
+    async def delete_expired(
+        self, org_id: str, source_id: str | None, before: datetime
+    ) -> list[str]:
+        _validate_scope(org_id, source_id)
+        return await self._guarded(
+            f"deleting rows of org {org_id} before {before.isoformat()}",
+            self._delete_expired_sync,
+            org_id,
+            source_id,
+            floor_hour(before),
+        )
+
+    async def list_objects(
+        self, org_id: str, source_id: str | None, start: datetime, end: datetime
+    ) -> list[str]:
+        _validate_scope(org_id, source_id)
+        first, last = floor_hour(start), _ceil_hour(end)
+        if last <= first:
+            return []
+        return await self._guarded(
+            f"listing batches of org {org_id}", self._batch_keys, org_id, source_id, first, last
+        )
+
+    async def probe(self) -> list[Check]:
+        return await asyncio.to_thread(self._probe_sync)
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        if isinstance(exc, ConnectorError):
+            return exc.retryable
+        return _retryable(exc)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._close_sync)
+
+    async def ensure_table(self) -> None:
+        """Create the database and the table if missing (the first write does it anyway)."""
+        await self._guarded(f"creating {self._table}", self._ensure_schema)
+
+    # -- client and schema -------------------------------------------------------------------
+
+    def _client(self) -> Client:
+        with self._lock:
+            if self._client_instance is None:
+                self._client_instance = self._connect()
+            return self._client_instance
+
+    def _close_sync(self) -> None:
+        with self._lock:
+            client, self._client_instance = self._client_instance, None
+        if client is not None:
+            client.close()
+
+    def _ensure_schema(self) -> None:
+        if self._schema_ready:
+            return
+        client = self._client()
+        db = _quote(self.config.database)
+        # EXISTS first: CREATE ... IF NOT EXISTS still needs the CREATE grant, which a
+        # least-privilege user of a pre-created table does not hold.
+        if not client.command(f"EXISTS DATABASE {db}"):
+            client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+        if not client.command(f"EXISTS TABLE {self._table}"):
+            client.command(render_ddl(self.config))
+        meta = self._table_meta(client)
+        self._org_day_partitions = meta is not None and meta[0] == _ORG_DAY_KEY
+        self._schema_ready = True
+
+    def _table_meta(self, client: Client) -> tuple[str, str] | None:
+        """``(partition_key, engine_full)`` of the table, or None when it does not exist."""
+        rows = client.query(
+            "SELECT partition_key, engine_full FROM system.tables"
+            " WHERE database = {db:String} AND name = {table:String}",
+            parameters={"db": self.config.database, "table": self.config.table},
+        ).result_rows
+        return (str(rows[0][0]), str(rows[0][1])) if rows else None
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _insert(self, relative: str, rows: pa.Table) -> None:
+        self._ensure_schema()
+        settings = {**_INSERT_SETTINGS, "insert_deduplication_token": f"astralog:{relative}"}
+        self._client().insert_arrow(
+            self.config.table, rows, database=self.config.database, settings=settings
+        )
+
+    # -- listing and retention ---------------------------------------------------------------
+
+    def _batch_keys(
+        self, org_id: str, source_id: str | None, first: datetime | None, end: datetime
+    ) -> list[str]:
+        """Keys of the batches with rows in the hours ``[first, end)`` (from the beginning)."""
+        self._ensure_schema()
+        where, params = _scope_filter(org_id, source_id, first, end)
+        rows = (
+            self._client()
+            .query(
+                "SELECT DISTINCT SourceId, toUnixTimestamp(toStartOfHour(Timestamp)), BatchId"
+                f" FROM {self._table} WHERE {where}",
+                parameters=params,
+            )
+            .result_rows
+        )
+        keys = (_batch_key(org_id, str(s), int(h), str(b)) for s, h, b in rows)
+        return sorted(object_key(k) for k in keys if k is not None)
+
+    def _delete_expired_sync(
+        self, org_id: str, source_id: str | None, cutoff: datetime
+    ) -> list[str]:
+        deleted = self._batch_keys(org_id, source_id, None, cutoff)
+        if not deleted:
+            return []
+        rows_left = True
+        if source_id is None and self._org_day_partitions:
+            self._drop_whole_days(org_id, cutoff)
+            day = cutoff.replace(hour=0)
+            rows_left = any((partition_hour(k) or day) >= day for k in deleted)
+        if rows_left:
+            where, params = _scope_filter(org_id, source_id, None, cutoff)
+            self._client().command(
+                f"DELETE FROM {self._table} WHERE {where}",
+                parameters=params,
+                settings=_DELETE_SETTINGS,
+            )
+        return deleted
+
+    def _drop_whole_days(self, org_id: str, cutoff: datetime) -> None:
+        """Drop the org's day partitions that end at or before ``cutoff`` (metadata only)."""
+        client = self._client()
+        ids = client.query(
+            f"SELECT DISTINCT _partition_id FROM {self._table}"
+            " WHERE _partition_value.1 = {org:String} AND _partition_value.2 < {day:Date}",
+            parameters={"org": org_id, "day": cutoff.date()},
+        ).result_rows
+        for (partition_id,) in ids:
+            if _PARTITION_ID.fullmatch(str(partition_id)):  # server data, still never raw SQL
+                client.command(f"ALTER TABLE {self._table} DROP PARTITION ID '{partition_id}'")
+
+    # -- connection check --------------------------------------------------------------------
+
+    def _probe_sync(self) -> list[Check]:
+        try:
+            client = self._client()
+            version, user = client.query("SELECT version(), currentUser()").result_rows[0]
+        except Exception as exc:
+            if not _translatable(exc):
+                raise
+            detail = f"cannot reach ClickHouse at {self._location}: {self._describe(exc)}"
+            names = ["database", "table", *(name for name, _, _ in self.required_grants)]
+            skipped = [Check(n, False, "not run: step 'connect' failed") for n in names]
+            return [Check("connect", False, detail), *skipped]
+        checks = [Check("connect", True, f"ClickHouse {version} at {self._location} as {user}")]
+        for name, step in self._probe_steps(client, str(user)):
+            checks.append(self._probe_step(name, step))
+        return checks
+
+    def _probe_steps(
+        self, client: Client, user: str
+    ) -> list[tuple[str, Callable[[], tuple[bool, str]]]]:
+        steps: list[tuple[str, Callable[[], tuple[bool, str]]]] = [
+            ("database", partial(self._probe_database, client, user)),
+            ("table", partial(self._probe_table, client, user)),
+        ]
+        for name, privilege, needed_for in self.required_grants:
+            steps.append((name, partial(self._grant_check, client, user, privilege, needed_for)))
+        return steps
+
+    def _probe_step(self, name: str, step: Callable[[], tuple[bool, str]]) -> Check:
+        try:
+            ok, detail = step()
+        except Exception as exc:
+            if not _translatable(exc):
+                raise
+            return Check(name, False, f"{name} check failed: {self._describe(exc)}")
+        return Check(name, ok, detail)
+
+    def _probe_database(self, client: Client, user: str) -> tuple[bool, str]:
+        db = _quote(self.config.database)
+        if client.command(f"EXISTS DATABASE {db}"):
+            return True, f"database {db} exists"
+        return self._grant_check(client, user, "CREATE DATABASE", "creating it", on=f"{db}.*")
+
+    def _probe_table(self, client: Client, user: str) -> tuple[bool, str]:
+        meta = self._table_meta(client)
+        if meta is None:
+            return self._grant_check(client, user, "CREATE TABLE", "creating it from otel_logs.sql")
+        present = {str(r[0]) for r in client.query(f"DESCRIBE TABLE {self._table}").result_rows}
+        missing = [c for c in (*log_schema().names, *_REQUIRED_COLUMNS) if c not in present]
+        if missing:
+            return False, f"{self._table} lacks columns {', '.join(missing)}: see otel_logs.sql"
+        if "Replicated" not in meta[1] and "Shared" not in meta[1]:
+            window = _DEDUP_WINDOW.search(meta[1])
+            if window is None or int(window[1]) == 0:
+                return False, (
+                    f"{self._table} does not deduplicate retried inserts: run ALTER TABLE "
+                    f"{self._table} MODIFY SETTING non_replicated_deduplication_window = 10000"
+                )
+        return True, f"{self._table} exists with every column and insert deduplication"
+
+    def _grant_check(
+        self, client: Client, user: str, privilege: str, needed_for: str, on: str | None = None
+    ) -> tuple[bool, str]:
+        target = on or self._table
+        try:
+            granted = client.command(f"CHECK GRANT {privilege} ON {target}")
+        except ClickHouseError as exc:
+            if getattr(exc, "code", None) != 62:  # SYNTAX_ERROR: a server without CHECK GRANT
+                raise
+            return False, (
+                f"cannot verify {privilege} on {target}: this server has no CHECK GRANT; "
+                f"make sure it holds GRANT {privilege} ON {target} TO {_quote_user(user)}"
+            )
+        if str(granted).strip() == "1":
+            return True, f"{privilege} on {target} granted (for {needed_for})"
+        return False, (
+            f"missing privilege {privilege} on {target}, needed for {needed_for}: "
+            f"GRANT {privilege} ON {target} TO {_quote_user(user)}"
+        )
+
+    # -- errors ------------------------------------------------------------------------------
+
+    async def _guarded(self, doing: str, fn: Callable[..., _T], *args: object) -> _T:
+        """Run blocking ``fn`` in a thread; translate client errors into ConnectorError."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except Exception as exc:
+            if not _translatable(exc):
+                raise
+            if getattr(exc, "code", None) in _SCHEMA_GONE_CODES:
+                self._schema_ready = False
+            raise ConnectorError(
+                f"{doing} in ClickHouse {self._location} table {self._table} failed: "
+                f"{self._describe(exc)}",
+                retryable=_retryable(exc),
+            ) from exc
+
+    def _describe(self, exc: BaseException) -> str:
+        """The driver's message, shortened, with the password blanked should it ever appear."""
+        text = " ".join(str(exc).split())[:600] or type(exc).__name__
+        return text.replace(self._secret, "***") if self._secret else text
+
+
+def _http_client(config: ClickHouseConfig, password: str, pool_mgr: PoolManager | None) -> Client:
+    extra: dict[str, Any] = {"pool_mgr": pool_mgr} if pool_mgr is not None else {}
+    return clickhouse_connect.get_client(
+        host=config.host,
+        port=config.resolved_port,
+        username=config.user,
+        password=password,
+        secure=config.secure,
+        verify=config.verify,
+        ca_cert=config.ca_cert,
+        connect_timeout=config.connect_timeout_seconds,
+        send_receive_timeout=config.send_receive_timeout_seconds,
+        # Batches are written from several threads at once; an HTTP session id would make the
+        # server refuse concurrent queries, and no query here needs session state.
+        autogenerate_session_id=False,
+        client_name="astralog",
+        **extra,
+    )
+
+
+def _quote(identifier: str) -> str:
+    """A validated identifier in backquotes (validation makes escaping unnecessary)."""
+    if not _IDENTIFIER.fullmatch(identifier):
+        raise ValueError(f"{identifier!r} is not a plain ClickHouse identifier")
+    return f"`{identifier}`"
+
+
+def _quote_user(user: str) -> str:
+    """A user name in backquotes for a GRANT statement shown to an admin."""
+    return "`" + user.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def _validate_scope(org_id: str, source_id: str | None) -> None:
+    validate_id("org_id", org_id)
+    if source_id is not None:
+        validate_id("source_id", source_id)
+
+
+def _rows_of_batch(key: BatchKey, table: pa.Table) -> pa.Table:
+    """``table`` plus its BatchId column, after checking every row belongs to ``key``.
+
+    The bucket connectors put rows under the key's path whatever they say; here OrgId and
+    SourceId are what queries filter on, so a row of another tenant or hour is refused.
+    """
+    if table.num_rows:
+        for column, expected in (("OrgId", key.org_id), ("SourceId", key.source_id)):
+            if not pc.all(pc.equal(table[column], expected)).as_py():
+                raise ValueError(f"batch {key.batch_id}: a row's {column} is not {expected!r}")
+        bounds = pc.min_max(table["Timestamp"].cast(pa.int64()))
+        start = _ns(key.hour)
+        if bounds["min"].as_py() < start or bounds["max"].as_py() >= start + _ns_delta(HOUR):
+            raise ValueError(f"batch {key.batch_id}: a row's Timestamp is outside {key.hour}")
+    batch_ids = pa.repeat(pa.scalar(key.batch_id, pa.string()), table.num_rows)
+    return table.append_column("BatchId", batch_ids)
+
+
+def _scope_filter(
+    org_id: str, source_id: str | None, first: datetime | None, end: datetime
+) -> tuple[str, dict[str, Any]]:
+    """A WHERE clause with server-side parameters: no value is ever spliced into the SQL."""
+    where = ["OrgId = {org:String}", "Timestamp < fromUnixTimestamp64Nano({end:Int64}, 'UTC')"]
+    params: dict[str, Any] = {"org": org_id, "end": _ns(end)}
+    if source_id is not None:
+        where.append("SourceId = {source:String}")
+        params["source"] = source_id
+    if first is not None:
+        where.append("Timestamp >= fromUnixTimestamp64Nano({first:Int64}, 'UTC')")
+        params["first"] = _ns(first)
+    return " AND ".join(where), params
+
+
+def _batch_key(org_id: str, source_id: str, hour_epoch: int, batch_id: str) -> BatchKey | None:
+    """The key of stored rows, or None for rows not written by Astralog (ids it cannot use)."""
+    try:
+        return BatchKey(org_id, source_id, datetime.fromtimestamp(hour_epoch, UTC), batch_id)
+    except ValueError:
+        return None
+
+
+def _ceil_hour(moment: datetime) -> datetime:
+    floor = floor_hour(moment)
+    return floor if floor == moment.astimezone(UTC) else floor + HOUR
+
+
+def _ns(moment: datetime) -> int:
+    return _ns_delta(moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC))
+
+
+def _ns_delta(delta: timedelta) -> int:
+    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1_000
+
+
+def _translatable(exc: BaseException) -> bool:
+    """Errors of the client, its transport or the OS; anything else is a bug and propagates."""
+    return isinstance(exc, ClickHouseError | HTTPError | OSError)
+
+
+def _retryable(exc: BaseException) -> bool:
+    code = getattr(exc, "code", None)
+    if isinstance(exc, ClickHouseError) and code is not None:
+        return code in _RETRYABLE_CODES
+    if _RETRYABLE_HTTP_STATUS.search(str(exc)):
+        return True
+    if isinstance(exc, OSError) and exc.errno in _RETRYABLE_ERRNOS:
+        return True  # chDB spools inserts through a temporary file
+    # No server error code: the request never got a ClickHouse answer (refused, reset, timed
+    # out, a proxy's 5xx after the client's own retries).
+    return isinstance(exc, OperationalError | HTTPError | TimeoutError | ConnectionError)

@@ -1,0 +1,276 @@
+"""The embedded default destination: a local directory laid out like a bucket.
+
+Objects are files under ``root`` at their Hive-style key. A write is atomic and durable: the
+Parquet bytes go to a hidden temporary file in the partition directory, are fsync'd, renamed over
+the final name and the directory is fsync'd, so a crash leaves either the old object, the new one
+or a hidden temporary file (ignored by listing, removed with its partition) -- never half a file
+under the final name. Blocking file I/O runs in a worker thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import TypeVar
+
+import pyarrow as pa
+from astralog.connectors.base import (
+    HOUR,
+    BatchKey,
+    Check,
+    Connector,
+    ConnectorError,
+    WrittenBatch,
+    hours_overlap,
+    object_key,
+    partition_hour,
+    validate_id,
+    write_parquet,
+)
+
+__all__ = ["LocalConnector"]
+
+_T = TypeVar("_T")
+
+# Conditions an operator can clear without a code change (disk freed, permissions or mount
+# fixed); anything else from the OS is treated as a bug or a misconfiguration.
+_RETRYABLE_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.EIO,
+        errno.EAGAIN,
+        errno.EBUSY,
+        errno.ENOENT,
+        errno.ENOTDIR,
+        errno.EMFILE,
+        errno.ENFILE,
+        errno.ESTALE,
+        errno.ETIMEDOUT,
+    }
+)
+_PROBE_STEPS = ("directory", "write", "read", "list", "delete")
+
+
+class LocalConnector(Connector):
+    """A directory as a bucket. ``root`` is created on first write if it does not exist."""
+
+    def __init__(self, root: Path, *, row_group_rows: int = 64 * 1024) -> None:
+        self.root = Path(root)
+        self.row_group_rows = row_group_rows
+
+    def __repr__(self) -> str:
+        return f"LocalConnector({str(self.root)!r})"
+
+    # -- the contract ------------------------------------------------------------------------
+
+    async def write_batch(self, key: BatchKey, table: pa.Table) -> WrittenBatch:
+        relative = object_key(key)
+        return await self._guarded(f"writing {relative}", self._write_sync, relative, table)
+
+    async def delete_expired(
+        self, org_id: str, source_id: str | None, before: datetime
+    ) -> list[str]:
+        return await self._guarded(
+            f"deleting partitions of org {org_id} before {before.isoformat()}",
+            self._delete_expired_sync,
+            org_id,
+            source_id,
+            before,
+        )
+
+    async def list_objects(
+        self, org_id: str, source_id: str | None, start: datetime, end: datetime
+    ) -> list[str]:
+        def listing() -> list[str]:
+            hour_dirs = self._hour_dirs(org_id, source_id, lambda h: hours_overlap(h, start, end))
+            return sorted(
+                self._relative(path) for hour_dir, _ in hour_dirs for path in _objects_in(hour_dir)
+            )
+
+        return await self._guarded(f"listing objects of org {org_id}", listing)
+
+    async def probe(self) -> list[Check]:
+        return await asyncio.to_thread(self._probe_sync)
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        if isinstance(exc, ConnectorError):
+            return exc.retryable
+        return isinstance(exc, OSError) and exc.errno in _RETRYABLE_ERRNOS
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def _write_sync(self, relative: str, table: pa.Table) -> WrittenBatch:
+        final = self.root / relative
+        _make_dirs_durable(final.parent)
+        tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            with open(tmp, "wb") as sink:
+                write_parquet(table, sink, self.row_group_rows)
+                sink.flush()
+                os.fsync(sink.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        _fsync_dir(final.parent)
+        return WrittenBatch(
+            key=relative, uri=final.as_uri(), bytes=final.stat().st_size, rows=table.num_rows
+        )
+
+    # -- listing and retention ---------------------------------------------------------------
+
+    def _hour_dirs(
+        self, org_id: str, source_id: str | None, keep: Callable[[datetime], bool]
+    ) -> Iterator[tuple[Path, datetime]]:
+        """Hour partition directories of an org (or one source) whose hour passes ``keep``."""
+        org_dir = self.root / f"org={validate_id('org_id', org_id)}"
+        if source_id is not None:
+            source_dirs = [org_dir / f"source={validate_id('source_id', source_id)}"]
+        else:
+            source_dirs = sorted(_subdirs(org_dir, "source="))
+        for source_dir in source_dirs:
+            for day_dir in sorted(_subdirs(source_dir, "dt=")):
+                for hour_dir in sorted(_subdirs(day_dir, "hour=")):
+                    hour = partition_hour(self._relative(hour_dir))
+                    if hour is not None and keep(hour):
+                        yield hour_dir, hour
+
+    def _delete_expired_sync(
+        self, org_id: str, source_id: str | None, before: datetime
+    ) -> list[str]:
+        expired = list(self._hour_dirs(org_id, source_id, lambda h: h + HOUR <= before))
+        deleted: list[str] = []
+        for hour_dir, _ in expired:
+            deleted.extend(self._relative(path) for path in _objects_in(hour_dir))
+            _remove_partition(hour_dir)
+        return sorted(deleted)
+
+    # -- connection check --------------------------------------------------------------------
+
+    def _probe_sync(self) -> list[Check]:
+        canary = self.root / f".astralog-probe-{secrets.token_hex(8)}"
+        payload = secrets.token_bytes(32)
+        steps: dict[str, Callable[[], None]] = {
+            "directory": self._probe_directory,
+            "write": lambda: _write_durably(canary, payload),
+            "read": lambda: _expect(canary.read_bytes() == payload, "read back different bytes"),
+            "list": lambda: _expect(canary.name in os.listdir(self.root), "canary not listed"),
+            "delete": lambda: _delete_and_check(canary),
+        }
+        checks: list[Check] = []
+        for name in _PROBE_STEPS:
+            if checks and not checks[-1].ok:
+                failed = next(c.name for c in checks if not c.ok)
+                checks.append(Check(name, False, f"not run: step {failed!r} failed"))
+                continue
+            checks.append(self._probe_step(name, steps[name]))
+        with contextlib.suppress(OSError):
+            canary.unlink()
+        return checks
+
+    def _probe_directory(self) -> None:
+        if self.root.exists() and not self.root.is_dir():
+            raise NotADirectoryError(errno.ENOTDIR, "exists and is not a directory", str(self.root))
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _probe_step(self, name: str, step: Callable[[], None]) -> Check:
+        try:
+            step()
+        except OSError as exc:
+            return Check(name, False, f"{name} failed in {self.root}: {exc.strerror or exc}")
+        except _ProbeMismatch as exc:
+            return Check(name, False, f"{name} failed in {self.root}: {exc}")
+        return Check(name, True, str(self.root))
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    async def _guarded(self, doing: str, fn: Callable[..., _T], *args: object) -> _T:
+        """Run blocking ``fn`` in a thread; translate OS errors into ConnectorError."""
+        try:
+            return await asyncio.to_thread(fn, *args)
+        except OSError as exc:
+            raise ConnectorError(
+                f"{doing} in local directory {self.root} failed: {exc.strerror or exc}",
+                retryable=self.is_retryable(exc),
+            ) from exc
+
+
+class _ProbeMismatch(Exception):
+    """A probe step ran without an OS error but observed the wrong thing."""
+
+
+def _expect(condition: bool, message: str) -> None:
+    if not condition:
+        raise _ProbeMismatch(message)
+
+
+def _delete_and_check(path: Path) -> None:
+    path.unlink()
+    _expect(not path.exists(), "canary still present after delete")
+
+
+def _subdirs(parent: Path, prefix: str) -> Iterator[Path]:
+    try:
+        entries = list(os.scandir(parent))
+    except FileNotFoundError:
+        return
+    for entry in entries:
+        if entry.name.startswith(prefix) and entry.is_dir(follow_symlinks=False):
+            yield Path(entry.path)
+
+
+def _objects_in(hour_dir: Path) -> list[Path]:
+    """Committed objects of a partition: hidden temporary files are not objects."""
+    return [p for p in hour_dir.iterdir() if p.suffix == ".parquet" and not p.name.startswith(".")]
+
+
+def _remove_partition(hour_dir: Path) -> None:
+    for path in hour_dir.iterdir():
+        path.unlink()
+    hour_dir.rmdir()
+    day_dir = hour_dir.parent
+    with contextlib.suppress(OSError):  # other hours of the day still present: keep it
+        day_dir.rmdir()
+    _fsync_dir(day_dir if day_dir.exists() else day_dir.parent)
+
+
+def _write_durably(path: Path, payload: bytes) -> None:
+    with open(path, "wb") as sink:
+        sink.write(payload)
+        sink.flush()
+        os.fsync(sink.fileno())
+    _fsync_dir(path.parent)
+
+
+def _make_dirs_durable(directory: Path) -> None:
+    """mkdir -p, then fsync the parent of every directory created so the new entries survive."""
+    missing: list[Path] = []
+    probe = directory
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    for created in reversed(missing):
+        _fsync_dir(created.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,129 @@
+"""The search language's meaning in plain Python: the reference both SQL dialects must match.
+
+Written from the semantics table in :mod:`astralog.query.language`, independently of the SQL
+compiler (no regexes, no LIKE): if the compiler and this file disagree on a row, one of them
+is wrong. Rows are dicts keyed by the canonical column names, maps as dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from astralog.query.language import (
+    And,
+    Exists,
+    Field,
+    FieldKind,
+    Match,
+    MatchAll,
+    Node,
+    Not,
+    Or,
+    Pattern,
+    Range,
+    Severity,
+    Wildcard,
+    ascii_lower,
+    is_number,
+)
+
+Row = Mapping[str, Any]
+_Token = str | Wildcard  # one character or one wildcard
+
+
+def matches(node: Node, row: Row) -> bool:
+    """True when the event ``row`` is selected by the query ``node``."""
+    match node:
+        case MatchAll():
+            return True
+        case And(operands):
+            return all(matches(o, row) for o in operands)
+        case Or(operands):
+            return any(matches(o, row) for o in operands)
+        case Not(operand):
+            return not matches(operand, row)
+        case Exists(field):
+            return field_value(field, row) is not None
+        case Match(field, pattern):
+            value = field_value(field, row)
+            return value is not None and _match_value(field, pattern, value)
+        case Range():
+            value = field_value(node.field, row)
+            return value is not None and _in_range(node, value)
+        case Severity(low, high):
+            number: int = row["SeverityNumber"]
+            in_range = (low is None or number >= low) and (high is None or number <= high)
+            return number > 0 and in_range
+    raise TypeError(f"not a query node: {node!r}")
+
+
+def field_value(field: Field, row: Row) -> str | None:
+    """The field's value, or None when the event does not have the field."""
+    if field.kind in (FieldKind.BODY, FieldKind.LEVEL, FieldKind.COLUMN):
+        value: str = row[field.target]
+        return value or None  # a column that was never set holds ''
+    maps = ["ResourceAttributes"]
+    if field.kind is FieldKind.ATTRIBUTE:
+        maps.insert(0, "LogAttributes")
+    for column in maps:
+        attributes: Mapping[str, str | None] = row[column]
+        if field.target in attributes:
+            return attributes[field.target] or ""  # a null map value is present and empty
+    return None
+
+
+def _match_value(field: Field, pattern: Pattern, value: str) -> bool:
+    tokens = _tokens(pattern)
+    if field.kind is FieldKind.BODY:
+        # Substring: a pattern found anywhere is a whole-value match of *pattern*.
+        tokens = [Wildcard.ANY, *tokens, Wildcard.ANY]
+    if field.kind in (FieldKind.BODY, FieldKind.LEVEL):
+        tokens = [ascii_lower(t) if isinstance(t, str) else t for t in tokens]
+        value = ascii_lower(value)
+    return _glob(tokens, value)
+
+
+def _tokens(pattern: Pattern) -> list[_Token]:
+    tokens: list[_Token] = []
+    for part in pattern.parts:
+        tokens.extend(part if isinstance(part, str) else [part])
+    return tokens
+
+
+def _glob(tokens: Sequence[_Token], text: str) -> bool:
+    """Classic wildcard matching with single-star backtracking, over code points."""
+    t = s = 0
+    star, resume = -1, 0
+    while s < len(text):
+        if t < len(tokens) and tokens[t] is Wildcard.ANY:
+            star, resume = t, s
+            t += 1
+        elif t < len(tokens) and (tokens[t] is Wildcard.ONE or tokens[t] == text[s]):
+            t += 1
+            s += 1
+        elif star >= 0:
+            resume += 1
+            t, s = star + 1, resume
+        else:
+            return False
+    while t < len(tokens) and tokens[t] is Wildcard.ANY:
+        t += 1
+    return t == len(tokens)
+
+
+def _in_range(node: Range, value: str) -> bool:
+    if node.numeric:
+        if not is_number(value):
+            return False
+        number = float(value)
+        low = None if node.low is None else float(node.low)
+        high = None if node.high is None else float(node.high)
+        return _between(number, low, high, node)
+    return _between(value, node.low, node.high, node)
+
+
+def _between(value: Any, low: Any, high: Any, node: Range) -> bool:
+    if low is not None and (value < low or (value == low and not node.include_low)):
+        return False
+    return high is None or not (value > high or (value == high and not node.include_high))

@@ -1,0 +1,333 @@
+"""The flusher and the catalog: WAL segments become Parquet in the Hive layout, exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from astralog.connectors.base import BatchKey, Connector, ConnectorError, WrittenBatch
+from astralog.connectors.local import LocalConnector
+
+from astralog.catalog import BatchCommitted, Catalog
+from astralog.ingest.flush import Flusher, batch_id_for, split_into_batches
+from astralog.ingest.wal import WriteAheadLog
+from astralog.settings import FlushSettings, WalSettings
+from tests.connector_contract import T0, H, make_events, run
+
+SETTINGS = FlushSettings(interval_seconds=0.01, row_group_rows=1024, retry_max_seconds=0.2)
+FAR = (0, 2**62)
+
+
+def open_wal(directory: Path) -> WriteAheadLog:
+    return WriteAheadLog(WalSettings(directory=directory, fsync=False))
+
+
+@pytest.fixture
+def wal(tmp_path: Path) -> Iterator[WriteAheadLog]:
+    with open_wal(tmp_path / "wal") as w:
+        yield w
+
+
+@pytest.fixture
+def catalog(tmp_path: Path) -> Iterator[Catalog]:
+    with Catalog(tmp_path / "catalog.sqlite3") as c:
+        yield c
+
+
+@pytest.fixture
+def bucket(tmp_path: Path) -> LocalConnector:
+    return LocalConnector(tmp_path / "bucket", row_group_rows=1024)
+
+
+def fixed(destination: str, connector: Connector) -> Callable[[str], tuple[str, Connector]]:
+    return lambda org_id: (destination, connector)
+
+
+def ingest(wal: WriteAheadLog, *tables: pa.Table) -> None:
+    async def go() -> None:
+        for table in tables:
+            await wal.append(table)
+
+    run(go())
+    wal.force_seal()
+
+
+def count_rows(root: Path, where: str = "true") -> int:
+    pattern = str(root / "**" / "*.parquet")
+    query = (
+        f"SELECT count(*) FROM read_parquet('{pattern}', hive_partitioning = true) WHERE {where}"
+    )
+    with duckdb.connect() as db:
+        row = db.execute(query).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def objects(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.parquet"))
+
+
+class Flaky(Connector):
+    """Wraps a real connector; fails the writes that ``fail`` says should fail."""
+
+    def __init__(self, inner: LocalConnector, fail: Callable[[BatchKey], BaseException | None]):
+        self.inner = inner
+        self.fail = fail
+        self.writes = 0
+
+    async def write_batch(self, key: BatchKey, table: pa.Table) -> WrittenBatch:
+        self.writes += 1
+        error = self.fail(key)
+        if error is not None:
+            raise error
+        return await self.inner.write_batch(key, table)
+
+    async def delete_expired(
+        self, org_id: str, source_id: str | None, before: datetime
+    ) -> list[str]:
+        return await self.inner.delete_expired(org_id, source_id, before)
+
+    async def list_objects(
+        self, org_id: str, source_id: str | None, start: datetime, end: datetime
+    ) -> list[str]:
+        return await self.inner.list_objects(org_id, source_id, start, end)
+
+    async def probe(self) -> list:  # type: ignore[type-arg]
+        return await self.inner.probe()
+
+    def is_retryable(self, exc: BaseException) -> bool:
+        return self.inner.is_retryable(exc)
+
+
+def test_rows_land_in_the_hive_layout_sorted_and_readable(
+    wal: WriteAheadLog, catalog: Catalog, bucket: LocalConnector
+) -> None:
+    # 100 web events across two hours, newest first; 10 api events; 10 for another org
+    ingest(
+        wal,
+        make_events(100, "acme", "web", T0 + H / 2, H / 100, reverse=True),
+        make_events(10, "acme", "api"),
+        make_events(10, "globex", "web"),
+    )
+    flusher = Flusher(wal, catalog, fixed("local", bucket), SETTINGS)
+    assert run(flusher.flush_once()) == 4
+
+    keys = objects(bucket.root)
+    prefixes = sorted(k.rsplit("/", 1)[0] for k in keys)
+    assert prefixes == [
+        "org=acme/source=api/dt=2024-05-01/hour=10",
+        "org=acme/source=web/dt=2024-05-01/hour=10",
+        "org=acme/source=web/dt=2024-05-01/hour=11",
+        "org=globex/source=web/dt=2024-05-01/hour=10",
+    ]
+    for key in keys:
+        stamps = pq.read_table(bucket.root / key).column("Timestamp").to_pylist()
+        assert stamps == sorted(stamps)
+    assert count_rows(bucket.root) == 120
+    assert count_rows(bucket.root, "org = 'acme' AND source = 'web'") == 100
+    assert count_rows(bucket.root, "org = 'acme' AND hour = 11") == 50
+
+    assert wal.sealed_segments() == []
+    assert sum(b.rows for b in catalog.batches("acme", None, *FAR)) == 110
+    assert [b.source_id for b in catalog.batches("acme", ["api"], *FAR)] == ["api"]
+    assert flusher.stats.batches_written == 4
+    assert flusher.stats.rows_written == 120
+    assert flusher.stats.segments_released == 1
+
+
+def test_crash_between_write_and_commit_rewrites_the_same_objects(
+    tmp_path: Path, catalog: Catalog, bucket: LocalConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_wal(tmp_path / "wal") as wal:
+        ingest(wal, make_events(30, "acme", "web", step=H / 20), make_events(5, "globex", "web"))
+
+        def crash(facts: object) -> int:
+            raise RuntimeError("process died before the catalog commit")
+
+        monkeypatch.setattr(catalog, "record_many", crash)
+        run(Flusher(wal, catalog, fixed("local", bucket), SETTINGS).flush_once())
+        written_before_crash = objects(bucket.root)
+        assert len(written_before_crash) == 3
+        assert len(wal.sealed_segments()) == 1
+        monkeypatch.undo()
+
+    with open_wal(tmp_path / "wal") as wal:  # the restarted process
+        flusher = Flusher(wal, catalog, fixed("local", bucket), SETTINGS)
+        assert run(flusher.flush_once()) == 3
+        assert wal.sealed_segments() == []
+    assert objects(bucket.root) == written_before_crash
+    assert count_rows(bucket.root) == 35
+    assert sorted(b.object_key for b in catalog.batches("acme", None, *FAR)) == [
+        k for k in written_before_crash if k.startswith("org=acme/")
+    ]
+
+
+def test_crash_between_commit_and_release_does_not_write_again(
+    wal: WriteAheadLog, catalog: Catalog, bucket: LocalConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest(wal, make_events(10))
+    counting = Flaky(bucket, lambda key: None)
+    flusher = Flusher(wal, catalog, fixed("local", counting), SETTINGS)
+
+    def crash(segment: object) -> None:
+        raise RuntimeError("process died before the segment was deleted")
+
+    monkeypatch.setattr(wal, "release", crash)
+    run(flusher.flush_once())
+    monkeypatch.undo()
+    assert counting.writes == 1 and len(wal.sealed_segments()) == 1
+
+    assert run(flusher.flush_once()) == 0
+    assert counting.writes == 1
+    assert wal.sealed_segments() == []
+    assert len(catalog.batches("acme", None, *FAR)) == 1
+    assert count_rows(bucket.root) == 10
+
+
+def test_retryable_failure_keeps_the_segment_and_backs_off(
+    wal: WriteAheadLog, catalog: Catalog, bucket: LocalConnector
+) -> None:
+    outage = {"left": 2}
+
+    def down(key: BatchKey) -> BaseException | None:
+        if outage["left"]:
+            outage["left"] -= 1
+            return ConnectorError("bucket unreachable", retryable=True)
+        return None
+
+    flaky = Flaky(bucket, down)
+    ingest(wal, make_events(25))
+    # back-off of 0.1 s, then 0.2 s: long enough that the immediate second pass must skip
+    settings = FlushSettings(interval_seconds=0.1, row_group_rows=1024, retry_max_seconds=0.2)
+    flusher = Flusher(wal, catalog, fixed("local", flaky), settings)
+
+    assert run(flusher.flush_once()) == 0
+    assert len(wal.sealed_segments()) == 1
+    assert "destination:local" in flusher.backing_off()
+    assert run(flusher.flush_once()) == 0
+    assert flaky.writes == 1, "no new attempt while backing off"
+
+    async def until_flushed() -> None:
+        task = asyncio.create_task(flusher.run())
+        deadline = time.monotonic() + 5
+        while wal.sealed_segments() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    run(until_flushed())
+    assert wal.sealed_segments() == []
+    assert flusher.stats.retryable_failures == 2
+    assert count_rows(bucket.root) == 25
+
+
+def test_a_permanent_failure_for_one_org_does_not_block_the_others(
+    wal: WriteAheadLog, catalog: Catalog, bucket: LocalConnector
+) -> None:
+    broken = {"globex"}
+
+    def bug_for_broken_orgs(key: BatchKey) -> BaseException | None:
+        return TypeError("unsupported value") if key.org_id in broken else None
+
+    connector = Flaky(bucket, bug_for_broken_orgs)
+    flusher = Flusher(wal, catalog, fixed("local", connector), SETTINGS)
+    ingest(wal, make_events(10, "acme", tag="one"), make_events(10, "globex"))
+    run(flusher.flush_once())
+    assert flusher.stats.permanent_failures == 1
+    assert len(wal.sealed_segments()) == 1, "the segment stays until globex is flushed too"
+
+    ingest(wal, make_events(10, "acme", tag="two"))
+    run(flusher.flush_once())
+    assert len(wal.sealed_segments()) == 1, "acme's newer segment went through"
+    assert count_rows(bucket.root) == 20
+
+    broken.clear()
+    time.sleep(SETTINGS.retry_max_seconds)
+    run(flusher.flush_once())
+    assert wal.sealed_segments() == []
+    assert count_rows(bucket.root) == 30
+    assert count_rows(bucket.root, "org = 'globex'") == 10
+
+
+def test_an_org_moved_to_another_destination_is_recorded_per_batch(
+    tmp_path: Path, wal: WriteAheadLog, catalog: Catalog
+) -> None:
+    first = LocalConnector(tmp_path / "first")
+    second = LocalConnector(tmp_path / "second")
+    destinations: dict[str, tuple[str, Connector]] = {"acme": ("first", first)}
+    flusher = Flusher(wal, catalog, destinations.__getitem__, SETTINGS)
+
+    ingest(wal, make_events(5, start=T0))
+    run(flusher.flush_once())
+    destinations["acme"] = ("second", second)
+    ingest(wal, make_events(7, start=T0 + 2 * H))
+    run(flusher.flush_once())
+
+    batches = catalog.batches("acme", None, *FAR)
+    assert [(b.destination_id, b.rows) for b in batches] == [("first", 5), ("second", 7)]
+    assert count_rows(first.root) == 5
+    assert count_rows(second.root) == 7
+
+
+def test_batch_ids_are_deterministic_per_segment_org_source_hour() -> None:
+    table = pa.concat_tables(
+        [make_events(10, "acme", "web", step=H / 4), make_events(3, "acme", "api")]
+    )
+    groups = split_into_batches("seg-1", table)
+    assert [(g.source_id, g.hour, g.table.num_rows) for g in groups] == [
+        ("api", T0, 3),
+        ("web", T0, 4),
+        ("web", T0 + H, 4),
+        ("web", T0 + 2 * H, 2),
+    ]
+    assert [g.key() for g in split_into_batches("seg-1", table)] == [g.key() for g in groups]
+    again = split_into_batches("seg-2", table)
+    assert not {g.batch_id for g in again} & {g.batch_id for g in groups}
+    assert groups[0].batch_id == batch_id_for("seg-1", "acme", "api", T0)
+    assert "__astralog_hour" not in groups[0].table.column_names
+
+
+def test_catalog_records_once_and_answers_time_ranges(catalog: Catalog) -> None:
+    def fact(key: str, org: str, lo: int, hi: int) -> BatchCommitted:
+        return BatchCommitted(key, f"id-{key}", "local", org, "web", lo, hi, 10, 100, "fp", ("s",))
+
+    assert catalog.record(fact("a", "acme", 0, 99))
+    assert not catalog.record(fact("a", "acme", 0, 99))
+    catalog.record_many([fact("b", "acme", 100, 199), fact("c", "globex", 0, 99)])
+
+    assert [b.object_key for b in catalog.batches("acme", None, 50, 150)] == ["a", "b"]
+    assert [b.object_key for b in catalog.batches("acme", None, 100, 101)] == ["b"]
+    assert catalog.batches("acme", ["api"], 0, 200) == []
+    assert catalog.committed_batch_ids(["id-a", "id-x"]) == {"id-a"}
+    assert [(u.org_id, u.batches, u.rows) for u in catalog.usage()] == [
+        ("acme", 2, 20),
+        ("globex", 1, 10),
+    ]
+    assert catalog.forget(["a", "nope"]) == 1
+    assert [b.object_key for b in catalog.batches("acme", None, *FAR)] == ["b"]
+
+
+def test_an_org_id_unusable_in_a_path_fails_only_that_org(
+    wal: WriteAheadLog, catalog: Catalog, bucket: LocalConnector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ingest(wal, make_events(4, "acme"), make_events(3, "../escape"))
+    flusher = Flusher(wal, catalog, fixed("local", bucket), SETTINGS)
+    assert run(flusher.flush_once()) == 1
+    assert flusher.stats.permanent_failures == 1
+    assert count_rows(bucket.root) == 4
+    assert not (bucket.root.parent / "escape").exists()
+
+    reads: list[object] = []
+    real_read = wal.read_segment
+    monkeypatch.setattr(wal, "read_segment", lambda s: reads.append(s) or real_read(s))
+    assert run(flusher.flush_once()) == 0
+    assert reads == [], "a segment whose remaining orgs all back off is not re-read"
+    assert len(wal.sealed_segments()) == 1
