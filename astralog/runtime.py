@@ -12,6 +12,7 @@ import contextlib
 import logging
 from dataclasses import dataclass
 
+from astralog.api.sessions import SessionStore
 from astralog.catalog import Catalog
 from astralog.connectors.base import Connector
 from astralog.connectors.local import LocalConnector
@@ -28,6 +29,7 @@ from astralog.settings import Settings
 
 SYSTEM = Actor("system:bootstrap", "local")
 LOCAL_DESTINATION = "local"
+SESSION_SECONDS = 12 * 3600
 log = logging.getLogger("astralog.runtime")
 
 
@@ -94,6 +96,7 @@ class Runtime:
         )
         self.signer = Signer(settings.path(settings.control.signing_key_file))
         self.metrics = Metrics()
+        self.sessions = SessionStore(settings.data_dir / "sessions.sqlite3", SESSION_SECONDS)
         self._data: DataPlane | None = None
 
     @property
@@ -133,4 +136,5 @@ class Runtime:
         return True, ""
 
     def close(self) -> None:
+        self.sessions.close()
         self.control.close()

@@ -13,7 +13,16 @@ from fastapi import FastAPI
 from astralog import __version__
 from astralog.api import problems
 from astralog.api.middleware import AccessLog, BodyLimit
-from astralog.api.routes import audit, elasticsearch, health, ingest, orgs, sources, tokens
+from astralog.api.routes import (
+    audit,
+    elasticsearch,
+    health,
+    ingest,
+    orgs,
+    session,
+    sources,
+    tokens,
+)
 from astralog.runtime import Runtime
 from astralog.settings import Settings
 
@@ -56,7 +65,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     problems.install(app)
-    for module in (health, ingest, elasticsearch, orgs, sources, tokens, audit):
+    for module in (health, ingest, elasticsearch, session, orgs, sources, tokens, audit):
         app.include_router(module.router)
     app.add_middleware(
         BodyLimit, default_limit=ADMIN_BODY_LIMIT, ingest_limit=settings.ingest.max_body_bytes

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from astralog.api.sessions import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
 from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.store import Actor
 from astralog.errors import Forbidden, NotFound, Unauthenticated
@@ -74,8 +75,22 @@ def client_address(request: Request, settings: SettingsDep) -> str:
     return peer
 
 
-def authenticate(request: Request, control: ControlDep) -> Principal:
-    principal = control.authenticate(presented_secret(request))
+def _session_principal(request: Request, runtime: Runtime, session_id: str) -> Principal:
+    session = runtime.sessions.get(session_id)
+    if session is None:
+        raise Unauthenticated("the session has expired or ended; sign in again")
+    if request.method not in SAFE_METHODS and not session.csrf_ok(request.headers.get(CSRF_HEADER)):
+        raise Forbidden("missing or wrong X-CSRF-Token header; reload the page and try again")
+    return runtime.control.token_principal(session.token_id)
+
+
+def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
+    """From the Authorization header, or else from the browser's session cookie."""
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if "authorization" not in request.headers and session_id:
+        principal = _session_principal(request, runtime, session_id)
+    else:
+        principal = runtime.control.authenticate(presented_secret(request))
     request.state.principal_id = principal.id
     return principal
 
@@ -92,10 +107,10 @@ def ingest_principal(principal: Annotated[Principal, Depends(authenticate)]) -> 
     return principal
 
 
-def operator_principal(request: Request, control: ControlDep) -> Principal:
+def operator_principal(request: Request, runtime: RuntimeDep) -> Principal:
     """Operator-only routes look absent (404) to everyone else, authenticated or not."""
     try:
-        principal = authenticate(request, control)
+        principal = authenticate(request, runtime)
     except Unauthenticated:
         raise NotFound("Not Found") from None
     if principal.kind != "operator":

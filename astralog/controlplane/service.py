@@ -325,6 +325,18 @@ class ControlPlane:
             raise Unauthenticated("this credential has expired or was rotated; use its replacement")
         return entry.principal
 
+    def token_principal(self, token_id: str) -> Principal:
+        """The principal of a management token by id: a browser session remembers the token it
+        was started with (never its secret), so revoking the token ends the session too."""
+        entry = self._cache.get(token_id)
+        if entry is None or entry.fetched + self._cache_seconds < time.monotonic():
+            entry = self._load(Credential(Kind.MANAGEMENT, token_id, ""))
+            with self._cache_lock:
+                self._cache[token_id] = entry
+        if entry.refusal:
+            raise Unauthenticated(entry.refusal + "; sign in again")
+        return entry.principal
+
     def _load(self, cred: Credential) -> _CacheEntry:
         table = "ingest_keys" if cred.kind is Kind.INGEST else "tokens"
         with self.store.reading() as conn:
