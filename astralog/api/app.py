@@ -19,9 +19,11 @@ from astralog.api.routes import (
     health,
     ingest,
     orgs,
+    search,
     session,
     sources,
     tokens,
+    ui,
 )
 from astralog.runtime import Runtime
 from astralog.settings import Settings
@@ -65,7 +67,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     problems.install(app)
-    for module in (health, ingest, elasticsearch, session, orgs, sources, tokens, audit):
+    for module in (
+        health, ingest, elasticsearch, session, orgs, sources, tokens, audit, search, ui,
+    ):  # fmt: skip
         app.include_router(module.router)
     app.add_middleware(
         BodyLimit, default_limit=ADMIN_BODY_LIMIT, ingest_limit=settings.ingest.max_body_bytes

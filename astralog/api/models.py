@@ -26,6 +26,13 @@ class Source(BaseModel):
     name: str
     description: str
     created_at: str
+    retention_days: int | None = None
+
+
+class RetentionSet(Strict):
+    days: int | None = Field(
+        description="Days to keep this source's events (within the plan); null = the plan's."
+    )
 
 
 class KeyCreate(Strict):

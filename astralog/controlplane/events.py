@@ -83,6 +83,19 @@ class SourceCreated(Event):
 
 
 @dataclass(frozen=True)
+class SourceRetentionSet(Event):
+    """``days`` None means "the plan's retention"."""
+
+    source_id: str
+    org_id: str
+    days: int | None
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.source_id
+
+
+@dataclass(frozen=True)
 class IngestKeyIssued(Event):
     key_id: str
     org_id: str

@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS orgs (
 );
 CREATE TABLE IF NOT EXISTS sources (
     id TEXT PRIMARY KEY, org_id TEXT NOT NULL, name TEXT NOT NULL, description TEXT NOT NULL,
-    created_at TEXT NOT NULL, UNIQUE (org_id, name)
+    created_at TEXT NOT NULL, retention_days INTEGER, UNIQUE (org_id, name)
 );
 CREATE TABLE IF NOT EXISTS ingest_keys (
     id TEXT PRIMARY KEY, org_id TEXT NOT NULL, source_id TEXT NOT NULL, digest TEXT NOT NULL,
@@ -105,6 +105,11 @@ def _source_created(conn: sqlite3.Connection, e: ev.SourceCreated, r: Recorded) 
         "INSERT INTO sources (id, org_id, name, description, created_at) VALUES (?, ?, ?, ?, ?)",
         (e.source_id, e.org_id, e.name, e.description, r.at),
     )
+
+
+@handles(ev.SourceRetentionSet)
+def _source_retention(conn: sqlite3.Connection, e: ev.SourceRetentionSet, r: Recorded) -> None:
+    conn.execute("UPDATE sources SET retention_days = ? WHERE id = ?", (e.days, e.source_id))
 
 
 @handles(ev.IngestKeyIssued)

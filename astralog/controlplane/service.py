@@ -182,6 +182,38 @@ class ControlPlane:
             raise NotFound(f"source {source_id[:40]!r} does not exist in this org")
         return dict(row)
 
+    def set_retention(
+        self, org_id: str, source_id: str, days: int | None, actor: Actor
+    ) -> dict[str, Any]:
+        """Per-source retention inside the plan; None returns the source to the plan's value."""
+        self.source(org_id, source_id)
+        plan_days = int(self.plan_limits(org_id)["retention_days"])
+        if days is not None and not 1 <= days <= plan_days:
+            raise BadRequest(
+                f"retention must be between 1 and the plan's {plan_days} days, got {days}; "
+                "a longer retention needs a larger plan"
+            )
+        with self.store.transaction():
+            version = self.store.version(source_id)
+            self.store.append(ev.SourceRetentionSet(source_id, org_id, days), actor, version)
+        return self.source(org_id, source_id)
+
+    def retention(self, org_id: str) -> dict[str, Any]:
+        """The plan's retention and each source's effective retention, in days."""
+        limits = self.plan_limits(org_id)
+        plan_days = int(limits["retention_days"])
+        sources = [
+            {
+                "source_id": s["id"],
+                "name": s["name"],
+                "retention_days": s["retention_days"],
+                "effective_days": min(s["retention_days"] or plan_days, plan_days),
+            }
+            for s in self.sources(org_id)
+        ]
+        plan = self.org(org_id)["plan"]
+        return {"plan": plan, "plan_retention_days": plan_days, "sources": sources}
+
     # ---- ingest keys ---------------------------------------------------------------------
 
     def issue_key(

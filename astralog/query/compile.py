@@ -20,9 +20,10 @@ engines differ underneath, the SQL spells out the behaviour instead of relying o
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from astralog.query.language import (
     NUMBER_PATTERN,
@@ -46,23 +47,30 @@ from astralog.query.language import (
 __all__ = ["Dialect", "compile_where"]
 
 Dialect = Literal["duckdb", "clickhouse"]
-Params = dict[str, str | float | int]
+# Values are str, float or int; Any lets callers add their own (datetimes, ...) to the dict.
+Params = dict[str, Any]
 
 # Inlined into SQL as a literal; make sure that can never need quoting or escaping.
 assert "'" not in NUMBER_PATTERN and "\\" not in NUMBER_PATTERN
 
 _SEVERITY_NUMBER: Final = "SeverityNumber"
+# Letters only, so "<prefix><n>" names from two different prefixes can never collide.
+_PREFIX: Final = re.compile(r"[A-Za-z_]+")
 
 
-def compile_where(node: Node, dialect: Dialect) -> tuple[str, Params]:
+def compile_where(node: Node, dialect: Dialect, *, param_prefix: str = "p") -> tuple[str, Params]:
     """Return ``(where_fragment, parameters)``; parameters are named ``p0``, ``p1``, ...
 
-    DuckDB: ``con.execute(f"SELECT ... WHERE {where}", params)``.
+    DuckDB: ``con.execute(f"SELECT ... WHERE {where}", params)``. DuckDB cannot mix ``?``
+    and ``$name`` in one statement, so the rest of the statement binds by name too; choose
+    another ``param_prefix`` to combine two compiled fragments in one statement.
     ClickHouse: ``client.query(f"SELECT ... WHERE {where}", parameters=params)``.
     """
     if dialect not in ("duckdb", "clickhouse"):
         raise ValueError(f"unknown SQL dialect {dialect!r}")
-    compiler: _Compiler = _DuckDB() if dialect == "duckdb" else _ClickHouse()
+    if not _PREFIX.fullmatch(param_prefix):
+        raise ValueError(f"parameter prefix {param_prefix!r} must be letters or '_' only")
+    compiler: _Compiler = (_DuckDB if dialect == "duckdb" else _ClickHouse)(param_prefix)
     return compiler.node(node), compiler.params
 
 
@@ -116,11 +124,12 @@ def _regex_char(ch: str) -> str:
 class _Compiler(ABC):
     """Walks the AST; subclasses supply each engine's spelling of the primitives."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
         self.params: Params = {}
 
     def bind(self, value: str | float | int, ch_type: str) -> str:
-        name = f"p{len(self.params)}"
+        name = f"{self.prefix}{len(self.params)}"
         self.params[name] = value
         return self.placeholder(name, ch_type)
 

@@ -136,6 +136,11 @@ class Limits:
     max_depth: int = 32
     max_terms: int = 256
 
+    def __post_init__(self) -> None:
+        # Each level of parentheses costs a few Python frames; stay far from the stack limit.
+        if not 1 <= self.max_depth <= 100:
+            raise ValueError("max_depth must be between 1 and 100")
+
 
 class FieldKind(StrEnum):
     BODY = "body"

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from astralog import __version__
 from astralog.api.deps import IngestDep, RuntimeDep
 from astralog.api.routes.ingest import accept
+from astralog.errors import BadRequest
 from astralog.ingest import formats
 from astralog.ingest.normalise import NormaliseContext, Parsed
 
@@ -61,12 +62,6 @@ def health(_: IngestDep) -> JSONResponse:
     return _es({"cluster_name": "astralog", "status": "green"})
 
 
-@router.api_route("/{kind:path}", methods=["PUT", "HEAD"], include_in_schema=False)
-def accept_templates(kind: str, _: IngestDep) -> JSONResponse:
-    """Index templates, ILM policies, aliases: shippers install them; Astralog needs none."""
-    return _es({"acknowledged": True})
-
-
 async def _bulk(request: Request, principal: Any, runtime: Any, index: str | None) -> JSONResponse:
     started = time.perf_counter()
     items: list[Any] = []
@@ -82,13 +77,36 @@ async def _bulk(request: Request, principal: Any, runtime: Any, index: str | Non
     return _es(formats.bulk_response(items, took), extra=quota)
 
 
-@router.post("/_bulk", summary="Elasticsearch bulk API")
+# Elasticsearch takes _bulk as POST or PUT, and the official 8.x clients send PUT.
+@router.api_route("/_bulk", methods=["POST", "PUT"], summary="Elasticsearch bulk API")
 async def bulk(request: Request, principal: IngestDep, runtime: RuntimeDep) -> Response:
     return await _bulk(request, principal, runtime, None)
 
 
-@router.post("/{index}/_bulk", summary="Elasticsearch bulk API with a default index")
+@router.api_route(
+    "/{index}/_bulk",
+    methods=["POST", "PUT"],
+    summary="Elasticsearch bulk API with a default index",
+)
 async def bulk_index(
     index: str, request: Request, principal: IngestDep, runtime: RuntimeDep
 ) -> Response:
     return await _bulk(request, principal, runtime, index)
+
+
+_DOCUMENT_WRITES = frozenset({"_doc", "_create", "_update", "_bulk"})
+
+
+# Registered last: the bulk routes above must match first.
+@router.api_route("/{kind:path}", methods=["PUT", "HEAD"], include_in_schema=False)
+def accept_templates(kind: str, _: IngestDep) -> JSONResponse:
+    """Index templates, ILM policies, aliases: shippers install them; Astralog needs none.
+
+    A document write that lands here is refused: acknowledging it would drop the event.
+    """
+    if _DOCUMENT_WRITES.intersection(kind.split("/")):
+        raise BadRequest(
+            f"PUT /v1/es/{kind[:80]} is not supported: send events with the _bulk API "
+            "(POST or PUT /v1/es/_bulk)"
+        )
+    return _es({"acknowledged": True})

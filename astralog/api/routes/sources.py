@@ -7,7 +7,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from astralog.api.deps import ActorDep, ControlDep, SettingsDep, scoped
-from astralog.api.models import IssuedKey, Key, KeyCreate, KeyRotate, Source, SourceCreate
+from astralog.api.models import (
+    IssuedKey,
+    Key,
+    KeyCreate,
+    KeyRotate,
+    RetentionSet,
+    Source,
+    SourceCreate,
+)
 from astralog.controlplane.service import ControlPlane
 from astralog.errors import NotFound
 
@@ -15,6 +23,7 @@ router = APIRouter(prefix="/v1/sources", tags=["sources"])
 ReadOrg = Annotated[str, Depends(scoped("sources:read"))]
 WriteOrg = Annotated[str, Depends(scoped("sources:write"))]
 KeysOrg = Annotated[str, Depends(scoped("keys:write"))]
+RetentionOrg = Annotated[str, Depends(scoped("retention:write"))]
 
 
 @router.get("", response_model=list[Source])
@@ -32,6 +41,14 @@ def create_source(
 @router.get("/{source_id}", response_model=Source)
 def get_source(source_id: str, org_id: ReadOrg, control: ControlDep) -> dict[str, Any]:
     return control.source(org_id, source_id)
+
+
+@router.put("/{source_id}/retention", response_model=Source)
+def set_retention(
+    source_id: str, body: RetentionSet, org_id: RetentionOrg, control: ControlDep, actor: ActorDep
+) -> dict[str, Any]:
+    """Takes effect at once at query time; storage is purged on the retention schedule."""
+    return control.set_retention(org_id, source_id, body.days, actor)
 
 
 @router.get("/{source_id}/keys", response_model=list[Key])

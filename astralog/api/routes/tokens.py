@@ -46,3 +46,11 @@ def revoke_token(
     token_id: str, org_id: TokensOrg, control: ControlDep, actor: ActorDep
 ) -> dict[str, Any]:
     return control.revoke_token(org_id, token_id, actor)
+
+
+@router.get("/v1/retention", tags=["retention"])
+def retention(principal: ManagementDep, control: ControlDep) -> dict[str, Any]:
+    """The plan's retention and each source's effective retention (days)."""
+    if principal.org_id is None:
+        raise Forbidden("an operator token belongs to no org")
+    return control.retention(principal.org_id)

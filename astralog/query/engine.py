@@ -1,0 +1,244 @@
+"""The DuckDB engine: runs a plan over Parquet batches and pending WAL rows.
+
+Stage: plan -> **engine**. Every statement filters by the plan's WHERE (org, per-source
+retention, time, the compiled query) with bound parameters; the files were already pruned by the
+catalog and DuckDB prunes row groups by their Timestamp statistics. A statement runs in a worker
+thread and is interrupted when it exceeds the plan's timeout or its client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import math
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import duckdb
+
+from astralog.errors import AstralogError, BadRequest
+from astralog.query.language import WELL_KNOWN_COLUMNS, FieldKind, resolve_field
+from astralog.query.plan import Plan
+from astralog.query.timerange import iso
+from astralog.schema import log_schema
+
+T = TypeVar("T")
+NICE_INTERVALS_MS = [
+    1_000, 5_000, 10_000, 30_000, 60_000, 300_000, 600_000, 1_800_000, 3_600_000,
+    3 * 3_600_000, 6 * 3_600_000, 12 * 3_600_000, 86_400_000, 7 * 86_400_000,
+]  # fmt: skip
+EVENT_COLUMNS = (
+    "EventId, epoch_us(Timestamp) AS ts_us, epoch_us(ObservedTimestamp) AS observed_us, "
+    "SeverityText, SeverityNumber, ServiceName, Body, SourceId, TraceId, SpanId, "
+    "LogAttributes, ResourceAttributes, ScopeName, ScopeVersion"
+)
+
+
+class QueryTimeout(AstralogError):
+    status = 408
+    title = "Query timed out"
+    slug = "query-timeout"
+
+
+@dataclass(frozen=True)
+class Cursor:
+    ts_us: int
+    event_id: str
+
+    def encode(self) -> str:
+        raw = json.dumps([self.ts_us, self.event_id]).encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            ts_us, event_id = json.loads(raw)
+            return cls(int(ts_us), str(event_id))
+        except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+            raise BadRequest("invalid cursor: pass next_cursor from the previous page") from None
+
+
+class Session:
+    """One DuckDB connection with the plan's data as the view ``logs``."""
+
+    def __init__(self, plan: Plan, threads: int) -> None:
+        self.plan = plan
+        self.conn = duckdb.connect(config={"threads": threads})
+        parts = []
+        if plan.files:
+            self.conn.read_parquet(plan.files).create_view("stored")
+            parts.append("SELECT * FROM stored")
+        if plan.pending is not None:
+            self.conn.register("pending", plan.pending)
+            parts.append("SELECT * FROM pending")
+        if not parts:
+            self.conn.register("empty", log_schema().empty_table())
+            parts.append("SELECT * FROM empty")
+        self.conn.execute("CREATE TEMP VIEW logs AS " + " UNION ALL ".join(parts))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # ---- statements ----------------------------------------------------------------------
+
+    def search(self, limit: int, cursor: Cursor | None) -> tuple[list[dict[str, Any]], str | None]:
+        where, params = self.plan.where()
+        if cursor is not None:
+            where += (
+                " AND (epoch_us(Timestamp) < $cts"
+                " OR (epoch_us(Timestamp) = $cts AND EventId < $cid))"
+            )
+            params |= {"cts": cursor.ts_us, "cid": cursor.event_id}
+        sql = (
+            f"SELECT {EVENT_COLUMNS} FROM logs WHERE {where} "
+            f"ORDER BY Timestamp DESC, EventId DESC LIMIT {int(limit) + 1}"
+        )
+        rows = self.conn.execute(sql, params).fetch_arrow_table().to_pylist()
+        events = [event_view(r) for r in rows[:limit]]
+        more = len(rows) > limit
+        last = rows[limit - 1] if more else None
+        next_cursor = Cursor(last["ts_us"], last["EventId"]).encode() if last else None
+        return events, next_cursor
+
+    def count(self) -> int:
+        where, params = self.plan.where()
+        row = self.conn.execute(f"SELECT count(*) FROM logs WHERE {where}", params).fetchone()
+        return int(row[0]) if row else 0
+
+    def histogram(self, buckets: int) -> dict[str, Any]:
+        plan = self.plan
+        span_ms = max(1, (plan.end_ns - plan.start_ns) // 1_000_000)
+        interval = next(
+            (i for i in NICE_INTERVALS_MS if span_ms / i <= buckets), NICE_INTERVALS_MS[-1]
+        )
+        origin_ms = plan.start_ns // 1_000_000 // interval * interval
+        where, params = plan.where()
+        params |= {"origin": origin_ms, "interval": interval}
+        sql = (
+            "SELECT (epoch_ms(Timestamp) - $origin) // $interval AS b, SeverityText, count(*) "
+            f"FROM logs WHERE {where} GROUP BY ALL"
+        )
+        counts: dict[int, dict[str, int]] = {}
+        for bucket, level, n in self.conn.execute(sql, params).fetchall():
+            counts.setdefault(int(bucket), {})[level or "UNSET"] = int(n)
+        total = math.ceil((plan.end_ns // 1_000_000 - origin_ms) / interval)
+        out = []
+        for b in range(total):
+            start_ms = origin_ms + b * interval
+            levels = counts.get(b, {})
+            out.append(
+                {
+                    "start": iso(start_ms * 1_000_000),
+                    "end": iso((start_ms + interval) * 1_000_000),
+                    "total": sum(levels.values()),
+                    "levels": levels,
+                }
+            )
+        return {"interval_ms": interval, "buckets": out}
+
+    def facets(self, fields: list[str], size: int) -> dict[str, list[dict[str, Any]]]:
+        where, params = self.plan.where()
+        result: dict[str, list[dict[str, Any]]] = {}
+        for name in fields:
+            value, extra = facet_value(name)
+            sql = (
+                f"SELECT value, count(*) AS n FROM "
+                f"(SELECT {value} AS value FROM logs WHERE {where}) "
+                "WHERE value IS NOT NULL AND value <> '' "
+                f"GROUP BY value ORDER BY n DESC, value LIMIT {int(size)}"
+            )
+            rows = self.conn.execute(sql, params | extra).fetchall()
+            result[name] = [{"value": str(v), "count": int(n)} for v, n in rows]
+        return result
+
+    def export(self, batch_rows: int = 5000) -> Iterator[list[dict[str, Any]]]:
+        where, params = self.plan.where()
+        sql = (
+            f"SELECT {EVENT_COLUMNS} FROM logs WHERE {where} ORDER BY Timestamp DESC, EventId DESC"
+        )
+        reader = self.conn.execute(sql, params).fetch_record_batch(batch_rows)
+        for batch in reader:
+            yield [event_view(r) for r in batch.to_pylist()]
+
+    def tail(self, after_observed_us: int, limit: int) -> list[dict[str, Any]]:
+        """Events accepted after ``after_observed_us``, oldest first (live tail)."""
+        where, params = self.plan.where()
+        sql = (
+            f"SELECT {EVENT_COLUMNS} FROM logs "
+            f"WHERE {where} AND epoch_us(ObservedTimestamp) > $obs "
+            f"ORDER BY ObservedTimestamp, EventId LIMIT {int(limit)}"
+        )
+        rows = self.conn.execute(sql, params | {"obs": after_observed_us}).fetch_arrow_table()
+        return [event_view(r) | {"_observed_us": r["observed_us"]} for r in rows.to_pylist()]
+
+    def interrupt(self) -> None:
+        self.conn.interrupt()
+
+
+def facet_value(name: str) -> tuple[str, dict[str, Any]]:
+    """SQL for a facet field's value; attribute keys are bound, never written into SQL."""
+    field = resolve_field(name)
+    if field.kind in (FieldKind.BODY, FieldKind.LEVEL, FieldKind.COLUMN):
+        assert field.target in WELL_KNOWN_COLUMNS
+        return field.target, {}
+    if field.kind is FieldKind.RESOURCE:
+        return "ResourceAttributes[$fk]", {"fk": field.target}
+    return "coalesce(LogAttributes[$fk], ResourceAttributes[$fk])", {"fk": field.target}
+
+
+def event_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "event_id": row["EventId"],
+        "timestamp": iso(int(row["ts_us"]) * 1000),
+        "observed_timestamp": iso(int(row["observed_us"]) * 1000),
+        "level": row["SeverityText"],
+        "severity_number": row["SeverityNumber"],
+        "service": row["ServiceName"],
+        "body": row["Body"],
+        "source_id": row["SourceId"],
+        "trace_id": row["TraceId"],
+        "span_id": row["SpanId"],
+        "attributes": dict(row["LogAttributes"] or {}),
+        "resource": dict(row["ResourceAttributes"] or {}),
+        "scope": {"name": row["ScopeName"], "version": row["ScopeVersion"]},
+    }
+
+
+async def run(
+    session: Session,
+    work: Callable[[Session], T],
+    disconnected: Callable[[], Awaitable[bool]] | None = None,
+) -> T:
+    """Run ``work`` off the event loop; interrupt it on timeout or when the client leaves."""
+    task = asyncio.ensure_future(asyncio.to_thread(work, session))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + session.plan.timeout_seconds
+    try:
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=0.25)
+            if done:
+                return task.result()
+            if loop.time() > deadline:
+                session.interrupt()
+                raise QueryTimeout(
+                    f"the search ran longer than the plan's {session.plan.timeout_seconds:.0f} s; "
+                    "narrow the time range or make the query more selective"
+                )
+            if disconnected is not None and await disconnected():
+                session.interrupt()
+                raise asyncio.CancelledError
+    except BaseException:
+        task.cancel()
+        raise
+    finally:
+        if task.done():
+            session.close()
+        else:
+            task.add_done_callback(lambda _: session.close())
+
+
+__all__ = ["Cursor", "QueryTimeout", "Session", "event_view", "facet_value", "run"]

@@ -1,0 +1,188 @@
+"""Planning a search: the caller's org, the retention clamp, and which data to read.
+
+Stage: query text -> parse -> **plan** -> engine. The plan never trusts the request for the org
+(it comes from the principal), clamps each source's time range to its effective retention (so
+data past retention is invisible even before it is purged), refuses ranges and scans the plan
+does not allow, prunes committed batches by source and time from the catalog before storage is
+touched, and adds what is acknowledged but not yet flushed (freshness) from the local WAL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlparse
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from astralog.catalog import BatchCommitted
+from astralog.errors import BadRequest
+from astralog.query.compile import compile_where
+from astralog.query.language import Node, parse
+from astralog.query.timerange import iso, parse_instant
+from astralog.runtime import Runtime
+
+DAY_NS = 86_400 * 10**9
+HOUR_NS = 3600 * 10**9
+
+
+@dataclass(frozen=True)
+class SearchScope:
+    """Filters shared by search, histogram, facets, tail and export."""
+
+    query: str = ""
+    start: str | int = "now-15m"
+    end: str | int = "now"
+    sources: Sequence[str] | None = None
+
+
+@dataclass
+class Plan:
+    org_id: str
+    node: Node
+    start_ns: int
+    end_ns: int
+    requested_start_ns: int
+    cutoffs: dict[str, int]  # source id -> oldest visible ns (its retention)
+    retention_days: int
+    files: list[str] = field(default_factory=list)
+    pending: pa.Table | None = None
+    scanned_bytes: int = 0
+    timeout_seconds: float = 30.0
+
+    @property
+    def clamped(self) -> bool:
+        return self.start_ns > self.requested_start_ns
+
+    def range_view(self) -> dict[str, Any]:
+        return {
+            "start": iso(self.start_ns),
+            "end": iso(self.end_ns),
+            "clamped": self.clamped,
+            "retention_days": self.retention_days,
+        }
+
+    def where(self) -> tuple[str, dict[str, Any]]:
+        """The full DuckDB WHERE clause: tenant, retention per source, time range, query."""
+        query_sql, params = compile_where(self.node, "duckdb")
+        params = dict(params)
+        params["org"] = self.org_id
+        params["end"] = _dt(self.end_ns)
+        clauses = []
+        for i, (source_id, cutoff) in enumerate(sorted(self.cutoffs.items())):
+            params[f"s{i}"] = source_id
+            params[f"c{i}"] = _dt(max(cutoff, self.start_ns))
+            clauses.append(f"(SourceId = $s{i} AND Timestamp >= $c{i})")
+        sources = " OR ".join(clauses) or "FALSE"
+        return f"OrgId = $org AND Timestamp < $end AND ({sources}) AND ({query_sql})", params
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _dt(ns: int) -> datetime:
+    """DuckDB timestamps are microseconds: bind instants as exact datetimes."""
+    return EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def make_plan(runtime: Runtime, org_id: str, scope: SearchScope, *, now_ns: int) -> Plan:
+    node = parse(scope.query)
+    start_ns = parse_instant(scope.start, now_ns, "start")
+    end_ns = parse_instant(scope.end, now_ns, "end")
+    if end_ns <= start_ns:
+        raise BadRequest("the time range is empty: 'end' must be after 'start'")
+    control = runtime.control
+    limits = control.plan_limits(org_id)
+    retention = control.retention(org_id)
+    by_id = {s["source_id"]: s for s in retention["sources"]}
+    chosen = list(by_id) if scope.sources is None else _known(scope.sources, by_id)
+    cutoffs = {sid: now_ns - by_id[sid]["effective_days"] * DAY_NS for sid in chosen}
+    oldest = min(cutoffs.values(), default=end_ns)
+    plan = Plan(
+        org_id=org_id,
+        node=node,
+        start_ns=max(start_ns, oldest),
+        end_ns=end_ns,
+        requested_start_ns=start_ns,
+        cutoffs=cutoffs,
+        retention_days=int(retention["plan_retention_days"]),
+        timeout_seconds=float(limits["query_timeout_seconds"]),
+    )
+    max_days = int(limits["max_query_range_days"])
+    if plan.end_ns - plan.start_ns > max_days * DAY_NS + HOUR_NS:
+        raise BadRequest(f"the time range spans more than the plan's {max_days} days; narrow it")
+    if cutoffs and plan.start_ns < plan.end_ns:
+        _choose_data(runtime, plan, limits)
+    return plan
+
+
+def _known(requested: Sequence[str], by_id: dict[str, Any]) -> list[str]:
+    unknown = [s for s in requested if s not in by_id]
+    if unknown:
+        # Another org's source answers exactly like a missing one.
+        raise BadRequest(f"unknown sources {unknown[:5]}; GET /v1/sources lists yours")
+    return list(dict.fromkeys(requested))
+
+
+def _choose_data(runtime: Runtime, plan: Plan, limits: dict[str, Any]) -> None:
+    data = runtime.data
+    pending = _pending(data.wal.pending_tables(), plan)
+    batches = data.catalog.batches(plan.org_id, list(plan.cutoffs), plan.start_ns, plan.end_ns)
+    plan.pending = _without_committed(pending, batches)
+    plan.files = [_local_path(b) for b in batches]
+    plan.scanned_bytes = sum(b.bytes for b in batches) + (
+        plan.pending.nbytes if plan.pending is not None else 0
+    )
+    if plan.scanned_bytes > int(limits["max_scan_bytes"]):
+        raise BadRequest(
+            f"this search would read {plan.scanned_bytes / 2**30:.1f} GiB, more than the plan's "
+            f"{int(limits['max_scan_bytes']) / 2**30:.0f} GiB per query; narrow the time range "
+            "or the sources"
+        )
+
+
+def _local_path(batch: BatchCommitted) -> str:
+    parsed = urlparse(batch.uri)
+    if parsed.scheme != "file":
+        raise BadRequest(f"batch {batch.object_key} lives at an unsupported destination")
+    return str(Path(unquote(parsed.path)))
+
+
+def _pending(segments: Sequence[Any], plan: Plan) -> list[tuple[str, pa.Table]]:
+    """This org's acknowledged-but-unflushed rows, per WAL segment."""
+    mine = []
+    sources = pa.array(list(plan.cutoffs), pa.string())
+    for segment in segments:
+        table = segment.table
+        mask = pc.and_(
+            pc.equal(table["OrgId"], plan.org_id), pc.is_in(table["SourceId"], value_set=sources)
+        )
+        rows = table.filter(mask)
+        if rows.num_rows:
+            mine.append((segment.segment_id, rows))
+    return mine
+
+
+def _without_committed(
+    pending: list[tuple[str, pa.Table]], batches: Sequence[BatchCommitted]
+) -> pa.Table | None:
+    """Drop pending rows whose (segment, source, hour) batch is already in the catalog."""
+    committed: dict[str, set[tuple[str, int]]] = {}
+    for batch in batches:
+        for segment_id in batch.segment_ids:
+            committed.setdefault(segment_id, set()).add(
+                (batch.source_id, batch.min_ts_ns // HOUR_NS)
+            )
+    tables = []
+    for segment_id, table in pending:
+        for source_id, hour in committed.get(segment_id, ()):
+            hours = pc.divide(table["Timestamp"].cast(pa.int64()), HOUR_NS)
+            same = pc.and_(pc.equal(table["SourceId"], source_id), pc.equal(hours, hour))
+            table = table.filter(pc.invert(same))
+        if table.num_rows:
+            tables.append(table)
+    return pa.concat_tables(tables) if tables else None
