@@ -181,6 +181,50 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_connectors(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from astralog import byob
+
+    runtime = Runtime(settings)
+    destinations, org_id = runtime.destinations, _org_id(runtime, args.org)
+    if args.action == "list":
+        _print(destinations.list(org_id))
+    elif args.action == "create":
+        config = json.loads(args.config or "{}")
+        secrets = json.loads(Path(args.secrets_file).read_text()) if args.secrets_file else {}
+        _print(destinations.create(org_id, args.name, args.kind, config, secrets, _actor()))
+    elif args.action == "test":
+        view = destinations.get(org_id, args.connector_id)
+        connector = byob.build(
+            view["kind"], view["config"], destinations.secrets(org_id, args.connector_id),
+            settings.storage,
+        )  # fmt: skip
+        checks = asyncio.run(connector.probe())
+        ok = all(c.ok for c in checks)
+        failed = [c.name for c in checks if not c.ok]
+        destinations.record_test(org_id, args.connector_id, ok, failed, _actor())
+        _print([vars(c) for c in checks])
+        return 0 if ok else 1
+    elif args.action == "policy":
+        view = destinations.get(org_id, args.connector_id)
+        print(byob.policy(view["kind"], view["config"], settings.storage)["text"])
+    elif args.action == "activate":
+        _print(destinations.activate(org_id, args.connector_id, _actor()))
+    else:
+        destinations.deactivate(org_id, _actor())
+        print("new batches go to the embedded bucket")
+    return 0
+
+
+def cmd_rotate_master(args: argparse.Namespace, settings: Settings) -> int:
+    count = Runtime(settings).destinations.rewrap_all(_actor())
+    print(
+        f"re-wrapped the data keys of {count} connectors under {settings.storage.active_master_key}"
+    )
+    return 0
+
+
 def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
     count = Runtime(settings).control.rebuild()
     print(f"rebuilt projections from {count} events")
@@ -248,6 +292,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scope", action="append", choices=sorted(SCOPES), help="repeatable")
     p.add_argument("--token-id", help="token id (revoke)")
     p.set_defaults(handler=cmd_tokens)
+
+    p = sub.add_parser("connectors", help="bring your own storage: add, test, activate")
+    p.add_argument("action", choices=["list", "create", "test", "policy", "activate", "deactivate"])
+    p.add_argument("--org", required=True, help="org id or name")
+    p.add_argument("--connector-id", help="connector id (test, policy, activate)")
+    p.add_argument("--name", help="connector name (create)")
+    p.add_argument("--kind", choices=["s3", "clickhouse"], help="create")
+    p.add_argument("--config", help='JSON, e.g. {"bucket":"logs","region":"eu-west-1"}')
+    p.add_argument("--secrets-file", help="JSON file of secrets (kept out of shell history)")
+    p.set_defaults(handler=cmd_connectors)
+
+    p = sub.add_parser(
+        "rotate-master",
+        help="re-wrap every connector data key under ASTRALOG_STORAGE__ACTIVE_MASTER_KEY "
+        "(configure old and new keys in ASTRALOG_STORAGE__MASTER_KEYS while it runs)",
+    )
+    p.set_defaults(handler=cmd_rotate_master)
 
     p = sub.add_parser("audit", help="verify the hash chain, sign a checkpoint, print the key")
     p.add_argument("action", choices=["verify", "checkpoint", "public-key"])

@@ -8,15 +8,22 @@ in the server's lifespan, and the WAL's directory lock refuses a second server o
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
+import os
+import secrets
 from dataclasses import dataclass
+from typing import Any
 
+from astralog import byob
 from astralog.api.sessions import SessionStore
 from astralog.catalog import Catalog
 from astralog.connectors.base import Connector
 from astralog.connectors.local import LocalConnector
 from astralog.controlplane.audit import Signer
+from astralog.controlplane.destinations import Destinations
 from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.store import Actor
 from astralog.ingest.flush import Flusher
@@ -25,6 +32,7 @@ from astralog.ingest.ratelimit import RateLimiter
 from astralog.ingest.wal import WriteAheadLog
 from astralog.metrics import Metrics
 from astralog.principal import SCOPES
+from astralog.security.fieldcrypt import FieldCipher
 from astralog.settings import Settings
 
 SYSTEM = Actor("system:bootstrap", "local")
@@ -47,9 +55,11 @@ class Bootstrap:
 class DataPlane:
     """WAL, flusher, catalog, limiter and idempotency of the serving process."""
 
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(self, settings: Settings, metrics: Metrics, destinations: Destinations) -> None:
         self.settings = settings
         self.metrics = metrics
+        self.destinations = destinations
+        self._connectors: dict[tuple[str, int], Connector] = {}
         self.wal = WriteAheadLog(settings.wal, settings.path(settings.wal.directory))
         self.catalog = Catalog(
             settings.path(settings.control.database).with_name("catalog.sqlite3")
@@ -65,7 +75,22 @@ class DataPlane:
         self._tasks: list[asyncio.Task[None]] = []
 
     def destination(self, org_id: str) -> tuple[str, Connector]:
-        return LOCAL_DESTINATION, self.local
+        """Where the org's new batches go now: its active connector, or the embedded bucket."""
+        record = self.destinations.active(org_id)
+        if record is None:
+            return LOCAL_DESTINATION, self.local
+        return record["id"], self.connector(org_id, record)
+
+    def connector(self, org_id: str, record: dict[str, Any]) -> Connector:
+        """A live connector per (connector, version): a config change builds a new one."""
+        key = (str(record["id"]), int(record["version"]))
+        if key not in self._connectors:
+            secrets = self.destinations.secrets(org_id, key[0])
+            config = json.loads(record["config"])
+            self._connectors[key] = byob.build(
+                record["kind"], config, secrets, self.settings.storage
+            )
+        return self._connectors[key]
 
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self.flusher.run(), name="astralog-flusher"))
@@ -82,7 +107,22 @@ class DataPlane:
             log.warning("shutdown flush did not finish; the WAL keeps the rest for the next start")
         self.wal.close()
         self.catalog.close()
+        for connector in self._connectors.values():
+            with contextlib.suppress(Exception):
+                await connector.close()
         self.idempotency.close()
+
+
+def field_cipher(settings: Settings) -> FieldCipher:
+    """The master keys from settings; in development a local key file made on first use."""
+    if settings.storage.master_keys or settings.mode == "production":
+        return FieldCipher.from_settings(settings.storage)
+    path = settings.data_dir / "master-dev.key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(base64.b64encode(secrets.token_bytes(32)).decode())
+    return FieldCipher({"dev": base64.b64decode(path.read_text())}, "dev")
 
 
 class Runtime:
@@ -95,6 +135,7 @@ class Runtime:
             settings.auth.key_cache_seconds,
         )
         self.signer = Signer(settings.path(settings.control.signing_key_file))
+        self.destinations = Destinations(self.control, field_cipher(settings))
         self.metrics = Metrics()
         self.sessions = SessionStore(settings.data_dir / "sessions.sqlite3", SESSION_SECONDS)
         self._data: DataPlane | None = None
@@ -107,7 +148,7 @@ class Runtime:
 
     def open_data_plane(self) -> DataPlane:
         if self._data is None:
-            self._data = DataPlane(self.settings, self.metrics)
+            self._data = DataPlane(self.settings, self.metrics, self.destinations)
         return self._data
 
     async def close_data_plane(self) -> None:

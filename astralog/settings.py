@@ -129,6 +129,13 @@ class StorageSettings(BaseModel):
         description="Master keys for connector secrets: key id -> base64 of 32 bytes.",
     )
     active_master_key: str = Field("", description="Key id used to wrap new data keys.")
+    allow_http_endpoints: bool = Field(
+        False, description="Allow plain-http customer endpoints (on-prem MinIO, tests)."
+    )
+    aws_principal_arn: str = Field(
+        "arn:aws:iam::000000000000:role/astralog",
+        description="Astralog's AWS principal, named in the trust policy customers paste.",
+    )
     allow_private_networks: list[str] = Field(
         default_factory=list,
         description="CIDR networks a customer endpoint may resolve to although private "
@@ -186,6 +193,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "ASTRALOG_AUTH__KEY_PEPPER must be set to a random secret of at least 32 "
                 "characters in production mode"
+            )
+        if self.mode == "production" and not self.storage.master_keys:
+            raise ValueError(
+                "ASTRALOG_STORAGE__MASTER_KEYS and ASTRALOG_STORAGE__ACTIVE_MASTER_KEY must be set "
+                "in production mode (they encrypt connector secrets); generate a key with: "
+                "python -c 'import base64,os;print(base64.b64encode(os.urandom(32)).decode())'"
             )
         if (
             self.storage.master_keys

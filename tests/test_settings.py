@@ -16,6 +16,10 @@ def test_production_refuses_the_default_pepper(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(ConfigError, match="ASTRALOG_AUTH__KEY_PEPPER"):
         load_settings()
     monkeypatch.setenv("ASTRALOG_AUTH__KEY_PEPPER", "x" * 40)
+    with pytest.raises(ConfigError, match="ASTRALOG_STORAGE__MASTER_KEYS"):
+        load_settings()
+    monkeypatch.setenv("ASTRALOG_STORAGE__MASTER_KEYS", '{"k1": "' + "A" * 43 + '="}')
+    monkeypatch.setenv("ASTRALOG_STORAGE__ACTIVE_MASTER_KEY", "k1")
     assert load_settings().mode == "production"
 
 

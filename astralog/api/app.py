@@ -15,6 +15,7 @@ from astralog.api import problems
 from astralog.api.middleware import AccessLog, BodyLimit
 from astralog.api.routes import (
     audit,
+    connectors,
     elasticsearch,
     health,
     ingest,
@@ -68,7 +69,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.state.runtime = runtime
     problems.install(app)
     for module in (
-        health, ingest, elasticsearch, session, orgs, sources, tokens, audit, search, ui,
+        health, ingest, elasticsearch, session, orgs, sources, tokens, connectors, audit, search,
+        ui,
     ):  # fmt: skip
         app.include_router(module.router)
     app.add_middleware(

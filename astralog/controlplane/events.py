@@ -156,3 +156,69 @@ class TokenRevoked(Event):
     @property
     def aggregate_id(self) -> str:
         return f"token:{self.token_id}"
+
+
+@dataclass(frozen=True)
+class ConnectorCreated(Event):
+    """``secrets`` is a sealed record (AES-256-GCM, see astralog.security.fieldcrypt)."""
+
+    connector_id: str
+    org_id: str
+    name: str
+    kind: str
+    config: dict[str, Any]
+    secrets: dict[str, Any]
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.connector_id
+
+
+@dataclass(frozen=True)
+class ConnectorUpdated(Event):
+    connector_id: str
+    org_id: str
+    config: dict[str, Any]
+    secrets: dict[str, Any]
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.connector_id
+
+
+@dataclass(frozen=True)
+class ConnectorSecretsRewrapped(Event):
+    """The data key was re-wrapped under a new master key; field ciphertexts are unchanged."""
+
+    connector_id: str
+    org_id: str
+    secrets: dict[str, Any]
+    key_id: str
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.connector_id
+
+
+@dataclass(frozen=True)
+class ConnectorTested(Event):
+    connector_id: str
+    org_id: str
+    ok: bool
+    failed: list[str]
+
+    @property
+    def aggregate_id(self) -> str:
+        return self.connector_id
+
+
+@dataclass(frozen=True)
+class DestinationChanged(Event):
+    """New batches of the org go to ``connector_id`` (None: the embedded bucket)."""
+
+    org_id: str
+    connector_id: str | None
+
+    @property
+    def aggregate_id(self) -> str:
+        return f"destination:{self.org_id}"

@@ -35,9 +35,16 @@ CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY, org_id TEXT, name TEXT NOT NULL, kind TEXT NOT NULL, scopes TEXT NOT NULL,
     digest TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT
 );
+CREATE TABLE IF NOT EXISTS connectors (
+    id TEXT PRIMARY KEY, org_id TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
+    config TEXT NOT NULL, secrets TEXT NOT NULL, version INTEGER NOT NULL,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, last_test TEXT,
+    UNIQUE (org_id, name)
+);
+CREATE TABLE IF NOT EXISTS destinations (org_id TEXT PRIMARY KEY, connector_id TEXT);
 """
 
-TABLES = ("plans", "orgs", "sources", "ingest_keys", "tokens")
+TABLES = ("plans", "orgs", "sources", "ingest_keys", "tokens", "connectors", "destinations")
 
 Handler = Callable[[sqlite3.Connection, Any, Recorded], None]
 _HANDLERS: dict[type[ev.Event], Handler] = {}
@@ -146,3 +153,49 @@ def _token_issued(conn: sqlite3.Connection, e: ev.TokenIssued, r: Recorded) -> N
 @handles(ev.TokenRevoked)
 def _token_revoked(conn: sqlite3.Connection, e: ev.TokenRevoked, r: Recorded) -> None:
     conn.execute("UPDATE tokens SET revoked_at = ? WHERE id = ?", (r.at, e.token_id))
+
+
+@handles(ev.ConnectorCreated)
+def _connector_created(conn: sqlite3.Connection, e: ev.ConnectorCreated, r: Recorded) -> None:
+    conn.execute(
+        "INSERT INTO connectors (id, org_id, name, kind, config, secrets, version, created_at, "
+        "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (e.connector_id, e.org_id, e.name, e.kind, json.dumps(e.config, sort_keys=True),
+         json.dumps(e.secrets, sort_keys=True), r.version, r.at, r.at),
+    )  # fmt: skip
+
+
+@handles(ev.ConnectorUpdated)
+def _connector_updated(conn: sqlite3.Connection, e: ev.ConnectorUpdated, r: Recorded) -> None:
+    conn.execute(
+        "UPDATE connectors SET config = ?, secrets = ?, version = ?, updated_at = ? WHERE id = ?",
+        (json.dumps(e.config, sort_keys=True), json.dumps(e.secrets, sort_keys=True), r.version,
+         r.at, e.connector_id),
+    )  # fmt: skip
+
+
+@handles(ev.ConnectorSecretsRewrapped)
+def _connector_rewrapped(
+    conn: sqlite3.Connection, e: ev.ConnectorSecretsRewrapped, r: Recorded
+) -> None:
+    conn.execute(
+        "UPDATE connectors SET secrets = ?, version = ? WHERE id = ?",
+        (json.dumps(e.secrets, sort_keys=True), r.version, e.connector_id),
+    )
+
+
+@handles(ev.ConnectorTested)
+def _connector_tested(conn: sqlite3.Connection, e: ev.ConnectorTested, r: Recorded) -> None:
+    result = json.dumps({"ok": e.ok, "failed": e.failed, "at": r.at})
+    conn.execute(
+        "UPDATE connectors SET last_test = ?, version = ? WHERE id = ?",
+        (result, r.version, e.connector_id),
+    )
+
+
+@handles(ev.DestinationChanged)
+def _destination_changed(conn: sqlite3.Connection, e: ev.DestinationChanged, r: Recorded) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO destinations (org_id, connector_id) VALUES (?, ?)",
+        (e.org_id, e.connector_id),
+    )

@@ -15,7 +15,9 @@ engines differ underneath, the SQL spells out the behaviour instead of relying o
   ASCII only, which ClickHouse spells ``lower``/``positionCaseInsensitive`` and DuckDB spells as
   an RE2 pattern with ``[aA]`` classes (``translate`` would be ~20x slower).
 * ``TRY_CAST`` accepts ``' 5'`` and ``'1_000'`` where ``toFloat64OrNull`` does not, so a value
-  must match :data:`~astralog.query.language.NUMBER_PATTERN` before it is cast.
+  must match :data:`~astralog.query.language.NUMBER_PATTERN` before it is cast. (ClickHouse's
+  default fast float parser may round numbers with more than ~15 significant digits one ulp
+  differently from DuckDB and Python; values that close to a bound are out of the contract.)
 """
 
 from __future__ import annotations

@@ -72,6 +72,9 @@ class Session:
         if plan.files:
             self.conn.read_parquet(plan.files).create_view("stored")
             parts.append("SELECT * FROM stored")
+        if plan.fetched is not None:
+            self.conn.register("fetched", plan.fetched)
+            parts.append("SELECT * FROM fetched")
         if plan.pending is not None:
             self.conn.register("pending", plan.pending)
             parts.append("SELECT * FROM pending")

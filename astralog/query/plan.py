@@ -24,7 +24,7 @@ from astralog.errors import BadRequest
 from astralog.query.compile import compile_where
 from astralog.query.language import Node, parse
 from astralog.query.timerange import iso, parse_instant
-from astralog.runtime import Runtime
+from astralog.runtime import LOCAL_DESTINATION, Runtime
 
 DAY_NS = 86_400 * 10**9
 HOUR_NS = 3600 * 10**9
@@ -50,6 +50,8 @@ class Plan:
     cutoffs: dict[str, int]  # source id -> oldest visible ns (its retention)
     retention_days: int
     files: list[str] = field(default_factory=list)
+    remote: list[BatchCommitted] = field(default_factory=list)  # batches in a BYOB destination
+    fetched: pa.Table | None = None  # their rows, filled by astralog.query.remote
     pending: pa.Table | None = None
     scanned_bytes: int = 0
     timeout_seconds: float = 30.0
@@ -133,7 +135,8 @@ def _choose_data(runtime: Runtime, plan: Plan, limits: dict[str, Any]) -> None:
     pending = _pending(data.wal.pending_tables(), plan)
     batches = data.catalog.batches(plan.org_id, list(plan.cutoffs), plan.start_ns, plan.end_ns)
     plan.pending = _without_committed(pending, batches)
-    plan.files = [_local_path(b) for b in batches]
+    plan.files = [_local_path(b) for b in batches if b.destination_id == LOCAL_DESTINATION]
+    plan.remote = [b for b in batches if b.destination_id != LOCAL_DESTINATION]
     plan.scanned_bytes = sum(b.bytes for b in batches) + (
         plan.pending.nbytes if plan.pending is not None else 0
     )
