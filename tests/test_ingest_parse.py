@@ -6,7 +6,6 @@ pyarrow's bare JSON reader on the same bytes).
 
 from __future__ import annotations
 
-import base64
 import gzip
 import json
 import random
@@ -18,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import cramjam
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pj
@@ -607,6 +605,17 @@ def test_float_text_matches_arrow(value: float) -> None:
     assert float_text(value) == pc.cast(pa.array([value]), pa.string())[0].as_py()
 
 
+def test_float_text_matches_arrow_across_magnitudes() -> None:
+    rnd = random.Random(7)
+    values = (
+        [rnd.choice([-1, 1]) * rnd.random() * 10.0 ** rnd.randint(-12, 22) for _ in range(3000)]
+        + [float(i) for i in range(-50, 50)]
+        + [10.0**e for e in range(-12, 22)]
+    )
+    arrow = pc.cast(pa.array(values), pa.string()).to_pylist()
+    assert [float_text(v) for v in values] == arrow
+
+
 # ---------------------------------------------------------------------------------------------
 # JSON events: limits and partial success
 
@@ -657,6 +666,21 @@ def test_invalid_utf8_in_a_single_pretty_printed_document() -> None:
     assert parsed.table.num_rows == 0
     [reject] = parsed.rejects
     assert reject.kind == "invalid_utf8" and "invalid UTF-8 byte (0xff)" in reject.reason
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        rb'{"message": "lone \ud800 surrogate"}',
+        rb'{"tags": ["ok", "lone \udfff"]}',
+        rb'{"k\ud800ey": 1}',
+    ],
+)
+def test_unpaired_surrogate_escapes_reject_that_line(line: bytes) -> None:
+    parsed = parse_json_events(b'{"message":"a"}\n' + line + b'\n{"message":"c"}', ctx())
+    assert [r["Body"] for r in rows(parsed)] == ["a", "c"]
+    assert [(r.line, r.kind) for r in parsed.rejects] == [(2, "invalid_utf8")]
+    assert "unpaired surrogate" in parsed.rejects[0].reason
 
 
 def test_partial_success_keeps_order_indexes_and_line_numbers() -> None:
@@ -780,6 +804,24 @@ def test_output_table_has_the_canonical_schema_and_tenant_columns() -> None:
         assert (row["OrgId"], row["SourceId"]) == ("org-1", "src-1")
     for column in parsed.table.columns:
         assert column.null_count == 0
+
+
+def test_ingest_event_schema_is_valid_and_documents_every_role() -> None:
+    import jsonschema
+
+    from astralog.ingest.normalise import well_known_fields
+    from astralog.schema import schema_text
+
+    spec = json.loads(schema_text("ingest_event.schema.json"))
+    jsonschema.Draft202012Validator.check_schema(spec)
+    jsonschema.validate({"timestamp": "2024-06-01T10:30:15Z", "level": 30, "x": {"y": 1}}, spec)
+    roles = well_known_fields()
+    assert set(roles) == {
+        "timestamp", "severity", "body", "service", "trace_id", "span_id", "trace_flags", "host",
+    }  # fmt: skip
+    assert roles["timestamp"][:2] == ("timestamp", "@timestamp")
+    assert "status" not in {name for names in roles.values() for name in names}
+    assert all(prop.get("description") for prop in spec["properties"].values())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1039,6 +1081,60 @@ def test_otlp_limits_reject_the_record() -> None:
     assert "ASTRALOG_INGEST__MAX_FIELDS" in parsed.rejects[0].reason
 
 
+@pytest.mark.parametrize(
+    ("number", "text", "expected"),
+    [
+        (1, "", ("TRACE", 1)),
+        (5, "", ("DEBUG", 5)),  # an OTel number, not syslog's 5 (notice)
+        (6, "", ("DEBUG2", 6)),
+        (10, "", ("INFO2", 10)),
+        (21, "", ("FATAL", 21)),
+        (0, "warning", ("WARN", 13)),
+        (13, "Warning", ("WARNING", 13)),  # both given: kept as sent, upper case
+        (0, "", ("", 0)),
+    ],
+)
+def test_otlp_severity(number: int, text: str, expected: tuple[str, int]) -> None:
+    record = LogRecord(severity_number=number, severity_text=text)
+    request = ExportLogsServiceRequest(
+        resource_logs=[ResourceLogs(scope_logs=[ScopeLogs(log_records=[record])])]
+    )
+    [row] = rows(parse_otlp_logs(request.SerializeToString(), "application/x-protobuf", ctx()))
+    assert (row["SeverityText"], row["SeverityNumber"]) == expected
+
+
+def test_otlp_resource_over_a_limit_refuses_its_records_only() -> None:
+    big = Resource(attributes=[_kv("note", AnyValue(string_value="n" * 100))])
+    record = LogRecord(body=AnyValue(string_value="r"))
+    request = ExportLogsServiceRequest(
+        resource_logs=[
+            ResourceLogs(resource=big, scope_logs=[ScopeLogs(log_records=[record, record])]),
+            ResourceLogs(scope_logs=[ScopeLogs(log_records=[record])]),
+        ]
+    )
+    parsed = parse_otlp_logs(
+        request.SerializeToString(), "application/x-protobuf", ctx(max_string_bytes=64)
+    )
+    assert parsed.table.num_rows == 1
+    assert [(r.index, r.kind) for r in parsed.rejects] == [
+        (0, "string_too_long"),
+        (1, "string_too_long"),
+    ]
+    assert "its resource or scope" in parsed.rejects[0].reason
+
+
+def test_otlp_large_body_measures_each_record() -> None:
+    records = [LogRecord(body=AnyValue(string_value="x" * 200)) for _ in range(10)]
+    records[3] = LogRecord(body=AnyValue(string_value="y" * 600))
+    request = ExportLogsServiceRequest(
+        resource_logs=[ResourceLogs(scope_logs=[ScopeLogs(log_records=records)])]
+    )
+    parsed = parse_otlp_logs(
+        request.SerializeToString(), "application/x-protobuf", ctx(max_event_bytes=512)
+    )
+    assert [(r.index, r.kind) for r in parsed.rejects] == [(3, "event_too_large")]
+
+
 # ---------------------------------------------------------------------------------------------
 # Elasticsearch _bulk
 
@@ -1153,6 +1249,7 @@ def test_loki_json_push() -> None:
             ]
         }
     ).encode()
+    assert formats._loki_columnar(body, ctx()) is None  # metadata: entry by entry
     parsed = parse_loki_push(body, "application/json", ctx())
     assert parsed.received == 5
     assert [r["Body"] for r in rows(parsed)] == ["first line", "second line", "third"]
@@ -1172,6 +1269,61 @@ def test_loki_json_push() -> None:
         (4, "invalid_entry"),
     ]
     assert parsed.rejects[0].reason.startswith("streams[0].values[2]: ")
+
+
+def _loki_streams() -> list[dict[str, Any]]:
+    t = ns(T0)
+    return [
+        {
+            "stream": {"service_name": "api", "level": "warn", "env": "prod"},
+            "values": [[str(t + i), f"api line {i}"] for i in range(3)],
+        },
+        {"stream": {"app": "batch"}, "values": [[str(t), "batch line"], ["12x", "bad ts"]]},
+        {"stream": {}, "values": []},
+        {"stream": {"job": "old"}, "values": [[str(ns(T0 - timedelta(days=60))), "too old"]]},
+    ]
+
+
+def test_loki_json_in_bulk_matches_the_entry_by_entry_path() -> None:
+    body = json.dumps({"streams": _loki_streams()}).encode()
+    assert formats._loki_columnar(body, ctx()) is not None  # the bulk path takes this body
+    columnar = parse_loki_push(body, "application/json", ctx())
+    request = formats._loki_push_request()()
+    for stream in _loki_streams():
+        labels = ", ".join(f'{k}="{v}"' for k, v in stream["stream"].items())
+        added = request.streams.add(labels="{" + labels + "}")
+        for raw_ts, line in stream["values"]:
+            entry = added.entries.add(line=line)
+            if raw_ts.isdigit():
+                entry.timestamp.seconds, entry.timestamp.nanos = divmod(int(raw_ts), 10**9)
+    snappy = bytes(cramjam.snappy.compress_raw(request.SerializeToString()))
+    python = parse_loki_push(snappy, "application/x-protobuf", ctx())
+    drop = {"EventId", "ObservedTimestamp"}
+    strip = lambda p: [{k: v for k, v in r.items() if k not in drop} for r in rows(p)]  # noqa: E731
+    assert [r["Body"] for r in rows(columnar)] == [
+        "api line 0",
+        "api line 1",
+        "api line 2",
+        "batch line",
+    ]
+    assert strip(columnar) == strip(python)
+    assert [r["ServiceName"] for r in rows(columnar)] == ["api", "api", "api", "batch"]
+    assert rows(columnar)[0]["SeverityText"] == "WARN"
+    assert [(r.index, r.kind, r.reason[:20]) for r in columnar.rejects] == [
+        (4, "invalid_timestamp", "streams[1].values[1]"),
+        (5, "timestamp_too_old", "streams[3].values[0]"),
+    ]
+    assert columnar.received == 6
+
+
+def test_loki_json_line_limits() -> None:
+    t = str(ns(T0))
+    body = json.dumps(
+        {"streams": [{"stream": {"a": "b"}, "values": [[t, "ok"], [t, "x" * 300]]}]}
+    ).encode()
+    parsed = parse_loki_push(body, "application/json", ctx(max_string_bytes=128))
+    assert [(r.index, r.kind) for r in parsed.rejects] == [(1, "string_too_long")]
+    assert "ASTRALOG_INGEST__MAX_STRING_BYTES" in parsed.rejects[0].reason
 
 
 def test_loki_protobuf_snappy_push() -> None:
@@ -1292,4 +1444,3 @@ if __name__ == "__main__":
         f"parse_json_events {result['parse_events_per_s']:,.0f} events/s "
         f"({result['ratio']:.0%} of the raw reader)"
     )
-    _ = (np, base64)

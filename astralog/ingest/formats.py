@@ -9,7 +9,7 @@ A body that is not the declared format at all raises :class:`~astralog.errors.Ba
 where parsing failed. Bad events inside a valid body become :class:`Reject` entries and every
 other event is kept. NDJSON takes the bulk path: pyarrow's JSON reader over the whole body, then
 :mod:`astralog.ingest.normalise` column by column. Only when that reader refuses the body are the
-offending lines searched for, by bisection, and handed to Python one by one.
+offending lines searched for, range by range, and handed to Python one by one.
 """
 
 from __future__ import annotations
@@ -20,20 +20,22 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pj
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from astralog.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from astralog.ingest.normalise import (
     MISSING_TS,
-    WORKERS,
     Draft,
     EventRefused,
     Finished,
@@ -45,13 +47,15 @@ from astralog.ingest.normalise import (
     drafts_from_table,
     finish,
     flatten_event,
+    float_text,
     json_text,
     make_draft,
+    otel_severity_text,
     schema_keeping_time_text,
-    severity_of_number,
     severity_of_text,
     table_from_objects,
     well_known_fields,
+    workers,
 )
 
 __all__ = [
@@ -105,6 +109,11 @@ def _kind_of(value: Any) -> str:
         float: "a number",
     }
     return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+def _mask(flags: pa.Array) -> np.ndarray:
+    out: np.ndarray = flags.fill_null(False).to_numpy(zero_copy_only=False)
+    return out
 
 
 def _media_type(content_type: str | None) -> str:
@@ -282,11 +291,11 @@ def _check_utf8(data: bytes | pa.Buffer) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# NDJSON: one bulk read; on failure, bisection to the lines the reader refuses
+# NDJSON: one bulk read; on failure, a search for the lines the reader refuses
 
-_BLOCK_SIZE = 16 << 20
 _SMALL_RANGE = 16  # a failing range this short is parsed line by line
-_REREAD_BUDGET = 4  # bytes re-read while bisecting, as a multiple of the body, before giving up
+_FAN_OUT = 8  # parts a failing range is cut into
+_REREAD_BUDGET = 6  # bytes re-read while searching, as a multiple of the body, before giving up
 
 
 @dataclass
@@ -341,7 +350,7 @@ class _NdjsonReader:
     def run(self) -> Finished:
         # The optimistic read of the whole body and the line index need each other's results
         # only at the end, so they run side by side.
-        indexing = WORKERS.submit(_index_lines, self.body)
+        indexing = workers().submit(_index_lines, self.body)
         whole = self._read_bytes(0, len(self.body))
         self.lines = indexing.result()
         self.lengths = self.lines.ends - self.lines.starts
@@ -350,7 +359,8 @@ class _NdjsonReader:
             self.tables.append((whole, 0, len(self.lines)))
         else:
             for lo, hi in _runs(good):
-                self._read(lo, hi)
+                # The whole body was just read and refused: go straight to its halves.
+                self._read(lo, hi, refused=bool(good.all()))
         return finish(self._drafts(), self.ctx, self.problems)
 
     def _screen(self) -> np.ndarray:
@@ -390,28 +400,33 @@ class _NdjsonReader:
 
     def _read_bytes(self, start: int, size: int) -> pa.Table | None:
         data = self.buffer.slice(start, size)
+        # Blocks are parsed in parallel: at least four of them keep both cores busy.
+        block = min(max(size // 4 + 1, 1 << 20), 16 << 20)
         try:
-            table = _read_json(data, _BLOCK_SIZE)
+            table = _read_json(data, block)
             if (schema := schema_keeping_time_text(table.schema)) is not None:
-                table = _read_json(data, _BLOCK_SIZE, pj.ParseOptions(explicit_schema=schema))
+                table = _read_json(data, block, pj.ParseOptions(explicit_schema=schema))
         except pa.ArrowInvalid:
             return None
         return table
 
-    def _read(self, lo: int, hi: int) -> None:
+    def _read(self, lo: int, hi: int, *, refused: bool = False) -> None:
+        """Read lines [lo, hi) in bulk, or search its parts for the lines that stop it."""
         if lo == 0 and not self.first_line_checked:
             self._check_first_line()
         if hi - lo <= _SMALL_RANGE or self.budget <= 0:
             self._read_python(lo, hi)
             return
-        self.budget -= int(self.lines.ends[hi - 1] - self.lines.starts[lo])
-        table = self._try_read(lo, hi)
-        if table is not None:
-            self.tables.append((table, lo, hi))
-            return
-        mid = (lo + hi) // 2
-        self._read(lo, mid)
-        self._read(mid, hi)
+        if not refused:
+            self.budget -= int(self.lines.ends[hi - 1] - self.lines.starts[lo])
+            table = self._try_read(lo, hi)
+            if table is not None:
+                self.tables.append((table, lo, hi))
+                return
+        # Eight parts, not two: one bad line costs about one more read of the body, not two.
+        cuts = np.unique(np.linspace(lo, hi, _FAN_OUT + 1).astype(np.int64))
+        for part_lo, part_hi in pairwise(cuts.tolist()):
+            self._read(part_lo, part_hi)
 
     def _check_first_line(self) -> None:
         """A first line that is no JSON at all means the body is not NDJSON."""
@@ -440,7 +455,7 @@ class _NdjsonReader:
 
     def _drafts(self) -> list[Draft]:
         # Pieces that read with the same schema are normalised together: few drafts, not one per
-        # piece, whatever the bisection cut.
+        # piece, however the search cut the body.
         groups: dict[pa.Schema, list[tuple[pa.Table, int, int]]] = {}
         for piece in self.tables:
             groups.setdefault(piece[0].schema, []).append(piece)
@@ -497,7 +512,8 @@ def parse_otlp_logs(body: bytes, content_type: str, ctx: NormaliseContext) -> Pa
             f"OTLP/HTTP logs are accepted as application/x-protobuf or application/json, "
             f"not {content_type or 'a body without Content-Type'!r}"
         )
-    return _otlp_parsed(request, ctx)
+    # A record is never larger than the body: only a large body needs records measured.
+    return _otlp_parsed(request, ctx, check_sizes=len(body) > ctx.limits.max_event_bytes)
 
 
 def _otlp_from_json(body: bytes, request: ExportLogsServiceRequest) -> None:
@@ -540,87 +556,112 @@ def _items(parent: Any, *keys: str) -> list[Any]:
     return []
 
 
-class _Columns:
-    """Per-event values gathered in Python for the formats that arrive event by event."""
-
-    def __init__(self) -> None:
-        self.timestamp: list[int] = []
-        self.ordinals: list[int] = []
-        self.problems: dict[int, Problem] = {}
-        self.text: dict[str, list[str]] = {}
-        self.numbers: dict[str, list[int]] = {}
-        self.maps: dict[str, list[list[tuple[str, str]]]] = {}
-
-    def add(self, ordinal: int, timestamp: int, **values: Any) -> None:
-        self.ordinals.append(ordinal)
-        self.timestamp.append(timestamp)
-        for name, value in values.items():
-            if isinstance(value, str):
-                self.text.setdefault(name, []).append(value)
-            elif isinstance(value, int):
-                self.numbers.setdefault(name, []).append(value)
-            else:
-                self.maps.setdefault(name, []).append(list(value.items()))
-
-    def draft(self) -> Draft:
-        columns: dict[str, pa.Array] = {}
-        columns.update({k: pa.array(v, pa.string()) for k, v in self.text.items()})
-        columns.update({k: pa.array(v, pa.uint8()) for k, v in self.numbers.items()})
-        columns.update(
-            {k: pa.array(v, pa.map_(pa.string(), pa.string())) for k, v in self.maps.items()}
-        )
-        ts = np.asarray(self.timestamp, np.int64)
-        return make_draft(ts, np.asarray(self.ordinals, np.int64), self.problems, **columns)
-
-
-def _otlp_parsed(request: ExportLogsServiceRequest, ctx: NormaliseContext) -> Parsed:
-    columns = _Columns()
+def _otlp_parsed(
+    request: ExportLogsServiceRequest, ctx: NormaliseContext, *, check_sizes: bool
+) -> Parsed:
+    records = _OtlpRecords(ctx, check_sizes)
+    shared: list[dict[str, Any]] = []  # per (resource, scope): the columns its records share
     for resource_logs in request.resource_logs:
-        resource = _attributes(resource_logs.resource.attributes, ctx)
-        service = resource.get("service.name", "")
+        resource, resource_problem = _shared_attributes(resource_logs.resource.attributes, ctx)
         for scope_logs in resource_logs.scope_logs:
             scope = scope_logs.scope
-            shared = {
-                "ServiceName": service,
-                "ResourceAttributes": resource,
-                "ResourceSchemaUrl": resource_logs.schema_url,
-                "ScopeSchemaUrl": scope_logs.schema_url,
-                "ScopeName": scope.name,
-                "ScopeVersion": scope.version,
-                "ScopeAttributes": _attributes(scope.attributes, ctx),
-            }
+            scope_attributes, scope_problem = _shared_attributes(scope.attributes, ctx)
+            shared.append(
+                {
+                    "ServiceName": dict(resource).get("service.name", ""),
+                    "ResourceAttributes": resource,
+                    "ResourceSchemaUrl": resource_logs.schema_url,
+                    "ScopeSchemaUrl": scope_logs.schema_url,
+                    "ScopeName": scope.name,
+                    "ScopeVersion": scope.version,
+                    "ScopeAttributes": scope_attributes,
+                }
+            )
             for record in scope_logs.log_records:
-                _otlp_record(record, shared, columns, ctx)
-    received = len(columns.ordinals)
-    done = finish([columns.draft()], ctx)
-    return _parsed(done, received, lambda i: (f"log record {i}", None))
+                records.add(record, len(shared) - 1, resource_problem or scope_problem)
+    draft = records.draft(shared)
+    return _parsed(finish([draft], ctx), len(draft), lambda i: (f"log record {i}", None))
 
 
-def _otlp_record(
-    record: Any, shared: dict[str, Any], columns: _Columns, ctx: NormaliseContext
-) -> None:
-    ordinal = len(columns.ordinals)
-    values: dict[str, Any] = dict(shared)
+_SHARED_TYPES = {
+    "ResourceAttributes": pa.map_(pa.string(), pa.string()),
+    "ScopeAttributes": pa.map_(pa.string(), pa.string()),
+}
+
+
+class _OtlpRecords:
+    """Log records -> per-record column lists; what a scope shares is taken by index at the end."""
+
+    def __init__(self, ctx: NormaliseContext, check_sizes: bool) -> None:
+        self.ctx, self.check_sizes = ctx, check_sizes
+        self.scope_of: list[int] = []
+        self.timestamp: list[int] = []
+        self.problems: dict[int, Problem] = {}
+        self.text: dict[str, list[str]] = {
+            name: [] for name in ("Body", "SeverityText", "TraceId", "SpanId", "EventName")
+        }
+        self.numbers: dict[str, list[int]] = {"SeverityNumber": [], "TraceFlags": []}
+        self.attributes: list[list[tuple[str, str]]] = []
+
+    def add(self, record: LogRecord, scope: int, problem: Problem | None) -> None:
+        row = len(self.timestamp)
+        self.scope_of.append(scope)
+        timestamp = record.time_unix_nano or record.observed_time_unix_nano or MISSING_TS
+        self.timestamp.append(timestamp if timestamp < 2**63 else MISSING_TS)
+        try:
+            if problem is not None:
+                raise EventRefused(*problem)
+            if self.check_sizes:
+                _check_record_size(record.ByteSize(), self.ctx)
+            attributes = _record_attributes(record.attributes, self.ctx)
+            body = _body_text(record.body, self.ctx) if record.HasField("body") else ""
+        except EventRefused as exc:
+            self.problems[row] = exc.problem
+            attributes, body = [], ""
+        number = int(record.severity_number)
+        text = record.severity_text.strip().upper()
+        if number and not text:
+            text = otel_severity_text(number)
+        elif text and not number:
+            text, number = severity_of_text(text)
+        self.attributes.append(attributes)
+        for name, value in (
+            ("Body", body),
+            ("SeverityText", text),
+            ("TraceId", _id_hex(record.trace_id, 16)),
+            ("SpanId", _id_hex(record.span_id, 8)),
+            ("EventName", getattr(record, "event_name", "")),
+        ):
+            self.text[name].append(value)
+        self.numbers["SeverityNumber"].append(min(number, 255))
+        self.numbers["TraceFlags"].append(record.flags & 0xFF)
+
+    def __len__(self) -> int:
+        return len(self.timestamp)
+
+    def draft(self, shared: list[dict[str, Any]]) -> Draft:
+        take = pa.array(self.scope_of, pa.int64())
+        columns: dict[str, pa.Array] = {
+            name: pa.array([s[name] for s in shared], _SHARED_TYPES.get(name, pa.string())).take(
+                take
+            )
+            for name in (shared[0] if shared else {})
+        }
+        columns |= {k: pa.array(v, pa.string()) for k, v in self.text.items()}
+        columns |= {k: pa.array(v, pa.uint8()) for k, v in self.numbers.items()}
+        columns["LogAttributes"] = pa.array(self.attributes, pa.map_(pa.string(), pa.string()))
+        ordinals = np.arange(len(self), dtype=np.int64)
+        return make_draft(np.asarray(self.timestamp, np.int64), ordinals, self.problems, **columns)
+
+
+def _shared_attributes(
+    pairs: Any, ctx: NormaliseContext
+) -> tuple[list[tuple[str, str]], Problem | None]:
+    """Resource or scope attributes; over a limit, every record under them is refused."""
     try:
-        _check_record_size(record.ByteSize(), ctx)
-        values["LogAttributes"] = _attributes(record.attributes, ctx)
-        values["Body"] = _body_text(record.body, ctx) if record.HasField("body") else ""
+        return _record_attributes(pairs, ctx), None
     except EventRefused as exc:
-        columns.problems[ordinal] = exc.problem
-        values["LogAttributes"], values["Body"] = {}, ""
-    number = int(record.severity_number)
-    text = record.severity_text.strip()
-    if number and not text:
-        text = severity_of_number(number)[0]
-    elif text and not number:
-        text, number = severity_of_text(text)
-    values["SeverityText"], values["SeverityNumber"] = text.upper(), min(number, 255)
-    values["TraceId"] = _id_hex(record.trace_id, 16)
-    values["SpanId"] = _id_hex(record.span_id, 8)
-    values["TraceFlags"] = record.flags & 0xFF
-    values["EventName"] = getattr(record, "event_name", "")
-    timestamp = record.time_unix_nano or record.observed_time_unix_nano or MISSING_TS
-    columns.add(ordinal, timestamp if timestamp < 2**63 else MISSING_TS, **values)
+        return [], Problem(exc.problem.kind, "its resource or scope: " + exc.problem.reason)
 
 
 def _check_record_size(size: int, ctx: NormaliseContext) -> None:
@@ -651,35 +692,54 @@ def _any_value(value: AnyValue, depth: int, ctx: NormaliseContext) -> Any:
 
 
 def _body_text(value: AnyValue, ctx: NormaliseContext) -> str:
-    body = _any_value(value, 1, ctx)
-    text = body if isinstance(body, str) else json_text(body)
+    if value.WhichOneof("value") == "string_value":
+        text: str = value.string_value
+    else:
+        body = _any_value(value, 1, ctx)
+        text = body if isinstance(body, str) else json_text(body)
     _check_string("body", text, ctx)
     return text
 
 
-def _attributes(pairs: Any, ctx: NormaliseContext) -> dict[str, str]:
+def _record_attributes(pairs: Any, ctx: NormaliseContext) -> list[tuple[str, str]]:
     """OTLP key-values -> flat text attributes: kvlists flattened with dots, arrays as JSON."""
     out: dict[str, str] = {}
-
-    def put(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                put(f"{prefix}.{key}", inner)
-        elif value is not None:
-            text = value if isinstance(value, str) else json_text(value)
-            _check_string(prefix, text, ctx)
-            out.setdefault(prefix, text)
-
     for pair in pairs:
-        assert isinstance(pair, KeyValue)
-        put(pair.key, _any_value(pair.value, 1, ctx))
+        value = pair.value
+        kind = value.WhichOneof("value")
+        # The scalar kinds, nearly every attribute, without the general recursion.
+        if kind == "string_value":
+            text = value.string_value
+        elif kind == "int_value":
+            text = str(value.int_value)
+        elif kind == "bool_value":
+            text = "true" if value.bool_value else "false"
+        elif kind == "double_value":
+            text = float_text(value.double_value)
+        elif kind is None:
+            continue
+        else:
+            _put_nested(out, pair.key, _any_value(value, 1, ctx), ctx)
+            continue
+        _check_string(pair.key, text, ctx)
+        out.setdefault(pair.key, text)
     if len(out) > ctx.limits.max_fields:
         raise EventRefused(
             "too_many_fields",
             f"{len(out)} attributes after flattening, more than the limit of "
             f"{ctx.limits.max_fields} (ASTRALOG_INGEST__MAX_FIELDS)",
         )
-    return out
+    return list(out.items())
+
+
+def _put_nested(out: dict[str, str], prefix: str, value: Any, ctx: NormaliseContext) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _put_nested(out, f"{prefix}.{key}", inner, ctx)
+    elif value is not None:
+        text = value if isinstance(value, str) else json_text(value)
+        _check_string(prefix, text, ctx)
+        out.setdefault(prefix, text)
 
 
 def _check_string(name: str, text: str, ctx: NormaliseContext) -> None:
@@ -868,6 +928,9 @@ def parse_loki_push(body: bytes, content_type: str, ctx: NormaliseContext) -> Pa
     """Loki's push API: JSON, or snappy-compressed protobuf as Promtail and Alloy send it."""
     media = _media_type(content_type)
     if media == "application/json":
+        columnar = _loki_columnar(body, ctx)
+        if columnar is not None:
+            return columnar
         streams = _loki_json(body)
     elif media in ("application/x-protobuf", "application/protobuf"):
         streams = _loki_protobuf(body, ctx.limits.max_decompressed_bytes)
@@ -877,6 +940,118 @@ def parse_loki_push(body: bytes, content_type: str, ctx: NormaliseContext) -> Pa
             f"not {content_type or 'a body without Content-Type'!r}"
         )
     return _loki_parsed(streams, ctx)
+
+
+def _loki_columnar(body: bytes, ctx: NormaliseContext) -> Parsed | None:
+    """The common JSON push (labels, then ``[timestamp, line]`` pairs) read in bulk by pyarrow.
+
+    None when the body has another shape (structured metadata, malformed entries): the Python
+    path then looks at it entry by entry.
+    """
+    streams = _loki_streams_array(body)
+    if streams is None:
+        return None
+    values = streams.field("values")
+    entries = values.flatten()
+    if entries.null_count or not pc.all(pc.equal(pc.list_value_length(entries), 2)).as_py():
+        return None
+    stream_of = pc.list_parent_indices(values)
+    per_stream = _loki_stream_columns(streams)
+    timestamp, problems = _loki_timestamps(pc.list_element(entries, 0))
+    line = pc.list_element(entries, 1)
+    _loki_line_limits(line, ctx, problems)
+    draft = make_draft(
+        timestamp,
+        np.arange(len(entries), dtype=np.int64),
+        problems,
+        Body=line,
+        **{name: column.take(stream_of) for name, column in per_stream.items()},
+    )
+    first_entry = np.asarray(values.offsets) - values.offsets[0].as_py()
+    streams_of = stream_of.to_numpy()
+
+    def where(i: int) -> tuple[str, int | None]:
+        s = int(streams_of[i])
+        return f"streams[{s}].values[{i - int(first_entry[s])}]", None
+
+    return _parsed(finish([draft], ctx), len(entries), where)
+
+
+def _loki_streams_array(body: bytes) -> pa.StructArray | None:
+    try:
+        _check_utf8(body)
+        options = pj.ParseOptions(newlines_in_values=True)
+        read = _read_json(pa.py_buffer(body), len(body) + 1, options)
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    kind = read.schema.field("streams").type if "streams" in read.column_names else None
+    if read.num_rows != 1 or kind is None or not pa.types.is_list(kind):
+        return None
+    item = kind.value_type
+    if not pa.types.is_struct(item) or item.get_field_index("values") < 0:
+        return None
+    entry = item.field("values").type
+    if not (pa.types.is_list(entry) and pa.types.is_list(entry.value_type)):
+        return None
+    if not pa.types.is_string(entry.value_type.value_type):
+        return None
+    streams = read.column("streams").chunk(0).values
+    return None if streams.null_count else streams
+
+
+def _loki_stream_columns(streams: pa.StructArray) -> dict[str, pa.Array]:
+    """Per stream (few of them): labels, service name and level, in Python."""
+    has_labels = streams.type.get_field_index("stream") >= 0
+    labels = streams.field("stream").to_pylist() if has_labels else [None] * len(streams)
+    roles = well_known_fields()
+    resource, service, text, number = [], [], [], []
+    for raw in labels:
+        found = {str(k): _label_text(v) for k, v in (raw or {}).items() if v is not None}
+        resource.append(list(found.items()))
+        service.append(next((found[k] for k in roles["service"] if found.get(k)), ""))
+        level = next((found[k] for k in _LOKI_LEVEL if found.get(k)), "")
+        severity = severity_of_text(level) if level else ("", 0)
+        text.append(severity[0])
+        number.append(severity[1])
+    return {
+        "ResourceAttributes": pa.array(resource, pa.map_(pa.string(), pa.string())),
+        "ServiceName": pa.array(service, pa.string()),
+        "SeverityText": pa.array(text, pa.string()),
+        "SeverityNumber": pa.array(number, pa.uint8()),
+    }
+
+
+def _label_text(value: Any) -> str:
+    return value if isinstance(value, str) else json_text(value)
+
+
+def _loki_timestamps(text: pa.Array) -> tuple[np.ndarray, dict[int, Problem]]:
+    digits = _mask(pc.match_substring_regex(text, r"^\d{1,19}$"))
+    in_range = digits & _mask(
+        pc.less(pc.cast(pc.if_else(digits, text, None), pa.float64()), 9.2e18)
+    )
+    values = pc.cast(pc.if_else(pa.array(in_range), text, None), pa.int64())
+    timestamp = values.fill_null(MISSING_TS).to_numpy(zero_copy_only=False)
+    problems = {
+        int(i): Problem(
+            "invalid_timestamp",
+            "the timestamp must be a string of nanoseconds since the epoch, found "
+            f"{json_text(text[int(i)].as_py())[:40]}",
+        )
+        for i in np.flatnonzero(~in_range)
+    }
+    return timestamp, problems
+
+
+def _loki_line_limits(line: pa.Array, ctx: NormaliseContext, problems: dict[int, Problem]) -> None:
+    sizes = pc.binary_length(line).fill_null(0).to_numpy(zero_copy_only=False)
+    limit = min(ctx.limits.max_event_bytes, ctx.limits.max_string_bytes)
+    for i in np.flatnonzero(sizes > limit):
+        try:
+            _check_record_size(int(sizes[i]), ctx)
+            _check_string("line", line[int(i)].as_py(), ctx)
+        except EventRefused as exc:
+            problems.setdefault(int(i), exc.problem)
 
 
 def _loki_json(body: bytes) -> list[_LokiStream]:
@@ -998,6 +1173,39 @@ def _loki_protobuf(body: bytes, limit: int) -> list[_LokiStream]:
     ]
 
 
+class _Columns:
+    """Per-entry values gathered in Python, for Loki bodies the bulk path does not take."""
+
+    def __init__(self) -> None:
+        self.timestamp: list[int] = []
+        self.ordinals: list[int] = []
+        self.problems: dict[int, Problem] = {}
+        self.text: dict[str, list[str]] = {}
+        self.numbers: dict[str, list[int]] = {}
+        self.maps: dict[str, list[list[tuple[str, str]]]] = {}
+
+    def add(self, ordinal: int, timestamp: int, **values: Any) -> None:
+        self.ordinals.append(ordinal)
+        self.timestamp.append(timestamp)
+        for name, value in values.items():
+            if isinstance(value, str):
+                self.text.setdefault(name, []).append(value)
+            elif isinstance(value, int):
+                self.numbers.setdefault(name, []).append(value)
+            else:
+                self.maps.setdefault(name, []).append(list(value.items()))
+
+    def draft(self) -> Draft:
+        columns: dict[str, pa.Array] = {}
+        columns.update({k: pa.array(v, pa.string()) for k, v in self.text.items()})
+        columns.update({k: pa.array(v, pa.uint8()) for k, v in self.numbers.items()})
+        columns.update(
+            {k: pa.array(v, pa.map_(pa.string(), pa.string())) for k, v in self.maps.items()}
+        )
+        ts = np.asarray(self.timestamp, np.int64)
+        return make_draft(ts, np.asarray(self.ordinals, np.int64), self.problems, **columns)
+
+
 def _loki_parsed(streams: list[_LokiStream], ctx: NormaliseContext) -> Parsed:
     columns, places = _Columns(), []
     roles = well_known_fields()
@@ -1036,9 +1244,9 @@ def _loki_entry(
             f"of structured metadata; found {json_text(entry)[:80]}",
         )
     raw_ts, line, metadata = (*entry, None) if len(entry) == 2 else entry
-    if isinstance(raw_ts, int):
+    if isinstance(raw_ts, int) and not isinstance(raw_ts, bool) and 0 <= raw_ts < 2**63:
         timestamp = raw_ts
-    elif isinstance(raw_ts, str) and raw_ts.isdigit() and len(raw_ts) <= 19:
+    elif isinstance(raw_ts, str) and raw_ts.isdigit() and int(raw_ts) < 2**63:
         timestamp = int(raw_ts)
     else:
         raise EventRefused(

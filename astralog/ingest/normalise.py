@@ -37,7 +37,6 @@ from astralog.settings import IngestSettings
 
 __all__ = [
     "MISSING_TS",
-    "WORKERS",
     "Draft",
     "EventRefused",
     "Finished",
@@ -49,15 +48,18 @@ __all__ = [
     "drafts_from_table",
     "finish",
     "flatten_event",
+    "float_text",
     "json_text",
     "make_draft",
     "map_array",
     "new_event_ids",
+    "otel_severity_text",
     "schema_keeping_time_text",
     "severity_of_number",
     "severity_of_text",
     "table_from_objects",
     "well_known_fields",
+    "workers",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -130,7 +132,6 @@ def _setting(name: str) -> str:
 
 MISSING_TS = int(np.iinfo(np.int64).min)
 _TS_UTC = pa.timestamp("ns", tz="UTC")
-_MAP_TYPE = pa.map_(pa.string(), pa.string())
 _TEXT_COLUMNS = (
     "TraceId", "SpanId", "SeverityText", "ServiceName", "Body", "ResourceSchemaUrl",
     "ScopeSchemaUrl", "ScopeName", "ScopeVersion", "EventName",
@@ -143,7 +144,7 @@ _MAP_COLUMNS = ("ResourceAttributes", "ScopeAttributes", "LogAttributes")
 class Draft:
     timestamp: np.ndarray  # int64 ns since the epoch; MISSING_TS where the event carried none
     ordinals: np.ndarray  # position of each row's event in the request
-    columns: dict[str, pa.Array]
+    columns: dict[str, pa.Array | pa.ChunkedArray]
     problems: dict[int, Problem] = field(default_factory=dict)  # row -> why it is refused
 
     def __len__(self) -> int:
@@ -214,8 +215,9 @@ def _concat(drafts: Sequence[Draft]) -> Draft:
     for d in drafts:
         problems.update({row + offset: p for row, p in d.problems.items()})
         offset += len(d)
+    # Chunked, not concatenated: the halves of a parallel draft join without a copy.
     columns = {
-        name: pa.concat_arrays([d.columns[name] for d in drafts]) for name in drafts[0].columns
+        name: pa.chunked_array([d.columns[name] for d in drafts]) for name in drafts[0].columns
     }
     merged = Draft(
         np.concatenate([d.timestamp for d in drafts]),
@@ -227,7 +229,7 @@ def _concat(drafts: Sequence[Draft]) -> Draft:
 
 
 def _in_input_order(draft: Draft) -> Draft:
-    # Drafts of a bisected body cover interleaved lines; the table keeps the request's order.
+    # Drafts of a searched body cover interleaved lines; the table keeps the request's order.
     if len(draft) < 2 or bool(np.all(np.diff(draft.ordinals) > 0)):
         return draft
     order = np.argsort(draft.ordinals, kind="stable")
@@ -278,7 +280,7 @@ def _assemble(draft: Draft, ts: np.ndarray, keep: np.ndarray, ctx: NormaliseCont
     schema = log_schema()
     take = None if keep.all() else pa.array(np.flatnonzero(keep))
     n = int(keep.sum())
-    cols: dict[str, pa.Array] = {
+    cols: dict[str, pa.Array | pa.ChunkedArray] = {
         name: (arr if take is None else arr.take(take)) for name, arr in draft.columns.items()
     }
     cols["Timestamp"] = pa.array(ts[keep], type=_TS_UTC)
@@ -447,8 +449,19 @@ class _Fields:
 
 
 # pyarrow and numpy kernels release the GIL: two halves of a large table normalise in parallel.
-WORKERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="astralog-normalise")
 _PARALLEL_ROWS = 16_384
+_pool_lock = threading.Lock()
+_pool: dict[int, ThreadPoolExecutor] = {}
+
+
+def workers() -> ThreadPoolExecutor:
+    """This process's helper threads; a forked child gets its own (the parent's died at fork)."""
+    pid = os.getpid()
+    with _pool_lock:
+        if pid not in _pool:
+            _pool.clear()
+            _pool[pid] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="astralog-normalise")
+        return _pool[pid]
 
 
 def drafts_from_table(
@@ -464,7 +477,7 @@ def drafts_from_table(
     if n < _PARALLEL_ROWS:
         return [draft_from_table(table, ordinals, ctx, size_bound=size_bound, resource=resource)]
     half = n // 2
-    second = WORKERS.submit(
+    second = workers().submit(
         draft_from_table,
         table.slice(half),
         ordinals[half:],
@@ -864,6 +877,9 @@ def json_text(value: Any, *, drop_nulls: bool = False) -> str:
 def float_text(value: float) -> str:
     """A float as Arrow's cast to string writes it: shortest round-trip digits, fixed notation
     for exponents -7 < e < 10 (1e9 -> 1000000000, 1e10 -> 1e+10, 1e-7 -> 1e-7), no ``.0``."""
+    if 1e-4 <= abs(value) < 1e10:  # both write fixed notation here; Python adds ".0"
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
     if not math.isfinite(value):
         return "null"  # JSON has no NaN or infinity; Python's reader is told to refuse them
     if value == 0:
@@ -1036,10 +1052,17 @@ def severity_of_number(number: float) -> tuple[str, int]:
         name = _PINO[value]
         return name, _SEVERITY_NUMBER[name]
     if 1 <= value <= 24:
-        base = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")[(value - 1) // 4]
-        step = (value - 1) % 4
-        return base + (str(step + 1) if step else ""), value
+        return otel_severity_text(value), value
     return str(value), 0
+
+
+def otel_severity_text(number: int) -> str:
+    """An OpenTelemetry severity number 1-24 -> its short name (9 INFO, 10 INFO2, ...)."""
+    if not 1 <= number <= 24:
+        return ""
+    base = ("TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")[(number - 1) // 4]
+    step = (number - 1) % 4
+    return base + (str(step + 1) if step else "")
 
 
 def _severity_columns(values: pa.Array) -> tuple[pa.Array, pa.Array]:
@@ -1073,6 +1096,8 @@ def _flatten_into(
 ) -> None:
     for key, value in obj.items():
         name = prefix + key
+        if not key.isascii():
+            _check_encodable(name, key)
         if isinstance(value, dict):
             if depth + 1 > limit:
                 raise _too_deep(name, limit)
@@ -1080,9 +1105,11 @@ def _flatten_into(
         elif value is None:
             continue
         else:
-            if isinstance(value, list) and depth + _list_depth(value) > limit:
-                raise _too_deep(name, limit)
-            if isinstance(value, str) and not value.isascii():
+            if isinstance(value, list):
+                if depth + _list_depth(value) > limit:
+                    raise _too_deep(name, limit)
+                _check_encodable(name, json.dumps(value, ensure_ascii=False))
+            elif isinstance(value, str) and not value.isascii():
                 _check_encodable(name, value)
             out.setdefault(name, value)
 
