@@ -24,6 +24,8 @@ if [ "$want" = test ]; then
   need=()
   command -v syslog-ng >/dev/null 2>&1 || need+=(syslog-ng-core syslog-ng-mod-http)
   command -v loggen >/dev/null 2>&1 || need+=(syslog-ng-core)
+  [ -x /usr/bin/chromium ] || need+=(chromium)
+  command -v curl >/dev/null 2>&1 || need+=(curl)
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       apt-get update -qq
