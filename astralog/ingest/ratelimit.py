@@ -23,7 +23,7 @@ class Bucket:
     stamp: float = field(default_factory=time.monotonic)
 
     def refill(self, now: float) -> None:
-        self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
+        self.tokens = min(self.capacity, self.tokens + max(0.0, now - self.stamp) * self.rate)
         self.stamp = now
 
     def wait_for(self, cost: float) -> float:

@@ -3,30 +3,69 @@
 Point Vector, Fluent Bit, Filebeat, Logstash or rsyslog's omelasticsearch at
 ``<astralog>/v1/es`` with the ingest key as the password (or as an ``ApiKey``). Responses carry
 ``X-Elastic-Product: Elasticsearch`` because official clients refuse servers without it.
+Errors here are JSON with Elasticsearch's ``error`` object as well as the problem fields: the
+official clients cannot read ``application/problem+json`` and would hide the reason.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
 from astralog import __version__
 from astralog.api.deps import IngestDep, RuntimeDep
 from astralog.api.routes.ingest import accept
-from astralog.errors import BadRequest
+from astralog.errors import AstralogError, BadRequest
 from astralog.ingest import formats
 from astralog.ingest.normalise import NormaliseContext, Parsed
 
 PRODUCT = {"X-Elastic-Product": "Elasticsearch"}
 ES_VERSION = "8.11.0"
-router = APIRouter(prefix="/v1/es", tags=["elasticsearch"])
+_ERROR_TYPES = {
+    401: "security_exception",
+    403: "security_exception",
+    429: "es_rejected_execution_exception",
+}
 
 
 def _es(body: Any, status: int = 200, extra: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse(body, status, headers={**PRODUCT, **(extra or {})})
+
+
+def _es_error(request: Request, exc: AstralogError) -> JSONResponse:
+    kind = _ERROR_TYPES.get(exc.status, "illegal_argument_exception")
+    cause = {"type": kind, "reason": exc.detail}
+    body = {
+        "error": {"root_cause": [cause], **cause},
+        "status": exc.status,
+        "title": exc.title,
+        "detail": exc.detail,
+        "instance": request.url.path,
+    }
+    return _es(body, exc.status, exc.headers)
+
+
+class _ElasticsearchRoute(APIRoute):
+    """Renders errors, those of dependencies (authentication) included, as clients read them."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except AstralogError as exc:
+                return _es_error(request, exc)
+
+        return route
+
+
+router = APIRouter(prefix="/v1/es", tags=["elasticsearch"], route_class=_ElasticsearchRoute)
 
 
 @router.head("", include_in_schema=False)
@@ -78,16 +117,14 @@ async def _bulk(request: Request, principal: Any, runtime: Any, index: str | Non
 
 
 # Elasticsearch takes _bulk as POST or PUT, and the official 8.x clients send PUT.
-@router.api_route("/_bulk", methods=["POST", "PUT"], summary="Elasticsearch bulk API")
+@router.put("/_bulk", include_in_schema=False)
+@router.post("/_bulk", summary="Elasticsearch bulk API (POST or PUT)")
 async def bulk(request: Request, principal: IngestDep, runtime: RuntimeDep) -> Response:
     return await _bulk(request, principal, runtime, None)
 
 
-@router.api_route(
-    "/{index}/_bulk",
-    methods=["POST", "PUT"],
-    summary="Elasticsearch bulk API with a default index",
-)
+@router.put("/{index}/_bulk", include_in_schema=False)
+@router.post("/{index}/_bulk", summary="Elasticsearch bulk API with a default index")
 async def bulk_index(
     index: str, request: Request, principal: IngestDep, runtime: RuntimeDep
 ) -> Response:

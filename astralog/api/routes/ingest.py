@@ -63,13 +63,13 @@ async def accept(
     data = runtime.data
     data.wal.check_budget()
     body = await request.body()
-    if not body:
+    # Inflating up to max_decompressed_bytes takes long enough to stall every other request:
+    # it runs off the event loop, like parsing.
+    encoding = request.headers.get("content-encoding")
+    limit = runtime.settings.ingest.max_decompressed_bytes
+    raw = await run_in_threadpool(decompress, body, encoding, limit) if body else b""
+    if not raw:  # judged after decoding too: a gzip of nothing carries no event either
         raise BadRequest("the request body is empty; send at least one event")
-    raw = decompress(
-        body,
-        request.headers.get("content-encoding"),
-        runtime.settings.ingest.max_decompressed_bytes,
-    )
     ctx = _context(runtime, principal)
     parsed = await run_in_threadpool(parse, raw, ctx)
     quota = None

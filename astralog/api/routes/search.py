@@ -14,6 +14,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -24,6 +25,7 @@ from astralog.api.deps import RuntimeDep, scoped
 from astralog.api.models import Strict
 from astralog.query.engine import Cursor, Session, run
 from astralog.query.plan import Plan, SearchScope, make_plan
+from astralog.query.remote import fetch_remote
 from astralog.runtime import Runtime
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
@@ -31,6 +33,7 @@ log = logging.getLogger("astralog.query")
 ReadOrg = Annotated[str, Depends(scoped("logs:read"))]
 TAIL_WINDOW_NS = 3600 * 10**9
 TAIL_POLL_SECONDS = 1.0
+TAIL_PAGE = 500
 
 
 class Filters(Strict):
@@ -59,16 +62,18 @@ class FacetsBody(Filters):
     size: int = Field(10, ge=1, le=100)
 
 
-def _plan(runtime: Runtime, org_id: str, scope: SearchScope) -> Plan:
+async def _plan(runtime: Runtime, org_id: str, scope: SearchScope) -> Plan:
     digest = hashlib.sha256(scope.query.encode()).hexdigest()[:12]
     log.info("search", extra={"query_sha256": digest, "query_length": len(scope.query)})
-    return make_plan(runtime, org_id, scope, now_ns=time.time_ns())
+    plan = make_plan(runtime, org_id, scope, now_ns=time.time_ns())
+    await fetch_remote(runtime, plan)
+    return plan
 
 
 @router.post("", summary="Events matching a query, newest first, with a cursor for the next page")
 async def search(body: SearchBody, org_id: ReadOrg, runtime: RuntimeDep, request: Request) -> Any:
     started = time.perf_counter()
-    plan = _plan(runtime, org_id, body.scope())
+    plan = await _plan(runtime, org_id, body.scope())
     cursor = Cursor.decode(body.cursor) if body.cursor else None
     session = Session(plan, runtime.settings.query.engine_threads)
     events, next_cursor = await run(
@@ -90,7 +95,7 @@ async def histogram(
     body: HistogramBody, org_id: ReadOrg, runtime: RuntimeDep, request: Request
 ) -> Any:
     started = time.perf_counter()
-    plan = _plan(runtime, org_id, body.scope())
+    plan = await _plan(runtime, org_id, body.scope())
     session = Session(plan, runtime.settings.query.engine_threads)
     result = await run(session, lambda s: s.histogram(body.buckets), request.is_disconnected)
     runtime.metrics.query_seconds.labels("histogram").observe(time.perf_counter() - started)
@@ -100,7 +105,7 @@ async def histogram(
 @router.post("/facets", summary="Top values and counts of fields over the matching events")
 async def facets(body: FacetsBody, org_id: ReadOrg, runtime: RuntimeDep, request: Request) -> Any:
     started = time.perf_counter()
-    plan = _plan(runtime, org_id, body.scope())
+    plan = await _plan(runtime, org_id, body.scope())
     session = Session(plan, runtime.settings.query.engine_threads)
     result = await run(session, lambda s: s.facets(body.fields, body.size), request.is_disconnected)
     runtime.metrics.query_seconds.labels("facets").observe(time.perf_counter() - started)
@@ -119,13 +124,32 @@ async def tail(
     query: Annotated[str, Query(max_length=4096)] = "",
     sources: Annotated[str | None, Query(description="Comma-separated source ids")] = None,
 ) -> StreamingResponse:
-    scope = SearchScope(query, "now-1h", "now+1h", _sources(sources))
-    _plan(runtime, org_id, SearchScope(query, "now-1m", "now", scope.sources))  # 400s up front
+    scope = SearchScope(query, sources=_sources(sources))  # the window moves: _tail_scope
+    await _plan(runtime, org_id, SearchScope(query, "now-1m", "now", scope.sources))  # 400s now
     return StreamingResponse(
         _tail(runtime, org_id, scope, request),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
+
+
+def _tail_scope(runtime: Runtime, scope: SearchScope, now_ns: int) -> SearchScope:
+    """One poll's window: an hour back, and as far ahead as the gateway accepts timestamps."""
+    ahead_ns = runtime.settings.ingest.max_future_seconds * 10**9
+    start_ms = (now_ns - TAIL_WINDOW_NS) // 1_000_000
+    return replace(scope, start=start_ms, end=(now_ns + ahead_ns) // 1_000_000 + 1)
+
+
+async def _tail_page(
+    runtime: Runtime, org_id: str, scope: SearchScope, after: tuple[int, str]
+) -> list[dict[str, Any]]:
+    now_ns = time.time_ns()
+    plan = make_plan(runtime, org_id, _tail_scope(runtime, scope, now_ns), now_ns=now_ns)
+    await fetch_remote(runtime, plan)
+    tail_page = functools.partial(
+        Session.tail, after_observed_us=after[0], after_event_id=after[1], limit=TAIL_PAGE
+    )
+    return await run(Session(plan, 1), tail_page)
 
 
 async def _tail(
@@ -136,20 +160,20 @@ async def _tail(
     yield b": tail started\n\n"
     last_beat = time.monotonic()
     while not await request.is_disconnected():
-        now_ns = time.time_ns()
-        plan = make_plan(runtime, org_id, scope, now_ns=now_ns)
-        session = Session(plan, 1)
-        after = since_us - 2_000_000  # accepted just before the last poll may still be landing
-        events = await run(
-            session, functools.partial(Session.tail, after_observed_us=after, limit=500)
-        )
-        for event in events:
-            if event["event_id"] not in seen:
-                seen[event["event_id"]] = event["_observed_us"]
-                payload = {k: v for k, v in event.items() if k != "_observed_us"}
-                yield f"event: log\ndata: {json.dumps(payload)}\n\n".encode()
-        if events:
-            since_us = max(since_us, max(e["_observed_us"] for e in events))
+        # Accepted just before the last poll may still be landing: look 2 s back, skip seen ids.
+        after: tuple[int, str] = (since_us - 2_000_000, "")
+        while True:
+            events = await _tail_page(runtime, org_id, scope, after)
+            for event in events:
+                if event["event_id"] not in seen:
+                    seen[event["event_id"]] = event["_observed_us"]
+                    payload = {k: v for k, v in event.items() if k != "_observed_us"}
+                    yield f"event: log\ndata: {json.dumps(payload)}\n\n".encode()
+            if events:
+                since_us = max(since_us, events[-1]["_observed_us"])
+            if len(events) < TAIL_PAGE:
+                break
+            after = (events[-1]["_observed_us"], events[-1]["event_id"])
         seen = {k: v for k, v in seen.items() if v >= since_us - 5_000_000}
         if time.monotonic() - last_beat > 15:
             yield b": keep-alive\n\n"
@@ -162,7 +186,7 @@ CSV_COLUMNS = ["timestamp", "level", "service", "source_id", "body", "trace_id",
 
 
 @router.get("/export", summary="Stream every match as NDJSON or CSV")
-def export(
+async def export(
     org_id: ReadOrg,
     runtime: RuntimeDep,
     query: Annotated[str, Query(max_length=4096)] = "",
@@ -171,7 +195,7 @@ def export(
     sources: str | None = None,
     format: Literal["ndjson", "csv"] = "ndjson",
 ) -> StreamingResponse:
-    plan = _plan(runtime, org_id, SearchScope(query, start, end, _sources(sources)))
+    plan = await _plan(runtime, org_id, SearchScope(query, start, end, _sources(sources)))
     session = Session(plan, runtime.settings.query.engine_threads)
     media = "application/x-ndjson" if format == "ndjson" else "text/csv"
     return StreamingResponse(

@@ -132,15 +132,15 @@ def index(request: Request) -> Response:
 
 
 for _page in PAGES:
-    router.add_api_route(_page, index, methods=["GET"], name=f"ui-page{_page.replace('/', '-')}")
+    router.add_api_route(_page, index, methods=["GET", "HEAD"], name=f"ui-page{_page.replace('/', '-')}")
 
 
-@router.get("/favicon.ico")
+@router.api_route("/favicon.ico", methods=["GET", "HEAD"])
 def favicon(request: Request) -> Response:
     return _respond(request, ASSETS.get("logo.svg"), REVALIDATE)
 
 
-@router.get("/ui/{path:path}")
+@router.api_route("/ui/{path:path}", methods=["GET", "HEAD"])
 def asset(path: str, request: Request) -> Response:
     """``/ui/<name>`` (revalidated) or ``/ui/<version>/<name>`` (immutable when current)."""
     version, _, name = path.rpartition("/")
