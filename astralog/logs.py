@@ -47,3 +47,6 @@ def configure(level: str = "INFO") -> None:
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True  # our middleware logs requests
+    for noisy in ("botocore", "aiobotocore", "urllib3", "clickhouse_connect"):
+        # At DEBUG these print request headers, session tokens among them.
+        logging.getLogger(noisy).setLevel(logging.WARNING)

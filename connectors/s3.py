@@ -18,10 +18,13 @@ provider in :data:`PROVIDER_NOTES`). Beyond the contract of :mod:`astralog.conne
 * **Secrets stay secret.** Keys arrive in :class:`S3Secrets`, apart from the stored
   :class:`S3Config`, never appear in a repr, and error messages are composed from error codes
   and our own words, with the known secret values redacted on top.
-* **The endpoint is pinned.** An optional aiohttp resolver (the SSRF guard's ``PinnedResolver``)
-  answers every name lookup of the S3 client (``AioConfig(connector_args={"resolver": ...})``),
-  HTTP redirects are never followed (a ``Location`` header is a request target the server
-  chooses) and ``AWS_ENDPOINT_URL*`` settings of the host are ignored.
+* **The endpoint is pinned.** The SSRF guard's ``pinned_connector_args`` (or a bare aiohttp
+  resolver) go to the S3 client's connector (``AioConfig(connector_args=...)``; aiobotocore
+  supports ``resolver`` and ``socket_factory`` there), so lookups and sockets reach only the
+  checked address; HTTP redirects are never followed (a ``Location`` header is a request target
+  the server chooses) and the host's ``AWS_ENDPOINT_URL*`` settings are ignored.
+* **No call hangs.** Connect and read timeouts bound every request, including uploads (see
+  :class:`_GuardedHTTPSession` for the one gap in aiohttp this closes).
 
 A client is opened per call and closed with it: nothing outlives the event loop it was made on,
 at the cost of one client (about 4 ms) and one connection per call. The session, with its loaded
@@ -32,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import math
 import re
 from collections.abc import (
@@ -41,6 +45,7 @@ from collections.abc import (
     Coroutine,
     Iterable,
     Iterator,
+    Mapping,
     Sequence,
 )
 from datetime import UTC, datetime, timedelta
@@ -58,7 +63,6 @@ from botocore.exceptions import (
     BotoCoreError,
     ChecksumError,
     ClientError,
-    ConnectionError,
     ConnectTimeoutError,
     CredentialRetrievalError,
     EndpointConnectionError,
@@ -71,6 +75,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from astralog.connectors.base import (
@@ -80,10 +85,13 @@ from astralog.connectors.base import (
     Connector,
     ConnectorError,
     WrittenBatch,
+    canonical_rows,
     keys_in_range,
     object_key,
+    parse_object_key,
     partition_hour,
     partition_prefix,
+    read_parquet,
     to_parquet_bytes,
     validate_id,
 )
@@ -101,7 +109,7 @@ __all__ = [
 
 _T = TypeVar("_T")
 _MiB: Final = 2**20
-DAY: Final = timedelta(days=1)
+_DAY: Final = timedelta(days=1)
 _MIN_PART: Final = 5 * _MiB  # S3's floor for every part but the last
 _MAX_PARTS: Final = 10_000
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
@@ -109,6 +117,7 @@ _LIST_PAGE = 1000  # ListObjectsV2 returns at most 1000 keys a page
 _PARALLEL = 8  # concurrent listings or part uploads inside one call
 _PROBE_STEPS: Final = ("credentials", "write", "read", "list", "delete")
 _SESSION_NAME: Final = "astralog-connector"
+_REDACT_MIN: Final = 8
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]")
 _REGION = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
@@ -140,42 +149,48 @@ class S3Config(BaseModel):
 
     bucket: str = Field(description="Bucket name.")
     endpoint_url: str | None = Field(
-        None,
+        default=None,
         description="S3 endpoint, e.g. https://<account>.r2.cloudflarestorage.com; None = AWS.",
     )
-    region: str = Field("us-east-1", description="Signing region; 'auto' for R2 and GCS.")
-    prefix: str = Field("", description="Key prefix under which every object is written.")
+    region: str = Field(default="us-east-1", description="Signing region; 'auto' for R2 and GCS.")
+    prefix: str = Field(default="", description="Key prefix under which every object is written.")
     addressing_style: Addressing = Field(
-        "auto", description="'virtual' (bucket in the host name), 'path', or botocore's choice."
+        default="auto",
+        description="'virtual' (bucket in the host name), 'path', or botocore's choice.",
     )
     credentials: CredentialsMode = Field(
-        "static",
-        description="'static' keys (passed as S3Secrets), the host's 'default_chain', or "
-        "'assume_role' (role_arn + Astralog's external_id, source credentials from the host).",
+        default="static",
+        description="'static' keys (passed as S3Secrets); 'assume_role' (role_arn + Astralog's "
+        "external_id, from the host's credentials); or the host's own 'default_chain', which "
+        "acts as the operator and is for self-hosted installs only: never offer it to tenants.",
     )
-    role_arn: str | None = Field(None, description="Role to assume (assume_role only).")
+    role_arn: str | None = Field(default=None, description="Role to assume (assume_role only).")
     external_id: str | None = Field(
-        None,
+        default=None,
         description="sts:ExternalId for assume_role, generated by new_external_id(); never "
         "taken from the customer.",
     )
     sse: Encryption = Field(
-        "none", description="Server-side encryption: none, AES256 (SSE-S3) or aws:kms (SSE-KMS)."
+        default="none",
+        description="Server-side encryption: none, AES256 (SSE-S3) or aws:kms (SSE-KMS).",
     )
-    kms_key_id: str | None = Field(None, description="KMS key (ARN preferred) for aws:kms.")
+    kms_key_id: str | None = Field(default=None, description="KMS key (ARN preferred) for aws:kms.")
     multipart_threshold: int = Field(
-        16 * _MiB, ge=1, description="Objects of at least this many bytes go up in parts."
+        default=16 * _MiB, ge=1, description="Objects of at least this many bytes go up in parts."
     )
     multipart_part_size: int = Field(
-        16 * _MiB, ge=_MIN_PART, le=5 * 2**30, description="Bytes per part (S3: 5 MiB to 5 GiB)."
+        default=16 * _MiB,
+        ge=_MIN_PART,
+        le=5 * 2**30,
+        description="Bytes per part (S3: 5 MiB to 5 GiB).",
     )
-    connect_timeout: float = Field(5.0, gt=0, le=120, description="Seconds to connect.")
-    read_timeout: float = Field(60.0, gt=0, le=900, description="Seconds to wait for data.")
+    connect_timeout: float = Field(default=5.0, gt=0, le=120, description="Seconds to connect.")
+    read_timeout: float = Field(default=60.0, gt=0, le=900, description="Seconds to wait for data.")
     max_attempts: int = Field(
-        5, ge=1, le=10, description="Tries per request, botocore standard retry mode."
+        default=5, ge=1, le=10, description="Tries per request, botocore standard retry mode."
     )
     checksums: Literal["when_supported", "when_required"] = Field(
-        "when_supported",
+        default="when_supported",
         description="botocore request/response checksums; 'when_required' for stores that "
         "refuse the newer x-amz-checksum headers (GCS, older MinIO).",
     )
@@ -195,6 +210,7 @@ class S3Config(BaseModel):
         parts = urlsplit(value)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("endpoint_url must be an http(s) URL with a host")
+        _ = parts.port  # raises ValueError on a malformed port
         if parts.username or parts.password:
             raise ValueError("endpoint_url must not carry credentials; pass them as secrets")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
@@ -238,6 +254,19 @@ class S3Secrets(BaseModel):
     access_key_id: SecretStr
     secret_access_key: SecretStr
     session_token: SecretStr | None = None
+
+    @classmethod
+    def from_plain(
+        cls, access_key_id: str, secret_access_key: str, session_token: str | None = None
+    ) -> S3Secrets:
+        """Wrap plain values (as decrypted from storage) without a type checker's complaint."""
+        return cls.model_validate(
+            {
+                "access_key_id": access_key_id,
+                "secret_access_key": secret_access_key,
+                "session_token": session_token,
+            }
+        )
 
     def revealed(self) -> list[str]:
         """The secret values, for the client and for redacting error messages."""
@@ -393,7 +422,7 @@ _REGION_CODES: Final = frozenset(
 # Transport trouble that heals by itself; SSLError (a ConnectionError) is a configuration
 # problem and is excluded explicitly.
 _RETRYABLE_TRANSPORT: Final = (
-    ConnectionError,
+    BotoConnectionError,
     HTTPClientError,
     IncompleteReadError,
     ChecksumError,
@@ -429,9 +458,17 @@ def is_retryable_error(exc: BaseException) -> bool:
     if isinstance(exc, ClientError):
         code, _, status = _error_fields(exc)
         return code in _RETRYABLE_CODES or status == 429 or status >= 500
-    if isinstance(exc, SSLError):
+    if isinstance(exc, SSLError) or _refused_locally(exc):
         return False
     return isinstance(exc, _RETRYABLE_TRANSPORT)
+
+
+def _refused_locally(exc: BaseException) -> bool:
+    """A connection our own side refused to open: the SSRF pin (an EACCES ``PinViolation``
+    under aiohttp's connector error) or a local firewall. Waiting will not change that."""
+    cause = exc.kwargs.get("error") if isinstance(exc, BotoCoreError) else None
+    os_error = getattr(cause, "os_error", None)
+    return isinstance(os_error, OSError) and os_error.errno in (errno.EACCES, errno.EPERM)
 
 
 def _is_denied(exc: BaseException) -> bool:
@@ -448,7 +485,7 @@ def _explain_transport(exc: BotoCoreError, endpoint: str) -> str:
         return f"{endpoint} did not answer in time"
     if isinstance(exc, EndpointConnectionError):
         return f"cannot reach {endpoint} ({reason}): check the endpoint URL and the network"
-    if isinstance(exc, ConnectionError | HTTPClientError):
+    if isinstance(exc, BotoConnectionError | HTTPClientError):
         return f"the connection to {endpoint} failed ({reason})"
     if isinstance(exc, NoCredentialsError):
         return (
@@ -472,21 +509,30 @@ class S3Connector(Connector):
         secrets: S3Secrets | None = None,
         *,
         resolver: AbstractResolver | None = None,
+        connector_args: Mapping[str, Any] | None = None,
         sts_endpoint_url: str | None = None,
         row_group_rows: int = 64 * 1024,
     ) -> None:
-        """``secrets`` go with ``credentials='static'`` only; ``resolver`` pins the endpoint's
-        address (only the S3 client uses it, STS is AWS's own); ``sts_endpoint_url`` is an
-        operator setting for assume_role (a VPC endpoint, or a test server)."""
+        """``secrets`` go with ``credentials='static'`` only.
+
+        ``resolver`` and ``connector_args`` reach the S3 client's aiohttp connector (STS is
+        AWS's own and is not pinned): pass the SSRF guard's
+        ``connector_args=pinned_connector_args(checked)`` (pinned resolver, socket factory, no
+        DNS cache) with ``config.endpoint_url=checked.url``, or a bare ``resolver``.
+        ``sts_endpoint_url`` is an operator setting for assume_role (a VPC endpoint, a test).
+        """
         if (config.credentials == "static") != (secrets is not None):
             raise ValueError("S3Secrets go with credentials='static' and only with it")
         self.config = config
         self.row_group_rows = row_group_rows
         self._secrets = secrets
-        self._redact_values = [v for v in secrets.revealed() if v] if secrets else []
+        # Real keys are 16+ characters; redacting a short value would mangle every message.
+        revealed = secrets.revealed() if secrets else []
+        self._redact_values = [v for v in revealed if len(v) >= _REDACT_MIN]
         self._endpoint = config.endpoint_url or f"https://s3.{config.region}.amazonaws.com"
-        self._aio_config = _client_config(config, resolver, config.max_attempts)
-        self._probe_config = _client_config(config, resolver, min(config.max_attempts, 2))
+        pin = dict(connector_args or {}) | ({"resolver": resolver} if resolver else {})
+        self._aio_config = _client_config(config, pin, config.max_attempts)
+        self._probe_config = _client_config(config, pin, min(config.max_attempts, 2))
         self._sts_endpoint_url = sts_endpoint_url
         self._session = self._make_session()
 
@@ -514,7 +560,7 @@ class S3Connector(Connector):
         self, org_id: str, source_id: str | None, start: datetime, end: datetime
     ) -> list[str]:
         def overlaps(day: datetime) -> bool:
-            return day < end and day + DAY > start
+            return day < end and day + _DAY > start
 
         keys = await self._batch_keys(org_id, source_id, overlaps, f"listing batches of {org_id}")
         return keys_in_range(keys, start, end)
@@ -534,6 +580,15 @@ class S3Connector(Connector):
         async with self._client(probe=True) as client:
             return await self._run_probe(client, canary, token_bytes(32))
 
+    async def read_batches(self, object_keys: Sequence[str]) -> pa.Table:
+        for key in object_keys:
+            parse_object_key(key)  # only keys of our layout, never a caller's arbitrary path
+        if not object_keys:
+            return canonical_rows([], "")
+        async with self._client() as client:
+            tables = await _gather([self._read_object(client, k) for k in object_keys])
+        return canonical_rows(tables, f"batches in {self._where()}")
+
     def is_retryable(self, exc: BaseException) -> bool:
         return is_retryable_error(exc)
 
@@ -551,8 +606,9 @@ class S3Connector(Connector):
             session.register_component("credential_provider", provider)
         return session
 
-    def _client(self, *, probe: bool = False) -> Any:
-        """An async context manager yielding a fresh S3 client (see the module docstring)."""
+    @contextlib.asynccontextmanager
+    async def _client(self, *, probe: bool = False) -> AsyncIterator[Any]:
+        """A fresh S3 client for one call (see the module docstring)."""
         keys: dict[str, str | None] = {}
         if self._secrets is not None:
             token = self._secrets.session_token
@@ -561,18 +617,20 @@ class S3Connector(Connector):
                 "aws_secret_access_key": self._secrets.secret_access_key.get_secret_value(),
                 "aws_session_token": token.get_secret_value() if token else None,
             }
-        return self._session.create_client(
+        async with self._session.create_client(
             "s3",
             region_name=self.config.region,
             endpoint_url=self.config.endpoint_url,
             config=self._probe_config if probe else self._aio_config,
             **keys,
-        )
+        ) as client:
+            client.meta.events.register_last("before-parameter-build.s3", _no_region_redirects)
+            yield client
 
     async def _assume_role(self) -> dict[str, Any]:
         """Fresh credentials for the customer's role; botocore calls this before they expire."""
         sts_config = AioConfig(
-            retries={"mode": "standard", "max_attempts": self.config.max_attempts},
+            retries={"mode": "standard", "total_max_attempts": self.config.max_attempts},
             connect_timeout=self.config.connect_timeout,
             read_timeout=self.config.read_timeout,
             ignore_configured_endpoint_urls=True,
@@ -644,6 +702,18 @@ class S3Connector(Connector):
 
         offsets = range(0, len(data), size)
         return await _gather([upload(n, off) for n, off in enumerate(offsets, start=1)], _PARALLEL)
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def _read_object(self, client: Any, relative: str) -> pa.Table:
+        full = self._full_key(relative)
+        async with self._translated(f"reading {relative}", full):
+            response = await client.get_object(Bucket=self.config.bucket, Key=full)
+            async with response["Body"] as body:
+                data = await body.read()
+        # Decoding is CPU-bound: keep it off the event loop.
+        what = f"s3://{self.config.bucket}/{full}"
+        return await asyncio.to_thread(read_parquet, pa.BufferReader(data), what)
 
     # -- listing and retention ---------------------------------------------------------------
 
@@ -739,6 +809,9 @@ class S3Connector(Connector):
                 step, resource = steps[name]
                 checks[name], fatal = await self._probe_step(name, step, resource)
                 blocked = f"step {name!r} failed" if fatal else ""
+        if checks["write"].ok and not checks["delete"].ok:
+            left = f"{checks['delete'].detail} (the canary object {canary!r} is left behind)"
+            checks["delete"] = Check("delete", False, left)
         return list(checks.values())
 
     def _probe_steps(
@@ -818,7 +891,7 @@ class S3Connector(Connector):
         try:
             yield
         except (BotoCoreError, ClientError) as exc:
-            detail = f"{doing} in {self._where()}: {self._explain(exc, key)}"
+            detail = self._redact(f"{doing} in {self._where()}: {self._explain(exc, key)}")
             raise ConnectorError(detail, retryable=is_retryable_error(exc)) from exc
 
     def _explain(self, exc: BotoCoreError | ClientError, key: str | None) -> str:
@@ -855,7 +928,8 @@ class S3Connector(Connector):
                 f"Astralog's principal with sts:ExternalId {self.config.external_id}"
             )
         if key is None:
-            resource = f"{_bucket_arn(self.config)} (prefix {self.config.prefix + '/'!r})"
+            scope = f"prefix {self.config.prefix + '/'!r}" if self.config.prefix else "any prefix"
+            resource = f"{_bucket_arn(self.config)} ({scope})"
         else:
             resource = f"{_bucket_arn(self.config)}/{key}"
         detail = f"{action} denied on {resource}"
@@ -893,13 +967,14 @@ class S3Connector(Connector):
 # -- module helpers ---------------------------------------------------------------------------
 
 
-def _client_config(config: S3Config, resolver: AbstractResolver | None, attempts: int) -> AioConfig:
+def _client_config(config: S3Config, connector_args: dict[str, Any], attempts: int) -> AioConfig:
     return AioConfig(
-        connector_args={"resolver": resolver} if resolver is not None else {},
-        http_session_cls=_NoRedirectSession,
+        connector_args=connector_args,
+        http_session_cls=_GuardedHTTPSession,
         connect_timeout=config.connect_timeout,
         read_timeout=config.read_timeout,
-        retries={"mode": "standard", "max_attempts": attempts},
+        # total_max_attempts counts the first try; botocore's "max_attempts" would count retries.
+        retries={"mode": "standard", "total_max_attempts": attempts},
         s3={"addressing_style": config.addressing_style},
         request_checksum_calculation=config.checksums,
         response_checksum_validation=config.checksums,
@@ -909,26 +984,51 @@ def _client_config(config: S3Config, resolver: AbstractResolver | None, attempts
     )
 
 
-class _NoRedirectSession(AIOHTTPSession):
-    """aiobotocore's aiohttp session with redirects refused.
+class _GuardedHTTPSession(AIOHTTPSession):
+    """aiobotocore's aiohttp session, with two defaults of aiohttp taken away.
 
-    aiohttp follows 3xx by default and aiobotocore offers no switch; a ``Location`` chosen by
-    the server would be a request target that no SSRF check has seen (and an IP literal skips
-    the pinned resolver). S3's own region redirects are handled by botocore from the response,
-    against the configured endpoint. ``_get_session`` is the one place the aiohttp session is
-    handed out; tests cover that a redirect is not followed.
+    * Redirects are refused. aiohttp follows 3xx and aiobotocore offers no switch; a
+      ``Location`` chosen by the server is a request target no SSRF check has seen (an IP
+      literal even skips the pinned resolver). S3's region redirects are handled by botocore
+      from the response, against the configured endpoint.
+    * ``Expect: 100-continue`` is dropped. botocore adds it to uploads, and aiohttp waits for
+      the "100 Continue" with no timeout at all (read_timeout does not cover it), so an endpoint
+      that accepts the connection and stays silent would hang a write forever. The header is
+      not signed (SigV4 leaves it out), so removing it changes nothing else.
+
+    ``_get_session`` is where aiobotocore hands out the aiohttp session; tests cover both
+    behaviours, so a change in aiobotocore cannot silently undo them. botocore's own region
+    redirects are switched off separately (:func:`_no_region_redirects`).
     """
 
     async def _get_session(self, proxy_url: str | None) -> Any:
-        return _RefuseRedirects(await super()._get_session(proxy_url))
+        return _GuardedRequests(await super()._get_session(proxy_url))
 
 
-class _RefuseRedirects:
+class _GuardedRequests:
     def __init__(self, session: Any) -> None:
         self._session = session
 
     def request(self, *args: Any, **kwargs: Any) -> Any:
+        headers = kwargs.get("headers")
+        if headers is not None:
+            headers.pop("Expect", None)  # a case-insensitive multidict
         return self._session.request(*args, allow_redirects=False, **kwargs)
+
+
+def _no_region_redirects(context: dict[str, Any], **_: Any) -> None:
+    """Keep botocore from re-sending a request to the region a server names.
+
+    botocore marks each S3 request as not yet redirected (``before-parameter-build``) and, on a
+    wrong-region answer, re-resolves the endpoint for the new region and sends again; for an
+    answer without a region it HEADs the bucket to ask, and a server answering 3xx to that as
+    well sends aiobotocore into endless recursion. Marking the request as already redirected
+    turns all of it off: the configured region is the one used, and a mismatch is reported
+    with the region to set (:meth:`S3Connector._explain_redirect`).
+    """
+    redirect = context.get("s3_redirect")
+    if redirect is not None:
+        redirect["redirected"] = True
 
 
 class _FixedCredentials:

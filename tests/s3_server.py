@@ -11,6 +11,9 @@ Load it from a test module with ``pytest_plugins = ["tests.s3_server"]``. Fixtur
 
 A server that cannot start FAILS the test with moto's own output; nothing is skipped.
 
+The docstring says PYTEST_DONT_REWRITE: test modules import helpers from here before pytest
+registers it as a plugin, and it holds no assertions worth rewriting.
+
 Note: moto's development server sends two ``Server`` headers; aiohttp refuses that in Python's
 dev mode (``-X dev`` / ``PYTHONASYNCIODEBUG``), so run these tests without it.
 """
@@ -40,7 +43,7 @@ __all__ = ["TEST_KEY_ID", "TEST_SECRET", "MotoServer", "S3Bucket", "start_moto_s
 
 REGION = "us-east-1"
 TEST_KEY_ID = "AKIAASTRALOGTESTKEY0"
-TEST_SECRET = "astralog-test-secret-not-for-production"  # noqa: S105 - moto accepts anything
+TEST_SECRET = "astralog-test-secret-not-for-production"
 _START_TIMEOUT = 20.0
 # Loopback needs no proxy; an inherited HTTP_PROXY must not swallow the readiness probe.
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -73,7 +76,7 @@ class MotoServer:
     def require_auth(self, enabled: bool) -> None:
         """Switch moto's IAM authentication and authorisation on (every request) or off."""
         body = b"0" if enabled else b"inf"
-        request = urllib.request.Request(  # noqa: S310 - our own loopback server
+        request = urllib.request.Request(
             f"{self.endpoint_url}/moto-api/reset-auth",
             data=body,
             method="POST",
@@ -164,22 +167,20 @@ def start_moto_server(attempts: int = 3) -> Iterator[MotoServer]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     for _ in range(attempts):
         port = _free_port()
-        log = tempfile.TemporaryFile()
-        process = subprocess.Popen(
-            [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, env=env
-        )
-        url = f"http://127.0.0.1:{port}"
-        problem = _wait_until_up(process, url)
-        if problem is None:
-            try:
-                yield MotoServer(endpoint_url=url, process=process)
-            finally:
-                _stop(process)
-                log.close()
-            return
-        _stop(process)
-        failures.append(f"{problem}; output:\n{_output(log)}")
-        log.close()
+        with tempfile.TemporaryFile() as log:
+            process = subprocess.Popen(
+                [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, env=env
+            )
+            url = f"http://127.0.0.1:{port}"
+            problem = _wait_until_up(process, url)
+            if problem is None:
+                try:
+                    yield MotoServer(endpoint_url=url, process=process)
+                finally:
+                    _stop(process)
+                return
+            _stop(process)
+            failures.append(f"{problem}; output:\n{_output(log)}")
     pytest.fail("could not start moto_server:\n" + "\n---\n".join(failures))
 
 

@@ -5,6 +5,7 @@ and the least-privilege policy (exercised through moto's IAM evaluation)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import io
 import json
@@ -12,6 +13,7 @@ import os
 import re
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,18 +27,6 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
-from astralog.connectors import s3 as s3mod
-from astralog.connectors.base import Check, ConnectorError
-from astralog.connectors.s3 import (
-    PROVIDER_NOTES,
-    S3Config,
-    S3Connector,
-    S3Secrets,
-    is_retryable_error,
-    least_privilege_policy,
-    new_external_id,
-    trust_policy,
-)
 from botocore.exceptions import (
     ClientError,
     ConnectionClosedError,
@@ -48,12 +38,25 @@ from botocore.exceptions import (
 )
 from pydantic import ValidationError
 
-from tests.connector_contract import H, T0, ConnectorContract, batch_key, make_events, run
+from astralog.connectors import s3 as s3mod
+from astralog.connectors.base import ConnectorError
+from astralog.connectors.s3 import (
+    PROVIDER_NOTES,
+    S3Config,
+    S3Connector,
+    S3Secrets,
+    is_retryable_error,
+    least_privilege_policy,
+    new_external_id,
+    trust_policy,
+)
+from astralog.security.egress import check_endpoint, pinned_connector_args
+from tests.connector_contract import T0, ConnectorContract, H, batch_key, make_events, run
 from tests.s3_server import REGION, TEST_KEY_ID, TEST_SECRET, MotoServer, S3Bucket
 
-pytest_plugins = ["tests.s3_server"]
+pytest_plugins = ["tests.s3_server"]  # the moto_server, moto_iam_server and s3_bucket fixtures
 
-SECRETS = S3Secrets(access_key_id=TEST_KEY_ID, secret_access_key=TEST_SECRET)
+SECRETS = S3Secrets.from_plain(TEST_KEY_ID, TEST_SECRET)
 MOTO_ACCOUNT = "123456789012"  # moto's default account id
 STEPS = ["credentials", "write", "read", "list", "delete"]
 
@@ -66,7 +69,7 @@ def s3_config(bucket: S3Bucket, **overrides: Any) -> S3Config:
         "addressing_style": "path",
         "max_attempts": 2,
     }
-    return S3Config(**(fields | overrides))
+    return S3Config.model_validate(fields | overrides)
 
 
 def connector_for(
@@ -112,7 +115,9 @@ class TestS3Connector(ConnectorContract):
 
 
 def test_objects_sit_under_the_prefix_in_hive_layout(s3_bucket: S3Bucket) -> None:
-    written = run(connector_for(s3_bucket).write_batch(batch_key("acme", "web", T0), make_events(3)))
+    written = run(
+        connector_for(s3_bucket).write_batch(batch_key("acme", "web", T0), make_events(3))
+    )
     full = "logs/org=acme/source=web/dt=2024-05-01/hour=10/b1.parquet"
     assert written.key == full.removeprefix("logs/")
     assert written.uri == f"s3://{s3_bucket.name}/{full}"
@@ -143,6 +148,22 @@ def test_pyarrow_s3_filesystem_reads_the_partitions(
     assert web.num_rows == 7
     assert sorted(web.column("Body").to_pylist())[0] == "message 0 from web"
     assert dataset.count_rows() == 10
+
+
+def test_read_batches_returns_the_rows_of_exactly_those_keys(s3_bucket: S3Bucket) -> None:
+    connector = connector_for(s3_bucket)
+    web = run(connector.write_batch(batch_key("acme", "web", T0), make_events(4, tag="w")))
+    api = run(connector.write_batch(batch_key("acme", "api", T0), make_events(2, tag="a")))
+    table = run(connector.read_batches([web.key, api.key]))
+    assert sorted(table.column("EventId").to_pylist()) == sorted(
+        [f"w-{i}" for i in range(4)] + [f"a-{i}" for i in range(2)]
+    )
+    assert run(connector.read_batches([])).num_rows == 0
+    with pytest.raises(ValueError, match="not the key of a batch"):
+        run(connector.read_batches(["../../other-tenant/secret.parquet"]))
+    with pytest.raises(ConnectorError) as caught:
+        run(connector.read_batches([web.key.replace("b1", "missing")]))
+    assert not caught.value.retryable
 
 
 # -- multipart and encryption ------------------------------------------------------------------
@@ -187,7 +208,10 @@ def test_a_failed_multipart_upload_is_aborted(s3_bucket: S3Bucket) -> None:
     # model_construct skips validation: 1 MiB parts are below S3's 5 MiB floor, so the real
     # server refuses the completion (EntityTooSmall) and the connector must clean up.
     config = S3Config.model_construct(
-        **(s3_config(s3_bucket).model_dump() | {"multipart_threshold": 1, "multipart_part_size": 2**20})
+        **(
+            s3_config(s3_bucket).model_dump()
+            | {"multipart_threshold": 1, "multipart_part_size": 2**20}
+        )
     )
     connector = S3Connector(config, SECRETS)
     with pytest.raises(ConnectorError) as caught:
@@ -209,9 +233,9 @@ def test_listing_pages_and_deletes_in_batches(
     # Pages of 2 and delete batches of 2 walk the same loops as 1000 would, without 1001 PUTs.
     monkeypatch.setattr(s3mod, "_LIST_PAGE", 2)
     monkeypatch.setattr(s3mod, "_DELETE_BATCH", 2)
-    admin, hour = s3_bucket.server.admin("s3"), "logs/org=acme/source=web/dt=2024-05-01"
-    old = [f"{hour}/hour=10/b{i}.parquet" for i in range(5)]
-    kept = [f"{hour}/hour=12/b0.parquet", f"{hour}/hour=10/_SUCCESS", f"{hour}/hour=10/.x.parquet"]
+    admin, day = s3_bucket.server.admin("s3"), "logs/org=acme/source=web/dt=2024-05-01"
+    old = [f"{day}/hour=10/b{i}.parquet" for i in range(5)]
+    kept = [f"{day}/hour=12/b0.parquet", f"{day}/hour=10/_SUCCESS", f"{day}/hour=10/.x.parquet"]
     for key in old + kept:
         admin.put_object(Bucket=s3_bucket.name, Key=key, Body=b"not read by listing")
 
@@ -323,6 +347,31 @@ def test_the_resolver_decides_where_connections_go(s3_bucket: S3Bucket) -> None:
     assert set(resolver.asked) == {"localhost.pinned.invalid"}
 
 
+def _test_dns(host: str, port: int | None, *, type: int = 0) -> Any:
+    """The DNS answer the guard checks: the test name is moto's loopback address."""
+    assert host == "localhost.pinned.test"
+    return socket.getaddrinfo("127.0.0.1", port, socket.AF_INET, type)
+
+
+def test_the_ssrf_guard_pins_the_client_to_the_checked_address(s3_bucket: S3Bucket) -> None:
+    endpoint = f"http://localhost.pinned.test:{s3_bucket.server.port}"
+    checked = check_endpoint(
+        endpoint, allow_http=True, allow_networks=["127.0.0.0/8"], resolve=_test_dns
+    )
+    config = s3_config(s3_bucket, endpoint_url=checked.url, max_attempts=1)
+    pinned = S3Connector(config, SECRETS, connector_args=pinned_connector_args(checked))
+    assert all(c.ok for c in run(pinned.probe()))
+
+    # A virtual-hosted name (<bucket>.localhost.pinned.test) is another host: refused.
+    virtual = config.model_copy(update={"addressing_style": "virtual"})
+    refused = S3Connector(virtual, SECRETS, connector_args=pinned_connector_args(checked))
+    with pytest.raises(ConnectorError) as caught:
+        run(refused.write_batch(batch_key("acme", "web", T0), make_events(1)))
+    assert "cannot reach" in caught.value.detail and "pinned to" in caught.value.detail
+    assert not caught.value.retryable  # a refused target is a configuration problem
+    assert s3_bucket.keys() == []
+
+
 @pytest.fixture
 def redirecting_endpoint(s3_bucket: S3Bucket) -> Iterator[str]:
     """An endpoint answering every request with 307 to the same path on the real server."""
@@ -350,6 +399,46 @@ def redirecting_endpoint(s3_bucket: S3Bucket) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def silent_endpoint() -> Iterator[str]:
+    """An endpoint that accepts connections and never says a word."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                accepted.append(listener.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+        for conn in accepted:
+            conn.close()
+
+
+def test_a_silent_endpoint_times_out_instead_of_hanging(
+    s3_bucket: S3Bucket, silent_endpoint: str
+) -> None:
+    # Uploads carry no "Expect: 100-continue": aiohttp would wait for the 100 without a timeout.
+    connector = connector_for(
+        s3_bucket, endpoint_url=silent_endpoint, max_attempts=1, read_timeout=0.5
+    )
+    started = time.monotonic()
+    with pytest.raises(ConnectorError) as caught:
+        run(connector.write_batch(batch_key("acme", "web", T0), make_events(1)))
+    assert time.monotonic() - started < 10
+    assert caught.value.retryable
+    assert "did not answer in time" in caught.value.detail
 
 
 def test_redirects_are_not_followed(s3_bucket: S3Bucket, redirecting_endpoint: str) -> None:
@@ -392,7 +481,7 @@ def iam_user(server: MotoServer, policy: dict[str, Any]) -> tuple[str, S3Secrets
     arn = iam.create_user(UserName=name)["User"]["Arn"]
     iam.put_user_policy(UserName=name, PolicyName="astralog", PolicyDocument=json.dumps(policy))
     key = iam.create_access_key(UserName=name)["AccessKey"]
-    secrets = S3Secrets(access_key_id=key["AccessKeyId"], secret_access_key=key["SecretAccessKey"])
+    secrets = S3Secrets.from_plain(key["AccessKeyId"], key["SecretAccessKey"])
     return arn, secrets
 
 
@@ -435,7 +524,8 @@ def test_wrong_credentials_are_permanent_and_never_echoed(iam_bucket: S3Bucket, 
     config = s3_config(iam_bucket)
     _, good = iam_user(iam_bucket.server, moto_policy(config))
     bad_value = "AKIA" + "Z" * 16 if wrong == "access_key_id" else "not-the-secret-" + "x" * 25
-    secrets = good.model_copy(update={wrong: bad_value})
+    plain = {name: value.get_secret_value() for name, value in good if value is not None}
+    secrets = S3Secrets.model_validate(plain | {wrong: bad_value})
     iam_bucket.server.require_auth(True)
     connector = S3Connector(config, secrets)
 
@@ -490,9 +580,7 @@ def test_assume_role_with_the_external_id_astralog_generated(
     assert all(c.detail == "not run: step 'credentials' failed" for c in refused[1:])
 
 
-def _host_credentials(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, secrets: S3Secrets
-) -> None:
+def _host_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, secrets: S3Secrets) -> None:
     """Make ``secrets`` the host's default-chain credentials, and nothing else."""
     for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE"):
         monkeypatch.delenv(name, raising=False)
@@ -506,9 +594,11 @@ def _host_credentials(
 # -- classification, policy and configuration (no server) -----------------------------------
 
 
-def client_error(code: str, status: int, operation: str = "PutObject") -> ClientError:
+def client_error(
+    code: str, status: int, operation: str = "PutObject", message: str = "m"
+) -> ClientError:
     response: Any = {
-        "Error": {"Code": code, "Message": "m"},
+        "Error": {"Code": code, "Message": message},
         "ResponseMetadata": {"HTTPStatusCode": status},
     }
     return ClientError(response, operation)
@@ -543,6 +633,19 @@ def test_retryable_classification_of_storage_errors(exc: BaseException, retryabl
     assert is_retryable_error(exc) is retryable
 
 
+def test_error_messages_redact_known_secret_values() -> None:
+    connector = S3Connector(S3Config(bucket="acme-logs"), SECRETS)
+
+    async def fail() -> None:
+        async with connector._translated("writing a batch", "logs/x.parquet"):
+            raise client_error("OddError", 400, message=f"server echoed {TEST_SECRET}")
+
+    with pytest.raises(ConnectorError) as caught:
+        run(fail())
+    assert TEST_SECRET not in caught.value.detail
+    assert "server echoed <redacted>" in caught.value.detail
+
+
 def test_least_privilege_policy_scopes_everything_to_the_prefix() -> None:
     key = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
     config = S3Config(
@@ -563,7 +666,9 @@ def test_least_privilege_policy_scopes_everything_to_the_prefix() -> None:
     }  # fmt: skip
     listing = by_sid["AstralogListPrefix"]
     assert listing["Resource"] == "arn:aws:s3:::acme-logs"
-    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["astralog/prod", "astralog/prod/*"]}}
+    assert listing["Condition"] == {
+        "StringLike": {"s3:prefix": ["astralog/prod", "astralog/prod/*"]}
+    }
     assert by_sid["AstralogSseKms"]["Action"] == ["kms:GenerateDataKey", "kms:Decrypt"]
     assert by_sid["AstralogSseKms"]["Resource"] == key
     actions = [a for s in policy["Statement"] for a in s["Action"]]
@@ -630,7 +735,7 @@ def test_config_is_stored_as_json_and_secrets_stay_apart() -> None:
     )  # fmt: skip
     assert config.endpoint_url == "https://acct.r2.cloudflarestorage.com"
     assert S3Config.model_validate_json(config.model_dump_json()) == config
-    secrets = S3Secrets(access_key_id="AKIAEXAMPLE", secret_access_key="wJalrXUtnFEMI/K7MDENG")
+    secrets = S3Secrets.from_plain("AKIAEXAMPLE", "wJalrXUtnFEMI/K7MDENG")
     connector = S3Connector(config, secrets)
     for text in (repr(secrets), str(secrets), repr(connector), secrets.model_dump_json()):
         assert "wJalrXUtnFEMI" not in text and "AKIAEXAMPLE" not in text
@@ -648,8 +753,5 @@ def test_provider_notes_cover_the_supported_stores() -> None:
     assert PROVIDER_NOTES["gcs"]["addressing_style"] == PROVIDER_NOTES["minio"]["addressing_style"]
     assert json.loads(json.dumps(PROVIDER_NOTES)) == PROVIDER_NOTES
     for notes in PROVIDER_NOTES.values():
-        S3Config(bucket="acme-logs", addressing_style=notes["addressing_style"].split()[0])
-
-
-def test_probe_check_is_the_shared_type(s3_bucket: S3Bucket) -> None:
-    assert all(isinstance(c, Check) for c in run(connector_for(s3_bucket).probe()))
+        style = notes["addressing_style"].split()[0]
+        S3Config.model_validate({"bucket": "acme-logs", "addressing_style": style})
