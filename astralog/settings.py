@@ -129,6 +129,9 @@ class StorageSettings(BaseModel):
         description="Master keys for connector secrets: key id -> base64 of 32 bytes.",
     )
     active_master_key: str = Field("", description="Key id used to wrap new data keys.")
+    purge_interval_seconds: float = Field(
+        3600.0, gt=0, description="How often expired partitions are deleted from storage."
+    )
     allow_http_endpoints: bool = Field(
         False, description="Allow plain-http customer endpoints (on-prem MinIO, tests)."
     )

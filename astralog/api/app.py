@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from astralog import __version__
+from astralog import __version__, retention
 from astralog.api import problems
 from astralog.api.middleware import AccessLog, BodyLimit
 from astralog.api.routes import (
@@ -50,13 +50,17 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         data = await asyncio.to_thread(runtime.open_data_plane)  # WAL recovery happens here
         data.start()
-        task = asyncio.create_task(_checkpoints(runtime))
+        tasks = [
+            asyncio.create_task(_checkpoints(runtime)),
+            asyncio.create_task(retention.run(runtime)),
+        ]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await runtime.close_data_plane()
             runtime.signer.checkpoint(runtime.control.store)
 

@@ -222,3 +222,19 @@ class DestinationChanged(Event):
     @property
     def aggregate_id(self) -> str:
         return f"destination:{self.org_id}"
+
+
+@dataclass(frozen=True)
+class RetentionPurged(Event):
+    """Whole hour partitions older than ``before`` were deleted from a destination."""
+
+    org_id: str
+    source_id: str
+    destination_id: str
+    before: str
+    objects: int
+    rows: int
+
+    @property
+    def aggregate_id(self) -> str:
+        return f"purge:{self.org_id}"

@@ -199,3 +199,8 @@ def _destination_changed(conn: sqlite3.Connection, e: ev.DestinationChanged, r: 
         "INSERT OR REPLACE INTO destinations (org_id, connector_id) VALUES (?, ?)",
         (e.org_id, e.connector_id),
     )
+
+
+@handles(ev.RetentionPurged)
+def _retention_purged(conn: sqlite3.Connection, e: ev.RetentionPurged, r: Recorded) -> None:
+    """The purge is its own record in the audit log; no projection changes."""
