@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, BinaryIO
@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from astralog.errors import AstralogError
+from astralog.schema import log_schema
 
 __all__ = [
     "HOUR",
@@ -37,12 +38,15 @@ __all__ = [
     "Connector",
     "ConnectorError",
     "WrittenBatch",
+    "canonical_rows",
     "floor_hour",
     "hours_overlap",
     "keys_in_range",
     "object_key",
+    "parse_object_key",
     "partition_hour",
     "partition_prefix",
+    "read_parquet",
     "to_parquet_bytes",
     "validate_id",
     "write_parquet",
@@ -56,6 +60,12 @@ _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 _PARTITION = re.compile(
     r"(?:^|/)org=(?P<org>[^/]+)/source=(?P<source>[^/]+)/dt=(?P<dt>\d{4}-\d{2}-\d{2})/"
     r"hour=(?P<hour>\d{2})(?:/|$)"
+)
+# A key exactly as object_key() makes it (without prefix); ids cannot be "." or "..".
+_ID = _SAFE_ID.pattern
+_OBJECT_KEY = re.compile(
+    rf"org=(?P<org>{_ID})/source=(?P<source>{_ID})/dt=\d{{4}}-\d{{2}}-\d{{2}}/hour=\d{{2}}/"
+    rf"(?P<batch>{_ID})\.parquet"
 )
 
 
@@ -135,6 +145,14 @@ class Connector(ABC):
     async def probe(self) -> list[Check]:
         """Run the connection check, one :class:`Check` per step, in order."""
 
+    async def read_batches(self, object_keys: Sequence[str]) -> pa.Table:
+        """The rows of the batches at ``object_keys`` (keys as :meth:`write_batch` returned
+        them), in the canonical schema; search reads BYOB destinations through this."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot read batches back, so what it stores is not "
+            "searchable through Astralog; implement read_batches to make it so"
+        )
+
     def is_retryable(self, exc: BaseException) -> bool:
         """Whether ``exc`` is a condition the destination may recover from on its own."""
         return isinstance(exc, ConnectorError) and exc.retryable
@@ -148,6 +166,15 @@ def validate_id(name: str, value: str) -> str:
     if not _SAFE_ID.fullmatch(value):
         raise ValueError(f"{name} {value!r} is not usable in an object key")
     return value
+
+
+def parse_object_key(key: str) -> BatchKey:
+    """The :class:`BatchKey` of a key made by :func:`object_key` (no prefix), else ValueError."""
+    match = _OBJECT_KEY.fullmatch(key)
+    hour = partition_hour(key) if match else None
+    if match is None or hour is None:
+        raise ValueError(f"{key[:200]!r} is not the key of a batch")
+    return BatchKey(match["org"], match["source"], hour, match["batch"])
 
 
 def floor_hour(moment: datetime) -> datetime:
@@ -225,6 +252,35 @@ def to_parquet_bytes(table: pa.Table, row_group_rows: int) -> bytes:
     sink = pa.BufferOutputStream()
     write_parquet(table, sink, row_group_rows)
     return bytes(sink.getvalue())
+
+
+def canonical_rows(tables: Sequence[pa.Table], what: str) -> pa.Table:
+    """``tables`` concatenated in the canonical schema (its columns, order and types).
+
+    A stored batch that cannot take that shape is not ours to guess about: ConnectorError.
+    """
+    schema = log_schema()
+    try:
+        shaped = [t.select(schema.names).cast(schema) for t in tables]
+    except (KeyError, pa.ArrowException) as exc:
+        raise ConnectorError(
+            f"{what}: the stored rows do not fit the canonical schema ({exc})", retryable=False
+        ) from exc
+    return pa.concat_tables(shaped) if shaped else schema.empty_table()
+
+
+def read_parquet(source: str | pa.NativeFile, what: str) -> pa.Table:
+    """One stored Parquet batch in the canonical schema; an unreadable file is ConnectorError.
+
+    Read as one file: a ``dt=``/``hour=`` directory never turns into extra columns.
+    """
+    try:
+        table = pq.ParquetFile(source).read()
+    except pa.ArrowInvalid as exc:
+        raise ConnectorError(
+            f"{what} is not a readable Parquet file ({exc})", retryable=False
+        ) from exc
+    return canonical_rows([table], what)
 
 
 def keys_in_range(keys: Iterable[str], start: datetime, end: datetime) -> list[str]:

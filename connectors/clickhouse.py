@@ -34,7 +34,7 @@ import ipaddress
 import re
 import string
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -53,8 +53,10 @@ from astralog.connectors.base import (
     Connector,
     ConnectorError,
     WrittenBatch,
+    canonical_rows,
     floor_hour,
     object_key,
+    parse_object_key,
     partition_hour,
     validate_id,
 )
@@ -81,6 +83,8 @@ _REQUIRED_COLUMNS = ("TimestampTime", "BatchId")
 # chDB defaults async_insert to 1; an async insert acks before the rows are stored, which would
 # break "committed means durable", so every insert says 0 explicitly.
 _INSERT_SETTINGS: dict[str, Any] = {"async_insert": 0, "insert_deduplicate": 1}
+# LowCardinality columns as plain strings, so the result casts to the canonical schema.
+_READ_SETTINGS: dict[str, Any] = {"output_format_arrow_low_cardinality_as_dictionary": 0}
 # 2: wait until the rows are hidden on every replica, so "deleted" is true when we return.
 _DELETE_SETTINGS: dict[str, Any] = {"lightweight_deletes_sync": 2}
 
@@ -315,6 +319,12 @@ class ClickHouseConnector(Connector):
     async def probe(self) -> list[Check]:
         return await asyncio.to_thread(self._probe_sync)
 
+    async def read_batches(self, object_keys: Sequence[str]) -> pa.Table:
+        keys = [parse_object_key(k) for k in object_keys]
+        if not keys:
+            return canonical_rows([], "")
+        return await self._guarded(f"reading {len(keys)} batches", self._read_rows, keys)
+
     def is_retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, ConnectorError):
             return exc.retryable
@@ -393,6 +403,22 @@ class ClickHouseConnector(Connector):
         )
         keys = (_batch_key(org_id, str(s), int(h), str(b)) for s, h, b in rows)
         return sorted(object_key(k) for k in keys if k is not None)
+
+    def _read_rows(self, keys: list[BatchKey]) -> pa.Table:
+        """The rows ``write_batch`` stored for ``keys``: their BatchId names them (OrgId only
+        lets the server skip other tenants' partitions)."""
+        columns = ", ".join(_quote(name) for name in log_schema().names)
+        rows = self._client().query_arrow(
+            f"SELECT {columns} FROM {self._table}"
+            " WHERE OrgId IN {orgs:Array(String)} AND BatchId IN {ids:Array(String)}",
+            parameters={
+                "orgs": sorted({k.org_id for k in keys}),
+                "ids": sorted({k.batch_id for k in keys}),
+            },
+            settings=_READ_SETTINGS,
+            use_strings=True,
+        )
+        return canonical_rows([rows], f"batches in {self._table}")
 
     def _delete_expired_sync(
         self, org_id: str, source_id: str | None, cutoff: datetime

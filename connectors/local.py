@@ -14,12 +14,13 @@ import contextlib
 import errno
 import os
 import secrets
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
 import pyarrow as pa
+
 from astralog.connectors.base import (
     HOUR,
     BatchKey,
@@ -27,9 +28,12 @@ from astralog.connectors.base import (
     Connector,
     ConnectorError,
     WrittenBatch,
+    canonical_rows,
     hours_overlap,
     object_key,
+    parse_object_key,
     partition_hour,
+    read_parquet,
     validate_id,
     write_parquet,
 )
@@ -101,6 +105,16 @@ class LocalConnector(Connector):
 
     async def probe(self) -> list[Check]:
         return await asyncio.to_thread(self._probe_sync)
+
+    async def read_batches(self, object_keys: Sequence[str]) -> pa.Table:
+        for key in object_keys:
+            parse_object_key(key)  # only keys of our layout: nothing outside the root is read
+
+        def reading() -> pa.Table:
+            paths = [str(self.root / k) for k in object_keys]
+            return canonical_rows([read_parquet(p, p) for p in paths], f"batches in {self.root}")
+
+        return await self._guarded(f"reading {len(object_keys)} batches", reading)
 
     def is_retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, ConnectorError):

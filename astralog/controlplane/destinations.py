@@ -123,6 +123,11 @@ class Destinations:
             "last_test": json.loads(row["last_test"]) if row["last_test"] else None,
         }
 
+    def record(self, org_id: str, connector_id: str) -> dict[str, Any]:
+        """The stored row (id, version, kind, config as JSON text) that builds a live
+        connector (``DataPlane.connector``), as :meth:`active` gives it; secrets stay sealed."""
+        return self._row(org_id, connector_id)
+
     def secrets(self, org_id: str, connector_id: str) -> dict[str, str]:
         """Plain secrets, for building the live connector only: never returned by the API."""
         sealed = SealedRecord.from_dict(json.loads(self._row(org_id, connector_id)["secrets"]))

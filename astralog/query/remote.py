@@ -1,13 +1,150 @@
-"""Reading committed batches that live in a BYOB destination (S3 bucket, ClickHouse)."""
+"""Reading committed batches that live in a BYOB destination (S3 bucket, ClickHouse).
+
+Stage: plan -> **fetch** -> engine. The plan lists the org's committed batches whose catalog fact
+names a BYOB connector; this stage reads their rows through that connector and hands them to the
+engine as one Arrow table in the canonical schema, which the engine filters (org, retention, time,
+query) exactly like local Parquet. What it promises:
+
+* only the org's own connectors are opened: they are looked up under the plan's org, which came
+  from the principal, and a batch names its connector by id;
+* the scan limit stays honest: rows are fetched in chunks, what they take in memory counts
+  against the plan's ``max_scan_bytes`` (Parquet in a bucket is compressed, so the catalog's
+  stored bytes understate it) and the search is refused as soon as the limit is passed, not
+  after everything was downloaded;
+* fetching is bounded by the plan's query timeout;
+* a destination that fails is named: 503 with ``Retry-After`` when it may recover by itself
+  (throttling, unreachable), 502 when a person must act (credentials, missing bucket or table).
+"""
 
 from __future__ import annotations
 
-from astralog.errors import BadRequest
+import asyncio
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from astralog.catalog import BatchCommitted
+from astralog.connectors.base import Connector, ConnectorError, canonical_rows
+from astralog.errors import AstralogError, BadRequest, NotFound, Unavailable
 from astralog.query.plan import Plan
 from astralog.runtime import Runtime
 
+__all__ = ["fetch_remote"]
+
+CHUNK_KEYS = 256  # batches per read: bounds a ClickHouse IN list and the rows held unchecked
+CHUNK_STORED_BYTES = 256 * 2**20  # stored bytes (per the catalog) per read
+RETRY_AFTER_SECONDS = 10
+
+
+@dataclass
+class _Budget:
+    """Bytes a search may still read; shared by the destinations fetched concurrently."""
+
+    limit: int
+    used: int
+
+    def take(self, nbytes: int, label: str) -> None:
+        self.used += nbytes
+        if self.used > self.limit:
+            raise BadRequest(
+                f"this search would read more than the plan's {self.limit / 2**30:.1f} GiB per "
+                f"query once the rows fetched from destination {label} are counted "
+                f"({self.used / 2**30:.2f} GiB so far); narrow the time range or the sources"
+            )
+
 
 async def fetch_remote(runtime: Runtime, plan: Plan) -> None:
-    """Fill ``plan.fetched`` with the rows of ``plan.remote``."""
-    if plan.remote:
-        raise BadRequest("searching batches stored in a BYOB destination is not available yet")
+    """Fill ``plan.fetched`` with the rows of ``plan.remote`` and count them in
+    ``plan.scanned_bytes`` (in place of the catalog's estimate for them)."""
+    if not plan.remote:
+        return
+    by_destination: dict[str, list[BatchCommitted]] = {}
+    for batch in plan.remote:
+        by_destination.setdefault(batch.destination_id, []).append(batch)
+    limit = int(runtime.control.plan_limits(plan.org_id)["max_scan_bytes"])
+    budget = _Budget(limit, plan.scanned_bytes - sum(b.bytes for b in plan.remote))
+    deadline = asyncio.get_running_loop().time() + plan.timeout_seconds
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(_fetch(runtime, plan, destination_id, batches, budget, deadline))
+                for destination_id, batches in by_destination.items()
+            ]
+    except BaseExceptionGroup as failed:
+        # The first failure is the answer; the other fetches were cancelled with it.
+        raise failed.exceptions[0] from None
+    tables = [table for task in tasks for table in task.result()]
+    plan.fetched = canonical_rows(tables, "rows fetched from BYOB destinations")
+    plan.scanned_bytes = budget.used
+
+
+async def _fetch(
+    runtime: Runtime,
+    plan: Plan,
+    destination_id: str,
+    batches: Sequence[BatchCommitted],
+    budget: _Budget,
+    deadline: float,
+) -> list[pa.Table]:
+    connector, label = _open(runtime, plan.org_id, destination_id)
+    tables = []
+    try:
+        async with asyncio.timeout_at(deadline):
+            for chunk in _chunks(batches):
+                table = await connector.read_batches([b.object_key for b in chunk])
+                budget.take(table.nbytes, label)
+                tables.append(table)
+    except TimeoutError:
+        raise Unavailable(
+            f"destination {label} did not return the search's {len(batches)} batches within "
+            f"the plan's {plan.timeout_seconds:.0f} s query time; try again or narrow the "
+            "time range",
+            RETRY_AFTER_SECONDS,
+            destination_id=destination_id,
+        ) from None
+    except ConnectorError as exc:
+        raise _failed(label, destination_id, exc) from exc
+    return tables
+
+
+def _open(runtime: Runtime, org_id: str, destination_id: str) -> tuple[Connector, str]:
+    """The live connector that holds the batches, and how to name it in an error."""
+    try:
+        record = runtime.destinations.record(org_id, destination_id)
+    except NotFound:
+        raise ConnectorError(
+            f"batches of this search were written to destination {destination_id}, which no "
+            "longer exists in this org",
+            retryable=False,
+            destination_id=destination_id,
+        ) from None
+    label = f"{record['name']!r} ({record['kind']}, {destination_id})"
+    try:
+        return runtime.data.connector(org_id, record), label
+    except AstralogError as exc:  # unsafe endpoint now, secrets that cannot be opened, ...
+        raise ConnectorError(
+            f"destination {label} cannot be opened to search its batches: {exc.detail}",
+            retryable=False,
+            destination_id=destination_id,
+        ) from exc
+
+
+def _failed(label: str, destination_id: str, exc: ConnectorError) -> AstralogError:
+    detail = f"searching the batches in destination {label} failed: {exc.detail}"
+    if exc.retryable:
+        return Unavailable(detail, RETRY_AFTER_SECONDS, destination_id=destination_id)
+    return ConnectorError(detail, retryable=False, destination_id=destination_id)
+
+
+def _chunks(batches: Sequence[BatchCommitted]) -> Iterator[list[BatchCommitted]]:
+    chunk: list[BatchCommitted] = []
+    stored = 0
+    for batch in batches:
+        if chunk and (len(chunk) >= CHUNK_KEYS or stored + batch.bytes > CHUNK_STORED_BYTES):
+            yield chunk
+            chunk, stored = [], 0
+        chunk.append(batch)
+        stored += batch.bytes
+    if chunk:
+        yield chunk
