@@ -60,6 +60,7 @@ class DataPlane:
         self.metrics = metrics
         self.destinations = destinations
         self._connectors: dict[tuple[str, int], Connector] = {}
+        self._retired: list[Connector] = []  # closed at shutdown; they may have calls in flight
         self.wal = WriteAheadLog(settings.wal, settings.path(settings.wal.directory))
         self.catalog = Catalog(
             settings.path(settings.control.database).with_name("catalog.sqlite3")
@@ -85,6 +86,9 @@ class DataPlane:
         """A live connector per (connector, version): a config change builds a new one."""
         key = (str(record["id"]), int(record["version"]))
         if key not in self._connectors:
+            for stale in [k for k in self._connectors if k[0] == key[0]]:
+                # An older version of this connector: closed when its calls finish.
+                self._retired.append(self._connectors.pop(stale))
             secrets = self.destinations.secrets(org_id, key[0])
             config = json.loads(record["config"])
             self._connectors[key] = byob.build(
@@ -107,7 +111,7 @@ class DataPlane:
             log.warning("shutdown flush did not finish; the WAL keeps the rest for the next start")
         self.wal.close()
         self.catalog.close()
-        for connector in self._connectors.values():
+        for connector in [*self._connectors.values(), *self._retired]:
             with contextlib.suppress(Exception):
                 await connector.close()
         self.idempotency.close()

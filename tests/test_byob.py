@@ -548,6 +548,14 @@ def test_switching_destinations_keeps_every_event_searchable(
     assert found == list(reversed(events.sent))
     assert len(found) == 16
 
+    # the bucket that holds phase 1 cannot be changed under it; the endpoint may move
+    config = client.get(f"/v1/connectors/{cid}", headers=admin).json()["config"]
+    moved = client.put(
+        f"/v1/connectors/{cid}", json={"config": {**config, "prefix": "elsewhere"}}, headers=admin
+    )
+    assert moved.status_code == 409 and "create a new connector" in moved.json()["detail"]
+    assert events.found(client, admin) == found
+
 
 @pytest.mark.slow
 def test_search_counts_fetched_rows_against_the_scan_limit(

@@ -49,7 +49,14 @@ class Destinations:
         actor: Actor,
     ) -> dict[str, Any]:  # fmt: skip
         row = self._row(org_id, connector_id)
-        clean = byob.validate_config(row["kind"], config, json.loads(row["config"]))
+        previous = json.loads(row["config"])
+        clean = byob.validate_config(row["kind"], config, previous)
+        moved = [f for f in byob.LOCATION_FIELDS[row["kind"]] if clean.get(f) != previous.get(f)]
+        if moved and self._ever_active(connector_id):
+            raise Conflict(
+                f"this connector has stored data, so {moved} cannot change (earlier batches must "
+                "stay readable); create a new connector for the new location and activate it"
+            )
         merged = {
             **self.secrets(org_id, connector_id),
             **byob.validate_secrets(row["kind"], secrets),
@@ -151,6 +158,15 @@ class Destinations:
                 self.store.append(event, actor, version)
             count += 1
         return count
+
+    def _ever_active(self, connector_id: str) -> bool:
+        with self.store.reading() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM events WHERE type = 'DestinationChanged' "
+                "AND json_extract(payload, '$.connector_id') = ? LIMIT 1",
+                (connector_id,),
+            ).fetchone()
+        return row is not None
 
     def _seal(self, org_id: str, connector_id: str, secrets: dict[str, str]) -> dict[str, Any]:
         return self.cipher.seal_record(org_id, connector_id, secrets).to_dict()
