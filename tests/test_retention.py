@@ -64,4 +64,3 @@ def test_retention_cannot_exceed_the_plan(client: TestClient, boot: Bootstrap) -
     view = client.get("/v1/retention", headers=admin).json()
     assert view["plan_retention_days"] == 30
     assert view["sources"][0]["effective_days"] == 30
-
