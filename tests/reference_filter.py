@@ -8,6 +8,7 @@ is wrong. Rows are dicts keyed by the canonical column names, maps as dicts.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
 
 from astralog.query.language import (
@@ -74,21 +75,24 @@ def field_value(field: Field, row: Row) -> str | None:
 
 
 def _match_value(field: Field, pattern: Pattern, value: str) -> bool:
-    tokens = _tokens(pattern)
-    if field.kind is FieldKind.BODY:
-        # Substring: a pattern found anywhere is a whole-value match of *pattern*.
-        tokens = [Wildcard.ANY, *tokens, Wildcard.ANY]
-    if field.kind in (FieldKind.BODY, FieldKind.LEVEL):
-        tokens = [ascii_lower(t) if isinstance(t, str) else t for t in tokens]
-        value = ascii_lower(value)
-    return _glob(tokens, value)
+    folds = field.kind in (FieldKind.BODY, FieldKind.LEVEL)
+    if pattern.is_literal:  # the common case, without the character loop
+        needle = ascii_lower(pattern.text) if folds else pattern.text
+        haystack = ascii_lower(value) if folds else value
+        return needle in haystack if field.kind is FieldKind.BODY else needle == haystack
+    tokens = _tokens(pattern, substring=field.kind is FieldKind.BODY, fold=folds)
+    return _glob(tokens, ascii_lower(value) if folds else value)
 
 
-def _tokens(pattern: Pattern) -> list[_Token]:
+@cache  # the same pattern is tried on every row
+def _tokens(pattern: Pattern, *, substring: bool, fold: bool) -> tuple[_Token, ...]:
     tokens: list[_Token] = []
     for part in pattern.parts:
-        tokens.extend(part if isinstance(part, str) else [part])
-    return tokens
+        tokens.extend((ascii_lower(part) if fold else part) if isinstance(part, str) else [part])
+    if substring:
+        # A substring search is a whole-value match of *pattern*.
+        tokens = [Wildcard.ANY, *tokens, Wildcard.ANY]
+    return tuple(tokens)
 
 
 def _glob(tokens: Sequence[_Token], text: str) -> bool:

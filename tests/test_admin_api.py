@@ -347,3 +347,22 @@ def test_openapi_documents_the_admin_api(client: TestClient) -> None:
         "/v1/audit",
     ):
         assert path in paths
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"max_query_range_days": "x"},
+        {"query_timeout_seconds": -1},
+        {"byob": "yes"},
+        {"retention_days": 1.5},
+    ],
+)
+def test_malformed_plan_overrides_are_refused(
+    client: TestClient, boot: Bootstrap, runtime: Runtime, overrides: dict[str, Any]
+) -> None:
+    op = bearer(boot.operator_token)
+    before = _state(runtime)
+    body = {"plan": "enterprise", "overrides": overrides}
+    _problem(client.put(f"/v1/orgs/{boot.org['id']}/plan", json=body, headers=op), 400)
+    assert _state(runtime) == before

@@ -74,10 +74,10 @@ LEVELS = [
 STATUSES = [
     "200", "201", "204", "301", "404", "429", "500", "502", "503", "599", "5e2", "+5", ".5",
     "5.", "1.e2", "-1", "-0", "0", "007", "abc", "", " 5", "5 ", "1e999", "-1e999", "NaN",
-    "inf", "1_000", "0x10", "٣",
+    "inf", "1_000", "0x10", "٣", "5\n", "\n5",
 ]  # fmt: skip
 LATENCIES = ["0.1", "0.25", "0.5", "0.75", "1", "1.5", "12.125", "250", "0.4999", "0.5001"]
-HOSTS = ["web-1", "web-2", "web-10", "db-1", "WEB-3", "", "host_a", "host%b", "hostXb"]
+HOSTS = ["web-1", "web-2", "web-10", "db-1", "WEB-3", "", "host_a", "host%b", "hostXb", None]
 REGIONS = ["eu-west-1", "us-east-1", "us-west-2", "EU-WEST-1"]
 TRACES = [hashlib.md5(str(i).encode()).hexdigest() for i in range(40)]
 
@@ -369,6 +369,8 @@ QUERIES = [
     "status:[400 TO 499}",
     "status:[* TO 0]",
     "status>=1e308",
+    "status>=1e999",
+    "status<=-1e999",
     "status<=-1e308",
     "status>4.99",
     "status:5*",
@@ -473,7 +475,7 @@ def test_fuzzed_queries_run_and_agree(duck: duckdb.DuckDBPyConnection) -> None:
         "warn", "é",
     ]  # fmt: skip
     checked = 0
-    for _ in range(1500):
+    for _ in range(500):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 9)))
         try:
             parse(text)
@@ -481,7 +483,7 @@ def test_fuzzed_queries_run_and_agree(duck: duckdb.DuckDBPyConnection) -> None:
             continue
         assert run_duckdb(duck, text) == reference(text), text
         checked += 1
-    assert checked > 200
+    assert checked > 150
 
 
 def _phrase(text: str) -> str:
@@ -550,6 +552,16 @@ def test_attribute_keys_and_values_are_bound_not_written(dialect: Dialect) -> No
     assert "secret.key.name" in params.values() and 500.0 in params.values()
 
 
+def test_fragments_compose_by_parameter_prefix(duck: duckdb.DuckDBPyConnection) -> None:
+    first, first_params = compile_where(parse("status>=500"), "duckdb")
+    second, second_params = compile_where(parse("host:web-*"), "duckdb", param_prefix="q")
+    sql = f"SELECT EventId FROM logs WHERE {first} AND {second} AND OrgId = $org"
+    rows = duck.execute(sql, {**first_params, **second_params, "org": "org-1"}).fetchall()
+    assert frozenset(r[0] for r in rows) == reference("status>=500 host:web-*")
+    with pytest.raises(ValueError, match="prefix"):
+        compile_where(parse("a"), "duckdb", param_prefix="p; DROP")
+
+
 @pytest.mark.parametrize("dialect", ["duckdb", "clickhouse"])
 def test_empty_query_is_true(dialect: Dialect) -> None:
     assert compile_where(parse("  "), dialect) == ("TRUE", {})
@@ -559,7 +571,6 @@ def test_only_well_known_columns_are_written() -> None:
     forged = Match(Field("x", FieldKind.COLUMN, "Body) OR (1=1"), Pattern.literal("x"))
     for dialect in ("duckdb", "clickhouse"):
         with pytest.raises(ValueError, match="not a well-known column"):
-            compile_where(forged, dialect)  # type: ignore[arg-type]
+            compile_where(forged, dialect)
     with pytest.raises(ValueError, match="dialect"):
         compile_where(parse("a"), "sqlite")  # type: ignore[arg-type]
-

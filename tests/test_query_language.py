@@ -276,6 +276,8 @@ def test_limits_are_configurable() -> None:
     with pytest.raises(SyntaxErrorAt):
         parse("a b c", limits)
     assert dump(parse("(a) b", limits)) == '(and (body "a") (body "b"))'
+    with pytest.raises(ValueError, match="max_depth"):
+        Limits(max_depth=10_000)
 
 
 WELL_KNOWN = [

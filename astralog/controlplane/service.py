@@ -111,6 +111,11 @@ class ControlPlane:
             raise BadRequest(f"unknown plan limits {unknown}; known: {sorted(LIMIT_HELP)}")
         if overrides and plan != "enterprise":
             raise BadRequest("per-org overrides are only available on the enterprise plan")
+        for name, value in overrides.items():
+            expected = type(DEFAULT_PLANS["enterprise"][name])
+            if type(value) is not expected or (expected is int and value <= 0):
+                kind = "true or false" if expected is bool else "a positive whole number"
+                raise BadRequest(f"plan limit {name!r} must be {kind}, got {value!r}")
         with self.store.transaction() as conn:
             self._require_plan(conn, plan)
             self._org_row(conn, org_id)

@@ -54,12 +54,17 @@ class Cursor:
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
+        invalid = BadRequest("invalid cursor: pass next_cursor from the previous page")
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             ts_us, event_id = json.loads(raw)
-            return cls(int(ts_us), str(event_id))
         except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
-            raise BadRequest("invalid cursor: pass next_cursor from the previous page") from None
+            raise invalid from None
+        # Exactly what encode() writes: a float, bool or out-of-range number would reach DuckDB
+        # as a parameter it cannot bind (a 500), or page from a made-up place.
+        if type(ts_us) is not int or not 0 <= ts_us < 2**63 or not isinstance(event_id, str):
+            raise invalid
+        return cls(ts_us, event_id)
 
 
 class Session:
@@ -100,7 +105,7 @@ class Session:
             f"SELECT {EVENT_COLUMNS} FROM logs WHERE {where} "
             f"ORDER BY Timestamp DESC, EventId DESC LIMIT {int(limit) + 1}"
         )
-        rows = self.conn.execute(sql, params).fetch_arrow_table().to_pylist()
+        rows = self.conn.execute(sql, params).to_arrow_table().to_pylist()
         events = [event_view(r) for r in rows[:limit]]
         more = len(rows) > limit
         last = rows[limit - 1] if more else None
@@ -163,19 +168,27 @@ class Session:
         sql = (
             f"SELECT {EVENT_COLUMNS} FROM logs WHERE {where} ORDER BY Timestamp DESC, EventId DESC"
         )
-        reader = self.conn.execute(sql, params).fetch_record_batch(batch_rows)
+        reader = self.conn.execute(sql, params).to_arrow_reader(batch_rows)
         for batch in reader:
             yield [event_view(r) for r in batch.to_pylist()]
 
-    def tail(self, after_observed_us: int, limit: int) -> list[dict[str, Any]]:
-        """Events accepted after ``after_observed_us``, oldest first (live tail)."""
+    def tail(
+        self, after_observed_us: int, limit: int, after_event_id: str = ""
+    ) -> list[dict[str, Any]]:
+        """Events accepted after ``(after_observed_us, after_event_id)``, oldest first.
+
+        A keyset, like search's cursor: one request's events share their ObservedTimestamp, so
+        a burst larger than ``limit`` is read page by page from the last event returned.
+        """
         where, params = self.plan.where()
         sql = (
-            f"SELECT {EVENT_COLUMNS} FROM logs "
-            f"WHERE {where} AND epoch_us(ObservedTimestamp) > $obs "
-            f"ORDER BY ObservedTimestamp, EventId LIMIT {int(limit)}"
+            f"SELECT {EVENT_COLUMNS} FROM logs WHERE {where} AND "
+            "(epoch_us(ObservedTimestamp) > $obs "
+            " OR (epoch_us(ObservedTimestamp) = $obs AND EventId > $oid)) "
+            f"ORDER BY epoch_us(ObservedTimestamp), EventId LIMIT {int(limit)}"
         )
-        rows = self.conn.execute(sql, params | {"obs": after_observed_us}).fetch_arrow_table()
+        params |= {"obs": after_observed_us, "oid": after_event_id}
+        rows = self.conn.execute(sql, params).to_arrow_table()
         return [event_view(r) | {"_observed_us": r["observed_us"]} for r in rows.to_pylist()]
 
     def interrupt(self) -> None:

@@ -58,7 +58,8 @@ class Plan:
 
     @property
     def clamped(self) -> bool:
-        return self.start_ns > self.requested_start_ns
+        """True when any chosen source's retention hides part of the requested range."""
+        return any(cutoff > self.requested_start_ns for cutoff in self.cutoffs.values())
 
     def range_view(self) -> dict[str, Any]:
         return {
@@ -102,7 +103,8 @@ def make_plan(runtime: Runtime, org_id: str, scope: SearchScope, *, now_ns: int)
     retention = control.retention(org_id)
     by_id = {s["source_id"]: s for s in retention["sources"]}
     chosen = list(by_id) if scope.sources is None else _known(scope.sources, by_id)
-    cutoffs = {sid: now_ns - by_id[sid]["effective_days"] * DAY_NS for sid in chosen}
+    days = {sid: int(by_id[sid]["effective_days"]) for sid in chosen}
+    cutoffs = {sid: now_ns - n * DAY_NS for sid, n in days.items()}
     oldest = min(cutoffs.values(), default=end_ns)
     plan = Plan(
         org_id=org_id,
@@ -111,7 +113,8 @@ def make_plan(runtime: Runtime, org_id: str, scope: SearchScope, *, now_ns: int)
         end_ns=end_ns,
         requested_start_ns=start_ns,
         cutoffs=cutoffs,
-        retention_days=int(retention["plan_retention_days"]),
+        # The shortest retention that applies: what hid the oldest data (and what a UI names).
+        retention_days=min(days.values(), default=int(retention["plan_retention_days"])),
         timeout_seconds=float(limits["query_timeout_seconds"]),
     )
     max_days = int(limits["max_query_range_days"])
