@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 import pyarrow as pa
 import pytest
-from astralog.connectors.base import BatchKey, Connector, ConnectorError, object_key
 
+from astralog.connectors.base import BatchKey, Connector, ConnectorError, object_key
 from astralog.schema import log_schema
 
 T0 = datetime(2024, 5, 1, 10, tzinfo=UTC)

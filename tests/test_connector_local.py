@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from astralog.connectors.base import (
     BatchKey,
     ConnectorError,
@@ -16,7 +17,6 @@ from astralog.connectors.base import (
     to_parquet_bytes,
 )
 from astralog.connectors.local import LocalConnector
-
 from tests.connector_contract import T0, ConnectorContract, batch_key, make_events, run
 
 

@@ -12,10 +12,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from astralog.connectors.base import BatchKey, Connector, ConnectorError, WrittenBatch
-from astralog.connectors.local import LocalConnector
 
 from astralog.catalog import BatchCommitted, Catalog
+from astralog.connectors.base import BatchKey, Connector, ConnectorError, WrittenBatch
+from astralog.connectors.local import LocalConnector
 from astralog.ingest.flush import Flusher, batch_id_for, split_into_batches
 from astralog.ingest.wal import WriteAheadLog
 from astralog.settings import FlushSettings, WalSettings
