@@ -132,7 +132,9 @@ def index(request: Request) -> Response:
 
 
 for _page in PAGES:
-    router.add_api_route(_page, index, methods=["GET", "HEAD"], name=f"ui-page{_page.replace('/', '-')}")
+    router.add_api_route(
+        _page, index, methods=["GET", "HEAD"], name=f"ui-page{_page.replace('/', '-')}"
+    )
 
 
 @router.api_route("/favicon.ico", methods=["GET", "HEAD"])

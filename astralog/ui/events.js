@@ -1,0 +1,270 @@
+// One search result: a single line (time, level, service, message) that expands to the whole
+// event as a field table and as raw JSON. Field values add filters to the query.
+
+import { copyText, fmtEventTime, h, icon, replace } from "./dom.js";
+
+// Bottom to top in the histogram, most severe first in legends read in reverse.
+export const LEVEL_ORDER = ["FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE", "OTHER"];
+const ALIASES = {
+  WARNING: "WARN",
+  ERR: "ERROR",
+  CRITICAL: "FATAL",
+  CRIT: "FATAL",
+  EMERG: "FATAL",
+  ALERT: "FATAL",
+  PANIC: "FATAL",
+  NOTICE: "INFO",
+  INFORMATION: "INFO",
+  INFORMATIONAL: "INFO",
+  DBG: "DEBUG",
+  TRC: "TRACE",
+};
+const BY_NUMBER = [
+  [21, "FATAL"],
+  [17, "ERROR"],
+  [13, "WARN"],
+  [9, "INFO"],
+  [5, "DEBUG"],
+  [1, "TRACE"],
+];
+
+export function levelOf(text, number = 0) {
+  const upper = String(text || "")
+    .toUpperCase()
+    .replace(/\d+$/, "");
+  if (LEVEL_ORDER.includes(upper) && upper !== "OTHER") return upper;
+  if (ALIASES[upper]) return ALIASES[upper];
+  for (const [min, name] of BY_NUMBER) if (number >= min) return name;
+  return "OTHER";
+}
+
+// The query field that reads a value of the event (see astralog/query/language.py).
+const WELL_KNOWN = new Set([
+  "body",
+  "message",
+  "level",
+  "severity",
+  "service",
+  "trace_id",
+  "span_id",
+  "source",
+  "event_id",
+  "scope",
+  "host",
+]);
+const RESOURCE_ALIASES = { "host.name": "host", "service.name": "service" };
+
+export function queryField(group, key) {
+  if (group === "resource") return RESOURCE_ALIASES[key] || (WELL_KNOWN.has(key) ? null : key);
+  if (group === "attributes") return WELL_KNOWN.has(key) ? null : key;
+  return key;
+}
+
+function firstLine(text) {
+  const body = String(text ?? "");
+  const cut = body.indexOf("\n");
+  return cut < 0 ? body : `${body.slice(0, cut)} …`;
+}
+
+let rowSeq = 0;
+
+// ctx: { sourceName(id) -> string, filter(field, value, negate), linkTo(event) -> url }
+export function eventRow(event, ctx, { fresh = false } = {}) {
+  const level = levelOf(event.level, event.severity_number);
+  const id = `ev-${++rowSeq}`;
+  const row = h(
+    "button",
+    { type: "button", class: "ev-row", "aria-expanded": "false", "aria-controls": `${id}-detail` },
+    h(
+      "time",
+      { class: "ev-time", datetime: event.timestamp, title: event.timestamp },
+      fmtEventTime(event.timestamp),
+    ),
+    h(
+      "span",
+      { class: "lvl" },
+      event.level ? (level === "OTHER" ? String(event.level).slice(0, 7) : level) : "—",
+    ),
+    h("span", { class: "ev-svc", title: event.service || "" }, event.service || "—"),
+    h("span", { class: "ev-msg" }, firstLine(event.body)),
+  );
+  const detail = h("div", { class: "ev-detail", id: `${id}-detail`, hidden: true });
+  const item = h(
+    "li",
+    { class: ["ev", `lvl-${level}`, fresh && "fresh"], dataset: { id: event.event_id || "" } },
+    row,
+    detail,
+  );
+  row.addEventListener("click", () => {
+    const open = row.getAttribute("aria-expanded") !== "true";
+    row.setAttribute("aria-expanded", String(open));
+    if (open && !detail.childElementCount) replace(detail, eventDetail(event, ctx));
+    detail.hidden = !open;
+  });
+  return item;
+}
+
+function eventDetail(event, ctx) {
+  const json = JSON.stringify(event, null, 2);
+  const fieldsView = fieldTable(event, ctx);
+  const jsonView = h(
+    "pre",
+    { class: "json-view", tabindex: "0", "aria-label": "Event as JSON", hidden: true },
+    highlightJson(json),
+  );
+  const tabFields = h("button", { type: "button", "aria-pressed": "true" }, "Fields");
+  const tabJson = h("button", { type: "button", "aria-pressed": "false" }, "JSON");
+  const show = (asJson) => {
+    tabFields.setAttribute("aria-pressed", String(!asJson));
+    tabJson.setAttribute("aria-pressed", String(asJson));
+    fieldsView.hidden = asJson;
+    jsonView.hidden = !asJson;
+  };
+  tabFields.addEventListener("click", () => show(false));
+  tabJson.addEventListener("click", () => show(true));
+  const copy = h(
+    "button",
+    { type: "button", class: "btn btn-sm" },
+    icon("copy", "icon-sm"),
+    "Copy JSON",
+  );
+  copy.addEventListener("click", () => copyText(json, "Event JSON copied"));
+  const link = h(
+    "button",
+    { type: "button", class: "btn btn-sm btn-ghost", "aria-label": "Copy link" },
+    icon("link", "icon-sm"),
+    h("span", { class: "btn-label" }, "Copy link"),
+  );
+  link.addEventListener("click", () => copyText(ctx.linkTo(event), "Link to this event copied"));
+  return [
+    h(
+      "div",
+      { class: "ev-detail-bar" },
+      h(
+        "div",
+        { class: "segmented", role: "group", "aria-label": "Show the event as" },
+        tabFields,
+        tabJson,
+      ),
+      h("span", { class: "spacer" }),
+      link,
+      copy,
+    ),
+    event.body ? h("pre", { class: "ev-body", "aria-label": "Message" }, String(event.body)) : null,
+    fieldsView,
+    jsonView,
+  ];
+}
+
+function fieldTable(event, ctx) {
+  const rows = [];
+  const add = (label, value, field, display) => {
+    if (value === undefined || value === null || value === "") return;
+    const text = typeof value === "string" ? value : JSON.stringify(value);
+    rows.push(fieldRow(label, text, field, display, ctx));
+  };
+  add("timestamp", event.timestamp);
+  add("observed_timestamp", event.observed_timestamp);
+  add("level", event.level, "level");
+  add("severity_number", event.severity_number || null);
+  add("service", event.service, "service");
+  add("source", event.source_id, "source", ctx.sourceName(event.source_id));
+  add("event_id", event.event_id, "event_id");
+  add("trace_id", event.trace_id, "trace_id");
+  add("span_id", event.span_id, "span_id");
+  add("scope", event.scope?.name, "scope");
+  add("scope.version", event.scope?.version);
+  const groups = [
+    ["Attributes", "attributes", event.attributes],
+    ["Resource", "resource", event.resource],
+  ];
+  for (const [title, group, map] of groups) {
+    const keys = Object.keys(map || {}).sort();
+    if (!keys.length) continue;
+    rows.push(h("tr", { class: "group" }, h("th", { colspan: "3", scope: "colgroup" }, title)));
+    for (const key of keys) {
+      const value = map[key];
+      const field = queryField(group, key);
+      const text = typeof value === "string" ? value : JSON.stringify(value);
+      rows.push(fieldRow(key, text, field, undefined, ctx));
+    }
+  }
+  return h(
+    "table",
+    { class: "fields" },
+    h(
+      "caption",
+      { class: "sr-only" },
+      "Fields of the event. Click a value to filter on it; Alt-click to exclude it.",
+    ),
+    h("colgroup", {}, h("col", { class: "c-key" }), h("col", {}), h("col", { class: "c-act" })),
+    h("tbody", {}, rows),
+  );
+}
+
+function fieldRow(label, text, field, display, ctx) {
+  const shown = display && display !== text ? `${display} (${text})` : text;
+  if (!field) {
+    return h(
+      "tr",
+      {},
+      h("th", { scope: "row" }, label),
+      h("td", {}, h("span", { class: "value-text" }, shown)),
+      h("td", { class: "fact" }),
+    );
+  }
+  const value = h(
+    "button",
+    { type: "button", class: "value-btn", title: `Filter: ${field}:${text} (Alt-click excludes)` },
+    shown,
+  );
+  value.addEventListener("click", (event) =>
+    ctx.filter(field, text, event.altKey || event.shiftKey),
+  );
+  const plus = h(
+    "button",
+    {
+      type: "button",
+      class: "icon-btn icon-btn-sm",
+      "aria-label": `Filter for ${field}:${text}`,
+      title: "Filter for this value",
+    },
+    icon("plus", "icon-sm"),
+  );
+  const minus = h(
+    "button",
+    {
+      type: "button",
+      class: "icon-btn icon-btn-sm",
+      "aria-label": `Exclude ${field}:${text}`,
+      title: "Exclude this value",
+    },
+    icon("minus", "icon-sm"),
+  );
+  plus.addEventListener("click", () => ctx.filter(field, text, false));
+  minus.addEventListener("click", () => ctx.filter(field, text, true));
+  return h(
+    "tr",
+    { dataset: { field } },
+    h("th", { scope: "row" }, label),
+    h("td", {}, value),
+    h("td", { class: "fact" }, plus, minus),
+  );
+}
+
+// JSON.stringify output coloured by token; every piece is a text node.
+function highlightJson(json) {
+  const out = [];
+  const pattern =
+    /("(?:\\.|[^"\\])*")(\s*:)?|\b(-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|true|false|null)\b/g;
+  let last = 0;
+  for (const match of json.matchAll(pattern)) {
+    out.push(json.slice(last, match.index));
+    if (match[1] && match[2]) out.push(h("span", { class: "k" }, match[1]), match[2]);
+    else if (match[1]) out.push(h("span", { class: "s" }, match[1]));
+    else out.push(h("span", { class: "n" }, match[3]));
+    last = match.index + match[0].length;
+  }
+  out.push(json.slice(last));
+  return out;
+}

@@ -1,0 +1,170 @@
+"""Browser fixtures: a real gateway in a subprocess and Debian's chromium driven by Playwright.
+
+The gateway is :func:`tests.gateway.running_gateway` (``astralog init`` + ``astralog serve`` on a
+free loopback port, fast WAL sealing and flushing). The browser is ``/usr/bin/chromium`` through
+Playwright's sync API; Playwright's own browser downloads are never used. The gateway runs as a
+subprocess, so the browser's event loop and the server's never share a thread.
+
+A missing chromium FAILS the tests with the reason; nothing is skipped.
+
+Load it with ``pytest_plugins = ["tests.browser"]``. PYTEST_DONT_REWRITE: test modules import
+helpers from here before pytest registers it as a plugin; its assertions carry their own messages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+
+from tests.gateway import Gateway, running_gateway
+
+CHROMIUM = Path(os.environ.get("ASTRALOG_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "screenshots"
+WIDE = {"width": 1280, "height": 860}
+NARROW = {"width": 390, "height": 844}
+
+
+@dataclass
+class UI:
+    """A gateway plus a browser; ``page()`` opens a signed-in tab in a fresh context."""
+
+    gateway: Gateway
+    browser: Browser
+    errors: list[str] = field(default_factory=list)  # uncaught script errors, any page
+
+    @property
+    def url(self) -> str:
+        return self.gateway.url
+
+    def context(
+        self, viewport: dict[str, int] = WIDE, scheme: str = "light", **options: Any
+    ) -> BrowserContext:
+        context = self.browser.new_context(
+            viewport=viewport,  # type: ignore[arg-type]
+            color_scheme=scheme,  # type: ignore[arg-type]
+            base_url=self.url,
+            permissions=["clipboard-read", "clipboard-write"],
+            **options,
+        )
+        context.set_default_timeout(10_000)
+        return context
+
+    def page(self, path: str = "/", *, signed_in: bool = True, **options: Any) -> Page:
+        page = self.context(**options).new_page()
+        page.on("pageerror", lambda error: self.errors.append(f"{page.url}: {error}"))
+        page.goto(path)
+        if signed_in:
+            sign_in(page, self.gateway.admin_token)
+        return page
+
+    def _post_events(self, key: str, events: list[dict[str, Any]]) -> httpx.Response:
+        return httpx.post(
+            f"{self.url}/v1/ingest",
+            content="\n".join(json.dumps(e) for e in events),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/x-ndjson"},
+            timeout=10,
+        )
+
+    def ingest(self, key: str, events: list[dict[str, Any]]) -> None:
+        response = self._post_events(key, events)
+        assert response.status_code == 200, response.text
+        assert response.json()["accepted"] == len(events), response.text
+
+    def ingest_status(self, key: str, events: list[dict[str, Any]]) -> int:
+        return self._post_events(key, events).status_code
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.gateway.admin_token}"}
+        return httpx.request(method, f"{self.url}{path}", headers=headers, timeout=10, **kwargs)
+
+    def wait_searchable(self, query: str, count: int, timeout: float = 15.0) -> None:
+        """Wait until the search API sees ``count`` events: flushing is asynchronous."""
+        deadline = time.monotonic() + timeout
+        found = -1
+        while time.monotonic() < deadline:
+            body = {"query": query, "start": "now-1h", "end": "now", "limit": 1000}
+            response = self.api("POST", "/v1/search", json=body)
+            assert response.status_code == 200, response.text
+            found = len(response.json()["events"])
+            if found >= count:
+                return
+            time.sleep(0.15)
+        raise AssertionError(f"only {found} of {count} events match {query!r} after {timeout} s")
+
+
+def sign_in(page: Page, token: str) -> None:
+    page.fill("#signin-token", token)
+    page.click("form button[type=submit]")
+    page.wait_for_selector("#topbar:not([hidden])")
+
+
+def shot(page: Page, name: str) -> Path:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path))
+    return path
+
+
+def events_around_now(
+    count: int, *, service: str, level: str, message: str, spread_minutes: float = 10.0
+) -> list[dict[str, Any]]:
+    """``count`` events spread evenly over the last ``spread_minutes``, oldest first."""
+    now = datetime.now(UTC)
+    step = spread_minutes * 60 / max(count, 1)
+    return [
+        {
+            "timestamp": (now - timedelta(seconds=(count - i) * step)).isoformat(),
+            "level": level,
+            "service": service,
+            "host": f"{service}-{i % 2 + 1}",
+            "message": f"{message} #{i}",
+            "status": 500 if level == "error" else 200,
+        }
+        for i in range(count)
+    ]
+
+
+@pytest.fixture(scope="module")
+def playwright_browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"no chromium at {CHROMIUM}: install Debian's `chromium` package (make test does), "
+            "or point ASTRALOG_CHROMIUM at one"
+        )
+    with sync_playwright() as playwright:
+        browser = _launch(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def _launch(playwright: Playwright) -> Browser:
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+@pytest.fixture(scope="module")
+def ui(tmp_path_factory: pytest.TempPathFactory, playwright_browser: Browser) -> Iterator[UI]:
+    with running_gateway(tmp_path_factory.mktemp("ui-gateway")) as gateway:
+        running = UI(gateway, playwright_browser)
+        yield running
+    assert not running.errors, "script errors in the UI:\n" + "\n".join(running.errors)
