@@ -37,6 +37,7 @@ from astralog.connectors.base import (
     validate_id,
     write_parquet,
 )
+from astralog.durable import fsync_dir
 
 __all__ = ["LocalConnector"]
 
@@ -137,7 +138,7 @@ class LocalConnector(Connector):
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return WrittenBatch(
             key=relative, uri=final.as_uri(), bytes=final.stat().st_size, rows=table.num_rows
         )
@@ -259,7 +260,7 @@ def _remove_partition(hour_dir: Path) -> None:
     day_dir = hour_dir.parent
     with contextlib.suppress(OSError):  # other hours of the day still present: keep it
         day_dir.rmdir()
-    _fsync_dir(day_dir if day_dir.exists() else day_dir.parent)
+    fsync_dir(day_dir if day_dir.exists() else day_dir.parent)
 
 
 def _write_durably(path: Path, payload: bytes) -> None:
@@ -267,7 +268,7 @@ def _write_durably(path: Path, payload: bytes) -> None:
         sink.write(payload)
         sink.flush()
         os.fsync(sink.fileno())
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _make_dirs_durable(directory: Path) -> None:
@@ -279,12 +280,4 @@ def _make_dirs_durable(directory: Path) -> None:
         probe = probe.parent
     directory.mkdir(parents=True, exist_ok=True)
     for created in reversed(missing):
-        _fsync_dir(created.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fsync_dir(created.parent)

@@ -42,6 +42,7 @@ from typing import IO
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from astralog.durable import fsync_dir
 from astralog.errors import ConfigError, Unavailable
 from astralog.schema import log_schema
 from astralog.settings import WalSettings
@@ -319,7 +320,7 @@ class WriteAheadLog:
         try:
             writer = ipc.new_stream(sink, self._schema)
             if self.settings.fsync:  # the new name must survive a crash before its data is acked
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
         except BaseException:
             sink.close()
             path.unlink(missing_ok=True)
@@ -366,7 +367,7 @@ class WriteAheadLog:
         sealed = self.directory / f"{segment_id}{SEALED_SUFFIX}"
         os.replace(path, sealed)
         if self.settings.fsync:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         segment = Segment(segment_id, sealed, sealed.stat().st_size, created_ns)
         with self._meta:
             # One step, so pending_tables() never sees the rows in neither place.
@@ -412,7 +413,7 @@ class WriteAheadLog:
         if batches == 0:
             log.warning("dropping WAL segment %s: no complete record batch", segment_id)
             path.unlink()
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
             return
         if good < size:
             log.warning(
@@ -445,7 +446,7 @@ class WriteAheadLog:
         """Delete a flushed segment; the deletion is durable when this returns."""
         segment.path.unlink(missing_ok=True)
         if self.settings.fsync:
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         with self._meta:
             self._sealed.pop(segment.segment_id, None)
 
@@ -569,14 +570,6 @@ def _datasync(fd: int) -> None:
 
 def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
         os.fsync(fd)
     finally:
