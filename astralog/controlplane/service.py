@@ -113,8 +113,11 @@ class ControlPlane:
             raise BadRequest("per-org overrides are only available on the enterprise plan")
         for name, value in overrides.items():
             expected = type(DEFAULT_PLANS["enterprise"][name])
-            if type(value) is not expected or (expected is int and value <= 0):
-                kind = "true or false" if expected is bool else "a positive whole number"
+            # Durations may be fractional; counts and sizes are whole numbers.
+            allowed = (int, float) if name.endswith("_seconds") else (expected,)
+            numeric = expected is not bool and not isinstance(value, bool)
+            if type(value) not in allowed or (numeric and value <= 0):
+                kind = "true or false" if expected is bool else "a positive number"
                 raise BadRequest(f"plan limit {name!r} must be {kind}, got {value!r}")
         with self.store.transaction() as conn:
             self._require_plan(conn, plan)
