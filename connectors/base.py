@@ -37,6 +37,7 @@ __all__ = [
     "Check",
     "Connector",
     "ConnectorError",
+    "Pushdown",
     "WrittenBatch",
     "canonical_rows",
     "floor_hour",
@@ -104,6 +105,16 @@ class BatchKey:
 
 
 @dataclass(frozen=True)
+class Pushdown:
+    """A search filter a destination may evaluate itself: a WHERE fragment and its bound
+    parameters in one SQL dialect (see :func:`astralog.query.compile.compile_where`)."""
+
+    dialect: str
+    where: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class WrittenBatch:
     """What a connector stored: the key relative to its root, a URI engines can open, sizes."""
 
@@ -145,9 +156,14 @@ class Connector(ABC):
     async def probe(self) -> list[Check]:
         """Run the connection check, one :class:`Check` per step, in order."""
 
-    async def read_batches(self, object_keys: Sequence[str]) -> pa.Table:
+    async def read_batches(
+        self, object_keys: Sequence[str], pushdown: Pushdown | None = None
+    ) -> pa.Table:
         """The rows of the batches at ``object_keys`` (keys as :meth:`write_batch` returned
-        them), in the canonical schema; search reads BYOB destinations through this."""
+        them), in the canonical schema; search reads BYOB destinations through this.
+
+        A connector that can evaluate ``pushdown`` (its dialect) may return only the rows it
+        selects; the caller filters again, so ignoring it is always correct."""
         raise NotImplementedError(
             f"{type(self).__name__} cannot read batches back, so what it stores is not "
             "searchable through Astralog; implement read_batches to make it so"

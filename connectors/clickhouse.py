@@ -52,6 +52,7 @@ from astralog.connectors.base import (
     Check,
     Connector,
     ConnectorError,
+    Pushdown,
     WrittenBatch,
     canonical_rows,
     floor_hour,
@@ -319,11 +320,15 @@ class ClickHouseConnector(Connector):
     async def probe(self) -> list[Check]:
         return await asyncio.to_thread(self._probe_sync)
 
-    async def read_batches(self, object_keys: Sequence[str]) -> pa.Table:
+    async def read_batches(
+        self, object_keys: Sequence[str], pushdown: Pushdown | None = None
+    ) -> pa.Table:
         keys = [parse_object_key(k) for k in object_keys]
         if not keys:
             return canonical_rows([], "")
-        return await self._guarded(f"reading {len(keys)} batches", self._read_rows, keys)
+        if pushdown is not None and pushdown.dialect != "clickhouse":
+            pushdown = None
+        return await self._guarded(f"reading {len(keys)} batches", self._read_rows, keys, pushdown)
 
     def is_retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, ConnectorError):
@@ -404,17 +409,22 @@ class ClickHouseConnector(Connector):
         keys = (_batch_key(org_id, str(s), int(h), str(b)) for s, h, b in rows)
         return sorted(object_key(k) for k in keys if k is not None)
 
-    def _read_rows(self, keys: list[BatchKey]) -> pa.Table:
+    def _read_rows(self, keys: list[BatchKey], pushdown: Pushdown | None) -> pa.Table:
         """The rows ``write_batch`` stored for ``keys``: their BatchId names them (OrgId only
-        lets the server skip other tenants' partitions)."""
+        lets the server skip other tenants' partitions); a pushed-down search filter is
+        evaluated by ClickHouse, so only matching rows travel."""
         columns = ", ".join(_quote(name) for name in log_schema().names)
+        where = "OrgId IN {orgs:Array(String)} AND BatchId IN {ids:Array(String)}"
+        params: dict[str, Any] = {
+            "orgs": sorted({k.org_id for k in keys}),
+            "ids": sorted({k.batch_id for k in keys}),
+        }
+        if pushdown is not None:
+            where += f" AND ({pushdown.where})"
+            params |= pushdown.params
         rows = self._client().query_arrow(
-            f"SELECT {columns} FROM {self._table}"
-            " WHERE OrgId IN {orgs:Array(String)} AND BatchId IN {ids:Array(String)}",
-            parameters={
-                "orgs": sorted({k.org_id for k in keys}),
-                "ids": sorted({k.batch_id for k in keys}),
-            },
+            f"SELECT {columns} FROM {self._table} WHERE {where}",
+            parameters=params,
             settings=_READ_SETTINGS,
             use_strings=True,
         )

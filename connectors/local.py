@@ -27,6 +27,7 @@ from astralog.connectors.base import (
     Check,
     Connector,
     ConnectorError,
+    Pushdown,
     WrittenBatch,
     canonical_rows,
     hours_overlap,
@@ -107,7 +108,9 @@ class LocalConnector(Connector):
     async def probe(self) -> list[Check]:
         return await asyncio.to_thread(self._probe_sync)
 
-    async def read_batches(self, object_keys: Sequence[str]) -> pa.Table:
+    async def read_batches(
+        self, object_keys: Sequence[str], pushdown: Pushdown | None = None
+    ) -> pa.Table:
         for key in object_keys:
             parse_object_key(key)  # only keys of our layout: nothing outside the root is read
 

@@ -84,6 +84,7 @@ from astralog.connectors.base import (
     Check,
     Connector,
     ConnectorError,
+    Pushdown,
     WrittenBatch,
     canonical_rows,
     keys_in_range,
@@ -580,7 +581,9 @@ class S3Connector(Connector):
         async with self._client(probe=True) as client:
             return await self._run_probe(client, canary, token_bytes(32))
 
-    async def read_batches(self, object_keys: Sequence[str]) -> pa.Table:
+    async def read_batches(
+        self, object_keys: Sequence[str], pushdown: Pushdown | None = None
+    ) -> pa.Table:
         for key in object_keys:
             parse_object_key(key)  # only keys of our layout, never a caller's arbitrary path
         if not object_keys:

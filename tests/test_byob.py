@@ -705,6 +705,23 @@ def test_clickhouse_end_to_end(
     assert {r[2] for r in rows} == {boot.org["id"]}
 
     assert events.found(client, admin) == list(reversed(events.sent))
+
+    # The query is pushed down: ClickHouse returns only the matching row to the gateway.
+    reads: list[int] = []
+    real_read = ClickHouseConnector.read_batches
+
+    async def counting(self: ClickHouseConnector, keys: Any, pushdown: Any = None) -> Any:
+        table = await real_read(self, keys, pushdown)
+        reads.append(table.num_rows)
+        return table
+
+    monkeypatch.setattr(ClickHouseConnector, "read_batches", counting)
+    wanted = events.sent[3]
+    found = client.post(
+        "/v1/search", json={"query": f"marker:{wanted}", "start": "now-1h"}, headers=admin
+    ).json()["events"]
+    assert [e["attributes"]["marker"] for e in found] == [wanted]
+    assert sum(reads) == 1
     engine.command(f"DROP DATABASE `{database}`")
 
 

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from astralog.catalog import BatchCommitted
-from astralog.connectors.base import Connector, ConnectorError, canonical_rows
+from astralog.connectors.base import Connector, ConnectorError, Pushdown, canonical_rows
 from astralog.errors import AstralogError, BadRequest, NotFound, Unavailable
+from astralog.query.compile import compile_where
 from astralog.query.plan import Plan
 from astralog.runtime import Runtime
 
@@ -88,11 +89,12 @@ async def _fetch(
     deadline: float,
 ) -> list[pa.Table]:
     connector, label = _open(runtime, plan.org_id, destination_id)
+    pushdown = _pushdown(plan)
     tables = []
     try:
         async with asyncio.timeout_at(deadline):
             for chunk in _chunks(batches):
-                table = await connector.read_batches([b.object_key for b in chunk])
+                table = await connector.read_batches([b.object_key for b in chunk], pushdown)
                 budget.take(table.nbytes, label)
                 tables.append(table)
     except TimeoutError:
@@ -148,3 +150,17 @@ def _chunks(batches: Sequence[BatchCommitted]) -> Iterator[list[BatchCommitted]]
         stored += batch.bytes
     if chunk:
         yield chunk
+
+
+def _pushdown(plan: Plan) -> Pushdown:
+    """The search's query and time range for a destination that evaluates SQL (ClickHouse).
+
+    The parameters are prefixed so they cannot collide with the connector's own; DuckDB applies
+    the full filter again to whatever comes back."""
+    where, params = compile_where(plan.node, "clickhouse", param_prefix="q")
+    window = (
+        "toUnixTimestamp64Nano(Timestamp) >= {qstart:Int64} "
+        "AND toUnixTimestamp64Nano(Timestamp) < {qend:Int64}"
+    )
+    params = {**params, "qstart": plan.start_ns, "qend": plan.end_ns}
+    return Pushdown("clickhouse", f"{window} AND ({where})", params)
