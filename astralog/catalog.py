@@ -22,6 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from astralog import sqlite
+
 __all__ = ["BatchCommitted", "Catalog", "OrgUsage"]
 
 _SCHEMA = """
@@ -87,12 +89,8 @@ class Catalog:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn = sqlite.connect(self.path)
         with self._lock:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            # FULL: a commit is on disk before record() returns; the WAL segment is deleted next.
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("PRAGMA busy_timeout=5000")
             self._conn.executescript(_SCHEMA)
 
     def __enter__(self) -> Catalog:
@@ -107,14 +105,8 @@ class Catalog:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with sqlite.transaction(self._conn, self._lock) as conn:
+            yield conn
 
     def record(self, batch: BatchCommitted) -> bool:
         """Append the fact; return False when that object key or batch id was already recorded."""

@@ -13,11 +13,12 @@ import hashlib
 import hmac
 import json
 import secrets
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from astralog import sqlite
 
 SESSION_COOKIE = "astralog_session"
 CSRF_COOKIE = "astralog_csrf"
@@ -41,8 +42,7 @@ def _digest(session_id: str) -> str:
 
 class SessionStore:
     def __init__(self, path: Path, lifetime_seconds: int) -> None:
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn = sqlite.connect(path)
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS sessions (digest TEXT PRIMARY KEY, data TEXT, expires REAL)"
         )

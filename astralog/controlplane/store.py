@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from astralog import sqlite
 from astralog.controlplane.events import Event
 from astralog.errors import Conflict
 
@@ -100,14 +101,7 @@ Projector = Callable[[sqlite3.Connection, Recorded], None]
 
 
 def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
-    if read_only:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("PRAGMA busy_timeout=5000")
+    conn = sqlite.connect(path, read_only=read_only)
     conn.row_factory = sqlite3.Row
     return conn
 
@@ -127,14 +121,8 @@ class EventStore:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One serialised write transaction: read state, decide, append; all or nothing."""
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+        with sqlite.transaction(self._conn, self._lock) as conn:
+            yield conn
 
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from astralog import sqlite
 from astralog.errors import BadRequest
 
 _VALID = re.compile(r"^[\x21-\x7e]{1,255}$")
@@ -33,8 +33,7 @@ def check_key(key: str) -> str:
 class IdempotencyStore:
     def __init__(self, path: Path, window_seconds: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn = sqlite.connect(path)
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS answers (org_id TEXT, source_id TEXT, key TEXT, "
             "status INTEGER, body TEXT, expires REAL, PRIMARY KEY (org_id, source_id, key))"
