@@ -53,6 +53,10 @@ def test_source_and_key_lifecycle(client: TestClient, admin: dict[str, str]) -> 
     assert issued["key"].startswith(f"alk_{issued['info']['id']}_")
     listing = client.get(f"/v1/sources/{sid}/keys", headers=admin).json()
     assert [k["state"] for k in listing] == ["active"]
+    assert listing[0]["last_used_at"] is None
+    client.post("/v1/ingest", json={"message": "x"}, headers=bearer(issued["key"]))
+    used = client.get(f"/v1/sources/{sid}/keys", headers=admin).json()[0]["last_used_at"]
+    assert used is not None and used[:4].isdigit()
     assert issued["key"] not in json.dumps(listing)
 
     rotated = client.post(

@@ -38,6 +38,7 @@ async def _checkpoints(runtime: Runtime) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
+            await asyncio.to_thread(runtime.control.record_usage)
             await asyncio.to_thread(runtime.signer.checkpoint, runtime.control.store)
         except Exception:
             log.exception("signing a checkpoint failed")
@@ -62,6 +63,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await runtime.close_data_plane()
+            runtime.control.record_usage()
             runtime.signer.checkpoint(runtime.control.store)
 
     app = FastAPI(

@@ -66,6 +66,10 @@ class ControlPlane:
         self._pepper = pepper
         self._cache_seconds = cache_seconds
         self._cache: dict[str, _CacheEntry] = {}
+        self._used: dict[str, float] = {}
+        self.store.conn.execute(
+            "CREATE TABLE IF NOT EXISTS credential_usage (id TEXT PRIMARY KEY, last_used REAL)"
+        )
         self._cache_lock = threading.Lock()
 
     # ---- bootstrap and plans -------------------------------------------------------------
@@ -287,12 +291,28 @@ class ControlPlane:
 
     def keys(self, org_id: str, source_id: str) -> list[dict[str, Any]]:
         self.source(org_id, source_id)
+        self.record_usage()
         with self.store.reading() as conn:
             rows = conn.execute(
-                "SELECT * FROM ingest_keys WHERE org_id = ? AND source_id = ? ORDER BY created_at",
+                "SELECT k.*, u.last_used FROM ingest_keys k "
+                "LEFT JOIN credential_usage u ON u.id = k.id "
+                "WHERE k.org_id = ? AND k.source_id = ? ORDER BY k.created_at",
                 (org_id, source_id),
             ).fetchall()
         return [_key_view(dict(r)) for r in rows]
+
+    def record_usage(self) -> int:
+        """Store when credentials were last used (operational data, not an event)."""
+        used, self._used = self._used, {}
+        items = list(used.items())  # one C-level copy: a late writer cannot break the loop
+        if items:
+            with self.store.transaction() as conn:
+                conn.executemany(
+                    "INSERT INTO credential_usage (id, last_used) VALUES (?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET last_used = max(last_used, excluded.last_used)",
+                    items,
+                )
+        return len(items)
 
     def key(self, org_id: str, key_id: str) -> dict[str, Any]:
         with self.store.reading() as conn:
@@ -363,6 +383,7 @@ class ControlPlane:
             raise Unauthenticated(entry.refusal)
         if entry.valid_until is not None and entry.valid_until <= now():
             raise Unauthenticated("this credential has expired or was rotated; use its replacement")
+        self._used[cred.key_id] = time.time()  # a dict write on the hot path; stored in batches
         return entry.principal
 
     def token_principal(self, token_id: str) -> Principal:
@@ -438,7 +459,9 @@ def key_state(row: dict[str, Any], at: datetime | None = None) -> str:
 
 
 def _key_view(row: dict[str, Any]) -> dict[str, Any]:
-    view = {k: v for k, v in row.items() if k != "digest"}
+    view = {k: v for k, v in row.items() if k not in ("digest", "last_used")}
+    last_used = row.get("last_used")
+    view["last_used_at"] = datetime.fromtimestamp(last_used, UTC).isoformat() if last_used else None
     view["state"] = key_state(row)
     view["prefix"] = f"alk_{row['id']}_"
     return view
