@@ -54,6 +54,7 @@ from astralog.ingest.normalise import (
     schema_keeping_time_text,
     severity_of_text,
     table_from_objects,
+    type_depth,
     well_known_fields,
     workers,
 )
@@ -87,7 +88,11 @@ def _parsed(
 
 
 def _loads(text: str | bytes) -> Any:
-    return json.loads(text, parse_constant=_refuse_constant)
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        # Far deeper than ASTRALOG_INGEST__MAX_DEPTH allows: refuse it like any invalid JSON.
+        raise ValueError("nested too deeply to parse") from None
 
 
 def _refuse_constant(name: str) -> Any:
@@ -408,6 +413,9 @@ class _NdjsonReader:
                 table = _read_json(data, block, pj.ParseOptions(explicit_schema=schema))
         except pa.ArrowInvalid:
             return None
+        limit = self.ctx.limits.max_depth
+        if any(type_depth(f.type, limit + 1) > limit for f in table.schema):
+            return None  # a too-deep event: find it line by line, like a malformed one
         return table
 
     def _read(self, lo: int, hi: int, *, refused: bool = False) -> None:

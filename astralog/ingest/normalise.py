@@ -554,18 +554,21 @@ def _nonempty(values: pa.Array) -> np.ndarray:
     return _mask(pc.greater(pc.binary_length(values), 0))
 
 
-def _type_depth(kind: pa.DataType) -> int:
+def type_depth(kind: pa.DataType, cap: int = 200) -> int:
+    """Nesting depth of a type, counted up to ``cap`` (anything deeper is refused anyway)."""
+    if cap <= 0:
+        return 0
     if pa.types.is_struct(kind):
-        return 1 + max((_type_depth(f.type) for f in kind), default=0)
+        return 1 + max((type_depth(f.type, cap - 1) for f in kind), default=0)
     if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
-        return 1 + _type_depth(kind.value_type)
+        return 1 + type_depth(kind.value_type, cap - 1)
     return 0
 
 
 def _check_depth(fields: _Fields, limits: IngestSettings, problems: dict[int, Problem]) -> None:
     # The schema bounds every event: only a too-deep column can hold a too-deep event.
     for leaf in fields.leaves.values():
-        depth = 1 + leaf.depth + _type_depth(leaf.values.type)
+        depth = 1 + leaf.depth + type_depth(leaf.values.type)
         if depth <= limits.max_depth:
             continue
         for row in np.flatnonzero(fields.valid(leaf.name)):
@@ -654,10 +657,18 @@ def _pick_timestamp(fields: _Fields, problems: dict[int, Problem]) -> np.ndarray
         ns, ok = epoch_ns(values)
         timestamp[take & ok] = ns[take & ok]
         for row in np.flatnonzero(take & ~ok):
-            problems.setdefault(int(row), _bad_timestamp(name, values[int(row)].as_py()))
+            problems.setdefault(int(row), _bad_timestamp(name, _shown(values[int(row)])))
         fields.consume(name, take)
         decided |= take
     return timestamp
+
+
+def _shown(scalar: pa.Scalar) -> Any:
+    """The offending value for the message; a timestamp Python cannot hold is shown as text."""
+    try:
+        return scalar.as_py()
+    except (OverflowError, ValueError):
+        return "a date outside the years 1678 to 2261"
 
 
 def _bad_timestamp(name: str, value: Any) -> Problem:
@@ -796,14 +807,19 @@ def _leaf_types(schema: Iterable[pa.Field], prefix: str) -> Iterator[tuple[str, 
             yield f"{prefix}{f.name}", f.type
 
 
-def _has_timestamp(kind: pa.DataType) -> bool:
+def _has_timestamp(kind: pa.DataType, depth: int = 0) -> bool:
+    if depth > _TYPE_DEPTH_CAP:  # far past any depth limit: those events are refused anyway
+        return False
     if pa.types.is_timestamp(kind):
         return True
     if pa.types.is_struct(kind):
-        return any(_has_timestamp(f.type) for f in kind)
+        return any(_has_timestamp(f.type, depth + 1) for f in kind)
     if pa.types.is_list(kind):
-        return _has_timestamp(kind.value_type)
+        return _has_timestamp(kind.value_type, depth + 1)
     return False
+
+
+_TYPE_DEPTH_CAP = 200
 
 
 def _timestamps_as_text(kind: pa.DataType) -> pa.DataType:

@@ -17,8 +17,18 @@ _UNITS_NS = {
 _RELATIVE = re.compile(r"^now(?:\s*-\s*(\d{1,7})\s*([smhdw]))?(?:/([smhd]))?$")
 
 
+MAX_NS = 2**63 - 1  # what a 64-bit nanosecond timestamp holds (until 2262)
+
+
 def parse_instant(text: str | int | float, now_ns: int, field: str) -> int:
     """An instant in ns since the epoch from relative, ISO 8601 or epoch-millisecond input."""
+    ns = _parse_instant(text, now_ns, field)
+    if not 0 <= ns <= MAX_NS:
+        raise BadRequest(f"{field} is outside the years 1970 to 2262 that events can have")
+    return ns
+
+
+def _parse_instant(text: str | int | float, now_ns: int, field: str) -> int:
     if isinstance(text, int | float) and not isinstance(text, bool):
         return int(text * 1_000_000)  # epoch milliseconds, as JavaScript's Date.now()
     value = str(text).strip()
@@ -27,7 +37,7 @@ def parse_instant(text: str | int | float, now_ns: int, field: str) -> int:
         amount, unit, round_to = match.groups()
         ns = now_ns - (int(amount) * _UNITS_NS[unit] if amount else 0)
         return ns - ns % _UNITS_NS[round_to] if round_to else ns
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return int(value) * 1_000_000
     try:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
