@@ -25,7 +25,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import clickhouse_connect
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -639,18 +638,6 @@ def test_an_unreadable_destination_is_named(
 
 
 # -- ClickHouse, on the real engine in process ------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def chdb_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Client]]:
-    path = tmp_path_factory.mktemp("byob-chdb")
-    dsn = f"chdb://{path}"
-    try:
-        admin_client = clickhouse_connect.get_client(dsn=dsn)
-    except Exception as exc:
-        pytest.fail(f"chDB could not start at {path}: {type(exc).__name__}: {exc}", pytrace=False)
-    yield dsn, admin_client
-    admin_client.close()
 
 
 def test_clickhouse_end_to_end(

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-import clickhouse_connect
 import pyarrow as pa
 import pytest
 import urllib3
@@ -31,16 +30,9 @@ _KEY = re.compile(r"org=(?P<org>[^/]+)/source=(?P<source>[^/]+)/.*/(?P<batch>[^/
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Client]]:
-    """The chDB DSN of this module and a plain client to read back what connectors stored."""
-    path = tmp_path_factory.mktemp("chdb")
-    dsn = f"chdb://{path}"
-    try:
-        admin = clickhouse_connect.get_client(dsn=dsn)
-    except Exception as exc:
-        pytest.fail(f"chDB could not start at {path}: {type(exc).__name__}: {exc}", pytrace=False)
-    yield dsn, admin
-    admin.close()
+def engine(chdb_engine: tuple[str, Client]) -> tuple[str, Client]:
+    """This module's chDB (see conftest.chdb_engine)."""
+    return chdb_engine
 
 
 @pytest.fixture
