@@ -2,6 +2,10 @@
 
 Management commands act directly on the local control plane (as the operator of this machine) and
 are recorded in the event log with the actor ``cli:<user>``.
+
+Bad input is one line on stderr and exit status 2, never a traceback. The heavy modules (the
+runtime, pyarrow, boto, DuckDB) are imported by the commands that need them, so ``--help`` and
+argument errors answer at once.
 """
 
 from __future__ import annotations
@@ -9,22 +13,31 @@ from __future__ import annotations
 import argparse
 import getpass
 import json
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from astralog.controlplane.audit import load_public_key, verify
-from astralog.controlplane.store import Actor
-from astralog.errors import AstralogError, NotFound
+from astralog.errors import AstralogError, BadRequest, NotFound
 from astralog.principal import SCOPES
-from astralog.runtime import Bootstrap, Runtime
-from astralog.settings import Settings, load_settings
 
-Handler = Callable[[argparse.Namespace, Settings], int]
+if TYPE_CHECKING:
+    from astralog.controlplane.store import Actor
+    from astralog.runtime import Bootstrap, Runtime
+    from astralog.settings import Settings
+
+Handler = Callable[[argparse.Namespace, "Settings"], int]
+
+
+class UsageError(BadRequest):
+    """A command was called without what it needs, or with something unreadable."""
 
 
 def _actor() -> Actor:
+    from astralog.controlplane.store import Actor
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -32,15 +45,63 @@ def _actor() -> Actor:
     return Actor(f"cli:{user}", "local")
 
 
+def _runtime(settings: Settings) -> Runtime:
+    from astralog.runtime import Runtime
+
+    return Runtime(settings)
+
+
 def _print(data: Any) -> None:
     print(json.dumps(data, indent=2, default=str))
 
 
-def _org_id(runtime: Runtime, org: str) -> str:
+def _need(args: argparse.Namespace, *flags: str) -> None:
+    """Refuse an action whose flags (e.g. ``--key-id``) were not given."""
+    missing = [f for f in flags if not getattr(args, f.lstrip("-").replace("-", "_"))]
+    if missing:
+        raise UsageError(f"`astralog {args.command} {args.action}` needs {' and '.join(missing)}")
+
+
+def _json(text: str | None, flag: str) -> dict[str, Any]:
+    """A JSON object given on the command line; {} when the flag was left out."""
+    try:
+        value = json.loads(text) if text else {}
+    except ValueError as exc:
+        raise UsageError(f"{flag} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f'{flag} must be a JSON object, like {{"key": "value"}}')
+    return value
+
+
+def _read(path: str, flag: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {flag} {path}: {exc.strerror or exc}") from None
+
+
+def _text(path: str | None, flag: str) -> str | None:
+    return _read(path, flag).decode(errors="replace") if path else None
+
+
+def _org_id(runtime: Runtime, org: str | None) -> str:
+    if not org:
+        raise UsageError("this command needs --org (an org id or name; `astralog orgs list`)")
     for row in runtime.control.orgs():
         if org in (row["id"], row["name"]):
             return str(row["id"])
     raise NotFound(f"no org with id or name {org!r}; `astralog orgs list` shows them")
+
+
+def _source_id(runtime: Runtime, org_id: str, source: str) -> str:
+    """A source of this org by id or name (another org's source is not found)."""
+    for row in runtime.control.sources(org_id):
+        if source in (row["id"], row["name"]):
+            return str(row["id"])
+    raise NotFound(
+        f"no source with id or name {source!r} in this org; "
+        "`astralog sources list --org ORG` shows them"
+    )
 
 
 def banner(settings: Settings, boot: Bootstrap) -> str:
@@ -80,7 +141,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(
             update={"server": settings.server.model_copy(update=updates)}
         )
-    runtime = Runtime(settings)
+    runtime = _runtime(settings)
     boot = runtime.bootstrap()
     if boot is not None:
         print(banner(settings, boot), flush=True)
@@ -100,7 +161,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = Runtime(settings)
+    runtime = _runtime(settings)
     boot = runtime.bootstrap()
     if boot is None:
         print(f"already initialised: {settings.path(settings.control.database)}", file=sys.stderr)
@@ -110,11 +171,12 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_orgs(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = Runtime(settings)
+    runtime = _runtime(settings)
     if args.action == "create":
+        _need(args, "--name")
         _print(runtime.control.create_org(args.name, args.plan, _actor()))
     elif args.action == "set-plan":
-        overrides = json.loads(args.overrides) if args.overrides else {}
+        overrides = _json(args.overrides, "--overrides")
         _print(runtime.control.set_plan(_org_id(runtime, args.org), args.plan, overrides, _actor()))
     else:
         _print(runtime.control.orgs())
@@ -122,25 +184,32 @@ def cmd_orgs(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = Runtime(settings)
+    runtime = _runtime(settings)
     org_id = _org_id(runtime, args.org)
     if args.action == "create":
+        _need(args, "--name")
         _print(runtime.control.create_source(org_id, args.name, args.description, _actor()))
     else:
         _print(runtime.control.sources(org_id))
     return 0
 
 
+KEY_FLAGS = {"issue": ("--source",), "rotate": ("--key-id",), "revoke": ("--key-id",)}
+
+
 def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = Runtime(settings)
+    runtime = _runtime(settings)
     control, org_id = runtime.control, _org_id(runtime, args.org)
+    _need(args, *KEY_FLAGS.get(args.action, ()))
+    source_id = _source_id(runtime, org_id, args.source) if args.source else None
     if args.action == "list":
-        _print(control.keys(org_id, args.source))
+        sources = [source_id] if source_id else [s["id"] for s in control.sources(org_id)]
+        _print([key for sid in sources for key in control.keys(org_id, sid)])
     elif args.action == "revoke":
         _print(control.revoke_key(org_id, args.key_id, _actor()))
     else:
         issued = (
-            control.issue_key(org_id, args.source, _actor())
+            control.issue_key(org_id, str(source_id), _actor())
             if args.action == "issue"
             else control.rotate_key(org_id, args.key_id, args.grace_minutes, _actor())
         )
@@ -150,9 +219,10 @@ def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_tokens(args: argparse.Namespace, settings: Settings) -> int:
-    runtime = Runtime(settings)
+    runtime = _runtime(settings)
     org_id = None if args.operator else _org_id(runtime, args.org)
     if args.action == "revoke":
+        _need(args, "--token-id")
         _print(runtime.control.revoke_token(org_id, args.token_id, _actor()))
         return 0
     issued = runtime.control.issue_token(org_id, args.name, args.scope or [], _actor())
@@ -162,17 +232,17 @@ def cmd_tokens(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
-    database = args.database or settings.path(settings.control.database)
+    database = Path(args.database or settings.path(settings.control.database))
     if args.action == "verify":
         if args.public_key:
-            pem = Path(args.public_key).read_bytes()
+            pem = _read(args.public_key, "--public-key")
         else:
-            pem = Runtime(settings).signer.public_pem()
-        report = verify(Path(database), load_public_key(pem))
+            pem = _runtime(settings).signer.public_pem()
+        report = _verify(database, pem, args.public_key)
         _print(vars(report))
         print("chain OK" if report.ok else f"TAMPERED: {report.problems[0]}", file=sys.stderr)
         return 0 if report.ok else 1
-    runtime = Runtime(settings)
+    runtime = _runtime(settings)
     if args.action == "public-key":
         sys.stdout.write(runtime.signer.public_pem().decode())
     else:
@@ -181,18 +251,38 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _verify(database: Path, pem: bytes, key_file: str | None) -> Any:
+    import sqlite3
+
+    from astralog.controlplane.audit import load_public_key, verify
+
+    try:
+        public_key = load_public_key(pem)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"--public-key {key_file} is not an Ed25519 public key: {exc}") from None
+    if not database.is_file():
+        raise UsageError(f"no audit database at {database}; name one with --database")
+    try:
+        return verify(database, public_key)
+    except sqlite3.DatabaseError as exc:
+        raise UsageError(f"{database} is not a readable Astralog database: {exc}") from None
+
+
 def cmd_connectors(args: argparse.Namespace, settings: Settings) -> int:
     import asyncio
 
     from astralog import byob
 
-    runtime = Runtime(settings)
+    runtime = _runtime(settings)
     destinations, org_id = runtime.destinations, _org_id(runtime, args.org)
+    if args.action not in ("list", "create", "deactivate"):
+        _need(args, "--connector-id")
     if args.action == "list":
         _print(destinations.list(org_id))
     elif args.action == "create":
-        config = json.loads(args.config or "{}")
-        secrets = json.loads(Path(args.secrets_file).read_text()) if args.secrets_file else {}
+        _need(args, "--name", "--kind")
+        config = _json(args.config, "--config")
+        secrets = _json(_text(args.secrets_file, "--secrets-file"), "--secrets-file")
         _print(destinations.create(org_id, args.name, args.kind, config, secrets, _actor()))
     elif args.action == "test":
         view = destinations.get(org_id, args.connector_id)
@@ -218,7 +308,7 @@ def cmd_connectors(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_rotate_master(args: argparse.Namespace, settings: Settings) -> int:
-    count = Runtime(settings).destinations.rewrap_all(_actor())
+    count = _runtime(settings).destinations.rewrap_all(_actor())
     print(
         f"re-wrapped the data keys of {count} connectors under {settings.storage.active_master_key}"
     )
@@ -226,7 +316,7 @@ def cmd_rotate_master(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
-    count = Runtime(settings).control.rebuild()
+    count = _runtime(settings).control.rebuild()
     print(f"rebuilt projections from {count} events")
     return 0
 
@@ -274,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("keys", help="issue, list, rotate or revoke a source's ingest keys")
     p.add_argument("action", choices=["list", "issue", "rotate", "revoke"])
     p.add_argument("--org", required=True, help="org id or name")
-    p.add_argument("--source", help="source id (list, issue)")
+    p.add_argument("--source", help="source id or name (issue; list: all sources if left out)")
     p.add_argument("--key-id", help="key id (rotate, revoke)")
     p.add_argument(
         "--grace-minutes",
@@ -326,12 +416,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_gone() -> int:
+    """The reader of our output left (``| head``): stop quietly, with the status a process killed
+    by SIGPIPE has, as cat and grep do."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail again
+    return 128 + signal.SIGPIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        settings = load_settings()
+        from astralog.settings import load_settings
+
         handler: Handler = args.handler
-        return handler(args, settings)
+        code = handler(args, load_settings())
+        sys.stdout.flush()  # a reader that left shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _stdout_gone()
     except AstralogError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
         return 2
