@@ -147,7 +147,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         print(banner(settings, boot), flush=True)
     else:
         print(f"Astralog on {settings.server.url()} (data in {settings.data_dir})", flush=True)
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     app = create_app(settings, runtime)
     uvicorn.run(
         app,

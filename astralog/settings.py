@@ -163,7 +163,12 @@ class Settings(BaseSettings):
     )
     data_dir: Path = Field(Path(".astralog"), description="Where all local state lives.")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="Level of the service's own JSON logs."
+        "INFO", description="Level of the service's own logs."
+    )
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto",
+        description="Console log lines: JSON, readable text, or auto (text on a terminal, "
+        "JSON otherwise).",
     )
     server: ServerSettings = Field(default_factory=ServerSettings)  # type: ignore[arg-type]
     control: ControlPlaneSettings = Field(default_factory=ControlPlaneSettings)  # type: ignore[arg-type]
