@@ -324,7 +324,7 @@ def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     from astralog.configdoc import render
 
-    print(render())
+    sys.stdout.write(render())  # exactly docs/configuration.md
     return 0
 
 
