@@ -8,13 +8,14 @@ const HISTORY_MAX = 20;
 
 const EXAMPLES = [
   ["level:error", "a field has a value"],
-  ['"connection reset"', "a phrase anywhere in the message"],
+  ['"upstream timeout"', "a phrase anywhere in the message"],
   ["timeout", "a word anywhere in the message"],
   ["-health", "exclude a word (or -field:value)"],
-  ["status>=500", "compare: > >= < <="],
+  ["http.status>=500", "compare: > >= < <="],
+  ["http.status:[500 TO 599]", "a range, bounds included"],
   ["service:(api OR web)", "any of several values"],
   ["host:web-*", "wildcards * and ?"],
-  ["_exists_:trace_id", "the field is present"],
+  ["_exists_:http.status", "the field is present"],
   ["level:error AND NOT service:db", "AND, OR, NOT, parentheses"],
 ];
 
