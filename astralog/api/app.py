@@ -12,10 +12,11 @@ from fastapi import FastAPI
 
 from astralog import __version__, retention
 from astralog.api import problems
-from astralog.api.middleware import AccessLog, BodyLimit
+from astralog.api.middleware import AccessLog, BodyLimit, SecurityHeaders
 from astralog.api.routes import (
     audit,
     connectors,
+    docs,
     elasticsearch,
     health,
     ingest,
@@ -71,17 +72,20 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         version=__version__,
         summary="Event-sourced log analytics with bring-your-own storage.",
         lifespan=lifespan,
+        docs_url=None,  # /docs is ours: Swagger UI from a package, under the UI's CSP
+        redoc_url=None,
     )
     app.state.runtime = runtime
     problems.install(app)
     for module in (
         health, ingest, elasticsearch, session, orgs, sources, tokens, connectors, audit, search,
-        ui,
+        docs, ui,
     ):  # fmt: skip
         app.include_router(module.router)
     app.add_middleware(
         BodyLimit, default_limit=ADMIN_BODY_LIMIT, ingest_limit=settings.ingest.max_body_bytes
     )
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(AccessLog)
     return app
 

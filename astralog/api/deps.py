@@ -8,10 +8,11 @@ from __future__ import annotations
 import base64
 import binascii
 import ipaddress
-from collections.abc import Callable
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 
 from astralog.api.sessions import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
 from astralog.controlplane.service import ControlPlane
@@ -85,22 +86,41 @@ def _session_principal(request: Request, runtime: Runtime, session_id: str) -> P
 
 
 def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
-    """From the Authorization header, or else from the browser's session cookie."""
+    """From the Authorization header, or else from the browser's session cookie.
+
+    Once per request: the gate (:func:`gate_for`) may have authenticated it already.
+    """
+    cached: Principal | None = getattr(request.state, "principal", None)
+    if cached is not None:
+        return cached
     session_id = request.cookies.get(SESSION_COOKIE)
     if "authorization" not in request.headers and session_id:
         principal = _session_principal(request, runtime, session_id)
     else:
         principal = runtime.control.authenticate(presented_secret(request))
     request.state.principal_id = principal.id
+    request.state.principal = principal
     return principal
 
 
+_Check = TypeVar("_Check", bound=Callable[..., object])
+_CHECK_MARK = "astralog_principal_check"
+
+
+def _principal_check(check: _Check) -> _Check:
+    """Mark a dependency that only judges the principal, so the gate can run it early."""
+    setattr(check, _CHECK_MARK, True)
+    return check
+
+
+@_principal_check
 def management_principal(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
     if principal.kind == "ingest":
         raise Forbidden("an ingest key can only send events; use a management token here")
     return principal
 
 
+@_principal_check
 def ingest_principal(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
     if principal.kind != "ingest":
         raise Forbidden("only a source's ingest key can send events; this is a management token")
@@ -127,6 +147,7 @@ ClientDep = Annotated[str, Depends(client_address)]
 def scoped(scope: str) -> Callable[[Principal], str]:
     """Dependency: the caller's org id, after checking a management token with ``scope``."""
 
+    @_principal_check
     def org_id(principal: ManagementDep) -> str:
         if principal.kind != "management" or principal.org_id is None:
             raise Forbidden("this endpoint acts on one org: use a management token of that org")
@@ -141,3 +162,50 @@ def actor(principal: Annotated[Principal, Depends(authenticate)], client: Client
 
 
 ActorDep = Annotated[Actor, Depends(actor)]
+
+
+# ---- the gate: who may learn anything about a route ----------------------------------------
+
+Gate = Callable[[Request, Runtime], None]
+
+
+def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
+    for sub in dependant.dependencies:
+        if sub.call is not None:
+            yield sub.call
+        yield from _calls(sub)
+
+
+def gate_for(route: object) -> Gate | None:
+    """The checks a caller must pass before a route tells it anything, even that a body is bad.
+
+    FastAPI parses a JSON body and answers 405 before any dependency runs, so these errors
+    would reach callers the route's own dependencies refuse. The problem handlers run this
+    first: an operator route then looks absent, others answer 401/403.
+    """
+    dependant = getattr(route, "dependant", None)
+    if not isinstance(dependant, Dependant):
+        return None
+    calls = list(_calls(dependant))
+    if operator_principal in calls:
+        return lambda request, runtime: _discard(operator_principal(request, runtime))
+    if authenticate not in calls:
+        return None
+    checks = [call for call in calls if getattr(call, _CHECK_MARK, False)]
+
+    def gate(request: Request, runtime: Runtime) -> None:
+        principal = authenticate(request, runtime)
+        for check in checks:
+            check(principal)
+
+    return gate
+
+
+def hides_itself(route: object) -> bool:
+    """Operator routes: to anyone else, every answer is the 404 of a missing path."""
+    dependant = getattr(route, "dependant", None)
+    return isinstance(dependant, Dependant) and operator_principal in _calls(dependant)
+
+
+def _discard(_: object) -> None:
+    return None

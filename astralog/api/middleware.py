@@ -1,9 +1,10 @@
-"""ASGI middleware: a request body ceiling and one structured access-log line per request."""
+"""ASGI middleware: security headers, a request body ceiling, one access-log line per request."""
 
 from __future__ import annotations
 
 import logging
 import time
+from typing import Final
 
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -11,6 +12,84 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("astralog.access")
 PROBLEM_BASE = "https://astralog.dev/problems/"
+
+# HTML pages (the UI, /docs): only our own scripts, styles and connections; no framing.
+HTML_CSP: Final = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+# Anything else (JSON, NDJSON, metrics, assets): a browser that renders it may run nothing.
+OTHER_CSP: Final = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+_ALWAYS: Final = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+)
+# The ingest routes, as path segments ("*" is any one segment): only these take large bodies.
+_ES_SHAPES: Final = (
+    ("_bulk",),
+    ("*", "_bulk"),
+    ("*", "_doc"),
+    ("*", "_doc", "*"),
+    ("*", "_create", "*"),
+)
+_INGEST_SHAPES: Final = (
+    ("v1", "ingest"),
+    ("v1", "logs"),
+    ("loki", "api", "v1", "push"),
+    *_ES_SHAPES,  # Elasticsearch at the root, where rsyslog and others address it
+    *(("v1", "es", *shape) for shape in _ES_SHAPES),
+)
+
+
+def _segments_match(segments: list[str], shape: tuple[str, ...]) -> bool:
+    if len(segments) != len(shape):
+        return False
+    return all(s == want or (want == "*" and s) for s, want in zip(segments, shape, strict=True))
+
+
+def is_ingest_path(path: str) -> bool:
+    """Whether ``path`` is the shape of an ingest route; a lookalike ('/v1/x_bulk') is not."""
+    segments = path.split("/")[1:]
+    return any(_segments_match(segments, shape) for shape in _INGEST_SHAPES)
+
+
+class SecurityHeaders:
+    """Give every response the security headers a route did not set itself."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def add_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = _with_security_headers(list(message.get("headers", [])))
+            await send(message)
+
+        await self.app(scope, receive, add_headers)
+
+
+def _with_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    present = {name.lower() for name, _ in headers}
+    content_type = next((v for n, v in headers if n.lower() == b"content-type"), b"")
+    csp = HTML_CSP if content_type.startswith(b"text/html") else OTHER_CSP
+    wanted = (*_ALWAYS, (b"content-security-policy", csp.encode()))
+    return headers + [(name, value) for name, value in wanted if name not in present]
 
 
 class BodyLimit:
@@ -22,10 +101,7 @@ class BodyLimit:
         self.ingest_limit = ingest_limit
 
     def limit_for(self, path: str) -> int:
-        ingest = ("/v1/ingest", "/v1/logs", "/v1/es", "/loki/", "/_bulk")
-        return (
-            self.ingest_limit if path.startswith(ingest) or "_bulk" in path else self.default_limit
-        )
+        return self.ingest_limit if is_ingest_path(path) else self.default_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

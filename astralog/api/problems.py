@@ -8,8 +8,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from astralog.api.deps import gate_for
 from astralog.api.middleware import PROBLEM_BASE
 from astralog.errors import AstralogError
 
@@ -57,8 +59,28 @@ async def _astralog_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _gate(request: Request) -> JSONResponse | None:
+    """Before telling a caller how its request is wrong, check it may know the route at all.
+
+    A route's dependencies authenticate, but FastAPI answers a malformed body (422) or an
+    undefined method (405) before they run. This runs them first: the caller gets 401/403, and
+    an operator route answers anyone else with the 404 of a path that does not exist.
+    """
+    gate = gate_for(request.scope.get("route"))
+    if gate is None:
+        return None
+    try:
+        await run_in_threadpool(gate, request, request.app.state.runtime)
+    except AstralogError as exc:
+        return await _astralog_error(request, exc)
+    return None
+
+
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    refused = await _gate(request)
+    if refused is not None:
+        return refused
     errors = [
         {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
         for err in exc.errors()
@@ -69,6 +91,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if 400 <= exc.status_code < 500 and exc.status_code != 413:  # 413: same for every path
+        refused = await _gate(request)
+        if refused is not None:
+            return refused
     title = _TITLES.get(exc.status_code, "Error")
     detail = exc.detail if isinstance(exc.detail, str) else title
     return problem(

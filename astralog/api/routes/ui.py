@@ -19,6 +19,7 @@ from typing import Final
 
 from fastapi import APIRouter, Request, Response
 
+from astralog.api.middleware import HTML_CSP
 from astralog.errors import NotFound
 
 router = APIRouter(include_in_schema=False)
@@ -40,20 +41,7 @@ _NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _VERSION: Final = re.compile(r"^[0-9a-f]{12}$")
 _VERSION_MARK: Final = "__V__"
 
-CSP: Final = "; ".join(
-    [
-        "default-src 'self'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self' data:",
-        "connect-src 'self'",
-        "font-src 'self'",
-        "object-src 'none'",
-        "base-uri 'none'",
-        "form-action 'self'",
-        "frame-ancestors 'none'",
-    ]
-)
+CSP: Final = HTML_CSP  # the same policy as /docs, from the one place that defines it
 SECURITY_HEADERS: Final = {
     "Content-Security-Policy": CSP,
     "X-Content-Type-Options": "nosniff",
