@@ -232,16 +232,8 @@ def cmd_tokens(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
-    database = Path(args.database or settings.path(settings.control.database))
     if args.action == "verify":
-        if args.public_key:
-            pem = _read(args.public_key, "--public-key")
-        else:
-            pem = _runtime(settings).signer.public_pem()
-        report = _verify(database, pem, args.public_key)
-        _print(vars(report))
-        print("chain OK" if report.ok else f"TAMPERED: {report.problems[0]}", file=sys.stderr)
-        return 0 if report.ok else 1
+        return _verify(args, settings)
     runtime = _runtime(settings)
     if args.action == "public-key":
         sys.stdout.write(runtime.signer.public_pem().decode())
@@ -251,21 +243,149 @@ def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _verify(database: Path, pem: bytes, key_file: str | None) -> Any:
-    import sqlite3
+# `audit verify` exit statuses: 0 intact, 1 tampered, 3 unproven (no checkpoint at all, or with
+# --strict any warning: a stale last signature, no copies outside the database checked).
+UNPROVEN = 3
 
-    from astralog.controlplane.audit import load_public_key, verify
 
+def _verify(args: argparse.Namespace, settings: Settings) -> int:
+    from astralog.controlplane.audit import load_public_key
+
+    if args.public_key:
+        pem = _read(args.public_key, "--public-key")
+    else:
+        pem = _runtime(settings).signer.public_pem()
     try:
         public_key = load_public_key(pem)
     except (ValueError, TypeError) as exc:
-        raise UsageError(f"--public-key {key_file} is not an Ed25519 public key: {exc}") from None
+        raise UsageError(
+            f"--public-key {args.public_key} is not an Ed25519 public key: {exc}"
+        ) from None
+    report = (
+        _verify_export(args, public_key)
+        if args.export
+        else _verify_database(args, settings, public_key)
+    )
+    _print(report.as_dict())
+    for warning in report.warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    if report.verdict == "tampered":
+        print(f"TAMPERED: {report.problems[0]}", file=sys.stderr)
+        return 1
+    signed = report.proven_at or "at an unsigned time"
+    proven = f"proven up to record {report.proven_seq} (signed {signed})"
+    if report.verdict == "unproven" or (args.strict and report.warnings):
+        print(f"UNPROVEN: chain intact but not proven; {proven}", file=sys.stderr)
+        return UNPROVEN
+    print(f"chain OK: {report.records} records, {proven}", file=sys.stderr)
+    return 0
+
+
+def _verify_export(args: argparse.Namespace, public_key: Any) -> Any:
+    from astralog.controlplane.audit_export import verify_export
+
+    text = _read(args.export, "--export").decode("utf-8", errors="replace")
+    return verify_export(text.splitlines(), public_key)
+
+
+def _verify_database(args: argparse.Namespace, settings: Settings, public_key: Any) -> Any:
+    import sqlite3
+
+    from astralog.controlplane.audit import max_checkpoint_age, verify
+
+    database = Path(args.database or settings.path(settings.control.database))
     if not database.is_file():
         raise UsageError(f"no audit database at {database}; name one with --database")
+    outside, sources = _outside_copies(args, settings, database)
     try:
-        return verify(database, public_key)
+        report = verify(
+            database,
+            public_key,
+            outside=outside,
+            max_age=max_checkpoint_age(settings.control.checkpoint_interval_seconds),
+        )
     except sqlite3.DatabaseError as exc:
         raise UsageError(f"{database} is not a readable Astralog database: {exc}") from None
+    if not sources:
+        report.warnings.append(
+            "no checkpoint copies outside this database were checked, so records cut off "
+            "together with their checkpoints cannot be detected: pass --checkpoints DIR (copies "
+            "fetched from the org's bucket) or --destination-checkpoints"
+        )
+    elif sources == {"embedded"}:
+        report.warnings.append(
+            "the only checkpoint copies are in the embedded bucket on this machine: they do not "
+            "survive losing it (a BYOB destination keeps them in the customer's storage)"
+        )
+    return report
+
+
+def _outside_copies(
+    args: argparse.Namespace, settings: Settings, database: Path
+) -> tuple[list[Any], set[str]]:
+    """Checkpoint copies from --checkpoints files and from the orgs' destinations (by default
+    when verifying this data dir's own database)."""
+    from astralog.controlplane.audit import parse_outside
+
+    documents: list[tuple[str, bytes]] = []
+    sources: set[str] = set()
+    if args.checkpoints:
+        root = Path(args.checkpoints)
+        files = sorted(root.rglob("*.json")) if root.is_dir() else [root]
+        documents += [(str(f), _read(str(f), "--checkpoints")) for f in files]
+        sources.add("files")
+    own = args.database is None or Path(args.database) == settings.path(settings.control.database)
+    if args.destination_checkpoints or (args.destination_checkpoints is None and own):
+        copies, kinds = _destination_copies(settings, database)
+        documents += copies
+        sources |= kinds
+    try:
+        return list(parse_outside(documents)), sources
+    except ValueError as exc:
+        raise UsageError(f"unreadable checkpoint copy {exc}") from None
+
+
+def _destination_copies(
+    settings: Settings, database: Path
+) -> tuple[list[tuple[str, bytes]], set[str]]:
+    """Every org's checkpoint copies, read from its active destination (or the embedded one)."""
+    import asyncio
+    import sqlite3
+
+    from astralog import byob
+    from astralog.connectors.base import Connector
+    from astralog.connectors.local import LocalConnector
+
+    runtime = _runtime(settings)
+    conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        orgs = [row[0] for row in conn.execute("SELECT DISTINCT org_id FROM org_chain")]
+    finally:
+        conn.close()
+    documents: list[tuple[str, bytes]] = []
+    kinds: set[str] = set()
+    for org_id in orgs:
+        record = runtime.destinations.active(org_id)
+        connector: Connector
+        if record is None:
+            connector = LocalConnector(settings.path(settings.storage.local_root))
+            kinds.add("embedded")
+        else:
+            secrets = runtime.destinations.secrets(org_id, record["id"])
+            connector = byob.build(
+                record["kind"], json.loads(record["config"]), secrets, settings.storage
+            )
+            kinds.add("byob")
+        documents += asyncio.run(_listed(connector, org_id))
+    return documents, kinds
+
+
+async def _listed(connector: Any, org_id: str) -> list[tuple[str, bytes]]:
+    try:
+        copies: list[tuple[str, bytes]] = await connector.list_checkpoints(org_id)
+        return copies
+    finally:
+        await connector.close()
 
 
 def cmd_connectors(args: argparse.Namespace, settings: Settings) -> int:
@@ -404,6 +524,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["verify", "checkpoint", "public-key"])
     p.add_argument("--database", help="SQLite file to verify (default: this data dir's)")
     p.add_argument("--public-key", help="PEM public key to verify with (offline verification)")
+    p.add_argument("--export", help="verify an org's audit export (GET /v1/audit?format=ndjson)")
+    p.add_argument(
+        "--checkpoints", help="directory (or file) of checkpoint copies, e.g. synced from a bucket"
+    )
+    p.add_argument(
+        "--destination-checkpoints",
+        action=argparse.BooleanOptionalAction,
+        help="read each org's checkpoint copies from its destination (default: on when "
+        "verifying this data dir's own database)",
+    )
+    p.add_argument(
+        "--strict", action="store_true", help="exit 3 on any warning, not only when unproven"
+    )
     p.set_defaults(handler=cmd_audit)
 
     p = sub.add_parser("events", help="rebuild projections from the event log")

@@ -8,6 +8,10 @@ connector stores it in the customer's storage. Every connector promises:
 * objects follow the Hive layout of :func:`object_key`, so any engine can read them without us;
 * ``list_objects`` and ``delete_expired`` prune by the partition path, never by reading data;
 * ``probe`` says exactly which step (write, read, list, delete, ...) failed;
+* ``put_checkpoint`` / ``list_checkpoints`` keep the org's signed audit checkpoints in its own
+  storage (``<prefix>/org=<org>/_astralog/checkpoints/<seq>.json`` in a bucket: the leading
+  underscore keeps Hive-style readers from taking it for data), so the org can prove its
+  history even if this machine is lost or rewritten;
 * errors of the storage client are translated at the boundary into :class:`ConnectorError`
   (``raise ... from exc``) with ``retryable`` telling the flusher whether to back off and retry
   (the destination may recover) or to report a permanent problem.
@@ -32,6 +36,7 @@ from astralog.errors import AstralogError
 from astralog.schema import log_schema
 
 __all__ = [
+    "CHECKPOINT_DIR",
     "HOUR",
     "BatchKey",
     "Check",
@@ -40,6 +45,7 @@ __all__ = [
     "Pushdown",
     "WrittenBatch",
     "canonical_rows",
+    "checkpoint_key",
     "floor_hour",
     "hours_overlap",
     "keys_in_range",
@@ -54,6 +60,7 @@ __all__ = [
 ]
 
 HOUR = timedelta(hours=1)
+CHECKPOINT_DIR = "_astralog/checkpoints"
 
 # Ids become path segments in the customer's bucket: keep them to characters that need no
 # escaping in S3 keys, Hive partition values or file names, and refuse "." / ".." tricks.
@@ -169,6 +176,14 @@ class Connector(ABC):
             "searchable through Astralog; implement read_batches to make it so"
         )
 
+    async def put_checkpoint(self, org_id: str, seq: int, document: bytes) -> None:
+        """Store the org's signed checkpoint ``document`` at its record ``seq``; idempotent."""
+        raise NotImplementedError(f"{type(self).__name__} cannot keep audit checkpoints")
+
+    async def list_checkpoints(self, org_id: str) -> list[tuple[str, bytes]]:
+        """Every checkpoint document of the org stored here, as ``(where, document)``, by seq."""
+        raise NotImplementedError(f"{type(self).__name__} cannot keep audit checkpoints")
+
     def is_retryable(self, exc: BaseException) -> bool:
         """Whether ``exc`` is a condition the destination may recover from on its own."""
         return isinstance(exc, ConnectorError) and exc.retryable
@@ -207,6 +222,16 @@ def partition_prefix(org_id: str, source_id: str | None = None, prefix: str = ""
     if source_id is not None:
         parts.append(f"source={source_id}")
     return "/".join(parts) + "/"
+
+
+def checkpoint_key(org_id: str, seq: int, prefix: str = "") -> str:
+    """``<prefix>/org=<org>/_astralog/checkpoints/<seq, 20 digits>.json``: sorted by name is
+    sorted by seq."""
+    if seq < 0:
+        raise ValueError("a checkpoint seq is not negative")
+    return partition_prefix(validate_id("org_id", org_id), None, prefix) + (
+        f"{CHECKPOINT_DIR}/{seq:020d}.json"
+    )
 
 
 def object_key(key: BatchKey, prefix: str = "") -> str:

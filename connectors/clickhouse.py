@@ -78,6 +78,8 @@ _DEDUP_WINDOW = re.compile(r"\bnon_replicated_deduplication_window\s*=\s*(\d+)")
 # The partition key of schemas/otel_logs.sql as system.tables spells it: only with this key
 # does DROP PARTITION remove exactly one org's day.
 _ORG_DAY_KEY = "(OrgId, toDate(Timestamp))"
+# The org's signed audit checkpoints, beside the log table (schemas/audit_checkpoints.sql).
+_CHECKPOINTS = "astralog_checkpoints"
 # Columns a table must have for our inserts and queries; TimestampTime is the exporter's.
 _REQUIRED_COLUMNS = ("TimestampTime", "BatchId")
 
@@ -277,6 +279,7 @@ class ClickHouseConnector(Connector):
         return [
             f"GRANT CREATE DATABASE ON {db}.* TO {who}",
             f"GRANT {privileges} ON {self._table} TO {who}",
+            f"GRANT CREATE TABLE, INSERT, SELECT ON {db}.{_quote(_CHECKPOINTS)} TO {who}",
         ]
 
     # -- the contract ------------------------------------------------------------------------
@@ -329,6 +332,22 @@ class ClickHouseConnector(Connector):
         if pushdown is not None and pushdown.dialect != "clickhouse":
             pushdown = None
         return await self._guarded(f"reading {len(keys)} batches", self._read_rows, keys, pushdown)
+
+    async def put_checkpoint(self, org_id: str, seq: int, document: bytes) -> None:
+        validate_id("org_id", org_id)
+        await self._guarded(
+            f"writing checkpoint {seq} of org {org_id}",
+            self._insert_checkpoint,
+            org_id,
+            seq,
+            document,
+        )
+
+    async def list_checkpoints(self, org_id: str) -> list[tuple[str, bytes]]:
+        validate_id("org_id", org_id)
+        return await self._guarded(
+            f"listing checkpoints of org {org_id}", self._checkpoint_rows, org_id
+        )
 
     def is_retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, ConnectorError):
@@ -388,6 +407,40 @@ class ClickHouseConnector(Connector):
         self._client().insert_arrow(
             self.config.table, rows, database=self.config.database, settings=settings
         )
+
+    def _checkpoint_table(self) -> str:
+        """The checkpoints table, created on first use (CREATE TABLE is in the grants)."""
+        self._ensure_schema()
+        table = f"{_quote(self.config.database)}.{_quote(_CHECKPOINTS)}"
+        client = self._client()
+        if not client.command(f"EXISTS TABLE {table}"):
+            ddl = schema_text("audit_checkpoints.sql")
+            client.command(string.Template(ddl).substitute(database=_quote(self.config.database)))
+        return table
+
+    def _insert_checkpoint(self, org_id: str, seq: int, document: bytes) -> None:
+        self._checkpoint_table()
+        self._client().insert(
+            _CHECKPOINTS,
+            [[org_id, seq, document.decode()]],
+            column_names=["OrgId", "Seq", "Document"],
+            database=self.config.database,
+            settings=_INSERT_SETTINGS,
+        )
+
+    def _checkpoint_rows(self, org_id: str) -> list[tuple[str, bytes]]:
+        table = self._checkpoint_table()
+        rows = (
+            self._client()
+            .query(
+                f"SELECT Seq, any(Document) FROM {table} WHERE OrgId = {{org:String}}"
+                " GROUP BY Seq ORDER BY Seq",
+                parameters={"org": org_id},
+            )
+            .result_rows
+        )
+        where = f"{self._location}/{self.config.database}.{_CHECKPOINTS}"
+        return [(f"{where} seq {seq}", str(doc).encode()) for seq, doc in rows]
 
     # -- listing and retention ---------------------------------------------------------------
 

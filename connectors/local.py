@@ -30,6 +30,7 @@ from astralog.connectors.base import (
     Pushdown,
     WrittenBatch,
     canonical_rows,
+    checkpoint_key,
     hours_overlap,
     object_key,
     parse_object_key,
@@ -122,6 +123,26 @@ class LocalConnector(Connector):
 
     def is_retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, ConnectorError):
+    async def put_checkpoint(self, org_id: str, seq: int, document: bytes) -> None:
+        relative = checkpoint_key(org_id, seq)
+
+        def writing() -> None:
+            _make_dirs_durable((self.root / relative).parent)
+            _replace_durably(self.root / relative, document)
+
+        await self._guarded(f"writing checkpoint {relative}", writing)
+
+    async def list_checkpoints(self, org_id: str) -> list[tuple[str, bytes]]:
+        directory = self.root / checkpoint_key(org_id, 0).rsplit("/", 1)[0]
+
+        def reading() -> list[tuple[str, bytes]]:
+            if not directory.is_dir():
+                return []
+            paths = sorted(p for p in directory.glob("*.json") if not p.name.startswith("."))
+            return [(str(p), p.read_bytes()) for p in paths]
+
+        return await self._guarded(f"listing checkpoints of org {org_id}", reading)
+
             return exc.retryable
         return isinstance(exc, OSError) and exc.errno in _RETRYABLE_ERRNOS
 
@@ -268,6 +289,19 @@ def _remove_partition(hour_dir: Path) -> None:
 
 def _write_durably(path: Path, payload: bytes) -> None:
     with open(path, "wb") as sink:
+def _replace_durably(final: Path, payload: bytes) -> None:
+    """Write ``payload`` to a hidden temporary file, fsync, rename over ``final``."""
+    tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        _write_durably(tmp, payload)
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    fsync_dir(final.parent)
+
+
         sink.write(payload)
         sink.flush()
         os.fsync(sink.fileno())

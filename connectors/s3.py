@@ -87,6 +87,7 @@ from astralog.connectors.base import (
     Pushdown,
     WrittenBatch,
     canonical_rows,
+    checkpoint_key,
     keys_in_range,
     object_key,
     parse_object_key,
@@ -591,6 +592,34 @@ class S3Connector(Connector):
         async with self._client() as client:
             tables = await _gather([self._read_object(client, k) for k in object_keys])
         return canonical_rows(tables, f"batches in {self._where()}")
+
+    async def put_checkpoint(self, org_id: str, seq: int, document: bytes) -> None:
+        full = self._full_key(checkpoint_key(org_id, seq))
+        async with self._client() as client, self._translated(f"writing checkpoint {seq}", full):
+            await client.put_object(
+                Bucket=self.config.bucket,
+                Key=full,
+                Body=document,
+                ContentType="application/json",
+                **self._sse_args(),
+            )
+
+    async def list_checkpoints(self, org_id: str) -> list[tuple[str, bytes]]:
+        directory = self._full_key(checkpoint_key(org_id, 0)).rsplit("/", 1)[0] + "/"
+        async with self._client() as client:
+            async with self._translated(f"listing checkpoints of org {org_id}", None):
+                keys = sorted(
+                    k for k in await self._keys_under(client, directory) if k.endswith(".json")
+                )
+            documents = await _gather([self._get_bytes(client, k) for k in keys])
+        return [(f"s3://{self.config.bucket}/{k}", d) for k, d in zip(keys, documents, strict=True)]
+
+    async def _get_bytes(self, client: Any, full: str) -> bytes:
+        async with self._translated(f"reading {full}", full):
+            response = await client.get_object(Bucket=self.config.bucket, Key=full)
+            async with response["Body"] as body:
+                data: bytes = await body.read()
+        return data
 
     def is_retryable(self, exc: BaseException) -> bool:
         return is_retryable_error(exc)

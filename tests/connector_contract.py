@@ -135,3 +135,22 @@ class ConnectorContract:
         assert connector.is_retryable(ConnectorError("down", retryable=True))
         assert not connector.is_retryable(ConnectorError("refused", retryable=False))
         assert not connector.is_retryable(TypeError("a bug is not retryable"))
+
+    def test_checkpoints_are_kept_per_org_and_listed_in_order(self, connector: Connector) -> None:
+        documents = {seq: f'{{"seq":{seq}}}'.encode() for seq in (3, 12, 7)}
+        for seq, document in documents.items():
+            run(connector.put_checkpoint("acme", seq, document))
+        run(connector.put_checkpoint("acme", 12, documents[12]))  # again: stored once
+        run(connector.put_checkpoint("globex", 1, b'{"seq":1}'))
+        listed = run(connector.list_checkpoints("acme"))
+        assert [doc for _, doc in listed] == [documents[s] for s in (3, 7, 12)]
+        assert all(where for where, _ in listed)
+        assert [doc for _, doc in run(connector.list_checkpoints("globex"))] == [b'{"seq":1}']
+        assert run(connector.list_checkpoints("nobody")) == []
+
+    def test_checkpoints_are_not_batches(self, connector: Connector) -> None:
+        batch = self.write(connector, batch_key("acme", "web", T0))
+        run(connector.put_checkpoint("acme", 1, b'{"seq":1}'))
+        assert run(connector.list_objects("acme", None, T0 - 48 * H, T0 + 48 * H)) == [batch]
+        assert run(connector.delete_expired("acme", None, T0 + 48 * H)) == [batch]
+        assert len(run(connector.list_checkpoints("acme"))) == 1  # retention never purges them

@@ -354,6 +354,7 @@ def test_probe_reports_each_step(chc: ClickHouseConnector, database: str) -> Non
     assert chc.grant_statements("astralog") == [
         f"GRANT CREATE DATABASE ON `{database}`.* TO `astralog`",
         f"GRANT CREATE TABLE, INSERT, SELECT, ALTER DELETE ON {table} TO `astralog`",
+        f"GRANT CREATE TABLE, INSERT, SELECT ON `{database}`.`astralog_checkpoints` TO `astralog`",
     ]
 
 

@@ -28,6 +28,7 @@ from astralog.api.routes import (
     ui,
 )
 from astralog.runtime import Runtime
+from astralog.controlplane.audit import Publisher, latest_org_checkpoints
 from astralog.settings import Settings
 
 log = logging.getLogger("astralog.api")
@@ -37,7 +38,14 @@ ADMIN_BODY_LIMIT = 64 * 1024
 async def _checkpoints(runtime: Runtime) -> None:
     interval = runtime.settings.control.checkpoint_interval_seconds
     while True:
+    # Each org's newest checkpoint also goes into its own destination (first round at start,
+    # so what the last shutdown signed leaves the machine too).
+    publisher = Publisher(runtime.data.destination)
         await asyncio.sleep(interval)
+        try:
+            await publisher.publish(latest_org_checkpoints(runtime.control.store))
+        except Exception:
+            log.exception("publishing checkpoints failed")
         try:
             await asyncio.to_thread(runtime.control.record_usage)
             await asyncio.to_thread(runtime.signer.checkpoint, runtime.control.store)

@@ -132,8 +132,13 @@ class AuditPage(BaseModel):
 
 class Verification(BaseModel):
     ok: bool
+    verdict: str = Field("intact", description="intact, unproven (nothing signed) or tampered")
     records: int
     checkpoints: int
     head_seq: int
+    proven_seq: int = Field(0, description="The newest record a valid signature covers.")
+    proven_at: str | None = Field(None, description="When that signature was made.")
+    unproven_records: int = 0
     first_bad_seq: int | None
     problems: list[str]
+    warnings: list[str] = []

@@ -1,30 +1,133 @@
-"""Signed checkpoints and the offline verifier of the hash-chained event log.
+"""Signed checkpoints of the hash-chained event log, their copies outside the box, the verifier.
 
-A checkpoint signs ``astralog-checkpoint:v1:<seq>:<hash>`` with Ed25519. ``verify`` needs only the
-SQLite file (opened read-only) and the public key: it recomputes every hash, checks every link and
-every checkpoint signature, and names the first record that was edited, dropped or reordered.
-Dropping records after the last checkpoint cannot be told from "they were never written"; the
-checkpoint interval bounds that window (and with BYOB the checkpoints also go to the customer's
-bucket, out of the operator's reach).
+A checkpoint signs, with Ed25519, a head of a chain: the global chain (the operator's) or one
+org's own chain (``store.org_chain``, the tenant's). Its document (:class:`SignedCheckpoint`) is
+self-contained JSON; org checkpoints are also written into the org's destination (its bucket or
+ClickHouse, see :class:`Publisher`), out of the reach of whoever holds this machine.
+
+``verify`` needs only the SQLite file (opened read-only), the public key and, ideally, those
+outside copies: it recomputes every hash and link, checks every signature, and names the first
+record that was edited, dropped or reordered. What it cannot prove it says (``warnings``):
+
+* records after the last checkpoint could be removed without trace; the checkpoint interval
+  bounds that window, and a heartbeat re-signed every interval shows whether the log went quiet
+  or its newest records and checkpoints were removed together (a stale heartbeat);
+* removing the tail *with* its checkpoints is caught by the outside copies, and only by them.
+
+Verdicts: ``intact`` (ok), ``unproven`` (nothing signed covers the log: no checkpoint at all),
+``tampered``.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
+import json
+import logging
 import os
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, Literal, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from astralog.controlplane.store import GENESIS, EventStore, Recorded, connect, record_hash
+from astralog.controlplane.store import (
+    GENESIS,
+    EventStore,
+    Recorded,
+    canonical_json,
+    connect,
+    record_hash,
+)
+
+log = logging.getLogger("astralog.audit")
+
+FORMAT = "astralog-checkpoint/v2"
+Kind = Literal["global", "org", "heartbeat", "export"]
+_KINDS = ("global", "org", "heartbeat", "export")
 
 
-def _message(seq: int, head: str) -> bytes:
+def max_checkpoint_age(interval_seconds: float) -> timedelta:
+    """How old the newest signature may get on a running server: its interval, plus as much
+    again (at least a minute) for a slow round."""
+    return timedelta(seconds=interval_seconds + max(interval_seconds, 60.0))
+
+
+def _legacy_message(seq: int, head: str) -> bytes:
+    """What checkpoints signed before the time was signed too (their ``at`` proves nothing)."""
     return f"astralog-checkpoint:v1:{seq}:{head}".encode()
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    """A signed head: ``seq``/``hash`` of the global chain or of ``org_id``'s chain, at ``at``."""
+
+    kind: Kind
+    org_id: str | None
+    seq: int
+    hash: str
+    at: str
+    signature: str
+
+    def message(self) -> bytes:
+        signed = {"kind": self.kind, "org_id": self.org_id, "seq": self.seq, "hash": self.hash}
+        return b"astralog-checkpoint:v2:" + canonical_json(signed | {"at": self.at}).encode()
+
+    def document(self) -> dict[str, Any]:
+        return {"format": FORMAT} | asdict(self)
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(self.document()).encode()
+
+    def valid(self, key: Ed25519PublicKey) -> bool:
+        return _signed(key, self.signature, self.message())
+
+    def moment(self) -> datetime:
+        return datetime.fromisoformat(self.at)
+
+    @classmethod
+    def from_document(cls, doc: object) -> SignedCheckpoint:
+        """Parse a checkpoint document; ValueError says what is wrong with it."""
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise ValueError(f"not an Astralog checkpoint (format {FORMAT!r} expected)")
+        kind, org_id, seq, digest = (
+            doc.get("kind"),
+            doc.get("org_id"),
+            doc.get("seq"),
+            doc.get("hash"),
+        )
+        at, signature = doc.get("at"), doc.get("signature")
+        if kind not in _KINDS or not isinstance(seq, int) or seq < 0:
+            raise ValueError("checkpoint has no valid kind or seq")
+        if not all(isinstance(v, str) for v in (digest, at, signature)):
+            raise ValueError("checkpoint lacks its hash, time or signature")
+        if org_id is not None and not isinstance(org_id, str):
+            raise ValueError("checkpoint org_id is not a string")
+        try:
+            datetime.fromisoformat(str(at))
+        except ValueError as exc:
+            raise ValueError(f"checkpoint time {at!r} is not ISO 8601") from exc
+        return cls(kind, org_id, seq, str(digest), str(at), str(signature))
+
+
+def _signed(key: Ed25519PublicKey, signature: str, message: bytes) -> bool:
+    try:
+        key.verify(base64.b64decode(signature, validate=True), message)
+    except (InvalidSignature, ValueError, binascii.Error):
+        return False
+    return True
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+# -- signing ----------------------------------------------------------------------------------
 
 
 class Signer:
@@ -53,19 +156,48 @@ class Signer:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
+    def sign(self, kind: Kind, org_id: str | None, seq: int, head: str) -> SignedCheckpoint:
+        unsigned = SignedCheckpoint(kind, org_id, seq, head, _now(), "")
+        signature = base64.b64encode(self._key.sign(unsigned.message())).decode()
+        return SignedCheckpoint(kind, org_id, seq, head, unsigned.at, signature)
+
     def checkpoint(self, store: EventStore) -> tuple[int, str] | None:
-        """Sign the current head unless it is already signed; return (seq, hash) signed."""
+        """Sign the global head and every org head that moved, and re-sign the heartbeat;
+        return the global (seq, hash) newly signed, if any."""
         with store.transaction() as conn:
             seq, head = store.head()
             last = conn.execute("SELECT MAX(seq) FROM checkpoints").fetchone()[0] or 0
+            self._sign_orgs(conn)
+            beat = self.sign("heartbeat", None, seq, head)
+            conn.execute(
+                "INSERT OR REPLACE INTO heartbeat (id, seq, hash, signature, at)"
+                " VALUES (1, ?, ?, ?, ?)",
+                (seq, head, beat.signature, beat.at),
+            )
             if seq == 0 or seq <= last:
                 return None
-            signature = base64.b64encode(self._key.sign(_message(seq, head))).decode()
+            signed = self.sign("global", None, seq, head)
             conn.execute(
                 "INSERT INTO checkpoints (seq, hash, signature, at) VALUES (?, ?, ?, ?)",
-                (seq, head, signature, datetime.now(UTC).isoformat()),
+                (seq, head, signed.signature, signed.at),
             )
         return seq, head
+
+    def _sign_orgs(self, conn: sqlite3.Connection) -> None:
+        moved = conn.execute(
+            "SELECT c.org_id, c.org_seq, c.org_hash FROM org_chain c"
+            " JOIN (SELECT org_id, MAX(org_seq) AS top FROM org_chain GROUP BY org_id) h"
+            " ON h.org_id = c.org_id AND h.top = c.org_seq"
+            " LEFT JOIN (SELECT org_id, MAX(org_seq) AS top FROM org_checkpoints GROUP BY org_id)"
+            " k ON k.org_id = c.org_id WHERE k.top IS NULL OR k.top < c.org_seq"
+        ).fetchall()
+        for org_id, org_seq, org_hash in moved:
+            signed = self.sign("org", org_id, org_seq, org_hash)
+            conn.execute(
+                "INSERT INTO org_checkpoints (org_id, org_seq, hash, signature, at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (org_id, org_seq, org_hash, signed.signature, signed.at),
+            )
 
 
 def load_public_key(pem: bytes) -> Ed25519PublicKey:
@@ -75,37 +207,174 @@ def load_public_key(pem: bytes) -> Ed25519PublicKey:
     return key
 
 
+def org_checkpoints(conn: sqlite3.Connection, org_id: str | None = None) -> list[SignedCheckpoint]:
+    """The org checkpoints stored here (of one org, or all), in order."""
+    sql = "SELECT org_id, org_seq, hash, at, signature FROM org_checkpoints"
+    args: tuple[str, ...] = ()
+    if org_id is not None:
+        sql, args = sql + " WHERE org_id = ?", (org_id,)
+    rows = conn.execute(sql + " ORDER BY org_id, org_seq", args).fetchall()
+    return [SignedCheckpoint("org", o, s, h, a, sig) for o, s, h, a, sig in rows]
+
+
+def latest_org_checkpoints(store: EventStore) -> list[SignedCheckpoint]:
+    with store.reading() as conn:
+        rows = conn.execute(
+            "SELECT org_id, org_seq, hash, at, signature FROM org_checkpoints k WHERE org_seq ="
+            " (SELECT MAX(org_seq) FROM org_checkpoints WHERE org_id = k.org_id) ORDER BY org_id"
+        ).fetchall()
+    return [SignedCheckpoint("org", o, s, h, a, sig) for o, s, h, a, sig in rows]
+
+
+# -- copies outside the box -------------------------------------------------------------------
+
+
+class CheckpointSink(Protocol):
+    """What publishing needs of a destination (every connector has it)."""
+
+    async def put_checkpoint(self, org_id: str, seq: int, document: bytes) -> None: ...
+
+
+class Publisher:
+    """Writes each org's newest checkpoint into the org's active destination.
+
+    The newest is enough: it signs the head of a chain that links every earlier record. What a
+    destination refused is tried again on the next round; a new destination gets the newest."""
+
+    def __init__(self, destination: Callable[[str], tuple[str, CheckpointSink]]) -> None:
+        self._destination = destination
+        self._published: dict[str, tuple[str, int]] = {}
+
+    async def publish(self, checkpoints: Iterable[SignedCheckpoint]) -> int:
+        """Publish what is not yet there; return how many were written."""
+        written = 0
+        for checkpoint in checkpoints:
+            if checkpoint.org_id is not None and await self._publish_one(
+                checkpoint.org_id, checkpoint
+            ):
+                written += 1
+        return written
+
+    async def _publish_one(self, org_id: str, checkpoint: SignedCheckpoint) -> bool:
+        where, sink = self._destination(org_id)
+        if self._published.get(org_id) == (where, checkpoint.seq):
+            return False
+        try:
+            await sink.put_checkpoint(org_id, checkpoint.seq, checkpoint.to_bytes())
+        except Exception:  # the next round retries; signing must go on meanwhile
+            log.exception("writing the checkpoint of org %s to %s failed", org_id, where)
+            return False
+        self._published[org_id] = (where, checkpoint.seq)
+        return True
+
+
+def parse_outside(documents: Iterable[tuple[str, bytes]]) -> Iterator[tuple[str, SignedCheckpoint]]:
+    """``(where, document)`` pairs as checkpoints; an unreadable one raises ValueError naming it."""
+    for where, raw in documents:
+        try:
+            yield where, SignedCheckpoint.from_document(json.loads(raw))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{where}: {exc}") from exc
+
+
+# -- the verifier -----------------------------------------------------------------------------
+
+
+@dataclass
+class OrgReport:
+    """One org's own chain: what a tenant is told about its records."""
+
+    records: int = 0
+    checkpoints: int = 0
+    outside_checkpoints: int = 0
+    head_seq: int = 0
+    proven_seq: int = 0
+    proven_at: str | None = None
+    problems: list[str] = field(default_factory=list)
+
+
 @dataclass
 class Report:
     ok: bool = True
+    verdict: Literal["intact", "unproven", "tampered"] = "intact"
     records: int = 0
     checkpoints: int = 0
+    outside_checkpoints: int = 0
     head_seq: int = 0
     head_hash: str = GENESIS
+    proven_seq: int = 0
+    proven_at: str | None = None
+    unproven_records: int = 0
     first_bad_seq: int | None = None
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    orgs: dict[str, OrgReport] = field(default_factory=dict)
 
     def fail(self, seq: int | None, problem: str) -> None:
         if self.ok:
             self.first_bad_seq = seq
         self.ok = False
+        self.verdict = "tampered"
         self.problems.append(problem)
 
+    def unproven(self, warning: str) -> None:
+        if self.verdict == "intact":
+            self.ok, self.verdict = False, "unproven"
+        self.warnings.append(warning)
 
-def verify(database: Path, public_key: Ed25519PublicKey) -> Report:
-    """Check the whole chain and every checkpoint; never writes to the database."""
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """Everything verification reads from the database, read in one go."""
+
+    rows: list[Recorded]
+    checkpoints: list[tuple[int, str, str, str]]
+    org_checkpoints: list[SignedCheckpoint]
+    org_links: dict[int, tuple[str, int, str]]
+    heartbeat: tuple[int, str, str, str] | None
+
+
+def _read(database: Path) -> _Stored:
     conn = connect(database, read_only=True)
     try:
         rows = [Recorded(**dict(r)) for r in conn.execute("SELECT * FROM events ORDER BY seq")]
-        sql = "SELECT seq, hash, signature FROM checkpoints ORDER BY seq"
-        checkpoints = conn.execute(sql).fetchall()
+        checkpoints = conn.execute("SELECT seq, hash, signature, at FROM checkpoints ORDER BY seq")
+        links = conn.execute("SELECT seq, org_id, org_seq, org_hash FROM org_chain")
+        beat = conn.execute("SELECT seq, hash, signature, at FROM heartbeat").fetchone()
+        return _Stored(
+            rows,
+            [tuple(c) for c in checkpoints.fetchall()],
+            org_checkpoints(conn),
+            {int(s): (str(o), int(n), str(h)) for s, o, n, h in links.fetchall()},
+            tuple(beat) if beat else None,
+        )
     finally:
         conn.close()
+
+
+def verify(
+    database: Path,
+    public_key: Ed25519PublicKey,
+    *,
+    outside: Sequence[tuple[str, SignedCheckpoint]] = (),
+    max_age: timedelta | None = None,
+    now: datetime | None = None,
+) -> Report:
+    """Check the whole chain, every org chain, every checkpoint here and every copy ``outside``
+    (``(where, checkpoint)`` pairs); never writes to the database.
+
+    ``max_age`` is how old the newest signature may be (the checkpoint interval plus slack)
+    before the verifier warns that what came after it may have been removed."""
+    stored = _read(database)
     report = Report()
-    hashes = _verify_chain(rows, report)
-    for seq, head, signature in checkpoints:
-        _verify_checkpoint(seq, head, signature, hashes, public_key, report)
-        report.checkpoints += 1
+    hashes = _verify_chain(stored.rows, report)
+    _verify_checkpoints(stored, hashes, public_key, report)
+    chains = _verify_org_chains(stored, report)
+    _verify_org_checkpoints(stored.org_checkpoints, outside, chains, public_key, report)
+    _judge_freshness(stored, hashes, public_key, report, max_age, now or datetime.now(UTC))
     return report
 
 
@@ -132,20 +401,157 @@ def _verify_chain(rows: list[Recorded], report: Report) -> dict[int, str]:
     return hashes
 
 
-def _verify_checkpoint(
-    seq: int,
-    head: str,
-    signature: str,
-    hashes: dict[int, str],
-    public_key: Ed25519PublicKey,
+def _verify_checkpoints(
+    stored: _Stored, hashes: dict[int, str], key: Ed25519PublicKey, report: Report
+) -> None:
+    for seq, head, signature, at in stored.checkpoints:
+        report.checkpoints += 1
+        timed = SignedCheckpoint("global", None, seq, head, at, signature)
+        if not (timed.valid(key) or _signed(key, signature, _legacy_message(seq, head))):
+            report.fail(seq, f"checkpoint at record {seq} has an invalid signature")
+        elif seq not in hashes:
+            report.fail(seq, f"record {seq} is missing: a signed checkpoint covers it (dropped)")
+        elif hashes[seq] != head:
+            report.fail(seq, f"record {seq} differs from the signed checkpoint (history rewritten)")
+        elif seq >= report.proven_seq:
+            report.proven_seq, report.proven_at = seq, at if timed.valid(key) else None
+    report.unproven_records = report.head_seq - report.proven_seq
+    if report.records and not stored.checkpoints:
+        report.unproven(
+            "no signed checkpoint: nothing proves these records were not rewritten or cut "
+            "(a log always has one from its first start: checkpoints were deleted, or the log "
+            "was never checkpointed)"
+        )
+
+
+# An org chain as rebuilt from the records: org_seq -> (global seq, org hash).
+_OrgChain = dict[int, tuple[int, str]]
+
+
+def _verify_org_chains(stored: _Stored, report: Report) -> dict[str, _OrgChain]:
+    """Rebuild every org's chain from the records; the stored links must agree with it."""
+    chains: dict[str, _OrgChain] = {}
+    for row in stored.rows:
+        if row.org_id is None:
+            continue
+        chain = chains.setdefault(row.org_id, {})
+        prev = chain[len(chain)][1] if chain else GENESIS
+        org_seq = len(chain) + 1
+        chain[org_seq] = (row.seq, record_hash(prev, row.org_hashed_fields(org_seq)))
+        if stored.org_links.get(row.seq) != (row.org_id, org_seq, chain[org_seq][1]):
+            report.fail(row.seq, f"record {row.seq}: its org chain link does not match it")
+    for org_id, chain in chains.items():
+        report.orgs[org_id] = OrgReport(records=len(chain), head_seq=len(chain))
+    return chains
+
+
+def _verify_org_checkpoints(
+    local: list[SignedCheckpoint],
+    outside: Sequence[tuple[str, SignedCheckpoint]],
+    chains: dict[str, _OrgChain],
+    key: Ed25519PublicKey,
     report: Report,
 ) -> None:
-    try:
-        public_key.verify(base64.b64decode(signature), _message(seq, head))
-    except (InvalidSignature, ValueError):
-        report.fail(seq, f"checkpoint at record {seq} has an invalid signature")
+    here = {(c.org_id, c.seq): c for c in local}
+    for checkpoint in local:
+        _check_org_checkpoint("this database", checkpoint, chains, key, report)
+    for where, checkpoint in outside:
+        if checkpoint.kind != "org" or checkpoint.org_id is None:
+            continue
+        report.outside_checkpoints += 1
+        if _check_org_checkpoint(where, checkpoint, chains, key, report) and (
+            (checkpoint.org_id, checkpoint.seq) not in here
+        ):
+            report.fail(
+                None,
+                f"the checkpoint of org {checkpoint.org_id} at its record {checkpoint.seq} held "
+                f"in {where} is missing from this database: checkpoints were deleted here",
+            )
+
+
+def _check_org_checkpoint(
+    where: str,
+    checkpoint: SignedCheckpoint,
+    chains: dict[str, _OrgChain],
+    key: Ed25519PublicKey,
+    report: Report,
+) -> bool:
+    org_id, seq = str(checkpoint.org_id), checkpoint.seq
+    org = report.orgs.setdefault(org_id, OrgReport())
+    what = f"record {seq} of org {org_id}"
+    if not checkpoint.valid(key):
+        return _org_fail(report, org, None, f"checkpoint of {what} in {where}: invalid signature")
+    chain = chains.get(org_id, {})
+    if seq not in chain:
+        return _org_fail(
+            report,
+            org,
+            None,
+            f"{what} is missing: the signed checkpoint in {where} covers it "
+            f"(the org's log ends at its record {len(chain)}: records were cut)",
+        )
+    if chain[seq][1] != checkpoint.hash:
+        problem = f"{what} (record {chain[seq][0]}) differs from the checkpoint in {where}"
+        return _org_fail(report, org, chain[seq][0], problem + " (history rewritten)")
+    org.checkpoints += where == "this database"
+    org.outside_checkpoints += where != "this database"
+    if seq >= org.proven_seq:
+        org.proven_seq, org.proven_at = seq, checkpoint.at
+    return True
+
+
+def _org_fail(report: Report, org: OrgReport, seq: int | None, problem: str) -> bool:
+    org.problems.append(problem)
+    report.fail(seq, problem)
+    return False
+
+
+def _judge_freshness(
+    stored: _Stored,
+    hashes: dict[int, str],
+    key: Ed25519PublicKey,
+    report: Report,
+    max_age: timedelta | None,
+    now: datetime,
+) -> None:
+    """Warn when the newest signature is older than the checkpointer would leave it."""
+    newest = _newest_signature(stored, hashes, key, report)
+    if not report.records or max_age is None:
         return
-    if seq not in hashes:
-        report.fail(seq, f"record {seq} is missing: a signed checkpoint covers it (dropped)")
-    elif hashes[seq] != head:
-        report.fail(seq, f"record {seq} differs from the signed checkpoint (history rewritten)")
+    if newest is None:
+        report.warnings.append("no checkpoint carries a signed time: freshness cannot be judged")
+        return
+    age = now - newest
+    if age > max_age:
+        report.warnings.append(
+            f"the newest signature is from {newest.isoformat()} ({_age(age)} ago, more than "
+            f"{_age(max_age)}): either the server was stopped since, or records written after "
+            "it were removed together with their checkpoints; only copies outside this "
+            "machine can tell"
+        )
+
+
+def _newest_signature(
+    stored: _Stored, hashes: dict[int, str], key: Ed25519PublicKey, report: Report
+) -> datetime | None:
+    times = [datetime.fromisoformat(report.proven_at)] if report.proven_at else []
+    if stored.heartbeat is not None:
+        seq, head, signature, at = stored.heartbeat
+        beat = SignedCheckpoint("heartbeat", None, seq, head, at, signature)
+        if not beat.valid(key):
+            report.fail(None, "the heartbeat has an invalid signature")
+        elif seq and hashes.get(seq) != head:
+            report.fail(seq, f"record {seq} differs from the signed heartbeat (cut or rewritten)")
+        else:
+            times.append(beat.moment())
+            if seq >= report.proven_seq:
+                report.proven_seq, report.proven_at = seq, at
+            report.unproven_records = report.head_seq - report.proven_seq
+    return max(times) if times else None
+
+
+def _age(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 120:
+        return f"{seconds} s"
+    return f"{seconds // 60} min" if seconds < 7200 else f"{seconds // 3600} h"

@@ -4,6 +4,11 @@ Every record is hashed (SHA-256) over its canonical JSON together with the previ
 so editing, dropping or reordering a record breaks the chain. Triggers refuse UPDATE and DELETE.
 Projections are updated by ``projector`` in the same transaction as the append, so state and log
 never disagree. Appends check the aggregate version the command expected (optimistic concurrency).
+
+Each org's records are also linked by a chain of their own (``org_chain``: a per-org sequence
+number and hash that leave out the global ``seq``), so a tenant can verify its records from its
+export without learning anything about other tenants' activity. The org chain is derived from
+the records alone: a database written before it existed is linked on open.
 """
 
 from __future__ import annotations
@@ -55,9 +60,44 @@ CREATE TRIGGER IF NOT EXISTS checkpoints_no_update BEFORE UPDATE ON checkpoints
 BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS checkpoints_no_delete BEFORE DELETE ON checkpoints
 BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TABLE IF NOT EXISTS org_chain (
+    seq INTEGER PRIMARY KEY,
+    org_id TEXT NOT NULL,
+    org_seq INTEGER NOT NULL,
+    org_prev_hash TEXT NOT NULL,
+    org_hash TEXT NOT NULL,
+    UNIQUE (org_id, org_seq)
+);
+CREATE TRIGGER IF NOT EXISTS org_chain_no_update BEFORE UPDATE ON org_chain
+BEGIN SELECT RAISE(ABORT, 'the org chain is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS org_chain_no_delete BEFORE DELETE ON org_chain
+BEGIN SELECT RAISE(ABORT, 'the org chain is append-only'); END;
+CREATE TABLE IF NOT EXISTS org_checkpoints (
+    org_id TEXT NOT NULL,
+    org_seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    at TEXT NOT NULL,
+    PRIMARY KEY (org_id, org_seq)
+);
+CREATE TRIGGER IF NOT EXISTS org_checkpoints_no_update BEFORE UPDATE ON org_checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS org_checkpoints_no_delete BEFORE DELETE ON org_checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+-- One row, re-signed every checkpoint interval even when the head did not move, so a verifier
+-- can tell "nothing happened since" from "what happened since was removed".
+CREATE TABLE IF NOT EXISTS heartbeat (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    at TEXT NOT NULL
+);
 """
 
 _FIELDS = ("seq", "aggregate_id", "version", "type", "payload", "actor", "client", "at", "org_id")
+# The org chain hashes the same fields, with the org's own sequence number instead of the global.
+ORG_FIELDS = ("org_seq", *_FIELDS[1:])
 
 
 def canonical_json(value: Any) -> str:
@@ -96,6 +136,18 @@ class Recorded:
     def hashed_fields(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in _FIELDS}
 
+    def org_hashed_fields(self, org_seq: int) -> dict[str, Any]:
+        return {"org_seq": org_seq} | {name: getattr(self, name) for name in ORG_FIELDS[1:]}
+
+
+@dataclass(frozen=True)
+class OrgLink:
+    """A record's place in its org's own chain."""
+
+    org_seq: int
+    org_prev_hash: str
+    org_hash: str
+
 
 Projector = Callable[[sqlite3.Connection, Recorded], None]
 
@@ -113,6 +165,7 @@ class EventStore:
         self._conn = connect(path)
         self._lock = threading.RLock()
         self._conn.executescript(_SCHEMA + projection_schema)
+        self._link_orgs()
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -167,8 +220,55 @@ class EventStore:
             f"VALUES ({', '.join('?' * (len(_FIELDS) + 2))})",
             (*fields.values(), prev_hash, record.hash),
         )
+        if record.org_id is not None:
+            self._link(record.org_id, record)
         self._projector(self._conn, record)
         return record
+
+    def org_head(self, org_id: str) -> tuple[int, str]:
+        row = self._conn.execute(
+            "SELECT org_seq, org_hash FROM org_chain WHERE org_id = ?"
+            " ORDER BY org_seq DESC LIMIT 1",
+            (org_id,),
+        ).fetchone()
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
+
+    def _link(self, org_id: str, record: Recorded) -> None:
+        """Append ``record`` to its org's chain (inside the caller's transaction)."""
+        org_seq, prev = self.org_head(org_id)
+        digest = record_hash(prev, record.org_hashed_fields(org_seq + 1))
+        self._conn.execute(
+            "INSERT INTO org_chain (seq, org_id, org_seq, org_prev_hash, org_hash)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (record.seq, org_id, org_seq + 1, prev, digest),
+        )
+
+    def _link_orgs(self) -> None:
+        """Link the org records a database written before the org chain existed holds."""
+        sql = (
+            "SELECT e.* FROM events e LEFT JOIN org_chain c ON c.seq = e.seq"
+            " WHERE e.org_id IS NOT NULL AND c.seq IS NULL ORDER BY e.seq"
+        )
+        with self.transaction() as conn:
+            for row in conn.execute(sql).fetchall():
+                self._link(row["org_id"], Recorded(**dict(row)))
+
+    def org_records(
+        self, org_id: str, *, after: int = 0, limit: int | None = None
+    ) -> list[tuple[Recorded, OrgLink]]:
+        """The org's records after its own sequence number ``after``, with their org links."""
+        sql = (
+            "SELECT e.*, c.org_seq, c.org_prev_hash, c.org_hash FROM org_chain c"
+            " JOIN events e ON e.seq = c.seq WHERE c.org_id = ? AND c.org_seq > ?"
+            " ORDER BY c.org_seq"
+        )
+        args: list[Any] = [org_id, after]
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        with self.reading() as conn:
+            rows = [dict(row) for row in conn.execute(sql, args)]
+        return [(_recorded(row), _org_link(row)) for row in rows]
 
     def records(
         self, *, after: int = 0, org_id: str | None = None, limit: int | None = None
@@ -187,3 +287,11 @@ class EventStore:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _recorded(row: dict[str, Any]) -> Recorded:
+    return Recorded(**{k: row[k] for k in (*_FIELDS, "prev_hash", "hash")})
+
+
+def _org_link(row: dict[str, Any]) -> OrgLink:
+    return OrgLink(row["org_seq"], row["org_prev_hash"], row["org_hash"])

@@ -1,4 +1,9 @@
-"""The audit trail: the control-plane event log itself, scoped to the caller's org."""
+"""The audit trail: the control-plane event log itself, scoped to the caller's org.
+
+An org sees its records in its own chain (its own sequence numbers and hashes, its own
+checkpoints) and nothing of other tenants' activity; the operator sees the global chain. An
+org's NDJSON export carries what ``astralog audit verify --export`` needs (see
+:mod:`astralog.controlplane.audit_export`)."""
 
 from __future__ import annotations
 
@@ -12,8 +17,17 @@ from fastapi.responses import StreamingResponse
 
 from astralog.api.deps import ManagementDep, RuntimeDep
 from astralog.api.models import AuditPage, Verification
-from astralog.controlplane.audit import Report, load_public_key, verify
-from astralog.controlplane.store import EventStore, Recorded
+from astralog.controlplane.audit import (
+    OrgReport,
+    Report,
+    SignedCheckpoint,
+    load_public_key,
+    max_checkpoint_age,
+    org_checkpoints,
+    verify,
+)
+from astralog.controlplane.audit_export import org_view
+from astralog.controlplane.store import EventStore, OrgLink, Recorded
 from astralog.runtime import Runtime
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -41,6 +55,8 @@ def _view(record: Recorded) -> dict[str, Any]:
         "payload": json.loads(record.payload),
         "hash": record.hash,
         "prev_hash": record.prev_hash,
+        "org_id": record.org_id,
+        "chain": "global",
     }
 
 
@@ -58,40 +74,91 @@ def list_events(
 ) -> Any:
     store = runtime.control.store
     if format == "ndjson":
+        lines = _export(store, after) if org_id is None else _org_export(runtime, org_id, after)
         return StreamingResponse(
-            _export(store, org_id, after),
+            lines,
             media_type="application/x-ndjson",
             headers={"Content-Disposition": 'attachment; filename="audit.ndjson"'},
         )
-    records = store.records(after=after, org_id=org_id, limit=limit)
+    if org_id is not None:  # the org's own sequence numbers: `after` counts its records only
+        page = store.org_records(org_id, after=after, limit=limit)
+        next_after = page[-1][1].org_seq if len(page) == limit else None
+        return {"events": [org_view(r, link) for r, link in page], "next_after": next_after}
+    records = store.records(after=after, limit=limit)
     next_after = records[-1].seq if len(records) == limit else None
     return {"events": [_view(r) for r in records], "next_after": next_after}
 
 
-def _export(store: EventStore, org_id: str | None, after: int) -> Iterator[bytes]:
-    while records := store.records(after=after, org_id=org_id, limit=1000):
+def _export(store: EventStore, after: int) -> Iterator[bytes]:
+    while records := store.records(after=after, limit=1000):
         yield b"".join(json.dumps(_view(r)).encode() + b"\n" for r in records)
         after = records[-1].seq
+
+
+def _org_export(runtime: Runtime, org_id: str, after: int) -> Iterator[bytes]:
+    """The org's records with their checkpoints; the last line also carries the signed end."""
+    store = runtime.control.store
+    with store.reading() as conn:
+        signed = {c.seq: c for c in org_checkpoints(conn, org_id)}
+    page = store.org_records(org_id, after=after, limit=1000)
+    while page:
+        following = store.org_records(org_id, after=page[-1][1].org_seq, limit=1000)
+        views = [_exported(record, link, signed) for record, link in page]
+        if not following:
+            last = page[-1][1]
+            end = runtime.signer.sign("export", org_id, last.org_seq, last.org_hash)
+            views[-1]["export_end"] = end.document()
+        yield b"".join(json.dumps(v).encode() + b"\n" for v in views)
+        page = following
+
+
+def _exported(
+    record: Recorded, link: OrgLink, signed: dict[int, SignedCheckpoint]
+) -> dict[str, Any]:
+    view = org_view(record, link)
+    if link.org_seq in signed:
+        view["checkpoint"] = signed[link.org_seq].document()
+    return view
 
 
 @router.get("/verify", response_model=Verification)
 def verify_chain(org_id: AuditOrg, runtime: RuntimeDep) -> dict[str, Any]:
     """Recompute the whole chain and check the signed checkpoints, as the offline verifier does.
 
-    An org sees the verdict and its own records only: the chain's size and any problem belong
-    to every tenant, so those details are the operator's. One verification serves every caller
-    until the log moves, for a minute at most."""
+    An org sees its own chain only (its records, checkpoints and head, in its own numbering);
+    the global chain's size and problems elsewhere are the operator's. One verification serves
+    every caller until the log moves, for a minute at most."""
     report = _verified(runtime, runtime.control.store.head()[0], int(time.monotonic() // 60))
     if org_id is None:
-        return vars(report) | {"problems": report.problems}
-    mine = runtime.control.store.records(org_id=org_id)
+        return report.as_dict()
+    return _org_verification(report, report.orgs.get(org_id, OrgReport()))
+
+
+def _org_verification(report: Report, org: OrgReport) -> dict[str, Any]:
+    problems = list(org.problems)
+    if report.verdict != "intact" and not problems:
+        problems.append(
+            "the log failed verification outside your records; your operator has details"
+        )
+    warnings = []
+    if org.head_seq > org.proven_seq:
+        warnings.append(
+            f"records {org.proven_seq + 1}..{org.head_seq} are not yet covered by a signed "
+            "checkpoint (one is signed every checkpoint interval)"
+        )
+    tampered = bool(org.problems) or report.verdict == "tampered"
     return {
-        "ok": report.ok,
-        "records": len(mine),
-        "checkpoints": report.checkpoints,
-        "head_seq": mine[-1].seq if mine else 0,
+        "ok": not problems,
+        "verdict": "tampered" if tampered else report.verdict,
+        "records": org.records,
+        "checkpoints": org.checkpoints,
+        "head_seq": org.head_seq,
+        "proven_seq": org.proven_seq,
+        "proven_at": org.proven_at,
+        "unproven_records": org.head_seq - org.proven_seq,
         "first_bad_seq": None,
-        "problems": [] if report.ok else ["the log failed verification; your operator has details"],
+        "problems": problems,
+        "warnings": warnings,
     }
 
 
@@ -104,6 +171,8 @@ def _verified(runtime: Runtime, head_seq: int, minute: int) -> Report:
         settings = runtime.settings
         _VERIFIED.clear()
         _VERIFIED[key] = verify(
-            settings.path(settings.control.database), load_public_key(runtime.signer.public_pem())
+            settings.path(settings.control.database),
+            load_public_key(runtime.signer.public_pem()),
+            max_age=max_checkpoint_age(settings.control.checkpoint_interval_seconds),
         )
     return _VERIFIED[key]
