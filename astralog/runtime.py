@@ -61,7 +61,13 @@ class DataPlane:
         self.destinations = destinations
         self._connectors: dict[tuple[str, int], Connector] = {}
         self._retired: list[Connector] = []  # closed at shutdown; they may have calls in flight
-        self.wal = WriteAheadLog(settings.wal, settings.path(settings.wal.directory))
+        # The store first: the WAL hands it every receipt it still holds as it opens.
+        self.idempotency = IdempotencyStore(
+            settings.data_dir / "idempotency.sqlite3", settings.ingest.idempotency_window_seconds
+        )
+        self.wal = WriteAheadLog(
+            settings.wal, settings.path(settings.wal.directory), ledger=self.idempotency
+        )
         self.catalog = Catalog(
             settings.path(settings.control.database).with_name("catalog.sqlite3")
         )
@@ -70,9 +76,6 @@ class DataPlane:
         )
         self.flusher = Flusher(self.wal, self.catalog, self.destination, settings.flush)
         self.rate_limiter = RateLimiter()
-        self.idempotency = IdempotencyStore(
-            settings.data_dir / "idempotency.sqlite3", settings.ingest.idempotency_window_seconds
-        )
         self._tasks: list[asyncio.Task[None]] = []
 
     def destination(self, org_id: str) -> tuple[str, Connector]:

@@ -17,6 +17,8 @@ server over HTTP(S) and on the in-process chDB engine alike (both through
   org's days expire, and removes the remaining expired hours -- or one source's rows, which share
   partitions with other sources -- with a lightweight ``DELETE``: rows disappear from queries at
   once and leave the disk when their part is merged or its day is dropped.
+* ``put_checkpoint`` keeps the org's signed audit checkpoints in ``astralog_checkpoints`` beside
+  the log table (``schemas/audit_checkpoints.sql``), created on first use.
 * ``probe`` asks the server (``CHECK GRANT``, which chDB also answers) for each privilege the
   connector needs and names the missing one with the ``GRANT`` statement that fixes it.
 * Errors of clickhouse-connect become :class:`ConnectorError`; the retryable ones (network,

@@ -245,3 +245,118 @@ def test_append_after_close_is_refused(tmp_path: Path) -> None:
     wal.close()
     with pytest.raises(Unavailable, match="shutting down"):
         run(wal.append(make_events(1)))
+
+
+# ---- receipts: facts about an append, in the same record as its rows ------------------------
+
+
+class RecordingLedger:
+    """A receipt ledger that remembers what it heard, and whether the segment was still there."""
+
+    def __init__(self, directory: Path | None = None, fail_release: bool = False) -> None:
+        self.committed_receipts: list[Any] = []
+        self.released: list[Any] = []
+        self.segments_on_disk_at_release: list[int] = []
+        self.directory = directory
+        self.fail_release = fail_release
+
+    def committed(self, receipts: list[Any]) -> None:
+        self.committed_receipts += receipts
+
+    def releasing(self, receipts: list[Any]) -> None:
+        if self.directory is not None:
+            self.segments_on_disk_at_release.append(len(list(self.directory.glob("*.arrows"))))
+        if self.fail_release:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.released += receipts
+
+
+def records(path: Path) -> list[tuple[int, dict[bytes, bytes]]]:
+    """(rows, custom metadata) of every record batch in a segment file."""
+    found = []
+    with pa.OSFile(str(path), "rb") as source:
+        reader = pa.ipc.open_stream(source)
+        while True:
+            try:
+                batch = reader.read_next_batch_with_custom_metadata()
+            except StopIteration:
+                return found
+            found.append((batch.batch.num_rows, dict(batch.custom_metadata or {})))
+
+
+def test_receipt_is_written_in_the_same_record_as_its_rows(tmp_path: Path) -> None:
+    ledger = RecordingLedger()
+    with WriteAheadLog(settings(tmp_path), ledger=ledger) as wal:
+
+        async def one() -> None:
+            await wal.append(make_events(7, tag="keyed"), {"key": "k1", "status": 200})
+            # Heard before the appender was answered, so a concurrent retry finds it.
+            assert ledger.committed_receipts == [{"key": "k1", "status": 200}]
+
+        run(one())
+        run(wal.append(make_events(3, tag="plain")))
+        segment = wal.force_seal()
+        assert segment is not None
+        assert wal.segment_receipts(segment) == [{"key": "k1", "status": 200}]
+    (rows, metadata), (plain_rows, plain_metadata) = records(segment.path)
+    assert rows == 7 and b"astralog.receipts" in metadata
+    assert plain_rows == 3 and plain_metadata == {}
+
+
+def test_a_group_of_many_chunks_is_one_record(tmp_path: Path) -> None:
+    """A group written as several batches could survive a crash as a prefix of its rows."""
+    chunked = pa.concat_tables([make_events(4, tag=f"c{i}") for i in range(3)])
+    assert chunked.column(0).num_chunks == 3
+    with opened(tmp_path) as wal:
+        run(wal.append(chunked, {"key": "k"}))
+        segment = wal.force_seal()
+        assert segment is not None
+    assert [rows for rows, _ in records(segment.path)] == [12]
+
+
+def test_torn_record_loses_its_rows_and_its_receipt_together(tmp_path: Path) -> None:
+    with opened(tmp_path / "live") as live:
+        run(live.append(make_events(10, tag="a"), {"key": "a"}))
+        run(live.append(make_events(10, tag="b"), {"key": "b"}))
+        active = crash_image(live, tmp_path / "crashed")
+    active.write_bytes(active.read_bytes()[:-10])  # the second record cut short
+
+    ledger = RecordingLedger()
+    with WriteAheadLog(settings(tmp_path / "crashed"), ledger=ledger) as wal:
+        assert event_ids(wal) == [f"a-{i}" for i in range(10)]
+        assert ledger.committed_receipts == [{"key": "a"}]  # reported on open
+
+
+def test_receipt_without_rows_is_still_durable(tmp_path: Path) -> None:
+    empty = make_events(1).slice(0, 0)
+    with opened(tmp_path) as wal:
+        run(wal.append(empty, {"key": "nothing-to-store"}))
+        run(wal.append(empty))  # no receipt, no rows: nothing written
+    ledger = RecordingLedger()
+    with WriteAheadLog(settings(tmp_path), ledger=ledger) as wal:
+        assert ledger.committed_receipts == [{"key": "nothing-to-store"}]
+        assert event_ids(wal) == []
+
+
+def test_release_hands_receipts_over_before_deleting_the_segment(tmp_path: Path) -> None:
+    ledger = RecordingLedger(tmp_path)
+    with WriteAheadLog(settings(tmp_path), ledger=ledger) as wal:
+        run(wal.append(make_events(2), {"key": "k"}))
+        segment = wal.force_seal()
+        assert segment is not None
+        wal.release(segment)
+        assert ledger.released == [{"key": "k"}]
+        assert ledger.segments_on_disk_at_release == [1]
+        assert not segment.path.exists()
+
+
+def test_a_ledger_that_cannot_keep_receipts_keeps_the_segment(tmp_path: Path) -> None:
+    ledger = RecordingLedger(fail_release=True)
+    with WriteAheadLog(settings(tmp_path), ledger=ledger) as wal:
+        run(wal.append(make_events(2), {"key": "k"}))
+        segment = wal.force_seal()
+        assert segment is not None
+        with pytest.raises(OSError, match="No space"):
+            wal.release(segment)
+        assert segment.path.exists()
+        assert wal.sealed_segments() == [segment]

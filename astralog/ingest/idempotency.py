@@ -1,8 +1,30 @@
-"""``Idempotency-Key``: a retried ingest request within the window returns the first answer.
+"""Idempotency: a retry within the window gets the first answer and stores nothing again.
 
-The answer is recorded after the events are durable in the WAL. A crash between the WAL fsync and
-this record means a retry is stored again (at least once); the window otherwise makes it a no-op.
-Concurrent duplicates are serialised per key so only one of them appends.
+Two kinds of facts, both per (org, source), make a retry safe:
+
+* an ``Idempotency-Key`` and the answer (status and JSON body) its first request got;
+* Elasticsearch document ``_id`` values already stored.
+
+**The WAL decides.** Both travel as a receipt in the same WAL record as the events they cover
+(:mod:`astralog.ingest.wal`), so they are durable under the same fsync as the events, never one
+without the other. This store is the WAL's :class:`~astralog.ingest.wal.ReceiptLedger`:
+
+* ``committed``: the WAL reports each receipt after its fsync and before any appender is
+  answered, and on open every receipt still in an unreleased segment. They are held in memory,
+  bounded by what the WAL holds.
+* ``releasing``: before a flushed segment is deleted, its receipts are written to SQLite (one
+  transaction, synchronous=FULL) and only then dropped from memory.
+
+A lookup reads memory, then SQLite. Where a SIGKILL can land, and what a retry then gets:
+
+* before the WAL fsync: nothing is stored or acknowledged; the retry is the first request;
+* after the fsync, before the answer is sent: the next start reads the receipt back from the WAL;
+  the retry is answered from it and stores nothing;
+* while a segment is released: the receipts are in SQLite before the file is unlinked; a crash
+  in between leaves them in both places (writes are upserts).
+
+Concurrent requests in one process are serialised per key (:meth:`key_lock`), and per source
+for requests carrying document ids (:meth:`source_lock`), so only one of them appends.
 """
 
 from __future__ import annotations
@@ -12,13 +34,24 @@ import json
 import re
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from astralog import sqlite
 from astralog.errors import BadRequest
+from astralog.ingest.wal import Receipt
+
+__all__ = ["IdempotencyStore", "check_key"]
 
 _VALID = re.compile(r"^[\x21-\x7e]{1,255}$")
+_PURGE_EVERY_SECONDS = 60.0
+_SQL_CHUNK = 500  # bound parameters per IN (...) query
+
+_Ident = tuple[str, str, str]  # (org, source, key or document id)
+_K = TypeVar("_K")
+_AnswerRow = tuple[str, str, str, int, str, float]
+_IdRow = tuple[str, str, str, float]
 
 
 def check_key(key: str) -> str:
@@ -38,40 +71,147 @@ class IdempotencyStore:
             "CREATE TABLE IF NOT EXISTS answers (org_id TEXT, source_id TEXT, key TEXT, "
             "status INTEGER, body TEXT, expires REAL, PRIMARY KEY (org_id, source_id, key))"
         )
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS document_ids (org_id TEXT, source_id TEXT, doc_id TEXT, "
+            "expires REAL, PRIMARY KEY (org_id, source_id, doc_id)) WITHOUT ROWID"
+        )
         self._window = window_seconds
-        self._lock = threading.Lock()
-        self._key_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._db_lock = threading.Lock()
+        self._mem_lock = threading.Lock()
+        self._answers: dict[_Ident, tuple[float, int, Any]] = {}  # -> (expires, status, body)
+        self._ids: dict[_Ident, float] = {}  # -> expires
+        self._key_locks: dict[_Ident, asyncio.Lock] = {}
+        self._source_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._last_purge = 0.0
+
+    # -- serialising concurrent requests (one event loop) ------------------------------------
 
     def key_lock(self, org_id: str, source_id: str, key: str) -> asyncio.Lock:
-        ident = (org_id, source_id, key)
-        lock = self._key_locks.get(ident)
-        if lock is None:
-            if len(self._key_locks) > 10_000:  # bounded: drop idle locks
-                self._key_locks = {k: v for k, v in self._key_locks.items() if v.locked()}
-            lock = self._key_locks[ident] = asyncio.Lock()
-        return lock
+        return _lock_for(self._key_locks, (org_id, source_id, key))
+
+    def source_lock(self, org_id: str, source_id: str) -> asyncio.Lock:
+        return _lock_for(self._source_locks, (org_id, source_id))
+
+    # -- what a retry is answered from -------------------------------------------------------
+
+    def receipt(
+        self,
+        org_id: str,
+        source_id: str,
+        *,
+        key: str | None = None,
+        answer: tuple[int, Any] | None = None,
+        ids: Iterable[str] = (),
+    ) -> Receipt:
+        """The receipt to append with the events: written in the same WAL record."""
+        receipt: Receipt = {"org": org_id, "source": source_id, "at": time.time()}
+        if key is not None and answer is not None:
+            receipt |= {"key": key, "status": answer[0], "body": answer[1]}
+        doc_ids = list(ids)
+        if doc_ids:
+            receipt["ids"] = doc_ids
+        return receipt
 
     def lookup(self, org_id: str, source_id: str, key: str) -> tuple[int, Any] | None:
-        with self._lock:
+        """The first answer given to this key within the window, if any."""
+        now = time.time()
+        with self._mem_lock:
+            held = self._answers.get((org_id, source_id, key))
+        if held is not None and held[0] > now:
+            return held[1], held[2]
+        with self._db_lock:
             row = self._conn.execute(
                 "SELECT status, body FROM answers WHERE org_id = ? AND source_id = ? AND key = ? "
                 "AND expires > ?",
-                (org_id, source_id, key, time.time()),
+                (org_id, source_id, key, now),
             ).fetchone()
         return (int(row[0]), json.loads(row[1])) if row else None
 
-    def remember(self, org_id: str, source_id: str, key: str, status: int, body: Any) -> None:
-        with self._lock:
-            self._conn.execute(
-                "INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?)",
-                (org_id, source_id, key, status, json.dumps(body), time.time() + self._window),
-            )
+    def known_ids(self, org_id: str, source_id: str, ids: Iterable[str]) -> set[str]:
+        """The document ids among ``ids`` stored for this source within the window."""
+        now, wanted = time.time(), set(ids)
+        with self._mem_lock:
+            known = {i for i in wanted if self._ids.get((org_id, source_id, i), 0.0) > now}
+        rest = sorted(wanted - known)
+        for start in range(0, len(rest), _SQL_CHUNK):
+            chunk = rest[start : start + _SQL_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            with self._db_lock:
+                rows = self._conn.execute(
+                    "SELECT doc_id FROM document_ids WHERE org_id = ? AND source_id = ? "
+                    f"AND expires > ? AND doc_id IN ({marks})",  # only "?" placeholders
+                    (org_id, source_id, now, *chunk),
+                ).fetchall()
+            known.update(str(r[0]) for r in rows)
+        return known
+
+    # -- the WAL's receipt ledger ------------------------------------------------------------
+
+    def committed(self, receipts: list[Receipt]) -> None:
+        with self._mem_lock:
+            for r in receipts:
+                expires = float(r["at"]) + self._window
+                org, source = str(r["org"]), str(r["source"])
+                if "key" in r:
+                    self._answers[(org, source, str(r["key"]))] = (expires, r["status"], r["body"])
+                for doc_id in r.get("ids", ()):
+                    self._ids[(org, source, str(doc_id))] = expires
+
+    def releasing(self, receipts: list[Receipt]) -> None:
+        answers, ids = _rows(receipts, self._window)
+        with sqlite.transaction(self._conn, self._db_lock) as conn:
+            conn.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?)", answers)
+            conn.executemany("INSERT OR REPLACE INTO document_ids VALUES (?, ?, ?, ?)", ids)
+        with self._mem_lock:  # only now: a lookup in between finds them in one place or both
+            for org, source, key, *_ in answers:
+                self._answers.pop((org, source, key), None)
+            for org, source, doc_id, _ in ids:
+                self._ids.pop((org, source, doc_id), None)
+        if time.monotonic() - self._last_purge > _PURGE_EVERY_SECONDS:
+            self.purge()
 
     def purge(self) -> int:
-        with self._lock:
-            return self._conn.execute(
-                "DELETE FROM answers WHERE expires <= ?", (time.time(),)
+        """Forget what is past the window; the number of SQLite rows deleted."""
+        now = time.time()
+        self._last_purge = time.monotonic()
+        with self._mem_lock:
+            self._answers = {k: v for k, v in self._answers.items() if v[0] > now}
+            self._ids = {k: v for k, v in self._ids.items() if v > now}
+        with self._db_lock:
+            deleted = self._conn.execute("DELETE FROM answers WHERE expires <= ?", (now,)).rowcount
+            deleted += self._conn.execute(
+                "DELETE FROM document_ids WHERE expires <= ?", (now,)
             ).rowcount
+        return int(deleted)
 
     def close(self) -> None:
-        self._conn.close()
+        with self._db_lock:
+            self._conn.close()
+
+
+def _lock_for(locks: dict[_K, asyncio.Lock], ident: _K) -> asyncio.Lock:
+    lock = locks.get(ident)
+    if lock is None:
+        if len(locks) > 10_000:  # bounded: drop idle locks (in place: callers hold this dict)
+            for idle in [k for k, v in locks.items() if not v.locked()]:
+                del locks[idle]
+        lock = locks[ident] = asyncio.Lock()
+    return lock
+
+
+def _rows(receipts: list[Receipt], window: int) -> tuple[list[_AnswerRow], list[_IdRow]]:
+    """SQLite rows for receipts: (org, source, key, status, body, expires), (org, source, id,
+    expires)."""
+    answers: list[_AnswerRow] = []
+    ids: list[_IdRow] = []
+    now = time.time()
+    for r in receipts:
+        expires = float(r["at"]) + window
+        if expires <= now:
+            continue  # already forgotten: a retry now is a new request
+        org, source = str(r["org"]), str(r["source"])
+        if "key" in r:
+            body = json.dumps(r["body"])
+            answers.append((org, source, str(r["key"]), int(r["status"]), body, expires))
+        ids += [(org, source, str(doc_id), expires) for doc_id in r.get("ids", ())]
+    return answers, ids

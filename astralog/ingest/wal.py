@@ -15,6 +15,14 @@ Stage: gateway -> **WAL** -> flush -> connector. What it promises:
   ``.arrows``, fsync of the directory) once it passes ``segment_max_bytes`` or
   ``segment_max_age_seconds`` after its first append. Ids are unique across restarts and
   replicas, so batch ids derived from them never collide.
+* **One append, one record.** Every commit is exactly one record batch: after a crash a group
+  of appends is in the WAL whole or not at all, never as a prefix of its rows.
+* **Receipts.** An append may carry a receipt (JSON facts about it: the Idempotency-Key and its
+  answer, Elasticsearch document ids). Receipts are written in the custom metadata of the same
+  record batch as the rows, under the same fsync, so "the rows are durable" and "the WAL knows
+  this request was answered" are one fact. The :class:`ReceiptLedger` hears of each receipt
+  after its fsync and before any appender is answered, hears of every receipt still in the WAL
+  on open, and is asked to keep a segment's receipts before the segment is deleted.
 * **Recovery.** On open, a crashed process's ``.arrows.open`` segment keeps its longest valid
   prefix of record batches; a torn tail (never acknowledged) is truncated and the segment sealed.
 * **Disk budget.** :meth:`WriteAheadLog.check_budget` raises ``Unavailable`` with Retry-After
@@ -30,14 +38,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Protocol
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
@@ -47,13 +57,29 @@ from astralog.errors import ConfigError, Unavailable
 from astralog.schema import log_schema
 from astralog.settings import WalSettings
 
-__all__ = ["PendingData", "Segment", "WalStats", "WriteAheadLog"]
+__all__ = ["PendingData", "Receipt", "ReceiptLedger", "Segment", "WalStats", "WriteAheadLog"]
 
 log = logging.getLogger("astralog.wal")
 
 SEALED_SUFFIX = ".arrows"
 OPEN_SUFFIX = ".arrows.open"
 _DEFAULT_MAX_QUEUED = 64 * 2**20
+RECEIPTS_METADATA = b"astralog.receipts"
+
+Receipt = dict[str, Any]
+"""JSON facts written in the same record as an append's rows (see the module docstring)."""
+
+
+class ReceiptLedger(Protocol):
+    """Who keeps receipts beyond the WAL (the idempotency store)."""
+
+    def committed(self, receipts: list[Receipt]) -> None:
+        """Durable in the WAL. Called before any appender is answered, and on open for every
+        receipt in an unreleased segment. Runs on the writer thread: fast, must not raise."""
+
+    def releasing(self, receipts: list[Receipt]) -> None:
+        """The segment holding these is about to be deleted: make them durable elsewhere first.
+        Raising keeps the segment."""
 
 
 @dataclass(frozen=True)
@@ -95,6 +121,7 @@ class _Pending:
     nbytes: int
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future[None]
+    receipt: Receipt | None = None
 
 
 @dataclass
@@ -120,8 +147,10 @@ class WriteAheadLog:
         *,
         max_queued_bytes: int = _DEFAULT_MAX_QUEUED,
         budget_retry_after: int = 5,
+        ledger: ReceiptLedger | None = None,
     ) -> None:
         self.settings = settings
+        self.ledger = ledger
         self.directory = Path(directory if directory is not None else settings.directory)
         self.max_queued_bytes = max_queued_bytes
         self.budget_retry_after = budget_retry_after
@@ -142,6 +171,8 @@ class WriteAheadLog:
         self._counters = {"appends": 0, "commits": 0, "fsyncs": 0}
         self._lock_file = self._take_directory()
         self._recover()
+        if ledger is not None:  # before the first append can be answered
+            ledger.committed(list(self.receipts()))
         self._thread = threading.Thread(target=self._writer_main, name="astralog-wal", daemon=True)
         self._thread.start()
 
@@ -153,15 +184,18 @@ class WriteAheadLog:
 
     # -- appending ---------------------------------------------------------------------------
 
-    async def append(self, table: pa.Table) -> None:
-        """Make ``table`` durable; return once it is fsync'd. Rows must follow ``log_schema()``."""
+    async def append(self, table: pa.Table, receipt: Receipt | None = None) -> None:
+        """Make ``table`` (and ``receipt``, in the same record) durable; return once fsync'd.
+
+        Rows must follow ``log_schema()``. A receipt is written even with no rows.
+        """
         table = self._conform(table)
-        if table.num_rows == 0:
+        if table.num_rows == 0 and receipt is None:
             return
         nbytes = max(table.nbytes, 1)
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        while not self._enqueue(_Pending(table, nbytes, loop, done)):
+        while not self._enqueue(_Pending(table, nbytes, loop, done, receipt)):
             room: asyncio.Future[None] = loop.create_future()
             with self._cond:
                 self._space_waiters.append((loop, room))
@@ -239,25 +273,33 @@ class WriteAheadLog:
 
     def _commit(self, group: list[_Pending]) -> None:
         tables = [p.table for p in group]
+        receipts = [p.receipt for p in group if p.receipt is not None]
         try:
             with self._io:
-                self._write_durably(tables)
+                self._write_durably(tables, receipts)
         except Exception as exc:
             log.error(
                 "write-ahead log write failed (%d appends not acknowledged): %s", len(group), exc
             )
             self._settle(group, exc)
         else:
+            if receipts and self.ledger is not None:
+                try:
+                    self.ledger.committed(receipts)
+                except Exception:  # the rows are durable: answer the appenders regardless
+                    log.exception("the receipt ledger failed to take %d receipts", len(receipts))
             self._settle(group, None)
 
-    def _write_durably(self, tables: list[pa.Table]) -> None:
+    def _write_durably(self, tables: list[pa.Table], receipts: list[Receipt]) -> None:
         """Write one group as one record batch and fsync; caller holds ``_io``."""
         if self._broken is not None:
             raise self._broken
         active = self._active or self._open_segment()
-        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables).combine_chunks()
+        table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+        batch = _one_batch(table)
+        metadata = {RECEIPTS_METADATA: json.dumps(receipts).encode()} if receipts else None
         try:
-            active.writer.write_table(table)
+            active.writer.write_batch(batch, custom_metadata=metadata)
             if self.settings.fsync:
                 _datasync(active.sink.fileno())
         except BaseException:
@@ -273,7 +315,7 @@ class WriteAheadLog:
         with self._meta:
             active.size = active.sink.tell()
             active.batches += 1
-            active.tables.append(table)
+            active.tables.append(pa.Table.from_batches([batch]))
             self._counters["appends"] += len(tables)
             self._counters["commits"] += 1
             self._counters["fsyncs"] += int(self.settings.fsync)
@@ -442,8 +484,36 @@ class WriteAheadLog:
             table = table.cast(self._schema)  # written by an older release: same columns
         return table.replace_schema_metadata(self._schema.metadata)
 
+    def segment_receipts(self, segment: Segment) -> list[Receipt]:
+        """The receipts written in a sealed segment, in write order."""
+        found: list[Receipt] = []
+        with pa.memory_map(str(segment.path)) as source:
+            reader = ipc.open_stream(source)
+            while True:
+                try:
+                    batch = reader.read_next_batch_with_custom_metadata()
+                except StopIteration:
+                    break
+                raw = (batch.custom_metadata or {}).get(RECEIPTS_METADATA)
+                if raw:
+                    found.extend(json.loads(raw))
+        return found
+
+    def receipts(self) -> Iterator[Receipt]:
+        """Every receipt in a sealed, unreleased segment, oldest first."""
+        for segment in self.sealed_segments():
+            with contextlib.suppress(FileNotFoundError):  # released meanwhile
+                yield from self.segment_receipts(segment)
+
     def release(self, segment: Segment) -> None:
-        """Delete a flushed segment; the deletion is durable when this returns."""
+        """Delete a flushed segment; the deletion is durable when this returns.
+
+        Its receipts go to the ledger first: a crash after this can no longer find them here.
+        """
+        if self.ledger is not None:
+            receipts = self.segment_receipts(segment)
+            if receipts:
+                self.ledger.releasing(receipts)
         segment.path.unlink(missing_ok=True)
         if self.settings.fsync:
             fsync_dir(self.directory)
@@ -543,6 +613,17 @@ def _valid_prefix(path: Path) -> tuple[int, int]:
                 break  # torn or garbage tail
             good, batches = source.tell(), batches + 1
     return good, batches
+
+
+def _one_batch(table: pa.Table) -> pa.RecordBatch:
+    """The table as one record batch: a group torn across two batches would survive a crash
+    as a prefix of its rows, which no appender was told about and a retry would store again."""
+    if table.num_rows == 0:
+        return pa.RecordBatch.from_pylist([], schema=table.schema)
+    batches = table.combine_chunks().to_batches()
+    if len(batches) != 1:
+        raise ValueError(f"a WAL record must be one record batch, not {len(batches)}")
+    return batches[0]
 
 
 def _created_ns(segment_id: str) -> int:

@@ -7,9 +7,8 @@ durable WAL append (fsync, group commit) -> answer. The org and source come from
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -26,6 +25,7 @@ from astralog.ingest.decode import decompress
 from astralog.ingest.idempotency import check_key
 from astralog.ingest.normalise import NormaliseContext, Parsed
 from astralog.ingest.ratelimit import Quota
+from astralog.ingest.wal import Receipt
 from astralog.principal import Principal
 from astralog.runtime import Runtime
 
@@ -33,6 +33,8 @@ router = APIRouter(tags=["ingest"])
 MAX_REPORTED_REJECTS = 1000
 
 Parser = Callable[[bytes, NormaliseContext], Parsed]
+Receipts = Callable[[Parsed], Receipt | None]
+"""What to write in the WAL record with the parsed rows (Idempotency-Key and answer, ids)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,12 @@ def _context(runtime: Runtime, principal: Principal) -> NormaliseContext:
 
 
 async def accept(
-    request: Request, principal: Principal, runtime: Runtime, fmt: str, parse: Parser
+    request: Request,
+    principal: Principal,
+    runtime: Runtime,
+    fmt: str,
+    parse: Parser,
+    receipt: Receipts | None = None,
 ) -> Outcome:
     started = time.perf_counter()
     data = runtime.data
@@ -81,7 +88,7 @@ async def accept(
         except Exception:
             runtime.metrics.rate_limited.labels(ctx.source_id).inc()
             raise
-        await data.wal.append(parsed.table)
+        await data.wal.append(parsed.table, receipt(parsed) if receipt else None)
     m = runtime.metrics
     m.events_accepted.labels(fmt).inc(rows)
     m.bytes_accepted.inc(len(raw))
@@ -102,27 +109,55 @@ def _headers(outcome: Outcome) -> dict[str, str]:
     return outcome.quota.headers() if outcome.quota else {}
 
 
+Answer = Callable[[Parsed], tuple[int, dict[str, Any]]]
+
+
 async def _idempotent(
-    request: Request,
     principal: Principal,
     runtime: Runtime,
     key: str | None,
-    respond: Callable[[], Any],
-) -> Any:
-    """Run ``respond`` once per Idempotency-Key; a retry gets the recorded JSON answer."""
+    answer: Answer,
+    respond: Callable[[Receipts | None], Awaitable[Response]],
+) -> Response:
+    """Run ``respond`` once per Idempotency-Key; a retry gets the first JSON answer.
+
+    The answer is computed from the parsed request before the append and written in the same
+    WAL record as the events (:mod:`astralog.ingest.idempotency`), so a retry after a crash at
+    any point is answered from what the WAL holds, never stored twice.
+    """
     if key is None:
-        return await respond()
+        return await respond(None)
     check_key(key)
     org, source = str(principal.org_id), str(principal.source_id)
     store = runtime.data.idempotency
+
+    def receipt(parsed: Parsed) -> Receipt | None:
+        status, body = answer(parsed)
+        return store.receipt(org, source, key=key, answer=(status, body)) if status < 300 else None
+
     async with store.key_lock(org, source, key):
         seen = store.lookup(org, source, key)
         if seen is not None:
             return JSONResponse(seen[1], seen[0], headers={"Idempotent-Replayed": "true"})
-        response: JSONResponse = await respond()
-        if response.status_code < 300:
-            store.remember(org, source, key, response.status_code, json.loads(bytes(response.body)))
-        return response
+        return await respond(receipt)
+
+
+def _json_answer(parsed: Parsed) -> tuple[int, dict[str, Any]]:
+    """Status and body of a /v1/ingest answer; known before the append, replayed on retries."""
+    body: dict[str, Any] = {
+        "accepted": parsed.table.num_rows,
+        "rejected": len(parsed.rejects),
+        "errors": _rejects(parsed),
+    }
+    if parsed.received and not parsed.table.num_rows:
+        return 400, {
+            "type": "https://astralog.dev/problems/validation",
+            "title": "No valid events",
+            "status": 400,
+            "detail": f"all {parsed.received} events were rejected; see errors",
+            **body,
+        }
+    return 200, body
 
 
 @router.post(
@@ -136,26 +171,15 @@ async def ingest_json(
     runtime: RuntimeDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Any:
-    async def respond() -> JSONResponse:
-        outcome = await accept(request, principal, runtime, "json", formats.parse_json_events)
-        parsed = outcome.parsed
-        body = {
-            "accepted": parsed.table.num_rows,
-            "rejected": len(parsed.rejects),
-            "errors": _rejects(parsed),
-        }
-        if parsed.received and not parsed.table.num_rows:
-            body = {
-                "type": "https://astralog.dev/problems/validation",
-                "title": "No valid events",
-                "status": 400,
-                "detail": f"all {parsed.received} events were rejected; see errors",
-                **body,
-            }
+    async def respond(receipt: Receipts | None) -> JSONResponse:
+        parse = formats.parse_json_events
+        outcome = await accept(request, principal, runtime, "json", parse, receipt)
+        status, body = _json_answer(outcome.parsed)
+        if status == 400:
             return JSONResponse(body, 400, media_type="application/problem+json")
-        return JSONResponse(body, 200, headers=_headers(outcome))
+        return JSONResponse(body, status, headers=_headers(outcome))
 
-    return await _idempotent(request, principal, runtime, idempotency_key, respond)
+    return await _idempotent(principal, runtime, idempotency_key, _json_answer, respond)
 
 
 # ---- OpenTelemetry OTLP/HTTP logs -------------------------------------------------------------
