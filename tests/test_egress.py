@@ -348,6 +348,87 @@ def test_metadata_stays_refused_whatever_is_allowed(endpoint: str) -> None:
         check(endpoint, allow_networks=everything)
 
 
+# --- IPv6 forms that embed an IPv4 address, with and without the allow-list --------------------
+# The decision per form (SECURITY.md, "Embedded IPv4"): an IPv4-mapped address IS the IPv4 host,
+# so the IPv4 allow-list covers it. NAT64 reaches the IPv4 host through a translator, so
+# 64:ff9b::/96 passes for public IPv4 (DNS64 on IPv6-only hosts) and a non-public one is refused
+# unless the IPv6 network itself is allowed: "127.0.0.0/8" means this machine's loopback, not the
+# translator's. Local-use NAT64 likewise needs its IPv6 network allowed. IPv4-compatible,
+# IPv4-translated, 6to4 and Teredo are deprecated transition forms no endpoint needs: refused
+# whatever is allowed.
+
+LOOPBACK_ALLOWED = ["127.0.0.0/8"]
+EVERYTHING = ["0.0.0.0/0", "::/0"]
+# (form, loopback spelled in it, a public IPv4 spelled in it, IPv6 network that would allow it)
+EMBEDDED_FORMS = [
+    ("IPv4-mapped", "::ffff:7f00:1", "::ffff:34d8:80a", None),
+    ("IPv4-compatible", "::7f00:1", "::34d8:80a", None),
+    ("IPv4-translated", "::ffff:0:7f00:1", "::ffff:0:34d8:80a", None),
+    ("NAT64", "64:ff9b::7f00:1", "64:ff9b::34d8:80a", "64:ff9b::/96"),
+    ("local-use NAT64", "64:ff9b:1:7f00:1::", "64:ff9b:1:34d8:8:a00::", "64:ff9b:1::/48"),
+    ("6to4", "2002:7f00:1::", "2002:34d8:80a::1", None),
+    ("Teredo", "2001:0:34d8:80a:0:0:80ff:fffe", "2001:0:34d8:80a:0:0:cb27:f5f5", None),
+]
+# What each form does with the IPv4 allow-list and with a public embedded IPv4.
+MAPPED_AS_IPV4 = {"IPv4-mapped"}
+PUBLIC_PASSES = {"IPv4-mapped", "NAT64"}
+
+
+@pytest.mark.parametrize(("form", "loopback", "public", "v6_network"), EMBEDDED_FORMS)
+def test_embedded_loopback_is_refused_without_an_allow_list(
+    form: str, loopback: str, public: str, v6_network: str | None
+) -> None:
+    with pytest.raises(UnsafeEndpoint):
+        check(f"https://[{loopback}]")
+
+
+@pytest.mark.parametrize(("form", "loopback", "public", "v6_network"), EMBEDDED_FORMS)
+def test_an_ipv4_allow_list_covers_only_the_mapped_form(
+    form: str, loopback: str, public: str, v6_network: str | None
+) -> None:
+    if form in MAPPED_AS_IPV4:
+        assert check(f"https://[{loopback}]", allow_networks=LOOPBACK_ALLOWED).port == 443
+    else:
+        with pytest.raises(UnsafeEndpoint):
+            check(f"https://[{loopback}]", allow_networks=LOOPBACK_ALLOWED)
+
+
+@pytest.mark.parametrize(("form", "loopback", "public", "v6_network"), EMBEDDED_FORMS)
+def test_embedded_public_ipv4_passes_only_where_it_is_a_real_route(
+    form: str, loopback: str, public: str, v6_network: str | None
+) -> None:
+    if form in PUBLIC_PASSES:
+        assert check(f"https://[{public}]").addresses == (ipaddress.ip_address(public),)
+    else:
+        with pytest.raises(UnsafeEndpoint):
+            check(f"https://[{public}]")
+
+
+@pytest.mark.parametrize(("form", "loopback", "public", "v6_network"), EMBEDDED_FORMS)
+def test_only_nat64_can_be_allowed_by_its_ipv6_network(
+    form: str, loopback: str, public: str, v6_network: str | None
+) -> None:
+    if v6_network is not None:
+        assert check(f"https://[{loopback}]", allow_networks=[v6_network]).port == 443
+    elif form not in MAPPED_AS_IPV4:
+        with pytest.raises(UnsafeEndpoint):
+            check(f"https://[{loopback}]", allow_networks=EVERYTHING)
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["::ffff:a9fe:a9fe", "64:ff9b::a9fe:a9fe", "2002:a9fe:a9fe::", "::ffff:0:a9fe:a9fe"],
+)
+def test_embedded_metadata_is_refused_whatever_is_allowed(address: str) -> None:
+    with pytest.raises(UnsafeEndpoint, match="metadata"):
+        check(f"https://[{address}]", allow_networks=EVERYTHING)
+
+
+def test_a_nat64_refusal_says_how_to_allow_it() -> None:
+    with pytest.raises(UnsafeEndpoint, match=r"64:ff9b::7f00:1/128"):
+        check("https://[64:ff9b::7f00:1]", allow_networks=LOOPBACK_ALLOWED)
+
+
 def test_a_bad_allow_list_entry_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="ASTRALOG_STORAGE__ALLOW_PRIVATE_NETWORKS"):
         check("https://s3.customer.example", allow_networks=["not-a-cidr"])

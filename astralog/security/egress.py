@@ -204,21 +204,20 @@ def _embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[str, ipaddress.IPv4Addres
     return None
 
 
+# Deprecated IPv6 transition forms (RFC 4291, RFC 2765, RFC 7526, Teredo): where the packets go
+# depends on a relay or translator we know nothing about, and no S3 or ClickHouse endpoint needs
+# one. Refused whatever the allow-list says.
+_DEPRECATED_FORMS = frozenset({"IPv4-compatible", "IPv4-translated", "6to4", "Teredo"})
+
+
 def _refusal(ip: IPAddress, allowed: Sequence[IPNetwork]) -> tuple[str, IPAddress | None] | None:
     """None if ``ip`` is fine, else what it is and the address an operator could allow-list."""
     if ip in _METADATA_ADDRESSES:
         return "a cloud metadata service", None
     embedded = _embedded_ipv4(ip) if isinstance(ip, ipaddress.IPv6Address) else None
     if embedded is not None:
-        kind, v4 = embedded
-        if kind == "IPv4-compatible":  # deprecated by RFC 4291; no endpoint needs one
-            return f"a deprecated IPv4-compatible IPv6 address (of {v4})", None
-        inner = _refusal(v4, allowed)  # the allow-list speaks about the IPv4 host reached
-        if inner is not None:
-            return f"the {kind} IPv6 form of {v4}, {inner[0]}", inner[1]
-        if kind != "Teredo":
-            return None
-    if any(ip.version == net.version and ip in net for net in allowed):
+        return _embedded_refusal(ip, *embedded, allowed)
+    if _allowed(ip, allowed):
         return None
     for net, what in _REFUSED_NETWORKS:
         if ip.version == net.version and ip in net:
@@ -226,6 +225,33 @@ def _refusal(ip: IPAddress, allowed: Sequence[IPNetwork]) -> tuple[str, IPAddres
     if not ip.is_global:
         return "not a public address", ip
     return None
+
+
+def _allowed(ip: IPAddress, allowed: Sequence[IPNetwork]) -> bool:
+    return any(ip.version == net.version and ip in net for net in allowed)
+
+
+def _embedded_refusal(
+    ip: IPAddress, kind: str, v4: ipaddress.IPv4Address, allowed: Sequence[IPNetwork]
+) -> tuple[str, IPAddress | None] | None:
+    """The decision per embedding form; SECURITY.md ("Embedded IPv4") gives the reasons."""
+    if v4 in _METADATA_ADDRESSES:
+        return f"the {kind} IPv6 form of {v4}, a cloud metadata service", None
+    if kind == "IPv4-mapped":
+        # The socket reaches the IPv4 host itself: it is that address, allow-list included.
+        inner = _refusal(v4, allowed)
+        return None if inner is None else (f"the {kind} IPv6 form of {v4}, {inner[0]}", inner[1])
+    if kind in _DEPRECATED_FORMS:
+        return f"a deprecated {kind} IPv6 address (of {v4}); use the IPv4 address itself", None
+    # NAT64 (64:ff9b::/96): a translator reaches the IPv4 host. Public IPv4 is what DNS64 gives
+    # IPv6-only hosts; anything else is refused unless the IPv6 network itself is allowed, since
+    # an allowed "127.0.0.0/8" means this machine's loopback, not the translator's.
+    if _allowed(ip, allowed):
+        return None
+    inner = _refusal(v4, ())
+    if inner is None:
+        return None
+    return f"the {kind} IPv6 form of {v4}, {inner[0]} (an IPv4 allow-list does not cover it)", ip
 
 
 def _parse_networks(networks: Iterable[str | IPNetwork]) -> tuple[IPNetwork, ...]:
