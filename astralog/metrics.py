@@ -6,8 +6,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 
 class Metrics:
-    def __init__(self) -> None:
+    """No label names a tenant unless ``tenant_labels``: whoever scrapes would learn the ids."""
+
+    def __init__(self, *, tenant_labels: bool = False) -> None:
         self.registry = CollectorRegistry()
+        self.tenant_labels = tenant_labels
         r = self.registry
         self.events_accepted = Counter(
             "astralog_ingest_events_accepted", "Events acknowledged", ["format"], registry=r
@@ -24,7 +27,7 @@ class Metrics:
         self.rate_limited = Counter(
             "astralog_ingest_rate_limited",
             "Requests refused by a rate limit",
-            ["source"],
+            ["source"] if tenant_labels else [],
             registry=r,
         )
         self.ack_seconds = Histogram(
@@ -52,6 +55,10 @@ class Metrics:
         self.query_seconds = Histogram(
             "astralog_query_seconds", "Search latency", ["endpoint"], registry=r
         )
+
+    def rate_limit_hit(self, source_id: str) -> None:
+        counter = self.rate_limited.labels(source_id) if self.tenant_labels else self.rate_limited
+        counter.inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

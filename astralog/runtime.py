@@ -143,7 +143,7 @@ class Runtime:
         )
         self.signer = Signer(settings.path(settings.control.signing_key_file))
         self.destinations = Destinations(self.control, field_cipher(settings))
-        self.metrics = Metrics()
+        self.metrics = Metrics(tenant_labels=settings.metrics.tenant_labels)
         self.sessions = SessionStore(settings.data_dir / "sessions.sqlite3", SESSION_SECONDS)
         self._data: DataPlane | None = None
 

@@ -151,6 +151,36 @@ class QuerySettings(BaseModel):
     default_limit: int = Field(100, ge=1, le=10_000, description="Events per page by default.")
 
 
+class MetricsSettings(BaseModel):
+    token: str = Field(
+        "",
+        description="Bearer token a Prometheus scraper sends for /metrics (Authorization: Bearer "
+        "<token>, at least 32 characters); an operator token is accepted too. When empty, "
+        "anonymous scrapes are answered only in development mode and only from loopback.",
+    )
+    bind: str = Field(
+        "",
+        description="host:port of a separate listener that serves only the metrics (for example "
+        "127.0.0.1:9464); /metrics on the main port then answers 404. It asks for the token too "
+        "when one is set.",
+    )
+    tenant_labels: bool = Field(
+        False,
+        description="Label per-tenant metrics with the source id (astralog_ingest_rate_limited_"
+        "total{source=...}). Off by default: whoever scrapes would learn every tenant's ids.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> MetricsSettings:
+        if self.token and len(self.token) < 32:
+            raise ValueError("ASTRALOG_METRICS__TOKEN must be at least 32 characters when set")
+        if self.bind:
+            host, _, port = self.bind.rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError("ASTRALOG_METRICS__BIND must be host:port, e.g. 127.0.0.1:9464")
+        return self
+
+
 class Settings(BaseSettings):
     """The root of all configuration."""
 
@@ -178,6 +208,7 @@ class Settings(BaseSettings):
     flush: FlushSettings = Field(default_factory=FlushSettings)  # type: ignore[arg-type]
     storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
     query: QuerySettings = Field(default_factory=QuerySettings)  # type: ignore[arg-type]
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)  # type: ignore[arg-type]
 
     @classmethod
     def settings_customise_sources(

@@ -27,8 +27,9 @@ from astralog.api.routes import (
     tokens,
     ui,
 )
-from astralog.runtime import Runtime
+from astralog.api.scrape import MetricsListener
 from astralog.controlplane.audit import Publisher, latest_org_checkpoints
+from astralog.runtime import Runtime
 from astralog.settings import Settings
 
 log = logging.getLogger("astralog.api")
@@ -37,15 +38,15 @@ ADMIN_BODY_LIMIT = 64 * 1024
 
 async def _checkpoints(runtime: Runtime) -> None:
     interval = runtime.settings.control.checkpoint_interval_seconds
-    while True:
     # Each org's newest checkpoint also goes into its own destination (first round at start,
     # so what the last shutdown signed leaves the machine too).
     publisher = Publisher(runtime.data.destination)
-        await asyncio.sleep(interval)
+    while True:
         try:
             await publisher.publish(latest_org_checkpoints(runtime.control.store))
         except Exception:
             log.exception("publishing checkpoints failed")
+        await asyncio.sleep(interval)
         try:
             await asyncio.to_thread(runtime.control.record_usage)
             await asyncio.to_thread(runtime.signer.checkpoint, runtime.control.store)
@@ -60,6 +61,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         data = await asyncio.to_thread(runtime.open_data_plane)  # WAL recovery happens here
         data.start()
+        bind = runtime.settings.metrics.bind
+        listener = MetricsListener(bind, runtime) if bind else None
         tasks = [
             asyncio.create_task(_checkpoints(runtime)),
             asyncio.create_task(retention.run(runtime)),
@@ -71,6 +74,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if listener is not None:
+                listener.close()
             await runtime.close_data_plane()
             runtime.control.record_usage()
             runtime.signer.checkpoint(runtime.control.store)

@@ -1,11 +1,13 @@
-"""Liveness and readiness."""
+"""Liveness, readiness and the Prometheus metrics."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from astralog.api.deps import RuntimeDep
+from astralog.api import scrape
+from astralog.api.deps import ClientDep, RuntimeDep
+from astralog.errors import NotFound
 
 router = APIRouter(tags=["health"])
 
@@ -22,11 +24,9 @@ def readyz(runtime: RuntimeDep) -> JSONResponse:
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(runtime: RuntimeDep) -> Response:
-    if runtime.ready()[0]:
-        stats = runtime.data.wal.stats()
-        m = runtime.metrics
-        m.wal_bytes.set(stats.unflushed_bytes)
-        m.wal_segments.set(stats.segments)
-        m.wal_oldest_seconds.set(stats.oldest_unflushed_age_seconds)
-    return Response(runtime.metrics.render(), media_type="text/plain; version=0.0.4")
+def metrics(request: Request, runtime: RuntimeDep, peer: ClientDep) -> Response:
+    """Prometheus metrics, for a scraper with the metrics token or an operator (see scrape)."""
+    if runtime.settings.metrics.bind:
+        raise NotFound("Not Found")  # served by the separate metrics listener only
+    scrape.check_scraper(request.headers.get("authorization", ""), peer, runtime, listener=False)
+    return Response(scrape.render(runtime), media_type=scrape.CONTENT_TYPE)

@@ -86,7 +86,7 @@ async def accept(
         try:
             quota = data.rate_limiter.take(ctx.org_id, ctx.source_id, rows, len(raw), limits)
         except Exception:
-            runtime.metrics.rate_limited.labels(ctx.source_id).inc()
+            runtime.metrics.rate_limit_hit(ctx.source_id)
             raise
         await data.wal.append(parsed.table, receipt(parsed) if receipt else None)
     m = runtime.metrics
