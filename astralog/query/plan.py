@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from astralog.catalog import BatchCommitted
-from astralog.errors import BadRequest
+from astralog.errors import AstralogError, BadRequest
 from astralog.query.compile import compile_where
 from astralog.query.language import Node, parse
 from astralog.query.timerange import iso, parse_instant
@@ -40,6 +40,39 @@ class SearchScope:
     sources: Sequence[str] | None = None
 
 
+@dataclass(frozen=True)
+class Missing:
+    """Batches of a search that their destination could not return; the answer names them.
+
+    ``error`` is what the search would have failed with; it is raised when nothing else could be
+    read, so an answer is never only warnings."""
+
+    destination_id: str
+    destination: str  # as people know it: 'name' (kind, id)
+    start_ns: int  # the first and last event time the missing batches hold, inside the range
+    end_ns: int
+    batches: int
+    rows: int
+    error: AstralogError
+
+    def view(self) -> dict[str, Any]:
+        retryable = bool(self.error.extra.get("retryable", self.error.status == 503))
+        return {
+            "destination_id": self.destination_id,
+            "destination": self.destination,
+            "start": iso(self.start_ns),
+            "end": iso(self.end_ns),
+            "batches": self.batches,
+            "rows": self.rows,
+            "retryable": retryable,
+            "detail": self.error.detail,
+            "message": (
+                f"destination {self.destination} could not be read: the {self.rows} events it "
+                f"holds from {iso(self.start_ns)} to {iso(self.end_ns)} are not in this answer"
+            ),
+        }
+
+
 @dataclass
 class Plan:
     org_id: str
@@ -52,6 +85,7 @@ class Plan:
     files: list[str] = field(default_factory=list)
     remote: list[BatchCommitted] = field(default_factory=list)  # batches in a BYOB destination
     fetched: pa.Table | None = None  # their rows, filled by astralog.query.remote
+    missing: list[Missing] = field(default_factory=list)  # destinations that failed to answer
     pending: pa.Table | None = None
     scanned_bytes: int = 0
     timeout_seconds: float = 30.0
@@ -68,6 +102,10 @@ class Plan:
             "clamped": self.clamped,
             "retention_days": self.retention_days,
         }
+
+    def completeness(self) -> dict[str, Any]:
+        """Whether the answer holds every batch of the range, and what is missing if not."""
+        return {"partial": bool(self.missing), "warnings": [m.view() for m in self.missing]}
 
     def where(self) -> tuple[str, dict[str, Any]]:
         """The full DuckDB WHERE clause: tenant, retention per source, time range, query."""

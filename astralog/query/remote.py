@@ -12,13 +12,18 @@ query) exactly like local Parquet. What it promises:
   stored bytes understate it) and the search is refused as soon as the limit is passed, not
   after everything was downloaded;
 * fetching is bounded by the plan's query timeout;
-* a destination that fails is named: 503 with ``Retry-After`` when it may recover by itself
-  (throttling, unreachable), 502 when a person must act (credentials, missing bucket or table).
+* one destination that fails does not fail the search: its batches are left out and the plan
+  names it in ``plan.missing`` (with the time range its batches cover), and the answer is what
+  the other destinations, the embedded bucket and the WAL hold. When nothing else could be read,
+  or the caller wants all or nothing (an export), the failure is the answer: 503 with
+  ``Retry-After`` when the destination may recover by itself (throttling, unreachable), 502 when
+  a person must act (credentials, missing bucket or table).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -28,7 +33,7 @@ from astralog.catalog import BatchCommitted
 from astralog.connectors.base import Connector, ConnectorError, Pushdown, canonical_rows
 from astralog.errors import AstralogError, BadRequest, NotFound, Unavailable
 from astralog.query.compile import compile_where
-from astralog.query.plan import Plan
+from astralog.query.plan import Missing, Plan
 from astralog.runtime import Runtime
 
 __all__ = ["fetch_remote"]
@@ -36,6 +41,7 @@ __all__ = ["fetch_remote"]
 CHUNK_KEYS = 256  # batches per read: bounds a ClickHouse IN list and the rows held unchecked
 CHUNK_STORED_BYTES = 256 * 2**20  # stored bytes (per the catalog) per read
 RETRY_AFTER_SECONDS = 10
+log = logging.getLogger("astralog.query")
 
 
 @dataclass
@@ -55,9 +61,12 @@ class _Budget:
             )
 
 
-async def fetch_remote(runtime: Runtime, plan: Plan) -> None:
+async def fetch_remote(runtime: Runtime, plan: Plan, *, partial: bool = True) -> None:
     """Fill ``plan.fetched`` with the rows of ``plan.remote`` and count them in
-    ``plan.scanned_bytes`` (in place of the catalog's estimate for them)."""
+    ``plan.scanned_bytes`` (in place of the catalog's estimate for them).
+
+    With ``partial``, a destination that fails is recorded in ``plan.missing`` as long as
+    something else was read; otherwise its error is raised."""
     if not plan.remote:
         return
     by_destination: dict[str, list[BatchCommitted]] = {}
@@ -75,8 +84,19 @@ async def fetch_remote(runtime: Runtime, plan: Plan) -> None:
     except BaseExceptionGroup as failed:
         # The first failure is the answer; the other fetches were cancelled with it.
         raise failed.exceptions[0] from None
-    tables = [table for task in tasks for table in task.result()]
+    results = [task.result() for task in tasks]
+    missing = [r for r in results if isinstance(r, Missing)]
+    read_some = plan.files or plan.pending is not None or len(missing) < len(results)
+    if missing and not (partial and read_some):
+        raise missing[0].error
+    for gap in missing:
+        log.warning(
+            "search left out a destination that failed",
+            extra={"destination_id": gap.destination_id, "batches": gap.batches},
+        )
+    tables = [table for result in results if not isinstance(result, Missing) for table in result]
     plan.fetched = canonical_rows(tables, "rows fetched from BYOB destinations")
+    plan.missing = missing
     plan.scanned_bytes = budget.used
 
 
@@ -87,27 +107,62 @@ async def _fetch(
     batches: Sequence[BatchCommitted],
     budget: _Budget,
     deadline: float,
-) -> list[pa.Table]:
-    connector, label = _open(runtime, plan.org_id, destination_id)
-    pushdown = _pushdown(plan)
-    tables = []
+) -> list[pa.Table] | Missing:
+    """The destination's rows of the search, or what is missing when it cannot return them."""
     try:
-        async with asyncio.timeout_at(deadline):
-            for chunk in _chunks(batches):
-                table = await connector.read_batches([b.object_key for b in chunk], pushdown)
-                budget.take(table.nbytes, label)
-                tables.append(table)
+        connector, label = _open(runtime, plan.org_id, destination_id)
+    except ConnectorError as exc:  # gone from the org, or cannot be opened: named already
+        return _missing(plan, destination_id, destination_id, batches, exc)
+    try:
+        return await _read(connector, label, plan, batches, budget, deadline)
     except TimeoutError:
-        raise Unavailable(
+        error: AstralogError = Unavailable(
             f"destination {label} did not return the search's {len(batches)} batches within "
             f"the plan's {plan.timeout_seconds:.0f} s query time; try again or narrow the "
             "time range",
             RETRY_AFTER_SECONDS,
             destination_id=destination_id,
-        ) from None
+        )
     except ConnectorError as exc:
-        raise _failed(label, destination_id, exc) from exc
+        error = _failed(label, destination_id, exc)
+        error.__cause__ = exc
+    return _missing(plan, destination_id, label, batches, error)
+
+
+async def _read(
+    connector: Connector,
+    label: str,
+    plan: Plan,
+    batches: Sequence[BatchCommitted],
+    budget: _Budget,
+    deadline: float,
+) -> list[pa.Table]:
+    pushdown = _pushdown(plan)
+    tables = []
+    async with asyncio.timeout_at(deadline):
+        for chunk in _chunks(batches):
+            table = await connector.read_batches([b.object_key for b in chunk], pushdown)
+            budget.take(table.nbytes, label)
+            tables.append(table)
     return tables
+
+
+def _missing(
+    plan: Plan,
+    destination_id: str,
+    label: str,
+    batches: Sequence[BatchCommitted],
+    error: AstralogError,
+) -> Missing:
+    return Missing(
+        destination_id=destination_id,
+        destination=label,
+        start_ns=max(plan.start_ns, min(b.min_ts_ns for b in batches)),
+        end_ns=min(plan.end_ns, max(b.max_ts_ns for b in batches)),
+        batches=len(batches),
+        rows=sum(b.rows for b in batches),
+        error=error,
+    )
 
 
 def _open(runtime: Runtime, org_id: str, destination_id: str) -> tuple[Connector, str]:

@@ -2,7 +2,16 @@
 // three requests made together; live tail streams new matches over Server-Sent Events.
 
 import { ApiError, cached, post, qs } from "./api.js";
-import { announce, errorState, fmtNumber, h, icon, replace, stateView } from "./dom.js";
+import {
+  announce,
+  errorState,
+  fmtDateTime,
+  fmtNumber,
+  h,
+  icon,
+  replace,
+  stateView,
+} from "./dom.js";
 import { eventRow, LEVEL_ORDER, levelOf } from "./events.js";
 import { createHistogram } from "./histogram.js";
 import { createSourcePicker, createTimePicker, describeRange, toDate, zoomOut } from "./pickers.js";
@@ -393,6 +402,7 @@ export async function mount(main, app) {
         ),
       );
     }
+    for (const warning of response.warnings || []) notes.push(partialNote(warning));
     if (!events.length && !tail) {
       results.hidden = true;
       replace(stateBox, notes, emptyState());
@@ -402,6 +412,32 @@ export async function mount(main, app) {
     }
     updateMore();
     updateCount(response);
+  }
+
+  // A destination that could not be read: the results are the rest, and the note says what is
+  // missing, so a quiet stretch is never mistaken for no events.
+  function partialNote(warning) {
+    const when = `${fmtDateTime(warning.start, { seconds: true })} to ${fmtDateTime(warning.end, { seconds: true })}`;
+    const next = warning.retryable
+      ? "Search again in a moment."
+      : "An admin should check this destination on the Storage page.";
+    return h(
+      "div",
+      { class: "callout callout-warn partial-note", role: "alert" },
+      icon("alert"),
+      h(
+        "span",
+        {},
+        h("strong", {}, "Incomplete results. "),
+        `Destination ${warning.destination} could not be read, so up to ${fmtNumber(warning.rows)} events from ${when} are missing. ${next}`,
+        h(
+          "details",
+          { class: "partial-detail" },
+          h("summary", {}, "What the destination answered"),
+          warning.detail,
+        ),
+      ),
+    );
   }
 
   function emptyState() {

@@ -1,6 +1,8 @@
 """The search API: search, histogram, facets, live tail and export, scoped to the caller's org.
 
-Query text is never logged in clear: a SHA-256 prefix and a length identify it.
+Query text is never logged in clear: a SHA-256 prefix and a length identify it. When a BYOB
+destination cannot be read, search, histogram and facets answer with the rest and say what is
+missing (``partial``, ``warnings``); an export, a file with no place for a warning, fails whole.
 """
 
 from __future__ import annotations
@@ -87,6 +89,7 @@ async def search(body: SearchBody, org_id: ReadOrg, runtime: RuntimeDep, request
         "range": plan.range_view(),
         "scanned_bytes": plan.scanned_bytes,
         "took_ms": round(took * 1000, 2),
+        **plan.completeness(),
     }
 
 
@@ -99,7 +102,12 @@ async def histogram(
     session = Session(plan, runtime.settings.query.engine_threads)
     result = await run(session, lambda s: s.histogram(body.buckets), request.is_disconnected)
     runtime.metrics.query_seconds.labels("histogram").observe(time.perf_counter() - started)
-    return {**result, "range": plan.range_view(), "scanned_bytes": plan.scanned_bytes}
+    return {
+        **result,
+        "range": plan.range_view(),
+        "scanned_bytes": plan.scanned_bytes,
+        **plan.completeness(),
+    }
 
 
 @router.post("/facets", summary="Top values and counts of fields over the matching events")
@@ -109,7 +117,7 @@ async def facets(body: FacetsBody, org_id: ReadOrg, runtime: RuntimeDep, request
     session = Session(plan, runtime.settings.query.engine_threads)
     result = await run(session, lambda s: s.facets(body.fields, body.size), request.is_disconnected)
     runtime.metrics.query_seconds.labels("facets").observe(time.perf_counter() - started)
-    return {"facets": result, "range": plan.range_view()}
+    return {"facets": result, "range": plan.range_view(), **plan.completeness()}
 
 
 def _sources(sources: str | None) -> list[str] | None:
@@ -195,7 +203,8 @@ async def export(
     sources: str | None = None,
     format: Literal["ndjson", "csv"] = "ndjson",
 ) -> StreamingResponse:
-    plan = await _plan(runtime, org_id, SearchScope(query, start, end, _sources(sources)))
+    scope = SearchScope(query, start, end, _sources(sources))
+    plan = await _plan(runtime, org_id, scope, partial=False)
     session = Session(plan, runtime.settings.query.engine_threads)
     media = "application/x-ndjson" if format == "ndjson" else "text/csv"
     return StreamingResponse(
