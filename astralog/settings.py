@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -103,10 +103,23 @@ class WalSettings(BaseModel):
     segment_max_age_seconds: float = Field(
         10.0, gt=0, description="A segment is sealed this long after its first event."
     )
+    segment_idle_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="A segment is sealed once no event arrived for this long, so a quiet source "
+        "reaches storage in seconds while a busy one still makes segment_max_age_seconds batches.",
+    )
     disk_budget_bytes: int = Field(
         2 * 2**30,
         ge=1024,
         description="When unflushed WAL data reaches this, ingest answers 503 with Retry-After.",
+    )
+    degraded_budget_share: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="/readyz reports degraded once unflushed WAL data passes this share of "
+        "disk_budget_bytes, before ingest starts refusing.",
     )
 
 
@@ -117,6 +130,11 @@ class FlushSettings(BaseModel):
     )
     retry_max_seconds: float = Field(
         30.0, gt=0, description="Longest back-off between retries of a failing destination."
+    )
+    degraded_after_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="/readyz reports degraded once a destination has been failing this long.",
     )
 
 
@@ -191,7 +209,11 @@ class Settings(BaseSettings):
     mode: Literal["development", "production"] = Field(
         "development", description="Production refuses default secrets."
     )
-    data_dir: Path = Field(Path(".astralog"), description="Where all local state lives.")
+    data_dir: Path = Field(
+        Path(".astralog"),
+        description="Where all local state lives; a relative path is taken from the directory "
+        "the service starts in.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Level of the service's own logs."
     )
@@ -225,6 +247,28 @@ class Settings(BaseSettings):
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
         return tuple(sources)
 
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute_data_dir(cls, value: Path) -> Path:
+        return _absolute(value)
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> Settings:
+        """Every path-typed setting absolute from load on, ``data_dir``-relative ones under it.
+
+        Taken once against the working directory at load, so a later ``chdir``, a ``file://`` URI
+        built from it or a log line all name the same place.
+        """
+        for name in type(self).model_fields:
+            section = getattr(self, name)
+            if not isinstance(section, BaseModel):
+                continue
+            resolved = {key: self.path(value) for key, value in section if isinstance(value, Path)}
+            if resolved:
+                # The root is frozen once built; this validator is the one place it is built.
+                object.__setattr__(self, name, section.model_copy(update=resolved))
+        return self
+
     @model_validator(mode="after")
     def _refuse_default_secrets(self) -> Settings:
         weak_pepper = self.auth.key_pepper == DEV_SECRET or len(self.auth.key_pepper) < 32
@@ -250,7 +294,12 @@ class Settings(BaseSettings):
 
     def path(self, relative: Path) -> Path:
         """Resolve a configured path against ``data_dir``."""
-        return relative if relative.is_absolute() else self.data_dir / relative
+        return _absolute(relative if relative.is_absolute() else self.data_dir / relative)
+
+
+def _absolute(path: Path) -> Path:
+    """``path`` made absolute against the working directory, ``~`` expanded, ``..`` folded."""
+    return Path(os.path.abspath(path.expanduser()))
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -72,7 +72,9 @@ class LocalConnector(Connector):
     """A directory as a bucket. ``root`` is created on first write if it does not exist."""
 
     def __init__(self, root: Path, *, row_group_rows: int = 64 * 1024) -> None:
-        self.root = Path(root)
+        # Absolute once, here: the file URI recorded in the catalog needs it, and a later chdir
+        # must not move the bucket.
+        self.root = Path(os.path.abspath(root))
         self.row_group_rows = row_group_rows
 
     def __repr__(self) -> str:
@@ -121,8 +123,6 @@ class LocalConnector(Connector):
 
         return await self._guarded(f"reading {len(object_keys)} batches", reading)
 
-    def is_retryable(self, exc: BaseException) -> bool:
-        if isinstance(exc, ConnectorError):
     async def put_checkpoint(self, org_id: str, seq: int, document: bytes) -> None:
         relative = checkpoint_key(org_id, seq)
 
@@ -143,6 +143,8 @@ class LocalConnector(Connector):
 
         return await self._guarded(f"listing checkpoints of org {org_id}", reading)
 
+    def is_retryable(self, exc: BaseException) -> bool:
+        if isinstance(exc, ConnectorError):
             return exc.retryable
         return isinstance(exc, OSError) and exc.errno in _RETRYABLE_ERRNOS
 
@@ -287,8 +289,6 @@ def _remove_partition(hour_dir: Path) -> None:
     fsync_dir(day_dir if day_dir.exists() else day_dir.parent)
 
 
-def _write_durably(path: Path, payload: bytes) -> None:
-    with open(path, "wb") as sink:
 def _replace_durably(final: Path, payload: bytes) -> None:
     """Write ``payload`` to a hidden temporary file, fsync, rename over ``final``."""
     tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
@@ -302,6 +302,8 @@ def _replace_durably(final: Path, payload: bytes) -> None:
     fsync_dir(final.parent)
 
 
+def _write_durably(path: Path, payload: bytes) -> None:
+    with open(path, "wb") as sink:
         sink.write(payload)
         sink.flush()
         os.fsync(sink.fileno())

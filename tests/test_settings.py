@@ -1,8 +1,12 @@
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
+from pydantic import BaseModel
 
 from astralog.cli import main
 from astralog.errors import ConfigError
-from astralog.settings import load_settings
+from astralog.settings import Settings, load_settings
 
 
 def test_defaults_work_on_a_laptop() -> None:
@@ -64,3 +68,41 @@ def test_config_reference_lists_every_variable(capsys: pytest.CaptureFixture[str
         "ASTRALOG_AUTH__KEY_PEPPER",
     ):
         assert f"`{name}`" in text
+
+
+def test_every_path_is_absolute_against_the_directory_at_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ASTRALOG_DATA_DIR", "state/../data")
+    monkeypatch.setenv("ASTRALOG_WAL__DIRECTORY", "../wal-disk")
+    monkeypatch.setenv("ASTRALOG_CONTROL__DATABASE", "/srv/control.sqlite3")
+    settings = load_settings()
+    monkeypatch.chdir("/")  # a later chdir changes nothing
+    data = tmp_path / "data"
+    assert settings.data_dir == data
+    assert settings.wal.directory == tmp_path / "wal-disk"
+    assert settings.control.database == Path("/srv/control.sqlite3")
+    assert settings.control.signing_key_file == data / "checkpoint-signing.key"
+    assert settings.storage.local_root == data / "bucket"
+    assert settings.path(Path("sessions.sqlite3")) == data / "sessions.sqlite3"
+    assert all(p.is_absolute() for p in _path_settings(settings)), list(_path_settings(settings))
+
+
+def test_the_default_data_dir_is_the_working_directory_s_astralog(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ASTRALOG_DATA_DIR", raising=False)
+    settings = load_settings()
+    assert settings.data_dir == tmp_path / ".astralog"
+    assert settings.storage.local_root == tmp_path / ".astralog" / "bucket"
+
+
+def _path_settings(settings: Settings) -> Iterator[Path]:
+    """Every path-typed value, wherever it sits, so a path field added later is covered too."""
+    for _, value in settings:
+        if isinstance(value, Path):
+            yield value
+        elif isinstance(value, BaseModel):
+            yield from (v for _, v in value if isinstance(v, Path))
