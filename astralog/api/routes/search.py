@@ -64,11 +64,11 @@ class FacetsBody(Filters):
     size: int = Field(10, ge=1, le=100)
 
 
-async def _plan(runtime: Runtime, org_id: str, scope: SearchScope) -> Plan:
+async def _plan(runtime: Runtime, org_id: str, scope: SearchScope, *, partial: bool = True) -> Plan:
     digest = hashlib.sha256(scope.query.encode()).hexdigest()[:12]
     log.info("search", extra={"query_sha256": digest, "query_length": len(scope.query)})
     plan = make_plan(runtime, org_id, scope, now_ns=time.time_ns())
-    await fetch_remote(runtime, plan)
+    await fetch_remote(runtime, plan, partial=partial)
     return plan
 
 
