@@ -43,15 +43,7 @@ class Metrics:
             "Age of the oldest unflushed segment",
             registry=r,
         )
-        self.flush_seconds = Histogram(
-            "astralog_flush_seconds", "Duration of one flush pass that wrote batches", registry=r
-        )
-        self.flush_failures = Counter(
-            "astralog_flush_failures", "Flush attempts that failed", ["retryable"], registry=r
-        )
-        self.batches_written = Counter(
-            "astralog_flush_batches", "Parquet batches committed", registry=r
-        )
+        self.flush = FlushMetrics(r)
         self.query_seconds = Histogram(
             "astralog_query_seconds", "Search latency", ["endpoint"], registry=r
         )
@@ -62,3 +54,23 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class FlushMetrics:
+    """The flusher's instruments, handed to the flusher alone (it needs nothing else here)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = registry if registry is not None else CollectorRegistry()
+        self.seconds = Histogram(
+            "astralog_flush_seconds",
+            "Duration of one flush pass over sealed WAL segments",
+            registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.batches = Counter("astralog_flush_batches", "Parquet batches committed", registry=r)
+        self.failures = Counter(
+            "astralog_flush_failures", "Flush attempts that failed", ["retryable"], registry=r
+        )
+
+    def failed(self, retryable: bool) -> None:
+        self.failures.labels(retryable=str(retryable).lower()).inc()

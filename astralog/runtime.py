@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from astralog import byob
@@ -26,7 +26,7 @@ from astralog.controlplane.audit import Signer
 from astralog.controlplane.destinations import Destinations
 from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.store import Actor
-from astralog.ingest.flush import Flusher
+from astralog.ingest.flush import DestinationFailure, Flusher
 from astralog.ingest.idempotency import IdempotencyStore
 from astralog.ingest.ratelimit import RateLimiter
 from astralog.ingest.wal import WriteAheadLog
@@ -39,6 +39,29 @@ SYSTEM = Actor("system:bootstrap", "local")
 LOCAL_DESTINATION = "local"
 SESSION_SECONDS = 12 * 3600
 log = logging.getLogger("astralog.runtime")
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What /readyz answers: ready, or degraded and why (liveness is /healthz, not this)."""
+
+    reasons: list[str]
+    failing: list[DestinationFailure] = field(default_factory=list)
+    wal_bytes: int = 0
+    wal_budget_bytes: int = 0
+
+    @property
+    def ready(self) -> bool:
+        return not self.reasons
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ready": self.ready,
+            "status": "ready" if self.ready else "degraded",
+            "reason": "; ".join(self.reasons),
+            "destinations": [f.as_dict() for f in self.failing],
+            "wal": {"unflushed_bytes": self.wal_bytes, "budget_bytes": self.wal_budget_bytes},
+        }
 
 
 @dataclass(frozen=True)
@@ -74,7 +97,9 @@ class DataPlane:
         self.local = LocalConnector(
             settings.path(settings.storage.local_root), row_group_rows=settings.flush.row_group_rows
         )
-        self.flusher = Flusher(self.wal, self.catalog, self.destination, settings.flush)
+        self.flusher = Flusher(
+            self.wal, self.catalog, self.destination, settings.flush, metrics=metrics.flush
+        )
         self.rate_limiter = RateLimiter()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -99,6 +124,30 @@ class DataPlane:
             )
         return self._connectors[key]
 
+    def readiness(self) -> Readiness:
+        """Degraded when a destination has failed for too long or the WAL nears its budget."""
+        failing = self.flusher.failures()
+        too_long = self.settings.flush.degraded_after_seconds
+        reasons = [_failing_reason(f) for f in failing if f.seconds() >= too_long]
+        used, budget = self.wal.unflushed_bytes(), self.settings.wal.disk_budget_bytes
+        if used >= budget * self.settings.wal.degraded_budget_share:
+            reasons.append(
+                f"the write-ahead log holds {used} bytes, {used / budget:.0%} of its {budget}-byte "
+                "budget (ASTRALOG_WAL__DISK_BUDGET_BYTES); ingest is refused when it is full"
+            )
+        return Readiness(reasons, failing, used, budget)
+
+    def destination_status(self, org_id: str) -> dict[str, Any]:
+        """Where ``org_id``'s new batches go and whether writing there works, in its own view."""
+        record = self.destinations.active(org_id)
+        destination_id = LOCAL_DESTINATION if record is None else str(record["id"])
+        failing = self.flusher.failure(org_id, destination_id)
+        return {
+            "destination_id": destination_id,
+            "state": "ok" if failing is None else "failing",
+            "failure": None if failing is None else failing.view_for(org_id),
+        }
+
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self.flusher.run(), name="astralog-flusher"))
 
@@ -118,6 +167,14 @@ class DataPlane:
             with contextlib.suppress(Exception):
                 await connector.close()
         self.idempotency.close()
+
+
+def _failing_reason(failing: DestinationFailure) -> str:
+    orgs = ", ".join(sorted(failing.org_ids))
+    return (
+        f"destination {failing.destination_id} (orgs {orgs}) has been failing for "
+        f"{failing.seconds():.0f}s, {failing.attempts} attempts: {failing.error}: {failing.message}"
+    )
 
 
 def field_cipher(settings: Settings) -> FieldCipher:
@@ -179,9 +236,15 @@ class Runtime:
         )
 
     def ready(self) -> tuple[bool, str]:
+        """Whether the data plane is open (serving); /readyz asks :meth:`readiness`."""
         if self._data is None:
             return False, "the write-ahead log is not open yet"
         return True, ""
+
+    def readiness(self) -> Readiness:
+        if self._data is None:
+            return Readiness(["the write-ahead log is not open yet"])
+        return self._data.readiness()
 
     def close(self) -> None:
         self.sessions.close()

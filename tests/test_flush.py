@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -18,6 +19,7 @@ from astralog.connectors.base import BatchKey, Connector, ConnectorError, Writte
 from astralog.connectors.local import LocalConnector
 from astralog.ingest.flush import Flusher, batch_id_for, split_into_batches
 from astralog.ingest.wal import WriteAheadLog
+from astralog.metrics import Metrics
 from astralog.settings import FlushSettings, WalSettings
 from tests.connector_contract import T0, H, make_events, run
 
@@ -331,3 +333,141 @@ def test_an_org_id_unusable_in_a_path_fails_only_that_org(
     assert run(flusher.flush_once()) == 0
     assert reads == [], "a segment whose remaining orgs all back off is not re-read"
     assert len(wal.sealed_segments()) == 1
+
+
+# -- a failing destination is visible: metrics, one log line per state change, views ---------
+
+
+def test_a_relative_bucket_root_commits_with_an_absolute_file_uri(
+    tmp_path: Path, wal: WriteAheadLog, catalog: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The default data dir `.astralog` is relative: every flush failed at `final.as_uri()`.
+    monkeypatch.chdir(tmp_path)
+    bucket = LocalConnector(Path("relative-bucket"))
+    ingest(wal, make_events(3))
+    flusher = Flusher(wal, catalog, fixed("local", bucket), SETTINGS)
+    assert run(flusher.flush_once()) == 1
+    monkeypatch.chdir("/")  # where the process runs later does not move the bucket
+    (batch,) = catalog.batches("acme", None, *FAR)
+    assert batch.uri == (tmp_path / "relative-bucket" / batch.object_key).as_uri()
+    assert pq.read_table(bucket.root / batch.object_key).num_rows == 3
+    assert wal.sealed_segments() == [] and flusher.failures() == []
+
+
+def test_flush_metrics_count_passes_batches_and_failures(
+    wal: WriteAheadLog, catalog: Catalog, bucket: LocalConnector
+) -> None:
+    metrics = Metrics()
+    down = {"now": True}
+    flaky = Flaky(
+        bucket, lambda key: ConnectorError("unreachable", retryable=True) if down["now"] else None
+    )
+    flusher = Flusher(wal, catalog, fixed("local", flaky), SETTINGS, metrics=metrics.flush)
+    ingest(wal, make_events(5, "acme"), make_events(5, "globex"))
+
+    run(flusher.flush_once())
+    text = metrics.render().decode()
+    assert 'astralog_flush_failures_total{retryable="true"} 1.0' in text, "one per failed attempt"
+    assert "astralog_flush_batches_total 0.0" in text
+    assert "astralog_flush_seconds_count 1.0" in text
+
+    down["now"] = False
+    time.sleep(SETTINGS.retry_max_seconds)
+    assert run(flusher.flush_once()) == 2
+    text = metrics.render().decode()
+    assert "astralog_flush_batches_total 2.0" in text
+    assert "astralog_flush_seconds_count 2.0" in text
+    assert 'astralog_flush_failures_total{retryable="true"} 1.0' in text
+    assert "org" not in _flush_lines(text), "no tenant labels on flush metrics"
+
+
+def _flush_lines(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if line.startswith("astralog_flush"))
+
+
+def test_one_log_line_when_a_destination_fails_and_one_when_it_recovers(
+    wal: WriteAheadLog, catalog: Catalog, bucket: LocalConnector, caplog: pytest.LogCaptureFixture
+) -> None:
+    outage = {"left": 3}
+
+    def down(key: BatchKey) -> BaseException | None:
+        if outage["left"]:
+            outage["left"] -= 1
+            return ConnectorError(f"bucket unreachable ({outage['left']} left)", retryable=True)
+        return None
+
+    settings = FlushSettings(interval_seconds=0.01, row_group_rows=1024, retry_max_seconds=0.02)
+    flusher = Flusher(wal, catalog, fixed("bucket-1", Flaky(bucket, down)), settings)
+    ingest(wal, make_events(4))
+    caplog.set_level(logging.DEBUG, logger="astralog.flush")
+    for _ in range(3):
+        run(flusher.flush_once())
+        (failing,) = flusher.failures()
+        time.sleep(0.05)
+    assert (failing.destination_id, failing.org_ids, failing.attempts) == ("bucket-1", {"acme"}, 3)
+    assert (failing.error, failing.message) == ("ConnectorError", "bucket unreachable (0 left)")
+    assert run(flusher.flush_once()) == 1
+    assert flusher.failures() == []
+
+    states = [(r.levelname, getattr(r, "state", None)) for r in caplog.records]
+    assert states == [("ERROR", "failing"), ("INFO", "recovered")], caplog.text
+    failed, recovered = caplog.records
+    assert failed.exc_info is None, "no traceback for a destination that is merely down"
+    assert (failed.destination_id, failed.org_id, failed.detail) == (  # type: ignore[attr-defined]
+        "bucket-1",
+        "acme",
+        "bucket unreachable (2 left)",
+    )
+    assert recovered.retries == 3 and recovered.failing_seconds >= 0.1  # type: ignore[attr-defined]
+
+
+def test_an_org_held_back_by_a_failing_destination_sees_only_its_own_error(
+    wal: WriteAheadLog, catalog: Catalog, bucket: LocalConnector
+) -> None:
+    def refuse_acme(key: BatchKey) -> BaseException | None:
+        if key.org_id == "acme":
+            return ConnectorError("disk full writing org=acme/source=web", retryable=True)
+        return None
+
+    flusher = Flusher(wal, catalog, fixed("local", Flaky(bucket, refuse_acme)), SETTINGS)
+    # acme is written first (sorted), fails, and holds globex back on the same destination.
+    ingest(wal, make_events(2, "acme"), make_events(2, "globex"))
+    run(flusher.flush_once())
+    (failing,) = flusher.failures()
+    assert failing.org_ids == {"acme", "globex"}
+    assert flusher.failure("globex", "local") is failing
+    assert "acme" not in str(failing.view_for("globex"))
+    assert failing.view_for("acme")["message"] == "disk full writing org=acme/source=web"
+    assert failing.as_dict()["org_ids"] == ["acme", "globex"]
+    assert flusher.failure("globex", "elsewhere") is None
+
+
+def test_a_failure_left_behind_by_a_move_to_another_destination_is_cleared(
+    tmp_path: Path, wal: WriteAheadLog, catalog: Catalog
+) -> None:
+    dead = Flaky(LocalConnector(tmp_path / "old"), lambda key: OSError(5, "I/O error"))
+    destinations: dict[str, tuple[str, Connector]] = {"acme": ("old", dead)}
+    flusher = Flusher(wal, catalog, destinations.__getitem__, SETTINGS)
+    ingest(wal, make_events(2))
+    run(flusher.flush_once())
+    assert [f.destination_id for f in flusher.failures()] == ["old"]
+
+    destinations["acme"] = ("new", LocalConnector(tmp_path / "new"))
+    time.sleep(SETTINGS.retry_max_seconds)
+    assert run(flusher.flush_once()) == 1
+    assert flusher.failures() == [], "nobody waits for the old destination any more"
+
+
+def test_a_quiet_source_is_sealed_after_the_idle_time_not_the_maximum_age(
+    tmp_path: Path, catalog: Catalog, bucket: LocalConnector
+) -> None:
+    settings = WalSettings(directory=tmp_path / "wal", fsync=False)  # the default ages
+    assert settings.segment_idle_seconds < 2 < settings.segment_max_age_seconds
+    with WriteAheadLog(settings) as wal:
+        run(wal.append(make_events(1)))
+        appended = time.monotonic()
+        while not wal.sealed_segments() and time.monotonic() - appended < 5:
+            time.sleep(0.02)
+        sealed_after = time.monotonic() - appended
+        assert run(Flusher(wal, catalog, fixed("local", bucket), SETTINGS).flush_once()) == 1
+    assert settings.segment_idle_seconds <= sealed_after < 2

@@ -14,6 +14,10 @@ facts in the catalog and only then releases (deletes) the segment. What it promi
   exponentially (capped at ``retry_max_seconds``) while other destinations keep flowing; a
   permanent error for one org is logged, counted and retried after ``retry_max_seconds``
   without blocking other orgs.
+* **A failure is visible, not noisy.** Each failing destination (or org) is a
+  :class:`DestinationFailure` that readiness and the Storage page read; the log gets one line
+  when it starts failing and one when it recovers (how long, how many retries), not one per
+  retry. The ``astralog_flush_*`` metrics count passes, batches and failed attempts.
 
 Aged segments are sealed by the WAL's own writer thread, so sealing does not depend on this
 loop. Logs go to ``astralog.flush`` and never contain event contents.
@@ -26,8 +30,9 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,10 +40,19 @@ import pyarrow.compute as pc
 from astralog.catalog import BatchCommitted, Catalog
 from astralog.connectors.base import BatchKey, Connector
 from astralog.ingest.wal import Segment, WriteAheadLog
+from astralog.metrics import FlushMetrics
 from astralog.schema import schema_fingerprint
 from astralog.settings import FlushSettings
 
-__all__ = ["FlushStats", "Flusher", "Group", "Resolver", "batch_id_for", "split_into_batches"]
+__all__ = [
+    "DestinationFailure",
+    "FlushStats",
+    "Flusher",
+    "Group",
+    "Resolver",
+    "batch_id_for",
+    "split_into_batches",
+]
 
 log = logging.getLogger("astralog.flush")
 
@@ -46,6 +60,8 @@ Resolver = Callable[[str], tuple[str, Connector]]
 """org id -> (destination id, connector) the org's data goes to right now."""
 
 _HOUR_COLUMN = "__astralog_hour"
+_MESSAGE_CHARS = 500  # an error message is shown to people, not a dump
+_HELD_BACK = "writes to this destination are failing; your events wait in the WAL and are retried"
 _GROUP_COLUMNS = ("OrgId", "SourceId", _HOUR_COLUMN)
 
 
@@ -81,6 +97,45 @@ class FlushStats:
     @property
     def failures(self) -> int:
         return self.retryable_failures + self.permanent_failures
+
+
+@dataclass
+class DestinationFailure:
+    """A destination failing for every org writing to it (``retryable``), or one org's writes
+    failing permanently: since when, how often, and the last error."""
+
+    destination_id: str
+    org_ids: set[str]  # orgs whose batches wait for it, including those held back untried
+    error: str  # class name of the last error
+    message: str
+    retryable: bool
+    since: datetime
+    started: float  # time.monotonic() of the first failure
+    attempts: int = 1
+    # The last error of each org's own writes: another tenant's message may name its ids.
+    by_org: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def seconds(self) -> float:
+        return time.monotonic() - self.started
+
+    def as_dict(self) -> dict[str, Any]:
+        """The operator's view: every org affected and the last error of any of them."""
+        mine = {"org_ids": sorted(self.org_ids), "error": self.error, "message": self.message}
+        return {**self._common(), **mine}
+
+    def view_for(self, org_id: str) -> dict[str, Any]:
+        """One tenant's view: its own last error, never another org's."""
+        error, message = self.by_org.get(org_id, (self.error, _HELD_BACK))
+        return {**self._common(), "error": error, "message": message}
+
+    def _common(self) -> dict[str, Any]:
+        return {
+            "destination_id": self.destination_id,
+            "retryable": self.retryable,
+            "since": self.since.isoformat(timespec="seconds"),
+            "failing_seconds": round(self.seconds(), 1),
+            "attempts": self.attempts,
+        }
 
 
 @dataclass
@@ -153,6 +208,7 @@ class Flusher:
         settings: FlushSettings,
         *,
         concurrency: int = 4,
+        metrics: FlushMetrics | None = None,
     ) -> None:
         self.wal = wal
         self.catalog = catalog
@@ -160,7 +216,11 @@ class Flusher:
         self.settings = settings
         self.concurrency = concurrency
         self.stats = FlushStats()
+        self.metrics = metrics if metrics is not None else FlushMetrics()
         self._backoff: dict[str, _Backoff] = {}
+        # Keyed like the back-off: "destination:<id>" (retryable) or "org:<id>" (permanent).
+        self._failing: dict[str, DestinationFailure] = {}
+        self._unreadable: set[str] = set()  # segments already reported as unreadable
         # Orgs whose groups are still unflushed, per kept segment: lets a pass skip a segment
         # without re-reading and re-sorting it while all of them are backing off.
         self._unflushed_orgs: dict[str, set[str]] = {}
@@ -191,10 +251,29 @@ class Flusher:
                 written += await self._flush_segment(segment)
             except Exception:
                 # An unreadable segment must not stop the ones after it; it stays for a human.
-                self.stats.permanent_failures += 1
-                log.exception("could not flush WAL segment %s; keeping it", segment.segment_id)
+                self._segment_failed(segment)
+            else:
+                self._unreadable.discard(segment.segment_id)
         self.stats.last_flush_seconds = time.perf_counter() - started
+        self.metrics.seconds.observe(self.stats.last_flush_seconds)
         return written
+
+    def _segment_failed(self, segment: Segment) -> None:
+        self.stats.permanent_failures += 1
+        self.metrics.failed(retryable=False)
+        if segment.segment_id not in self._unreadable:  # the traceback once, not every pass
+            self._unreadable.add(segment.segment_id)
+            log.exception("could not flush WAL segment %s; keeping it", segment.segment_id)
+
+    def failures(self) -> list[DestinationFailure]:
+        """Every destination (or org) failing now, longest first."""
+        return sorted(self._failing.values(), key=lambda f: f.started)
+
+    def failure(self, org_id: str, destination_id: str) -> DestinationFailure | None:
+        """What stops ``org_id``'s batches reaching ``destination_id`` now, if anything."""
+        return self._failing.get(f"org:{org_id}") or self._failing.get(
+            f"destination:{destination_id}"
+        )
 
     def backing_off(self) -> dict[str, float]:
         """Seconds until the next attempt, per ``destination:<id>`` or ``org:<id>`` backing off."""
@@ -246,6 +325,7 @@ class Flusher:
         try:
             destination_id, connector = self.resolve(org_id)
             if self._waiting(f"destination:{destination_id}"):
+                self._held_back(org_id, destination_id)
                 return None
             async with limit:
                 written = await connector.write_batch(group.key(), group.table)
@@ -255,6 +335,7 @@ class Flusher:
             return None
         self._backoff.pop(f"destination:{destination_id}", None)
         self._backoff.pop(f"org:{org_id}", None)
+        self._recovered(org_id, destination_id)
         return BatchCommitted(
             object_key=written.key,
             batch_id=group.batch_id,
@@ -271,6 +352,7 @@ class Flusher:
         )
 
     def _count(self, facts: list[BatchCommitted]) -> None:
+        self.metrics.batches.inc(len(facts))
         self.stats.batches_written += len(facts)
         self.stats.rows_written += sum(f.rows for f in facts)
         self.stats.bytes_written += sum(f.bytes for f in facts)
@@ -290,24 +372,88 @@ class Flusher:
         if retryable:
             self.stats.retryable_failures += 1
             delay = min(cap, self.settings.interval_seconds * 2 ** (backoff.failures - 1))
-            log.warning(
-                "destination %s unavailable for org %s (attempt %d); retrying in %.1fs: %s",
-                destination_id,
-                org_id,
-                backoff.failures,
-                delay,
-                exc,
-            )
         else:
             self.stats.permanent_failures += 1
             delay = cap
-            log.error(
-                "flush for org %s to destination %s failed permanently (attempt %d); data kept "
-                "in the WAL, retrying in %.1fs",
-                org_id,
-                destination_id,
-                backoff.failures,
-                delay,
-                exc_info=exc,
-            )
+        self.metrics.failed(retryable)
         backoff.until = now + delay
+        self._note_failure(key, org_id, destination_id, exc, retryable)
+
+    def _note_failure(
+        self, key: str, org_id: str, destination_id: str, exc: Exception, retryable: bool
+    ) -> None:
+        """Record the failure; log only the change from healthy to failing."""
+        error, message = type(exc).__name__, str(exc)[:_MESSAGE_CHARS]
+        failing = self._failing.get(key)
+        if failing is not None and failing.destination_id == destination_id:
+            failing.attempts += 1
+            failing.org_ids.add(org_id)
+            failing.error, failing.message = error, message
+            failing.by_org[org_id] = (error, message)
+            return
+        self._failing[key] = DestinationFailure(
+            destination_id,
+            {org_id},
+            error,
+            message,
+            retryable,
+            datetime.now(UTC),
+            time.monotonic(),
+            by_org={org_id: (error, message)},
+        )
+        log.error(
+            "destination %s is failing for org %s; data kept in the WAL and retried: %s: %s",
+            destination_id,
+            org_id,
+            error,
+            message,
+            # A permanent error is likely a bug: its traceback once, in the same record.
+            exc_info=None if retryable else exc,
+            extra={
+                "state": "failing",
+                "org_id": org_id,
+                "destination_id": destination_id,
+                "error": error,
+                "detail": message,
+                "retryable": retryable,
+            },
+        )
+
+    def _held_back(self, org_id: str, destination_id: str) -> None:
+        """``org_id`` waits for a destination that failed for another org: it fails for it too."""
+        failing = self._failing.get(f"destination:{destination_id}")
+        if failing is not None:
+            failing.org_ids.add(org_id)
+
+    def _recovered(self, org_id: str, destination_id: str) -> None:
+        """``org_id`` wrote to ``destination_id``: what failed for it is over."""
+        for key in (f"destination:{destination_id}", f"org:{org_id}"):
+            failing = self._failing.pop(key, None)
+            if failing is not None:
+                _log_recovered(failing, org_id)
+        for key, failing in list(self._failing.items()):
+            # Every org that failed on another destination writes elsewhere now: none is left
+            # waiting for it, so it no longer holds anything back.
+            failing.org_ids.discard(org_id)
+            failing.by_org.pop(org_id, None)
+            if key.startswith("destination:") and not failing.org_ids:
+                del self._failing[key]
+                _log_recovered(failing, org_id)
+
+
+def _log_recovered(failing: DestinationFailure, org_id: str) -> None:
+    seconds = round(failing.seconds(), 1)
+    log.info(
+        "destination %s recovered for org %s after %.1fs and %d failed attempts",
+        failing.destination_id,
+        org_id,
+        seconds,
+        failing.attempts,
+        extra={
+            "state": "recovered",
+            "org_id": org_id,
+            "destination_id": failing.destination_id,
+            "failing_seconds": seconds,
+            "retries": failing.attempts,
+        },
+    )

@@ -168,6 +168,7 @@ class WriteAheadLog:
         self._active: _Active | None = None
         self._sealed: dict[str, Segment] = {}
         self._last_created_ns = 0
+        self._last_taken = 0.0  # time.monotonic() the writer last took appends, for idle sealing
         self._counters = {"appends": 0, "commits": 0, "fsyncs": 0}
         self._lock_file = self._take_directory()
         self._recover()
@@ -262,6 +263,8 @@ class WriteAheadLog:
                     break
                 self._cond.wait(wait)
             group, self._queue = self._queue, []
+            if group:
+                self._last_taken = time.monotonic()
             return group, self._closing
 
     def _seconds_until_seal_due(self) -> float | None:
@@ -269,7 +272,12 @@ class WriteAheadLog:
             active = self._active
             if active is None or active.batches == 0:
                 return None
-            return active.started + self.settings.segment_max_age_seconds - time.monotonic()
+            return self._seal_due_at(active) - time.monotonic()
+
+    def _seal_due_at(self, active: _Active) -> float:
+        """When the active segment is sealed by time: at its maximum age, or sooner once idle."""
+        aged = active.started + self.settings.segment_max_age_seconds
+        return min(aged, self._last_taken + self.settings.segment_idle_seconds)
 
     def _commit(self, group: list[_Pending]) -> None:
         tables = [p.table for p in group]
@@ -378,8 +386,8 @@ class WriteAheadLog:
             if active is None or active.batches == 0:
                 return
             too_big = active.size >= self.settings.segment_max_bytes
-            too_old = time.monotonic() - active.started >= self.settings.segment_max_age_seconds
-            if too_big or too_old:
+            due = time.monotonic() >= self._seal_due_at(active)
+            if too_big or due:
                 self._retire(active, truncate_to=None)
 
     def _retire(self, active: _Active, truncate_to: int | None) -> Segment | None:

@@ -148,11 +148,15 @@ export async function mount(main) {
   const page = h("div", { class: "page" });
   replace(main, page);
   let connectors = [];
+  let status = null; // where new logs go now and whether writing there works
   const results = new Map(); // connector id -> last test result
 
   async function load() {
     try {
-      connectors = await get("/v1/connectors");
+      [connectors, status] = await Promise.all([
+        get("/v1/connectors"),
+        get("/v1/connectors/status"),
+      ]);
     } catch (error) {
       replace(page, head(), errorState(error, load));
       return;
@@ -215,6 +219,30 @@ export async function mount(main) {
     );
   }
 
+  function stateBadge() {
+    return status?.state === "failing"
+      ? h("span", { class: "badge badge-danger" }, "failing")
+      : h("span", { class: "badge badge-ok" }, "active");
+  }
+
+  function failureNote() {
+    const failure = status?.state === "failing" ? status.failure : null;
+    if (!failure) return null;
+    const tries = `${failure.attempts} attempt${failure.attempts === 1 ? "" : "s"}`;
+    return h(
+      "div",
+      { class: "callout callout-danger", role: "alert", id: "destination-failure" },
+      icon("alert"),
+      h(
+        "span",
+        {},
+        h("b", {}, `Writes are failing since ${fmtRelative(failure.since)} (${tries}). `),
+        `Last error: ${failure.error}: ${failure.message}. `,
+        "New events wait safely in the write-ahead log and are retried.",
+      ),
+    );
+  }
+
   function render() {
     const active = connectors.find((c) => c.active);
     const destination = h(
@@ -236,7 +264,7 @@ export async function mount(main) {
             "div",
             { class: "row" },
             h("strong", {}, active ? active.name : "Embedded bucket"),
-            h("span", { class: "badge badge-ok" }, "active"),
+            stateBadge(),
           ),
           h(
             "p",
@@ -245,6 +273,7 @@ export async function mount(main) {
               ? KINDS[active.kind].summary(active.config)
               : "A directory on the Astralog server (the default). Fine for trying out; add your own storage for production.",
           ),
+          failureNote(),
         ),
         active ? h("span", { class: "spacer" }) : null,
         active ? deactivateButton() : null,
@@ -357,7 +386,7 @@ export async function mount(main) {
         { class: "conn-head" },
         h("h3", {}, connector.name),
         h("span", { class: "badge badge-plain" }, kind.label),
-        connector.active ? h("span", { class: "badge badge-ok" }, "active") : null,
+        connector.active ? stateBadge() : null,
         h("span", { class: "spacer" }),
         edit,
         policy,

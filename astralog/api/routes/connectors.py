@@ -44,6 +44,14 @@ def create(body: ConnectorBody, org_id: WriteOrg, runtime: RuntimeDep, actor: Ac
     )
 
 
+@router.get("/status", summary="Where new batches go now, and whether writing there works")
+def status(org_id: WriteOrg, runtime: RuntimeDep) -> dict[str, Any]:
+    """``state`` is ``ok`` or ``failing``; a failure carries the org's own last error, since
+    when and how many attempts. Declared before ``/{connector_id}`` so it is not taken for an id.
+    """
+    return runtime.data.destination_status(org_id)
+
+
 @router.get("/{connector_id}")
 def get(connector_id: str, org_id: WriteOrg, runtime: RuntimeDep) -> dict[str, Any]:
     return runtime.destinations.get(org_id, connector_id)

@@ -19,8 +19,15 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(runtime: RuntimeDep) -> JSONResponse:
-    ready, reason = runtime.ready()
-    return JSONResponse({"ready": ready, "reason": reason}, 200 if ready else 503)
+    """503 while starting, or degraded: a destination failing for longer than
+    ``ASTRALOG_FLUSH__DEGRADED_AFTER_SECONDS`` or the WAL past its degraded share of the budget.
+    The body says which destination, the error and for how long."""
+    readiness = runtime.readiness()
+    return JSONResponse(
+        readiness.as_json(),
+        200 if readiness.ready else 503,
+        headers={"Cache-Control": "no-store"},
+    )
 
 
 @router.get("/metrics", include_in_schema=False)
