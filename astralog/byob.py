@@ -109,7 +109,7 @@ def build(
         allow_networks=storage.allow_private_networks,
         allow_http=storage.allow_http_endpoints,
     )
-    pool = pinned_pool_manager(checked, verify=ch.verify, ca_cert=ch.ca_cert)
+    pool = pinned_pool_manager(checked, verify=ch.verify, ca_pem=ch.ca_cert)
     return ClickHouseConnector(ch, secrets.get("password", ""), pool_mgr=pool)
 
 

@@ -45,7 +45,9 @@ import clickhouse_connect
 import pyarrow as pa
 import pyarrow.compute as pc
 from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
+from cryptography import x509
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from urllib3 import PoolManager
 from urllib3.exceptions import HTTPError
 
 from astralog.connectors.base import (
@@ -64,10 +66,10 @@ from astralog.connectors.base import (
     validate_id,
 )
 from astralog.schema import log_schema, schema_text
+from astralog.security.redaction import redact
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
-    from urllib3 import PoolManager
 
 __all__ = ["ClickHouseConfig", "ClickHouseConnector", "render_ddl"]
 
@@ -75,6 +77,8 @@ _T = TypeVar("_T")
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}")
+_MAX_CA_PEM = 32 * 1024  # a CA bundle of a few certificates; the admin body cap is 64 KiB
+_MAX_CA_CERTS = 16
 _PARTITION_ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
 _DEDUP_WINDOW = re.compile(r"\bnon_replicated_deduplication_window\s*=\s*(\d+)")
 # The partition key of schemas/otel_logs.sql as system.tables spells it: only with this key
@@ -168,7 +172,10 @@ class ClickHouseConfig(BaseModel):
     verify: bool = Field(default=True, description="Verify the server's TLS certificate.")
     ca_cert: str | None = Field(
         default=None,
-        description="Path of a PEM CA bundle to verify the server with (else system CAs).",
+        max_length=_MAX_CA_PEM,
+        description="PEM text of the CA certificate(s) to verify the server with (else the "
+        "system CAs). The content, never a path: a path would make the server read its own "
+        "files on a tenant's behalf.",
     )
     ttl_days: int = Field(
         default=365,
@@ -193,6 +200,13 @@ class ClickHouseConfig(BaseModel):
             raise ValueError("use letters, digits and _ (not starting with a digit), at most 63")
         return value
 
+    @field_validator("ca_cert")
+    @classmethod
+    def _ca_pem(cls, value: str | None) -> str | None:
+        if not value or not value.strip():
+            return None
+        return validate_ca_pem(value)
+
     @field_validator("host")
     @classmethod
     def _host(cls, value: str) -> str:
@@ -213,6 +227,25 @@ class ClickHouseConfig(BaseModel):
         """The server as a URL, for messages and batch URIs (never with credentials)."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{'https' if self.secure else 'http'}://{host}:{self.resolved_port}"
+
+
+def validate_ca_pem(text: str) -> str:
+    """``text`` if it holds PEM certificates; a refusal never says whether a file exists."""
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ValueError(
+            "paste the CA certificate itself as PEM text (-----BEGIN CERTIFICATE----- ...), "
+            "not a file name or path"
+        )
+    try:
+        certificates = x509.load_pem_x509_certificates(text.encode())
+    except ValueError:
+        raise ValueError(
+            "the CA certificate is not valid PEM: paste every -----BEGIN CERTIFICATE----- block "
+            "whole, with its END line"
+        ) from None
+    if len(certificates) > _MAX_CA_CERTS:
+        raise ValueError(f"at most {_MAX_CA_CERTS} CA certificates")
+    return text.strip() + "\n"
 
 
 def render_ddl(config: ClickHouseConfig) -> str:
@@ -618,10 +651,15 @@ class ClickHouseConnector(Connector):
     def _describe(self, exc: BaseException) -> str:
         """The driver's message, shortened, with the password blanked should it ever appear."""
         text = " ".join(str(exc).split())[:600] or type(exc).__name__
-        return text.replace(self._secret, "***") if self._secret else text
+        return redact(text, [self._secret])
 
 
 def _http_client(config: ClickHouseConfig, password: str, pool_mgr: PoolManager | None) -> Client:
+    if pool_mgr is None and config.ca_cert:
+        # clickhouse-connect takes a CA *path*; the PEM text goes to a pool built here instead.
+        pool_mgr = PoolManager(
+            ca_cert_data=config.ca_cert, cert_reqs="CERT_REQUIRED" if config.verify else "CERT_NONE"
+        )
     extra: dict[str, Any] = {"pool_mgr": pool_mgr} if pool_mgr is not None else {}
     return clickhouse_connect.get_client(
         host=config.host,
@@ -630,7 +668,6 @@ def _http_client(config: ClickHouseConfig, password: str, pool_mgr: PoolManager 
         password=password,
         secure=config.secure,
         verify=config.verify,
-        ca_cert=config.ca_cert,
         connect_timeout=config.connect_timeout_seconds,
         send_receive_timeout=config.send_receive_timeout_seconds,
         # Batches are written from several threads at once; an HTTP session id would make the

@@ -758,12 +758,12 @@ def test_tls_is_verified_against_the_host_name(
 ) -> None:
     loopback, ca = tls_loopback
     checked, _ = _rebound(loopback.port, scheme="https")
-    pool_manager = pinned_pool_manager(checked, ca_cert=str(ca))
+    pool_manager = pinned_pool_manager(checked, ca_pem=ca.read_text())
     assert pool_manager.request("GET", f"{checked.url}/hello").data == b"served by 127.0.0.1"
     pool_manager.clear()
 
     wrong_ca, _ = _certificate(tmp_path, "other.customer.example")
-    strict = pinned_pool_manager(checked, ca_cert=str(wrong_ca))
+    strict = pinned_pool_manager(checked, ca_pem=wrong_ca.read_text())
     with pytest.raises(urllib3.exceptions.MaxRetryError, match="CERTIFICATE_VERIFY_FAILED"):
         strict.request("GET", f"{checked.url}/hello", retries=0)
     strict.clear()

@@ -37,6 +37,7 @@ from astralog.settings import IngestSettings
 
 __all__ = [
     "MISSING_TS",
+    "NON_FINITE",
     "Draft",
     "EventRefused",
     "Finished",
@@ -44,6 +45,8 @@ __all__ = [
     "Parsed",
     "Problem",
     "Reject",
+    "check_key",
+    "check_text",
     "draft_from_table",
     "drafts_from_table",
     "finish",
@@ -87,6 +90,7 @@ class NormaliseContext:
     limits: IngestSettings
 
 
+    retention_owner: str = "the plan's"  # or "the source's", when its own override is shorter
 @dataclass
 class Parsed:
     table: pa.Table
@@ -251,8 +255,8 @@ def _check_window(ts: np.ndarray, ctx: NormaliseContext, problems: dict[int, Pro
             int(row),
             Problem(
                 "timestamp_too_old",
-                f"timestamp {_iso(int(ts[row]))} is older than the plan's retention of "
-                f"{ctx.retention_days} days",
+                f"timestamp {_iso(int(ts[row]))} is older than {ctx.retention_owner} "
+                f"retention of {ctx.retention_days} days",
             ),
         )
     for row in np.flatnonzero(ts > newest):
@@ -392,24 +396,28 @@ class _Fields:
         self.n = table.num_rows
         self.leaves: dict[str, _Leaf] = {}
         for name, column in zip(table.column_names, table.columns, strict=True):
-            self._walk(name, column.combine_chunks(), 0)
+            self._walk(name, column.combine_chunks())
         self.consumed: dict[str, np.ndarray] = {}
         self._valid: dict[str, np.ndarray] = {}
         self._text: dict[str, pa.Array] = {}
 
-    def _walk(self, name: str, values: pa.Array, depth: int) -> None:
-        kind = values.type
-        if pa.types.is_struct(kind):
-            for child_field, child in zip(kind, values.flatten(), strict=True):
-                self._walk(f"{name}.{child_field.name}", child, depth + 1)
-        elif pa.types.is_null(kind):
-            return
-        elif name in self.leaves:  # {"a.b": 1, "a": {"b": 2}}: the first one written wins
-            first = self.leaves[name]
-            merged = pc.coalesce(_as_text(first.values), _as_text(values))
-            self.leaves[name] = _Leaf(name, merged, max(first.depth, depth))
-        else:
-            self.leaves[name] = _Leaf(name, values, depth)
+    def _walk(self, name: str, column: pa.Array) -> None:
+        # A stack, not recursion: no nesting depth can exhaust Python's.
+        stack = [(name, column, 0)]
+        while stack:
+            name, values, depth = stack.pop()
+            kind = values.type
+            if pa.types.is_struct(kind):
+                children = zip(kind, values.flatten(), strict=True)
+                stack.extend(reversed([(f"{name}.{f.name}", c, depth + 1) for f, c in children]))
+            elif pa.types.is_null(kind):
+                continue
+            elif name in self.leaves:  # {"a.b": 1, "a": {"b": 2}}: the first one written wins
+                first = self.leaves[name]
+                merged = pc.coalesce(_as_text(first.values), _as_text(values))
+                self.leaves[name] = _Leaf(name, merged, max(first.depth, depth))
+            else:
+                self.leaves[name] = _Leaf(name, values, depth)
 
     def valid(self, name: str) -> np.ndarray:
         if name not in self._valid:
@@ -516,6 +524,8 @@ def draft_from_table(
     _check_field_count(fields, ctx.limits, problems)
     timestamp = _pick_timestamp(fields, problems)
     severity_text, severity_number = _pick_severity(fields)
+    _check_keys(fields, ctx.limits, problems)
+    _check_finite(fields, problems)
     body = _pick_text(fields, "body", require_text=False)
     service = _pick_text(fields, "service", require_text=True)
     host = _pick_text(fields, "host", require_text=True)
@@ -603,6 +613,62 @@ def _check_field_count(
 
 def _check_strings(
     entries: Sequence[tuple[str, pa.Array, np.ndarray]],
+def check_key(name: str, limits: IngestSettings) -> None:
+    """Refuse an attribute key over ``max_key_bytes`` or one that is not valid Unicode."""
+    _check_encodable(name, name)
+    if len(name) * 4 > limits.max_key_bytes and len(name.encode()) > limits.max_key_bytes:
+        raise EventRefused("key_too_long", _key_reason(name, limits))
+
+
+def _key_reason(name: str, limits: IngestSettings) -> str:
+    return (
+        f"attribute key {name[:40]!r}... is {len(name.encode('utf-8', 'surrogatepass'))} bytes "
+        f"long, more than the limit of {limits.max_key_bytes} ({_setting('max_key_bytes')})"
+    )
+
+
+def _check_keys(fields: _Fields, limits: IngestSettings, problems: dict[int, Problem]) -> None:
+    # Keys are column names: one check per column, not per event.
+    for name in fields.leaves:
+        if len(name) * 4 > limits.max_key_bytes and len(name.encode()) > limits.max_key_bytes:
+            for row in np.flatnonzero(fields.valid(name)):
+                problems.setdefault(int(row), Problem("key_too_long", _key_reason(name, limits)))
+
+
+NON_FINITE = (
+    "is a non-finite number (NaN or Infinity), which JSON does not allow; send it as a string "
+    "or leave the field out"
+)
+
+
+def _check_finite(fields: _Fields, problems: dict[int, Problem]) -> None:
+    """pyarrow's reader accepts NaN and Infinity, which strict JSON readers refuse: the events
+    holding one are refused too, so no format turns them into the text "nan"."""
+    for leaf in fields.leaves.values():
+        for row in np.flatnonzero(_non_finite_rows(leaf.values)):
+            problems.setdefault(
+                int(row), Problem("non_finite_number", f"field {leaf.name!r} {NON_FINITE}")
+            )
+
+
+def _non_finite_rows(values: pa.Array) -> np.ndarray:
+    """Rows of ``values`` holding NaN or an infinity anywhere inside (lists and structs too)."""
+    rows = np.zeros(len(values), bool)
+    stack = [(values, np.arange(len(values)))]
+    while stack:
+        array, row_of = stack.pop()
+        kind = array.type
+        if pa.types.is_floating(kind):
+            finite = pc.is_finite(array).fill_null(True).to_numpy(zero_copy_only=False)
+            rows[row_of[~finite]] = True
+        elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            parents = pc.list_parent_indices(array).to_numpy(zero_copy_only=False)
+            stack.append((pc.list_flatten(array), row_of[parents]))
+        elif pa.types.is_struct(kind):
+            stack.extend((child, row_of) for child in array.flatten())
+    return rows
+
+
     limits: IngestSettings,
     problems: dict[int, Problem],
 ) -> None:
@@ -800,9 +866,12 @@ def schema_keeping_time_text(schema: pa.Schema) -> pa.Schema | None:
 
 
 def _leaf_types(schema: Iterable[pa.Field], prefix: str) -> Iterator[tuple[str, pa.DataType]]:
-    for f in schema:
+    # A stack, not recursion: a schema nested thousands deep once raised RecursionError here.
+    stack = [(prefix, f) for f in reversed(list(schema))]
+    while stack:
+        prefix, f = stack.pop()
         if pa.types.is_struct(f.type):
-            yield from _leaf_types(f.type, f"{prefix}{f.name}.")
+            stack.extend((f"{prefix}{f.name}.", child) for child in reversed(list(f.type)))
         else:
             yield f"{prefix}{f.name}", f.type
 
@@ -822,13 +891,16 @@ def _has_timestamp(kind: pa.DataType, depth: int = 0) -> bool:
 _TYPE_DEPTH_CAP = 200
 
 
-def _timestamps_as_text(kind: pa.DataType) -> pa.DataType:
+def _timestamps_as_text(kind: pa.DataType, depth: int = 0) -> pa.DataType:
+    if depth > _TYPE_DEPTH_CAP:  # far past any depth limit: those events are refused anyway
+        return kind
     if pa.types.is_timestamp(kind):
         return pa.string()
     if pa.types.is_struct(kind):
-        return pa.struct([f.with_type(_timestamps_as_text(f.type)) for f in kind])
+        return pa.struct([f.with_type(_timestamps_as_text(f.type, depth + 1)) for f in kind])
     if pa.types.is_list(kind):
-        return pa.list_(kind.value_field.with_type(_timestamps_as_text(kind.value_type)))
+        value = _timestamps_as_text(kind.value_type, depth + 1)
+        return pa.list_(kind.value_field.with_type(value))
     return kind
 
 
@@ -1154,6 +1226,12 @@ def _check_encodable(name: str, value: str) -> None:
             f"an invalid UTF-8 byte (0x{code - 0xDC00:02x})"  # kept by "surrogateescape"
             if 0xDC80 <= code <= 0xDCFF
             else f"an unpaired surrogate escape (\\u{code:04x}), which is not valid Unicode"
+def check_text(name: str, value: str) -> None:
+    """Refuse text that cannot be stored as UTF-8: a lone surrogate such as ``"\\ud800"``."""
+    if not value.isascii():
+        _check_encodable(name, value)
+
+
         )
         raise EventRefused("invalid_utf8", f"field {name!r} holds {what}") from exc
 

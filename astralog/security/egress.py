@@ -39,7 +39,7 @@ run it with ``asyncio.to_thread``. Use from a connector::
 
     # ClickHouse (clickhouse-connect, sync client: the async one takes no pool_mgr).
     checked = check_endpoint(f"{interface}://{host}:{port}", schemes=("https",), allow_http=...)
-    pool = pinned_pool_manager(checked, verify=verify, ca_cert=ca_cert)
+    pool = pinned_pool_manager(checked, verify=verify, ca_pem=ca_pem)
     client = clickhouse_connect.get_client(
         host=checked.host, port=checked.port, interface=checked.scheme, pool_mgr=pool, ...
     )
@@ -653,7 +653,7 @@ class _PinnedPoolManager(PoolManager):
 
 
 def pinned_pool_manager(
-    checked: CheckedEndpoint, *, verify: bool = True, ca_cert: str | None = None
+    checked: CheckedEndpoint, *, verify: bool = True, ca_pem: str | None = None
 ) -> PoolManager:
     """A urllib3 ``PoolManager`` for clickhouse-connect's ``get_client(pool_mgr=...)``.
 
@@ -673,6 +673,6 @@ def pinned_pool_manager(
     }
     if checked.scheme == "https":
         options["cert_reqs"] = "CERT_REQUIRED" if verify else "CERT_NONE"
-        if ca_cert:
-            options["ca_certs"] = ca_cert
+        if ca_pem:  # PEM text, never a path: a tenant must not make the server read its files
+            options["ca_cert_data"] = ca_pem
     return _PinnedPoolManager(checked, **options)

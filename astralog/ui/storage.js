@@ -122,6 +122,14 @@ const KINDS = {
       },
       { name: "secure", label: "Use TLS (HTTPS)", type: "checkbox" },
       { name: "verify", label: "Verify the server certificate", type: "checkbox" },
+      {
+        name: "ca_cert",
+        label: "CA certificate (PEM)",
+        type: "textarea",
+        span: 2,
+        placeholder: "-----BEGIN CERTIFICATE-----\n…\n-----END CERTIFICATE-----",
+        hint: "With TLS: the CA your server's certificate chains to, as PEM text. Empty: the system CAs.",
+      },
     ],
     summary: (c) =>
       `${c.secure ? "https" : "http"}://${c.host || "?"}${c.port ? `:${c.port}` : ""} · ${c.database || "astralog"}.${c.table || "otel_logs"}`,
@@ -580,10 +588,11 @@ export async function mount(main) {
               document.getElementById(id)?.focus();
             });
           } else {
-            input = h("input", {
-              class: "input",
+            const area = field.type === "textarea";
+            input = h(area ? "textarea" : "input", {
+              class: area ? "textarea" : "input",
               id,
-              type: field.type || "text",
+              type: area ? undefined : field.type || "text",
               value: config[field.name] ?? "",
               placeholder: field.placeholder || "",
               autocomplete: "off",
@@ -596,7 +605,9 @@ export async function mount(main) {
                   ? input.value === ""
                     ? null
                     : Number(input.value)
-                  : input.value;
+                  : area && !input.value.trim()
+                    ? null
+                    : input.value;
             });
           }
           return h(
