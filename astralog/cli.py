@@ -448,6 +448,12 @@ def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="astralog",
@@ -458,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="run the service (bootstraps a demo org on first start)")
     p.add_argument("--host", help="bind address (default from ASTRALOG_SERVER__HOST)")
-    p.add_argument("--port", type=int, help="port (default from ASTRALOG_SERVER__PORT)")
+    p.add_argument("--port", type=_port, help="port (default from ASTRALOG_SERVER__PORT)")
     p.set_defaults(handler=cmd_serve)
 
     p = sub.add_parser("init", help="bootstrap an empty data dir and print the one-time secrets")

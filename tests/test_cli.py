@@ -112,6 +112,7 @@ BAD_INPUT = [
     ["audit", "verify", "--public-key", "/nonexistent/key.pem"],
     ["audit", "verify", "--database", "/nonexistent/control.sqlite3"],
     ["keys", "frobnicate", "--org", "demo"],  # argparse: usage and one error line
+    ["serve", "--port", "99999"],  # would wrap around to another port
 ]
 
 
