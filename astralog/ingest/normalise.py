@@ -88,9 +88,9 @@ class NormaliseContext:
     min_timestamp_ns: int
     retention_days: int
     limits: IngestSettings
-
-
     retention_owner: str = "the plan's"  # or "the source's", when its own override is shorter
+
+
 @dataclass
 class Parsed:
     table: pa.Table
@@ -522,10 +522,10 @@ def draft_from_table(
     problems: dict[int, Problem] = {}
     _check_depth(fields, ctx.limits, problems)
     _check_field_count(fields, ctx.limits, problems)
-    timestamp = _pick_timestamp(fields, problems)
-    severity_text, severity_number = _pick_severity(fields)
     _check_keys(fields, ctx.limits, problems)
     _check_finite(fields, problems)
+    timestamp = _pick_timestamp(fields, problems)
+    severity_text, severity_number = _pick_severity(fields)
     body = _pick_text(fields, "body", require_text=False)
     service = _pick_text(fields, "service", require_text=True)
     host = _pick_text(fields, "host", require_text=True)
@@ -611,8 +611,6 @@ def _check_field_count(
         )
 
 
-def _check_strings(
-    entries: Sequence[tuple[str, pa.Array, np.ndarray]],
 def check_key(name: str, limits: IngestSettings) -> None:
     """Refuse an attribute key over ``max_key_bytes`` or one that is not valid Unicode."""
     _check_encodable(name, name)
@@ -669,6 +667,8 @@ def _non_finite_rows(values: pa.Array) -> np.ndarray:
     return rows
 
 
+def _check_strings(
+    entries: Sequence[tuple[str, pa.Array, np.ndarray]],
     limits: IngestSettings,
     problems: dict[int, Problem],
 ) -> None:
@@ -1217,6 +1217,12 @@ def _too_deep(name: str, limit: int) -> EventRefused:
     )
 
 
+def check_text(name: str, value: str) -> None:
+    """Refuse text that cannot be stored as UTF-8: a lone surrogate such as ``"\\ud800"``."""
+    if not value.isascii():
+        _check_encodable(name, value)
+
+
 def _check_encodable(name: str, value: str) -> None:
     try:
         value.encode("utf-8")
@@ -1226,12 +1232,6 @@ def _check_encodable(name: str, value: str) -> None:
             f"an invalid UTF-8 byte (0x{code - 0xDC00:02x})"  # kept by "surrogateescape"
             if 0xDC80 <= code <= 0xDCFF
             else f"an unpaired surrogate escape (\\u{code:04x}), which is not valid Unicode"
-def check_text(name: str, value: str) -> None:
-    """Refuse text that cannot be stored as UTF-8: a lone surrogate such as ``"\\ud800"``."""
-    if not value.isascii():
-        _check_encodable(name, value)
-
-
         )
         raise EventRefused("invalid_utf8", f"field {name!r} holds {what}") from exc
 
