@@ -3,17 +3,21 @@
     python -m bench                                   # every scenario, default sizes
     python -m bench --scenario ingest --events 200000 --duration 20
     python -m bench --scenario query --scenario storage --events 1000000 --repeat 3
+    python -m bench --scenario killtrial --rounds 100 --destination local --destination s3
 
 Scenarios run in a fixed order (ingest, query, storage, freshness, memory). Query, storage and
 freshness share one gateway into which the corpus was sent exactly once; ingest and memory each
 start their own. The steady load of freshness and memory is 80 % of the maximum ingest rate
 measured in the same run (a short probe measures it when the ingest scenario is not selected),
 or ``--rate``. A scenario that fails is reported as failed and the others still run.
+``killtrial`` (SIGKILL rounds under retrying shippers, see :mod:`bench.killtrial`) runs only
+when asked for; it needs no corpus.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import shutil
 import sys
@@ -29,12 +33,14 @@ from bench import report
 from bench.freshness import run_freshness
 from bench.gateway import Gateway
 from bench.ingest import load, raw_baselines, run_ingest, summarise_pair
+from bench.killtrial import DESTINATIONS, run_killtrial
 from bench.memory import run_memory
 from bench.query import run_queries
 from bench.storage import measure_storage
 
 DESCRIPTION = "Run the Astralog benchmark; write results.md and results.json to --out."
 SCENARIOS = ("ingest", "query", "storage", "freshness", "memory")
+OPT_IN = ("killtrial",)  # minutes long and about correctness, not speed: only when named
 DEFAULT_DURATION = {"ingest": 30.0, "freshness": 30.0, "memory": 600.0}
 STEADY_SHARE = 0.8
 PROBE_SECONDS = 10.0
@@ -46,8 +52,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--scenario",
         action="append",
-        choices=SCENARIOS,
-        help="run only this scenario (repeatable); default: all",
+        choices=SCENARIOS + OPT_IN,
+        help="run only this scenario (repeatable); default: all but killtrial",
+    )
+    p.add_argument("--rounds", type=int, default=100, help="killtrial: SIGKILL rounds (100)")
+    p.add_argument(
+        "--destination",
+        action="append",
+        choices=DESTINATIONS,
+        help="killtrial: destination (repeatable; default: local and s3)",
+    )
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=1800.0,
+        help="killtrial: seconds per destination before no new round starts (default 1800)",
     )
     p.add_argument("--events", type=int, default=1_000_000, help="corpus size (default 1M)")
     p.add_argument(
@@ -82,7 +101,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--keep-data", action="store_true", help="keep the gateways' data dirs")
     args = p.parse_args(argv)
-    for name in ("events", "clients", "batch", "repeat", "iterations"):
+    for name in ("events", "clients", "batch", "repeat", "iterations", "rounds"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1")
     if args.duration is not None and args.duration <= 0:
@@ -109,17 +128,26 @@ class Bench:
         self._loaded: Gateway | None = None
         self._max_rate: float | None = None
         self._started: list[Gateway] = []
+
+    @functools.cached_property
+    def corpus(self) -> corpus_mod.Corpus:
+        args = self.args
         log(f"corpus of {args.events:,} events (seed {args.seed})")
-        self.corpus = corpus_mod.ensure_corpus(
+        return corpus_mod.ensure_corpus(
             args.corpus_dir or args.out / "corpus",
             args.events,
             seed=args.seed,
             gzip_file=args.gzip_corpus,
             fresh=args.fresh_corpus,
         )
-        self.batches = corpus_mod.batches(
-            self.corpus, args.batch, workers=min(4, os.cpu_count() or 1)
-        )
+
+    @functools.cached_property
+    def batches(self) -> corpus_mod.BatchFile:
+        return corpus_mod.batches(self.corpus, self.args.batch, workers=min(4, os.cpu_count() or 1))
+
+    def corpus_manifest(self) -> dict[str, Any]:
+        """The corpus's manifest, or nothing when no scenario needed a corpus."""
+        return self.corpus.manifest() if "corpus" in self.__dict__ else {}
 
     # -- gateways ----------------------------------------------------------------------------
 
@@ -231,6 +259,15 @@ class Bench:
                 self.retire(gw)
         return {"runs": runs, "median": report.median_run(runs)}
 
+    def killtrial(self) -> dict[str, Any]:
+        runs = []
+        for destination in self.args.destination or DESTINATIONS:
+            log(f"killtrial: {self.args.rounds} SIGKILL rounds into {destination}")
+            runs.append(run_killtrial(self.work, destination, self.args.rounds, self.args.budget))
+        median = {f"{r['destination']} {k}": v for r in runs for k, v in r.items()
+                  if k != "destination" and not isinstance(v, list)}  # fmt: skip
+        return {"runs": runs, "median": median}
+
     def run(self, scenario: str) -> bool:
         step: Callable[[], dict[str, Any]] = getattr(self, scenario)
         started = time.perf_counter()
@@ -253,7 +290,7 @@ class Bench:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    selected = [s for s in SCENARIOS if s in (args.scenario or SCENARIOS)]
+    selected = [s for s in SCENARIOS + OPT_IN if s in (args.scenario or SCENARIOS)]
     started = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     load_before = os.getloadavg()
     bench = Bench(args)
@@ -281,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             "load_average_after": os.getloadavg(),
         },
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "corpus": bench.corpus.manifest(),
+        "corpus": bench.corpus_manifest(),
         "gateway_settings": {"defaults": "production (WAL fsync on)", **bench.gateway_env},
         "scenarios": bench.scenarios,
         "notes": bench.notes,

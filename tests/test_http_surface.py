@@ -29,6 +29,7 @@ METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 MALFORMED = b'{"name": '
 # (method, path pattern) that answer without any credential; every other route authenticates.
 PUBLIC = {
+    ("GET", "/"),  # the UI; an Elasticsearch probe there is told apart by its headers
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
