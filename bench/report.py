@@ -182,6 +182,12 @@ def targets(summary: dict[str, Any]) -> list[Target]:
         _target("RSS late / RSS early under steady load", memory.get("rss_ratio"), "<= 1.2",
                 lambda v: v <= 1.2, "x"),
     ]  # fmt: skip
+    for run in summary.get("killtrial", {}).get("runs", []):
+        where = f"kill trial into {run['destination']} ({run['rounds']} rounds)"
+        out += [
+            _target(f"{where}: acked events lost", run["lost"], "0", lambda v: v == 0),
+            _target(f"{where}: events duplicated", run["duplicated"], "0", lambda v: v == 0),
+        ]
     return out
 
 
@@ -321,7 +327,7 @@ def markdown(results: dict[str, Any]) -> str:
             [[t.name, t.measured, t.threshold, t.status] for t in results["targets"]],
         ),
     ]
-    for name in ("ingest", "query", "storage", "freshness", "memory"):
+    for name in ("ingest", "query", "storage", "freshness", "memory", "killtrial"):
         lines += _section(name, results["scenarios"])
     if results.get("notes"):
         lines += ["## Notes", "", *[f"* {n}" for n in results["notes"]], ""]

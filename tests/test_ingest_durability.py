@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import random
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
@@ -22,8 +15,12 @@ from astralog.api.app import create_app
 from astralog.connectors.base import BatchKey, Check, Connector, ConnectorError, WrittenBatch
 from astralog.runtime import Runtime
 from astralog.settings import load_settings
+from bench.killtrial import run_killtrial
 from tests.conftest import bearer
-from tests.ingest_helpers import free_port, ndjson, stored_markers
+from tests.ingest_helpers import ndjson, stored_markers
+from tests.s3_server import MotoServer
+
+pytest_plugins = ["tests.s3_server"]
 
 
 class SwitchableConnector(Connector):
@@ -107,87 +104,28 @@ def test_outage_fills_the_wal_then_503_then_drains_without_loss(
     )
 
 
-# ---- crash test: a real gateway process killed with SIGKILL ---------------------------------
+# ---- crash trials: real gateway processes killed with SIGKILL --------------------------------
 
-
-def _start_gateway(data_dir: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "ASTRALOG_DATA_DIR": str(data_dir),
-        "ASTRALOG_SERVER__PORT": str(port),
-        "ASTRALOG_WAL__SEGMENT_MAX_AGE_SECONDS": "0.3",
-        "ASTRALOG_FLUSH__INTERVAL_SECONDS": "0.1",
-    }
-    with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(
-            [sys.executable, "-m", "astralog.cli", "serve"], env=env, stdout=handle, stderr=handle
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"gateway exited early:\n{log.read_text()[-3000:]}"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise AssertionError(f"gateway did not become ready:\n{log.read_text()[-3000:]}")
-
-
-def _shipper(url: str, key: str, name: str, acked: list[str], stop: threading.Event) -> None:
-    batch = 0
-    with httpx.Client(timeout=5) as http:
-        while not stop.is_set():
-            markers = [f"{name}-{batch}-{i}" for i in range(random.randint(1, 200))]
-            batch += 1
-            try:
-                response = http.post(url, content=ndjson(markers), headers=bearer(key))
-            except httpx.HTTPError:
-                continue  # not acknowledged: may or may not be stored, never twice
-            if response.status_code == 200:
-                acked.extend(markers)
+CI_ROUNDS = 8  # `python -m bench --scenario killtrial` runs 100 per destination
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_loses_and_duplicates_nothing_acked(tmp_path: Path) -> None:
-    data_dir, port, log = tmp_path / "data", free_port(), tmp_path / "gateway.log"
-    env = {**os.environ, "ASTRALOG_DATA_DIR": str(data_dir)}
-    init = subprocess.run(
-        [sys.executable, "-m", "astralog.cli", "init"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    key = next(w for w in init.stdout.split() if w.startswith("alk_"))
-    url = f"http://127.0.0.1:{port}/v1/ingest"
-    acked: list[str] = []
-    rng = random.Random(7)
-    for round_no in range(4):
-        process = _start_gateway(data_dir, port, log)
-        stop = threading.Event()
-        shippers = [
-            threading.Thread(target=_shipper, args=(url, key, f"r{round_no}c{c}", acked, stop))
-            for c in range(4)
-        ]
-        for thread in shippers:
-            thread.start()
-        time.sleep(rng.uniform(0.5, 2.0))
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        stop.set()
-        for thread in shippers:
-            thread.join()
-    # A last clean run replays what the crashes left in the WAL; a graceful stop drains the rest.
-    process = _start_gateway(data_dir, port, log)
-    time.sleep(1.0)
-    process.send_signal(signal.SIGTERM)
-    process.wait(timeout=30)
-    assert not list((data_dir / "wal").glob("*.arrows")), "sealed WAL segments were not flushed"
-    stored = stored_markers(data_dir / "bucket")
-    assert len(acked) > 1000
-    missing = [m for m in acked if stored.get(m, 0) == 0]
-    twice = {m: n for m, n in stored.items() if n > 1}
-    assert not missing, f"{len(missing)} acknowledged events lost, e.g. {missing[:5]}"
-    assert not twice, f"events stored more than once: {list(twice.items())[:5]}"
+@pytest.mark.timeout(150)
+@pytest.mark.parametrize("destination", ["local", "s3"])
+def test_sigkill_under_retrying_shippers_loses_and_duplicates_nothing_acked(
+    tmp_path: Path, destination: str, request: pytest.FixtureRequest
+) -> None:
+    """Shippers retry with the same Idempotency-Key until acknowledged while the gateway is
+    killed at random moments: every acknowledged event is stored exactly once."""
+    endpoint = None
+    if destination == "s3":
+        moto: MotoServer = request.getfixturevalue("moto_server")
+        endpoint = moto.endpoint_url
+    result = run_killtrial(tmp_path, destination, CI_ROUNDS, 120.0, s3_endpoint=endpoint)
+    assert result["rounds"] == CI_ROUNDS, result
+    assert result["acked_events"] > 500, result
+    assert result["refused"] == 0 and result["server_errors"] == 0, result
+    assert result["abandoned_batches"] == 0, result
+    assert result["lost"] == 0, result
+    assert result["duplicated"] == 0, result
+    assert result["stored_events"] == result["acked_events"], result
