@@ -85,6 +85,17 @@ class IngestSettings(BaseModel):
         1000, ge=1, description="Most attributes in one event after flattening."
     )
     max_depth: int = Field(20, ge=1, description="Deepest nesting of objects in one event.")
+    max_nesting: int = Field(
+        100,
+        ge=8,
+        le=256,
+        description="Deepest bracket nesting anywhere in a JSON body, the wire format's envelope "
+        "included (OTLP/JSON spends 3 levels on each nested value); checked before parsing, and "
+        "a deeper body is refused whole. Keep it at least 3 * max_depth + 8.",
+    )
+    max_key_bytes: int = Field(
+        1024, ge=16, description="Longest attribute key (after flattening with dots), in bytes."
+    )
     max_string_bytes: int = Field(256 * 1024, ge=64, description="Longest single attribute value.")
     max_future_seconds: int = Field(
         2 * 3600, ge=0, description="Timestamps further ahead than this are rejected."
@@ -92,6 +103,16 @@ class IngestSettings(BaseModel):
     idempotency_window_seconds: int = Field(
         24 * 3600, ge=0, description="How long an Idempotency-Key makes a retry a no-op."
     )
+
+    @model_validator(mode="after")
+    def _nesting_holds_the_deepest_event(self) -> IngestSettings:
+        # An event within max_depth must never be refused whole for the envelope around it.
+        if self.max_nesting < 3 * self.max_depth + 8:
+            raise ValueError(
+                f"max_nesting ({self.max_nesting}) must be at least 3 * max_depth + 8 "
+                f"({3 * self.max_depth + 8}): raise ASTRALOG_INGEST__MAX_NESTING with MAX_DEPTH"
+            )
+        return self
 
 
 class WalSettings(BaseModel):

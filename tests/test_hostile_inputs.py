@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import json
+import time
 
+import httpx
+import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
+from google.protobuf.internal.encoder import _VarintBytes
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
+from astralog.ingest.normalise import schema_keeping_time_text
+from astralog.ingest.prescan import PROTOBUF_MAX_DEPTH
 from astralog.runtime import Bootstrap
 from tests.conftest import bearer
+from tests.gateway import Gateway, gateway_fixture  # noqa: F401
 
 
 @pytest.mark.parametrize("stamp", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
@@ -37,9 +50,10 @@ def test_absurd_nesting_is_a_client_error(
 ) -> None:
     headers = {**bearer(boot.ingest_key), "content-type": "application/x-ndjson"}
     response = client.post(path, content=body, headers=headers)
-    assert response.status_code < 500, response.text
+    # Refused whole by the pre-scan, before any parser, in the format's own error shape.
+    assert response.status_code == 400, response.text
     if path == "/v1/es/_bulk":
-        assert response.json()["errors"] is True
+        assert "levels deep" in response.json()["error"]["reason"]
 
 
 @pytest.mark.parametrize(
@@ -78,3 +92,250 @@ def test_chain_verification_tells_a_tenant_only_about_its_own_records(
     own = client.get("/v1/audit?limit=1000", headers=bearer(token)).json()["events"]
     assert theirs["records"] == len(own) < everything["records"]
     assert theirs["head_seq"] == own[-1]["seq"]
+
+
+# ---- Structure: nesting, found by review of main at eb4899a --------------------------------
+
+NOW_NS = str(time.time_ns())
+
+
+def _deep(kind: str, depth: int) -> str:
+    if kind == "arrays":
+        return "[" * depth + "1" + "]" * depth
+    return '{"a":' * depth + "1" + "}" * depth
+
+
+def _wire_bodies(kind: str, depth: int) -> list[tuple[str, str, str]]:
+    """(path, content type, body) carrying one deep value, in every JSON wire format."""
+    deep = _deep(kind, depth)
+    return [
+        ("/v1/ingest", "application/json", deep),
+        ("/v1/ingest", "application/x-ndjson", '{"m":' + deep + "}"),
+        ("/v1/es/_bulk", "application/x-ndjson", '{"index":{}}\n{"m":' + deep + "}\n"),
+        (
+            "/loki/api/v1/push",
+            "application/json",
+            '{"streams":[{"stream":{"a":' + deep + '},"values":[["' + NOW_NS + '","x"]]}]}',
+        ),
+        ("/v1/logs", "application/json", '{"resourceLogs":[' + deep + "]}"),
+    ]
+
+
+@pytest.mark.parametrize("kind", ["arrays", "objects"])
+def test_twenty_thousand_levels_do_not_kill_the_gateway(gateway: Gateway, kind: str) -> None:
+    """A segfault in pyarrow's reader once took the process down for every tenant."""
+    headers = bearer(gateway.ingest_key)
+    for path, content_type, body in _wire_bodies(kind, 20_000):
+        try:
+            response = httpx.post(
+                gateway.url + path,
+                content=body,
+                headers={**headers, "content-type": content_type},
+                timeout=30,
+            )
+        except httpx.HTTPError as exc:
+            pytest.fail(f"{path} {content_type}: {exc!r}\n{gateway.log_tail()}")
+        assert response.status_code == 400, (path, response.text)
+        assert "levels deep" in response.text, (path, response.text)
+    assert httpx.get(gateway.url + "/healthz", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize("kind", ["arrays", "objects"])
+@pytest.mark.parametrize("depth", [2_000, 10_000])
+def test_deep_nesting_is_refused_in_milliseconds_in_every_format(
+    client: TestClient, boot: Bootstrap, kind: str, depth: int
+) -> None:
+    """Objects 2,000 deep answered 500 (RecursionError); 10,000 arrays cost 11-22 s of CPU."""
+    for path, content_type, body in _wire_bodies(kind, depth):
+        started = time.perf_counter()
+        response = client.post(
+            path, content=body, headers={**bearer(boot.ingest_key), "content-type": content_type}
+        )
+        elapsed = time.perf_counter() - started
+        assert response.status_code == 400, (path, response.text)
+        assert "more than 100 levels deep" in response.text, (path, response.text)
+        assert "ASTRALOG_INGEST__MAX_NESTING" in response.text
+        assert elapsed < 2.0, f"{path}: {elapsed:.1f} s to refuse {len(body)} bytes"
+
+
+def test_an_event_too_deep_for_max_depth_is_refused_alone(
+    client: TestClient, boot: Bootstrap
+) -> None:
+    body = '{"m":"good"}\n{"m":' + _deep("objects", 30) + "}\n"
+    response = client.post("/v1/ingest", content=body, headers=bearer(boot.ingest_key))
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["accepted"] == 1 and result["errors"][0]["line"] == 2
+    assert "ASTRALOG_INGEST__MAX_DEPTH" in result["errors"][0]["reason"]
+
+
+def test_a_deeply_nested_schema_is_walked_without_recursion() -> None:
+    kind: pa.DataType = pa.timestamp("s")
+    for _ in range(3_000):
+        kind = pa.struct([("a", kind)])
+    assert isinstance(schema_keeping_time_text(pa.schema([("x", kind)])), pa.Schema)
+
+
+def _otlp_nested_body(depth: int) -> bytes:
+    value = AnyValue(string_value="x")
+    for _ in range(depth):
+        value = AnyValue(array_value=ArrayValue(values=[value]))
+    record = LogRecord(time_unix_nano=time.time_ns(), body=value)
+    return ExportLogsServiceRequest(
+        resource_logs=[ResourceLogs(scope_logs=[ScopeLogs(log_records=[record])])]
+    ).SerializeToString()
+
+
+def _otlp_wire_nested(depth: int) -> bytes:
+    """The same shape written by hand: protobuf refuses to build messages this deep itself."""
+    value = AnyValue(string_value="x").SerializeToString()
+    for _ in range(depth):
+        array = b"\x0a" + _VarintBytes(len(value)) + value  # ArrayValue.values = 1
+        value = b"\x2a" + _VarintBytes(len(array)) + array  # AnyValue.array_value = 5
+    record = b"\x2a" + _VarintBytes(len(value)) + value  # LogRecord.body = 5
+    scope = b"\x12" + _VarintBytes(len(record)) + record  # ScopeLogs.log_records = 2
+    resource = b"\x12" + _VarintBytes(len(scope)) + scope  # ResourceLogs.scope_logs = 2
+    return b"\x0a" + _VarintBytes(len(resource)) + resource
+
+
+def test_protobuf_nesting_is_bounded_by_upb(client: TestClient, boot: Bootstrap) -> None:
+    """upb refuses messages nested more than PROTOBUF_MAX_DEPTH deep, cheaply; a value deeper
+    than max_depth but within that bound rejects only its record."""
+    headers = {**bearer(boot.ingest_key), "content-type": "application/x-protobuf"}
+    within = client.post("/v1/logs", content=_otlp_nested_body(30), headers=headers)
+    assert within.status_code == 200, within.text
+    reply = ExportLogsServiceResponse.FromString(within.content)
+    assert reply.partial_success.rejected_log_records == 1
+    assert "ASTRALOG_INGEST__MAX_DEPTH" in reply.partial_success.error_message
+    levels_per_value = 2  # AnyValue -> ArrayValue -> AnyValue
+    assert 4 + levels_per_value * 50 > PROTOBUF_MAX_DEPTH
+    for depth in (50, 10_000):
+        body = _otlp_wire_nested(depth)
+        started = time.perf_counter()
+        response = client.post("/v1/logs", content=body, headers=headers)
+        assert response.status_code == 400, response.text
+        assert time.perf_counter() - started < 2.0
+
+
+# ---- Lone surrogates -----------------------------------------------------------------------
+
+
+def _loki(labels: str, entry: str) -> str:
+    return '{"streams":[{"stream":' + labels + ',"values":[["' + NOW_NS + '",' + entry + "]]}]}"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "content_type"),
+    [
+        (
+            "/loki/api/v1/push",
+            _loki('{"a":"b"}', '"\\ud800"'),
+            "application/json",
+        ),
+        (
+            "/loki/api/v1/push",
+            _loki('{"a":"\\ud800"}', '"x"'),
+            "application/json",
+        ),
+        (
+            "/loki/api/v1/push",
+            _loki('{"a":"b"}', '"x",{"\\udc00":"v"}'),
+            "application/json",
+        ),
+        ("/v1/es/_bulk", '{"index":{"_index":"\\ud800"}}\n{"m":"x"}\n', "application/x-ndjson"),
+        ("/v1/es/_bulk", '{"index":{"_id":"\\ud800"}}\n{"m":"x"}\n', "application/x-ndjson"),
+    ],
+)
+def test_a_lone_surrogate_is_a_client_error(
+    client: TestClient, boot: Bootstrap, path: str, body: str, content_type: str
+) -> None:
+    headers = {**bearer(boot.ingest_key), "content-type": content_type}
+    response = client.post(path, content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    assert "unpaired surrogate" in response.text
+
+
+def test_a_lone_surrogate_in_facet_fields_is_a_client_error(
+    client: TestClient, boot: Bootstrap
+) -> None:
+    headers = {**bearer(boot.admin_token), "content-type": "application/json"}
+    response = client.post("/v1/search/facets", content='{"fields":["\\ud800"]}', headers=headers)
+    assert response.status_code == 422, response.text
+    assert "body.fields.0" in response.text
+
+
+# ---- Values: non-finite numbers and long keys -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"m":"ok"}\n{"m":"a","v":NaN}\n{"m":"b","v":[1,-Infinity]}\n{"m":"c","v":{"w":Infinity}}',
+        '[{"m":"ok"},{"m":"a","v":[NaN]},{"m":"b","v":[-Infinity]},{"m":"c","v":[Infinity]}]',
+        '[{"m":"ok","v":1.5},{"m":"a","v":NaN},{"m":"b","v":-Infinity},{"m":"c","v":Infinity}]',
+    ],
+)
+def test_nan_and_infinity_reject_their_event(
+    client: TestClient, boot: Bootstrap, body: str
+) -> None:
+    """pyarrow's reader accepted them, and they were stored as the text "nan" and "inf"."""
+    response = client.post("/v1/ingest", content=body, headers=bearer(boot.ingest_key))
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["accepted"] == 1, result
+    assert [e["index"] for e in result["errors"]] == [1, 2, 3]
+    assert all("non-finite number" in e["reason"] for e in result["errors"]), result
+
+
+def test_nan_in_a_body_read_as_one_document_refuses_it(client: TestClient, boot: Bootstrap) -> None:
+    body = '[{"m":"ok"},{"m":"a","v":NaN},{"m":"b","v":"text"}]'
+    response = client.post("/v1/ingest", content=body, headers=bearer(boot.ingest_key))
+    assert response.status_code == 400, response.text
+    assert "non-finite number" in response.text
+
+
+def test_nan_in_an_otlp_attribute_rejects_its_record(client: TestClient, boot: Bootstrap) -> None:
+    record = {"timeUnixNano": NOW_NS, "attributes": [{"key": "v", "value": {"doubleValue": "NaN"}}]}
+    body = {"resourceLogs": [{"scopeLogs": [{"logRecords": [record, {"timeUnixNano": NOW_NS}]}]}]}
+    headers = {**bearer(boot.ingest_key), "content-type": "application/json"}
+    response = client.post("/v1/logs", content=json.dumps(body), headers=headers)
+    assert response.status_code == 200, response.text
+    partial = response.json()["partialSuccess"]
+    assert partial["rejectedLogRecords"] == "1" and "non-finite number" in partial["errorMessage"]
+
+
+def test_an_attribute_key_over_the_limit_rejects_its_event(
+    client: TestClient, boot: Bootstrap
+) -> None:
+    long_key = "k" * 100_000
+    body = json.dumps({"m": "long", long_key: 1}) + "\n" + json.dumps({"m": "ok", "k": 1})
+    response = client.post("/v1/ingest", content=body, headers=bearer(boot.ingest_key))
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["accepted"] == 1 and result["errors"][0]["index"] == 0
+    assert "ASTRALOG_INGEST__MAX_KEY_BYTES" in result["errors"][0]["reason"]
+    record = {"timeUnixNano": NOW_NS, "attributes": [{"key": long_key, "value": {"intValue": 1}}]}
+    otlp = {"resourceLogs": [{"scopeLogs": [{"logRecords": [record]}]}]}
+    headers = {**bearer(boot.ingest_key), "content-type": "application/json"}
+    response = client.post("/v1/logs", content=json.dumps(otlp), headers=headers)
+    assert response.json()["partialSuccess"]["rejectedLogRecords"] == "1", response.text
+
+
+# ---- Retention -----------------------------------------------------------------------------
+
+
+def test_an_event_older_than_the_sources_own_retention_is_refused(
+    client: TestClient, boot: Bootstrap
+) -> None:
+    source = boot.source["id"]
+    set_to = client.put(
+        f"/v1/sources/{source}/retention", json={"days": 1}, headers=bearer(boot.admin_token)
+    )
+    assert set_to.status_code == 200, set_to.text
+    two_days_ago = time.time_ns() - 2 * 86_400 * 10**9
+    body = json.dumps({"m": "old", "timestamp": two_days_ago}) + "\n" + json.dumps({"m": "new"})
+    response = client.post("/v1/ingest", content=body, headers=bearer(boot.ingest_key))
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["accepted"] == 1 and result["errors"][0]["index"] == 0
+    assert "older than the source's retention of 1 days" in result["errors"][0]["reason"]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from astralog.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from astralog.ingest.normalise import (
     MISSING_TS,
+    NON_FINITE,
     Draft,
     EventRefused,
     Finished,
@@ -43,6 +45,8 @@ from astralog.ingest.normalise import (
     Parsed,
     Problem,
     Reject,
+    check_key,
+    check_text,
     draft_from_table,
     drafts_from_table,
     finish,
@@ -58,6 +62,7 @@ from astralog.ingest.normalise import (
     well_known_fields,
     workers,
 )
+from astralog.ingest.prescan import check_nesting
 
 __all__ = [
     "BulkItem",
@@ -96,7 +101,7 @@ def _loads(text: str | bytes) -> Any:
 
 
 def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
+    raise ValueError(f"{name} is a non-finite number, which JSON does not allow")
 
 
 def _json_error(exc: json.JSONDecodeError | ValueError) -> str:
@@ -131,6 +136,7 @@ def _media_type(content_type: str | None) -> str:
 
 def parse_json_events(body: bytes, ctx: NormaliseContext) -> Parsed:
     """One JSON object, a JSON array of objects, or NDJSON (blank lines ignored)."""
+    check_nesting(body, ctx.limits.max_nesting)
     if body.startswith(_BOM):
         body = body[len(_BOM) :]
     first = body.lstrip(_WHITESPACE)[:1]
@@ -514,6 +520,7 @@ def parse_otlp_logs(body: bytes, content_type: str, ctx: NormaliseContext) -> Pa
         except DecodeError as exc:
             raise BadRequest(f"the body is not an OTLP ExportLogsServiceRequest: {exc}") from exc
     elif media == "application/json":
+        check_nesting(body, ctx.limits.max_nesting)
         _otlp_from_json(body, request)
     else:
         raise UnsupportedMediaType(
@@ -696,7 +703,15 @@ def _any_value(value: AnyValue, depth: int, ctx: NormaliseContext) -> Any:
         return {kv.key: _any_value(kv.value, depth + 1, ctx) for kv in value.kvlist_value.values}
     if kind == "bytes_value":
         return base64.b64encode(value.bytes_value).decode()
+    if kind == "double_value":
+        return _finite("a value", value.double_value)
     return None if kind is None else getattr(value, kind)
+
+
+def _finite(name: str, number: float) -> float:
+    if not math.isfinite(number):
+        raise EventRefused("non_finite_number", f"{name!r} {NON_FINITE}")
+    return number
 
 
 def _body_text(value: AnyValue, ctx: NormaliseContext) -> str:
@@ -723,7 +738,7 @@ def _record_attributes(pairs: Any, ctx: NormaliseContext) -> list[tuple[str, str
         elif kind == "bool_value":
             text = "true" if value.bool_value else "false"
         elif kind == "double_value":
-            text = float_text(value.double_value)
+            text = float_text(_finite(pair.key, value.double_value))
         elif kind is None:
             continue
         else:
@@ -731,6 +746,8 @@ def _record_attributes(pairs: Any, ctx: NormaliseContext) -> list[tuple[str, str
             continue
         _check_string(pair.key, text, ctx)
         out.setdefault(pair.key, text)
+    for key in out:
+        check_key(key, ctx.limits)
     if len(out) > ctx.limits.max_fields:
         raise EventRefused(
             "too_many_fields",
@@ -820,6 +837,7 @@ def parse_es_bulk(
 ) -> tuple[Parsed, list[BulkItem]]:
     """Action lines ``index`` and ``create`` store their document; ``delete`` and ``update`` get
     a per-item error, because stored log events are immutable."""
+    check_nesting(body, ctx.limits.max_nesting)
     actions, docs, doc_items, refused = _split_bulk(body, default_index)
     index_of_doc = pa.array([actions[i].index or None for i in doc_items], pa.string())
     resource = {"elasticsearch.index": index_of_doc}
@@ -897,6 +915,11 @@ def _bulk_action_line(raw: bytes, line: int) -> tuple[str, dict[str, Any]]:
         )
     if meta.get("_id") is not None:
         meta = {**meta, "_id": str(meta["_id"])}
+    for field in ("_index", "_id"):
+        try:  # both are echoed in the per-item results, which must be valid UTF-8
+            check_text(field, str(meta.get(field) or ""))
+        except EventRefused as exc:
+            raise BadRequest(f"line {line}: malformed action/metadata line: {exc}") from exc
     return name, meta
 
 
@@ -936,6 +959,7 @@ def parse_loki_push(body: bytes, content_type: str, ctx: NormaliseContext) -> Pa
     """Loki's push API: JSON, or snappy-compressed protobuf as Promtail and Alloy send it."""
     media = _media_type(content_type)
     if media == "application/json":
+        check_nesting(body, ctx.limits.max_nesting)
         columnar = _loki_columnar(body, ctx)
         if columnar is not None:
             return columnar
@@ -1218,28 +1242,47 @@ def _loki_parsed(streams: list[_LokiStream], ctx: NormaliseContext) -> Parsed:
     columns, places = _Columns(), []
     roles = well_known_fields()
     for s, stream in enumerate(streams):
-        service = next((stream.labels[k] for k in roles["service"] if stream.labels.get(k)), "")
+        labels_problem = _loki_labels_problem(stream.labels, ctx)
+        labels = {} if labels_problem else stream.labels
+        service = next((labels[k] for k in roles["service"] if labels.get(k)), "")
         for e, entry in enumerate(stream.entries):
             places.append(f"streams[{s}].values[{e}]")
             ordinal = len(columns.ordinals)
             try:
+                if labels_problem:
+                    raise EventRefused(*labels_problem)
                 timestamp, line, metadata = _loki_entry(entry, ctx)
             except EventRefused as exc:
                 columns.problems[ordinal] = exc.problem
                 timestamp, line, metadata = MISSING_TS, "", {}
             level = next(
-                (src[k] for src in (metadata, stream.labels) for k in _LOKI_LEVEL if src.get(k)), ""
+                (src[k] for src in (metadata, labels) for k in _LOKI_LEVEL if src.get(k)), ""
             )
             text, number = severity_of_text(level) if level else ("", 0)
             columns.add(
                 ordinal, timestamp, Body=line, ServiceName=service, SeverityText=text,
-                SeverityNumber=number, ResourceAttributes=stream.labels, LogAttributes=metadata,
+                SeverityNumber=number, ResourceAttributes=labels, LogAttributes=metadata,
             )  # fmt: skip
     done = finish([columns.draft()], ctx)
     return _parsed(done, len(places), lambda i: (places[i], None))
 
 
 _LOKI_LEVEL = ("level", "detected_level", "severity", "lvl")
+
+
+def _loki_labels_problem(labels: dict[str, str], ctx: NormaliseContext) -> Problem | None:
+    """A stream's labels that cannot be stored refuse every entry of the stream."""
+    try:
+        _check_pairs(labels, ctx)
+    except EventRefused as exc:
+        return Problem(exc.problem.kind, f"the stream's labels: {exc.problem.reason}")
+    return None
+
+
+def _check_pairs(pairs: dict[str, str], ctx: NormaliseContext) -> None:
+    for key, value in pairs.items():
+        check_key(key, ctx.limits)
+        check_text(key, value)
 
 
 def _loki_entry(
@@ -1272,4 +1315,7 @@ def _loki_entry(
         raise EventRefused("invalid_entry", "structured metadata must be an object of strings")
     _check_record_size(len(line.encode("utf-8", "surrogatepass")), ctx)
     _check_string("line", line, ctx)
-    return timestamp, line, {str(k): v for k, v in metadata.items()}
+    check_text("line", line)
+    metadata = {str(k): v for k, v in metadata.items()}
+    _check_pairs(metadata, ctx)
+    return timestamp, line, metadata

@@ -8,12 +8,10 @@ durable WAL append (fsync, group commit) -> answer. The org and source come from
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-import pyarrow as pa
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from google.protobuf.json_format import MessageToJson
@@ -35,9 +33,8 @@ router = APIRouter(tags=["ingest"])
 MAX_REPORTED_REJECTS = 1000
 
 Parser = Callable[[bytes, NormaliseContext], Parsed]
-Guard = Callable[[Parsed], AbstractAsyncContextManager[tuple[pa.Table, Receipt | None]]]
-"""Around the WAL append: the rows to append and the receipt for the same WAL record
-(Idempotency-Key and answer, document ids); it may hold a lock until the append returns."""
+Receipts = Callable[[Parsed], Receipt | None]
+"""What to write in the WAL record with the parsed rows (Idempotency-Key and answer, ids)."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +47,12 @@ def _context(runtime: Runtime, principal: Principal) -> NormaliseContext:
     assert principal.org_id and principal.source_id
     limits = runtime.control.plan_limits(principal.org_id)
     now_ns = time.time_ns()
-    retention_days = int(limits["retention_days"])
+    retention_days, owner = int(limits["retention_days"]), "the plan's"
+    # A source's own, shorter retention hides and purges older events: refuse them here too,
+    # rather than acknowledge what will never be searchable.
+    own = runtime.control.source(principal.org_id, principal.source_id)["retention_days"]
+    if own is not None and int(own) < retention_days:
+        retention_days, owner = int(own), "the source's"
     return NormaliseContext(
         org_id=principal.org_id,
         source_id=principal.source_id,
@@ -58,6 +60,7 @@ def _context(runtime: Runtime, principal: Principal) -> NormaliseContext:
         min_timestamp_ns=now_ns - retention_days * 86_400 * 10**9,
         retention_days=retention_days,
         limits=runtime.settings.ingest,
+        retention_owner=owner,
     )
 
 
@@ -67,7 +70,7 @@ async def accept(
     runtime: Runtime,
     fmt: str,
     parse: Parser,
-    guard: Guard | None = None,
+    receipt: Receipts | None = None,
 ) -> Outcome:
     started = time.perf_counter()
     data = runtime.data
@@ -91,11 +94,7 @@ async def accept(
         except Exception:
             runtime.metrics.rate_limit_hit(ctx.source_id)
             raise
-        if guard is None:
-            await data.wal.append(parsed.table)
-        else:
-            async with guard(parsed) as (table, receipt):
-                await data.wal.append(table, receipt)
+        await data.wal.append(parsed.table, receipt(parsed) if receipt else None)
     m = runtime.metrics
     m.events_accepted.labels(fmt).inc(rows)
     m.bytes_accepted.inc(len(raw))
@@ -124,7 +123,7 @@ async def _idempotent(
     runtime: Runtime,
     key: str | None,
     answer: Answer,
-    respond: Callable[[Guard | None], Awaitable[Response]],
+    respond: Callable[[Receipts | None], Awaitable[Response]],
 ) -> Response:
     """Run ``respond`` once per Idempotency-Key; a retry gets the first JSON answer.
 
@@ -138,17 +137,15 @@ async def _idempotent(
     org, source = str(principal.org_id), str(principal.source_id)
     store = runtime.data.idempotency
 
-    @asynccontextmanager
-    async def guard(parsed: Parsed) -> AsyncIterator[tuple[pa.Table, Receipt | None]]:
+    def receipt(parsed: Parsed) -> Receipt | None:
         status, body = answer(parsed)
-        receipt = store.receipt(org, source, key=key, answer=(status, body))
-        yield parsed.table, receipt if status < 300 else None
+        return store.receipt(org, source, key=key, answer=(status, body)) if status < 300 else None
 
     async with store.key_lock(org, source, key):
         seen = store.lookup(org, source, key)
         if seen is not None:
             return JSONResponse(seen[1], seen[0], headers={"Idempotent-Replayed": "true"})
-        return await respond(guard)
+        return await respond(receipt)
 
 
 def _json_answer(parsed: Parsed) -> tuple[int, dict[str, Any]]:
@@ -180,9 +177,9 @@ async def ingest_json(
     runtime: RuntimeDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Any:
-    async def respond(guard: Guard | None) -> JSONResponse:
+    async def respond(receipt: Receipts | None) -> JSONResponse:
         parse = formats.parse_json_events
-        outcome = await accept(request, principal, runtime, "json", parse, guard)
+        outcome = await accept(request, principal, runtime, "json", parse, receipt)
         status, body = _json_answer(outcome.parsed)
         if status == 400:
             return JSONResponse(body, 400, media_type="application/problem+json")

@@ -58,7 +58,9 @@ class HistogramBody(Filters):
 
 
 class FacetsBody(Filters):
-    fields: list[str] = Field(
+    # A length bound makes pydantic check each name is valid Unicode: a lone surrogate
+    # ("\ud800") is then a 422, not a crash in the engine's driver.
+    fields: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
         default_factory=lambda: ["level", "service", "host", "source"], min_length=1, max_length=10
     )
     size: int = Field(10, ge=1, le=100)

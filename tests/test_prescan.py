@@ -1,0 +1,73 @@
+"""The structural pre-scan agrees with a byte-by-byte reading of JSON, and names the line."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from astralog.errors import BadRequest
+from astralog.ingest.prescan import check_nesting, first_too_deep
+
+
+def reference(body: bytes, limit: int) -> int | None:
+    """The same judgement, one byte at a time: depth from the body's start and from the line's.
+
+    A quote after an odd run of backslashes is text, inside a string or not: outside one, the
+    backslash is invalid JSON where every parser stops, so reading it either way is safe.
+    """
+    depth = line_base = slashes = 0
+    in_string = False
+    for offset, byte in enumerate(body):
+        char = chr(byte)
+        if char == "\n":
+            in_string, line_base = False, depth
+        elif char == '"' and slashes % 2 == 0:
+            in_string = not in_string
+        elif char in "[{" and not in_string:
+            depth += 1
+            if depth > limit or depth - line_base > limit:
+                return offset
+        elif char in "]}" and not in_string:
+            depth -= 1
+        slashes = slashes + 1 if char == "\\" else 0
+    return None
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from(["[", "{", "]", "}", '"', "\\", "\n", "a", ":", ","]), max_size=80),
+    st.integers(1, 6),
+)
+def test_agrees_with_a_byte_by_byte_reading(chars: list[str], limit: int) -> None:
+    body = "".join(chars).encode()
+    assert first_too_deep(body, limit) == reference(body, limit)
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ('{"a":"[[[[[[[["}', None),  # brackets inside a string are text
+        ('{"a":"\\"[[[[[[[["}', None),  # an escaped quote does not end the string
+        ('{"a":"\\\\"' + "[" * 8 + "]" * 8 + "}", 11),  # an escaped backslash does
+        ("]]]]]]]]\n" + "[" * 8, 12),  # every NDJSON line is read on its own
+        ('{"a":"x\n' + "[" * 8, 10),  # a string never spans a line
+        ("[\n" * 8, 6),  # a pretty-printed document does
+        ("[" * 3 + "]" * 3 + "[" * 3, None),
+    ],
+)
+def test_strings_lines_and_escapes(body: str, expected: int | None) -> None:
+    assert first_too_deep(body.encode(), 3) == expected == reference(body.encode(), 3)
+
+
+def test_a_deep_line_is_named_with_the_limit() -> None:
+    body = b'{"ok":1}\n{"deep":' + b"[" * 200 + b"]" * 200 + b"}\n"
+    with pytest.raises(BadRequest, match=r"line 2, column 108: .* more than 100 levels deep") as e:
+        check_nesting(body, 100)
+    assert "ASTRALOG_INGEST__MAX_NESTING" in e.value.detail
+
+
+def test_a_hostile_body_is_judged_in_milliseconds() -> None:
+    # 20,000 brackets crashed pyarrow's reader and 10,000 cost it seconds of CPU.
+    for body in (b"[" * 20_000 + b"1" + b"]" * 20_000, b'{"a":' * 20_000 + b"1" + b"}" * 20_000):
+        assert first_too_deep(body, 100) is not None
