@@ -53,6 +53,8 @@ def _routes(app: FastAPI) -> Iterator[tuple[str, str, Route]]:
 
 
 def _concrete(path: str) -> str:
+    # A catch-all ({x:path}) gets an underscore segment, the shape Elasticsearch's API uses.
+    path = re.sub(r"\{[^}]+:path\}", "_x1", path)
     return re.sub(r"\{[^}]+\}", "x1", path)
 
 
