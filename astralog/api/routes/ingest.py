@@ -8,10 +8,12 @@ durable WAL append (fsync, group commit) -> answer. The org and source come from
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import pyarrow as pa
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
 from google.protobuf.json_format import MessageToJson
@@ -33,8 +35,9 @@ router = APIRouter(tags=["ingest"])
 MAX_REPORTED_REJECTS = 1000
 
 Parser = Callable[[bytes, NormaliseContext], Parsed]
-Receipts = Callable[[Parsed], Receipt | None]
-"""What to write in the WAL record with the parsed rows (Idempotency-Key and answer, ids)."""
+Guard = Callable[[Parsed], AbstractAsyncContextManager[tuple[pa.Table, Receipt | None]]]
+"""Around the WAL append: the rows to append and the receipt for the same WAL record
+(Idempotency-Key and answer, document ids); it may hold a lock until the append returns."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ async def accept(
     runtime: Runtime,
     fmt: str,
     parse: Parser,
-    receipt: Receipts | None = None,
+    guard: Guard | None = None,
 ) -> Outcome:
     started = time.perf_counter()
     data = runtime.data
@@ -94,7 +97,11 @@ async def accept(
         except Exception:
             runtime.metrics.rate_limit_hit(ctx.source_id)
             raise
-        await data.wal.append(parsed.table, receipt(parsed) if receipt else None)
+        if guard is None:
+            await data.wal.append(parsed.table)
+        else:
+            async with guard(parsed) as (table, receipt):
+                await data.wal.append(table, receipt)
     m = runtime.metrics
     m.events_accepted.labels(fmt).inc(rows)
     m.bytes_accepted.inc(len(raw))
@@ -123,7 +130,7 @@ async def _idempotent(
     runtime: Runtime,
     key: str | None,
     answer: Answer,
-    respond: Callable[[Receipts | None], Awaitable[Response]],
+    respond: Callable[[Guard | None], Awaitable[Response]],
 ) -> Response:
     """Run ``respond`` once per Idempotency-Key; a retry gets the first JSON answer.
 
@@ -137,15 +144,17 @@ async def _idempotent(
     org, source = str(principal.org_id), str(principal.source_id)
     store = runtime.data.idempotency
 
-    def receipt(parsed: Parsed) -> Receipt | None:
+    @asynccontextmanager
+    async def guard(parsed: Parsed) -> AsyncIterator[tuple[pa.Table, Receipt | None]]:
         status, body = answer(parsed)
-        return store.receipt(org, source, key=key, answer=(status, body)) if status < 300 else None
+        receipt = store.receipt(org, source, key=key, answer=(status, body))
+        yield parsed.table, receipt if status < 300 else None
 
     async with store.key_lock(org, source, key):
         seen = store.lookup(org, source, key)
         if seen is not None:
             return JSONResponse(seen[1], seen[0], headers={"Idempotent-Replayed": "true"})
-        return await respond(receipt)
+        return await respond(guard)
 
 
 def _json_answer(parsed: Parsed) -> tuple[int, dict[str, Any]]:
@@ -177,9 +186,9 @@ async def ingest_json(
     runtime: RuntimeDep,
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Any:
-    async def respond(receipt: Receipts | None) -> JSONResponse:
+    async def respond(guard: Guard | None) -> JSONResponse:
         parse = formats.parse_json_events
-        outcome = await accept(request, principal, runtime, "json", parse, receipt)
+        outcome = await accept(request, principal, runtime, "json", parse, guard)
         status, body = _json_answer(outcome.parsed)
         if status == 400:
             return JSONResponse(body, 400, media_type="application/problem+json")
