@@ -11,7 +11,8 @@ start their own. The steady load of freshness and memory is 80 % of the maximum 
 measured in the same run (a short probe measures it when the ingest scenario is not selected),
 or ``--rate``. A scenario that fails is reported as failed and the others still run.
 ``killtrial`` (SIGKILL rounds under retrying shippers, see :mod:`bench.killtrial`) runs only
-when asked for; it needs no corpus.
+when asked for; it needs no corpus. ``attack`` (see :mod:`bench.attack`), also only when asked
+for: one tenant's ack p50/p99 alone and while ``--clients`` threads of another post hostile bodies.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from typing import Any
 
 from bench import corpus as corpus_mod
 from bench import report
+from bench.attack import run_attack
 from bench.freshness import run_freshness
 from bench.gateway import Gateway
 from bench.ingest import load, raw_baselines, run_ingest, summarise_pair
@@ -40,7 +42,7 @@ from bench.storage import measure_storage
 
 DESCRIPTION = "Run the Astralog benchmark; write results.md and results.json to --out."
 SCENARIOS = ("ingest", "query", "storage", "freshness", "memory")
-OPT_IN = ("killtrial",)  # minutes long and about correctness, not speed: only when named
+OPT_IN = ("killtrial", "attack")  # minutes long and about correctness, not speed: only when named
 DEFAULT_DURATION = {"ingest": 30.0, "freshness": 30.0, "memory": 600.0}
 STEADY_SHARE = 0.8
 PROBE_SECONDS = 10.0
@@ -267,6 +269,14 @@ class Bench:
         median = {f"{r['destination']} {k}": v for r in runs for k, v in r.items()
                   if k != "destination" and not isinstance(v, list)}  # fmt: skip
         return {"runs": runs, "median": median}
+
+    def attack(self) -> dict[str, Any]:
+        gw = self.gateway("attack")
+        try:
+            result = run_attack(gw, self.corpus, self.args.duration or 20.0, self.args.clients)
+        finally:
+            self.retire(gw)
+        return {"runs": [result], "median": result}
 
     def run(self, scenario: str) -> bool:
         step: Callable[[], dict[str, Any]] = getattr(self, scenario)
