@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test quick lint bench install install-test docs
+.PHONY: run test quick lint bench install install-test docs fuzz
 
 run: install          ## install (idempotent) and run the service with embedded defaults
 	$(BIN)/astralog serve
@@ -20,6 +20,15 @@ lint: install-test
 
 bench: install-test   ## the benchmark harness (not part of the test budget)
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+FUZZ_SCALE ?= 60
+FUZZ_SECONDS ?= 600
+fuzz: install-test   ## long fuzzing: every fuzz test x FUZZ_SCALE examples, then atheris on the parsers
+	HYPOTHESIS_PROFILE=long FUZZ_SCALE=$(FUZZ_SCALE) $(BIN)/pytest -m fuzz --timeout=0 -q \
+		tests/test_fuzz_ingest.py tests/test_fuzz_search.py tests/test_fuzz_admin.py
+	mkdir -p test-artifacts/fuzz/corpus
+	cd test-artifacts/fuzz && ../../$(BIN)/python ../../fuzz/parsers.py \
+		-max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=4096 corpus
 
 docs: install
 	$(BIN)/astralog config docs > docs/configuration.md
