@@ -26,6 +26,10 @@ if [ "$want" = test ]; then
   command -v loggen >/dev/null 2>&1 || need+=(syslog-ng-core)
   [ -x /usr/bin/chromium ] || need+=(chromium)
   command -v curl >/dev/null 2>&1 || need+=(curl)
+  # rsyslog conflicts with syslog-ng's packages on Debian 12: its debs are unpacked into the
+  # venv, not installed; the libraries it links are ordinary packages.
+  rsyslog="$venv/rsyslog"
+  [ -x "$rsyslog/usr/sbin/rsyslogd" ] || need+=(libestr0 libfastjson4 liblognorm5 libcurl4)
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
       apt-get update -qq
@@ -34,5 +38,10 @@ if [ "$want" = test ]; then
       echo "the tests need Debian packages: ${need[*]} (run as root or: sudo apt-get install ${need[*]})" >&2
       exit 1
     fi
+  fi
+  if [ ! -x "$rsyslog/usr/sbin/rsyslogd" ]; then
+    mkdir -p "$rsyslog/debs"
+    (cd "$rsyslog/debs" && apt-get download -qq rsyslog rsyslog-elasticsearch)
+    for deb in "$rsyslog"/debs/*.deb; do dpkg -x "$deb" "$rsyslog"; done
   fi
 fi

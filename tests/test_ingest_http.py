@@ -589,9 +589,9 @@ def test_elasticsearch_errors_are_json_clients_can_read(
     assert error["type"] == "security_exception" and "malformed credential" in error["reason"]
 
     key = bearer(boot.ingest_key)
-    single = client.put("/v1/es/logs/_doc/1", json={"marker": "lost"}, headers=key)
-    assert single.status_code == 400
-    assert "_bulk" in single.json()["error"]["reason"]
+    update = client.post("/v1/es/logs/_update/1", json={"doc": {"marker": "lost"}}, headers=key)
+    assert update.status_code in (400, 404) and update.json()["error"]["reason"]
+    assert client.put("/v1/es/logs/_update/1", json={}, headers=key).status_code == 400
     assert client.put("/v1/es/_index_template/logs", json={}, headers=key).json() == {
         "acknowledged": True
     }

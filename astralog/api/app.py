@@ -98,6 +98,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimit, default_limit=ADMIN_BODY_LIMIT, ingest_limit=settings.ingest.max_body_bytes
     )
+    app.add_middleware(elasticsearch.ElasticsearchErrors)  # reshapes BodyLimit's 413 too
     app.add_middleware(SecurityHeaders)
     app.add_middleware(AccessLog)
     return app

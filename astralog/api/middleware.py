@@ -48,6 +48,7 @@ _INGEST_SHAPES: Final = (
     ("v1", "ingest"),
     ("v1", "logs"),
     ("loki", "api", "v1", "push"),
+    ("api", "prom", "push"),  # Loki's legacy push path
     *_ES_SHAPES,  # Elasticsearch at the root, where rsyslog and others address it
     *(("v1", "es", *shape) for shape in _ES_SHAPES),
 )

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from itertools import pairwise
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -66,8 +66,10 @@ from astralog.ingest.prescan import check_nesting
 
 __all__ = [
     "BulkItem",
+    "EsBulk",
     "bulk_response",
     "parse_es_bulk",
+    "parse_es_document",
     "parse_json_events",
     "parse_loki_push",
     "parse_otlp_logs",
@@ -595,7 +597,22 @@ def _otlp_parsed(
             for record in scope_logs.log_records:
                 records.add(record, len(shared) - 1, resource_problem or scope_problem)
     draft = records.draft(shared)
-    return _parsed(finish([draft], ctx), len(draft), lambda i: (f"log record {i}", None))
+    done = finish([draft], ctx)
+    done.table = _observed_by_client(done.table, records.observed, done.accepted, ctx.now_ns)
+    return _parsed(done, len(draft), lambda i: (f"log record {i}", None))
+
+
+def _observed_by_client(
+    table: pa.Table, observed: list[int], rows: np.ndarray, now_ns: int
+) -> pa.Table:
+    """The client's ``observedTimeUnixNano`` where it sent one; the receive time otherwise."""
+    sent = np.asarray(observed, np.int64)[rows] if len(rows) else np.zeros(0, np.int64)
+    if not sent.any():
+        return table
+    column = table.schema.get_field_index("ObservedTimestamp")
+    kind = table.schema.field(column).type
+    values = pa.array(np.where(sent > 0, sent, now_ns), pa.int64()).cast(kind)
+    return table.set_column(column, table.schema.field(column), values)
 
 
 _SHARED_TYPES = {
@@ -611,6 +628,7 @@ class _OtlpRecords:
         self.ctx, self.check_sizes = ctx, check_sizes
         self.scope_of: list[int] = []
         self.timestamp: list[int] = []
+        self.observed: list[int] = []  # 0 where the client sent none
         self.problems: dict[int, Problem] = {}
         self.text: dict[str, list[str]] = {
             name: [] for name in ("Body", "SeverityText", "TraceId", "SpanId", "EventName")
@@ -623,6 +641,8 @@ class _OtlpRecords:
         self.scope_of.append(scope)
         timestamp = record.time_unix_nano or record.observed_time_unix_nano or MISSING_TS
         self.timestamp.append(timestamp if timestamp < 2**63 else MISSING_TS)
+        observed = record.observed_time_unix_nano
+        self.observed.append(observed if observed < 2**63 else 0)
         try:
             if problem is not None:
                 raise EventRefused(*problem)
@@ -787,13 +807,15 @@ class BulkItem:
 
     action: str
     index: str
-    doc_id: str | None
+    doc_id: str | None  # the client's _id; None when the action named none
     status: int
     error_type: str = ""
     reason: str = ""
+    event_id: str = ""  # of the stored event, answered as the _id when the client gave none
 
     def to_dict(self) -> dict[str, Any]:
-        result: dict[str, Any] = {"_index": self.index, "_id": self.doc_id, "status": self.status}
+        doc_id = self.doc_id or self.event_id or None
+        result: dict[str, Any] = {"_index": self.index, "_id": doc_id, "status": self.status}
         if self.status < 300:
             result |= {
                 "_version": 1,
@@ -805,6 +827,18 @@ class BulkItem:
         else:
             result["error"] = {"type": self.error_type, "reason": self.reason}
         return {self.action: result}
+
+
+class EsBulk(NamedTuple):
+    """What the Elasticsearch parsers return: the events, and one item per action."""
+
+    parsed: Parsed
+    items: list[BulkItem]
+
+    @property
+    def row_ids(self) -> list[str | None]:
+        """The client's ``_id`` of each row of ``parsed.table``, None where it named none."""
+        return [self.items[i].doc_id for i in self.parsed.accepted_indexes or []]
 
 
 def bulk_response(items: list[BulkItem], took_ms: int) -> dict[str, Any]:
@@ -832,15 +866,17 @@ class _BulkAction:
     doc_line: int | None = None  # of its document, where a document problem is
 
 
-def parse_es_bulk(
-    body: bytes, default_index: str | None, ctx: NormaliseContext
-) -> tuple[Parsed, list[BulkItem]]:
+def parse_es_bulk(body: bytes, default_index: str | None, ctx: NormaliseContext) -> EsBulk:
     """Action lines ``index`` and ``create`` store their document; ``delete`` and ``update`` get
-    a per-item error, because stored log events are immutable."""
+    a per-item error, because stored log events are immutable.
+
+    The index and the client's ``_id`` are stored as the resource attributes
+    ``elasticsearch.index`` and ``elasticsearch.id`` (search ``elasticsearch.id:<id>``)."""
     check_nesting(body, ctx.limits.max_nesting)
     actions, docs, doc_items, refused = _split_bulk(body, default_index)
     index_of_doc = pa.array([actions[i].index or None for i in doc_items], pa.string())
-    resource = {"elasticsearch.index": index_of_doc}
+    id_of_doc = pa.array([actions[i].doc_id for i in doc_items], pa.string())
+    resource = {"elasticsearch.index": index_of_doc, "elasticsearch.id": id_of_doc}
     reader = _NdjsonReader(b"\n".join(docs), ctx, resource, whole_body_is_ndjson=True)
     done = reader.run() if docs else finish([], ctx)
     problems = [(doc_items[d], p) for d, p in done.problems] + list(refused.items())
@@ -851,7 +887,19 @@ def parse_es_bulk(
         rejects.append(Reject(i, f"line {line}: {problem.reason}", line, problem.kind))
     accepted = [doc_items[d] for d in done.accepted.tolist()]
     parsed = Parsed(done.table, rejects, len(actions), accepted)
-    return parsed, _bulk_items(actions, accepted, done.table, problems)
+    return EsBulk(parsed, _bulk_items(actions, accepted, done.table, problems))
+
+
+def parse_es_document(
+    body: bytes, index: str, doc_id: str | None, action: str, ctx: NormaliseContext
+) -> EsBulk:
+    """One document of ``/{index}/_doc[/{id}]`` or ``/{index}/_create/{id}``: a bulk of one.
+
+    A pretty-printed document is joined onto one line first; line breaks are only whitespace
+    between JSON tokens (never inside a valid string), so the document means the same."""
+    meta = {"_index": index} | ({} if doc_id is None else {"_id": doc_id})
+    line = body.replace(b"\r", b" ").replace(b"\n", b" ")
+    return parse_es_bulk(json.dumps({action: meta}).encode() + b"\n" + line + b"\n", None, ctx)
 
 
 def _split_bulk(
@@ -935,7 +983,9 @@ def _bulk_items(
     items = []
     for i, action in enumerate(actions):
         if i in stored:
-            items.append(BulkItem(action.action, action.index, action.doc_id or stored[i], 201))
+            items.append(
+                BulkItem(action.action, action.index, action.doc_id, 201, event_id=stored[i])
+            )
         else:
             problem = refused[i]
             kind = _BULK_ERROR_TYPES.get(problem.kind, "illegal_argument_exception")
@@ -953,6 +1003,19 @@ def _bulk_items(
 class _LokiStream:
     labels: dict[str, str]
     entries: list[Any]  # [timestamp ns, line] or [timestamp ns, line, structured metadata]
+    # The legacy (v0) shape: entries are {"ts": "<RFC 3339>", "line": ...}, times parsed ahead.
+    times: list[int | None] | None = None
+
+    @property
+    def key(self) -> str:
+        return "values" if self.times is None else "entries"
+
+
+_LOKI_SHAPES = (
+    'each stream needs "values" (["<nanoseconds>", "<line>"] pairs, labels in the object '
+    '"stream") or, in the legacy shape, "entries" ({"ts": "<RFC 3339 time>", "line": "<text>"} '
+    'objects, labels as the text "labels")'
+)
 
 
 def parse_loki_push(body: bytes, content_type: str, ctx: NormaliseContext) -> Parsed:
@@ -971,6 +1034,9 @@ def parse_loki_push(body: bytes, content_type: str, ctx: NormaliseContext) -> Pa
             "Loki push is accepted as application/json or application/x-protobuf (snappy), "
             f"not {content_type or 'a body without Content-Type'!r}"
         )
+    if not any(stream.entries for stream in streams):
+        # Answering 204 to a push that stores nothing would tell the client its logs are safe.
+        raise BadRequest(f"the Loki push carries no log entries: {_LOKI_SHAPES}")
     return _loki_parsed(streams, ctx)
 
 
@@ -984,6 +1050,8 @@ def _loki_columnar(body: bytes, ctx: NormaliseContext) -> Parsed | None:
     if streams is None:
         return None
     values = streams.field("values")
+    if values.null_count or not len(values.values):  # another shape, or nothing to store
+        return None
     entries = values.flatten()
     if entries.null_count or not pc.all(pc.equal(pc.list_value_length(entries), 2)).as_py():
         return None
@@ -1022,6 +1090,8 @@ def _loki_streams_array(body: bytes) -> pa.StructArray | None:
     item = kind.value_type
     if not pa.types.is_struct(item) or item.get_field_index("values") < 0:
         return None
+    if item.get_field_index("entries") >= 0 or item.get_field_index("labels") >= 0:
+        return None  # legacy streams among them: the Python path reads both shapes
     entry = item.field("values").type
     if not (pa.types.is_list(entry) and pa.types.is_list(entry.value_type)):
         return None
@@ -1094,36 +1164,105 @@ def _loki_json(body: bytes) -> list[_LokiStream]:
     streams = document.get("streams") if isinstance(document, dict) else None
     if not isinstance(streams, list):
         raise BadRequest('the Loki push body must be an object {"streams": [...]}')
-    out = []
-    for s, stream in enumerate(streams):
-        labels = stream.get("stream", {}) if isinstance(stream, dict) else None
-        values = stream.get("values", []) if isinstance(stream, dict) else None
-        if not isinstance(labels, dict) or not isinstance(values, list):
-            raise BadRequest(
-                f"streams[{s}] must be an object with a label object 'stream' and a list 'values'"
-            )
-        out.append(_LokiStream({str(k): str(v) for k, v in labels.items()}, values))
-    return out
+    return [_loki_json_stream(s, stream) for s, stream in enumerate(streams)]
 
 
-_LABEL = re.compile(r'\s*([A-Za-z_][\w.]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
-_LABEL_ESCAPE = re.compile(r"\\(.)")
+def _loki_json_stream(s: int, stream: Any) -> _LokiStream:
+    """One stream in either shape Loki reads: v1 (``stream`` + ``values``) or legacy v0
+    (``labels`` text + ``entries`` of ``{"ts", "line"}``)."""
+    if not isinstance(stream, dict) or not ("values" in stream or "entries" in stream):
+        seen = f"keys {sorted(stream)[:8]}" if isinstance(stream, dict) else _kind_of(stream)
+        raise BadRequest(f"streams[{s}] carries no entries Astralog reads ({seen}): {_LOKI_SHAPES}")
+    legacy = "values" not in stream
+    entries = stream["entries" if legacy else "values"]
+    if not isinstance(entries, list):
+        raise BadRequest(f"streams[{s}].{'entries' if legacy else 'values'} must be a list")
+    labels = _loki_json_labels(s, stream)
+    if not legacy:
+        return _LokiStream(labels, entries)
+    times = _rfc3339_ns([e.get("ts") if isinstance(e, dict) else None for e in entries])
+    return _LokiStream(labels, entries, times)
+
+
+def _loki_json_labels(s: int, stream: dict[str, Any]) -> dict[str, str]:
+    labels, text = stream.get("stream"), stream.get("labels", "{}")
+    if isinstance(labels, dict):
+        return {str(k): str(v) for k, v in labels.items()}
+    if isinstance(text, str):
+        return _parse_labels(text)
+    raise BadRequest(f"streams[{s}] needs labels: an object 'stream' or a text 'labels'")
+
+
+_TS_NS_UTC = pa.timestamp("ns", "UTC")
+
+
+def _rfc3339_ns(values: list[Any]) -> list[int | None]:
+    """RFC 3339 times with a zone (Go's ``time.Time`` in JSON) -> nanoseconds; None if not."""
+    texts = pa.array([v if isinstance(v, str) else None for v in values], pa.string())
+    try:
+        times: list[int | None] = pc.cast(texts, _TS_NS_UTC).cast(pa.int64()).to_pylist()
+        return times
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        if len(texts) == 1:
+            return [None]
+        return [t for text in texts for t in _rfc3339_ns([text.as_py()])]
+
+
+_LABEL_NAME = re.compile(r"\s*([A-Za-z_][\w.]*)\s*=\s*")
+_LABEL_VALUE = re.compile(r'"((?:[^"\\\n]|\\.)*)"|`([^`]*)`')
+_LABEL_END = re.compile(r"\s*(?:,|$)")
+# Every backslash sequence; the last group catches the ones Go's strconv.Unquote refuses.
+_GO_ESCAPE = re.compile(
+    r'\\(?:([abfnrtv\\"])|x([0-9A-Fa-f]{2})|([0-7]{3})|u([0-9A-Fa-f]{4})|U([0-9A-Fa-f]{8})|(.?))',
+    re.DOTALL,
+)
+_GO_SIMPLE = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 
 
 def _parse_labels(text: str) -> dict[str, str]:
-    """Prometheus label text ``{job="api", env="prod"}`` -> dict."""
+    """LogQL label text ``{job="api", env=`prod`}`` -> dict, quoted values unquoted as Go does."""
     inner = text.strip()
     if not (inner.startswith("{") and inner.endswith("}")):
         raise BadRequest(f'stream labels {text!r} are not of the form {{name="value", ...}}')
-    inner, labels, pos = inner[1:-1], {}, 0
-    while pos < len(inner.rstrip()):
-        match = _LABEL.match(inner, pos)
-        if not match:
+    inner, labels, pos = inner[1:-1].strip(), {}, 0
+    while pos < len(inner):
+        name = _LABEL_NAME.match(inner, pos)
+        value = _LABEL_VALUE.match(inner, name.end()) if name else None
+        end = _LABEL_END.match(inner, value.end()) if value else None
+        if not (name and value and end):
             raise BadRequest(f"stream labels {text!r} cannot be read at character {pos + 2}")
-        unescape = lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1))  # noqa: E731
-        labels[match.group(1)] = _LABEL_ESCAPE.sub(unescape, match.group(2))
-        pos = match.end()
+        raw = value.group(1)
+        labels[name.group(1)] = value.group(2) if raw is None else _go_unquote(raw, text)
+        pos = end.end()
     return labels
+
+
+def _go_unquote(raw: str, text: str) -> str:
+    out, pos = bytearray(), 0
+    for match in _GO_ESCAPE.finditer(raw):
+        if match.group(6) is not None:
+            raise BadRequest(f"stream labels {text!r}: invalid escape {match.group()!r}")
+        out += raw[pos : match.start()].encode("utf-8", "surrogatepass")
+        out += _go_escape(match)
+        pos = match.end()
+    out += raw[pos:].encode("utf-8", "surrogatepass")
+    # \x and octal escapes are bytes, as in Go; a label is text, so bad UTF-8 is replaced.
+    return out.decode("utf-8", "replace")
+
+
+def _go_escape(match: re.Match[str]) -> bytes:
+    simple, hex_byte, octal, short, long, _ = match.groups()
+    if simple:
+        return _GO_SIMPLE.get(simple, simple).encode()
+    if hex_byte or octal:
+        value = int(hex_byte, 16) if hex_byte else int(octal, 8)
+        if value > 255:
+            raise BadRequest(f"stream labels: octal escape \\{octal} is over 255")
+        return bytes([value])
+    code = int(short or long, 16)
+    if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF:
+        raise BadRequest(f"stream labels: \\U{long or short} is not a Unicode code point")
+    return chr(code).encode()
 
 
 @cache
@@ -1245,13 +1384,13 @@ def _loki_parsed(streams: list[_LokiStream], ctx: NormaliseContext) -> Parsed:
         labels_problem = _loki_labels_problem(stream.labels, ctx)
         labels = {} if labels_problem else stream.labels
         service = next((labels[k] for k in roles["service"] if labels.get(k)), "")
-        for e, entry in enumerate(stream.entries):
-            places.append(f"streams[{s}].values[{e}]")
+        for e in range(len(stream.entries)):
+            places.append(f"streams[{s}].{stream.key}[{e}]")
             ordinal = len(columns.ordinals)
             try:
                 if labels_problem:
                     raise EventRefused(*labels_problem)
-                timestamp, line, metadata = _loki_entry(entry, ctx)
+                timestamp, line, metadata = _loki_stream_entry(stream, e, ctx)
             except EventRefused as exc:
                 columns.problems[ordinal] = exc.problem
                 timestamp, line, metadata = MISSING_TS, "", {}
@@ -1268,6 +1407,28 @@ def _loki_parsed(streams: list[_LokiStream], ctx: NormaliseContext) -> Parsed:
 
 
 _LOKI_LEVEL = ("level", "detected_level", "severity", "lvl")
+
+
+def _loki_stream_entry(
+    stream: _LokiStream, e: int, ctx: NormaliseContext
+) -> tuple[int, str, dict[str, str]]:
+    entry = stream.entries[e]
+    if stream.times is None:
+        return _loki_entry(entry, ctx)
+    if not isinstance(entry, dict):
+        raise EventRefused(
+            "invalid_entry",
+            'a legacy entry must be {"ts": "<RFC 3339 time>", "line": "<text>"}; found '
+            f"{json_text(entry)[:80]}",
+        )
+    timestamp = stream.times[e]
+    if timestamp is None:
+        raise EventRefused(
+            "invalid_timestamp",
+            "ts must be an RFC 3339 time with a zone, such as 2024-05-01T12:00:00.123456789Z; "
+            f"found {json_text(entry.get('ts'))[:40]}",
+        )
+    return _loki_entry((timestamp, entry.get("line"), None), ctx)
 
 
 def _loki_labels_problem(labels: dict[str, str], ctx: NormaliseContext) -> Problem | None:

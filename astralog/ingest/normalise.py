@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +38,7 @@ from astralog.settings import IngestSettings
 __all__ = [
     "MISSING_TS",
     "NON_FINITE",
+    "SEVERITY_WORDS",
     "Draft",
     "EventRefused",
     "Finished",
@@ -1099,18 +1100,28 @@ def _cast_one(text: str | None) -> int | None:
 # ---------------------------------------------------------------------------------------------
 # Severity
 
-_SEVERITY_NUMBER = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17, "FATAL": 21}
-_SEVERITY_ALIAS = {
-    "trace": "TRACE", "finest": "TRACE", "finer": "TRACE",
-    "debug": "DEBUG", "dbg": "DEBUG", "fine": "DEBUG",
-    "info": "INFO", "information": "INFO", "informational": "INFO", "notice": "INFO",
-    "warn": "WARN", "warning": "WARN",
-    "err": "ERROR", "error": "ERROR", "severe": "ERROR",
-    "crit": "FATAL", "critical": "FATAL", "fatal": "FATAL", "emerg": "FATAL",
-    "emergency": "FATAL", "alert": "FATAL", "panic": "FATAL",
+# The one severity mapping of every ingest format: OpenTelemetry's SeverityNumber, with the word
+# of each source vocabulary placed as the log data model's Appendix B places it (syslog, log4j,
+# java.util.logging, Windows event log). The six OTel range names (and synonyms of them) keep
+# that name; a level between two of them keeps its own (NOTICE, CRIT, ALERT, FINE). "critical"
+# is Python's, .NET's and ETW's top level (FATAL, as `level:critical` searches), not syslog's
+# "crit" (ERROR2).
+_BASE_NUMBER = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "WARN": 13, "ERROR": 17, "FATAL": 21}
+SEVERITY_WORDS: Final[dict[str, tuple[str, int]]] = {
+    "trace": ("TRACE", 1), "finest": ("TRACE", 1),
+    "debug": ("DEBUG", 5), "dbg": ("DEBUG", 5), "finer": ("DEBUG", 5), "verbose": ("DEBUG", 5),
+    "fine": ("FINE", 6), "config": ("CONFIG", 7),
+    "info": ("INFO", 9), "information": ("INFO", 9), "informational": ("INFO", 9),
+    "notice": ("NOTICE", 10),
+    "warn": ("WARN", 13), "warning": ("WARN", 13),
+    "err": ("ERROR", 17), "error": ("ERROR", 17), "severe": ("ERROR", 17),
+    "crit": ("CRIT", 18), "alert": ("ALERT", 19),
+    "fatal": ("FATAL", 21), "critical": ("FATAL", 21), "emerg": ("FATAL", 21),
+    "emergency": ("FATAL", 21), "panic": ("FATAL", 21),
 }  # fmt: skip
-_SYSLOG = ("FATAL", "FATAL", "FATAL", "ERROR", "WARN", "INFO", "INFO", "DEBUG")
-_PINO = {10: "TRACE", 20: "DEBUG", 30: "INFO", 40: "WARN", 50: "ERROR", 60: "FATAL"}
+# Syslog severity codes 0-7, by their keywords in the table above.
+_SYSLOG = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+_PINO = {10: "trace", 20: "debug", 30: "info", 40: "warn", 50: "error", 60: "fatal"}
 
 
 def severity_of_text(text: str) -> tuple[str, int]:
@@ -1119,13 +1130,12 @@ def severity_of_text(text: str) -> tuple[str, int]:
     if word.lstrip("+-").isdigit():
         return severity_of_number(int(word))
     lower = word.lower()
-    suffix = lower[-1] if lower[-1:] in ("1", "2", "3", "4") else ""
-    base = _SEVERITY_ALIAS.get(lower[:-1] if suffix else lower)
-    if base is None:
-        return word.upper(), 0
-    if suffix:
-        return base + suffix, _SEVERITY_NUMBER[base] + int(suffix) - 1
-    return base, _SEVERITY_NUMBER[base]
+    if lower in SEVERITY_WORDS:
+        return SEVERITY_WORDS[lower]
+    base, step = lower[:-1].upper(), lower[-1:]
+    if base in _BASE_NUMBER and step in ("1", "2", "3", "4"):  # OTel's short names: INFO2, ERROR3
+        return base + step, _BASE_NUMBER[base] + int(step) - 1
+    return word.upper(), 0
 
 
 def severity_of_number(number: float) -> tuple[str, int]:
@@ -1134,11 +1144,9 @@ def severity_of_number(number: float) -> tuple[str, int]:
         return json_text(number), 0
     value = int(number)
     if 0 <= value <= 7:
-        name = _SYSLOG[value]
-        return name, _SEVERITY_NUMBER[name]
+        return SEVERITY_WORDS[_SYSLOG[value]]
     if value in _PINO:
-        name = _PINO[value]
-        return name, _SEVERITY_NUMBER[name]
+        return SEVERITY_WORDS[_PINO[value]]
     if 1 <= value <= 24:
         return otel_severity_text(value), value
     return str(value), 0

@@ -228,6 +228,8 @@ async def ingest_otlp(request: Request, principal: IngestDep, runtime: RuntimeDe
 # ---- Grafana Loki push ------------------------------------------------------------------------
 
 
+# /api/prom/push is Loki's legacy path; both read both JSON shapes, as Loki does.
+@router.post("/api/prom/push", status_code=204, include_in_schema=False)
 @router.post("/loki/api/v1/push", status_code=204, summary="Loki push API (JSON)")
 async def ingest_loki(request: Request, principal: IngestDep, runtime: RuntimeDep) -> Response:
     content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()

@@ -1,5 +1,9 @@
 """The web UI: static files served by the service itself at ``/``.
 
+``GET /`` from an Elasticsearch client rather than a browser (its ``Authorization`` or ``Accept``
+headers tell them apart) is answered by :mod:`astralog.api.routes.elasticsearch`, whose routes
+come first; every other ``GET /`` is this page.
+
 Only files that sit directly in ``astralog/ui/`` and have a known extension are served; any other
 name answers 404 before the file system is touched, so no path can climb out of the folder.
 
