@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from elasticsearch import ConflictError, Elasticsearch, helpers
 from fastapi.testclient import TestClient
 
 from astralog.api.app import create_app
 from astralog.ingest.idempotency import IdempotencyStore
-from astralog.runtime import Runtime
+from astralog.runtime import SYSTEM, Runtime
 from astralog.settings import load_settings
 from tests.conftest import bearer
+from tests.gateway import Gateway, gateway_fixture  # noqa: F401 - provides `gateway`
 from tests.ingest_helpers import ndjson, stored_markers
 
 # Nothing seals or flushes by itself: each test decides where the crash lands.
@@ -48,6 +51,16 @@ def crash_image(data_dir: Path, target: Path, *, lose_store: bool = False) -> Pa
 
     shutil.copytree(data_dir, target, ignore=skip)
     return target
+
+
+@contextmanager
+def gateway_in_process(
+    data_dir: Path, *, bootstrap: bool = True
+) -> Iterator[tuple[TestClient, Runtime, dict[str, str]]]:
+    """A gateway; with ``bootstrap``, the Authorization header of its first ingest key."""
+    with gateway(data_dir) as (client, runtime):
+        boot = runtime.bootstrap() if bootstrap else None
+        yield client, runtime, bearer(boot.ingest_key) if boot is not None else {}
 
 
 def drain(client: TestClient, runtime: Runtime) -> dict[str, int]:
@@ -188,3 +201,128 @@ def test_known_ids_reads_any_number_of_ids(tmp_path: Path, count: int) -> None:
     store.releasing([store.receipt("o", "s", ids=ids)])
     assert store.known_ids("o", "s", [*ids, "new"]) == set(ids)
     store.close()
+
+
+# ---- Elasticsearch _id: a retry of a stored document is answered, not stored again ---------
+
+BY_MARKER = "LogAttributes['marker'] = $marker"
+
+
+def _es(gateway: Gateway) -> Elasticsearch:
+    return Elasticsearch(f"{gateway.url}/v1/es", basic_auth=("astralog", gateway.ingest_key))
+
+
+def _actions(marker: str, op: str, canary: str) -> list[dict[str, Any]]:
+    """Five documents with ``_id``\\ s, and a canary without one: when the canary is in the
+    bucket, the record it shared with the others has been flushed."""
+    docs: list[dict[str, Any]] = [
+        {"_op_type": op, "_index": "web", "_id": f"{marker}-{n}", "message": f"hit {n}",
+         "marker": marker}
+        for n in range(5)
+    ]  # fmt: skip
+    return [*docs, {"_index": "web", "message": "canary", "marker": canary}]
+
+
+def _stored_once(gateway: Gateway, marker: str, canary: str) -> None:
+    gateway.wait_for_rows(1, BY_MARKER, {"marker": canary})
+    rows = gateway.rows(BY_MARKER, {"marker": marker})
+    ids = sorted(row["ResourceAttributes"]["elasticsearch.id"] for row in rows)
+    assert ids == [f"{marker}-{n}" for n in range(5)]
+
+
+@pytest.mark.slow
+def test_bulk_create_retried_with_the_same_ids_answers_409_and_stores_once(
+    gateway: Gateway,
+) -> None:
+    es, marker = _es(gateway), f"dedupe-{uuid.uuid4().hex[:12]}"
+    first = f"{marker}-canary-1"
+    assert helpers.bulk(es, _actions(marker, "create", first)) == (6, [])
+    _stored_once(gateway, marker, first)
+
+    again = f"{marker}-canary-2"
+    ok, errors = helpers.bulk(es, _actions(marker, "create", again), raise_on_error=False)
+    assert ok == 1  # the canary
+    assert isinstance(errors, list) and len(errors) == 5
+    for error in errors:
+        item = error["create"]
+        assert item["status"] == 409
+        assert item["error"]["type"] == "version_conflict_engine_exception"
+        assert item["error"]["reason"] == (
+            f"[{item['_id']}]: version conflict, document already exists (current version [1])"
+        )
+    raw = es.bulk(operations=[{"create": {"_index": "web", "_id": f"{marker}-0"}}, {"m": 1}])
+    assert raw["errors"] is True and raw["items"][0]["create"]["status"] == 409
+    _stored_once(gateway, marker, again)
+
+
+@pytest.mark.slow
+def test_bulk_index_retried_with_the_same_ids_is_a_noop(gateway: Gateway) -> None:
+    es, marker = _es(gateway), f"dedupe-{uuid.uuid4().hex[:12]}"
+    first = f"{marker}-canary-1"
+    assert helpers.bulk(es, _actions(marker, "index", first)) == (6, [])
+    _stored_once(gateway, marker, first)
+    again = f"{marker}-canary-2"
+    answers = list(helpers.streaming_bulk(es, _actions(marker, "index", again)))
+    results = [item["index"] for _, item in answers]
+    assert [(r["status"], r["result"]) for r in results[:5]] == [(200, "noop")] * 5
+    assert (results[5]["status"], results[5]["result"]) == (201, "created")
+    _stored_once(gateway, marker, again)
+
+
+@pytest.mark.slow
+def test_single_document_create_retried_is_a_conflict(gateway: Gateway) -> None:
+    es, marker = _es(gateway), f"dedupe-{uuid.uuid4().hex[:12]}"
+    created = es.create(index="app", id=f"{marker}-1", document={"marker": marker})
+    assert created.meta.status == 201
+    with pytest.raises(ConflictError) as conflict:
+        es.create(index="app", id=f"{marker}-1", document={"marker": marker})
+    assert conflict.value.body["error"]["type"] == "version_conflict_engine_exception"
+    again = es.index(index="app", id=f"{marker}-1", document={"marker": marker})
+    assert (again.meta.status, again["result"]) == (200, "noop")
+    gateway.wait_for_rows(1, BY_MARKER, {"marker": marker})
+
+
+def _bulk_body(doc_ids: list[str]) -> bytes:
+    lines = [f'{{"create":{{"_index":"web","_id":"{i}"}}}}\n{{"marker":"{i}"}}\n' for i in doc_ids]
+    return "".join(lines).encode()
+
+
+def test_a_repeated_id_within_one_request_is_stored_once(tmp_path: Path) -> None:
+    with gateway_in_process(tmp_path / "live") as (client, runtime, key):
+        answer = client.post("/v1/es/_bulk", content=_bulk_body(["x", "x", "y"]), headers=key)
+        statuses = [item["create"]["status"] for item in answer.json()["items"]]
+        assert statuses == [201, 409, 201] and answer.json()["errors"] is True
+        assert drain(client, runtime) == {"x": 1, "y": 1}
+
+
+def test_ids_survive_a_crash_in_the_wal_record_of_their_events(tmp_path: Path) -> None:
+    """The SIGKILL lands right after the fsync: the ids come back from the WAL on restart."""
+    live = tmp_path / "live"
+    with gateway_in_process(live) as (client, _, key):
+        first = client.post("/v1/es/_bulk", content=_bulk_body(["a", "b"]), headers=key)
+        assert first.json()["errors"] is False
+        image = crash_image(live, tmp_path / "restarted", lose_store=True)
+    with gateway_in_process(image, bootstrap=False) as (client, runtime, _):
+        retry = client.post("/v1/es/_bulk", content=_bulk_body(["a", "b", "c"]), headers=key)
+        assert [i["create"]["status"] for i in retry.json()["items"]] == [409, 409, 201]
+        assert drain(client, runtime) == {"a": 1, "b": 1, "c": 1}
+    with gateway_in_process(image, bootstrap=False) as (client, runtime, _):  # now from SQLite
+        retry = client.post("/v1/es/_bulk", content=_bulk_body(["a", "c"]), headers=key)
+        assert [i["create"]["status"] for i in retry.json()["items"]] == [409, 409]
+        assert drain(client, runtime) == {"a": 1, "b": 1, "c": 1}
+
+
+def test_ids_are_per_source(tmp_path: Path) -> None:
+    with gateway(tmp_path / "live") as (client, runtime):
+        boot = runtime.bootstrap()
+        assert boot is not None
+        key = bearer(boot.ingest_key)
+        client.post("/v1/es/_bulk", content=_bulk_body(["shared"]), headers=key)
+        org = str(boot.org["id"])
+        other = runtime.control.create_source(org, "other", "", SYSTEM)
+        issued = runtime.control.issue_key(org, other["id"], SYSTEM)
+        answer = client.post(
+            "/v1/es/_bulk", content=_bulk_body(["shared"]), headers=bearer(issued.credential.secret)
+        )
+        assert answer.json()["items"][0]["create"]["status"] == 201
+        assert drain(client, runtime) == {"shared": 2}

@@ -812,6 +812,7 @@ class BulkItem:
     error_type: str = ""
     reason: str = ""
     event_id: str = ""  # of the stored event, answered as the _id when the client gave none
+    result: str = "created"  # "noop": an _id already stored, not stored again (idempotency.py)
 
     def to_dict(self) -> dict[str, Any]:
         doc_id = self.doc_id or self.event_id or None
@@ -819,7 +820,7 @@ class BulkItem:
         if self.status < 300:
             result |= {
                 "_version": 1,
-                "result": "created",
+                "result": self.result,
                 "_shards": {"total": 1, "successful": 1, "failed": 0},
                 "_seq_no": 0,
                 "_primary_term": 1,

@@ -25,11 +25,18 @@ A lookup reads memory, then SQLite. Where a SIGKILL can land, and what a retry t
 
 Concurrent requests in one process are serialised per key (:meth:`key_lock`), and per source
 for requests carrying document ids (:meth:`source_lock`), so only one of them appends.
+
+**Document ids** (:func:`drop_known_documents`), per source within the window, as Elasticsearch
+answers a retry: ``create`` of an ``_id`` already stored is a per-item 409
+``version_conflict_engine_exception``; ``index`` of one is a retry too, answered 200 with
+``result: noop`` and not stored again (Elasticsearch would overwrite the document; stored events
+are immutable here). The same holds for an ``_id`` repeated within one request.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import threading
@@ -38,11 +45,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pyarrow as pa
+
 from astralog import sqlite
 from astralog.errors import BadRequest
+from astralog.ingest.formats import BulkItem, EsBulk
 from astralog.ingest.wal import Receipt
 
-__all__ = ["IdempotencyStore", "check_key"]
+__all__ = ["IdempotencyStore", "check_key", "drop_known_documents"]
 
 _VALID = re.compile(r"^[\x21-\x7e]{1,255}$")
 _PURGE_EVERY_SECONDS = 60.0
@@ -215,3 +225,39 @@ def _rows(receipts: list[Receipt], window: int) -> tuple[list[_AnswerRow], list[
             answers.append((org, source, str(r["key"]), int(r["status"]), body, expires))
         ids += [(org, source, str(doc_id), expires) for doc_id in r.get("ids", ())]
     return answers, ids
+
+
+def drop_known_documents(bulk: EsBulk, known: set[str]) -> tuple[EsBulk, list[str]]:
+    """Drop the rows whose ``_id`` is in ``known`` or repeats an earlier row of the request.
+
+    Returns the bulk without them, its items answered as Elasticsearch answers a repeat, and the
+    ids of the rows kept (to write in the receipt)."""
+    accepted = bulk.parsed.accepted_indexes or []
+    items, seen = list(bulk.items), set(known)
+    keep: list[int] = []
+    new_ids: list[str] = []
+    for row, (item_index, doc_id) in enumerate(zip(accepted, bulk.row_ids, strict=True)):
+        if doc_id is None or doc_id not in seen:
+            keep.append(row)
+            if doc_id is not None:
+                seen.add(doc_id)
+                new_ids.append(doc_id)
+        else:
+            items[item_index] = _repeat(items[item_index])
+    if len(keep) == len(accepted):
+        return bulk, new_ids
+    parsed = dataclasses.replace(
+        bulk.parsed,
+        table=bulk.parsed.table.take(pa.array(keep, pa.int64())),
+        accepted_indexes=[accepted[row] for row in keep],
+    )
+    return EsBulk(parsed, items), new_ids
+
+
+def _repeat(item: BulkItem) -> BulkItem:
+    if item.action == "create":
+        reason = f"[{item.doc_id}]: version conflict, document already exists (current version [1])"
+        return dataclasses.replace(
+            item, status=409, error_type="version_conflict_engine_exception", reason=reason
+        )
+    return dataclasses.replace(item, status=200, result="noop")

@@ -18,6 +18,10 @@ Documents: ``index`` and ``create`` store the event, from ``_bulk`` actions or f
 The index and the client's ``_id`` are kept as the resource attributes ``elasticsearch.index``
 and ``elasticsearch.id`` (search ``elasticsearch.id:<id>``); without an ``_id`` the answer names
 the stored event's id. ``update`` and ``delete`` are refused per item: events are immutable.
+An ``_id`` already stored by the source within the idempotency window is not stored again:
+``create`` answers a per-item 409 ``version_conflict_engine_exception`` as Elasticsearch does,
+``index`` answers 200 ``noop`` (:func:`astralog.ingest.idempotency.drop_known_documents`); the
+ids are written in the same WAL record as their events (:func:`_dedupe`).
 
 Errors on these paths, whoever raises them (a route, authentication, the framework's 404 or 405,
 the body limit's 413), leave in Elasticsearch's shape, ``{"error": {"root_cause", "type",
@@ -30,8 +34,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, Final
 
+import pyarrow as pa
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -42,10 +49,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from astralog import __version__
 from astralog.api.deps import IngestDep, RuntimeDep
-from astralog.api.routes.ingest import accept
+from astralog.api.routes.ingest import Guard, accept
 from astralog.errors import BadRequest, NotFound
 from astralog.ingest import formats
+from astralog.ingest.idempotency import drop_known_documents
 from astralog.ingest.normalise import NormaliseContext, Parsed
+from astralog.ingest.wal import Receipt
 from astralog.principal import Principal
 from astralog.runtime import Runtime
 
@@ -140,6 +149,27 @@ def health(_: IngestDep) -> JSONResponse:
     return _es({"cluster_name": "astralog", "status": "green"})
 
 
+def _dedupe(runtime: Runtime, principal: Principal, results: list[formats.EsBulk]) -> Guard:
+    """Around the append: drop documents whose ``_id`` the source already stored, and write the
+    new ids in the WAL record of their events. Requests carrying ids are serialised per source
+    from the lookup until the append is durable, so two concurrent retries store one copy."""
+    store = runtime.data.idempotency
+    org, source = str(principal.org_id), str(principal.source_id)
+
+    @asynccontextmanager
+    async def guard(parsed: Parsed) -> AsyncIterator[tuple[pa.Table, Receipt | None]]:
+        ids = [doc_id for doc_id in results[0].row_ids if doc_id is not None]
+        if not ids:
+            yield parsed.table, None
+            return
+        async with store.source_lock(org, source):
+            bulk, new_ids = drop_known_documents(results[0], store.known_ids(org, source, ids))
+            results[0] = bulk
+            yield bulk.parsed.table, store.receipt(org, source, ids=new_ids) if new_ids else None
+
+    return guard
+
+
 async def _bulk(
     request: Request, principal: Principal, runtime: Runtime, index: str | None
 ) -> JSONResponse:
@@ -150,7 +180,8 @@ async def _bulk(
         results.append(formats.parse_es_bulk(body, index, ctx))
         return results[0].parsed
 
-    outcome = await accept(request, principal, runtime, "elasticsearch", parse)
+    guard = _dedupe(runtime, principal, results)
+    outcome = await accept(request, principal, runtime, "elasticsearch", parse, guard)
     took = int((time.perf_counter() - started) * 1000)
     quota = outcome.quota.headers() if outcome.quota else {}
     return _es(formats.bulk_response(results[0].items, took), extra=quota)
@@ -181,7 +212,8 @@ async def _document(
         results.append(formats.parse_es_document(body, index, doc_id, action, ctx))
         return results[0].parsed
 
-    outcome = await accept(request, principal, runtime, "elasticsearch", parse)
+    guard = _dedupe(runtime, principal, results)
+    outcome = await accept(request, principal, runtime, "elasticsearch", parse, guard)
     [item] = results[0].items
     if item.status >= 300:
         body = error_body(item.status, item.reason, item.error_type, instance=request.url.path)
