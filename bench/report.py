@@ -318,7 +318,9 @@ def markdown(results: dict[str, Any]) -> str:
         "",
         f"Corpus: {_fmt(corpus.get('events'))} events, "
         f"{_fmt(corpus.get('raw_bytes', 0) / max(1, corpus.get('events', 1)))} bytes/event, "
-        f"seed {corpus.get('seed')}, anchor {corpus.get('anchor')}.",
+        f"seed {corpus.get('seed')}, anchor {corpus.get('anchor')}."
+        if corpus
+        else "Corpus: none (the scenarios run needed none).",
         "",
         "## Targets",
         "",
