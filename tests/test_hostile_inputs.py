@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 import httpx
@@ -339,3 +341,89 @@ def test_an_event_older_than_the_sources_own_retention_is_refused(
     result = response.json()
     assert result["accepted"] == 1 and result["errors"][0]["index"] == 0
     assert "older than the source's retention of 1 days" in result["errors"][0]["reason"]
+
+
+# ---- Found by the fuzz suite (N1-N6 in the fuzz findings) ------------------------------------
+
+# pyarrow 26's JSON reader segfaults when a block it reads opens with ``null``: a body that is
+# only ``null``, and any block starting at a line whose first token is ``null``.
+_NULL_AT_BLOCK_START = [
+    b"null",
+    b" null ",
+    b"null\nnull",
+    b"\r\n\tnull{}",
+    b'{"m":"a"}\nnull\n',
+    b'{"m":"a"}\r  null',
+    b'{"m":"a"}\n' * 3 + b"null\n" * 3 + b'{"m":"b"}\n',
+]
+
+
+def test_no_buffer_opening_a_block_with_null_reaches_pyarrows_reader() -> None:
+    """In a child process, so the segfault this guards against fails the test, not pytest."""
+    script = f"""
+import pyarrow as pa, pyarrow.json as pj
+from astralog.ingest.formats import _read_json
+for body in {_NULL_AT_BLOCK_START!r}:
+    for block, options in ((len(body) + 1, None), (2, None),
+                           (2, pj.ParseOptions(newlines_in_values=True))):
+        try:
+            _read_json(pa.py_buffer(body), block, options)
+        except pa.ArrowInvalid:
+            continue
+        table = _read_json(pa.py_buffer(body), block, options)
+        raise SystemExit(f"{{body!r}} read as {{table.num_rows}} rows: nulls would be events")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    assert done.returncode == 0, (done.returncode, done.stderr.decode()[-2000:])
+
+
+def _null_bodies() -> list[tuple[str, str, bytes]]:
+    many_nulls = b'{"m":"a"}\n' * 100 + b"null\n" * 250_000  # 1.25 MB: read in several blocks
+    search = b'{"m":"a"}\n' + b"null\n" * 400 + b"not json\n"  # refused, then read in parts
+    return [
+        ("/loki/api/v1/push", "application/json", b"null"),
+        ("/loki/api/v1/push", "application/json", b" null\n"),
+        ("/v1/es/_bulk", "application/x-ndjson", b'{"index":{}}\nnull\n'),
+        ("/v1/es/_bulk", "application/x-ndjson", b'{"index":{}}\n{"m":"a"}\n{"index":{}}\nnull\n'),
+        ("/v1/ingest", "application/x-ndjson", search),
+        ("/v1/ingest", "application/x-ndjson", many_nulls),
+    ]
+
+
+@pytest.mark.parametrize(("path", "content_type", "body"), _null_bodies(), ids=range(6))
+def test_a_null_where_pyarrow_would_crash_does_not_kill_the_gateway(
+    gateway: Gateway, path: str, content_type: str, body: bytes
+) -> None:
+    """N1, N2: a Loki push ``null`` and a ``_bulk`` document ``null`` took the process down."""
+    headers = {**bearer(gateway.ingest_key), "content-type": content_type}
+    try:
+        response = httpx.post(gateway.url + path, content=body, headers=headers, timeout=60)
+    except httpx.HTTPError as exc:
+        pytest.fail(f"{path} {body[:40]!r}: {exc!r}\n{gateway.log_tail()}")
+    assert response.status_code < 500, response.text
+    if path == "/v1/es/_bulk":
+        items = response.json()["items"]
+        assert items[-1]["index"]["status"] == 400, items
+        assert "found null" in items[-1]["index"]["error"]["reason"]
+    elif path == "/v1/ingest":
+        result = response.json()
+        assert result["accepted"] == body.count(b'{"m":"a"}'), result
+        assert "found null" in result["errors"][0]["reason"], result
+    else:
+        assert response.status_code == 400, response.text
+    assert httpx.get(gateway.url + "/healthz", timeout=5).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "body", ['{"m":"a"}\nnull', '{"m":"a"}\n  null  \n', '{"m":"a"}\r\nnull\r\n']
+)
+def test_a_null_ndjson_line_is_rejected_like_any_non_object(
+    client: TestClient, boot: Bootstrap, body: str
+) -> None:
+    """N4: it was stored as an empty event, while a string or array line is rejected."""
+    response = client.post("/v1/ingest", content=body, headers=bearer(boot.ingest_key))
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["accepted"] == 1 and result["rejected"] == 1, result
+    assert result["errors"][0]["line"] == 2
+    assert "expected a JSON object, found null" in result["errors"][0]["reason"]

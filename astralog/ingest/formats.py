@@ -62,7 +62,7 @@ from astralog.ingest.normalise import (
     well_known_fields,
     workers,
 )
-from astralog.ingest.prescan import check_nesting
+from astralog.ingest.prescan import check_nesting, null_opening_a_line
 
 __all__ = [
     "BulkItem",
@@ -494,6 +494,15 @@ class _NdjsonReader:
 def _read_json(
     data: pa.Buffer, block_size: int, options: pj.ParseOptions | None = None
 ) -> pa.Table:
+    """pyarrow's JSON reader, the only way this package calls it: it segfaults on a block that
+    opens with ``null`` (:func:`~astralog.ingest.prescan.null_opening_a_line`), so such a
+    buffer is refused as invalid, and every caller reads it another way (a top-level ``null``
+    is never an event: the Python path rejects it with its line)."""
+    if (offset := null_opening_a_line(data)) is not None:
+        raise pa.ArrowInvalid(f"a line opens with null at byte {offset}")
+    if options is not None and options.newlines_in_values:
+        # Blocks may then be cut between any two values, not only at line breaks: read one.
+        block_size = max(block_size, data.size + 1)
     reader = pa.BufferReader(data)
     return pj.read_json(
         reader, read_options=pj.ReadOptions(block_size=block_size), parse_options=options
