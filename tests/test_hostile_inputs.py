@@ -19,9 +19,11 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
-from astralog.ingest.normalise import schema_keeping_time_text
+from astralog.ingest.formats import parse_otlp_logs
+from astralog.ingest.normalise import NormaliseContext, Reject, schema_keeping_time_text
 from astralog.ingest.prescan import PROTOBUF_MAX_DEPTH
 from astralog.runtime import Bootstrap
+from astralog.settings import IngestSettings
 from tests.conftest import bearer
 from tests.gateway import Gateway, gateway_fixture  # noqa: F401
 
@@ -427,3 +429,62 @@ def test_a_null_ndjson_line_is_rejected_like_any_non_object(
     assert result["accepted"] == 1 and result["rejected"] == 1, result
     assert result["errors"][0]["line"] == 2
     assert "expected a JSON object, found null" in result["errors"][0]["reason"]
+
+
+def _otlp_severities(*numbers: int) -> bytes:
+    now = time.time_ns()
+    records = [LogRecord(time_unix_nano=now, severity_number=n) for n in numbers]
+    return ExportLogsServiceRequest(
+        resource_logs=[ResourceLogs(scope_logs=[ScopeLogs(log_records=records)])]
+    ).SerializeToString()
+
+
+def test_an_otlp_severity_number_outside_the_spec_is_unspecified(
+    client: TestClient, boot: Bootstrap
+) -> None:
+    """N3: a negative severity_number answered 500 (OverflowError into uint8)."""
+    headers = {**bearer(boot.ingest_key), "content-type": "application/x-protobuf"}
+    body = _otlp_severities(-1, -(2**31), 25, 2**31 - 1, 17)
+    response = client.post("/v1/logs", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    reply = ExportLogsServiceResponse.FromString(response.content)
+    assert reply.partial_success.rejected_log_records == 0
+    parsed = parse_otlp_logs(body, "application/x-protobuf", _ctx())
+    assert parsed.table.column("SeverityNumber").to_pylist() == [0, 0, 0, 0, 17]
+    assert parsed.table.column("SeverityText").to_pylist() == ["", "", "", "", "ERROR"]
+
+
+def _ctx() -> NormaliseContext:
+    now = time.time_ns()
+    return NormaliseContext("org", "src", now, now - 86_400 * 10**9, 1, IngestSettings())
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"mess\x80age":"x"}', b'{"m":"ok"}\n{"a":{"b\xff":1}}', b'{"m":"ok"}\n{"\xed\xa0\x80":1}'],
+)
+def test_invalid_utf8_in_a_key_rejects_its_line(
+    client: TestClient, boot: Bootstrap, body: bytes
+) -> None:
+    """N5: pyarrow kept the bytes in the field name, and reading it raised a 500."""
+    response = client.post("/v1/ingest", content=body, headers=bearer(boot.ingest_key))
+    assert response.status_code in (200, 400), response.text
+    result = response.json()
+    line = body.count(b"\n") + 1
+    assert result["accepted"] == line - 1 and result["errors"][0]["line"] == line, result
+    assert "invalid UTF-8 at byte" in result["errors"][0]["reason"]
+
+
+@pytest.mark.parametrize("stamp", [b"\xed\xae\xab", b"\\udbab", b"1\\ud800"])
+def test_a_lone_surrogate_quoted_in_a_reason_is_escaped(
+    client: TestClient, boot: Bootstrap, stamp: bytes
+) -> None:
+    """N6: the reason quoted the timestamp, and the response could not encode it (500)."""
+    body = b'{"streams": [{"stream": {}, "values": [["' + stamp + b'", "x"]]}]}'
+    headers = {**bearer(boot.ingest_key), "content-type": "application/json"}
+    response = client.post("/loki/api/v1/push", content=body, headers=headers)
+    assert response.status_code == 400, response.text
+    reason = response.json()["errors"][0]["reason"]
+    assert "timestamp" in reason and "\\ud" in reason, reason
+    reject = Reject(0, "quoted \ud800 and \udcff", 1)
+    assert reject.reason == "quoted \\ud800 and \\udcff"

@@ -49,6 +49,7 @@ from astralog.ingest.normalise import (
     check_text,
     draft_from_table,
     drafts_from_table,
+    encodable,
     finish,
     flatten_event,
     float_text,
@@ -419,7 +420,9 @@ class _NdjsonReader:
             table = _read_json(data, block)
             if (schema := schema_keeping_time_text(table.schema)) is not None:
                 table = _read_json(data, block, pj.ParseOptions(explicit_schema=schema))
-        except pa.ArrowInvalid:
+        except (pa.ArrowInvalid, UnicodeDecodeError):
+            # Invalid UTF-8 in a key: the reader keeps the bytes in a field name, and reading
+            # the name raises. The whole body is read before _screen finds the line: give up.
             return None
         limit = self.ctx.limits.max_depth
         if any(type_depth(f.type, limit + 1) > limit for f in table.schema):
@@ -663,6 +666,12 @@ class _OtlpRecords:
             self.problems[row] = exc.problem
             attributes, body = [], ""
         number = int(record.severity_number)
+        if not 0 <= number <= 24:
+            # The OTel data model defines 1-24 and 0 for unspecified; protobuf's open enum lets
+            # any int32 through. Outside the range the number means nothing we can store (the
+            # column is 0-255), so it is unspecified, as the spec treats an unknown severity:
+            # the record is kept (its severity text, if any, still gives a level), not lost.
+            number = 0
         text = record.severity_text.strip().upper()
         if number and not text:
             text = otel_severity_text(number)
@@ -677,7 +686,7 @@ class _OtlpRecords:
             ("EventName", getattr(record, "event_name", "")),
         ):
             self.text[name].append(value)
-        self.numbers["SeverityNumber"].append(min(number, 255))
+        self.numbers["SeverityNumber"].append(number)
         self.numbers["TraceFlags"].append(record.flags & 0xFF)
 
     def __len__(self) -> int:
@@ -822,6 +831,9 @@ class BulkItem:
     reason: str = ""
     event_id: str = ""  # of the stored event, answered as the _id when the client gave none
     result: str = "created"  # "noop": an _id already stored, not stored again (idempotency.py)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", encodable(self.reason))  # as every Reject's reason
 
     def to_dict(self) -> dict[str, Any]:
         doc_id = self.doc_id or self.event_id or None

@@ -50,6 +50,7 @@ __all__ = [
     "check_text",
     "draft_from_table",
     "drafts_from_table",
+    "encodable",
     "finish",
     "flatten_event",
     "float_text",
@@ -79,6 +80,18 @@ class Reject:
     reason: str
     line: int | None = None
     kind: str = "invalid"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", encodable(self.reason))
+
+
+def encodable(text: str) -> str:
+    """``text`` with lone surrogates written as ``\\udxxx``: a reason may quote what the client
+    sent (a timestamp, a key), and the answer carrying it must encode as UTF-8, in JSON and in
+    protobuf alike. Every reject reason passes here where it is built."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass(frozen=True)
