@@ -47,12 +47,23 @@ class Readiness:
 
     reasons: list[str]
     failing: list[DestinationFailure] = field(default_factory=list)
+    public_reasons: list[str] = field(default_factory=list)
     wal_bytes: int = 0
     wal_budget_bytes: int = 0
 
     @property
     def ready(self) -> bool:
         return not self.reasons
+
+    def public_json(self) -> dict[str, Any]:
+        """What an anonymous probe learns: the verdict and the kind of trouble, never an org id,
+        a destination id or a destination's error text (those name tenants)."""
+        return {
+            "ready": self.ready,
+            "status": "ready" if self.ready else "degraded",
+            "reason": "; ".join(self.public_reasons),
+            "detail": "an operator or metrics token also sees destinations and errors",
+        }
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -129,13 +140,16 @@ class DataPlane:
         failing = self.flusher.failures()
         too_long = self.settings.flush.degraded_after_seconds
         reasons = [_failing_reason(f) for f in failing if f.seconds() >= too_long]
+        public = [f"{len(reasons)} destination(s) failing to store batches"] if reasons else []
         used, budget = self.wal.unflushed_bytes(), self.settings.wal.disk_budget_bytes
         if used >= budget * self.settings.wal.degraded_budget_share:
-            reasons.append(
+            wal = (
                 f"the write-ahead log holds {used} bytes, {used / budget:.0%} of its {budget}-byte "
                 "budget (ASTRALOG_WAL__DISK_BUDGET_BYTES); ingest is refused when it is full"
             )
-        return Readiness(reasons, failing, used, budget)
+            reasons.append(wal)
+            public.append(wal)  # instance-wide numbers only
+        return Readiness(reasons, failing, public, wal_bytes=used, wal_budget_bytes=budget)
 
     def destination_status(self, org_id: str) -> dict[str, Any]:
         """Where ``org_id``'s new batches go and whether writing there works, in its own view."""
@@ -243,7 +257,8 @@ class Runtime:
 
     def readiness(self) -> Readiness:
         if self._data is None:
-            return Readiness(["the write-ahead log is not open yet"])
+            starting = ["the write-ahead log is not open yet"]
+            return Readiness(starting, public_reasons=starting)
         return self._data.readiness()
 
     def close(self) -> None:

@@ -75,7 +75,12 @@ def test_a_failing_destination_degrades_readiness_and_shows_on_the_storage_page(
     assert failure["retryable"] and failure["attempts"] >= 1
 
     until(lambda: client.get("/readyz").status_code == 503)
-    ready = client.get("/readyz").json()
+    anonymous = client.get("/readyz").json()
+    assert anonymous["status"] == "degraded" and "failing" in anonymous["reason"]
+    assert boot.org["id"] not in str(anonymous) and "Not a directory" not in str(anonymous), (
+        "an anonymous probe learns the verdict, never a tenant or its error"
+    )
+    ready = client.get("/readyz", headers=bearer(boot.operator_token)).json()
     assert ready["ready"] is False and ready["status"] == "degraded"
     assert "destination local" in ready["reason"] and "ConnectorError" in ready["reason"]
     (destination,) = ready["destinations"]
@@ -96,8 +101,10 @@ def test_a_wal_past_its_degraded_share_degrades_readiness(tmp_path: Path) -> Non
     )
     for client, _, boot in serve(settings):  # nothing leaves the WAL
         client.post("/v1/ingest", content=EVENT, headers=bearer(boot.ingest_key))
-        until(lambda: bool(client.get("/readyz").json()["destinations"]))  # noqa: B023
-        ready = client.get("/readyz").json()
+        operator = bearer(boot.operator_token)
+        until(lambda: bool(client.get("/readyz", headers=operator).json()["destinations"]))  # noqa: B023
+        assert "write-ahead log holds" in client.get("/readyz").json()["reason"]
+        ready = client.get("/readyz", headers=operator).json()
         assert ready["status"] == "degraded"
         assert "write-ahead log holds" in ready["reason"], ready
         assert ready["wal"]["budget_bytes"] == 1_000_000

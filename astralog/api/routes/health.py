@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 
 from astralog.api import scrape
 from astralog.api.deps import ClientDep, RuntimeDep
-from astralog.errors import NotFound
+from astralog.errors import NotFound, Unauthenticated
 
 router = APIRouter(tags=["health"])
 
@@ -18,13 +18,21 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-def readyz(runtime: RuntimeDep) -> JSONResponse:
+def readyz(request: Request, runtime: RuntimeDep, peer: ClientDep) -> JSONResponse:
     """503 while starting, or degraded: a destination failing for longer than
     ``ASTRALOG_FLUSH__DEGRADED_AFTER_SECONDS`` or the WAL past its degraded share of the budget.
-    The body says which destination, the error and for how long."""
+    Whoever may read the metrics also learns which destination, the error and for how long;
+    an anonymous load-balancer probe gets the verdict only, since the details name tenants."""
     readiness = runtime.readiness()
+    try:
+        scrape.check_scraper(
+            request.headers.get("authorization", ""), peer, runtime, listener=False
+        )
+        body = readiness.as_json()
+    except Unauthenticated:
+        body = readiness.public_json()
     return JSONResponse(
-        readiness.as_json(),
+        body,
         200 if readiness.ready else 503,
         headers={"Cache-Control": "no-store"},
     )
