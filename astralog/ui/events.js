@@ -9,9 +9,9 @@ const ALIASES = {
   WARNING: "WARN",
   ERR: "ERROR",
   CRITICAL: "FATAL",
-  CRIT: "FATAL",
+  CRIT: "ERROR",
   EMERG: "FATAL",
-  ALERT: "FATAL",
+  ALERT: "ERROR",
   PANIC: "FATAL",
   NOTICE: "INFO",
   INFORMATION: "INFO",
@@ -28,7 +28,10 @@ const BY_NUMBER = [
   [1, "TRACE"],
 ];
 
+// The server maps every format's severity words to OpenTelemetry's numbers with one table, so
+// the number decides the bucket (syslog "crit" is ERROR2, not FATAL); words only when it is 0.
 export function levelOf(text, number = 0) {
+  if (number > 0) for (const [min, name] of BY_NUMBER) if (number >= min) return name;
   const upper = String(text || "")
     .toUpperCase()
     .replace(/\d+$/, "");
