@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from astralog.auth.principal import SCOPES
 from astralog.errors import AstralogError, BadRequest, NotFound
-from astralog.principal import SCOPES
 
 if TYPE_CHECKING:
     from astralog.controlplane.store import Actor

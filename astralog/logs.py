@@ -15,7 +15,7 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, Literal, TextIO
 
-from astralog.credentials import SCANNER_PATTERN
+from astralog.auth.credentials import SCANNER_PATTERN
 
 LogFormat = Literal["auto", "json", "text"]
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from astralog import byob
-from astralog.api.sessions import SessionStore
+from astralog.auth.principal import SCOPES
+from astralog.auth.sessions import SessionStore
 from astralog.catalog import Catalog
 from astralog.connectors.base import Connector
 from astralog.connectors.local import LocalConnector
@@ -31,7 +32,6 @@ from astralog.ingest.idempotency import IdempotencyStore
 from astralog.ingest.ratelimit import RateLimiter
 from astralog.ingest.wal import WriteAheadLog
 from astralog.metrics import Metrics
-from astralog.principal import SCOPES
 from astralog.security.fieldcrypt import FieldCipher
 from astralog.settings import Settings
 

@@ -283,7 +283,7 @@ def test_bad_credentials_get_401(client: TestClient, header: str) -> None:
 
 
 def test_wrong_secret_for_a_real_key_id_is_refused(client: TestClient, boot: Bootstrap) -> None:
-    from astralog import credentials
+    from astralog.auth import credentials
 
     key_id = boot.admin_token.split("_")[1]
     forged_body = f"alt_{key_id}_" + "B" * 43

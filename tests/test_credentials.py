@@ -3,8 +3,8 @@ import re
 
 import pytest
 
-from astralog import credentials
-from astralog.credentials import Kind
+from astralog.auth import credentials
+from astralog.auth.credentials import Kind
 from astralog.errors import Unauthenticated
 
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from astralog.principal import SCOPES
+from astralog.auth.principal import SCOPES
 from tests.fuzz_strategies import (
     HOSTILE_TEXT,
     LONE_SURROGATES,

@@ -29,7 +29,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
-from astralog import credentials
+from astralog.auth import credentials
 from astralog.ids import base62
 from astralog.runtime import Bootstrap, Runtime
 from astralog.settings import Settings, load_settings

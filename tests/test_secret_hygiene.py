@@ -74,7 +74,7 @@ def _exercise(client: TestClient, boot: Bootstrap) -> tuple[list[str], list[str]
 
 
 def test_redaction_is_a_last_line_of_defence() -> None:
-    from astralog import credentials
+    from astralog.auth import credentials
 
     secret = credentials.generate(credentials.Kind.INGEST).secret
     assert secret not in redact(f"oops {secret} leaked")

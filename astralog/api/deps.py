@@ -14,11 +14,11 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 
-from astralog.api.sessions import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
+from astralog.auth.principal import Principal
+from astralog.auth.sessions import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
 from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.store import Actor
 from astralog.errors import Forbidden, NotFound, Unauthenticated
-from astralog.principal import Principal
 from astralog.runtime import Runtime
 from astralog.settings import Settings
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from astralog.principal import SCOPES
+from astralog.auth.principal import SCOPES
 
 NAME = Field(min_length=1, max_length=63, examples=["web-frontend"])
 

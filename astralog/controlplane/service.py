@@ -16,15 +16,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from astralog import credentials
+from astralog.auth import credentials
+from astralog.auth.credentials import Credential, Kind
+from astralog.auth.principal import SCOPES, Principal, PrincipalKind
 from astralog.controlplane import events as ev
 from astralog.controlplane import projections
 from astralog.controlplane.plans import DEFAULT_PLANS, LIMIT_HELP
 from astralog.controlplane.store import Actor, EventStore
-from astralog.credentials import Credential, Kind
 from astralog.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthenticated
 from astralog.ids import new_id
-from astralog.principal import SCOPES, Principal, PrincipalKind
 
 NAME_RULE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 MAX_GRACE_MINUTES = 7 * 24 * 60

@@ -50,12 +50,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from astralog import __version__
 from astralog.api.deps import IngestDep, RuntimeDep
 from astralog.api.routes.ingest import Guard, accept
+from astralog.auth.principal import Principal
 from astralog.errors import BadRequest, NotFound
 from astralog.ingest import formats
 from astralog.ingest.idempotency import drop_known_documents
 from astralog.ingest.normalise import NormaliseContext, Parsed
 from astralog.ingest.wal import Receipt
-from astralog.principal import Principal
 from astralog.runtime import Runtime
 
 PREFIX: Final = "/v1/es"

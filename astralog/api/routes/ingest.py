@@ -21,6 +21,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from starlette.concurrency import run_in_threadpool
 
 from astralog.api.deps import IngestDep, RuntimeDep
+from astralog.auth.principal import Principal
 from astralog.errors import BadRequest
 from astralog.ingest import formats
 from astralog.ingest.decode import decompress
@@ -28,7 +29,6 @@ from astralog.ingest.idempotency import check_key
 from astralog.ingest.normalise import NormaliseContext, Parsed
 from astralog.ingest.ratelimit import Quota
 from astralog.ingest.wal import Receipt
-from astralog.principal import Principal
 from astralog.runtime import Runtime
 
 router = APIRouter(tags=["ingest"])

@@ -9,7 +9,7 @@ from pydantic import Field
 
 from astralog.api.deps import ManagementDep, RuntimeDep
 from astralog.api.models import Strict
-from astralog.api.sessions import CSRF_COOKIE, SESSION_COOKIE
+from astralog.auth.sessions import CSRF_COOKIE, SESSION_COOKIE
 from astralog.errors import Forbidden
 from astralog.runtime import SESSION_SECONDS
 
