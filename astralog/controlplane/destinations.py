@@ -15,7 +15,7 @@ from astralog import byob
 from astralog.controlplane import events as ev
 from astralog.controlplane.service import ControlPlane, check_name
 from astralog.controlplane.store import Actor
-from astralog.errors import Conflict, Forbidden, NotFound
+from astralog.errors import Conflict, Forbidden
 from astralog.ids import new_id
 from astralog.security.fieldcrypt import FieldCipher, SealedRecord
 
@@ -172,13 +172,7 @@ class Destinations:
         return self.cipher.seal_record(org_id, connector_id, secrets).to_dict()
 
     def _row(self, org_id: str, connector_id: str) -> dict[str, Any]:
-        with self.store.reading() as conn:
-            row = conn.execute(
-                "SELECT * FROM connectors WHERE id = ? AND org_id = ?", (connector_id, org_id)
-            ).fetchone()
-        if row is None:
-            raise NotFound(f"connector {connector_id[:40]!r} does not exist in this org")
-        return dict(row)
+        return self.store.tenant_row("connectors", connector_id, org_id, "connector")
 
     def _require_byob(self, org_id: str) -> None:
         if not self.control.plan_limits(org_id)["byob"]:

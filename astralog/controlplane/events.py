@@ -1,8 +1,10 @@
 """Control-plane events: frozen, past-tense facts. The log of these is the source of truth.
 
-Each event names its aggregate (``aggregate_id``) and, when it belongs to one, its org (``org``), so
-the audit API can scope the log to a tenant. ``payload()`` and ``from_payload()`` are the only
-(de)serialisation; the registry maps the stored type name back to the class.
+Each event class declares its aggregate once, as a template over its own fields
+(``class KeyRevoked(Event, aggregate="key:{key_id}")``), and, when it belongs to one, names its
+org (``org``), so the audit API can scope the log to a tenant. ``payload()`` and
+``from_payload()`` are the only (de)serialisation; the registry maps the stored type name back
+to the class.
 """
 
 from __future__ import annotations
@@ -15,14 +17,17 @@ from typing import Any, ClassVar
 @dataclass(frozen=True)
 class Event:
     registry: ClassVar[dict[str, type[Event]]] = {}
+    aggregate: ClassVar[str]
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, aggregate: str, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        cls.aggregate = aggregate
         Event.registry[cls.__name__] = cls
 
     @property
     def aggregate_id(self) -> str:
-        raise NotImplementedError
+        """The stream this event extends (its optimistic-concurrency version counts there)."""
+        return self.aggregate.format_map(vars(self))
 
     @property
     def org(self) -> str | None:
@@ -39,77 +44,53 @@ class Event:
 
 
 @dataclass(frozen=True)
-class PlanDefined(Event):
+class PlanDefined(Event, aggregate="plan:{plan}"):
     plan: str
     limits: dict[str, Any]
 
-    @property
-    def aggregate_id(self) -> str:
-        return f"plan:{self.plan}"
-
 
 @dataclass(frozen=True)
-class OrgCreated(Event):
+class OrgCreated(Event, aggregate="{org_id}"):
     org_id: str
     name: str
     plan: str
 
-    @property
-    def aggregate_id(self) -> str:
-        return self.org_id
-
 
 @dataclass(frozen=True)
-class OrgPlanChanged(Event):
+class OrgPlanChanged(Event, aggregate="{org_id}"):
     org_id: str
     plan: str
     overrides: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def aggregate_id(self) -> str:
-        return self.org_id
-
 
 @dataclass(frozen=True)
-class SourceCreated(Event):
+class SourceCreated(Event, aggregate="{source_id}"):
     source_id: str
     org_id: str
     name: str
     description: str = ""
 
-    @property
-    def aggregate_id(self) -> str:
-        return self.source_id
-
 
 @dataclass(frozen=True)
-class SourceRetentionSet(Event):
+class SourceRetentionSet(Event, aggregate="{source_id}"):
     """``days`` None means "the plan's retention"."""
 
     source_id: str
     org_id: str
     days: int | None
 
-    @property
-    def aggregate_id(self) -> str:
-        return self.source_id
-
 
 @dataclass(frozen=True)
-class IngestKeyIssued(Event):
+class IngestKeyIssued(Event, aggregate="key:{key_id}"):
     key_id: str
     org_id: str
     source_id: str
     digest: str
     expires_at: str | None = None
 
-    @property
-    def aggregate_id(self) -> str:
-        return f"key:{self.key_id}"
-
 
 @dataclass(frozen=True)
-class IngestKeyRotated(Event):
+class IngestKeyRotated(Event, aggregate="key:{key_id}"):
     """The old key stays valid until ``valid_until``; the replacement is its own IngestKeyIssued."""
 
     key_id: str
@@ -117,23 +98,15 @@ class IngestKeyRotated(Event):
     replaced_by: str
     valid_until: str
 
-    @property
-    def aggregate_id(self) -> str:
-        return f"key:{self.key_id}"
-
 
 @dataclass(frozen=True)
-class IngestKeyRevoked(Event):
+class IngestKeyRevoked(Event, aggregate="key:{key_id}"):
     key_id: str
     org_id: str
 
-    @property
-    def aggregate_id(self) -> str:
-        return f"key:{self.key_id}"
-
 
 @dataclass(frozen=True)
-class TokenIssued(Event):
+class TokenIssued(Event, aggregate="token:{token_id}"):
     """A management token (org-bound, with scopes) or an operator token (no org)."""
 
     token_id: str
@@ -143,23 +116,15 @@ class TokenIssued(Event):
     scopes: list[str]
     digest: str
 
-    @property
-    def aggregate_id(self) -> str:
-        return f"token:{self.token_id}"
-
 
 @dataclass(frozen=True)
-class TokenRevoked(Event):
+class TokenRevoked(Event, aggregate="token:{token_id}"):
     token_id: str
     org_id: str | None
 
-    @property
-    def aggregate_id(self) -> str:
-        return f"token:{self.token_id}"
-
 
 @dataclass(frozen=True)
-class ConnectorCreated(Event):
+class ConnectorCreated(Event, aggregate="{connector_id}"):
     """``secrets`` is a sealed record (AES-256-GCM, see astralog.security.fieldcrypt)."""
 
     connector_id: str
@@ -169,25 +134,17 @@ class ConnectorCreated(Event):
     config: dict[str, Any]
     secrets: dict[str, Any]
 
-    @property
-    def aggregate_id(self) -> str:
-        return self.connector_id
-
 
 @dataclass(frozen=True)
-class ConnectorUpdated(Event):
+class ConnectorUpdated(Event, aggregate="{connector_id}"):
     connector_id: str
     org_id: str
     config: dict[str, Any]
     secrets: dict[str, Any]
 
-    @property
-    def aggregate_id(self) -> str:
-        return self.connector_id
-
 
 @dataclass(frozen=True)
-class ConnectorSecretsRewrapped(Event):
+class ConnectorSecretsRewrapped(Event, aggregate="{connector_id}"):
     """The data key was re-wrapped under a new master key; field ciphertexts are unchanged."""
 
     connector_id: str
@@ -195,37 +152,25 @@ class ConnectorSecretsRewrapped(Event):
     secrets: dict[str, Any]
     key_id: str
 
-    @property
-    def aggregate_id(self) -> str:
-        return self.connector_id
-
 
 @dataclass(frozen=True)
-class ConnectorTested(Event):
+class ConnectorTested(Event, aggregate="{connector_id}"):
     connector_id: str
     org_id: str
     ok: bool
     failed: list[str]
 
-    @property
-    def aggregate_id(self) -> str:
-        return self.connector_id
-
 
 @dataclass(frozen=True)
-class DestinationChanged(Event):
+class DestinationChanged(Event, aggregate="destination:{org_id}"):
     """New batches of the org go to ``connector_id`` (None: the embedded bucket)."""
 
     org_id: str
     connector_id: str | None
 
-    @property
-    def aggregate_id(self) -> str:
-        return f"destination:{self.org_id}"
-
 
 @dataclass(frozen=True)
-class RetentionPurged(Event):
+class RetentionPurged(Event, aggregate="purge:{org_id}"):
     """Whole hour partitions older than ``before`` were deleted from a destination."""
 
     org_id: str
@@ -234,7 +179,3 @@ class RetentionPurged(Event):
     before: str
     objects: int
     rows: int
-
-    @property
-    def aggregate_id(self) -> str:
-        return f"purge:{self.org_id}"

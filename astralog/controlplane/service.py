@@ -186,13 +186,7 @@ class ControlPlane:
 
     def source(self, org_id: str, source_id: str) -> dict[str, Any]:
         """A source of ``org_id``; another org's source is reported exactly like a missing one."""
-        with self.store.reading() as conn:
-            row = conn.execute(
-                "SELECT * FROM sources WHERE id = ? AND org_id = ?", (source_id, org_id)
-            ).fetchone()
-        if row is None:
-            raise NotFound(f"source {source_id[:40]!r} does not exist in this org")
-        return dict(row)
+        return self.store.tenant_row("sources", source_id, org_id, "source")
 
     def set_retention(
         self, org_id: str, source_id: str, days: int | None, actor: Actor
@@ -315,13 +309,7 @@ class ControlPlane:
         return len(items)
 
     def key(self, org_id: str, key_id: str) -> dict[str, Any]:
-        with self.store.reading() as conn:
-            row = conn.execute(
-                "SELECT * FROM ingest_keys WHERE id = ? AND org_id = ?", (key_id, org_id)
-            ).fetchone()
-        if row is None:
-            raise NotFound(f"key {key_id[:40]!r} does not exist in this org")
-        return _key_view(dict(row))
+        return _key_view(self.store.tenant_row("ingest_keys", key_id, org_id, "key"))
 
     # ---- management and operator tokens --------------------------------------------------
 
@@ -359,13 +347,7 @@ class ControlPlane:
         return [_token_view(dict(r)) for r in rows]
 
     def token(self, org_id: str | None, token_id: str) -> dict[str, Any]:
-        with self.store.reading() as conn:
-            row = conn.execute(
-                "SELECT * FROM tokens WHERE id = ? AND org_id IS ?", (token_id, org_id)
-            ).fetchone()
-        if row is None:
-            raise NotFound(f"token {token_id[:40]!r} does not exist in this org")
-        return _token_view(dict(row))
+        return _token_view(self.store.tenant_row("tokens", token_id, org_id, "token"))
 
     # ---- authentication (hot path) -------------------------------------------------------
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from astralog import sqlite
 from astralog.controlplane.events import Event
-from astralog.errors import Conflict
+from astralog.errors import Conflict, NotFound
 
 GENESIS = "0" * 64
 
@@ -95,6 +95,8 @@ CREATE TABLE IF NOT EXISTS heartbeat (
 );
 """
 
+# Tables whose rows belong to one org (or, for operator tokens, to none): see ``tenant_row``.
+TENANT_TABLES = frozenset({"sources", "ingest_keys", "tokens", "connectors"})
 _FIELDS = ("seq", "aggregate_id", "version", "type", "payload", "actor", "client", "at", "org_id")
 # The org chain hashes the same fields, with the org's own sequence number instead of the global.
 ORG_FIELDS = ("org_seq", *_FIELDS[1:])
@@ -181,6 +183,19 @@ class EventStore:
     def reading(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             yield self._conn
+
+    def tenant_row(self, table: str, row_id: str, org_id: str | None, what: str) -> dict[str, Any]:
+        """The row ``row_id`` of ``table`` if it belongs to ``org_id``: the tenant-scoping rule,
+        in one place. Another org's row is reported exactly like a missing one."""
+        if table not in TENANT_TABLES:
+            raise ValueError(f"{table} is not a per-org table")
+        with self.reading() as conn:
+            row = conn.execute(
+                f"SELECT * FROM {table} WHERE id = ? AND org_id IS ?", (row_id, org_id)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"{what} {row_id[:40]!r} does not exist in this org")
+        return dict(row)
 
     def version(self, aggregate_id: str) -> int:
         row = self._conn.execute(
