@@ -157,6 +157,27 @@ def scoped(scope: str) -> Callable[[Principal], str]:
     return org_id
 
 
+# One dependency per scope, named by it: a route's signature says which scope it needs.
+SourcesRead = Annotated[str, Depends(scoped("sources:read"))]
+SourcesWrite = Annotated[str, Depends(scoped("sources:write"))]
+KeysWrite = Annotated[str, Depends(scoped("keys:write"))]
+TokensWrite = Annotated[str, Depends(scoped("tokens:write"))]
+LogsRead = Annotated[str, Depends(scoped("logs:read"))]
+ConnectorsWrite = Annotated[str, Depends(scoped("connectors:write"))]
+RetentionWrite = Annotated[str, Depends(scoped("retention:write"))]
+
+
+def audit_scope(principal: ManagementDep) -> str | None:
+    """The org whose events the caller may read; None (all orgs) for an operator."""
+    if principal.kind == "operator":
+        return None
+    principal.require("audit:read")
+    return principal.org_id
+
+
+AuditRead = Annotated[str | None, Depends(audit_scope)]
+
+
 def actor(principal: Annotated[Principal, Depends(authenticate)], client: ClientDep) -> Actor:
     return Actor(principal.id, client)
 

@@ -12,10 +12,10 @@ import time
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
 
-from astralog.api.deps import ManagementDep, RuntimeDep
+from astralog.api.deps import AuditRead, RuntimeDep
 from astralog.api.models import AuditPage, Verification
 from astralog.controlplane.audit import (
     OrgReport,
@@ -31,17 +31,6 @@ from astralog.controlplane.store import EventStore, OrgLink, Recorded
 from astralog.runtime import Runtime
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
-
-
-def audit_scope(principal: ManagementDep) -> str | None:
-    """The org whose events the caller may read; None (all orgs) for an operator."""
-    if principal.kind == "operator":
-        return None
-    principal.require("audit:read")
-    return principal.org_id
-
-
-AuditOrg = Annotated[str | None, Depends(audit_scope)]
 
 
 def _view(record: Recorded) -> dict[str, Any]:
@@ -64,7 +53,7 @@ def _view(record: Recorded) -> dict[str, Any]:
     "", response_model=AuditPage, responses={200: {"content": {"application/x-ndjson": {}}}}
 )
 def list_events(
-    org_id: AuditOrg,
+    org_id: AuditRead,
     runtime: RuntimeDep,
     after: Annotated[
         int, Query(ge=0, le=2**63 - 1, description="Return events after this sequence number.")
@@ -122,7 +111,7 @@ def _exported(
 
 
 @router.get("/verify", response_model=Verification)
-def verify_chain(org_id: AuditOrg, runtime: RuntimeDep) -> dict[str, Any]:
+def verify_chain(org_id: AuditRead, runtime: RuntimeDep) -> dict[str, Any]:
     """Recompute the whole chain and check the signed checkpoints, as the offline verifier does.
 
     An org sees its own chain only (its records, checkpoints and head, in its own numbering);

@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import Field
 
 from astralog import byob
-from astralog.api.deps import ActorDep, RuntimeDep, scoped
+from astralog.api.deps import ActorDep, ConnectorsWrite, RuntimeDep
 from astralog.api.models import Strict
 from astralog.connectors.base import Check
 from astralog.errors import AstralogError
 
 router = APIRouter(prefix="/v1/connectors", tags=["storage"])
-WriteOrg = Annotated[str, Depends(scoped("connectors:write"))]
 
 
 class ConnectorBody(Strict):
@@ -33,19 +32,21 @@ class ConnectorUpdate(Strict):
 
 
 @router.get("", summary="The org's connectors (config and which secrets are set)")
-def list_connectors(org_id: WriteOrg, runtime: RuntimeDep) -> list[dict[str, Any]]:
+def list_connectors(org_id: ConnectorsWrite, runtime: RuntimeDep) -> list[dict[str, Any]]:
     return runtime.destinations.list(org_id)
 
 
 @router.post("", status_code=201, summary="Add a connector (not used until activated)")
-def create(body: ConnectorBody, org_id: WriteOrg, runtime: RuntimeDep, actor: ActorDep) -> Any:
+def create(
+    body: ConnectorBody, org_id: ConnectorsWrite, runtime: RuntimeDep, actor: ActorDep
+) -> Any:
     return runtime.destinations.create(
         org_id, body.name, body.kind, body.config, body.secrets, actor
     )
 
 
 @router.get("/status", summary="Where new batches go now, and whether writing there works")
-def status(org_id: WriteOrg, runtime: RuntimeDep) -> dict[str, Any]:
+def status(org_id: ConnectorsWrite, runtime: RuntimeDep) -> dict[str, Any]:
     """``state`` is ``ok`` or ``failing``; a failure carries the org's own last error, since
     when and how many attempts. Declared before ``/{connector_id}`` so it is not taken for an id.
     """
@@ -53,13 +54,13 @@ def status(org_id: WriteOrg, runtime: RuntimeDep) -> dict[str, Any]:
 
 
 @router.get("/{connector_id}")
-def get(connector_id: str, org_id: WriteOrg, runtime: RuntimeDep) -> dict[str, Any]:
+def get(connector_id: str, org_id: ConnectorsWrite, runtime: RuntimeDep) -> dict[str, Any]:
     return runtime.destinations.get(org_id, connector_id)
 
 
 @router.put("/{connector_id}", summary="Change config or replace secrets (needs a new test)")
 def update(
-    connector_id: str, body: ConnectorUpdate, org_id: WriteOrg, runtime: RuntimeDep,
+    connector_id: str, body: ConnectorUpdate, org_id: ConnectorsWrite, runtime: RuntimeDep,
     actor: ActorDep,
 ) -> dict[str, Any]:  # fmt: skip
     return runtime.destinations.update(org_id, connector_id, body.config, body.secrets, actor)
@@ -67,7 +68,7 @@ def update(
 
 @router.post("/{connector_id}/test", summary="Connection check: each step, and what is missing")
 async def test(
-    connector_id: str, org_id: WriteOrg, runtime: RuntimeDep, actor: ActorDep
+    connector_id: str, org_id: ConnectorsWrite, runtime: RuntimeDep, actor: ActorDep
 ) -> dict[str, Any]:
     destinations = runtime.destinations
     view = destinations.get(org_id, connector_id)
@@ -87,18 +88,18 @@ async def test(
 
 
 @router.get("/{connector_id}/policy", summary="Least-privilege policy to paste into your cloud")
-def policy(connector_id: str, org_id: WriteOrg, runtime: RuntimeDep) -> dict[str, Any]:
+def policy(connector_id: str, org_id: ConnectorsWrite, runtime: RuntimeDep) -> dict[str, Any]:
     view = runtime.destinations.get(org_id, connector_id)
     return byob.policy(view["kind"], view["config"], runtime.settings.storage)
 
 
 @router.post("/{connector_id}/activate", summary="Send the org's new batches here")
 def activate(
-    connector_id: str, org_id: WriteOrg, runtime: RuntimeDep, actor: ActorDep
+    connector_id: str, org_id: ConnectorsWrite, runtime: RuntimeDep, actor: ActorDep
 ) -> dict[str, Any]:
     return runtime.destinations.activate(org_id, connector_id, actor)
 
 
 @router.post("/deactivate", status_code=204, summary="Back to the embedded bucket")
-def deactivate(org_id: WriteOrg, runtime: RuntimeDep, actor: ActorDep) -> None:
+def deactivate(org_id: ConnectorsWrite, runtime: RuntimeDep, actor: ActorDep) -> None:
     runtime.destinations.deactivate(org_id, actor)

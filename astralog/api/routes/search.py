@@ -19,11 +19,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from astralog.api.deps import RuntimeDep, scoped
+from astralog.api.deps import LogsRead, RuntimeDep
 from astralog.api.models import Strict
 from astralog.query.engine import Cursor, Session, run
 from astralog.query.plan import Plan, SearchScope, make_plan
@@ -32,7 +32,6 @@ from astralog.runtime import Runtime
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
 log = logging.getLogger("astralog.query")
-ReadOrg = Annotated[str, Depends(scoped("logs:read"))]
 TAIL_WINDOW_NS = 3600 * 10**9
 TAIL_POLL_SECONDS = 1.0
 TAIL_PAGE = 500
@@ -75,7 +74,7 @@ async def _plan(runtime: Runtime, org_id: str, scope: SearchScope, *, partial: b
 
 
 @router.post("", summary="Events matching a query, newest first, with a cursor for the next page")
-async def search(body: SearchBody, org_id: ReadOrg, runtime: RuntimeDep, request: Request) -> Any:
+async def search(body: SearchBody, org_id: LogsRead, runtime: RuntimeDep, request: Request) -> Any:
     started = time.perf_counter()
     plan = await _plan(runtime, org_id, body.scope())
     cursor = Cursor.decode(body.cursor) if body.cursor else None
@@ -97,7 +96,7 @@ async def search(body: SearchBody, org_id: ReadOrg, runtime: RuntimeDep, request
 
 @router.post("/histogram", summary="Counts per time bucket and level")
 async def histogram(
-    body: HistogramBody, org_id: ReadOrg, runtime: RuntimeDep, request: Request
+    body: HistogramBody, org_id: LogsRead, runtime: RuntimeDep, request: Request
 ) -> Any:
     started = time.perf_counter()
     plan = await _plan(runtime, org_id, body.scope())
@@ -113,7 +112,7 @@ async def histogram(
 
 
 @router.post("/facets", summary="Top values and counts of fields over the matching events")
-async def facets(body: FacetsBody, org_id: ReadOrg, runtime: RuntimeDep, request: Request) -> Any:
+async def facets(body: FacetsBody, org_id: LogsRead, runtime: RuntimeDep, request: Request) -> Any:
     started = time.perf_counter()
     plan = await _plan(runtime, org_id, body.scope())
     session = Session(plan, runtime.settings.query.engine_threads)
@@ -128,7 +127,7 @@ def _sources(sources: str | None) -> list[str] | None:
 
 @router.get("/tail", summary="Server-sent events: new matching events as they arrive")
 async def tail(
-    org_id: ReadOrg,
+    org_id: LogsRead,
     runtime: RuntimeDep,
     request: Request,
     query: Annotated[str, Query(max_length=4096)] = "",
@@ -197,7 +196,7 @@ CSV_COLUMNS = ["timestamp", "level", "service", "source_id", "body", "trace_id",
 
 @router.get("/export", summary="Stream every match as NDJSON or CSV")
 async def export(
-    org_id: ReadOrg,
+    org_id: LogsRead,
     runtime: RuntimeDep,
     query: Annotated[str, Query(max_length=4096)] = "",
     start: str = "now-15m",

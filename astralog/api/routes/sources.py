@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from astralog.api.deps import ActorDep, ControlDep, SettingsDep, scoped
+from astralog.api.deps import (
+    ActorDep,
+    ControlDep,
+    KeysWrite,
+    RetentionWrite,
+    SettingsDep,
+    SourcesRead,
+    SourcesWrite,
+)
 from astralog.api.models import (
     IssuedKey,
     Key,
@@ -20,46 +28,42 @@ from astralog.controlplane.service import ControlPlane
 from astralog.errors import NotFound
 
 router = APIRouter(prefix="/v1/sources", tags=["sources"])
-ReadOrg = Annotated[str, Depends(scoped("sources:read"))]
-WriteOrg = Annotated[str, Depends(scoped("sources:write"))]
-KeysOrg = Annotated[str, Depends(scoped("keys:write"))]
-RetentionOrg = Annotated[str, Depends(scoped("retention:write"))]
 
 
 @router.get("", response_model=list[Source])
-def list_sources(org_id: ReadOrg, control: ControlDep) -> list[dict[str, Any]]:
+def list_sources(org_id: SourcesRead, control: ControlDep) -> list[dict[str, Any]]:
     return control.sources(org_id)
 
 
 @router.post("", response_model=Source, status_code=201)
 def create_source(
-    body: SourceCreate, org_id: WriteOrg, control: ControlDep, actor: ActorDep
+    body: SourceCreate, org_id: SourcesWrite, control: ControlDep, actor: ActorDep
 ) -> dict[str, Any]:
     return control.create_source(org_id, body.name, body.description, actor)
 
 
 @router.get("/{source_id}", response_model=Source)
-def get_source(source_id: str, org_id: ReadOrg, control: ControlDep) -> dict[str, Any]:
+def get_source(source_id: str, org_id: SourcesRead, control: ControlDep) -> dict[str, Any]:
     return control.source(org_id, source_id)
 
 
 @router.put("/{source_id}/retention", response_model=Source)
 def set_retention(
-    source_id: str, body: RetentionSet, org_id: RetentionOrg, control: ControlDep, actor: ActorDep
+    source_id: str, body: RetentionSet, org_id: RetentionWrite, control: ControlDep, actor: ActorDep
 ) -> dict[str, Any]:
     """Takes effect at once at query time; storage is purged on the retention schedule."""
     return control.set_retention(org_id, source_id, body.days, actor)
 
 
 @router.get("/{source_id}/keys", response_model=list[Key])
-def list_keys(source_id: str, org_id: ReadOrg, control: ControlDep) -> list[dict[str, Any]]:
+def list_keys(source_id: str, org_id: SourcesRead, control: ControlDep) -> list[dict[str, Any]]:
     return control.keys(org_id, source_id)
 
 
 @router.post("/{source_id}/keys", response_model=IssuedKey, status_code=201)
 def issue_key(
     source_id: str,
-    org_id: KeysOrg,
+    org_id: KeysWrite,
     control: ControlDep,
     actor: ActorDep,
     body: KeyCreate | None = None,
@@ -72,7 +76,7 @@ def issue_key(
 def rotate_key(
     source_id: str,
     key_id: str,
-    org_id: KeysOrg,
+    org_id: KeysWrite,
     control: ControlDep,
     settings: SettingsDep,
     actor: ActorDep,
@@ -87,7 +91,7 @@ def rotate_key(
 
 @router.post("/{source_id}/keys/{key_id}/revoke", response_model=Key)
 def revoke_key(
-    source_id: str, key_id: str, org_id: KeysOrg, control: ControlDep, actor: ActorDep
+    source_id: str, key_id: str, org_id: KeysWrite, control: ControlDep, actor: ActorDep
 ) -> dict[str, Any]:
     _key_of_source(control, org_id, source_id, key_id)
     return control.revoke_key(org_id, key_id, actor)

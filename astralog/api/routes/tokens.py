@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
-from astralog.api.deps import ActorDep, ControlDep, ManagementDep, scoped
+from astralog.api.deps import ActorDep, ControlDep, ManagementDep, TokensWrite
 from astralog.api.models import IssuedToken, Org, Token, TokenCreate
 from astralog.errors import Forbidden
 
 router = APIRouter(tags=["tokens"])
-TokensOrg = Annotated[str, Depends(scoped("tokens:write"))]
 
 
 @router.get("/v1/org", response_model=Org)
@@ -22,14 +21,14 @@ def current_org(principal: ManagementDep, control: ControlDep) -> dict[str, Any]
 
 
 @router.get("/v1/tokens", response_model=list[Token])
-def list_tokens(org_id: TokensOrg, control: ControlDep) -> list[dict[str, Any]]:
+def list_tokens(org_id: TokensWrite, control: ControlDep) -> list[dict[str, Any]]:
     return control.tokens(org_id)
 
 
 @router.post("/v1/tokens", response_model=IssuedToken, status_code=201)
 def issue_token(
     body: TokenCreate,
-    org_id: TokensOrg,
+    org_id: TokensWrite,
     principal: ManagementDep,
     control: ControlDep,
     actor: ActorDep,
@@ -43,7 +42,7 @@ def issue_token(
 
 @router.post("/v1/tokens/{token_id}/revoke", response_model=Token)
 def revoke_token(
-    token_id: str, org_id: TokensOrg, control: ControlDep, actor: ActorDep
+    token_id: str, org_id: TokensWrite, control: ControlDep, actor: ActorDep
 ) -> dict[str, Any]:
     return control.revoke_token(org_id, token_id, actor)
 
