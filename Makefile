@@ -16,7 +16,7 @@ quick: install-test   ## the fast loop: unit tests only, no scenario tests
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+	$(BIN)/python scripts/typecheck.py   # mypy, connectors/ as astralog.connectors
 
 bench: install-test   ## the benchmark harness (not part of the test budget)
 	$(BIN)/python -m bench $(BENCH_ARGS)

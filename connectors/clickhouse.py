@@ -50,7 +50,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from urllib3 import PoolManager
 from urllib3.exceptions import HTTPError
 
-from astralog.connectors.base import (
+from astralog.schema import log_schema, schema_text
+from astralog.security.redaction import redact
+
+from .base import (
     HOUR,
     BatchKey,
     Check,
@@ -65,8 +68,6 @@ from astralog.connectors.base import (
     partition_hour,
     validate_id,
 )
-from astralog.schema import log_schema, schema_text
-from astralog.security.redaction import redact
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client

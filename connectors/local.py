@@ -21,7 +21,9 @@ from typing import TypeVar
 
 import pyarrow as pa
 
-from astralog.connectors.base import (
+from astralog.durable import fsync_dir
+
+from .base import (
     HOUR,
     BatchKey,
     Check,
@@ -39,7 +41,6 @@ from astralog.connectors.base import (
     validate_id,
     write_parquet,
 )
-from astralog.durable import fsync_dir
 
 __all__ = ["LocalConnector"]
 

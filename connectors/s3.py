@@ -78,7 +78,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from astralog.connectors.base import (
+from .base import (
     HOUR,
     BatchKey,
     Check,
