@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pyarrow as pa
@@ -19,6 +21,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
+from astralog.ingest import formats
 from astralog.ingest.formats import parse_otlp_logs
 from astralog.ingest.normalise import NormaliseContext, Reject, schema_keeping_time_text
 from astralog.ingest.prescan import PROTOBUF_MAX_DEPTH
@@ -379,6 +382,18 @@ for body in {_NULL_AT_BLOCK_START!r}:
     assert done.returncode == 0, (done.returncode, done.stderr.decode()[-2000:])
 
 
+def test_pyarrows_json_reader_is_called_only_through_the_guard() -> None:
+    package = Path(formats.__file__).parent.parent
+    calls = [
+        (str(path.relative_to(package)), line)
+        for path in sorted(package.rglob("*.py"))
+        for line in path.read_text().splitlines()
+        if re.search(r"(?<![_\w])read_json\b|pyarrow\._?json", line)
+    ]
+    assert [path for path, _ in calls] == ["ingest/formats.py", "ingest/formats.py"], calls
+    assert "import pyarrow.json as pj" in calls[0][1] and "pj.read_json(" in calls[1][1], calls
+
+
 def _null_bodies() -> list[tuple[str, str, bytes]]:
     many_nulls = b'{"m":"a"}\n' * 100 + b"null\n" * 250_000  # 1.25 MB: read in several blocks
     search = b'{"m":"a"}\n' + b"null\n" * 400 + b"not json\n"  # refused, then read in parts
@@ -488,3 +503,26 @@ def test_a_lone_surrogate_quoted_in_a_reason_is_escaped(
     assert "timestamp" in reason and "\\ud" in reason, reason
     reject = Reject(0, "quoted \ud800 and \udcff", 1)
     assert reject.reason == "quoted \\ud800 and \\udcff"
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        '{"severityNumber": "\\ud800"}',
+        '{"severityNumber": "\ud800"}',  # sent as the CESU-8 bytes ED A0 80
+        '{"\\udc00": 1}',
+        '{"body": {"\\ud800x": "a"}}',
+    ],
+)
+def test_a_lone_surrogate_in_an_otlp_json_name_is_a_client_error(
+    client: TestClient, boot: Bootstrap, record: str
+) -> None:
+    """Found by the long fuzz run: upb looks field and enum names up in C, and a surrogate in
+    one surfaced as SystemError, a 500."""
+    body = '{"resourceLogs": [{"scopeLogs": [{"logRecords": [' + record + "]}]}]}"
+    headers = {**bearer(boot.ingest_key), "content-type": "application/json"}
+    response = client.post(
+        "/v1/logs", content=body.encode("utf-8", "surrogatepass"), headers=headers
+    )
+    assert response.status_code == 400, response.text
+    assert "unpaired surrogate" in response.text

@@ -557,6 +557,15 @@ def _otlp_from_json(body: bytes, request: ExportLogsServiceRequest) -> None:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
         raise BadRequest(f"the OTLP/JSON body does not follow the OTLP schema: {exc}") from exc
+    except SystemError as exc:
+        # upb looks field and enum names up in C; a lone surrogate in a name fails to encode
+        # there, and surfaces as a SystemError whose context is the UnicodeEncodeError.
+        if not isinstance(exc.__context__, UnicodeEncodeError):
+            raise
+        raise BadRequest(
+            "the OTLP/JSON body holds a name that is not valid Unicode: an unpaired surrogate "
+            "(an escape such as \\ud800 without its pair, or its CESU-8 bytes)"
+        ) from exc
 
 
 def _hex_ids_to_base64(document: dict[str, Any]) -> None:
