@@ -80,7 +80,7 @@ def test_rotation_grace_and_revocation_govern_authentication(
 ) -> None:
     from datetime import timedelta
 
-    from astralog.controlplane import service
+    from astralog.auth import authenticator
     from astralog.controlplane.store import Actor
     from astralog.errors import Unauthenticated
 
@@ -90,12 +90,12 @@ def test_rotation_grace_and_revocation_govern_authentication(
     new = control.rotate_key(org, old_id, 60, actor).credential.secret
     assert control.authenticate(old).source_id == control.authenticate(new).source_id
 
-    real_now = service.now
-    monkeypatch.setattr(service, "now", lambda: real_now() + timedelta(minutes=61))
+    real_now = authenticator.now
+    monkeypatch.setattr(authenticator, "now", lambda: real_now() + timedelta(minutes=61))
     with pytest.raises(Unauthenticated, match="rotated"):
         control.authenticate(old)
     assert control.authenticate(new).kind == "ingest"
-    monkeypatch.setattr(service, "now", real_now)
+    monkeypatch.setattr(authenticator, "now", real_now)
 
     zero = control.rotate_key(org, new.split("_")[1], 0, actor).credential.secret
     with pytest.raises(Unauthenticated):

@@ -13,7 +13,8 @@ from typing import Any
 
 from astralog import byob
 from astralog.controlplane import events as ev
-from astralog.controlplane.service import ControlPlane, check_name
+from astralog.controlplane.commands import check_name
+from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.store import Actor
 from astralog.errors import Conflict, Forbidden
 from astralog.ids import new_id
@@ -175,7 +176,7 @@ class Destinations:
         return self.store.tenant_row("connectors", connector_id, org_id, "connector")
 
     def _require_byob(self, org_id: str) -> None:
-        if not self.control.plan_limits(org_id)["byob"]:
+        if not self.control.limits(org_id).byob:
             raise Forbidden(
                 "the org's plan does not include bring-your-own storage; upgrade to pro"
             )

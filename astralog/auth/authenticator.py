@@ -1,0 +1,141 @@
+"""Authentication on the hot path: a presented secret becomes a ``Principal``, or a refusal.
+
+Reads the key and token projections through a short-lived cache (never the event log); a
+revocation or rotation on this node forgets its entry at once. When a credential was last used
+is operational data, not an event: it is noted in memory and stored in batches.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from astralog.auth import credentials
+from astralog.auth.credentials import Credential, Kind
+from astralog.auth.principal import Principal, PrincipalKind
+from astralog.errors import Unauthenticated
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Projections(Protocol):
+    """Where the key and token projections are read (the control-plane store)."""
+
+    def reading(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+
+@dataclass(frozen=True)
+class _CacheEntry:
+    principal: Principal
+    digest: str
+    refusal: str
+    valid_until: datetime | None
+    fetched: float = field(default_factory=time.monotonic)
+
+
+class Authenticator:
+    def __init__(self, store: Projections, pepper: str, cache_seconds: float = 5.0) -> None:
+        self._store = store
+        self._pepper = pepper
+        self._cache_seconds = cache_seconds
+        self._cache: dict[str, _CacheEntry] = {}
+        self._used: dict[str, float] = {}
+        self._cache_lock = threading.Lock()
+        with store.transaction() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS credential_usage (id TEXT PRIMARY KEY, last_used REAL)"
+            )
+
+    def authenticate(self, secret: str) -> Principal:
+        """Turn a presented secret into a Principal, or raise Unauthenticated saying why."""
+        cred = credentials.parse(secret)  # shape and checksum: no lookup for a typo
+        entry = self._entry(cred.key_id, lambda: self._load(cred))
+        if not credentials.matches(cred.secret, entry.digest, self._pepper):
+            raise Unauthenticated("unknown or wrong credential")
+        if entry.refusal:
+            raise Unauthenticated(entry.refusal)
+        if entry.valid_until is not None and entry.valid_until <= now():
+            raise Unauthenticated("this credential has expired or was rotated; use its replacement")
+        self._used[cred.key_id] = time.time()  # a dict write on the hot path; stored in batches
+        return entry.principal
+
+    def token_principal(self, token_id: str) -> Principal:
+        """The principal of a management token by id: a browser session remembers the token it
+        was started with (never its secret), so revoking the token ends the session too."""
+        entry = self._entry(token_id, lambda: self._load(Credential(Kind.MANAGEMENT, token_id, "")))
+        if entry.refusal:
+            raise Unauthenticated(entry.refusal + "; sign in again")
+        return entry.principal
+
+    def digest(self, secret: str) -> str:
+        return credentials.digest(secret, self._pepper)
+
+    def forget(self, key_id: str) -> None:
+        with self._cache_lock:
+            self._cache.pop(key_id, None)
+
+    def clear(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
+
+    def record_usage(self) -> int:
+        """Store when credentials were last used (operational data, not an event)."""
+        used, self._used = self._used, {}
+        items = list(used.items())  # one C-level copy: a late writer cannot break the loop
+        if items:
+            with self._store.transaction() as conn:
+                conn.executemany(
+                    "INSERT INTO credential_usage (id, last_used) VALUES (?, ?) "
+                    "ON CONFLICT (id) DO UPDATE SET last_used = max(last_used, excluded.last_used)",
+                    items,
+                )
+        return len(items)
+
+    def _entry(self, key_id: str, load: Callable[[], _CacheEntry]) -> _CacheEntry:
+        entry = self._cache.get(key_id)
+        if entry is None or entry.fetched + self._cache_seconds < time.monotonic():
+            entry = load()
+            with self._cache_lock:
+                self._cache[key_id] = entry
+        return entry
+
+    def _load(self, cred: Credential) -> _CacheEntry:
+        table = "ingest_keys" if cred.kind is Kind.INGEST else "tokens"
+        with self._store.reading() as conn:
+            row = conn.execute(f"SELECT * FROM {table} WHERE id = ?", (cred.key_id,)).fetchone()
+        if row is None:
+            raise Unauthenticated("unknown or wrong credential")
+        if cred.kind is Kind.INGEST:
+            return _ingest_entry(dict(row))
+        return _token_entry(dict(row), cred.kind)
+
+
+def _ingest_entry(row: dict[str, Any]) -> _CacheEntry:
+    principal = Principal(
+        f"key:{row['id']}", "ingest", row["org_id"], frozenset(), row["source_id"]
+    )
+    ends = [datetime.fromisoformat(v) for v in (row["expires_at"], row["valid_until"]) if v]
+    refusal = "this ingest key was revoked" if row["revoked_at"] else ""
+    return _CacheEntry(principal, row["digest"], refusal, min(ends, default=None))
+
+
+def _token_entry(row: dict[str, Any], presented: Kind) -> _CacheEntry:
+    kind: PrincipalKind = "operator" if presented is Kind.OPERATOR else "management"
+    if row["kind"] != kind:
+        raise Unauthenticated("unknown or wrong credential")
+    principal = Principal(
+        f"token:{row['id']}", kind, row["org_id"], frozenset(json.loads(row["scopes"]))
+    )
+    refusal = "this token was revoked" if row["revoked_at"] else ""
+    return _CacheEntry(principal, row["digest"], refusal, None)
