@@ -2,20 +2,26 @@
 
 Every error carries its HTTP status and a message a person can act on.
 
-::
+Errors defined beside the stage that raises them are named with their module::
 
     AstralogError (500)
     ├── BadRequest (400)
     │   ├── ValidationFailed (422)
-    │   └── SyntaxErrorAt (400, with a position)
+    │   ├── SyntaxErrorAt (400, with a position)
+    │   ├── UnsafeEndpoint (400, security.egress: an endpoint refused as a request target)
+    │   └── UsageError (400, cli: a command line that cannot run)
     ├── Unauthenticated (401)
     ├── Forbidden (403)
     ├── NotFound (404)
+    ├── QueryTimeout (408, query.engine: a search over its time budget)
     ├── Conflict (409)
     ├── PayloadTooLarge (413)
+    │   └── BodyTooLarge (413, api.middleware: a body over the limit as it streams in)
     ├── UnsupportedMediaType (415)
     ├── RateLimited (429, with Retry-After)
+    ├── ConnectorError (502, connectors.base: a destination failed, with ``retryable``)
     ├── Unavailable (503, with Retry-After)
+    ├── SecretUnavailable (500, security.fieldcrypt: a sealed secret cannot be opened)
     └── ConfigError (raised at start, never served)
 
 Errors of dependencies (sqlite3, botocore, clickhouse-connect, duckdb) are translated at the

@@ -10,6 +10,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from astralog.errors import PayloadTooLarge
+
 log = logging.getLogger("astralog.access")
 PROBLEM_BASE = "https://astralog.dev/problems/"
 
@@ -93,6 +95,19 @@ def _with_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[byt
     return headers + [(name, value) for name, value in wanted if name not in present]
 
 
+class BodyTooLarge(PayloadTooLarge, HTTPException):  # type: ignore[misc]
+    """The tree's 413, raised while a body streams in; rendered by the ``AstralogError`` handler.
+
+    It is a Starlette ``HTTPException`` too only because FastAPI, parsing a route's body,
+    re-raises those as they are and turns any other error into 400 "error parsing the body".
+    (mypy: the two bases type ``headers`` differently; the problem handler reads it as a dict.)
+    """
+
+    def __init__(self, detail: str) -> None:
+        HTTPException.__init__(self, self.status, detail)
+        PayloadTooLarge.__init__(self, detail)
+
+
 class BodyLimit:
     """Refuse bodies over ``limit_for(path)`` bytes with 413, counting as they stream in."""
 
@@ -110,16 +125,17 @@ class BodyLimit:
             return
         limit = self.limit_for(scope["path"])
         declared = dict(scope["headers"]).get(b"content-length")
-        too_large = f"request body is larger than {limit} bytes; send smaller batches"
+        too_large = BodyTooLarge(f"request body is larger than {limit} bytes; send smaller batches")
         if declared and declared.isdigit() and int(declared) > limit:
+            # Answered here, before any route runs: the same document the API renders.
             body = {
-                "type": PROBLEM_BASE + "too-large",
-                "title": "Payload too large",
-                "status": 413,
-                "detail": too_large,
+                "type": PROBLEM_BASE + too_large.slug,
+                "title": too_large.title,
+                "status": too_large.status,
+                "detail": too_large.detail,
                 "instance": scope["path"],
             }
-            response = JSONResponse(body, 413, media_type="application/problem+json")
+            response = JSONResponse(body, too_large.status, media_type="application/problem+json")
             await response(scope, receive, send)
             return
         received = 0
@@ -130,7 +146,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    raise HTTPException(413, too_large)
+                    raise too_large
             return message
 
         await self.app(scope, counting_receive, send)
