@@ -15,37 +15,32 @@ from datetime import UTC, datetime
 
 from astralog.controlplane import events as ev
 from astralog.controlplane.store import Actor
-from astralog.runtime import LOCAL_DESTINATION, Runtime
+from astralog.dataplane import DataAccess
 
 log = logging.getLogger("astralog.retention")
 PURGER = Actor("system:retention", "local")
 DAY_NS = 86_400 * 10**9
 
 
-async def purge_once(runtime: Runtime, now_ns: int | None = None) -> int:
+async def purge_once(data: DataAccess, now_ns: int | None = None) -> int:
     """One pass over every org and source; returns the number of objects deleted."""
     now_ns = now_ns or time.time_ns()
     deleted = 0
-    for org in runtime.control.orgs():
-        for source in runtime.control.retention(org["id"])["sources"]:
-            cutoff_ns = now_ns - int(source["effective_days"]) * DAY_NS
-            deleted += await _purge_source(runtime, org["id"], source["source_id"], cutoff_ns)
+    for org_id in data.org_ids():
+        for source in data.retention_policy(org_id).sources:
+            cutoff_ns = now_ns - source.effective_days * DAY_NS
+            deleted += await _purge_source(data, org_id, source.source_id, cutoff_ns)
     return deleted
 
 
-async def _purge_source(runtime: Runtime, org_id: str, source_id: str, cutoff_ns: int) -> int:
-    data = runtime.data
-    expired = data.catalog.batches(org_id, [source_id], 0, cutoff_ns)
+async def _purge_source(data: DataAccess, org_id: str, source_id: str, cutoff_ns: int) -> int:
+    expired = data.batches(org_id, [source_id], 0, cutoff_ns)
     expired = [b for b in expired if b.max_ts_ns < cutoff_ns]
     destinations = sorted({b.destination_id for b in expired})
     before = datetime.fromtimestamp(cutoff_ns // 10**9, UTC).replace(minute=0, second=0)
     total = 0
     for destination_id in destinations:
-        connector = (
-            data.local
-            if destination_id == LOCAL_DESTINATION
-            else data.connector(org_id, runtime.destinations.record(org_id, destination_id))
-        )
+        connector = data.connector(org_id, data.destination(org_id, destination_id))
         try:
             keys = await connector.delete_expired(org_id, source_id, before)
         except Exception:
@@ -55,23 +50,20 @@ async def _purge_source(runtime: Runtime, org_id: str, source_id: str, cutoff_ns
             continue
         gone = {b.object_key: b for b in expired if b.destination_id == destination_id}
         forgotten = [k for k in keys if k in gone]
-        data.catalog.forget(forgotten)
+        data.forget_batches(forgotten)
         rows = sum(gone[k].rows for k in forgotten)
         event = ev.RetentionPurged(
             org_id, source_id, destination_id, before.isoformat(), len(keys), rows
         )
-        with runtime.control.store.transaction():
-            version = runtime.control.store.version(event.aggregate_id)
-            runtime.control.store.append(event, PURGER, version)
+        data.record_purge(event, PURGER)
         total += len(keys)
     return total
 
 
-async def run(runtime: Runtime) -> None:
-    interval = runtime.settings.storage.purge_interval_seconds
+async def run(data: DataAccess, interval_seconds: float) -> None:
     while True:
         try:
-            await purge_once(runtime)
+            await purge_once(data)
         except Exception:
             log.exception("retention pass failed")
-        await asyncio.sleep(interval)
+        await asyncio.sleep(interval_seconds)

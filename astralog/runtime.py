@@ -1,5 +1,8 @@
 """The collaborators one process needs, built from settings: used by the server and the CLI.
 
+``Runtime`` is the process wiring; the query, retention and purge stages see it only through
+``astralog.dataplane.DataAccess``, which it implements.
+
 The control plane opens at once (CLI commands need nothing else). The data plane (WAL, flusher,
 catalog, limits) belongs to exactly one serving process per data dir: ``open_data_plane`` runs
 in the server's lifespan, and the WAL's directory lock refuses a second server on the same dir.
@@ -14,29 +17,33 @@ import json
 import logging
 import os
 import secrets
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from astralog import byob
 from astralog.auth.principal import SCOPES
 from astralog.auth.sessions import SessionStore
-from astralog.catalog import Catalog
+from astralog.catalog import BatchCommitted, Catalog
 from astralog.connectors.base import Connector
 from astralog.connectors.local import LocalConnector
 from astralog.controlplane.audit import Signer
 from astralog.controlplane.destinations import Destinations
+from astralog.controlplane.events import RetentionPurged
+from astralog.controlplane.plans import PlanLimits
 from astralog.controlplane.service import ControlPlane
+from astralog.controlplane.sources import Retention
 from astralog.controlplane.store import Actor
+from astralog.dataplane import LOCAL_DESTINATION, Destination
 from astralog.ingest.flush import DestinationFailure, Flusher
 from astralog.ingest.idempotency import IdempotencyStore
 from astralog.ingest.ratelimit import RateLimiter
-from astralog.ingest.wal import WriteAheadLog
+from astralog.ingest.wal import PendingData, WriteAheadLog
 from astralog.metrics import Metrics
 from astralog.security.fieldcrypt import FieldCipher
 from astralog.settings import Settings
 
 SYSTEM = Actor("system:bootstrap", "local")
-LOCAL_DESTINATION = "local"
 SESSION_SECONDS = 12 * 3600
 log = logging.getLogger("astralog.runtime")
 
@@ -248,6 +255,44 @@ class Runtime:
         return Bootstrap(
             org, source, key.credential.secret, admin.credential.secret, operator.credential.secret
         )
+
+    # ---- astralog.dataplane.DataAccess: what the query and purge stages may ask -------------
+
+    def limits(self, org_id: str) -> PlanLimits:
+        return self.control.limits(org_id)
+
+    def retention_policy(self, org_id: str) -> Retention:
+        return self.control.retention_policy(org_id)
+
+    def org_ids(self) -> list[str]:
+        return [str(org["id"]) for org in self.control.orgs()]
+
+    def batches(
+        self, org_id: str, source_ids: Sequence[str], start_ns: int, end_ns: int
+    ) -> list[BatchCommitted]:
+        return self.data.catalog.batches(org_id, list(source_ids), start_ns, end_ns)
+
+    def forget_batches(self, object_keys: Iterable[str]) -> None:
+        self.data.catalog.forget(object_keys)
+
+    def pending(self) -> Sequence[PendingData]:
+        return self.data.wal.pending_tables()
+
+    def destination(self, org_id: str, destination_id: str) -> Destination:
+        if destination_id == LOCAL_DESTINATION:
+            return Destination(LOCAL_DESTINATION, "embedded bucket", "local")
+        record = self.destinations.record(org_id, destination_id)
+        return Destination(str(record["id"]), str(record["name"]), str(record["kind"]))
+
+    def connector(self, org_id: str, destination: Destination) -> Connector:
+        if destination.id == LOCAL_DESTINATION:
+            return self.data.local
+        return self.data.connector(org_id, self.destinations.record(org_id, destination.id))
+
+    def record_purge(self, event: RetentionPurged, actor: Actor) -> None:
+        store = self.control.store
+        with store.transaction():
+            store.append(event, actor, store.version(event.aggregate_id))
 
     def ready(self) -> tuple[bool, str]:
         """Whether the data plane is open (serving); /readyz asks :meth:`readiness`."""

@@ -65,7 +65,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         listener = MetricsListener(bind, runtime) if bind else None
         tasks = [
             asyncio.create_task(_checkpoints(runtime)),
-            asyncio.create_task(retention.run(runtime)),
+            asyncio.create_task(
+                retention.run(runtime, runtime.settings.storage.purge_interval_seconds)
+            ),
         ]
         try:
             yield

@@ -20,11 +20,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from astralog.catalog import BatchCommitted
+from astralog.dataplane import (
+    LOCAL_DESTINATION,
+    DataAccess,
+    PendingData,
+    PlanLimits,
+    SourceRetention,
+)
 from astralog.errors import AstralogError, BadRequest
 from astralog.query.compile import compile_where
 from astralog.query.language import Node, parse
 from astralog.query.timerange import iso, parse_instant
-from astralog.runtime import LOCAL_DESTINATION, Runtime
 
 DAY_NS = 86_400 * 10**9
 HOUR_NS = 3600 * 10**9
@@ -130,18 +136,17 @@ def _dt(ns: int) -> datetime:
     return EPOCH + timedelta(microseconds=ns // 1000)
 
 
-def make_plan(runtime: Runtime, org_id: str, scope: SearchScope, *, now_ns: int) -> Plan:
+def make_plan(data: DataAccess, org_id: str, scope: SearchScope, *, now_ns: int) -> Plan:
     node = parse(scope.query)
     start_ns = parse_instant(scope.start, now_ns, "start")
     end_ns = parse_instant(scope.end, now_ns, "end")
     if end_ns <= start_ns:
         raise BadRequest("the time range is empty: 'end' must be after 'start'")
-    control = runtime.control
-    limits = control.plan_limits(org_id)
-    retention = control.retention(org_id)
-    by_id = {s["source_id"]: s for s in retention["sources"]}
+    limits = data.limits(org_id)
+    retention = data.retention_policy(org_id)
+    by_id = {s.source_id: s for s in retention.sources}
     chosen = list(by_id) if scope.sources is None else _known(scope.sources, by_id)
-    days = {sid: int(by_id[sid]["effective_days"]) for sid in chosen}
+    days = {sid: by_id[sid].effective_days for sid in chosen}
     cutoffs = {sid: now_ns - n * DAY_NS for sid, n in days.items()}
     oldest = min(cutoffs.values(), default=end_ns)
     plan = Plan(
@@ -152,18 +157,18 @@ def make_plan(runtime: Runtime, org_id: str, scope: SearchScope, *, now_ns: int)
         requested_start_ns=start_ns,
         cutoffs=cutoffs,
         # The shortest retention that applies: what hid the oldest data (and what a UI names).
-        retention_days=min(days.values(), default=int(retention["plan_retention_days"])),
-        timeout_seconds=float(limits["query_timeout_seconds"]),
+        retention_days=min(days.values(), default=retention.plan_retention_days),
+        timeout_seconds=float(limits.query_timeout_seconds),
     )
-    max_days = int(limits["max_query_range_days"])
+    max_days = limits.max_query_range_days
     if plan.end_ns - plan.start_ns > max_days * DAY_NS + HOUR_NS:
         raise BadRequest(f"the time range spans more than the plan's {max_days} days; narrow it")
     if cutoffs and plan.start_ns < plan.end_ns:
-        _choose_data(runtime, plan, limits)
+        _choose_data(data, plan, limits)
     return plan
 
 
-def _known(requested: Sequence[str], by_id: dict[str, Any]) -> list[str]:
+def _known(requested: Sequence[str], by_id: dict[str, SourceRetention]) -> list[str]:
     unknown = [s for s in requested if s not in by_id]
     if unknown:
         # Another org's source answers exactly like a missing one.
@@ -171,20 +176,19 @@ def _known(requested: Sequence[str], by_id: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(requested))
 
 
-def _choose_data(runtime: Runtime, plan: Plan, limits: dict[str, Any]) -> None:
-    data = runtime.data
-    pending = _pending(data.wal.pending_tables(), plan)
-    batches = data.catalog.batches(plan.org_id, list(plan.cutoffs), plan.start_ns, plan.end_ns)
+def _choose_data(data: DataAccess, plan: Plan, limits: PlanLimits) -> None:
+    pending = _pending(data.pending(), plan)
+    batches = data.batches(plan.org_id, list(plan.cutoffs), plan.start_ns, plan.end_ns)
     plan.pending = _without_committed(pending, batches)
     plan.files = [_local_path(b) for b in batches if b.destination_id == LOCAL_DESTINATION]
     plan.remote = [b for b in batches if b.destination_id != LOCAL_DESTINATION]
     plan.scanned_bytes = sum(b.bytes for b in batches) + (
         plan.pending.nbytes if plan.pending is not None else 0
     )
-    if plan.scanned_bytes > int(limits["max_scan_bytes"]):
+    if plan.scanned_bytes > limits.max_scan_bytes:
         raise BadRequest(
             f"this search would read {plan.scanned_bytes / 2**30:.1f} GiB, more than the plan's "
-            f"{int(limits['max_scan_bytes']) / 2**30:.0f} GiB per query; narrow the time range "
+            f"{limits.max_scan_bytes / 2**30:.0f} GiB per query; narrow the time range "
             "or the sources"
         )
 
@@ -196,7 +200,7 @@ def _local_path(batch: BatchCommitted) -> str:
     return str(Path(unquote(parsed.path)))
 
 
-def _pending(segments: Sequence[Any], plan: Plan) -> list[tuple[str, pa.Table]]:
+def _pending(segments: Sequence[PendingData], plan: Plan) -> list[tuple[str, pa.Table]]:
     """This org's acknowledged-but-unflushed rows, per WAL segment."""
     mine = []
     sources = pa.array(list(plan.cutoffs), pa.string())

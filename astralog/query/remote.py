@@ -31,10 +31,10 @@ import pyarrow as pa
 
 from astralog.catalog import BatchCommitted
 from astralog.connectors.base import Connector, ConnectorError, Pushdown, canonical_rows
+from astralog.dataplane import DataAccess
 from astralog.errors import AstralogError, BadRequest, NotFound, Unavailable
 from astralog.query.compile import compile_where
 from astralog.query.plan import Missing, Plan
-from astralog.runtime import Runtime
 
 __all__ = ["fetch_remote"]
 
@@ -61,7 +61,7 @@ class _Budget:
             )
 
 
-async def fetch_remote(runtime: Runtime, plan: Plan, *, partial: bool = True) -> None:
+async def fetch_remote(data: DataAccess, plan: Plan, *, partial: bool = True) -> None:
     """Fill ``plan.fetched`` with the rows of ``plan.remote`` and count them in
     ``plan.scanned_bytes`` (in place of the catalog's estimate for them).
 
@@ -72,13 +72,13 @@ async def fetch_remote(runtime: Runtime, plan: Plan, *, partial: bool = True) ->
     by_destination: dict[str, list[BatchCommitted]] = {}
     for batch in plan.remote:
         by_destination.setdefault(batch.destination_id, []).append(batch)
-    limit = int(runtime.control.plan_limits(plan.org_id)["max_scan_bytes"])
+    limit = data.limits(plan.org_id).max_scan_bytes
     budget = _Budget(limit, plan.scanned_bytes - sum(b.bytes for b in plan.remote))
     deadline = asyncio.get_running_loop().time() + plan.timeout_seconds
     try:
         async with asyncio.TaskGroup() as group:
             tasks = [
-                group.create_task(_fetch(runtime, plan, destination_id, batches, budget, deadline))
+                group.create_task(_fetch(data, plan, destination_id, batches, budget, deadline))
                 for destination_id, batches in by_destination.items()
             ]
     except BaseExceptionGroup as failed:
@@ -101,7 +101,7 @@ async def fetch_remote(runtime: Runtime, plan: Plan, *, partial: bool = True) ->
 
 
 async def _fetch(
-    runtime: Runtime,
+    data: DataAccess,
     plan: Plan,
     destination_id: str,
     batches: Sequence[BatchCommitted],
@@ -110,7 +110,7 @@ async def _fetch(
 ) -> list[pa.Table] | Missing:
     """The destination's rows of the search, or what is missing when it cannot return them."""
     try:
-        connector, label = _open(runtime, plan.org_id, destination_id)
+        connector, label = _open(data, plan.org_id, destination_id)
     except ConnectorError as exc:  # gone from the org, or cannot be opened: named already
         return _missing(plan, destination_id, destination_id, batches, exc)
     try:
@@ -165,10 +165,10 @@ def _missing(
     )
 
 
-def _open(runtime: Runtime, org_id: str, destination_id: str) -> tuple[Connector, str]:
+def _open(data: DataAccess, org_id: str, destination_id: str) -> tuple[Connector, str]:
     """The live connector that holds the batches, and how to name it in an error."""
     try:
-        record = runtime.destinations.record(org_id, destination_id)
+        destination = data.destination(org_id, destination_id)
     except NotFound:
         raise ConnectorError(
             f"batches of this search were written to destination {destination_id}, which no "
@@ -176,9 +176,9 @@ def _open(runtime: Runtime, org_id: str, destination_id: str) -> tuple[Connector
             retryable=False,
             destination_id=destination_id,
         ) from None
-    label = f"{record['name']!r} ({record['kind']}, {destination_id})"
+    label = destination.label
     try:
-        return runtime.data.connector(org_id, record), label
+        return data.connector(org_id, destination), label
     except AstralogError as exc:  # unsafe endpoint now, secrets that cannot be opened, ...
         raise ConnectorError(
             f"destination {label} cannot be opened to search its batches: {exc.detail}",
