@@ -36,7 +36,7 @@ import ipaddress
 import re
 import string
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -53,26 +53,15 @@ from urllib3.exceptions import HTTPError
 from astralog.schema import log_schema, schema_text
 from astralog.security.redaction import redact
 
-from .base import (
-    HOUR,
-    BatchKey,
-    Check,
-    Connector,
-    ConnectorError,
-    Pushdown,
-    WrittenBatch,
-    canonical_rows,
-    floor_hour,
-    object_key,
-    parse_object_key,
-    partition_hour,
-    validate_id,
-)
+from .base import BatchKey, Check, Connector, ConnectorError, Pushdown, WrittenBatch, canonical_rows
+from .layout import HOUR, floor_hour, object_key, parse_object_key, partition_hour, validate_id
+from .probe import ProbeMismatch, Step, expect, run_probe
+from .registry import ConnectorKind, Egress
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
-__all__ = ["ClickHouseConfig", "ClickHouseConnector", "render_ddl"]
+__all__ = ["KIND", "ClickHouseConfig", "ClickHouseConnector", "render_ddl"]
 
 _T = TypeVar("_T")
 
@@ -357,7 +346,7 @@ class ClickHouseConnector(Connector):
         )
 
     async def probe(self) -> list[Check]:
-        return await asyncio.to_thread(self._probe_sync)
+        return await run_probe(self._probe_steps(), self._probe_failed)
 
     async def read_batches(
         self, object_keys: Sequence[str], pushdown: Pushdown | None = None
@@ -553,41 +542,41 @@ class ClickHouseConnector(Connector):
 
     # -- connection check --------------------------------------------------------------------
 
-    def _probe_sync(self) -> list[Check]:
-        try:
+    def _probe_steps(self) -> list[Step]:
+        """Connect first; then each privilege is asked for on its own, so one check names
+        every missing grant."""
+        session: dict[str, Any] = {}
+
+        def connect() -> str:
             client = self._client()
             version, user = client.query("SELECT version(), currentUser()").result_rows[0]
-        except Exception as exc:
-            if not _translatable(exc):
-                raise
-            detail = f"cannot reach ClickHouse at {self._location}: {self._describe(exc)}"
-            names = ["database", "table", *(name for name, _, _ in self.required_grants)]
-            skipped = [Check(n, False, "not run: step 'connect' failed") for n in names]
-            return [Check("connect", False, detail), *skipped]
-        checks = [Check("connect", True, f"ClickHouse {version} at {self._location} as {user}")]
-        for name, step in self._probe_steps(client, str(user)):
-            checks.append(self._probe_step(name, step))
-        return checks
+            session.update(client=client, user=str(user))
+            return f"ClickHouse {version} at {self._location} as {user}"
 
-    def _probe_steps(
-        self, client: Client, user: str
-    ) -> list[tuple[str, Callable[[], tuple[bool, str]]]]:
-        steps: list[tuple[str, Callable[[], tuple[bool, str]]]] = [
-            ("database", partial(self._probe_database, client, user)),
-            ("table", partial(self._probe_table, client, user)),
+        def asking(check: Callable[..., tuple[bool, str]], *args: str) -> Callable[[], str]:
+            def step() -> str:
+                ok, detail = check(session["client"], session["user"], *args)
+                expect(ok, detail)
+                return detail
+
+            return step
+
+        steps = [
+            ("connect", connect),
+            ("database", asking(self._probe_database)),
+            ("table", asking(self._probe_table)),
+            *((n, asking(self._grant_check, p, why)) for n, p, why in self.required_grants),
         ]
-        for name, privilege, needed_for in self.required_grants:
-            steps.append((name, partial(self._grant_check, client, user, privilege, needed_for)))
-        return steps
+        return [Step(name, partial(asyncio.to_thread, step)) for name, step in steps]
 
-    def _probe_step(self, name: str, step: Callable[[], tuple[bool, str]]) -> Check:
-        try:
-            ok, detail = step()
-        except Exception as exc:
-            if not _translatable(exc):
-                raise
-            return Check(name, False, f"{name} check failed: {self._describe(exc)}")
-        return Check(name, ok, detail)
+    def _probe_failed(self, name: str, exc: Exception) -> tuple[str, bool] | None:
+        if isinstance(exc, ProbeMismatch):
+            return str(exc), False
+        if not _translatable(exc):
+            return None
+        if name == "connect":
+            return f"cannot reach ClickHouse at {self._location}: {self._describe(exc)}", True
+        return f"{name} check failed: {self._describe(exc)}", False
 
     def _probe_database(self, client: Client, user: str) -> tuple[bool, str]:
         db = _quote(self.config.database)
@@ -767,3 +756,31 @@ def _retryable(exc: BaseException) -> bool:
     # No server error code: the request never got a ClickHouse answer (refused, reset, timed
     # out, a proxy's 5xx after the client's own retries).
     return isinstance(exc, OperationalError | HTTPError | TimeoutError | ConnectionError)
+
+
+# -- the kind ---------------------------------------------------------------------------------
+
+
+def _build(
+    config: ClickHouseConfig, secrets: Mapping[str, str], egress: Egress
+) -> ClickHouseConnector:
+    scheme = "https" if config.secure else "http"
+    pool = egress.pinned_pool(
+        config.location, schemes=(scheme,), verify=config.verify, ca_pem=config.ca_cert
+    )
+    return ClickHouseConnector(config, secrets.get("password", ""), pool_mgr=pool)
+
+
+def _policy(config: ClickHouseConfig, principal: str) -> dict[str, Any]:
+    grants = ClickHouseConnector(config).grant_statements(config.user)
+    return {"policy": {"grants": grants}, "text": ";\n".join(grants) + ";"}
+
+
+KIND = ConnectorKind(
+    name="clickhouse",
+    config=ClickHouseConfig,
+    secret_fields=("password",),
+    location_fields=("database", "table"),
+    build=_build,
+    policy=_policy,
+)

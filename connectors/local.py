@@ -16,6 +16,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,24 +24,18 @@ import pyarrow as pa
 
 from astralog.durable import fsync_dir
 
-from .base import (
+from .base import BatchKey, Check, Connector, ConnectorError, Pushdown, WrittenBatch, canonical_rows
+from .layout import (
     HOUR,
-    BatchKey,
-    Check,
-    Connector,
-    ConnectorError,
-    Pushdown,
-    WrittenBatch,
-    canonical_rows,
     checkpoint_key,
     hours_overlap,
     object_key,
     parse_object_key,
     partition_hour,
-    read_parquet,
     validate_id,
-    write_parquet,
 )
+from .parquet import read_parquet, write_parquet
+from .probe import ProbeMismatch, Step, expect, run_probe
 
 __all__ = ["LocalConnector"]
 
@@ -66,7 +61,6 @@ _RETRYABLE_ERRNOS = frozenset(
         errno.ETIMEDOUT,
     }
 )
-_PROBE_STEPS = ("directory", "write", "read", "list", "delete")
 
 
 class LocalConnector(Connector):
@@ -110,7 +104,12 @@ class LocalConnector(Connector):
         return await self._guarded(f"listing objects of org {org_id}", listing)
 
     async def probe(self) -> list[Check]:
-        return await asyncio.to_thread(self._probe_sync)
+        canary = self.root / f".astralog-probe-{secrets.token_hex(8)}"
+        try:
+            return await run_probe(self._probe_steps(canary), self._probe_failed)
+        finally:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(canary.unlink)
 
     async def read_batches(
         self, object_keys: Sequence[str], pushdown: Pushdown | None = None
@@ -200,40 +199,33 @@ class LocalConnector(Connector):
 
     # -- connection check --------------------------------------------------------------------
 
-    def _probe_sync(self) -> list[Check]:
-        canary = self.root / f".astralog-probe-{secrets.token_hex(8)}"
+    def _probe_steps(self, canary: Path) -> list[Step]:
         payload = secrets.token_bytes(32)
         steps: dict[str, Callable[[], None]] = {
             "directory": self._probe_directory,
             "write": lambda: _write_durably(canary, payload),
-            "read": lambda: _expect(canary.read_bytes() == payload, "read back different bytes"),
-            "list": lambda: _expect(canary.name in os.listdir(self.root), "canary not listed"),
+            "read": lambda: expect(canary.read_bytes() == payload, "read back different bytes"),
+            "list": lambda: expect(canary.name in os.listdir(self.root), "canary not listed"),
             "delete": lambda: _delete_and_check(canary),
         }
-        checks: list[Check] = []
-        for name in _PROBE_STEPS:
-            if checks and not checks[-1].ok:
-                failed = next(c.name for c in checks if not c.ok)
-                checks.append(Check(name, False, f"not run: step {failed!r} failed"))
-                continue
-            checks.append(self._probe_step(name, steps[name]))
-        with contextlib.suppress(OSError):
-            canary.unlink()
-        return checks
+        return [Step(name, partial(self._in_thread, step)) for name, step in steps.items()]
+
+    async def _in_thread(self, step: Callable[[], None]) -> str:
+        await asyncio.to_thread(step)
+        return str(self.root)
+
+    def _probe_failed(self, name: str, exc: Exception) -> tuple[str, bool] | None:
+        """Every failure stops the check: each step needs the one before it."""
+        if isinstance(exc, OSError):
+            return f"{name} failed in {self.root}: {exc.strerror or exc}", True
+        if isinstance(exc, ProbeMismatch):
+            return f"{name} failed in {self.root}: {exc}", True
+        return None
 
     def _probe_directory(self) -> None:
         if self.root.exists() and not self.root.is_dir():
             raise NotADirectoryError(errno.ENOTDIR, "exists and is not a directory", str(self.root))
         self.root.mkdir(parents=True, exist_ok=True)
-
-    def _probe_step(self, name: str, step: Callable[[], None]) -> Check:
-        try:
-            step()
-        except OSError as exc:
-            return Check(name, False, f"{name} failed in {self.root}: {exc.strerror or exc}")
-        except _ProbeMismatch as exc:
-            return Check(name, False, f"{name} failed in {self.root}: {exc}")
-        return Check(name, True, str(self.root))
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -251,18 +243,9 @@ class LocalConnector(Connector):
             ) from exc
 
 
-class _ProbeMismatch(Exception):
-    """A probe step ran without an OS error but observed the wrong thing."""
-
-
-def _expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise _ProbeMismatch(message)
-
-
 def _delete_and_check(path: Path) -> None:
     path.unlink()
-    _expect(not path.exists(), "canary still present after delete")
+    expect(not path.exists(), "canary still present after delete")
 
 
 def _subdirs(parent: Path, prefix: str) -> Iterator[Path]:

@@ -36,11 +36,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import json
 import math
 import re
 from collections.abc import (
     AsyncIterator,
-    Awaitable,
     Callable,
     Coroutine,
     Iterable,
@@ -78,27 +78,25 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from .base import (
+from astralog.errors import BadRequest
+
+from .base import BatchKey, Check, Connector, ConnectorError, Pushdown, WrittenBatch, canonical_rows
+from .layout import (
     HOUR,
-    BatchKey,
-    Check,
-    Connector,
-    ConnectorError,
-    Pushdown,
-    WrittenBatch,
-    canonical_rows,
     checkpoint_key,
     keys_in_range,
     object_key,
     parse_object_key,
     partition_hour,
     partition_prefix,
-    read_parquet,
-    to_parquet_bytes,
     validate_id,
 )
+from .parquet import read_parquet, to_parquet_bytes
+from .probe import ProbeMismatch, Step, expect, run_probe
+from .registry import ConnectorKind, Egress
 
 __all__ = [
+    "KIND",
     "PROVIDER_NOTES",
     "S3Config",
     "S3Connector",
@@ -117,7 +115,6 @@ _MAX_PARTS: Final = 10_000
 _DELETE_BATCH = 1000  # DeleteObjects takes at most 1000 keys
 _LIST_PAGE = 1000  # ListObjectsV2 returns at most 1000 keys a page
 _PARALLEL = 8  # concurrent listings or part uploads inside one call
-_PROBE_STEPS: Final = ("credentials", "write", "read", "list", "delete")
 _SESSION_NAME: Final = "astralog-connector"
 _REDACT_MIN: Final = 8
 
@@ -829,18 +826,17 @@ class S3Connector(Connector):
     async def _run_probe(self, client: Any, canary: str, payload: bytes) -> list[Check]:
         """Run every step; after a permission refusal the independent steps still run, so one
         check names every missing permission. Anything else stops the check there."""
-        steps = self._probe_steps(client, canary, payload)
-        checks: dict[str, Check] = {}
-        blocked = ""
-        for name in _PROBE_STEPS:
-            if blocked:
-                checks[name] = Check(name, False, f"not run: {blocked}")
-            elif name == "read" and not checks["write"].ok:
-                checks[name] = Check(name, False, "not run: the canary object was not written")
-            else:
-                step, resource = steps[name]
-                checks[name], fatal = await self._probe_step(name, step, resource)
-                blocked = f"step {name!r} failed" if fatal else ""
+        steps, resources = self._probe_steps(client, canary, payload)
+
+        def explain(name: str, exc: Exception) -> tuple[str, bool] | None:
+            # A refused permission or a wrong observation is not fatal: the other permissions
+            # are still worth checking; unreachable, no bucket or bad credentials are.
+            if isinstance(exc, BotoCoreError | ClientError):
+                fatal = name == "credentials" or not _is_denied(exc)
+                return self._explain(exc, resources[name]), fatal
+            return (str(exc), False) if isinstance(exc, ProbeMismatch) else None
+
+        checks = {c.name: c for c in await run_probe(steps, explain)}
         if checks["write"].ok and not checks["delete"].ok:
             left = f"{checks['delete'].detail} (the canary object {canary!r} is left behind)"
             checks["delete"] = Check("delete", False, left)
@@ -848,7 +844,8 @@ class S3Connector(Connector):
 
     def _probe_steps(
         self, client: Any, canary: str, payload: bytes
-    ) -> dict[str, tuple[Callable[[], Awaitable[str]], str | None]]:
+    ) -> tuple[list[Step], dict[str, str | None]]:
+        """The steps, and the object each concerns (None: the bucket) for its messages."""
         bucket = self.config.bucket
         arn = f"{_bucket_arn(self.config)}/{canary}"
         written = False
@@ -862,47 +859,32 @@ class S3Connector(Connector):
         async def read() -> str:
             response = await client.get_object(Bucket=bucket, Key=canary)
             async with response["Body"] as body:
-                _expect(await body.read() == payload, "read back different bytes than written")
+                expect(await body.read() == payload, "read back different bytes than written")
             # Only a requested encryption is checked: AWS encrypts everything with SSE-S3 anyway.
             stored = response.get("ServerSideEncryption", "none")
             wanted = self.config.sse
-            _expect(
-                wanted in ("none", stored), f"stored with encryption {stored!r}, not {wanted!r}"
-            )
+            expect(wanted in ("none", stored), f"stored with encryption {stored!r}, not {wanted!r}")
             return f"s3:GetObject allowed on {arn}"
 
         async def listing() -> str:
             response = await client.list_objects_v2(Bucket=bucket, Prefix=canary, MaxKeys=1)
             listed = [obj["Key"] for obj in _contents(response)]
-            _expect(not written or canary in listed, "the canary object is missing from the list")
+            expect(not written or canary in listed, "the canary object is missing from the list")
             return f"s3:ListBucket allowed on {_bucket_arn(self.config)} (prefix {canary!r})"
 
         async def delete() -> str:
             await client.delete_object(Bucket=bucket, Key=canary)
             return f"s3:DeleteObject allowed on {arn}"
 
-        return {
-            "credentials": (self._probe_credentials, None),
-            "write": (write, canary),
-            "read": (read, canary),
-            "list": (listing, None),
-            "delete": (delete, canary),
-        }
-
-    async def _probe_step(
-        self, name: str, step: Callable[[], Awaitable[str]], resource: str | None
-    ) -> tuple[Check, bool]:
-        """The step's check, and whether it failed so badly that later steps cannot tell
-        anything (unreachable, no bucket, bad credentials). A refused permission or a wrong
-        observation is not fatal: the other permissions are still worth checking."""
-        try:
-            detail = await step()
-        except (BotoCoreError, ClientError) as exc:
-            fatal = name == "credentials" or not _is_denied(exc)
-            return Check(name, False, self._explain(exc, resource)), fatal
-        except _ProbeMismatch as exc:
-            return Check(name, False, str(exc)), False
-        return Check(name, True, detail), False
+        steps = [
+            Step("credentials", self._probe_credentials),
+            Step("write", write),
+            Step("read", read, needs="write", needs_why="the canary object was not written"),
+            Step("list", listing),
+            Step("delete", delete),
+        ]
+        objects = {"write": canary, "read": canary, "delete": canary}
+        return steps, {step.name: objects.get(step.name) for step in steps}
 
     async def _probe_credentials(self) -> str:
         if self._secrets is not None:
@@ -1075,15 +1057,6 @@ class _FixedCredentials:
         return self._credentials
 
 
-class _ProbeMismatch(Exception):
-    """A probe step ran without an S3 error but observed the wrong thing."""
-
-
-def _expect(condition: bool, message: str) -> None:
-    if not condition:
-        raise _ProbeMismatch(message)
-
-
 def _contents(page: dict[str, Any]) -> list[dict[str, Any]]:
     contents: list[dict[str, Any]] = page.get("Contents", [])
     return contents
@@ -1131,3 +1104,54 @@ async def _gather(coros: Iterable[Coroutine[Any, Any, _T]], limit: int = _PARALL
     except BaseExceptionGroup as failed:
         raise failed.exceptions[0]  # noqa: B904 - the group is kept as __context__
     return [task.result() for task in tasks]
+
+
+# -- the kind ---------------------------------------------------------------------------------
+
+
+def _prepare(config: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+    """The external id is Astralog's, never the customer's; the host's identity is no tenant's."""
+    # A config read back from the API carries the generated id; anything else is refused.
+    if config.pop("external_id", None) not in (None, (previous or {}).get("external_id")):
+        raise BadRequest("external_id is generated by Astralog and cannot be chosen")
+    if config.get("credentials") == "default_chain":
+        raise BadRequest(
+            "credentials 'default_chain' would use Astralog's own AWS identity; use 'static' keys "
+            "or 'assume_role' with the external id Astralog generates"
+        )
+    if config.get("credentials") == "assume_role":
+        config["external_id"] = (previous or {}).get("external_id") or new_external_id()
+    return config
+
+
+def _build(config: S3Config, secrets: Mapping[str, str], egress: Egress) -> S3Connector:
+    # No endpoint_url is AWS's own regional endpoint: nothing of the customer's to check.
+    resolver = egress.pinned_resolver(config.endpoint_url) if config.endpoint_url else None
+    s3_secrets = None
+    if config.credentials == "static":
+        missing = [f for f in ("access_key_id", "secret_access_key") if f not in secrets]
+        if missing:
+            raise BadRequest(f"static credentials need the secret fields {missing}")
+        s3_secrets = S3Secrets.from_plain(
+            secrets["access_key_id"], secrets["secret_access_key"], secrets.get("session_token")
+        )
+    return S3Connector(config, s3_secrets, resolver=resolver)
+
+
+def _policy(config: S3Config, principal: str) -> dict[str, Any]:
+    result: dict[str, Any] = {"policy": least_privilege_policy(config)}
+    if config.credentials == "assume_role":
+        result["trust_policy"] = trust_policy(config, principal)
+    result["text"] = json.dumps(result["policy"], indent=2)
+    return result
+
+
+KIND = ConnectorKind(
+    name="s3",
+    config=S3Config,
+    secret_fields=("access_key_id", "secret_access_key", "session_token"),
+    location_fields=("bucket", "prefix"),
+    build=_build,
+    policy=_policy,
+    prepare=_prepare,
+)

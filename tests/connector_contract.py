@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 import pyarrow as pa
 import pytest
 
-from astralog.connectors.base import BatchKey, Connector, ConnectorError, object_key
+from astralog.connectors.base import BatchKey, Connector, ConnectorError
+from astralog.connectors.layout import object_key
 from astralog.schema import log_schema
 
 T0 = datetime(2024, 5, 1, 10, tzinfo=UTC)

@@ -9,14 +9,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from astralog.connectors.base import (
-    BatchKey,
-    ConnectorError,
-    object_key,
-    partition_hour,
-    to_parquet_bytes,
-)
+from astralog.connectors.base import BatchKey, ConnectorError
+from astralog.connectors.layout import object_key, partition_hour
 from astralog.connectors.local import LocalConnector
+from astralog.connectors.parquet import to_parquet_bytes
 from tests.connector_contract import T0, ConnectorContract, batch_key, make_events, run
 
 
