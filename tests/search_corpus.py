@@ -39,7 +39,7 @@ PATHS = ("/api/users", "/api/orders", "/health", "/api/pay", "/login")
 METHODS = ("GET", "GET", "GET", "POST", "PUT", "DELETE")
 LEVELS: tuple[Any, ...] = (
     "info", "INFO", "info", "Info", "debug", "warn", "warning", "WARN", "error", "ERR",
-    "fatal", "notice", "trace", 30, 50, "verbose", None,
+    "fatal", "notice", "trace", 30, 50, "audit", None,
 )  # fmt: skip
 MESSAGES = (
     "{method} {path} {status} {latency}ms",

@@ -256,10 +256,10 @@ def _es_actions(marker: str, iso: str) -> list[dict[str, Any]]:
         {
             "_op_type": "create",
             "_index": "web-logs",
-            "_id": "doc-2",
+            "_id": f"doc-2-{marker}",  # a seen _id would be a 409 conflict, as in Elasticsearch
             "_source": {"message": "created", "marker": marker, "n": 2},
         },
-        {"_op_type": "delete", "_index": "web-logs", "_id": "doc-2"},
+        {"_op_type": "delete", "_index": "web-logs", "_id": f"doc-2-{marker}"},
         {"_index": "audit", "message": "no _source wrapper", "marker": marker, "n": 3},
     ]
 
@@ -280,7 +280,7 @@ def test_elasticsearch_bulk_helpers_per_item_results(gateway: Gateway) -> None:
         next(iter(item.items())) for _, item in results
     )
     assert op == "index" and created["status"] == 201 and created["result"] == "created"
-    assert explicit["_id"] == "doc-2"
+    assert explicit["_id"] == f"doc-2-{streamed}"
     assert deleted["status"] == 400
     assert deleted["error"]["type"] == "illegal_argument_exception"
     assert "immutable" in deleted["error"]["reason"]
