@@ -38,7 +38,6 @@ from botocore.exceptions import (
 )
 from pydantic import ValidationError
 
-from astralog.connectors import s3 as s3mod
 from astralog.connectors.base import ConnectorError
 from astralog.connectors.s3 import (
     PROVIDER_NOTES,
@@ -50,6 +49,7 @@ from astralog.connectors.s3 import (
     new_external_id,
     trust_policy,
 )
+from astralog.connectors.s3 import connector as s3mod
 from astralog.security.egress import check_endpoint, pinned_connector_args
 from tests.connector_contract import T0, ConnectorContract, H, batch_key, make_events, run
 from tests.s3_server import REGION, TEST_KEY_ID, TEST_SECRET, MotoServer, S3Bucket
