@@ -30,13 +30,10 @@ server over HTTP(S) and on the in-process chDB engine alike (both through
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import errno
-import ipaddress
 import re
 import string
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -44,31 +41,32 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 import clickhouse_connect
 import pyarrow as pa
 import pyarrow.compute as pc
-from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
-from cryptography import x509
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from clickhouse_connect.driver.exceptions import ClickHouseError
 from urllib3 import PoolManager
-from urllib3.exceptions import HTTPError
 
 from astralog.schema import log_schema, schema_text
 from astralog.security.redaction import redact
 
-from .base import BatchKey, Check, Connector, ConnectorError, Pushdown, WrittenBatch, canonical_rows
-from .layout import HOUR, floor_hour, object_key, parse_object_key, partition_hour, validate_id
-from .probe import ProbeMismatch, Step, expect, run_probe
-from .registry import ConnectorKind, Egress
+from ..base import (
+    BatchKey,
+    Check,
+    Connector,
+    ConnectorError,
+    Pushdown,
+    WrittenBatch,
+    canonical_rows,
+)
+from ..layout import HOUR, floor_hour, object_key, parse_object_key, partition_hour, validate_id
+from ..probe import ProbeMismatch, Step, expect, run_probe
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
-__all__ = ["KIND", "ClickHouseConfig", "ClickHouseConnector", "render_ddl"]
+from .config import ClickHouseConfig, quote, quote_user, render_ddl
+from .errors import SCHEMA_GONE_CODES, retryable, translatable
 
 _T = TypeVar("_T")
 
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-_HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]{0,252}")
-_MAX_CA_PEM = 32 * 1024  # a CA bundle of a few certificates; the admin body cap is 64 KiB
-_MAX_CA_CERTS = 16
 _PARTITION_ID = re.compile(r"[0-9A-Za-z_-]{1,128}")
 _DEDUP_WINDOW = re.compile(r"\bnon_replicated_deduplication_window\s*=\s*(\d+)")
 # The partition key of schemas/otel_logs.sql as system.tables spells it: only with this key
@@ -86,163 +84,6 @@ _INSERT_SETTINGS: dict[str, Any] = {"async_insert": 0, "insert_deduplicate": 1}
 _READ_SETTINGS: dict[str, Any] = {"output_format_arrow_low_cardinality_as_dictionary": 0}
 # 2: wait until the rows are hidden on every replica, so "deleted" is true when we return.
 _DELETE_SETTINGS: dict[str, Any] = {"lightweight_deletes_sync": 2}
-
-# ClickHouse error codes a server recovers from without a change on our side.
-_RETRYABLE_CODES = frozenset(
-    {
-        159,  # TIMEOUT_EXCEEDED
-        160,  # TOO_SLOW
-        201,  # QUOTA_EXCEEDED: the quota interval rolls over
-        202,  # TOO_MANY_SIMULTANEOUS_QUERIES
-        203,  # NO_FREE_CONNECTION
-        209,  # SOCKET_TIMEOUT
-        210,  # NETWORK_ERROR
-        225,  # NO_ZOOKEEPER
-        236,  # ABORTED
-        241,  # MEMORY_LIMIT_EXCEEDED
-        242,  # TABLE_IS_READ_ONLY: a replica lost Keeper and will recover
-        243,  # NOT_ENOUGH_SPACE
-        252,  # TOO_MANY_PARTS: merges catch up
-        285,  # TOO_FEW_LIVE_REPLICAS
-        286,  # UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE
-        319,  # UNKNOWN_STATUS_OF_INSERT: the dedup token makes the retry safe
-        373,  # SESSION_IS_LOCKED
-        394,  # QUERY_WAS_CANCELLED
-        425,  # SYSTEM_ERROR
-        439,  # CANNOT_SCHEDULE_TASK
-        473,  # DEADLOCK_AVOIDED
-        999,  # KEEPER_EXCEPTION
-        1000,  # POCO_EXCEPTION (network)
-    }
-)
-# Named for the reader: every other code is permanent too, these are the ones admins meet.
-_PERMANENT_CODES = frozenset(
-    {
-        16,  # NO_SUCH_COLUMN_IN_TABLE: the table predates a column
-        60,  # UNKNOWN_TABLE
-        62,  # SYNTAX_ERROR
-        81,  # UNKNOWN_DATABASE
-        164,  # READONLY user
-        192,  # UNKNOWN_USER
-        193,  # WRONG_PASSWORD
-        194,  # REQUIRED_PASSWORD
-        195,  # IP_ADDRESS_NOT_ALLOWED
-        497,  # ACCESS_DENIED: a grant is missing
-        516,  # AUTHENTICATION_FAILED
-    }
-)
-# The table or database vanished under us: forget that it exists so the next attempt recreates.
-_SCHEMA_GONE_CODES = frozenset({60, 81})
-_RETRYABLE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EAGAIN, errno.EIO, errno.EMFILE})
-_RETRYABLE_HTTP_STATUS = re.compile(r"\bHTTP status (?:408|429|5\d\d)\b")
-
-
-class ClickHouseConfig(BaseModel):
-    """Where the customer's ClickHouse is and how to talk to it; the password travels apart."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    host: str = Field(default="localhost", description="ClickHouse server host name or IP address.")
-    port: int | None = Field(
-        default=None,
-        ge=1,
-        le=65535,
-        description="HTTP(S) port; 8443 with TLS, 8123 without, if unset.",
-    )
-    user: str = Field(
-        default="default", min_length=1, max_length=128, description="ClickHouse user."
-    )
-    database: str = Field(
-        default="astralog", description="Database of the log table, created if missing."
-    )
-    table: str = Field(
-        default="otel_logs", description="Log table, created from otel_logs.sql if missing."
-    )
-    secure: bool = Field(default=True, description="Use HTTPS (TLS).")
-    verify: bool = Field(default=True, description="Verify the server's TLS certificate.")
-    ca_cert: str | None = Field(
-        default=None,
-        max_length=_MAX_CA_PEM,
-        description="PEM text of the CA certificate(s) to verify the server with (else the "
-        "system CAs). The content, never a path: a path would make the server read its own "
-        "files on a tenant's behalf.",
-    )
-    ttl_days: int = Field(
-        default=365,
-        ge=1,
-        le=36500,
-        description="Table TTL in days: a backstop at the longest retention any plan allows.",
-    )
-    connect_timeout_seconds: int = Field(
-        default=10, ge=1, le=300, description="TCP/TLS connect timeout."
-    )
-    send_receive_timeout_seconds: int = Field(
-        default=300,
-        ge=1,
-        le=3600,
-        description="Timeout for sending a request and reading its response.",
-    )
-
-    @field_validator("database", "table")
-    @classmethod
-    def _identifier(cls, value: str) -> str:
-        if not _IDENTIFIER.fullmatch(value):
-            raise ValueError("use letters, digits and _ (not starting with a digit), at most 63")
-        return value
-
-    @field_validator("ca_cert")
-    @classmethod
-    def _ca_pem(cls, value: str | None) -> str | None:
-        if not value or not value.strip():
-            return None
-        return validate_ca_pem(value)
-
-    @field_validator("host")
-    @classmethod
-    def _host(cls, value: str) -> str:
-        # Only the shape is checked here; whether the address may be reached is the egress
-        # check's job (astralog.security.egress), done before the connector is built.
-        with contextlib.suppress(ValueError):
-            return str(ipaddress.ip_address(value.removeprefix("[").removesuffix("]")))
-        if not _HOSTNAME.fullmatch(value):
-            raise ValueError("a host name or IP address, without scheme, port or path")
-        return value
-
-    @property
-    def resolved_port(self) -> int:
-        return self.port or (8443 if self.secure else 8123)
-
-    @property
-    def location(self) -> str:
-        """The server as a URL, for messages and batch URIs (never with credentials)."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{'https' if self.secure else 'http'}://{host}:{self.resolved_port}"
-
-
-def validate_ca_pem(text: str) -> str:
-    """``text`` if it holds PEM certificates; a refusal never says whether a file exists."""
-    if "-----BEGIN CERTIFICATE-----" not in text:
-        raise ValueError(
-            "paste the CA certificate itself as PEM text (-----BEGIN CERTIFICATE----- ...), "
-            "not a file name or path"
-        )
-    try:
-        certificates = x509.load_pem_x509_certificates(text.encode())
-    except ValueError:
-        raise ValueError(
-            "the CA certificate is not valid PEM: paste every -----BEGIN CERTIFICATE----- block "
-            "whole, with its END line"
-        ) from None
-    if len(certificates) > _MAX_CA_CERTS:
-        raise ValueError(f"at most {_MAX_CA_CERTS} CA certificates")
-    return text.strip() + "\n"
-
-
-def render_ddl(config: ClickHouseConfig) -> str:
-    """``schemas/otel_logs.sql`` with the database, table and TTL of ``config`` filled in."""
-    return string.Template(schema_text("otel_logs.sql")).substitute(
-        database=_quote(config.database), table=_quote(config.table), ttl_days=int(config.ttl_days)
-    )
 
 
 class ClickHouseConnector(Connector):
@@ -280,7 +121,7 @@ class ClickHouseConnector(Connector):
         else:
             self._location = config.location
             self._connect = partial(_http_client, config, password, pool_mgr)
-        self._table = f"{_quote(config.database)}.{_quote(config.table)}"
+        self._table = f"{quote(config.database)}.{quote(config.table)}"
         self._lock = threading.Lock()
         self._client_instance: Client | None = None
         self._schema_ready = False
@@ -299,12 +140,12 @@ class ClickHouseConnector(Connector):
 
     def grant_statements(self, user: str) -> list[str]:
         """The least-privilege grants, as statements an admin pastes into their ClickHouse."""
-        db, who = _quote(self.config.database), _quote_user(user)
+        db, who = quote(self.config.database), quote_user(user)
         privileges = ", ".join(["CREATE TABLE", *(p for _, p, _ in self.required_grants)])
         return [
             f"GRANT CREATE DATABASE ON {db}.* TO {who}",
             f"GRANT {privileges} ON {self._table} TO {who}",
-            f"GRANT CREATE TABLE, INSERT, SELECT ON {db}.{_quote(_CHECKPOINTS)} TO {who}",
+            f"GRANT CREATE TABLE, INSERT, SELECT ON {db}.{quote(_CHECKPOINTS)} TO {who}",
         ]
 
     # -- the contract ------------------------------------------------------------------------
@@ -377,7 +218,7 @@ class ClickHouseConnector(Connector):
     def is_retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, ConnectorError):
             return exc.retryable
-        return _retryable(exc)
+        return retryable(exc)
 
     async def close(self) -> None:
         await asyncio.to_thread(self._close_sync)
@@ -404,7 +245,7 @@ class ClickHouseConnector(Connector):
         if self._schema_ready:
             return
         client = self._client()
-        db = _quote(self.config.database)
+        db = quote(self.config.database)
         # EXISTS first: CREATE ... IF NOT EXISTS still needs the CREATE grant, which a
         # least-privilege user of a pre-created table does not hold.
         if not client.command(f"EXISTS DATABASE {db}"):
@@ -436,11 +277,11 @@ class ClickHouseConnector(Connector):
     def _checkpoint_table(self) -> str:
         """The checkpoints table, created on first use (CREATE TABLE is in the grants)."""
         self._ensure_schema()
-        table = f"{_quote(self.config.database)}.{_quote(_CHECKPOINTS)}"
+        table = f"{quote(self.config.database)}.{quote(_CHECKPOINTS)}"
         client = self._client()
         if not client.command(f"EXISTS TABLE {table}"):
             ddl = schema_text("audit_checkpoints.sql")
-            client.command(string.Template(ddl).substitute(database=_quote(self.config.database)))
+            client.command(string.Template(ddl).substitute(database=quote(self.config.database)))
         return table
 
     def _insert_checkpoint(self, org_id: str, seq: int, document: bytes) -> None:
@@ -491,7 +332,7 @@ class ClickHouseConnector(Connector):
         """The rows ``write_batch`` stored for ``keys``: their BatchId names them (OrgId only
         lets the server skip other tenants' partitions); a pushed-down search filter is
         evaluated by ClickHouse, so only matching rows travel."""
-        columns = ", ".join(_quote(name) for name in log_schema().names)
+        columns = ", ".join(quote(name) for name in log_schema().names)
         where = "OrgId IN {orgs:Array(String)} AND BatchId IN {ids:Array(String)}"
         params: dict[str, Any] = {
             "orgs": sorted({k.org_id for k in keys}),
@@ -572,14 +413,14 @@ class ClickHouseConnector(Connector):
     def _probe_failed(self, name: str, exc: Exception) -> tuple[str, bool] | None:
         if isinstance(exc, ProbeMismatch):
             return str(exc), False
-        if not _translatable(exc):
+        if not translatable(exc):
             return None
         if name == "connect":
             return f"cannot reach ClickHouse at {self._location}: {self._describe(exc)}", True
         return f"{name} check failed: {self._describe(exc)}", False
 
     def _probe_database(self, client: Client, user: str) -> tuple[bool, str]:
-        db = _quote(self.config.database)
+        db = quote(self.config.database)
         if client.command(f"EXISTS DATABASE {db}"):
             return True, f"database {db} exists"
         return self._grant_check(client, user, "CREATE DATABASE", "creating it", on=f"{db}.*")
@@ -612,13 +453,13 @@ class ClickHouseConnector(Connector):
                 raise
             return False, (
                 f"cannot verify {privilege} on {target}: this server has no CHECK GRANT; "
-                f"make sure it holds GRANT {privilege} ON {target} TO {_quote_user(user)}"
+                f"make sure it holds GRANT {privilege} ON {target} TO {quote_user(user)}"
             )
         if str(granted).strip() == "1":
             return True, f"{privilege} on {target} granted (for {needed_for})"
         return False, (
             f"missing privilege {privilege} on {target}, needed for {needed_for}: "
-            f"GRANT {privilege} ON {target} TO {_quote_user(user)}"
+            f"GRANT {privilege} ON {target} TO {quote_user(user)}"
         )
 
     # -- errors ------------------------------------------------------------------------------
@@ -628,14 +469,14 @@ class ClickHouseConnector(Connector):
         try:
             return await asyncio.to_thread(fn, *args)
         except Exception as exc:
-            if not _translatable(exc):
+            if not translatable(exc):
                 raise
-            if getattr(exc, "code", None) in _SCHEMA_GONE_CODES:
+            if getattr(exc, "code", None) in SCHEMA_GONE_CODES:
                 self._schema_ready = False
             raise ConnectorError(
                 f"{doing} in ClickHouse {self._location} table {self._table} failed: "
                 f"{self._describe(exc)}",
-                retryable=_retryable(exc),
+                retryable=retryable(exc),
             ) from exc
 
     def _describe(self, exc: BaseException) -> str:
@@ -666,18 +507,6 @@ def _http_client(config: ClickHouseConfig, password: str, pool_mgr: PoolManager 
         client_name="astralog",
         **extra,
     )
-
-
-def _quote(identifier: str) -> str:
-    """A validated identifier in backquotes (validation makes escaping unnecessary)."""
-    if not _IDENTIFIER.fullmatch(identifier):
-        raise ValueError(f"{identifier!r} is not a plain ClickHouse identifier")
-    return f"`{identifier}`"
-
-
-def _quote_user(user: str) -> str:
-    """A user name in backquotes for a GRANT statement shown to an admin."""
-    return "`" + user.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
 def _validate_scope(org_id: str, source_id: str | None) -> None:
@@ -738,49 +567,3 @@ def _ns(moment: datetime) -> int:
 
 def _ns_delta(delta: timedelta) -> int:
     return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1_000
-
-
-def _translatable(exc: BaseException) -> bool:
-    """Errors of the client, its transport or the OS; anything else is a bug and propagates."""
-    return isinstance(exc, ClickHouseError | HTTPError | OSError)
-
-
-def _retryable(exc: BaseException) -> bool:
-    code = getattr(exc, "code", None)
-    if isinstance(exc, ClickHouseError) and code is not None:
-        return code in _RETRYABLE_CODES
-    if _RETRYABLE_HTTP_STATUS.search(str(exc)):
-        return True
-    if isinstance(exc, OSError) and exc.errno in _RETRYABLE_ERRNOS:
-        return True  # chDB spools inserts through a temporary file
-    # No server error code: the request never got a ClickHouse answer (refused, reset, timed
-    # out, a proxy's 5xx after the client's own retries).
-    return isinstance(exc, OperationalError | HTTPError | TimeoutError | ConnectionError)
-
-
-# -- the kind ---------------------------------------------------------------------------------
-
-
-def _build(
-    config: ClickHouseConfig, secrets: Mapping[str, str], egress: Egress
-) -> ClickHouseConnector:
-    scheme = "https" if config.secure else "http"
-    pool = egress.pinned_pool(
-        config.location, schemes=(scheme,), verify=config.verify, ca_pem=config.ca_cert
-    )
-    return ClickHouseConnector(config, secrets.get("password", ""), pool_mgr=pool)
-
-
-def _policy(config: ClickHouseConfig, principal: str) -> dict[str, Any]:
-    grants = ClickHouseConnector(config).grant_statements(config.user)
-    return {"policy": {"grants": grants}, "text": ";\n".join(grants) + ";"}
-
-
-KIND = ConnectorKind(
-    name="clickhouse",
-    config=ClickHouseConfig,
-    secret_fields=("password",),
-    location_fields=("database", "table"),
-    build=_build,
-    policy=_policy,
-)
