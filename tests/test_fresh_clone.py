@@ -36,10 +36,16 @@ MESSAGE = "hello from the quickstart"
 # Imports every module of the installed package: a runtime import that only a test extra
 # provides fails here, not in a user's first `make run`.
 IMPORT_ALL = """
-import importlib, pkgutil, astralog
-names = [m.name for m in pkgutil.walk_packages(astralog.__path__, "astralog.")]
-for name in names:
-    importlib.import_module(name)
+import importlib, pkgutil
+names, todo = [], ["astralog", "astralog.connectors", "astralog.schemas"]
+while todo:  # the mapped packages live in other folders, so walk each package's own path
+    package = importlib.import_module(todo.pop())
+    for module in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+        if module.name not in names:
+            names.append(module.name)
+            importlib.import_module(module.name)
+            todo += [module.name] if module.ispkg else []
+assert "astralog.connectors.s3.connector" in names, names
 print(len(names))
 """
 
