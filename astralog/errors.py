@@ -13,6 +13,7 @@ Errors defined beside the stage that raises them are named with their module::
     ├── Unauthenticated (401)
     ├── Forbidden (403)
     ├── NotFound (404)
+    ├── MethodNotAllowed (405, with Allow)
     ├── QueryTimeout (408, query.engine: a search over its time budget)
     ├── Conflict (409)
     ├── PayloadTooLarge (413)
@@ -83,6 +84,16 @@ class NotFound(AstralogError):
     status = 404
     title = "Not found"
     slug = "not-found"
+
+
+class MethodNotAllowed(AstralogError):
+    status = 405
+    title = "Method not allowed"
+    slug = "method-not-allowed"
+
+    def __init__(self, detail: str, allowed: list[str]) -> None:
+        super().__init__(detail)
+        self.headers = {"Allow": ", ".join(allowed)}
 
 
 class Conflict(AstralogError):

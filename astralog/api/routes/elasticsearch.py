@@ -43,7 +43,6 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.datastructures import Headers
-from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -51,7 +50,7 @@ from astralog import __version__
 from astralog.api.deps import IngestDep, RuntimeDep
 from astralog.api.routes.ingest import Guard, accept
 from astralog.auth.principal import Principal
-from astralog.errors import BadRequest, NotFound
+from astralog.errors import BadRequest, MethodNotAllowed, NotFound
 from astralog.ingest import formats
 from astralog.ingest.idempotency import drop_known_documents
 from astralog.ingest.normalise import NormaliseContext, Parsed
@@ -261,7 +260,9 @@ def everything_else(kind: str, request: Request, _: IngestDep) -> JSONResponse:
         return _es({"acknowledged": True})
     allowed = _methods_for(request.scope)
     if allowed:
-        raise HTTPException(405, headers={"Allow": ", ".join(allowed)})
+        raise MethodNotAllowed(
+            f"{method} is not allowed on {path}; use {', '.join(allowed)}", allowed
+        )
     if method == "PUT":
         raise BadRequest(
             f"PUT {path} is not supported: send events with the _bulk API, POST /{{index}}/_doc, "
