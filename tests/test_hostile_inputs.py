@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -23,12 +24,22 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 
 from astralog.ingest import formats
 from astralog.ingest.formats import parse_otlp_logs
-from astralog.ingest.normalise import NormaliseContext, Reject, schema_keeping_time_text
+from astralog.ingest.normalise import (
+    NormaliseContext,
+    Reject,
+    schema_keeping_time_text,
+    severity_of_number,
+)
 from astralog.ingest.prescan import PROTOBUF_MAX_DEPTH
 from astralog.runtime import Bootstrap
 from astralog.settings import IngestSettings
 from tests.conftest import bearer
 from tests.gateway import Gateway, gateway_fixture  # noqa: F401
+
+
+@pytest.mark.parametrize("number", [math.nan, math.inf, -math.inf])
+def test_a_non_finite_severity_number_maps_to_no_level(number: float) -> None:
+    assert severity_of_number(number) == ("", 0)
 
 
 @pytest.mark.parametrize("stamp", ["9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00"])
@@ -526,3 +537,47 @@ def test_a_lone_surrogate_in_an_otlp_json_name_is_a_client_error(
     )
     assert response.status_code == 400, response.text
     assert "unpaired surrogate" in response.text
+
+
+# ---- Found by the long fuzz run on the parsers (FUZZ_SCALE=40 and direct parser runs) --------
+
+
+@pytest.mark.parametrize(
+    "level",
+    ['"²"', '"+-1"', '"' + "1" * 5000 + '"', "NaN", "-Infinity", "1" * 5000],
+)
+def test_a_severity_no_number_can_hold_is_kept_as_text(
+    client: TestClient, boot: Bootstrap, level: str
+) -> None:
+    """int() refused them inside the severity mapping: ValueError, OverflowError, a 500."""
+    body = '{"m":"ok","level":"info"}\n{"m":"x","level":' + level + "}"
+    response = client.post("/v1/ingest", content=body, headers=bearer(boot.ingest_key))
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] >= 1
+
+
+@pytest.mark.parametrize("stamp", ['"' + "2" * 5000 + '"', '"²"', '"١٢٣"'])
+def test_a_loki_timestamp_of_odd_digits_rejects_its_entry(
+    client: TestClient, boot: Bootstrap, stamp: str
+) -> None:
+    """A 5,000-digit timestamp exceeded Python's int conversion limit; "²" is a digit to
+    str.isdigit but not to int()."""
+    headers = {**bearer(boot.ingest_key), "content-type": "application/json"}
+    # Pairs take the bulk path; structured metadata (a third element) the entry-by-entry one.
+    for metadata in ("", ",{}"):
+        entries = f'[{stamp},"x"{metadata}],["{NOW_NS}","y"{metadata}]'
+        body = '{"streams":[{"stream":{},"values":[' + entries + "]}]}"
+        response = client.post("/loki/api/v1/push", content=body.encode(), headers=headers)
+        assert response.status_code == 200, response.text
+        assert "nanoseconds since the epoch" in response.json()["errors"][0]["reason"]
+
+
+def test_an_otlp_json_number_too_large_for_a_double_is_a_client_error(
+    client: TestClient, boot: Bootstrap
+) -> None:
+    value = '{"doubleValue": -1' + "0" * 400 + "}"
+    record = '{"timeUnixNano": "' + NOW_NS + '", "body": ' + value + "}"
+    body = '{"resourceLogs": [{"scopeLogs": [{"logRecords": [' + record + "]}]}]}"
+    headers = {**bearer(boot.ingest_key), "content-type": "application/json"}
+    response = client.post("/v1/logs", content=body, headers=headers)
+    assert response.status_code == 400, response.text

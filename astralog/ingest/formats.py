@@ -555,7 +555,7 @@ def _otlp_from_json(body: bytes, request: ExportLogsServiceRequest) -> None:
     _hex_ids_to_base64(document)
     try:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
-    except json_format.ParseError as exc:
+    except (json_format.ParseError, OverflowError) as exc:  # Overflow: 1e400 written out
         raise BadRequest(f"the OTLP/JSON body does not follow the OTLP schema: {exc}") from exc
     except SystemError as exc:
         # upb looks field and enum names up in C; a lone surrogate in a name fails to encode
@@ -1477,6 +1477,14 @@ def _check_pairs(pairs: dict[str, str], ctx: NormaliseContext) -> None:
         check_text(key, value)
 
 
+def _is_nanoseconds(raw: Any) -> bool:
+    # ASCII digits, at most 19 as on the bulk path: str.isdigit() also accepts "²" and Arabic-Indic
+    # digits, and int() refuses more than 4,300 digits.
+    if not (isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 19):
+        return False
+    return int(raw) < 2**63
+
+
 def _loki_entry(
     entry: tuple[Any, Any, Any], ctx: NormaliseContext
 ) -> tuple[int, str, dict[str, str]]:
@@ -1489,7 +1497,7 @@ def _loki_entry(
     raw_ts, line, metadata = (*entry, None) if len(entry) == 2 else entry
     if isinstance(raw_ts, int) and not isinstance(raw_ts, bool) and 0 <= raw_ts < 2**63:
         timestamp = raw_ts
-    elif isinstance(raw_ts, str) and raw_ts.isdigit() and int(raw_ts) < 2**63:
+    elif _is_nanoseconds(raw_ts):
         timestamp = int(raw_ts)
     else:
         raise EventRefused(

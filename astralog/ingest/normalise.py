@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -1137,10 +1138,15 @@ _SYSLOG = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"
 _PINO = {10: "trace", 20: "debug", 30: "info", 40: "warn", 50: "error", 60: "fatal"}
 
 
+_SMALL_INTEGER = re.compile(r"[+-]?[0-9]{1,18}")
+
+
 def severity_of_text(text: str) -> tuple[str, int]:
     """Severity text as written -> (normalised text, OTel severity number; 0 when unknown)."""
     word = text.strip()
-    if word.lstrip("+-").isdigit():
+    # ASCII digits only, and few: str.isdigit() also accepts "²", which int() refuses, and
+    # int() refuses more than 4,300 digits. A longer number is no level anyway.
+    if _SMALL_INTEGER.fullmatch(word):
         return severity_of_number(int(word))
     lower = word.lower()
     if lower in SEVERITY_WORDS:
@@ -1153,6 +1159,8 @@ def severity_of_text(text: str) -> tuple[str, int]:
 
 def severity_of_number(number: float) -> tuple[str, int]:
     """0-7 syslog, 10..60 pino/bunyan, other 1-24 OpenTelemetry severity numbers."""
+    if not math.isfinite(number):
+        return "", 0  # NaN and infinities name no level (and int() refuses them)
     if number != int(number):
         return json_text(number), 0
     value = int(number)
