@@ -581,3 +581,22 @@ def test_an_otlp_json_number_too_large_for_a_double_is_a_client_error(
     headers = {**bearer(boot.ingest_key), "content-type": "application/json"}
     response = client.post("/v1/logs", content=body, headers=headers)
     assert response.status_code == 400, response.text
+
+
+def test_a_problem_detail_quoting_a_lone_surrogate_is_still_answered() -> None:
+    from fastapi import FastAPI
+
+    from astralog.api import problems
+    from astralog.errors import BadRequest
+
+    app = FastAPI()
+    problems.install(app)
+
+    @app.get("/echo")
+    def echo() -> None:
+        raise BadRequest("unknown field '\ud800'")
+
+    answer = TestClient(app).get("/echo")
+    assert answer.status_code == 400
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.json()["detail"] == "unknown field '\ud800'"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -30,6 +31,16 @@ _TITLES = {
 }
 
 
+class ProblemResponse(JSONResponse):
+    """A problem document in ASCII JSON: a detail that quotes the caller's input (a lone
+    surrogate included) is escaped, never a second failure while answering the first."""
+
+    media_type = "application/problem+json"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def problem(
     request: Request,
     status: int,
@@ -47,7 +58,7 @@ def problem(
         "instance": request.url.path,
         **extra,
     }
-    return JSONResponse(body, status, headers=headers, media_type="application/problem+json")
+    return ProblemResponse(body, status, headers=headers)
 
 
 async def _astralog_error(request: Request, exc: Exception) -> JSONResponse:
