@@ -158,15 +158,20 @@ def json_values(max_leaves: int = 25) -> st.SearchStrategy[Any]:
     )
 
 
+# "Now" is read once: a strategy that read the clock would draw a different value on replay, and
+# Hypothesis would report a flaky strategy instead of the failure it found.
+NOW_NS = time.time_ns()
+
+
 def recent_ns(back_seconds: int = 86_400) -> st.SearchStrategy[int]:
     """A time in the last ``back_seconds``. The offset is drawn, not the time, so that the
     strategy is the same on every run (Hypothesis replays draws)."""
-    return st.integers(0, back_seconds * 10**9).map(lambda back: time.time_ns() - back)
+    return st.integers(0, back_seconds * 10**9).map(lambda back: NOW_NS - back)
 
 
 def timestamps() -> st.SearchStrategy[Any]:
     """Times in every spelling the gateway reads, near now and far away."""
-    near = st.floats(-3 * 86_400, 600).map(lambda offset: time.time() + offset)
+    near = st.floats(-3 * 86_400, 600).map(lambda offset: NOW_NS / 1e9 + offset)
     return st.one_of(
         near.map(lambda t: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + "Z"),
         near.map(lambda t: time.strftime("%Y-%m-%dT%H:%M:%S+14:00", time.gmtime(t))),
