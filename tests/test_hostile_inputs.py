@@ -24,12 +24,10 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 
 from astralog.ingest import formats
 from astralog.ingest.formats import parse_otlp_logs
-from astralog.ingest.normalise import (
-    NormaliseContext,
-    Reject,
-    schema_keeping_time_text,
-    severity_of_number,
-)
+from astralog.ingest.normalise import NormaliseContext
+from astralog.ingest.normalise.records import Reject
+from astralog.ingest.normalise.severity import severity_of_number
+from astralog.ingest.normalise.text import schema_keeping_time_text
 from astralog.ingest.prescan import PROTOBUF_MAX_DEPTH
 from astralog.runtime import Bootstrap
 from astralog.settings import IngestSettings

@@ -43,14 +43,10 @@ from astralog.ingest.formats import (
     parse_loki_push,
     parse_otlp_logs,
 )
-from astralog.ingest.normalise import (
-    NormaliseContext,
-    Parsed,
-    float_text,
-    new_event_ids,
-    severity_of_number,
-    severity_of_text,
-)
+from astralog.ingest.normalise import NormaliseContext, Parsed
+from astralog.ingest.normalise.event_ids import new_event_ids
+from astralog.ingest.normalise.severity import severity_of_number, severity_of_text
+from astralog.ingest.normalise.text import float_text
 from astralog.schema import log_schema
 from astralog.settings import IngestSettings
 
@@ -809,7 +805,7 @@ def test_output_table_has_the_canonical_schema_and_tenant_columns() -> None:
 def test_ingest_event_schema_is_valid_and_documents_every_role() -> None:
     import jsonschema
 
-    from astralog.ingest.normalise import well_known_fields
+    from astralog.ingest.normalise.records import well_known_fields
     from astralog.schema import schema_text
 
     spec = json.loads(schema_text("ingest_event.schema.json"))

@@ -35,34 +35,32 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
 from astralog.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from astralog.ingest.normalise import (
-    MISSING_TS,
+from astralog.ingest.normalise.arrays import to_mask
+from astralog.ingest.normalise.draft import MISSING_TS, Draft, Finished, finish, make_draft
+from astralog.ingest.normalise.fields import (
     NON_FINITE,
-    Draft,
+    draft_from_table,
+    drafts_from_table,
+    type_depth,
+    workers,
+)
+from astralog.ingest.normalise.objects import (
+    check_key,
+    check_text,
+    flatten_event,
+    table_from_objects,
+)
+from astralog.ingest.normalise.records import (
     EventRefused,
-    Finished,
     NormaliseContext,
     Parsed,
     Problem,
     Reject,
-    check_key,
-    check_text,
-    draft_from_table,
-    drafts_from_table,
     encodable,
-    finish,
-    flatten_event,
-    float_text,
-    json_text,
-    make_draft,
-    otel_severity_text,
-    schema_keeping_time_text,
-    severity_of_text,
-    table_from_objects,
-    type_depth,
     well_known_fields,
-    workers,
 )
+from astralog.ingest.normalise.severity import otel_severity_text, severity_of_text
+from astralog.ingest.normalise.text import float_text, json_text, schema_keeping_time_text
 from astralog.ingest.prescan import check_nesting, null_opening_a_line
 
 __all__ = [
@@ -122,11 +120,6 @@ def _kind_of(value: Any) -> str:
         float: "a number",
     }
     return "null" if value is None else names.get(type(value), type(value).__name__)
-
-
-def _mask(flags: pa.Array) -> np.ndarray:
-    out: np.ndarray = flags.fill_null(False).to_numpy(zero_copy_only=False)
-    return out
 
 
 def _media_type(content_type: str | None) -> str:
@@ -1159,8 +1152,8 @@ def _label_text(value: Any) -> str:
 
 
 def _loki_timestamps(text: pa.Array) -> tuple[np.ndarray, dict[int, Problem]]:
-    digits = _mask(pc.match_substring_regex(text, r"^\d{1,19}$"))
-    in_range = digits & _mask(
+    digits = to_mask(pc.match_substring_regex(text, r"^\d{1,19}$"))
+    in_range = digits & to_mask(
         pc.less(pc.cast(pc.if_else(digits, text, None), pa.float64()), 9.2e18)
     )
     values = pc.cast(pc.if_else(pa.array(in_range), text, None), pa.int64())
