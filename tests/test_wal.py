@@ -14,9 +14,10 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-import astralog.ingest.wal as wal_module
+import astralog.ingest.wal.writer as wal_module
 from astralog.errors import ConfigError, Unavailable
-from astralog.ingest.wal import OPEN_SUFFIX, SEALED_SUFFIX, WriteAheadLog
+from astralog.ingest.wal import WriteAheadLog
+from astralog.ingest.wal.segment import OPEN_SUFFIX, SEALED_SUFFIX
 from astralog.settings import WalSettings
 from tests.connector_contract import make_events, run
 

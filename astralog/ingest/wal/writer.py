@@ -1,4 +1,4 @@
-"""The write-ahead log: where an acknowledged event is durable before it reaches a destination.
+"""The write-ahead log itself: group commit of appends, sealing, and the read side.
 
 Stage: gateway -> **WAL** -> flush -> connector. What it promises:
 
@@ -10,21 +10,10 @@ Stage: gateway -> **WAL** -> flush -> connector. What it promises:
   blocks on disk.
 * **Bounded memory.** At most ``max_queued_bytes`` of appended-but-unwritten data (in flight
   included) is held; further appends wait for room (backpressure).
-* **Segments** are Arrow IPC stream files in ``directory`` named ``<created_ns:020d>-<token>``.
-  The active one ends in ``.arrows.open``; it is sealed (end marker, fsync, rename to
-  ``.arrows``, fsync of the directory) once it passes ``segment_max_bytes`` or
-  ``segment_max_age_seconds`` after its first append. Ids are unique across restarts and
-  replicas, so batch ids derived from them never collide.
-* **One append, one record.** Every commit is exactly one record batch: after a crash a group
-  of appends is in the WAL whole or not at all, never as a prefix of its rows.
-* **Receipts.** An append may carry a receipt (JSON facts about it: the Idempotency-Key and its
-  answer, Elasticsearch document ids). Receipts are written in the custom metadata of the same
-  record batch as the rows, under the same fsync, so "the rows are durable" and "the WAL knows
-  this request was answered" are one fact. The :class:`ReceiptLedger` hears of each receipt
-  after its fsync and before any appender is answered, hears of every receipt still in the WAL
-  on open, and is asked to keep a segment's receipts before the segment is deleted.
-* **Recovery.** On open, a crashed process's ``.arrows.open`` segment keeps its longest valid
-  prefix of record batches; a torn tail (never acknowledged) is truncated and the segment sealed.
+* **Sealing.** The active segment is sealed once it passes ``segment_max_bytes`` or
+  ``segment_max_age_seconds`` after its first append (the file format is in
+  :mod:`~astralog.ingest.wal.segment`, receipts in :mod:`~astralog.ingest.wal.receipts`, what
+  happens on open in :mod:`~astralog.ingest.wal.recovery`).
 * **Disk budget.** :meth:`WriteAheadLog.check_budget` raises ``Unavailable`` with Retry-After
   when unflushed bytes reach ``disk_budget_bytes``; the gateway calls it before parsing.
 
@@ -37,8 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
-import json
 import logging
 import os
 import secrets
@@ -47,49 +34,34 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from astralog.durable import fsync_dir
-from astralog.errors import ConfigError, Unavailable
+from astralog.errors import Unavailable
+from astralog.ingest.wal.receipts import (
+    Receipt,
+    ReceiptLedger,
+    read_receipts,
+    receipts_metadata,
+)
+from astralog.ingest.wal.recovery import lock_directory, recover
+from astralog.ingest.wal.segment import (
+    OPEN_SUFFIX,
+    Segment,
+    one_batch,
+    read_table,
+    seal_file,
+)
 from astralog.schema import log_schema
 from astralog.settings import WalSettings
 
-__all__ = ["PendingData", "Receipt", "ReceiptLedger", "Segment", "WalStats", "WriteAheadLog"]
+__all__ = ["PendingData", "WalStats", "WriteAheadLog"]
 
 log = logging.getLogger("astralog.wal")
 
-SEALED_SUFFIX = ".arrows"
-OPEN_SUFFIX = ".arrows.open"
 _DEFAULT_MAX_QUEUED = 64 * 2**20
-RECEIPTS_METADATA = b"astralog.receipts"
-
-Receipt = dict[str, Any]
-"""JSON facts written in the same record as an append's rows (see the module docstring)."""
-
-
-class ReceiptLedger(Protocol):
-    """Who keeps receipts beyond the WAL (the idempotency store)."""
-
-    def committed(self, receipts: list[Receipt]) -> None:
-        """Durable in the WAL. Called before any appender is answered, and on open for every
-        receipt in an unreleased segment. Runs on the writer thread: fast, must not raise."""
-
-    def releasing(self, receipts: list[Receipt]) -> None:
-        """The segment holding these is about to be deleted: make them durable elsewhere first.
-        Raising keeps the segment."""
-
-
-@dataclass(frozen=True)
-class Segment:
-    """A sealed segment: immutable, waiting to be flushed and released."""
-
-    segment_id: str
-    path: Path
-    size_bytes: int
-    created_ns: int  # wall clock of its first append
 
 
 @dataclass(frozen=True)
@@ -166,12 +138,11 @@ class WriteAheadLog:
         self._closing = False
         self._broken: BaseException | None = None
         self._active: _Active | None = None
-        self._sealed: dict[str, Segment] = {}
-        self._last_created_ns = 0
         self._last_taken = 0.0  # time.monotonic() the writer last took appends, for idle sealing
         self._counters = {"appends": 0, "commits": 0, "fsyncs": 0}
-        self._lock_file = self._take_directory()
-        self._recover()
+        self._lock_file = lock_directory(self.directory)
+        self._sealed: dict[str, Segment] = recover(self.directory, fsync=settings.fsync)
+        self._last_created_ns = max((s.created_ns for s in self._sealed.values()), default=0)
         if ledger is not None:  # before the first append can be answered
             ledger.committed(list(self.receipts()))
         self._thread = threading.Thread(target=self._writer_main, name="astralog-wal", daemon=True)
@@ -304,8 +275,8 @@ class WriteAheadLog:
             raise self._broken
         active = self._active or self._open_segment()
         table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
-        batch = _one_batch(table)
-        metadata = {RECEIPTS_METADATA: json.dumps(receipts).encode()} if receipts else None
+        batch = one_batch(table)
+        metadata = receipts_metadata(receipts)
         try:
             active.writer.write_batch(batch, custom_metadata=metadata)
             if self.settings.fsync:
@@ -403,26 +374,20 @@ class WriteAheadLog:
                 return None
             if truncate_to is not None:
                 os.truncate(active.path, truncate_to)
-            return self._seal_file(active.path, active.segment_id, active.created_ns, active)
+            return self._sealed_as(active)
         finally:
             with self._meta:
                 if self._active is active:
                     self._active = None
 
-    def _seal_file(
-        self, path: Path, segment_id: str, created_ns: int, replacing: _Active | None = None
-    ) -> Segment:
-        if self.settings.fsync:
-            _fsync_path(path)
-        sealed = self.directory / f"{segment_id}{SEALED_SUFFIX}"
-        os.replace(path, sealed)
-        if self.settings.fsync:
-            fsync_dir(self.directory)
-        segment = Segment(segment_id, sealed, sealed.stat().st_size, created_ns)
+    def _sealed_as(self, active: _Active) -> Segment:
+        segment = seal_file(
+            active.path, active.segment_id, active.created_ns, fsync=self.settings.fsync
+        )
         with self._meta:
             # One step, so pending_tables() never sees the rows in neither place.
-            self._sealed[segment_id] = segment
-            if replacing is not None and self._active is replacing:
+            self._sealed[segment.segment_id] = segment
+            if self._active is active:
                 self._active = None
         return segment
 
@@ -431,51 +396,6 @@ class WriteAheadLog:
         with self._io:
             active = self._active
             return None if active is None else self._retire(active, truncate_to=None)
-
-    # -- opening and recovery ----------------------------------------------------------------
-
-    def _take_directory(self) -> IO[bytes]:
-        """Create the directory and lock it: two processes appending to one WAL corrupt it."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        lock_file = open(self.directory / "LOCK", "ab")  # noqa: SIM115 - held until close()
-        try:
-            fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            lock_file.close()
-            raise ConfigError(
-                f"the write-ahead log directory {self.directory} is in use by another process"
-            ) from exc
-        return lock_file
-
-    def _recover(self) -> None:
-        for path in sorted(self.directory.glob(f"*{OPEN_SUFFIX}")):
-            self._recover_open_segment(path)
-        for path in sorted(self.directory.glob(f"*{SEALED_SUFFIX}")):
-            segment_id = path.name.removesuffix(SEALED_SUFFIX)
-            created = _created_ns(segment_id)
-            self._sealed[segment_id] = Segment(segment_id, path, path.stat().st_size, created)
-        self._last_created_ns = max((s.created_ns for s in self._sealed.values()), default=0)
-
-    def _recover_open_segment(self, path: Path) -> None:
-        segment_id = path.name.removesuffix(OPEN_SUFFIX)
-        good, batches = _valid_prefix(path)
-        size = path.stat().st_size
-        if batches == 0:
-            log.warning("dropping WAL segment %s: no complete record batch", segment_id)
-            path.unlink()
-            fsync_dir(self.directory)
-            return
-        if good < size:
-            log.warning(
-                "WAL segment %s ends with a torn write: keeping %d complete batches (%d bytes), "
-                "dropping %d unacknowledged bytes",
-                segment_id,
-                batches,
-                good,
-                size - good,
-            )
-            os.truncate(path, good)
-        self._seal_file(path, segment_id, _created_ns(segment_id))
 
     # -- the read side -----------------------------------------------------------------------
 
@@ -486,26 +406,11 @@ class WriteAheadLog:
 
     def read_segment(self, segment: Segment) -> pa.Table:
         """The rows of a sealed segment (memory-mapped: the OS page cache holds them, not us)."""
-        with pa.memory_map(str(segment.path)) as source:
-            table = ipc.open_stream(source).read_all()
-        if not table.schema.equals(self._schema, check_metadata=False):
-            table = table.cast(self._schema)  # written by an older release: same columns
-        return table.replace_schema_metadata(self._schema.metadata)
+        return read_table(segment, self._schema)
 
     def segment_receipts(self, segment: Segment) -> list[Receipt]:
         """The receipts written in a sealed segment, in write order."""
-        found: list[Receipt] = []
-        with pa.memory_map(str(segment.path)) as source:
-            reader = ipc.open_stream(source)
-            while True:
-                try:
-                    batch = reader.read_next_batch_with_custom_metadata()
-                except StopIteration:
-                    break
-                raw = (batch.custom_metadata or {}).get(RECEIPTS_METADATA)
-                if raw:
-                    found.extend(json.loads(raw))
-        return found
+        return read_receipts(segment.path)
 
     def receipts(self) -> Iterator[Receipt]:
         """Every receipt in a sealed, unreleased segment, oldest first."""
@@ -603,44 +508,6 @@ class WriteAheadLog:
             self._lock_file.close()
 
 
-def _valid_prefix(path: Path) -> tuple[int, int]:
-    """Byte length and count of the complete, valid record batches at the start of ``path``."""
-    with pa.OSFile(str(path), "rb") as source:
-        try:
-            reader = ipc.open_stream(source)
-        except (pa.ArrowException, OSError, ValueError):
-            return 0, 0
-        good, batches = 0, 0
-        while True:
-            try:
-                batch = reader.read_next_batch()
-                batch.validate(full=True)
-            except StopIteration:
-                break
-            except (pa.ArrowException, OSError, ValueError):
-                break  # torn or garbage tail
-            good, batches = source.tell(), batches + 1
-    return good, batches
-
-
-def _one_batch(table: pa.Table) -> pa.RecordBatch:
-    """The table as one record batch: a group torn across two batches would survive a crash
-    as a prefix of its rows, which no appender was told about and a retry would store again."""
-    if table.num_rows == 0:
-        return pa.RecordBatch.from_pylist([], schema=table.schema)
-    batches = table.combine_chunks().to_batches()
-    if len(batches) != 1:
-        raise ValueError(f"a WAL record must be one record batch, not {len(batches)}")
-    return batches[0]
-
-
-def _created_ns(segment_id: str) -> int:
-    try:
-        return int(segment_id.split("-", 1)[0])
-    except ValueError:
-        return 0
-
-
 def _resolve_all(outcomes: list[_Outcome]) -> None:
     for future, error in outcomes:
         if future.done():  # the appender was cancelled; its rows may still have been written
@@ -655,11 +522,3 @@ def _datasync(fd: int) -> None:
     # fdatasync is enough for appends (it flushes the new size) and skips the mtime update.
     sync = getattr(os, "fdatasync", os.fsync)
     sync(fd)
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
