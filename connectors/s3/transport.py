@@ -30,7 +30,8 @@ def client_config(config: S3Config, connector_args: dict[str, Any], attempts: in
     )
 
 
-class _GuardedHTTPSession(AIOHTTPSession):
+# aiobotocore ships no type hints, so its session class is Any to mypy.
+class _GuardedHTTPSession(AIOHTTPSession):  # type: ignore[misc]
     """aiobotocore's aiohttp session, with two defaults of aiohttp taken away.
 
     * Redirects are refused. aiohttp follows 3xx and aiobotocore offers no switch; a
