@@ -34,10 +34,10 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from astralog.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from astralog.ingest import formats
 from astralog.ingest.decode import decompress
 from astralog.ingest.formats import (
     bulk_response,
+    loki,
     parse_es_bulk,
     parse_json_events,
     parse_loki_push,
@@ -1246,7 +1246,7 @@ def test_loki_json_push() -> None:
             ]
         }
     ).encode()
-    assert formats._loki_columnar(body, ctx()) is None  # metadata: entry by entry
+    assert loki._loki_columnar(body, ctx()) is None  # metadata: entry by entry
     parsed = parse_loki_push(body, "application/json", ctx())
     assert parsed.received == 5
     assert [r["Body"] for r in rows(parsed)] == ["first line", "second line", "third"]
@@ -1283,9 +1283,9 @@ def _loki_streams() -> list[dict[str, Any]]:
 
 def test_loki_json_in_bulk_matches_the_entry_by_entry_path() -> None:
     body = json.dumps({"streams": _loki_streams()}).encode()
-    assert formats._loki_columnar(body, ctx()) is not None  # the bulk path takes this body
+    assert loki._loki_columnar(body, ctx()) is not None  # the bulk path takes this body
     columnar = parse_loki_push(body, "application/json", ctx())
-    request = formats._loki_push_request()()
+    request = loki._loki_push_request()()
     for stream in _loki_streams():
         labels = ", ".join(f'{k}="{v}"' for k, v in stream["stream"].items())
         added = request.streams.add(labels="{" + labels + "}")
@@ -1324,7 +1324,7 @@ def test_loki_json_line_limits() -> None:
 
 
 def test_loki_protobuf_snappy_push() -> None:
-    message = formats._loki_push_request()
+    message = loki._loki_push_request()
     request = message()
     stream = request.streams.add(labels='{job="api", path="a\\"b", env="prod"}')
     entry = stream.entries.add(line="hello")

@@ -49,7 +49,7 @@ import pyarrow as pa
 
 from astralog import sqlite
 from astralog.errors import BadRequest
-from astralog.ingest.formats import BulkItem, EsBulk
+from astralog.ingest.formats.elasticsearch import BulkItem, EsBulk
 from astralog.ingest.wal import Receipt
 
 __all__ = ["IdempotencyStore", "check_key", "drop_known_documents"]

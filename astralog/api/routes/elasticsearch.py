@@ -51,7 +51,12 @@ from astralog.api.deps import IngestDep, RuntimeDep
 from astralog.api.routes.ingest import Guard, accept
 from astralog.auth.principal import Principal
 from astralog.errors import BadRequest, MethodNotAllowed, NotFound
-from astralog.ingest import formats
+from astralog.ingest.formats.elasticsearch import (
+    EsBulk,
+    bulk_response,
+    parse_es_bulk,
+    parse_es_document,
+)
 from astralog.ingest.idempotency import drop_known_documents
 from astralog.ingest.normalise import NormaliseContext, Parsed
 from astralog.ingest.wal import Receipt
@@ -148,7 +153,7 @@ def health(_: IngestDep) -> JSONResponse:
     return _es({"cluster_name": "astralog", "status": "green"})
 
 
-def _dedupe(runtime: Runtime, principal: Principal, results: list[formats.EsBulk]) -> Guard:
+def _dedupe(runtime: Runtime, principal: Principal, results: list[EsBulk]) -> Guard:
     """Around the append: drop documents whose ``_id`` the source already stored, and write the
     new ids in the WAL record of their events. Requests carrying ids are serialised per source
     from the lookup until the append is durable, so two concurrent retries store one copy."""
@@ -173,17 +178,17 @@ async def _bulk(
     request: Request, principal: Principal, runtime: Runtime, index: str | None
 ) -> JSONResponse:
     started = time.perf_counter()
-    results: list[formats.EsBulk] = []
+    results: list[EsBulk] = []
 
     def parse(body: bytes, ctx: NormaliseContext) -> Parsed:
-        results.append(formats.parse_es_bulk(body, index, ctx))
+        results.append(parse_es_bulk(body, index, ctx))
         return results[0].parsed
 
     guard = _dedupe(runtime, principal, results)
     outcome = await accept(request, principal, runtime, "elasticsearch", parse, guard)
     took = int((time.perf_counter() - started) * 1000)
     quota = outcome.quota.headers() if outcome.quota else {}
-    return _es(formats.bulk_response(results[0].items, took), extra=quota)
+    return _es(bulk_response(results[0].items, took), extra=quota)
 
 
 # Elasticsearch takes _bulk as POST or PUT, and the official 8.x clients send PUT.
@@ -205,10 +210,10 @@ async def _document(
     request: Request, principal: Principal, runtime: Runtime, where: tuple[str, str | None, str]
 ) -> JSONResponse:
     index, doc_id, action = where
-    results: list[formats.EsBulk] = []
+    results: list[EsBulk] = []
 
     def parse(body: bytes, ctx: NormaliseContext) -> Parsed:
-        results.append(formats.parse_es_document(body, index, doc_id, action, ctx))
+        results.append(parse_es_document(body, index, doc_id, action, ctx))
         return results[0].parsed
 
     guard = _dedupe(runtime, principal, results)

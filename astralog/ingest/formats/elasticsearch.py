@@ -1,0 +1,225 @@
+"""Ingest stage 1b, parse: the Elasticsearch ``_bulk`` API and single-document writes.
+
+Promise: ``index`` and ``create`` store their document; every action gets an item in
+Elasticsearch's ``items`` shape (``delete`` and ``update`` a per-item error: log events are
+immutable), so clients see partial success the way they expect it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import pyarrow as pa
+
+from astralog.errors import BadRequest
+from astralog.ingest.formats.common import json_error, loads
+from astralog.ingest.formats.json import NdjsonReader
+from astralog.ingest.normalise.draft import finish
+from astralog.ingest.normalise.objects import check_text
+from astralog.ingest.normalise.records import (
+    EventRefused,
+    NormaliseContext,
+    Parsed,
+    Problem,
+    Reject,
+    encodable,
+)
+from astralog.ingest.prescan import check_nesting
+
+
+@dataclass(frozen=True)
+class BulkItem:
+    """One action's result, rendered by :meth:`to_dict` in Elasticsearch's ``items`` shape."""
+
+    action: str
+    index: str
+    doc_id: str | None  # the client's _id; None when the action named none
+    status: int
+    error_type: str = ""
+    reason: str = ""
+    event_id: str = ""  # of the stored event, answered as the _id when the client gave none
+    result: str = "created"  # "noop": an _id already stored, not stored again (idempotency.py)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "reason", encodable(self.reason))  # as every Reject's reason
+
+    def to_dict(self) -> dict[str, Any]:
+        doc_id = self.doc_id or self.event_id or None
+        result: dict[str, Any] = {"_index": self.index, "_id": doc_id, "status": self.status}
+        if self.status < 300:
+            result |= {
+                "_version": 1,
+                "result": self.result,
+                "_shards": {"total": 1, "successful": 1, "failed": 0},
+                "_seq_no": 0,
+                "_primary_term": 1,
+            }
+        else:
+            result["error"] = {"type": self.error_type, "reason": self.reason}
+        return {self.action: result}
+
+
+class EsBulk(NamedTuple):
+    """What the Elasticsearch parsers return: the events, and one item per action."""
+
+    parsed: Parsed
+    items: list[BulkItem]
+
+    @property
+    def row_ids(self) -> list[str | None]:
+        """The client's ``_id`` of each row of ``parsed.table``, None where it named none."""
+        return [self.items[i].doc_id for i in self.parsed.accepted_indexes or []]
+
+
+def bulk_response(items: list[BulkItem], took_ms: int) -> dict[str, Any]:
+    """The JSON body Elasticsearch clients expect from ``_bulk``."""
+    return {
+        "took": took_ms,
+        "errors": any(item.status >= 300 for item in items),
+        "items": [item.to_dict() for item in items],
+    }
+
+
+_BULK_ERROR_TYPES = {
+    "invalid_json": "document_parsing_exception",
+    "not_an_object": "document_parsing_exception",
+    "invalid_utf8": "document_parsing_exception",
+}
+
+
+@dataclass
+class _BulkAction:
+    action: str
+    index: str
+    doc_id: str | None
+    line: int  # of the action
+    doc_line: int | None = None  # of its document, where a document problem is
+
+
+def parse_es_bulk(body: bytes, default_index: str | None, ctx: NormaliseContext) -> EsBulk:
+    """Action lines ``index`` and ``create`` store their document; ``delete`` and ``update`` get
+    a per-item error, because stored log events are immutable.
+
+    The index and the client's ``_id`` are stored as the resource attributes
+    ``elasticsearch.index`` and ``elasticsearch.id`` (search ``elasticsearch.id:<id>``)."""
+    check_nesting(body, ctx.limits.max_nesting)
+    actions, docs, doc_items, refused = _split_bulk(body, default_index)
+    index_of_doc = pa.array([actions[i].index or None for i in doc_items], pa.string())
+    id_of_doc = pa.array([actions[i].doc_id for i in doc_items], pa.string())
+    resource = {"elasticsearch.index": index_of_doc, "elasticsearch.id": id_of_doc}
+    reader = NdjsonReader(b"\n".join(docs), ctx, resource, whole_body_is_ndjson=True)
+    done = reader.run() if docs else finish([], ctx)
+    problems = [(doc_items[d], p) for d, p in done.problems] + list(refused.items())
+    problems.sort(key=lambda item: item[0])
+    rejects = []
+    for i, problem in problems:
+        line = actions[i].doc_line or actions[i].line
+        rejects.append(Reject(i, f"line {line}: {problem.reason}", line, problem.kind))
+    accepted = [doc_items[d] for d in done.accepted.tolist()]
+    parsed = Parsed(done.table, rejects, len(actions), accepted)
+    return EsBulk(parsed, _bulk_items(actions, accepted, done.table, problems))
+
+
+def parse_es_document(
+    body: bytes, index: str, doc_id: str | None, action: str, ctx: NormaliseContext
+) -> EsBulk:
+    """One document of ``/{index}/_doc[/{id}]`` or ``/{index}/_create/{id}``: a bulk of one.
+
+    A pretty-printed document is joined onto one line first; line breaks are only whitespace
+    between JSON tokens (never inside a valid string), so the document means the same."""
+    meta = {"_index": index} | ({} if doc_id is None else {"_id": doc_id})
+    line = body.replace(b"\r", b" ").replace(b"\n", b" ")
+    return parse_es_bulk(json.dumps({action: meta}).encode() + b"\n" + line + b"\n", None, ctx)
+
+
+def _split_bulk(
+    body: bytes, default_index: str | None
+) -> tuple[list[_BulkAction], list[bytes], list[int], dict[int, Problem]]:
+    lines = body.split(b"\n")
+    actions: list[_BulkAction] = []
+    docs: list[bytes] = []
+    doc_items: list[int] = []
+    refused: dict[int, Problem] = {}
+    cache: dict[bytes, tuple[str, dict[str, Any]]] = {}
+    i = 0
+    while i < len(lines):
+        raw, i = lines[i], i + 1
+        if not raw.strip():
+            continue
+        if raw not in cache:  # shippers repeat the same action line; parse each kind once
+            cache[raw] = _bulk_action_line(raw, i)
+        name, meta = cache[raw]
+        doc_id = meta.get("_id")
+        action = _BulkAction(name, str(meta.get("_index") or default_index or ""), doc_id, i)
+        if name in ("index", "create", "update"):
+            while i < len(lines) and not lines[i].strip():
+                i += 1
+            if i == len(lines):
+                raise BadRequest(
+                    f"line {action.line}: the {name} action has no document line after it"
+                )
+            if name != "update":
+                docs.append(lines[i])
+                doc_items.append(len(actions))
+                action.doc_line = i + 1
+            i += 1
+        if name in ("delete", "update"):
+            refused[len(actions)] = Problem(
+                "action_not_supported",
+                f"the {name} action is not supported: log events are immutable and leave storage "
+                "only through retention; send index or create",
+            )
+        actions.append(action)
+    return actions, docs, doc_items, refused
+
+
+def _bulk_action_line(raw: bytes, line: int) -> tuple[str, dict[str, Any]]:
+    try:
+        document = loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"line {line}: malformed action/metadata line: {json_error(exc)}") from exc
+    if not isinstance(document, dict) or len(document) != 1:
+        raise BadRequest(
+            f"line {line}: malformed action/metadata line: expected one object with a single "
+            'action, such as {"index":{}}'
+        )
+    ((name, meta),) = document.items()
+    if name not in ("index", "create", "delete", "update") or not isinstance(meta, dict):
+        raise BadRequest(
+            f"line {line}: malformed action/metadata line: expected one of create, delete, index, "
+            f"update, but found {name!r}"
+        )
+    if meta.get("_id") is not None:
+        meta = {**meta, "_id": str(meta["_id"])}
+    for field in ("_index", "_id"):
+        try:  # both are echoed in the per-item results, which must be valid UTF-8
+            check_text(field, str(meta.get(field) or ""))
+        except EventRefused as exc:
+            raise BadRequest(f"line {line}: malformed action/metadata line: {exc}") from exc
+    return name, meta
+
+
+def _bulk_items(
+    actions: list[_BulkAction],
+    accepted: list[int],
+    table: pa.Table,
+    problems: list[tuple[int, Problem]],
+) -> list[BulkItem]:
+    event_ids = table.column("EventId").to_pylist()
+    stored = dict(zip(accepted, event_ids, strict=True))
+    refused = dict(problems)
+    items = []
+    for i, action in enumerate(actions):
+        if i in stored:
+            items.append(
+                BulkItem(action.action, action.index, action.doc_id, 201, event_id=stored[i])
+            )
+        else:
+            problem = refused[i]
+            kind = _BULK_ERROR_TYPES.get(problem.kind, "illegal_argument_exception")
+            items.append(
+                BulkItem(action.action, action.index, action.doc_id, 400, kind, problem.reason)
+            )
+    return items
