@@ -1,0 +1,1 @@
+"""Ingest parsing, one module per wire format and per normalise stage."""
