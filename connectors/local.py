@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import pyarrow as pa
 
@@ -128,7 +128,7 @@ class LocalConnector(Connector):
 
         def writing() -> None:
             _make_dirs_durable((self.root / relative).parent)
-            _replace_durably(self.root / relative, document)
+            _replace_durably(self.root / relative, lambda sink: sink.write(document))
 
         await self._guarded(f"writing checkpoint {relative}", writing)
 
@@ -153,18 +153,7 @@ class LocalConnector(Connector):
     def _write_sync(self, relative: str, table: pa.Table) -> WrittenBatch:
         final = self.root / relative
         _make_dirs_durable(final.parent)
-        tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            with open(tmp, "wb") as sink:
-                write_parquet(table, sink, self.row_group_rows)
-                sink.flush()
-                os.fsync(sink.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        fsync_dir(final.parent)
+        _replace_durably(final, lambda sink: write_parquet(table, sink, self.row_group_rows))
         return WrittenBatch(
             key=relative, uri=final.as_uri(), bytes=final.stat().st_size, rows=table.num_rows
         )
@@ -273,11 +262,15 @@ def _remove_partition(hour_dir: Path) -> None:
     fsync_dir(day_dir if day_dir.exists() else day_dir.parent)
 
 
-def _replace_durably(final: Path, payload: bytes) -> None:
-    """Write ``payload`` to a hidden temporary file, fsync, rename over ``final``."""
+def _replace_durably(final: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Let ``write`` fill a hidden temporary file, fsync, rename over ``final``: a reader sees
+    the whole object or none of it."""
     tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
     try:
-        _write_durably(tmp, payload)
+        with open(tmp, "wb") as sink:
+            write(sink)
+            sink.flush()
+            os.fsync(sink.fileno())
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import duckdb
@@ -33,3 +38,36 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def listening_daemon(
+    name: str, command: Sequence[str], port: int, log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A shipper daemon (syslog-ng, rsyslog) started with its output in ``log``, ready once it
+    listens on ``port``, and stopped with SIGTERM (then SIGKILL) afterwards."""
+    with log.open("wb") as handle:
+        process = subprocess.Popen(list(command), stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        _wait_listening(name, process, port, log)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def _wait_listening(name: str, process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"{name} exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"{name} never listened on port {port}:\n{log.read_text()}")

@@ -13,8 +13,6 @@ import logging
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -37,7 +35,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 
 from tests.gateway import Gateway, gateway_fixture  # noqa: F401 - provides `gateway`
-from tests.ingest_helpers import free_port
+from tests.ingest_helpers import free_port, listening_daemon
 
 pytestmark = pytest.mark.slow
 BY_MARKER = "LogAttributes['marker'] = $marker"
@@ -457,31 +455,8 @@ def syslog_ng(tmp_path: Path, gateway: Gateway) -> Iterator[tuple[int, str, Path
         binary, "-F", "-f", str(conf), "--no-caps", "-R", str(tmp_path / "persist"),
         "-p", str(tmp_path / "pid"), "--control", str(tmp_path / "ctl"),
     ]  # fmt: skip
-    with log.open("wb") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-    try:
-        _wait_listening(process, port, log)
+    with listening_daemon("syslog-ng", command, port, log):
         yield port, marker, log
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"syslog-ng exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"syslog-ng never listened on port {port}:\n{log.read_text()}")
 
 
 def test_syslog_ng_http_destination_fed_by_loggen(

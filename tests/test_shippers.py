@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import base64
 import logging
-import signal
 import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -41,7 +39,7 @@ from logging_loki import LokiHandler
 from astralog.runtime import Bootstrap
 from tests.conftest import bearer
 from tests.gateway import Gateway, gateway_fixture  # noqa: F401 - provides `gateway`
-from tests.ingest_helpers import free_port
+from tests.ingest_helpers import free_port, listening_daemon
 
 BY_MARKER = "LogAttributes['marker'] = $marker"
 BY_RESOURCE_MARKER = "ResourceAttributes['marker'] = $marker"
@@ -218,31 +216,8 @@ def rsyslog(tmp_path: Path, gateway: Gateway) -> Iterator[tuple[int, str, Path]]
     conf, log = tmp_path / "rsyslog.conf", tmp_path / "rsyslog.log"
     conf.write_text(_rsyslog_config(gateway, work, port, marker))
     command = [str(binary), "-n", "-f", str(conf), "-i", str(tmp_path / "pid"), "-M", str(modules)]
-    with log.open("wb") as handle:
-        process = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
-    try:
-        _wait_listening(process, port, log)
+    with listening_daemon("rsyslogd", command, port, log):
         yield port, marker, work
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"rsyslogd exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"rsyslogd never listened on port {port}:\n{log.read_text()}")
 
 
 @pytest.mark.slow
