@@ -21,6 +21,7 @@ if [ ! -f "$stamp" ]; then
 fi
 
 if [ "$want" = test ]; then
+  wait_lock=(-o DPkg::Lock::Timeout=300)  # another apt on the machine: wait, don't fail
   need=()
   command -v syslog-ng >/dev/null 2>&1 || need+=(syslog-ng-core syslog-ng-mod-http)
   command -v loggen >/dev/null 2>&1 || need+=(syslog-ng-core)
@@ -29,11 +30,13 @@ if [ "$want" = test ]; then
   # rsyslog conflicts with syslog-ng's packages on Debian 12: its debs are unpacked into the
   # venv, not installed; the libraries it links are ordinary packages.
   rsyslog="$venv/rsyslog"
-  [ -x "$rsyslog/usr/sbin/rsyslogd" ] || need+=(libestr0 libfastjson4 liblognorm5 libcurl4)
+  libs=(libestr0 libfastjson4 liblognorm5 libcurl4)
+  dpkg -s "${libs[@]}" >/dev/null 2>&1 || need+=("${libs[@]}")
   if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
-      apt-get update -qq
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+      apt-get "${wait_lock[@]}" update -qq
+      DEBIAN_FRONTEND=noninteractive apt-get "${wait_lock[@]}" install -y -qq \
+        --no-install-recommends "${need[@]}" >/dev/null
     else
       echo "the tests need Debian packages: ${need[*]} (run as root or: sudo apt-get install ${need[*]})" >&2
       exit 1
@@ -41,7 +44,8 @@ if [ "$want" = test ]; then
   fi
   if [ ! -x "$rsyslog/usr/sbin/rsyslogd" ]; then
     mkdir -p "$rsyslog/debs"
-    (cd "$rsyslog/debs" && apt-get download -qq rsyslog rsyslog-elasticsearch)
+    download() { (cd "$rsyslog/debs" && apt-get download -qq rsyslog rsyslog-elasticsearch); }
+    download || { apt-get "${wait_lock[@]}" update -qq && download; }  # package lists not read yet
     for deb in "$rsyslog"/debs/*.deb; do dpkg -x "$deb" "$rsyslog"; done
   fi
 fi
