@@ -20,6 +20,10 @@ SUPPORTED_ENCODINGS = ("gzip", "zstd", "deflate")
 _ALIASES = {"x-gzip": "gzip", "zstandard": "zstd"}
 _LIMIT_SETTING = "ASTRALOG_INGEST__MAX_DECOMPRESSED_BYTES"
 _ZSTD_CHUNK = 1 << 20
+_FIRST_FEED = 1 << 10
+_MAX_FEED = 1 << 20
+#: gzip members in one body; shippers write one per batch, and each member costs a decoder.
+MAX_GZIP_MEMBERS = 10_000
 
 
 def decompress(body: bytes, content_encoding: str | None, limit: int) -> bytes:
@@ -61,42 +65,77 @@ def _too_large(limit: int) -> PayloadTooLarge:
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
-    return _inflate(data, zlib.MAX_WBITS | 16, limit, "gzip", members=True)
+    sink = _Sink(limit)
+    view = memoryview(data)
+    # Zero padding after the last member is tolerated, as gzip(1) does; found once, up front,
+    # because checking the rest after every member would make many small members quadratic.
+    end = len(data.rstrip(b"\0"))
+    pos, members = 0, 0
+    while pos < end:
+        members += 1
+        if members > MAX_GZIP_MEMBERS:
+            raise BadRequest(
+                f"the gzip body holds more than {MAX_GZIP_MEMBERS} members; "
+                "compress the batch as one member (or a few)"
+            )
+        pos = _inflate_stream(view, pos, zlib.MAX_WBITS | 16, sink, "gzip")
+    return sink.joined()
 
 
 def _inflate_deflate(data: bytes, limit: int) -> bytes:
     # HTTP's "deflate" is the zlib format (RFC 1950), but many clients send raw deflate
     # (RFC 1951); the zlib header is self-checking, so it tells the two apart.
     is_zlib = len(data) >= 2 and data[0] & 0x0F == 8 and ((data[0] << 8) | data[1]) % 31 == 0
-    return _inflate(data, zlib.MAX_WBITS if is_zlib else -zlib.MAX_WBITS, limit, "deflate")
+    sink = _Sink(limit)
+    _inflate_stream(
+        memoryview(data), 0, zlib.MAX_WBITS if is_zlib else -zlib.MAX_WBITS, sink, "deflate"
+    )
+    return sink.joined()
 
 
-def _inflate(data: bytes, wbits: int, limit: int, name: str, *, members: bool = False) -> bytes:
-    chunks: list[bytes] = []
-    produced = 0
+class _Sink:
+    """The decoded output so far, refused as soon as it passes the limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.produced, self.chunks = limit, 0, list[bytes]()
+
+    @property
+    def room(self) -> int:
+        return self.limit + 1 - self.produced
+
+    def add(self, chunk: bytes) -> None:
+        self.produced += len(chunk)
+        if self.produced > self.limit:
+            raise _too_large(self.limit)
+        self.chunks.append(chunk)
+
+    def joined(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+def _inflate_stream(view: memoryview, pos: int, wbits: int, sink: _Sink, name: str) -> int:
+    """Inflate one zlib/gzip/raw-deflate stream starting at ``pos``; return where it ended.
+
+    Input is fed in pieces that start small and double: zlib copies whatever follows the end of
+    a stream into ``unused_data``, so feeding all the rest would copy the body once per gzip
+    member (quadratic), while a small first piece keeps a tiny member cheap and the doubling
+    keeps a large one linear.
+    """
     decoder = zlib.decompressobj(wbits)
-    pending = data
+    feed = _FIRST_FEED
     try:
-        while True:
+        while not decoder.eof:
+            piece = view[pos : pos + feed]
             # max_length caps what one call may produce, so the bomb never fully expands.
-            chunk = decoder.decompress(pending, limit + 1 - produced)
-            produced += len(chunk)
-            if produced > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-            if decoder.eof:
-                rest = decoder.unused_data
-                # A gzip body may hold several members one after another (RFC 1952 2.2).
-                if not (members and rest.strip(b"\0")):
-                    break
-                decoder, pending = zlib.decompressobj(wbits), rest
-                continue
-            pending = decoder.unconsumed_tail
-            if not pending and not chunk:
+            chunk = decoder.decompress(piece, sink.room)
+            sink.add(chunk)
+            pos += len(piece) - len(decoder.unconsumed_tail) - len(decoder.unused_data)
+            if not decoder.eof and not chunk and pos >= len(view):
                 raise BadRequest(f"the {name} body is truncated: it ends before the stream does")
+            feed = min(feed * 2, _MAX_FEED)
     except zlib.error as exc:
         raise BadRequest(f"the {name} body could not be decompressed: {exc}") from exc
-    return b"".join(chunks)
+    return pos
 
 
 def _unzstd(data: bytes, limit: int) -> bytes:
