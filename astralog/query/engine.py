@@ -16,10 +16,13 @@ import math
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
 
+from astralog.connectors.base import ConnectorError
+from astralog.dataplane import LOCAL_DESTINATION
 from astralog.errors import AstralogError, BadRequest
 from astralog.query.language import WELL_KNOWN_COLUMNS, FieldKind, resolve_field
 from astralog.query.plan import Plan
@@ -92,7 +95,11 @@ class Session:
         self.conn = _cursor(threads)
         parts = []
         if plan.files:
-            self.conn.read_parquet(plan.files).create_view("stored")
+            try:
+                self.conn.read_parquet(plan.files).create_view("stored")
+            except duckdb.IOException as exc:
+                self.conn.close()
+                raise storage_error(plan, exc) from exc
             parts.append("SELECT * FROM stored")
         if plan.fetched is not None:
             self.conn.register("fetched", plan.fetched)
@@ -212,6 +219,21 @@ class Session:
         self.conn.interrupt()
 
 
+def storage_error(plan: Plan, exc: duckdb.IOException) -> ConnectorError:
+    """DuckDB could not read a batch object (removed after the plan checked it, unreadable):
+    a destination error naming the object, never the server's path or a traceback."""
+    text = str(exc)
+    named = next((Path(f).name for f in plan.files if f in text), None)
+    what = f"batch object {named}" if named else "a batch object"
+    return ConnectorError(
+        f"reading {what} of this search from the embedded bucket failed "
+        f"({type(exc).__name__}); it may be missing or unreadable: check the bucket's files "
+        "and try again",
+        retryable=False,
+        destination_id=LOCAL_DESTINATION,
+    )
+
+
 def facet_value(name: str) -> tuple[str, dict[str, Any]]:
     """SQL for a facet field's value; attribute keys are bound, never written into SQL."""
     field = resolve_field(name)
@@ -254,7 +276,10 @@ async def run(
         while True:
             done, _ = await asyncio.wait({task}, timeout=0.25)
             if done:
-                return task.result()
+                try:
+                    return task.result()
+                except duckdb.IOException as exc:
+                    raise storage_error(session.plan, exc) from exc
             if loop.time() > deadline:
                 session.interrupt()
                 raise QueryTimeout(
@@ -274,4 +299,4 @@ async def run(
             task.add_done_callback(lambda _: session.close())
 
 
-__all__ = ["Cursor", "QueryTimeout", "Session", "event_view", "facet_value", "run"]
+__all__ = ["Cursor", "QueryTimeout", "Session", "event_view", "facet_value", "run", "storage_error"]

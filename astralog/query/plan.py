@@ -20,9 +20,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from astralog.catalog import BatchCommitted
+from astralog.connectors.base import ConnectorError
 from astralog.dataplane import (
     LOCAL_DESTINATION,
     DataAccess,
+    Destination,
     PendingData,
     PlanLimits,
     SourceRetention,
@@ -33,6 +35,7 @@ from astralog.query.language import Node, parse
 from astralog.query.timerange import iso, parse_instant
 
 DAY_NS = 86_400 * 10**9
+LOCAL_LABEL = Destination(LOCAL_DESTINATION, "embedded bucket", "local").label
 HOUR_NS = 3600 * 10**9
 
 
@@ -180,7 +183,10 @@ def _choose_data(data: DataAccess, plan: Plan, limits: PlanLimits) -> None:
     pending = _pending(data.pending(), plan)
     batches = data.batches(plan.org_id, list(plan.cutoffs), plan.start_ns, plan.end_ns)
     plan.pending = _without_committed(pending, batches)
-    plan.files = [_local_path(b) for b in batches if b.destination_id == LOCAL_DESTINATION]
+    local = [b for b in batches if b.destination_id == LOCAL_DESTINATION]
+    plan.files, gone = _present(local)
+    if gone:
+        plan.missing.append(_missing_objects(plan, gone))
     plan.remote = [b for b in batches if b.destination_id != LOCAL_DESTINATION]
     plan.scanned_bytes = sum(b.bytes for b in batches) + (
         plan.pending.nbytes if plan.pending is not None else 0
@@ -191,6 +197,41 @@ def _choose_data(data: DataAccess, plan: Plan, limits: PlanLimits) -> None:
             f"{limits.max_scan_bytes / 2**30:.0f} GiB per query; narrow the time range "
             "or the sources"
         )
+
+
+def _present(batches: Sequence[BatchCommitted]) -> tuple[list[str], list[BatchCommitted]]:
+    """The paths of the batches whose object is in the embedded bucket, and those it lacks.
+
+    DuckDB fails a whole read on one missing file; checking first lets the search answer with
+    the rest, like a BYOB destination that cannot be read."""
+    paths, gone = [], []
+    for batch in batches:
+        path = _local_path(batch)
+        if Path(path).is_file():
+            paths.append(path)
+        else:
+            gone.append(batch)
+    return paths, gone
+
+
+def _missing_objects(plan: Plan, gone: Sequence[BatchCommitted]) -> Missing:
+    keys = ", ".join(b.object_key for b in gone[:5]) + (" ..." if len(gone) > 5 else "")
+    error = ConnectorError(
+        f"{len(gone)} batch object(s) of this search are missing from the embedded bucket "
+        f"({keys}); restore them from a backup, or let retention remove their catalog entries",
+        retryable=False,
+        destination_id=LOCAL_DESTINATION,
+        objects=[b.object_key for b in gone[:100]],
+    )
+    return Missing(
+        destination_id=LOCAL_DESTINATION,
+        destination=LOCAL_LABEL,
+        start_ns=max(plan.start_ns, min(b.min_ts_ns for b in gone)),
+        end_ns=min(plan.end_ns, max(b.max_ts_ns for b in gone)),
+        batches=len(gone),
+        rows=sum(b.rows for b in gone),
+        error=error,
+    )
 
 
 def _local_path(batch: BatchCommitted) -> str:

@@ -65,10 +65,22 @@ async def fetch_remote(data: DataAccess, plan: Plan, *, partial: bool = True) ->
     """Fill ``plan.fetched`` with the rows of ``plan.remote`` and count them in
     ``plan.scanned_bytes`` (in place of the catalog's estimate for them).
 
-    With ``partial``, a destination that fails is recorded in ``plan.missing`` as long as
-    something else was read; otherwise its error is raised."""
-    if not plan.remote:
-        return
+    With ``partial``, a destination that fails (or embedded-bucket objects the plan found
+    missing) is recorded in ``plan.missing`` as long as something else was read; otherwise its
+    error is raised."""
+    read_remote = await _fetch_all(data, plan) if plan.remote else False
+    read_some = bool(plan.files) or plan.pending is not None or read_remote
+    if plan.missing and not (partial and read_some):
+        raise plan.missing[0].error
+    for gap in plan.missing:
+        log.warning(
+            "search left out a destination that failed",
+            extra={"destination_id": gap.destination_id, "batches": gap.batches},
+        )
+
+
+async def _fetch_all(data: DataAccess, plan: Plan) -> bool:
+    """Fetch every destination of ``plan.remote``; True when at least one answered."""
     by_destination: dict[str, list[BatchCommitted]] = {}
     for batch in plan.remote:
         by_destination.setdefault(batch.destination_id, []).append(batch)
@@ -86,18 +98,11 @@ async def fetch_remote(data: DataAccess, plan: Plan, *, partial: bool = True) ->
         raise failed.exceptions[0] from None
     results = [task.result() for task in tasks]
     missing = [r for r in results if isinstance(r, Missing)]
-    read_some = plan.files or plan.pending is not None or len(missing) < len(results)
-    if missing and not (partial and read_some):
-        raise missing[0].error
-    for gap in missing:
-        log.warning(
-            "search left out a destination that failed",
-            extra={"destination_id": gap.destination_id, "batches": gap.batches},
-        )
     tables = [table for result in results if not isinstance(result, Missing) for table in result]
     plan.fetched = canonical_rows(tables, "rows fetched from BYOB destinations")
-    plan.missing = missing
+    plan.missing += missing
     plan.scanned_bytes = budget.used
+    return len(missing) < len(results)
 
 
 async def _fetch(
