@@ -4,8 +4,9 @@ One router, mounted twice: under ``/v1/es`` and at the root, because rsyslog's o
 (``server="host" serverport="8080"``), Filebeat and the official clients address the root.
 At the root a request is Elasticsearch's only when
 
-* a segment of its path starts with ``_`` (``/_bulk``, ``/logs/_doc/1``, ``/_index_template/x``);
-  no path of Astralog's own does, so the root routes never shadow the app's; or
+* a segment of its path starts with ``_`` (``/_bulk``, ``/logs/_doc/1``, ``/_index_template/x``)
+  and the path is not under one of Astralog's own (``/v1/``, ``/loki/``, ``/healthz``: read from
+  the app's routes), so ``PUT /v1/sources/_x/retention`` reaches the admin route; or
 * it is ``GET``/``HEAD /`` from a client, not a browser: ``Authorization`` of scheme ``Basic`` or
   ``ApiKey``, or ``Accept: application/vnd.elasticsearch+json``, and no ``text/html`` in
   ``Accept``. Every other ``GET /`` is the web UI (:mod:`astralog.api.routes.ui`).
@@ -37,13 +38,14 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
+from weakref import WeakKeyDictionary
 
 import pyarrow as pa
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.datastructures import Headers
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from astralog import __version__
@@ -85,7 +87,39 @@ def is_elasticsearch_request(scope: Scope) -> bool:
         return True
     if path == "/":
         return _client_probe(Headers(scope=scope))
+    if _is_astralog_path(scope.get("app"), path):
+        return False
     return any(part.startswith("_") for part in path.split("/"))
+
+
+_OWN_PATHS: WeakKeyDictionary[object, tuple[frozenset[str], tuple[str, ...]]] = WeakKeyDictionary()
+
+
+def _is_astralog_path(app: object, path: str) -> bool:
+    """True for a path of Astralog's own (``/v1/sources/_x/retention``, ``/healthz``), which must
+    reach its real route (and its 401/403), never the root copy's catch-all."""
+    if app is None:
+        return False
+    if app not in _OWN_PATHS:
+        _OWN_PATHS[app] = _own_paths(getattr(app, "routes", []))
+    exact, prefixes = _OWN_PATHS[app]
+    return path.rstrip("/") in exact or path.startswith(prefixes)
+
+
+def _own_paths(routes: list[BaseRoute]) -> tuple[frozenset[str], tuple[str, ...]]:
+    """From the app's own routes: each route's first segment as an exact path (``/audit``), and
+    as a prefix (``/v1/``) when routes go deeper. A one-segment page such as ``/audit`` so leaves
+    ``/audit/_doc`` to shippers that write to an index of that name."""
+    exact: set[str] = set()
+    prefixes: set[str] = set()
+    for context in iter_route_contexts(routes):
+        if isinstance(context.original_route, _ElasticsearchRoute) or not context.path:
+            continue
+        first, _, rest = context.path.strip("/").partition("/")
+        if first and not first.startswith("{"):
+            exact.add("/" + first)
+            prefixes |= {f"/{first}/"} if rest else set()
+    return frozenset(exact), tuple(sorted(prefixes))
 
 
 def _client_probe(headers: Headers) -> bool:
@@ -261,7 +295,9 @@ def everything_else(kind: str, request: Request, _: IngestDep) -> JSONResponse:
     A document write that lands here is refused: acknowledging it would drop the event.
     """
     method, path = request.method, request.url.path[:100]
-    if method in ("PUT", "HEAD") and not _DOCUMENT_WRITES.intersection(kind.split("/")):
+    # Compared without case: "/Logs/_Bulk" looks like a write to its sender, so it is refused.
+    segments = {part.lower() for part in kind.split("/")}
+    if method in ("PUT", "HEAD") and not _DOCUMENT_WRITES.intersection(segments):
         return _es({"acknowledged": True})
     allowed = _methods_for(request.scope)
     if allowed:
