@@ -9,7 +9,10 @@ refused at start. ``docs/configuration.md`` is generated from these models
 
 from __future__ import annotations
 
+import difflib
 import os
+import tomllib
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -323,8 +326,78 @@ def _absolute(path: Path) -> Path:
     return Path(os.path.abspath(path.expanduser()))
 
 
+# ASTRALOG_ variables that are not settings: the config file's name, the variable the README and
+# the UI's shipper snippets put the ingest key in, and the test harness's browser.
+NOT_SETTINGS = frozenset({"ASTRALOG_CONFIG_FILE", "ASTRALOG_INGEST_KEY", "ASTRALOG_CHROMIUM"})
+
+
+def _sections(model: type[BaseModel]) -> dict[str, type[BaseModel] | None]:
+    """Each field of ``model``: its sub-model, or None for a value."""
+    found: dict[str, type[BaseModel] | None] = {}
+    for name, info in model.model_fields.items():
+        kind = info.annotation
+        found[name] = kind if isinstance(kind, type) and issubclass(kind, BaseModel) else None
+    return found
+
+
+def _unknown(name: str, where: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return ConfigError(f"unknown setting {name}{where}{hint}")
+
+
+def _check_environment() -> None:
+    """A mistyped variable would otherwise be ignored: refuse it, naming the close match."""
+    known: set[str] = set(NOT_SETTINGS)
+    open_ended: list[str] = []  # dict-valued settings take keys of their own below them
+    for name, section in _sections(Settings).items():
+        known.add(f"ASTRALOG_{name.upper()}")
+        for field, info in (section.model_fields if section else {}).items():
+            variable = f"ASTRALOG_{name.upper()}__{field.upper()}"
+            known.add(variable)
+            if typing.get_origin(info.annotation) is dict:
+                open_ended.append(variable + "__")
+    for variable in os.environ:
+        upper = variable.upper()
+        outside = upper not in known and not upper.startswith(tuple(open_ended))
+        if upper.startswith("ASTRALOG_") and outside:
+            raise _unknown(upper, "", sorted(known))
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(
+            f"ASTRALOG_CONFIG_FILE names the configuration file {path}, which cannot be read: "
+            f"{exc.strerror}"
+        ) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"invalid configuration file {path}: {exc}") from None
+
+
+def _check_config_file(path: str) -> None:
+    """The file parses and every key in it is a setting (a typo would otherwise be ignored)."""
+    sections = _sections(Settings)
+    for key, value in _read_config_file(path).items():
+        if key not in sections:
+            raise _unknown(key, f" in {path}", list(sections))
+        section = sections[key]
+        if section is None or not isinstance(value, dict):
+            continue
+        fields = [f"{key}.{field}" for field in section.model_fields]
+        for field in value:
+            if f"{key}.{field}" not in fields:
+                raise _unknown(f"{key}.{field}", f" in {path}", fields)
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read settings; a misconfiguration raises ConfigError naming the variable and the problem."""
+    config_file = os.environ.get("ASTRALOG_CONFIG_FILE")
+    if config_file:
+        _check_config_file(config_file)
+    _check_environment()
     try:
         return Settings(**overrides)
     except ValidationError as exc:

@@ -106,3 +106,73 @@ def _path_settings(settings: Settings) -> Iterator[Path]:
             yield value
         elif isinstance(value, BaseModel):
             yield from (v for _, v in value if isinstance(v, Path))
+
+
+def test_a_missing_config_file_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nonexistent.toml"
+    monkeypatch.setenv("ASTRALOG_CONFIG_FILE", str(missing))
+    with pytest.raises(ConfigError, match=f"ASTRALOG_CONFIG_FILE.*{missing}"):
+        load_settings()
+    assert main(["orgs", "list"]) == 2
+    assert str(missing) in capsys.readouterr().err
+
+
+def test_a_config_file_syntax_error_names_the_file_and_the_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "astralog.toml"
+    config.write_text('[server]\nport = 8085\nhost = "0.0.0.0\n')
+    monkeypatch.setenv("ASTRALOG_CONFIG_FILE", str(config))
+    assert main(["orgs", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: invalid configuration file {config}: "), err
+    assert "line 3" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("text", "unknown", "suggestion"),
+    [
+        ("[server]\nprot = 8085\n", "server.prot", "server.port"),
+        ("log_levle = 'DEBUG'\n", "log_levle", "log_level"),
+        ("[ingset]\nmax_fields = 5\n", "ingset", "ingest"),
+    ],
+)
+def test_an_unknown_key_in_the_config_file_is_refused_with_the_close_match(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, unknown: str, suggestion: str
+) -> None:
+    config = tmp_path / "astralog.toml"
+    config.write_text(text)
+    monkeypatch.setenv("ASTRALOG_CONFIG_FILE", str(config))
+    with pytest.raises(ConfigError, match=f"{unknown}.*{config}.*did you mean {suggestion}"):
+        load_settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        ("ASTRALOG_INGEST__MAX_FIELDZ", "ASTRALOG_INGEST__MAX_FIELDS"),
+        ("ASTRALOG_DATADIR", "ASTRALOG_DATA_DIR"),
+        ("ASTRALOG_SERVR__PORT", "ASTRALOG_SERVER__PORT"),
+    ],
+)
+def test_an_unknown_environment_variable_is_refused_with_the_close_match(
+    monkeypatch: pytest.MonkeyPatch, name: str, suggestion: str
+) -> None:
+    monkeypatch.setenv(name, "5")
+    with pytest.raises(ConfigError, match=f"unknown setting {name}.*did you mean {suggestion}"):
+        load_settings()
+
+
+def test_variables_that_are_not_settings_but_documented_are_left_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "astralog.toml"
+    config.write_text("[storage]\nmaster_keys = {k1 = '" + "A" * 43 + "='}\n")
+    monkeypatch.setenv("ASTRALOG_CONFIG_FILE", str(config))
+    monkeypatch.setenv("ASTRALOG_INGEST_KEY", "alk_the_shipper_s_key")  # README and UI snippets
+    monkeypatch.setenv("ASTRALOG_STORAGE__ACTIVE_MASTER_KEY", "k1")
+    monkeypatch.setenv("ASTRALOG_STORAGE__MASTER_KEYS__K2", "B" * 43 + "=")
+    assert load_settings().storage.active_master_key == "k1"
