@@ -4,6 +4,7 @@ and none costs the service more than a linear amount of work or an open connecti
 from __future__ import annotations
 
 import gzip
+import json
 import time
 
 import pytest
@@ -81,3 +82,51 @@ def test_astralog_paths_with_an_underscore_reach_their_own_routes(
     assert response.status_code == status, response.text
     assert "X-Elastic-Product" not in response.headers
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+# ---- Elasticsearch _id: a string Elasticsearch would take, or a per-item 400 ------------------
+
+
+@pytest.mark.parametrize(
+    ("doc_id", "kind", "reason"),
+    [
+        ({"a": 1}, "mapper_parsing_exception", "found an object"),
+        ([1], "mapper_parsing_exception", "found an array"),
+        (True, "mapper_parsing_exception", "found a boolean"),
+        (None, "mapper_parsing_exception", "found null"),
+        ("", "action_request_validation_exception", "must not be empty"),
+        ("x" * 513, "action_request_validation_exception", "no longer than 512 bytes"),
+        ("é" * 257, "action_request_validation_exception", "but was: 514"),
+    ],
+)
+def test_an_invalid_id_is_refused_per_item(
+    client: TestClient, boot: Bootstrap, doc_id: object, kind: str, reason: str
+) -> None:
+    body = "\n".join(
+        json.dumps(line)
+        for line in [{"index": {"_id": doc_id}}, {"message": "bad"}, {"index": {}}, {"m": "ok"}]
+    )
+    response = client.post("/v1/es/_bulk", content=body + "\n", headers=bearer(boot.ingest_key))
+    assert response.status_code == 200, response.text
+    bad, good = (item["index"] for item in response.json()["items"])
+    assert bad["status"] == 400 and bad["error"]["type"] == kind
+    assert reason in bad["error"]["reason"]
+    assert good["status"] == 201
+
+
+@pytest.mark.parametrize(("doc_id", "stored"), [(42, "42"), (1.5, "1.5"), ("a" * 512, "a" * 512)])
+def test_a_number_or_a_512_byte_id_is_kept_as_elasticsearch_keeps_it(
+    client: TestClient, boot: Bootstrap, doc_id: object, stored: str
+) -> None:
+    body = json.dumps({"create": {"_id": doc_id}}) + '\n{"message":"m"}\n'
+    response = client.post("/v1/es/_bulk", content=body, headers=bearer(boot.ingest_key))
+    item = response.json()["items"][0]["create"]
+    assert (item["status"], item["_id"]) == (201, stored)
+
+
+def test_a_too_long_id_in_the_path_is_a_400(client: TestClient, boot: Bootstrap) -> None:
+    response = client.put(
+        "/logs/_doc/" + "x" * 600, json={"message": "m"}, headers=bearer(boot.ingest_key)
+    )
+    assert response.status_code == 400
+    assert "too long" in response.json()["error"]["reason"]

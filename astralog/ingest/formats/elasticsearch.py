@@ -86,7 +86,12 @@ _BULK_ERROR_TYPES = {
     "invalid_json": "document_parsing_exception",
     "not_an_object": "document_parsing_exception",
     "invalid_utf8": "document_parsing_exception",
+    "invalid_id_type": "mapper_parsing_exception",
+    "invalid_id": "action_request_validation_exception",
 }
+#: Elasticsearch's own bound on an ``_id``, in UTF-8 bytes.
+MAX_ID_BYTES = 512
+_JSON_TYPES = {dict: "an object", list: "an array", bool: "a boolean"}
 
 
 @dataclass
@@ -142,7 +147,7 @@ def _split_bulk(
     docs: list[bytes] = []
     doc_items: list[int] = []
     refused: dict[int, Problem] = {}
-    cache: dict[bytes, tuple[str, dict[str, Any]]] = {}
+    cache: dict[bytes, tuple[str, dict[str, Any], Problem | None]] = {}
     i = 0
     while i < len(lines):
         raw, i = lines[i], i + 1
@@ -150,8 +155,8 @@ def _split_bulk(
             continue
         if raw not in cache:  # shippers repeat the same action line; parse each kind once
             cache[raw] = _bulk_action_line(raw, i)
-        name, meta = cache[raw]
-        doc_id = meta.get("_id")
+        name, meta, bad_id = cache[raw]
+        doc_id = None if bad_id else meta.get("_id")
         action = _BulkAction(name, str(meta.get("_index") or default_index or ""), doc_id, i)
         if name in ("index", "create", "update"):
             while i < len(lines) and not lines[i].strip():
@@ -160,12 +165,14 @@ def _split_bulk(
                 raise BadRequest(
                     f"line {action.line}: the {name} action has no document line after it"
                 )
-            if name != "update":
+            if name != "update" and bad_id is None:
                 docs.append(lines[i])
                 doc_items.append(len(actions))
                 action.doc_line = i + 1
             i += 1
-        if name in ("delete", "update"):
+        if bad_id is not None:
+            refused[len(actions)] = bad_id
+        elif name in ("delete", "update"):
             refused[len(actions)] = Problem(
                 "action_not_supported",
                 f"the {name} action is not supported: log events are immutable and leave storage "
@@ -175,7 +182,9 @@ def _split_bulk(
     return actions, docs, doc_items, refused
 
 
-def _bulk_action_line(raw: bytes, line: int) -> tuple[str, dict[str, Any]]:
+def _bulk_action_line(raw: bytes, line: int) -> tuple[str, dict[str, Any], Problem | None]:
+    """The action's name, its metadata with ``_id`` as a string, and why that ``_id`` is refused
+    (an item error, as Elasticsearch gives, not the whole request's)."""
     try:
         document = loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -191,14 +200,37 @@ def _bulk_action_line(raw: bytes, line: int) -> tuple[str, dict[str, Any]]:
             f"line {line}: malformed action/metadata line: expected one of create, delete, index, "
             f"update, but found {name!r}"
         )
-    if meta.get("_id") is not None:
-        meta = {**meta, "_id": str(meta["_id"])}
+    doc_id, bad_id = _document_id(meta)
+    meta = {**meta, "_id": doc_id}
     for field in ("_index", "_id"):
         try:  # both are echoed in the per-item results, which must be valid UTF-8
             check_text(field, str(meta.get(field) or ""))
         except EventRefused as exc:
             raise BadRequest(f"line {line}: malformed action/metadata line: {exc}") from exc
-    return name, meta
+    return name, meta, bad_id
+
+
+def _document_id(meta: dict[str, Any]) -> tuple[str | None, Problem | None]:
+    """The ``_id`` as Elasticsearch reads it: a string, or a number written as one."""
+    if "_id" not in meta:
+        return None, None
+    value = meta["_id"]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        kind = _JSON_TYPES.get(type(value), "null")
+        reason = f"failed to parse field [_id]: expected a string or a number, found {kind}"
+        return None, Problem("invalid_id_type", reason)
+    if not value:
+        return None, Problem("invalid_id", "if _id is specified it must not be empty")
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_ID_BYTES:
+        reason = (
+            f"id [{value[:40]}...] is too long, must be no longer than {MAX_ID_BYTES} bytes "
+            f"but was: {size}"
+        )
+        return None, Problem("invalid_id", reason)
+    return value, None
 
 
 def _bulk_items(
