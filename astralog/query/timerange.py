@@ -1,4 +1,5 @@
-"""Time ranges as people write them: ``now``, ``now-15m``, ``now-7d/d``, RFC 3339, epoch ms."""
+"""Time ranges as people write them: ``now``, ``now-15m``, ``now+1h``, ``now-7d/d``, RFC 3339,
+epoch ms. ``now+…`` reaches events stamped ahead of the clock, which the gateway accepts."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ _UNITS_NS = {
     "d": 86_400 * 10**9,
     "w": 7 * 86_400 * 10**9,
 }
-_RELATIVE = re.compile(r"^now(?:\s*-\s*(\d{1,7})\s*([smhdw]))?(?:/([smhd]))?$")
+_RELATIVE = re.compile(r"^now(?:\s*([-+])\s*(\d{1,7})\s*([smhdw]))?(?:/([smhd]))?$")
 
 
 MAX_NS = 2**63 - 1  # what a 64-bit nanosecond timestamp holds (until 2262)
@@ -34,8 +35,9 @@ def _parse_instant(text: str | int | float, now_ns: int, field: str) -> int:
     value = str(text).strip()
     match = _RELATIVE.match(value)
     if match:
-        amount, unit, round_to = match.groups()
-        ns = now_ns - (int(amount) * _UNITS_NS[unit] if amount else 0)
+        sign, amount, unit, round_to = match.groups()
+        offset = int(amount) * _UNITS_NS[unit] if amount else 0
+        ns = now_ns + offset if sign == "+" else now_ns - offset
         return ns - ns % _UNITS_NS[round_to] if round_to else ns
     if value.isascii() and value.isdigit():
         return int(value) * 1_000_000
@@ -43,8 +45,8 @@ def _parse_instant(text: str | int | float, now_ns: int, field: str) -> int:
         moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise BadRequest(
-            f"{field} {value[:60]!r} is not a time: use 'now', 'now-15m' (s, m, h, d, w), "
-            "an RFC 3339 time such as 2026-01-31T12:00:00Z, or epoch milliseconds"
+            f"{field} {value[:60]!r} is not a time: use 'now', 'now-15m' or 'now+1h' "
+            "(s, m, h, d, w), an RFC 3339 time such as 2026-01-31T12:00:00Z, or epoch milliseconds"
         ) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
