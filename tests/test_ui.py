@@ -206,6 +206,24 @@ def test_search_zoom_expand_filter_and_back(ui: UI, seeded: dict[str, Any]) -> N
     page.context.close()
 
 
+def test_a_badge_says_the_event_s_own_severity(ui: UI) -> None:
+    """The colour is the bucket of the severity number; the text is the event's own word."""
+    source = ui.api("POST", "/v1/sources", json={"name": "syslogish"}).json()["id"]
+    key = ui.api("POST", f"/v1/sources/{source}/keys", json={}).json()["key"]
+    ui.ingest(key, [{"message": "n", "level": "notice"}, {"message": "c", "level": "crit"}])
+    ui.wait_searchable(f"source:{source}", 2)
+    page = search_page(ui, source)
+    expect(page.locator(".ev-list > li.ev")).to_have_count(2)
+    badges = page.locator(".ev-list > li.ev").evaluate_all(
+        "els => els.map(e => [e.querySelector('.lvl').textContent, e.className])"
+    )
+    assert sorted((text, cls.split()[1]) for text, cls in badges) == [
+        ("CRIT", "lvl-ERROR"),
+        ("NOTICE", "lvl-INFO"),
+    ]
+    page.context.close()
+
+
 @pytest.mark.slow
 def test_scrolling_down_loads_older_pages(ui: UI) -> None:
     source = ui.api("POST", "/v1/sources", json={"name": "busy"}).json()["id"]

@@ -69,6 +69,18 @@ function firstLine(text) {
   return cut < 0 ? body : `${body.slice(0, cut)} …`;
 }
 
+// The bucket (from the number) colours the badge, but its text is the event's own word, as the
+// facets and the API say it: NOTICE stays NOTICE in the INFO colour.
+function badge(text, level) {
+  const own = String(text || "").toUpperCase();
+  const shown = own || (level === "OTHER" ? "—" : level);
+  return h(
+    "span",
+    { class: "lvl", title: own || null },
+    shown.length > 7 ? `${shown.slice(0, 6)}…` : shown,
+  );
+}
+
 let rowSeq = 0;
 
 // ctx: { sourceName(id) -> string, filter(field, value, negate), linkTo(event) -> url }
@@ -83,11 +95,7 @@ export function eventRow(event, ctx, { fresh = false } = {}) {
       { class: "ev-time", datetime: event.timestamp, title: event.timestamp },
       fmtEventTime(event.timestamp),
     ),
-    h(
-      "span",
-      { class: "lvl" },
-      event.level ? (level === "OTHER" ? String(event.level).slice(0, 7) : level) : "—",
-    ),
+    badge(event.level, level),
     h("span", { class: "ev-svc", title: event.service || "" }, event.service || "—"),
     h("span", { class: "ev-msg" }, firstLine(event.body)),
   );
