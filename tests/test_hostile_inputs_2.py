@@ -9,6 +9,13 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
+    ExportLogsPartialSuccess,
+    ExportLogsServiceRequest,
+    ExportLogsServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
 from astralog.errors import BadRequest
 from astralog.ingest.decode import MAX_GZIP_MEMBERS, decompress
@@ -130,3 +137,57 @@ def test_a_too_long_id_in_the_path_is_a_400(client: TestClient, boot: Bootstrap)
     )
     assert response.status_code == 400
     assert "too long" in response.json()["error"]["reason"]
+
+
+# ---- OTLP: out-of-range times and malformed ids refuse their record ---------------------------
+
+
+def _otlp(*records: LogRecord) -> bytes:
+    scope = ScopeLogs(log_records=list(records))
+    return ExportLogsServiceRequest(
+        resource_logs=[ResourceLogs(scope_logs=[scope])]
+    ).SerializeToString()
+
+
+def _post_otlp(client: TestClient, boot: Bootstrap, body: bytes) -> ExportLogsPartialSuccess:
+    headers = {**bearer(boot.ingest_key), "content-type": "application/x-protobuf"}
+    response = client.post("/v1/logs", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return ExportLogsServiceResponse.FromString(response.content).partial_success
+
+
+def _good() -> LogRecord:
+    return LogRecord(time_unix_nano=time.time_ns(), body=AnyValue(string_value="ok"))
+
+
+@pytest.mark.parametrize("field", ["time_unix_nano", "observed_time_unix_nano"])
+def test_an_otlp_time_past_2262_refuses_its_record(
+    client: TestClient, boot: Bootstrap, field: str
+) -> None:
+    bad = [LogRecord(**{field: ns}) for ns in (2**63, 2**64 - 1)]  # type: ignore[arg-type]
+    partial = _post_otlp(client, boot, _otlp(*bad, _good()))
+    assert partial.rejected_log_records == 2
+    assert "after the year 2262" in partial.error_message
+
+
+@pytest.mark.parametrize(
+    ("trace_id", "span_id"), [(b"\1" * 15, b""), (b"\1" * 17, b"\2" * 8), (b"\1" * 16, b"\2" * 9)]
+)
+def test_an_otlp_id_of_the_wrong_length_refuses_its_record(
+    client: TestClient, boot: Bootstrap, trace_id: bytes, span_id: bytes
+) -> None:
+    bad = LogRecord(time_unix_nano=time.time_ns(), trace_id=trace_id, span_id=span_id)
+    partial = _post_otlp(client, boot, _otlp(bad, _good()))
+    assert partial.rejected_log_records == 1
+    assert "must be" in partial.error_message and "bytes" in partial.error_message
+
+
+def test_otlp_json_in_any_case_is_answered_in_json(client: TestClient, boot: Bootstrap) -> None:
+    record = {"timeUnixNano": str(time.time_ns()), "traceId": "abcd", "body": {"stringValue": "x"}}
+    body = {"resourceLogs": [{"scopeLogs": [{"logRecords": [record]}]}]}
+    headers = {**bearer(boot.ingest_key), "content-type": "Application/JSON; charset=UTF-8"}
+    response = client.post("/v1/logs", json=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    partial = response.json()["partialSuccess"]
+    assert partial["rejectedLogRecords"] == "1" and "traceId is 2 bytes" in partial["errorMessage"]

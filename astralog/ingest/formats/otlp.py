@@ -4,6 +4,14 @@ Promise: an ``ExportLogsServiceRequest`` in either encoding (OTLP/JSON with hex 
 camelCase) becomes one row per log record, resource and scope attributes shared by their
 records; a record over a limit is refused alone, a resource or scope over one refuses its
 records only.
+
+A record whose ``timeUnixNano`` or ``observedTimeUnixNano`` lies past the year 2262 (2^63 ns,
+beyond what any timestamp column holds) is refused as too far in the future, as every other
+format refuses a future timestamp, never stored at the time it arrived. A ``traceId`` or
+``spanId`` of the wrong length (not 16 or 8 bytes, 32 or 16 hex digits) refuses its record: the
+OTLP protocol calls such ids invalid and lets a receiver reject the data, and dropping the id
+would lose the link to the trace without telling anyone. An all-zero id, which SDKs send for
+"no trace", is taken as absent.
 """
 
 from __future__ import annotations
@@ -32,7 +40,13 @@ from astralog.ingest.formats.common import (
 from astralog.ingest.normalise.draft import MISSING_TS, Draft, finish, make_draft
 from astralog.ingest.normalise.fields import NON_FINITE
 from astralog.ingest.normalise.objects import check_key
-from astralog.ingest.normalise.records import EventRefused, NormaliseContext, Parsed, Problem
+from astralog.ingest.normalise.records import (
+    EventRefused,
+    NormaliseContext,
+    Parsed,
+    Problem,
+    setting_name,
+)
 from astralog.ingest.normalise.severity import otel_severity_text, severity_of_text
 from astralog.ingest.normalise.text import float_text, json_text
 from astralog.ingest.prescan import check_nesting
@@ -183,6 +197,8 @@ class _OtlpRecords:
                 raise EventRefused(*problem)
             if self.check_sizes:
                 check_record_size(record.ByteSize(), self.ctx)
+            _check_times(record, self.ctx)
+            _check_ids(record)
             attributes = _record_attributes(record.attributes, self.ctx)
             body = _body_text(record.body, self.ctx) if record.HasField("body") else ""
         except EventRefused as exc:
@@ -238,6 +254,33 @@ def _shared_attributes(
         return _record_attributes(pairs, ctx), None
     except EventRefused as exc:
         return [], Problem(exc.problem.kind, "its resource or scope: " + exc.problem.reason)
+
+
+_NS_LIMIT = 2**63  # past 2262-04-11: no int64 nanosecond timestamp holds it
+
+
+def _check_times(record: LogRecord, ctx: NormaliseContext) -> None:
+    for name, value in (
+        ("timeUnixNano", record.time_unix_nano),
+        ("observedTimeUnixNano", record.observed_time_unix_nano),
+    ):
+        if value >= _NS_LIMIT:
+            raise EventRefused(
+                "timestamp_in_future",
+                f"{name} {value} is after the year 2262, more than "
+                f"{ctx.limits.max_future_seconds} seconds in the future "
+                f"({setting_name('max_future_seconds')}); check the sender's clock",
+            )
+
+
+def _check_ids(record: LogRecord) -> None:
+    for name, raw, length in (("traceId", record.trace_id, 16), ("spanId", record.span_id, 8)):
+        if raw and len(raw) != length:
+            raise EventRefused(
+                "invalid_trace_context",
+                f"{name} is {len(raw)} bytes ({raw[:32].hex()}); it must be {length} bytes, "
+                f"{2 * length} hex digits in OTLP/JSON",
+            )
 
 
 def _id_hex(raw: bytes, length: int) -> str:
