@@ -71,6 +71,11 @@ class FlushMetrics:
         self.failures = Counter(
             "astralog_flush_failures", "Flush attempts that failed", ["retryable"], registry=r
         )
+        self.quarantined = Counter(
+            "astralog_flush_quarantined",
+            "Batches set aside in the WAL's quarantine/ directory: their data cannot be encoded",
+            registry=r,
+        )
 
     def failed(self, retryable: bool) -> None:
         self.failures.labels(retryable=str(retryable).lower()).inc()

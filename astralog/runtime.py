@@ -57,6 +57,7 @@ class Readiness:
     public_reasons: list[str] = field(default_factory=list)
     wal_bytes: int = 0
     wal_budget_bytes: int = 0
+    quarantined: list[dict[str, Any]] = field(default_factory=list)  # the operator's view only
 
     @property
     def ready(self) -> bool:
@@ -79,6 +80,8 @@ class Readiness:
             "reason": "; ".join(self.reasons),
             "destinations": [f.as_dict() for f in self.failing],
             "wal": {"unflushed_bytes": self.wal_bytes, "budget_bytes": self.wal_budget_bytes},
+            # Batches whose data no destination can encode, kept under <wal>/quarantine/.
+            "quarantine": {"batches": len(self.quarantined), "recent": self.quarantined[-10:]},
         }
 
 
@@ -156,7 +159,14 @@ class DataPlane:
             )
             reasons.append(wal)
             public.append(wal)  # instance-wide numbers only
-        return Readiness(reasons, failing, public, wal_bytes=used, wal_budget_bytes=budget)
+        return Readiness(
+            reasons,
+            failing,
+            public,
+            wal_bytes=used,
+            wal_budget_bytes=budget,
+            quarantined=self.flusher.quarantined(),
+        )
 
     def destination_status(self, org_id: str) -> dict[str, Any]:
         """Where ``org_id``'s new batches go and whether writing there works, in its own view."""

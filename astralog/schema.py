@@ -8,6 +8,7 @@ from importlib import resources
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 _ARROW_TYPES: dict[str, pa.DataType] = {
     "timestamp_ns_utc": pa.timestamp("ns", tz="UTC"),
@@ -44,3 +45,21 @@ def schema_fingerprint() -> str:
     import hashlib
 
     return hashlib.sha256(log_schema().to_string().encode()).hexdigest()[:16]
+
+
+def null_violations(table: pa.Table) -> dict[int, str]:
+    """Rows holding a null in a column the schema declares non-nullable, with why.
+
+    Arrow lets a table declare the schema and still hold such nulls; no destination can encode
+    them (Parquet refuses the whole batch), so they must never be acknowledged.
+    """
+    found: dict[int, str] = {}
+    for field in log_schema():
+        if field.nullable or field.name not in table.column_names:
+            continue
+        column = table[field.name]
+        if column.null_count:
+            rows = pc.indices_nonzero(pc.is_null(column)).to_pylist()
+            for row in rows:
+                found.setdefault(row, f"column {field.name} is null, which it cannot hold")
+    return found

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
 
@@ -20,6 +22,8 @@ from astralog.connectors.local import LocalConnector
 from astralog.ingest.flush import Flusher, batch_id_for, split_into_batches
 from astralog.ingest.wal import WriteAheadLog
 from astralog.metrics import Metrics
+from astralog.runtime import Readiness
+from astralog.schema import log_schema
 from astralog.settings import FlushSettings, WalSettings
 from tests.connector_contract import T0, H, make_events, run
 
@@ -471,3 +475,47 @@ def test_a_quiet_source_is_sealed_after_the_idle_time_not_the_maximum_age(
         sealed_after = time.monotonic() - appended
         assert run(Flusher(wal, catalog, fixed("local", bucket), SETTINGS).flush_once()) == 1
     assert settings.segment_idle_seconds <= sealed_after < 2
+
+
+def _poison_segment(directory: Path, org_id: str) -> None:
+    """A sealed segment whose rows declare the canonical schema but hold a null Body, as an
+    older release's Loki parser wrote them: no destination can encode it."""
+    good = make_events(3, org_id, tag="poison")
+    body = pa.array([None, "b", "c"], pa.string())
+    columns = [body if name == "Body" else good[name] for name in good.column_names]
+    table = pa.Table.from_arrays(columns, schema=log_schema())
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{1:020d}-feedbeef.arrows"
+    with pa.OSFile(str(path), "wb") as sink, ipc.new_stream(sink, log_schema()) as writer:
+        writer.write_table(table)
+
+
+def test_a_batch_no_destination_can_encode_is_quarantined_and_the_org_flows_on(
+    tmp_path: Path, catalog: Catalog, bucket: LocalConnector, caplog: pytest.LogCaptureFixture
+) -> None:
+    """It failed permanently, every pass, and held every later batch of its org in the WAL
+    (whose disk budget every tenant shares). Now it is set aside, never deleted."""
+    _poison_segment(tmp_path / "wal", "acme")
+    metrics = Metrics()
+    with open_wal(tmp_path / "wal") as wal:
+        flusher = Flusher(wal, catalog, fixed("local", bucket), SETTINGS, metrics=metrics.flush)
+        ingest(wal, make_events(4, "acme", tag="good"))
+        with caplog.at_level(logging.INFO, logger="astralog.flush"):
+            assert run(flusher.flush_once()) == 1
+        assert wal.sealed_segments() == [], "both segments released"
+        assert count_rows(bucket.root, "org = 'acme'") == 4
+        assert flusher.failures() == []
+        quarantined = flusher.quarantined()
+        assert [q["org_id"] for q in quarantined] == ["acme"]
+        assert "Body" in quarantined[0]["reason"]
+        operator = Readiness([], quarantined=quarantined)
+        assert operator.ready, "the service works; the operator sees what was set aside"
+        assert operator.as_json()["quarantine"]["batches"] == 1
+        assert "quarantine" not in json.dumps(operator.public_json()), "it names an org"
+    held = sorted(p.name for p in (tmp_path / "wal" / "quarantine").iterdir())
+    assert len(held) == 2 and held[0].endswith(".arrows") and held[1].endswith(".reason.json")
+    kept = ipc.open_stream(pa.memory_map(str(tmp_path / "wal" / "quarantine" / held[0])))
+    assert kept.read_all()["Body"].to_pylist() == [None, "b", "c"], "acked data is kept"
+    assert "astralog_flush_quarantined_total 1.0" in metrics.render().decode()
+    lines = [r for r in caplog.records if "quarantine" in r.getMessage()]
+    assert len(lines) == 1, [r.getMessage() for r in caplog.records]

@@ -18,6 +18,10 @@ facts in the catalog and only then releases (deletes) the segment. What it promi
   :class:`DestinationFailure` that readiness and the Storage page read; the log gets one line
   when it starts failing and one when it recovers (how long, how many retries), not one per
   retry. The ``astralog_flush_*`` metrics count passes, batches and failed attempts.
+* **Data no destination can encode does not hold its org back.** A group whose rows cannot be
+  encoded at all (only a bug upstream makes them) is moved to the WAL's ``quarantine/``
+  directory with its reason (:mod:`~astralog.ingest.wal.quarantine`), counted, logged once and
+  listed in the operator's /readyz; it is never deleted, and its org's later batches flow.
 
 Aged segments are sealed by the WAL's own writer thread, so sealing does not depend on this
 loop. Logs go to ``astralog.flush`` and never contain event contents.
@@ -36,12 +40,13 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from astralog.catalog import BatchCommitted, Catalog
 from astralog.connectors.base import BatchKey, Connector
-from astralog.ingest.wal import Segment, WriteAheadLog
+from astralog.ingest.wal import Quarantine, Segment, WriteAheadLog
 from astralog.metrics import FlushMetrics
-from astralog.schema import schema_fingerprint
+from astralog.schema import null_violations, schema_fingerprint
 from astralog.settings import FlushSettings
 
 __all__ = [
@@ -92,6 +97,7 @@ class FlushStats:
     segments_released: int = 0
     retryable_failures: int = 0
     permanent_failures: int = 0
+    quarantined: int = 0
     last_flush_seconds: float = 0.0
 
     @property
@@ -225,6 +231,7 @@ class Flusher:
         # without re-reading and re-sorting it while all of them are backing off.
         self._unflushed_orgs: dict[str, set[str]] = {}
         self._one_pass = asyncio.Lock()
+        self.quarantine = Quarantine(wal.directory / "quarantine", fsync=wal.settings.fsync)
 
     async def run(self) -> None:
         """Flush every ``interval_seconds`` until cancelled."""
@@ -275,6 +282,10 @@ class Flusher:
             f"destination:{destination_id}"
         )
 
+    def quarantined(self) -> list[dict[str, Any]]:
+        """Every group set aside because its data cannot be encoded, oldest first."""
+        return self.quarantine.entries()
+
     def backing_off(self) -> dict[str, float]:
         """Seconds until the next attempt, per ``destination:<id>`` or ``org:<id>`` backing off."""
         now = time.monotonic()
@@ -285,16 +296,22 @@ class Flusher:
         groups = await asyncio.to_thread(split_into_batches, segment.segment_id, table)
         ids = [g.batch_id for g in groups]
         done = await asyncio.to_thread(self.catalog.committed_batch_ids, ids)
-        todo = [g for g in groups if g.batch_id not in done]
+        todo = [
+            g for g in groups if g.batch_id not in done and not self.quarantine.holds(g.batch_id)
+        ]
         limit = asyncio.Semaphore(self.concurrency)
         results = await asyncio.gather(*(self._write_group(segment, g, limit) for g in todo))
         facts = [fact for fact in results if fact is not None]
         if facts:
             await asyncio.to_thread(self.catalog.record_many, facts)
             self._count(facts)
-        if len(facts) < len(todo):
-            recorded = {f.batch_id for f in facts}
-            left = {g.org_id for g in todo if g.batch_id not in recorded}
+        recorded = {f.batch_id for f in facts}
+        left = {
+            g.org_id
+            for g in todo
+            if g.batch_id not in recorded and not self.quarantine.holds(g.batch_id)
+        }
+        if left:
             self._unflushed_orgs[segment.segment_id] = left
             return len(facts)
         await asyncio.to_thread(self.wal.release, segment)
@@ -331,6 +348,8 @@ class Flusher:
                 written = await connector.write_batch(group.key(), group.table)
         except Exception as exc:
             retryable = connector is not None and connector.is_retryable(exc)
+            if not retryable and await self._set_aside(segment, group, destination_id, exc):
+                return None
             self._failed(org_id, destination_id, exc, retryable)
             return None
         self._backoff.pop(f"destination:{destination_id}", None)
@@ -350,6 +369,39 @@ class Flusher:
             segment_ids=(segment.segment_id,),
             uri=written.uri,
         )
+
+    async def _set_aside(
+        self, segment: Segment, group: Group, destination_id: str, exc: Exception
+    ) -> bool:
+        """Quarantine ``group`` if its data itself cannot be encoded, whatever the destination:
+        retrying it would fail forever and hold back every later batch of its org."""
+        why = await asyncio.to_thread(unencodable, group.table)
+        if why is None:
+            return False  # the destination's trouble, not the data's: retried as usual
+        reason = {
+            "batch_id": group.batch_id,
+            "segment_id": segment.segment_id,
+            "org_id": group.org_id,
+            "source_id": group.source_id,
+            "destination_id": destination_id,
+            "rows": group.table.num_rows,
+            "error": type(exc).__name__,
+            "reason": why[:_MESSAGE_CHARS],
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        path = await asyncio.to_thread(self.quarantine.put, group.batch_id, group.table, reason)
+        self.stats.quarantined += 1
+        self.metrics.quarantined.inc()
+        log.error(
+            "quarantined batch %s of org %s (%d rows): its data cannot be encoded (%s); kept in %s",
+            group.batch_id,
+            group.org_id,
+            group.table.num_rows,
+            reason["reason"],
+            path,
+            extra={"state": "quarantined", **reason},
+        )
+        return True
 
     def _count(self, facts: list[BatchCommitted]) -> None:
         self.metrics.batches.inc(len(facts))
@@ -439,6 +491,20 @@ class Flusher:
             if key.startswith("destination:") and not failing.org_ids:
                 del self._failing[key]
                 _log_recovered(failing, org_id)
+
+
+def unencodable(table: pa.Table) -> str | None:
+    """Why no destination could take ``table`` (nulls the schema forbids, or Parquet refusing
+    it in memory), or None when it encodes: then a failure was the destination's."""
+    nulls = null_violations(table)
+    if nulls:
+        row, why = min(nulls.items())
+        return f"row {row}: {why}"
+    try:
+        pq.write_table(table, pa.BufferOutputStream())
+    except (pa.ArrowException, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
 
 
 def _log_recovered(failing: DestinationFailure, org_id: str) -> None:

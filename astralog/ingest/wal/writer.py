@@ -54,7 +54,7 @@ from astralog.ingest.wal.segment import (
     read_table,
     seal_file,
 )
-from astralog.schema import log_schema
+from astralog.schema import log_schema, null_violations
 from astralog.settings import WalSettings
 
 __all__ = ["PendingData", "WalStats", "WriteAheadLog"]
@@ -202,6 +202,12 @@ class WriteAheadLog:
             )
 
     def _conform(self, table: pa.Table) -> pa.Table:
+        """The table in the canonical schema, or ValueError: what is acknowledged here must be
+        flushable, and a null the schema forbids would fail every flush of its batch."""
+        nulls = null_violations(table)
+        if nulls:
+            row, why = min(nulls.items())
+            raise ValueError(f"table does not follow the canonical log schema: row {row}: {why}")
         if table.schema.equals(self._schema, check_metadata=False):
             return table
         try:
