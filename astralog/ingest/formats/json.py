@@ -137,6 +137,7 @@ def _draft_from_rows(
 
 
 _ELEMENT_BOUNDARY = re.compile(rb"\}\s*,\s*\{")
+_LEADING_NULL = re.compile(rb"\s*\[\s*null")
 
 
 def _parse_array(body: bytes, ctx: NormaliseContext) -> Parsed:
@@ -158,6 +159,8 @@ def _read_array(body: bytes, max_event_bytes: int) -> tuple[pa.Table | None, int
     """The events of an array body as a table, or None when the Python path must look at them:
     a malformed or non-object element, types that differ between elements, or an element that
     may be over the size limit."""
+    if _LEADING_NULL.match(body):
+        return None, 0  # pyarrow's reader drops nulls before the first object: none is counted
     wrapped = pa.py_buffer(b'{"_":' + body + b"}")
     try:
         check_utf8(wrapped)

@@ -103,6 +103,8 @@ def _loki_columnar(body: bytes, ctx: NormaliseContext) -> Parsed | None:
     per_stream = _loki_stream_columns(streams)
     timestamp, problems = _loki_timestamps(pc.list_element(entries, 0))
     line = pc.list_element(entries, 1)
+    if line.null_count:
+        return None  # a null line: rejected entry by entry, with its place
     _loki_line_limits(line, ctx, problems)
     draft = make_draft(
         timestamp,
@@ -135,6 +137,9 @@ def _loki_streams_array(body: bytes) -> pa.StructArray | None:
         return None
     if item.get_field_index("entries") >= 0 or item.get_field_index("labels") >= 0:
         return None  # legacy streams among them: the Python path reads both shapes
+    labels = item.field("stream").type if item.get_field_index("stream") >= 0 else pa.null()
+    if not (pa.types.is_struct(labels) or pa.types.is_null(labels)):
+        return None  # labels that are not an object: the Python path refuses them by name
     entry = item.field("values").type
     if not (pa.types.is_list(entry) and pa.types.is_list(entry.value_type)):
         return None
@@ -231,6 +236,11 @@ def _loki_json_labels(s: int, stream: dict[str, Any]) -> dict[str, str]:
     labels, text = stream.get("stream"), stream.get("labels", "{}")
     if isinstance(labels, dict):
         return {str(k): str(v) for k, v in labels.items()}
+    if labels is not None:
+        raise BadRequest(
+            f'streams[{s}].stream must be an object of labels, such as {{"job": "api"}}; '
+            f"found {kind_of(labels)}"
+        )
     if isinstance(text, str):
         return _parse_labels(text)
     raise BadRequest(f"streams[{s}] needs labels: an object 'stream' or a text 'labels'")
