@@ -15,6 +15,7 @@ Errors defined beside the stage that raises them are named with their module::
     ├── NotFound (404)
     ├── MethodNotAllowed (405, with Allow)
     ├── QueryTimeout (408, query.engine: a search over its time budget)
+    ├── BodyTimeout (408, api.middleware: a body slower than its deadline)
     ├── Conflict (409)
     ├── PayloadTooLarge (413)
     │   └── BodyTooLarge (413, api.middleware: a body over the limit as it streams in)

@@ -39,6 +39,21 @@ class ServerSettings(BaseModel):
         default_factory=list,
         description="Proxy addresses whose X-Forwarded-For is believed for the client address.",
     )
+    body_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Longest a request body may take to arrive, from its first byte read to its "
+        "last; a slower client gets 408 and its connection is closed.",
+    )
+    keep_alive_seconds: int = Field(
+        5, ge=1, description="An idle keep-alive connection is closed after this many seconds."
+    )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="Open connections and requests in progress beyond which new ones get 503, "
+        "so a flood of slow clients cannot exhaust the process's file descriptors.",
+    )
 
     def url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"

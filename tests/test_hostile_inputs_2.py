@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 import time
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -21,6 +24,7 @@ from astralog.errors import BadRequest
 from astralog.ingest.decode import MAX_GZIP_MEMBERS, decompress
 from astralog.runtime import Bootstrap
 from tests.conftest import bearer
+from tests.gateway import running_gateway
 
 _EVENT = b'{"message":"m"}\n'
 
@@ -191,3 +195,43 @@ def test_otlp_json_in_any_case_is_answered_in_json(client: TestClient, boot: Boo
     assert response.headers["content-type"].startswith("application/json")
     partial = response.json()["partialSuccess"]
     assert partial["rejectedLogRecords"] == "1" and "traceId is 2 bytes" in partial["errorMessage"]
+
+
+# ---- a body that trickles in is cut off ------------------------------------------------------
+
+
+def _slow_post(url: str, key: str, seconds: float) -> tuple[bytes, float]:
+    """Declare a 1 MB body, send one byte every 0.2 s; (everything the server sent, elapsed)."""
+    host, port = url.removeprefix("http://").split(":")
+    head = (
+        f"POST /v1/ingest HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {key}\r\n"
+        "Content-Type: application/x-ndjson\r\nContent-Length: 1000000\r\n\r\n"
+    )
+    started = time.monotonic()
+    with socket.create_connection((host, int(port))) as conn:
+        conn.sendall(head.encode())
+        conn.settimeout(0.2)
+        answer = b""
+        while time.monotonic() - started < seconds:
+            try:
+                conn.sendall(b" ")
+                chunk = conn.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:  # reset: the server closed while bytes were in flight
+                break
+            if not chunk:  # closed by the server
+                break
+            answer += chunk
+        return answer, time.monotonic() - started
+
+
+@pytest.mark.slow
+def test_a_trickling_body_gets_408_and_its_connection_closed(tmp_path: Path) -> None:
+    with running_gateway(tmp_path, ASTRALOG_SERVER__BODY_TIMEOUT_SECONDS="1") as gateway:
+        answer, elapsed = _slow_post(gateway.url, gateway.ingest_key, seconds=10)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:300]
+        assert b"did not arrive within 1 s" in answer
+        assert elapsed < 5  # cut off near the deadline, the connection closed by the server
+        health = httpx.get(gateway.url + "/healthz", timeout=5)
+        assert health.status_code == 200

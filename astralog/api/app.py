@@ -98,7 +98,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     ):  # fmt: skip
         app.include_router(module.router)
     app.add_middleware(
-        BodyLimit, default_limit=ADMIN_BODY_LIMIT, ingest_limit=settings.ingest.max_body_bytes
+        BodyLimit,
+        default_limit=ADMIN_BODY_LIMIT,
+        ingest_limit=settings.ingest.max_body_bytes,
+        timeout=settings.server.body_timeout_seconds,
     )
     app.add_middleware(elasticsearch.ElasticsearchErrors)  # reshapes BodyLimit's 413 too
     app.add_middleware(SecurityHeaders)

@@ -1,7 +1,9 @@
-"""ASGI middleware: security headers, a request body ceiling, one access-log line per request."""
+"""ASGI middleware: security headers, a request body ceiling and deadline, one access-log line per
+request."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Final
@@ -10,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from astralog.errors import PayloadTooLarge
+from astralog.errors import AstralogError, PayloadTooLarge
 
 log = logging.getLogger("astralog.access")
 PROBLEM_BASE = "https://astralog.dev/problems/"
@@ -95,6 +97,24 @@ def _with_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[byt
     return headers + [(name, value) for name, value in wanted if name not in present]
 
 
+class BodyTimeout(AstralogError, HTTPException):  # type: ignore[misc]
+    """408: the body did not arrive in time. The answer closes the connection, whose unread rest
+    no later request could follow; an ``HTTPException`` for the reason given under BodyTooLarge."""
+
+    status = 408
+    title = "Request timeout"
+    slug = "body-timeout"
+
+    def __init__(self, timeout: float) -> None:
+        detail = (
+            f"the request body did not arrive within {timeout:g} s "
+            "(ASTRALOG_SERVER__BODY_TIMEOUT_SECONDS); send it at once, or in smaller batches"
+        )
+        HTTPException.__init__(self, self.status, detail)
+        AstralogError.__init__(self, detail)
+        self.headers = {"Connection": "close"}
+
+
 class BodyTooLarge(PayloadTooLarge, HTTPException):  # type: ignore[misc]
     """The tree's 413, raised while a body streams in; rendered by the ``AstralogError`` handler.
 
@@ -109,12 +129,21 @@ class BodyTooLarge(PayloadTooLarge, HTTPException):  # type: ignore[misc]
 
 
 class BodyLimit:
-    """Refuse bodies over ``limit_for(path)`` bytes with 413, counting as they stream in."""
+    """Refuse bodies over ``limit_for(path)`` bytes with 413, counting as they stream in, and
+    bodies that take longer than ``timeout`` seconds to arrive with 408.
 
-    def __init__(self, app: ASGIApp, default_limit: int, ingest_limit: int) -> None:
+    The deadline runs from the first read of the body to its last byte: a client that declares a
+    large body and sends a byte a second would otherwise hold a connection, and a worker waiting
+    on it, for as long as it likes. Once the body is complete, reads (a streaming response
+    waiting for the client to leave) have no deadline."""
+
+    def __init__(
+        self, app: ASGIApp, default_limit: int, ingest_limit: int, timeout: float = 30.0
+    ) -> None:
         self.app = app
         self.default_limit = default_limit
         self.ingest_limit = ingest_limit
+        self.timeout = timeout
 
     def limit_for(self, path: str) -> int:
         return self.ingest_limit if is_ingest_path(path) else self.default_limit
@@ -139,10 +168,11 @@ class BodyLimit:
             await response(scope, receive, send)
             return
         received = 0
+        timed = _BodyDeadline(receive, self.timeout)
 
         async def counting_receive() -> Message:
             nonlocal received
-            message = await receive()
+            message = await timed()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
@@ -150,6 +180,27 @@ class BodyLimit:
             return message
 
         await self.app(scope, counting_receive, send)
+
+
+class _BodyDeadline:
+    """``receive`` with one deadline for the whole body, set at its first read."""
+
+    def __init__(self, receive: Receive, timeout: float) -> None:
+        self.receive, self.timeout = receive, timeout
+        self.deadline: float | None = None
+        self.complete = False
+
+    async def __call__(self) -> Message:
+        if self.complete:
+            return await self.receive()
+        loop = asyncio.get_running_loop()
+        self.deadline = self.deadline or loop.time() + self.timeout
+        try:
+            message = await asyncio.wait_for(self.receive(), self.deadline - loop.time())
+        except TimeoutError:
+            raise BodyTimeout(self.timeout) from None
+        self.complete = message["type"] != "http.request" or not message.get("more_body", False)
+        return message
 
 
 class AccessLog:
