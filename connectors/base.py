@@ -135,6 +135,11 @@ class Connector(ABC):
         """Every checkpoint document of the org stored here, as ``(where, document)``, by seq."""
         raise NotImplementedError(f"{type(self).__name__} cannot keep audit checkpoints")
 
+    async def list_checkpoint_orgs(self) -> list[str]:
+        """Every org with a checkpoint stored here, sorted: how a verifier finds the copies of an
+        org whose records were wiped from the database together with its name."""
+        raise NotImplementedError(f"{type(self).__name__} cannot keep audit checkpoints")
+
     def is_retryable(self, exc: BaseException) -> bool:
         """Whether ``exc`` is a condition the destination may recover from on its own."""
         return isinstance(exc, ConnectorError) and exc.retryable

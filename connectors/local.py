@@ -26,6 +26,7 @@ from astralog.durable import fsync_dir
 
 from .base import BatchKey, Check, Connector, ConnectorError, Pushdown, WrittenBatch, canonical_rows
 from .layout import (
+    CHECKPOINT_DIR,
     HOUR,
     checkpoint_key,
     hours_overlap,
@@ -142,6 +143,13 @@ class LocalConnector(Connector):
             return [(str(p), p.read_bytes()) for p in paths]
 
         return await self._guarded(f"listing checkpoints of org {org_id}", reading)
+
+    async def list_checkpoint_orgs(self) -> list[str]:
+        def listing() -> list[str]:
+            found = self.root.glob(f"org=*/{CHECKPOINT_DIR}/*.json") if self.root.is_dir() else []
+            return sorted({p.parents[2].name.removeprefix("org=") for p in found})
+
+        return await self._guarded("listing the orgs with checkpoints", listing)
 
     def is_retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, ConnectorError):

@@ -155,3 +155,14 @@ class ConnectorContract:
         assert run(connector.list_objects("acme", None, T0 - 48 * H, T0 + 48 * H)) == [batch]
         assert run(connector.delete_expired("acme", None, T0 + 48 * H)) == [batch]
         assert len(run(connector.list_checkpoints("acme"))) == 1  # retention never purges them
+
+    def test_the_orgs_with_checkpoints_are_listed_without_a_database(
+        self, connector: Connector
+    ) -> None:
+        """A verifier finds every org's copies even when the database naming the orgs is gone."""
+        self.write(connector, batch_key("batchonly", "web", T0))
+        run(connector.put_checkpoint("acme", 2, b'{"seq":2}'))
+        run(connector.put_checkpoint("globex", 1, b'{"seq":1}'))
+        orgs = run(connector.list_checkpoint_orgs())
+        assert {"acme", "globex"} <= set(orgs) and "batchonly" not in orgs
+        assert orgs == sorted(set(orgs))

@@ -14,8 +14,9 @@ record that was edited, dropped or reordered. What it cannot prove it says (``wa
   or its newest records and checkpoints were removed together (a stale heartbeat);
 * removing the tail *with* its checkpoints is caught by the outside copies, and only by them.
 
-Verdicts: ``intact`` (ok), ``unproven`` (nothing signed covers the log: no checkpoint at all),
-``tampered``.
+Verdicts: ``intact`` (ok), ``unproven`` (nothing signed covers the log: no checkpoint at all,
+an empty log included), ``tampered`` (also: a malformed row, a dropped append-only trigger, a
+projection row the log does not give, an outside copy this database cannot match).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeGuard
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -65,7 +66,10 @@ def _legacy_message(seq: int, head: str) -> bytes:
 
 @dataclass(frozen=True)
 class SignedCheckpoint:
-    """A signed head: ``seq``/``hash`` of the global chain or of ``org_id``'s chain, at ``at``."""
+    """A signed head: ``seq``/``hash`` of the global chain or of ``org_id``'s chain, at ``at``.
+
+    ``after`` is set on the signed end of a partial export only: the export holds the records
+    after that one (signed, so dropping the first lines of a whole export is caught)."""
 
     kind: Kind
     org_id: str | None
@@ -73,9 +77,12 @@ class SignedCheckpoint:
     hash: str
     at: str
     signature: str
+    after: int = 0
 
     def message(self) -> bytes:
         signed = {"kind": self.kind, "org_id": self.org_id, "seq": self.seq, "hash": self.hash}
+        if self.after:  # absent when 0: every signature made before it existed still verifies
+            signed["after"] = self.after
         return b"astralog-checkpoint:v2:" + canonical_json(signed | {"at": self.at}).encode()
 
     def document(self) -> dict[str, Any]:
@@ -101,9 +108,9 @@ class SignedCheckpoint:
             doc.get("seq"),
             doc.get("hash"),
         )
-        at, signature = doc.get("at"), doc.get("signature")
-        if kind not in _KINDS or not isinstance(seq, int) or seq < 0:
-            raise ValueError("checkpoint has no valid kind or seq")
+        at, signature, after = doc.get("at"), doc.get("signature"), doc.get("after", 0)
+        if kind not in _KINDS or not _count(seq) or not _count(after):
+            raise ValueError("checkpoint has no valid kind, seq or after")
         if not all(isinstance(v, str) for v in (digest, at, signature)):
             raise ValueError("checkpoint lacks its hash, time or signature")
         if org_id is not None and not isinstance(org_id, str):
@@ -112,7 +119,11 @@ class SignedCheckpoint:
             datetime.fromisoformat(str(at))
         except ValueError as exc:
             raise ValueError(f"checkpoint time {at!r} is not ISO 8601") from exc
-        return cls(kind, org_id, seq, str(digest), str(at), str(signature))
+        return cls(kind, org_id, seq, str(digest), str(at), str(signature), after)
+
+
+def _count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _signed(key: Ed25519PublicKey, signature: str, message: bytes) -> bool:
@@ -156,10 +167,12 @@ class Signer:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
-    def sign(self, kind: Kind, org_id: str | None, seq: int, head: str) -> SignedCheckpoint:
-        unsigned = SignedCheckpoint(kind, org_id, seq, head, _now(), "")
+    def sign(
+        self, kind: Kind, org_id: str | None, seq: int, head: str, *, after: int = 0
+    ) -> SignedCheckpoint:
+        unsigned = SignedCheckpoint(kind, org_id, seq, head, _now(), "", after)
         signature = base64.b64encode(self._key.sign(unsigned.message())).decode()
-        return SignedCheckpoint(kind, org_id, seq, head, unsigned.at, signature)
+        return SignedCheckpoint(kind, org_id, seq, head, unsigned.at, signature, after)
 
     def checkpoint(self, store: EventStore) -> tuple[int, str] | None:
         """Sign the global head and every org head that moved, and re-sign the heartbeat;
@@ -328,31 +341,110 @@ class Report:
 
 @dataclass(frozen=True)
 class _Stored:
-    """Everything verification reads from the database, read in one go."""
+    """Everything verification reads from the database, read in one go.
+
+    Rows of the wrong shape (a type changed, a NULL, text that is not UTF-8) are not trusted:
+    ``malformed`` names them, and the checks below skip them."""
 
     rows: list[Recorded]
     checkpoints: list[tuple[int, str, str, str]]
     org_checkpoints: list[SignedCheckpoint]
     org_links: dict[int, tuple[str, int, str]]
     heartbeat: tuple[int, str, str, str] | None
+    triggers: frozenset[str] = frozenset()
+    malformed: list[str] = field(default_factory=list)
+
+
+# The triggers that make the log append-only (store._SCHEMA): an attacker's first step is to drop
+# them, and nothing Astralog does removes them.
+APPEND_ONLY_TRIGGERS = tuple(
+    f"{table}_no_{op}"
+    for table in ("events", "checkpoints", "org_chain", "org_checkpoints")
+    for op in ("update", "delete")
+)
+
+
+def _text(value: bytes) -> str | bytes:
+    """SQLite text as str; text that is not UTF-8 stays bytes, and is then reported malformed."""
+    try:
+        return value.decode()
+    except UnicodeDecodeError:
+        return value
+
+
+def _typed(row: Sequence[object], *kinds: type | tuple[type, ...]) -> bool:
+    return len(row) == len(kinds) and all(
+        isinstance(v, k) and not isinstance(v, bool) for v, k in zip(row, kinds, strict=True)
+    )
+
+
+def present_triggers(database: Path) -> frozenset[str]:
+    """The trigger names in ``database`` now (read before anything re-creates them)."""
+    conn = connect(database, read_only=True)
+    try:
+        return _triggers(conn)
+    finally:
+        conn.close()
+
+
+def _triggers(conn: sqlite3.Connection) -> frozenset[str]:
+    rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
+    return frozenset(str(r[0]) for r in rows)
 
 
 def _read(database: Path) -> _Stored:
     conn = connect(database, read_only=True)
+    conn.text_factory = _text
     try:
+        malformed: list[str] = []
         rows = [Recorded(**dict(r)) for r in conn.execute("SELECT * FROM events ORDER BY seq")]
-        checkpoints = conn.execute("SELECT seq, hash, signature, at FROM checkpoints ORDER BY seq")
-        links = conn.execute("SELECT seq, org_id, org_seq, org_hash FROM org_chain")
-        beat = conn.execute("SELECT seq, hash, signature, at FROM heartbeat").fetchone()
         return _Stored(
             rows,
-            [tuple(c) for c in checkpoints.fetchall()],
-            org_checkpoints(conn),
-            {int(s): (str(o), int(n), str(h)) for s, o, n, h in links.fetchall()},
-            tuple(beat) if beat else None,
+            _checkpoint_rows(conn, malformed),
+            _org_checkpoint_rows(conn, malformed),
+            _org_links(conn, malformed),
+            _heartbeat(conn, malformed),
+            _triggers(conn),
+            malformed,
         )
     finally:
         conn.close()
+
+
+def _kept(
+    rows: Iterable[Sequence[object]], kinds: tuple[Any, ...], what: str, bad: list[str]
+) -> list[tuple[Any, ...]]:
+    kept = []
+    for row in rows:
+        if _typed(row, *kinds):
+            kept.append(tuple(row))
+        else:
+            bad.append(f"a row of {what} is malformed: {tuple(row)!r:.200}")
+    return kept
+
+
+def _checkpoint_rows(conn: sqlite3.Connection, bad: list[str]) -> list[tuple[int, str, str, str]]:
+    rows = conn.execute("SELECT seq, hash, signature, at FROM checkpoints ORDER BY seq")
+    return _kept(rows, (int, str, str, str), "checkpoints", bad)
+
+
+def _org_checkpoint_rows(conn: sqlite3.Connection, bad: list[str]) -> list[SignedCheckpoint]:
+    rows = conn.execute(
+        "SELECT org_id, org_seq, hash, at, signature FROM org_checkpoints ORDER BY org_id, org_seq"
+    )
+    kept = _kept(rows, (str, int, str, str, str), "org_checkpoints", bad)
+    return [SignedCheckpoint("org", o, s, h, a, sig) for o, s, h, a, sig in kept]
+
+
+def _org_links(conn: sqlite3.Connection, bad: list[str]) -> dict[int, tuple[str, int, str]]:
+    rows = conn.execute("SELECT seq, org_id, org_seq, org_hash FROM org_chain")
+    return {s: (o, n, h) for s, o, n, h in _kept(rows, (int, str, int, str), "org_chain", bad)}
+
+
+def _heartbeat(conn: sqlite3.Connection, bad: list[str]) -> tuple[int, str, str, str] | None:
+    rows = conn.execute("SELECT seq, hash, signature, at FROM heartbeat").fetchall()
+    kept = _kept(rows, (int, str, str, str), "heartbeat", bad)
+    return kept[0] if kept else None
 
 
 def verify(
@@ -362,12 +454,16 @@ def verify(
     outside: Sequence[tuple[str, SignedCheckpoint]] = (),
     max_age: timedelta | None = None,
     now: datetime | None = None,
+    triggers: frozenset[str] | None = None,
 ) -> Report:
     """Check the whole chain, every org chain, every checkpoint here and every copy ``outside``
-    (``(where, checkpoint)`` pairs); never writes to the database.
+    (``(where, checkpoint)`` pairs), the append-only triggers and that the projections are what
+    the log gives; never writes to the database.
 
     ``max_age`` is how old the newest signature may be (the checkpoint interval plus slack)
-    before the verifier warns that what came after it may have been removed."""
+    before the verifier warns that what came after it may have been removed. ``triggers`` are
+    the trigger names read before anything opened the database for writing (opening it
+    re-creates them); by default they are read here."""
     stored = _read(database)
     report = Report()
     hashes = _verify_chain(stored.rows, report)
@@ -375,13 +471,103 @@ def verify(
     chains = _verify_org_chains(stored, report)
     _verify_org_checkpoints(stored.org_checkpoints, outside, chains, public_key, report)
     _judge_freshness(stored, hashes, public_key, report, max_age, now or datetime.now(UTC))
+    _verify_projections(database, [r for r in stored.rows if _malformed(r) is None], report)
+    for problem in stored.malformed:
+        report.fail(None, problem)
+    _verify_triggers(stored.triggers if triggers is None else triggers, report)
     return report
+
+
+def _verify_triggers(present: frozenset[str], report: Report) -> None:
+    for name in APPEND_ONLY_TRIGGERS:
+        if name not in present:
+            report.fail(
+                None,
+                f"the append-only trigger {name} was dropped: the database was opened to edit "
+                "or delete records (Astralog never removes it)",
+            )
+
+
+def _verify_projections(database: Path, rows: list[Recorded], report: Report) -> None:
+    """Replay the log into an empty in-memory copy of the projections and compare: a row edited
+    by hand (a token's scopes, an un-revoked key, an org's plan) shows as a difference."""
+    from astralog.controlplane import projections
+
+    rebuilt = sqlite3.connect(":memory:")
+    stored = connect(database, read_only=True)
+    stored.text_factory = _text
+    try:
+        rebuilt.executescript(projections.SCHEMA)
+        for row in rows:
+            try:
+                projections.project(rebuilt, row)
+            except (ValueError, TypeError, KeyError, sqlite3.DatabaseError) as exc:
+                report.fail(row.seq, f"record {row.seq} does not replay: {exc}")
+        for table in projections.TABLES:
+            _compare_table(table, _dump(stored, table), _dump(rebuilt, table), report)
+    finally:
+        stored.close()
+        rebuilt.close()
+
+
+def _dump(conn: sqlite3.Connection, table: str) -> dict[object, tuple[Any, ...]] | None:
+    try:
+        return {row[0]: tuple(row) for row in conn.execute(f"SELECT * FROM {table} ORDER BY 1")}
+    except sqlite3.DatabaseError:
+        return None
+
+
+def _compare_table(
+    table: str,
+    stored: dict[object, tuple[Any, ...]] | None,
+    rebuilt: dict[object, tuple[Any, ...]] | None,
+    report: Report,
+) -> None:
+    if stored is None:
+        report.fail(None, f"table {table} is missing or unreadable: projections were removed")
+        return
+    for key in sorted(set(stored) | set(rebuilt or {}), key=repr)[:1000]:
+        here, replayed = stored.get(key), (rebuilt or {}).get(key)
+        if here != replayed:
+            what = (
+                "is not in the log"
+                if replayed is None
+                else "is missing"
+                if here is None
+                else (f"differs from the log ({here!r:.200} stored, {replayed!r:.200} replayed)")
+            )
+            report.fail(None, f"table {table}: row {key!r:.80} {what}: edited outside the log")
+
+
+def _malformed(row: Recorded) -> str | None:
+    """Why a record read from the file is not a record Astralog wrote, if it is not."""
+    for name, value in vars(row).items():
+        kinds: tuple[type, ...] = (int,) if name in ("seq", "version") else (str,)
+        if name == "org_id":
+            kinds = (str, type(None))
+        if isinstance(value, bytes):
+            return f"its {name} is not UTF-8 text"
+        if not isinstance(value, kinds) or isinstance(value, bool):
+            return f"its {name} is {type(value).__name__}, not {kinds[0].__name__}"
+    try:
+        if not isinstance(json.loads(row.payload), dict):
+            return "its payload is not a JSON object"
+    except ValueError:
+        return "its payload is not JSON"
+    return None
 
 
 def _verify_chain(rows: list[Recorded], report: Report) -> dict[int, str]:
     prev_seq, prev_hash = 0, GENESIS
     hashes: dict[int, str] = {}
     for row in rows:
+        why = _malformed(row)
+        if why is not None:
+            seq = row.seq if isinstance(row.seq, int) else prev_seq + 1
+            report.fail(seq, f"record {seq} is malformed: {why}")
+            hashes[seq] = str(row.hash)
+            prev_seq, prev_hash = seq, str(row.hash)
+            continue
         if row.seq != prev_seq + 1:
             report.fail(prev_seq + 1, f"record {prev_seq + 1} is missing (dropped)")
         elif row.prev_hash != prev_hash:
@@ -416,7 +602,12 @@ def _verify_checkpoints(
         elif seq >= report.proven_seq:
             report.proven_seq, report.proven_at = seq, at if timed.valid(key) else None
     report.unproven_records = report.head_seq - report.proven_seq
-    if report.records and not stored.checkpoints:
+    if not report.records and not stored.checkpoints:
+        report.unproven(
+            "the log holds no record and no signed checkpoint: nothing was proven (a running "
+            "log has both from its first start: an empty one was wiped or never used)"
+        )
+    elif not stored.checkpoints:
         report.unproven(
             "no signed checkpoint: nothing proves these records were not rewritten or cut "
             "(a log always has one from its first start: checkpoints were deleted, or the log "
@@ -432,7 +623,7 @@ def _verify_org_chains(stored: _Stored, report: Report) -> dict[str, _OrgChain]:
     """Rebuild every org's chain from the records; the stored links must agree with it."""
     chains: dict[str, _OrgChain] = {}
     for row in stored.rows:
-        if row.org_id is None:
+        if row.org_id is None or _malformed(row) is not None:
             continue
         chain = chains.setdefault(row.org_id, {})
         prev = chain[len(chain)][1] if chain else GENESIS

@@ -215,6 +215,9 @@ class ClickHouseConnector(Connector):
             f"listing checkpoints of org {org_id}", self._checkpoint_rows, org_id
         )
 
+    async def list_checkpoint_orgs(self) -> list[str]:
+        return await self._guarded("listing the orgs with checkpoints", self._checkpoint_orgs)
+
     def is_retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, ConnectorError):
             return exc.retryable
@@ -293,6 +296,11 @@ class ClickHouseConnector(Connector):
             database=self.config.database,
             settings=_INSERT_SETTINGS,
         )
+
+    def _checkpoint_orgs(self) -> list[str]:
+        table = self._checkpoint_table()
+        query = f"SELECT DISTINCT OrgId FROM {table} ORDER BY OrgId"
+        return [str(row[0]) for row in self._client().query(query).result_rows]
 
     def _checkpoint_rows(self, org_id: str) -> list[tuple[str, bytes]]:
         table = self._checkpoint_table()

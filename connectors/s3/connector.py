@@ -71,6 +71,7 @@ from ..base import (
     canonical_rows,
 )
 from ..layout import (
+    CHECKPOINT_DIR,
     HOUR,
     checkpoint_key,
     keys_in_range,
@@ -217,6 +218,19 @@ class S3Connector(Connector):
                 )
             documents = await _gather([self._get_bytes(client, k) for k in keys])
         return [(f"s3://{self.config.bucket}/{k}", d) for k, d in zip(keys, documents, strict=True)]
+
+    async def list_checkpoint_orgs(self) -> list[str]:
+        base = self._full_key("")
+        doing = "listing the orgs with checkpoints"
+        async with self._client() as client, self._translated(doing, None):
+            orgs = await self._subprefixes(client, base, "org=")
+            held = [await self._keys_under(client, f"{org}{CHECKPOINT_DIR}/") for org in orgs]
+        found = {
+            o[len(base) :].strip("/").removeprefix("org=")
+            for o, k in zip(orgs, held, strict=True)
+            if k
+        }
+        return sorted(found)
 
     async def _get_bytes(self, client: Any, full: str) -> bytes:
         async with self._translated(f"reading {full}", full):

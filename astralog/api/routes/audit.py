@@ -95,7 +95,7 @@ def _org_export(runtime: Runtime, org_id: str, after: int) -> Iterator[bytes]:
         views = [_exported(record, link, signed) for record, link in page]
         if not following:
             last = page[-1][1]
-            end = runtime.signer.sign("export", org_id, last.org_seq, last.org_hash)
+            end = runtime.signer.sign("export", org_id, last.org_seq, last.org_hash, after=after)
             views[-1]["export_end"] = end.document()
         yield b"".join(json.dumps(v).encode() + b"\n" for v in views)
         page = following
