@@ -11,17 +11,19 @@ argument errors answer at once.
 from __future__ import annotations
 
 import argparse
+import errno
 import getpass
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from astralog.auth.principal import SCOPES
-from astralog.errors import AstralogError, BadRequest, NotFound
+from astralog.errors import AstralogError, BadRequest, ConfigError, NotFound
 
 if TYPE_CHECKING:
     from astralog.controlplane.store import Actor
@@ -130,6 +132,47 @@ def banner(settings: Settings, boot: Bootstrap) -> str:
     )
 
 
+def _preflight(settings: Settings) -> None:
+    """Refuse to start, in one line, when the data dir is served already or the port is taken.
+
+    The data dir first: a second ``make run`` also asks for the same port, and the data dir is
+    the real reason."""
+    from astralog.ingest.wal.recovery import lock_directory
+
+    wal = settings.path(settings.wal.directory)
+    try:
+        lock_directory(wal).close()  # released at once; the server takes it again in its lifespan
+    except ConfigError:
+        raise ConfigError(
+            f"Astralog is already running on this data dir ({wal} is locked); "
+            "stop it or set ASTRALOG_DATA_DIR"
+        ) from None
+    _check_port(settings.server.host, settings.server.port)
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(
+                f"port {port} is in use; set ASTRALOG_SERVER__PORT (or --port)"
+                if exc.errno == errno.EADDRINUSE
+                else f"cannot listen on {host}:{port}: {exc.strerror}; "
+                "set ASTRALOG_SERVER__HOST / ASTRALOG_SERVER__PORT (or --host / --port)"
+            ) from None
+
+
+def _proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn believes X-Forwarded-For from 127.0.0.1 by default; only configured proxies may
+    set the client address (the audit trail and the metrics loopback check rely on it)."""
+    trusted = settings.server.trusted_proxies
+    if not trusted:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": list(trusted)}
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -141,6 +184,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(
             update={"server": settings.server.model_copy(update=updates)}
         )
+    _preflight(settings)  # before any secret is printed or state is written
     runtime = _runtime(settings)
     boot = runtime.bootstrap()
     if boot is not None:
@@ -156,6 +200,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=10,
+        # Idle connections close; past max_connections uvicorn answers 503 rather than
+        # accepting sockets until the process runs out of descriptors (bodies: BodyLimit).
+        timeout_keep_alive=settings.server.keep_alive_seconds,
+        limit_concurrency=settings.server.max_connections,
+        **_proxy_options(settings),
     )
     return 0
 
@@ -251,6 +300,8 @@ UNPROVEN = 3
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from astralog.controlplane.audit import load_public_key
 
+    # Opening this data dir's runtime re-creates dropped triggers: look at them before.
+    triggers = None if args.export else _triggers_now(args, settings)
     if args.public_key:
         pem = _read(args.public_key, "--public-key")
     else:
@@ -264,13 +315,14 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
     report = (
         _verify_export(args, public_key)
         if args.export
-        else _verify_database(args, settings, public_key)
+        else _verify_database(args, settings, public_key, triggers)
     )
     _print(report.as_dict())
     for warning in report.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
     if report.verdict == "tampered":
-        print(f"TAMPERED: {report.problems[0]}", file=sys.stderr)
+        for problem in report.problems[:20]:  # every finding is in the JSON report
+            print(f"TAMPERED: {problem}", file=sys.stderr)
         return 1
     signed = report.proven_at or "at an unsigned time"
     proven = f"proven up to record {report.proven_seq} (signed {signed})"
@@ -288,14 +340,33 @@ def _verify_export(args: argparse.Namespace, public_key: Any) -> Any:
     return verify_export(text.splitlines(), public_key)
 
 
-def _verify_database(args: argparse.Namespace, settings: Settings, public_key: Any) -> Any:
+def _database(args: argparse.Namespace, settings: Settings) -> Path:
+    database = Path(args.database or settings.path(settings.control.database))
+    if not database.is_file():
+        raise UsageError(f"no audit database at {database}; name one with --database")
+    return database
+
+
+def _triggers_now(args: argparse.Namespace, settings: Settings) -> frozenset[str]:
+    import sqlite3
+
+    from astralog.controlplane.audit import present_triggers
+
+    database = _database(args, settings)
+    try:
+        return present_triggers(database)
+    except sqlite3.DatabaseError as exc:
+        raise UsageError(f"{database} is not a readable Astralog database: {exc}") from None
+
+
+def _verify_database(
+    args: argparse.Namespace, settings: Settings, public_key: Any, triggers: frozenset[str] | None
+) -> Any:
     import sqlite3
 
     from astralog.controlplane.audit import max_checkpoint_age, verify
 
-    database = Path(args.database or settings.path(settings.control.database))
-    if not database.is_file():
-        raise UsageError(f"no audit database at {database}; name one with --database")
+    database = _database(args, settings)
     outside, sources = _outside_copies(args, settings, database)
     try:
         report = verify(
@@ -303,14 +374,16 @@ def _verify_database(args: argparse.Namespace, settings: Settings, public_key: A
             public_key,
             outside=outside,
             max_age=max_checkpoint_age(settings.control.checkpoint_interval_seconds),
+            triggers=triggers,
         )
     except sqlite3.DatabaseError as exc:
         raise UsageError(f"{database} is not a readable Astralog database: {exc}") from None
     if not sources:
         report.warnings.append(
-            "no checkpoint copies outside this database were checked, so records cut off "
-            "together with their checkpoints cannot be detected: pass --checkpoints DIR (copies "
-            "fetched from the org's bucket) or --destination-checkpoints"
+            "no checkpoint copies outside this database were checked (outside copies were not "
+            "consulted), so records cut off together with their checkpoints cannot be detected: "
+            "pass --checkpoints DIR (copies fetched from the org's bucket), or run where "
+            "ASTRALOG_DATA_DIR names the data dir whose destinations hold them"
         )
     elif sources == {"embedded"}:
         report.warnings.append(
@@ -324,7 +397,7 @@ def _outside_copies(
     args: argparse.Namespace, settings: Settings, database: Path
 ) -> tuple[list[Any], set[str]]:
     """Checkpoint copies from --checkpoints files and from the orgs' destinations (by default
-    when verifying this data dir's own database)."""
+    whenever this data dir is set up, so its destinations are known)."""
     from astralog.controlplane.audit import parse_outside
 
     documents: list[tuple[str, bytes]] = []
@@ -334,8 +407,8 @@ def _outside_copies(
         files = sorted(root.rglob("*.json")) if root.is_dir() else [root]
         documents += [(str(f), _read(str(f), "--checkpoints")) for f in files]
         sources.add("files")
-    own = args.database is None or Path(args.database) == settings.path(settings.control.database)
-    if args.destination_checkpoints or (args.destination_checkpoints is None and own):
+    known = settings.path(settings.control.database).is_file()
+    if args.destination_checkpoints or (args.destination_checkpoints is None and known):
         copies, kinds = _destination_copies(settings, database)
         documents += copies
         sources |= kinds
@@ -348,44 +421,62 @@ def _outside_copies(
 def _destination_copies(
     settings: Settings, database: Path
 ) -> tuple[list[tuple[str, bytes]], set[str]]:
-    """Every org's checkpoint copies, read from its active destination (or the embedded one)."""
+    """Every org's checkpoint copies, from its active destination and the embedded bucket.
+
+    The orgs come from the destinations too (each lists the orgs it holds checkpoints of), not
+    only from the database under test: a wiped database names no org."""
     import asyncio
-    import sqlite3
 
     from astralog import byob
-    from astralog.connectors.base import Connector
     from astralog.connectors.local import LocalConnector
 
     runtime = _runtime(settings)
+    known = _database_orgs(database) | {str(o["id"]) for o in runtime.control.orgs()}
+    byob_connectors = []
+    for org_id in sorted(known):
+        record = runtime.destinations.active(org_id)
+        if record is not None:
+            secrets = runtime.destinations.secrets(org_id, record["id"])
+            config = json.loads(record["config"])
+            connector = byob.build(record["kind"], config, secrets, settings.storage)
+            byob_connectors.append((org_id, connector))
+    embedded = LocalConnector(settings.path(settings.storage.local_root))
+    return asyncio.run(_all_copies(embedded, byob_connectors, known))
+
+
+def _database_orgs(database: Path) -> set[str]:
+    import sqlite3
+
     conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    conn.text_factory = bytes  # a malformed org id is the verifier's finding, not a crash here
     try:
-        orgs = [row[0] for row in conn.execute("SELECT DISTINCT org_id FROM org_chain")]
+        rows = conn.execute("SELECT DISTINCT org_id FROM org_chain").fetchall()
     finally:
         conn.close()
+    return {row[0].decode() for row in rows if isinstance(row[0], bytes) and row[0].isascii()}
+
+
+async def _all_copies(
+    embedded: Any, byob_connectors: list[tuple[str, Any]], known: set[str]
+) -> tuple[list[tuple[str, bytes]], set[str]]:
     documents: list[tuple[str, bytes]] = []
     kinds: set[str] = set()
-    for org_id in orgs:
-        record = runtime.destinations.active(org_id)
-        connector: Connector
-        if record is None:
-            connector = LocalConnector(settings.path(settings.storage.local_root))
-            kinds.add("embedded")
-        else:
-            secrets = runtime.destinations.secrets(org_id, record["id"])
-            connector = byob.build(
-                record["kind"], json.loads(record["config"]), secrets, settings.storage
-            )
-            kinds.add("byob")
-        documents += asyncio.run(_listed(connector, org_id))
+    for org_id, connector in byob_connectors:
+        try:
+            for org in sorted({org_id, *await connector.list_checkpoint_orgs()}):
+                documents += await connector.list_checkpoints(org)
+        finally:
+            await connector.close()
+        kinds.add("byob")
+    on_embedded = (known - {org for org, _ in byob_connectors}) | set(
+        await embedded.list_checkpoint_orgs()
+    )
+    for org in sorted(on_embedded):
+        documents += await embedded.list_checkpoints(org)
+    if on_embedded:
+        kinds.add("embedded")
+    await embedded.close()
     return documents, kinds
-
-
-async def _listed(connector: Any, org_id: str) -> list[tuple[str, bytes]]:
-    try:
-        copies: list[tuple[str, bytes]] = await connector.list_checkpoints(org_id)
-        return copies
-    finally:
-        await connector.close()
 
 
 def cmd_connectors(args: argparse.Namespace, settings: Settings) -> int:
@@ -537,8 +628,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--destination-checkpoints",
         action=argparse.BooleanOptionalAction,
-        help="read each org's checkpoint copies from its destination (default: on when "
-        "verifying this data dir's own database)",
+        help="read each org's checkpoint copies from its destination and the embedded bucket "
+        "(default: on whenever this data dir is set up, --database or not)",
     )
     p.add_argument(
         "--strict", action="store_true", help="exit 3 on any warning, not only when unproven"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any, TypeVar
 
@@ -65,15 +64,12 @@ def presented_secret(request: Request) -> str:
     raise Unauthenticated("unsupported Authorization scheme: use Bearer, Basic or ApiKey")
 
 
-def client_address(request: Request, settings: SettingsDep) -> str:
-    peer = request.client.host if request.client else "unknown"
-    if peer in settings.server.trusted_proxies:
-        forwarded = request.headers.get("x-forwarded-for", "").split(",")[0].strip()
-        try:
-            return str(ipaddress.ip_address(forwarded))
-        except ValueError:
-            return peer
-    return peer
+def client_address(request: Request) -> str:
+    """The client as the server resolved it. ``astralog serve`` has uvicorn read X-Forwarded-For
+    only from ``ASTRALOG_SERVER__TRUSTED_PROXIES`` (walking from the nearest hop, so a client
+    cannot name itself by prepending an address); reading the header again here would let a
+    forged leftmost entry through."""
+    return request.client.host if request.client else "unknown"
 
 
 def _session_principal(request: Request, runtime: Runtime, session_id: str) -> Principal:
