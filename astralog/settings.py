@@ -1,10 +1,11 @@
 """Configuration: one root, one sub-model per component, env prefix ``ASTRALOG_``.
 
 Nested fields use a double underscore: ``ASTRALOG_INGEST__MAX_BODY_BYTES=10485760``. A TOML config
-file may be named by ``ASTRALOG_CONFIG_FILE``; environment variables win over the file. Every field
-has a default that works on a laptop. Outside development mode, default or missing secrets are
-refused at start. ``docs/configuration.md`` is generated from these models
-(``astralog config docs``).
+file may be named by ``ASTRALOG_CONFIG_FILE``; environment variables win over the file. A key in the
+file or an ``ASTRALOG_`` variable that is no setting is refused with the close match, since a typo
+would otherwise be ignored without a word. Every field has a default that works on a laptop.
+Outside development mode, default or missing secrets are refused at start.
+``docs/configuration.md`` is generated from these models (``astralog config docs``).
 """
 
 from __future__ import annotations
