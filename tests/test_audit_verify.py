@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from astralog.cli import main
 from astralog.connectors.local import LocalConnector
+from astralog.controlplane import projections
 from astralog.controlplane.audit import (
     Publisher,
     latest_org_checkpoints,
@@ -21,11 +22,17 @@ from astralog.controlplane.audit import (
     max_checkpoint_age,
     verify,
 )
-from astralog.controlplane.store import Actor
+from astralog.controlplane.store import Actor, Recorded, connect
 from astralog.runtime import Bootstrap, Runtime
 from tests.conftest import bearer
 
 ACTOR = Actor("test:alice", "127.0.0.1")
+
+
+@pytest.fixture(autouse=True)
+def _cli_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The CLI's own data dir is an empty one unless a test says otherwise (never the cwd's)."""
+    monkeypatch.setenv("ASTRALOG_DATA_DIR", str(tmp_path / "cli-data"))
 
 
 def _db(runtime: Runtime) -> Path:
@@ -50,11 +57,14 @@ def _publish(runtime: Runtime, bucket: LocalConnector) -> None:
     asyncio.run(publisher.publish(latest_org_checkpoints(runtime.control.store)))
 
 
-def _tamper(db: Path, *statements: str) -> None:
-    """An attacker with the file: drop every append-only trigger, then edit."""
+def _tamper(db: Path, *statements: str, restore: bool = True) -> None:
+    """An attacker with the file: drop every append-only trigger, edit, and (unless not
+    ``restore``) put the triggers back so that their absence gives nothing away."""
     conn = sqlite3.connect(db)
-    triggers = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")]
-    conn.executescript("".join(f"DROP TRIGGER {t};" for t in triggers) + ";".join(statements))
+    triggers = conn.execute("SELECT name, sql FROM sqlite_master WHERE type='trigger'").fetchall()
+    conn.executescript("".join(f"DROP TRIGGER {t};" for t, _ in triggers) + ";".join(statements))
+    if restore:
+        conn.executescript(";".join(sql for _, sql in triggers))
     conn.commit()
     conn.close()
 
@@ -70,6 +80,12 @@ def _cut_tail(db: Path, first_cut: int) -> None:
         f"DELETE FROM org_chain WHERE seq >= {first_cut}",
         "DELETE FROM heartbeat",
     )
+    conn = connect(db)  # and the state those records made, as `astralog events rebuild` would
+    with conn:
+        projections.rebuild(
+            conn, [Recorded(**dict(r)) for r in conn.execute("SELECT * FROM events")]
+        )
+    conn.close()
 
 
 def _offline(runtime: Runtime, *extra: str) -> int:
@@ -232,3 +248,164 @@ def test_tenants_see_their_own_numbering_and_checkpoints_only(
     assert everything["checkpoints"] > 1 and everything["head_seq"] > len(own)
     operator_view = client.get("/v1/audit?limit=1000", headers=op).json()["events"]
     assert operator_view[-1]["seq"] == everything["head_seq"]
+
+
+# -- red-team findings: a wiped log, malformed rows, export gaps, edited projections -----------
+
+
+def _own(monkeypatch: pytest.MonkeyPatch, runtime: Runtime) -> None:
+    """The CLI runs on the runtime's data dir (so the destinations are known)."""
+    monkeypatch.setenv("ASTRALOG_DATA_DIR", str(runtime.settings.data_dir))
+
+
+def _embedded(runtime: Runtime) -> LocalConnector:
+    return LocalConnector(runtime.settings.path(runtime.settings.storage.local_root))
+
+
+_WIPE = (
+    "DELETE FROM events",
+    "DELETE FROM checkpoints",
+    "DELETE FROM org_checkpoints",
+    "DELETE FROM heartbeat",
+    "DELETE FROM org_chain",
+)
+
+
+def test_a_wiped_log_is_caught_by_the_copies_in_the_bucket(  # type: ignore[no-untyped-def]
+    runtime: Runtime, boot: Bootstrap, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
+    """The orgs whose copies are read come from the destinations, not from the wiped database."""
+    _activity(runtime, str(boot.org["id"]), ["api"])
+    _publish(runtime, _embedded(runtime))
+    runtime.control.close()
+    _tamper(_db(runtime), *_WIPE)
+    _own(monkeypatch, runtime)
+    key = str(_key_file(runtime))
+
+    assert main(["audit", "verify", "--public-key", key]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["verdict"] == "tampered"
+    assert any(f"org {boot.org['id']}" in p for p in report["problems"])
+    copy = tmp_path / "copied.db"
+    copy.write_bytes(_db(runtime).read_bytes())
+    for extra in ([], ["--destination-checkpoints"]):
+        assert main(["audit", "verify", "--database", str(copy), "--public-key", key, *extra]) == 1
+        assert json.loads(capsys.readouterr().out)["verdict"] == "tampered"
+
+
+def test_an_empty_log_is_never_intact(runtime: Runtime, boot: Bootstrap, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    runtime.control.close()
+    _tamper(_db(runtime), *_WIPE)
+    status = main(["audit", "verify", "--database", str(_db(runtime))])
+    assert status != 0
+    report = verify(_db(runtime), load_public_key(runtime.signer.public_pem()))
+    assert report.verdict != "intact" and not report.ok
+
+
+def test_newest_record_cut_with_every_checkpoint_is_caught_by_default(  # type: ignore[no-untyped-def]
+    runtime: Runtime, boot: Bootstrap, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys
+) -> None:
+    """--database on a copy still reads the outside copies when the destinations are known."""
+    _activity(runtime, str(boot.org["id"]), ["api", "worker"])
+    _publish(runtime, _embedded(runtime))
+    head = runtime.control.store.head()[0]
+    runtime.control.close()
+    _cut_tail(_db(runtime), head)
+    _tamper(_db(runtime), "DELETE FROM checkpoints", "DELETE FROM org_checkpoints")
+    _own(monkeypatch, runtime)
+    copy = tmp_path / "copied.db"
+    copy.write_bytes(_db(runtime).read_bytes())
+    key = str(_key_file(runtime))
+    assert main(["audit", "verify", "--database", str(copy), "--public-key", key]) == 1
+    capsys.readouterr()
+    monkeypatch.setenv("ASTRALOG_DATA_DIR", str(tmp_path / "elsewhere"))
+    assert main(["audit", "verify", "--database", str(copy), "--public-key", key]) == 3
+    assert "outside copies were not consulted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("edit", "seq"),
+    [
+        ("UPDATE events SET payload = CAST(payload AS BLOB) WHERE seq = 4", 4),
+        (  # NOT NULL goes with a table rebuilt without its constraints
+            "CREATE TABLE loose AS SELECT * FROM events; DROP TABLE events;"
+            " ALTER TABLE loose RENAME TO events; UPDATE events SET actor = NULL WHERE seq = 3",
+            3,
+        ),
+        ("UPDATE events SET version = 'two' WHERE seq = 2", 2),
+        ("UPDATE events SET client = CAST(X'FF00FE' AS TEXT) WHERE seq = 5", 5),
+        ("UPDATE events SET payload = '{not json' WHERE seq = 4", 4),
+    ],
+)
+def test_a_malformed_row_is_tampering_not_a_crash(  # type: ignore[no-untyped-def]
+    client: TestClient, runtime: Runtime, boot: Bootstrap, edit: str, seq: int, capsys
+) -> None:
+    _activity(runtime, str(boot.org["id"]), ["api"])
+    _tamper(_db(runtime), edit)
+    assert _offline(runtime, "--no-destination-checkpoints") == 1
+    assert f"record {seq}" in capsys.readouterr().err
+    response = client.get("/v1/audit/verify", headers=bearer(boot.operator_token))
+    assert response.status_code == 200
+    assert response.json()["verdict"] == "tampered"
+
+
+def test_an_export_proves_only_what_it_holds(  # type: ignore[no-untyped-def]
+    client: TestClient, runtime: Runtime, boot: Bootstrap, tmp_path: Path, capsys
+) -> None:
+    _activity(runtime, str(boot.org["id"]), ["api", "worker"])
+    export = tmp_path / "audit.ndjson"
+    lines = _export(client, boot.admin_token, export)
+    records = [json.loads(line) for line in lines]
+
+    def status(rows: list[dict[str, object]]) -> int:
+        export.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return _verify_export(runtime, export)
+
+    assert status([]) == 3
+    assert "UNPROVEN" in capsys.readouterr().err
+    records[1]["note"] = "not covered by the hash"
+    assert status(records) == 1
+    assert "note" in capsys.readouterr().err
+    del records[1]["note"]
+    records[2]["seq"] = "3"
+    assert status(records) == 1
+    records[2]["seq"] = 3
+    assert status(records[2:]) == 1
+    assert "records 1..2" in capsys.readouterr().err
+    partial = client.get("/v1/audit?format=ndjson&after=2", headers=bearer(boot.admin_token))
+    export.write_text(partial.text)
+    assert _verify_export(runtime, export) == 0
+    assert "starts after record 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("edit", "table"),
+    [
+        ("UPDATE tokens SET scopes = '[\"admin\"]' WHERE kind != 'operator'", "tokens"),
+        ("UPDATE tokens SET org_id = 'org_other' WHERE kind != 'operator'", "tokens"),
+        ("UPDATE orgs SET plan = 'enterprise'", "orgs"),
+        ("UPDATE ingest_keys SET revoked_at = NULL", "ingest_keys"),
+    ],
+)
+def test_an_edited_projection_is_tampering(  # type: ignore[no-untyped-def]
+    runtime: Runtime, boot: Bootstrap, edit: str, table: str, capsys
+) -> None:
+    org = str(boot.org["id"])
+    source = runtime.control.create_source(org, "api", "", ACTOR)
+    key = runtime.control.issue_key(org, source["id"], ACTOR)
+    runtime.control.revoke_key(org, key.info["id"], ACTOR)
+    runtime.signer.checkpoint(runtime.control.store)
+    runtime.control.close()
+    _tamper(_db(runtime), edit)
+    assert _offline(runtime, "--no-destination-checkpoints") == 1
+    assert f"table {table}" in capsys.readouterr().err
+
+
+def test_dropped_append_only_triggers_are_a_finding(
+    runtime: Runtime, boot: Bootstrap, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    runtime.signer.checkpoint(runtime.control.store)
+    runtime.control.close()
+    _tamper(_db(runtime), restore=False)
+    assert _offline(runtime, "--no-destination-checkpoints") == 1
+    assert "append-only trigger" in capsys.readouterr().err
