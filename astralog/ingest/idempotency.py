@@ -2,7 +2,10 @@
 
 Two kinds of facts, both per (org, source), make a retry safe:
 
-* an ``Idempotency-Key`` and the answer (status and JSON body) its first request got;
+* an ``Idempotency-Key``, the answer (status and JSON body) its first request got, and the
+  SHA-256 of that request's decoded body: the key used again with another body is a 422 (as the
+  IETF Idempotency-Key draft says), never a replay that would drop the new events. Receipts
+  written before bodies were hashed have no hash and replay as before;
 * Elasticsearch document ``_id`` values already stored.
 
 **The WAL decides.** Both travel as a receipt in the same WAL record as the events they cover
@@ -48,7 +51,7 @@ from typing import Any, TypeVar
 import pyarrow as pa
 
 from astralog import sqlite
-from astralog.errors import BadRequest
+from astralog.errors import BadRequest, ValidationFailed
 from astralog.ingest.formats.elasticsearch import BulkItem, EsBulk
 from astralog.ingest.wal import Receipt
 
@@ -60,7 +63,7 @@ _SQL_CHUNK = 500  # bound parameters per IN (...) query
 
 _Ident = tuple[str, str, str]  # (org, source, key or document id)
 _K = TypeVar("_K")
-_AnswerRow = tuple[str, str, str, int, str, float]
+_AnswerRow = tuple[str, str, str, int, str, float, str | None]
 _IdRow = tuple[str, str, str, float]
 
 
@@ -81,6 +84,9 @@ class IdempotencyStore:
             "CREATE TABLE IF NOT EXISTS answers (org_id TEXT, source_id TEXT, key TEXT, "
             "status INTEGER, body TEXT, expires REAL, PRIMARY KEY (org_id, source_id, key))"
         )
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(answers)")}
+        if "body_sha256" not in columns:  # a store written before request bodies were hashed
+            self._conn.execute("ALTER TABLE answers ADD COLUMN body_sha256 TEXT")
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS document_ids (org_id TEXT, source_id TEXT, doc_id TEXT, "
             "expires REAL, PRIMARY KEY (org_id, source_id, doc_id)) WITHOUT ROWID"
@@ -88,7 +94,8 @@ class IdempotencyStore:
         self._window = window_seconds
         self._db_lock = threading.Lock()
         self._mem_lock = threading.Lock()
-        self._answers: dict[_Ident, tuple[float, int, Any]] = {}  # -> (expires, status, body)
+        # -> (expires, status, body, SHA-256 of the request body or None)
+        self._answers: dict[_Ident, tuple[float, int, Any, str | None]] = {}
         self._ids: dict[_Ident, float] = {}  # -> expires
         self._key_locks: dict[_Ident, asyncio.Lock] = {}
         self._source_locks: dict[tuple[str, str], asyncio.Lock] = {}
@@ -111,31 +118,44 @@ class IdempotencyStore:
         *,
         key: str | None = None,
         answer: tuple[int, Any] | None = None,
+        sha256: str | None = None,
         ids: Iterable[str] = (),
     ) -> Receipt:
         """The receipt to append with the events: written in the same WAL record."""
         receipt: Receipt = {"org": org_id, "source": source_id, "at": time.time()}
         if key is not None and answer is not None:
             receipt |= {"key": key, "status": answer[0], "body": answer[1]}
+            if sha256 is not None:
+                receipt["sha256"] = sha256
         doc_ids = list(ids)
         if doc_ids:
             receipt["ids"] = doc_ids
         return receipt
 
-    def lookup(self, org_id: str, source_id: str, key: str) -> tuple[int, Any] | None:
-        """The first answer given to this key within the window, if any."""
+    def lookup(
+        self, org_id: str, source_id: str, key: str, *, sha256: str | None = None
+    ) -> tuple[int, Any] | None:
+        """The first answer given to this key within the window, if any.
+
+        With ``sha256`` (of this request's decoded body), a key first used with another body
+        raises :class:`ValidationFailed` (422) instead of replaying an answer about other events.
+        """
         now = time.time()
         with self._mem_lock:
             held = self._answers.get((org_id, source_id, key))
         if held is not None and held[0] > now:
+            _same_body(held[3], sha256)
             return held[1], held[2]
         with self._db_lock:
             row = self._conn.execute(
-                "SELECT status, body FROM answers WHERE org_id = ? AND source_id = ? AND key = ? "
-                "AND expires > ?",
+                "SELECT status, body, body_sha256 FROM answers WHERE org_id = ? "
+                "AND source_id = ? AND key = ? AND expires > ?",
                 (org_id, source_id, key, now),
             ).fetchone()
-        return (int(row[0]), json.loads(row[1])) if row else None
+        if row is None:
+            return None
+        _same_body(row[2], sha256)
+        return int(row[0]), json.loads(row[1])
 
     def known_ids(self, org_id: str, source_id: str, ids: Iterable[str]) -> set[str]:
         """The document ids among ``ids`` stored for this source within the window."""
@@ -163,14 +183,19 @@ class IdempotencyStore:
                 expires = float(r["at"]) + self._window
                 org, source = str(r["org"]), str(r["source"])
                 if "key" in r:
-                    self._answers[(org, source, str(r["key"]))] = (expires, r["status"], r["body"])
+                    held = (expires, r["status"], r["body"], r.get("sha256"))
+                    self._answers[(org, source, str(r["key"]))] = held
                 for doc_id in r.get("ids", ()):
                     self._ids[(org, source, str(doc_id))] = expires
 
     def releasing(self, receipts: list[Receipt]) -> None:
         answers, ids = _rows(receipts, self._window)
         with sqlite.transaction(self._conn, self._db_lock) as conn:
-            conn.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?, ?, ?, ?)", answers)
+            conn.executemany(
+                "INSERT OR REPLACE INTO answers (org_id, source_id, key, status, body, expires, "
+                "body_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                answers,
+            )
             conn.executemany("INSERT OR REPLACE INTO document_ids VALUES (?, ?, ?, ?)", ids)
         with self._mem_lock:  # only now: a lookup in between finds them in one place or both
             for org, source, key, *_ in answers:
@@ -199,6 +224,14 @@ class IdempotencyStore:
             self._conn.close()
 
 
+def _same_body(stored: str | None, sha256: str | None) -> None:
+    if stored is not None and sha256 is not None and stored != sha256:
+        raise ValidationFailed(
+            "this Idempotency-Key was used with a different request body; use a new key for a "
+            "new request (a retry must send the same events)"
+        )
+
+
 def _lock_for(locks: dict[_K, asyncio.Lock], ident: _K) -> asyncio.Lock:
     lock = locks.get(ident)
     if lock is None:
@@ -210,8 +243,8 @@ def _lock_for(locks: dict[_K, asyncio.Lock], ident: _K) -> asyncio.Lock:
 
 
 def _rows(receipts: list[Receipt], window: int) -> tuple[list[_AnswerRow], list[_IdRow]]:
-    """SQLite rows for receipts: (org, source, key, status, body, expires), (org, source, id,
-    expires)."""
+    """SQLite rows for receipts: (org, source, key, status, body, expires, body SHA-256),
+    (org, source, id, expires)."""
     answers: list[_AnswerRow] = []
     ids: list[_IdRow] = []
     now = time.time()
@@ -222,7 +255,8 @@ def _rows(receipts: list[Receipt], window: int) -> tuple[list[_AnswerRow], list[
         org, source = str(r["org"]), str(r["source"])
         if "key" in r:
             body = json.dumps(r["body"])
-            answers.append((org, source, str(r["key"]), int(r["status"]), body, expires))
+            digest = r.get("sha256")
+            answers.append((org, source, str(r["key"]), int(r["status"]), body, expires, digest))
         ids += [(org, source, str(doc_id), expires) for doc_id in r.get("ids", ())]
     return answers, ids
 

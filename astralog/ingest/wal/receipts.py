@@ -1,11 +1,12 @@
 """WAL receipts: facts about an append written in the same record as its rows.
 
-Stage: WAL (receipts). An append may carry a receipt (JSON facts about it: the Idempotency-Key
-and its answer, Elasticsearch document ids). Receipts are written in the custom metadata of the
-same record batch as the rows, under the same fsync, so "the rows are durable" and "the WAL knows
-this request was answered" are one fact. The :class:`ReceiptLedger` hears of each receipt after
-its fsync and before any appender is answered, hears of every receipt still in the WAL on open,
-and is asked to keep a segment's receipts before the segment is deleted.
+Stage: WAL (receipts). An append may carry a receipt (JSON facts about it: the Idempotency-Key,
+its answer and the SHA-256 of the request body, Elasticsearch document ids). Receipts are written
+in the custom metadata of the same record batch as the rows, under the same fsync, so "the rows
+are durable" and "the WAL knows this request was answered" are one fact. The
+:class:`ReceiptLedger` hears of each receipt after its fsync and before any appender is answered,
+hears of every receipt still in the WAL on open, and is asked to keep a segment's receipts before
+the segment is deleted.
 """
 
 from __future__ import annotations
