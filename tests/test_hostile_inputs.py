@@ -24,12 +24,13 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeL
 
 from astralog.ingest import formats
 from astralog.ingest.formats import parse_otlp_logs
-from astralog.ingest.normalise import NormaliseContext
+from astralog.ingest.normalise import NormaliseContext, Parsed
 from astralog.ingest.normalise.records import Reject
 from astralog.ingest.normalise.severity import severity_of_number
 from astralog.ingest.normalise.text import schema_keeping_time_text
 from astralog.ingest.prescan import PROTOBUF_MAX_DEPTH
 from astralog.runtime import Bootstrap
+from astralog.schema import log_schema
 from astralog.settings import IngestSettings
 from tests.conftest import bearer
 from tests.gateway import Gateway, gateway_fixture  # noqa: F401
@@ -567,7 +568,8 @@ def test_a_loki_timestamp_of_odd_digits_rejects_its_entry(
         entries = f'[{stamp},"x"{metadata}],["{NOW_NS}","y"{metadata}]'
         body = '{"streams":[{"stream":{},"values":[' + entries + "]}]}"
         response = client.post("/loki/api/v1/push", content=body.encode(), headers=headers)
-        assert response.status_code == 200, response.text
+        assert response.status_code == 400, response.text  # as Loki: any rejected entry
+        assert response.json()["accepted"] == 1
         assert "nanoseconds since the epoch" in response.json()["errors"][0]["reason"]
 
 
@@ -599,3 +601,111 @@ def test_a_problem_detail_quoting_a_lone_surrogate_is_still_answered() -> None:
     assert answer.status_code == 400
     assert answer.headers["content-type"] == "application/problem+json"
     assert answer.json()["detail"] == "unknown field '\ud800'"
+
+
+# ---- An acknowledged batch must stay flushable (red team, after issue 11) --------------------
+
+
+def _loki_headers(boot: Bootstrap) -> dict[str, str]:
+    return {**bearer(boot.ingest_key), "content-type": "application/json"}
+
+
+@pytest.mark.parametrize("path", ["/loki/api/v1/push", "/api/prom/push"])
+@pytest.mark.parametrize("metadata", ["", ",{}"])
+def test_a_loki_entry_whose_line_is_not_text_is_rejected(
+    client: TestClient, boot: Bootstrap, path: str, metadata: str
+) -> None:
+    """A null line was acknowledged (204), and its batch could never be flushed: the org's
+    later events waited in the WAL behind it until the shared disk budget refused everyone."""
+    entries = f'["{NOW_NS}",null{metadata}],["{NOW_NS}","ok"{metadata}],["{NOW_NS}",7{metadata}]'
+    body = '{"streams":[{"stream":{"job":"x"},"values":[' + entries + "]}]}"
+    response = client.post(path, content=body, headers=_loki_headers(boot))
+    assert response.status_code == 400, response.text  # as Loki: any rejected entry
+    result = response.json()
+    assert result["accepted"] == 1, result
+    assert [e["index"] for e in result["errors"]] == [0, 2], result
+    assert "the log line must be a string, found null" in result["errors"][0]["reason"]
+    alone = '{"streams":[{"stream":{"job":"x"},"values":[["' + NOW_NS + '",null]]}]}'
+    assert client.post(path, content=alone, headers=_loki_headers(boot)).status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/loki/api/v1/push", "/api/prom/push"])
+@pytest.mark.parametrize("labels", ["[1]", '"str"', "1", "true", '[["a","b"]]'])
+def test_loki_labels_that_are_not_an_object_are_a_client_error(
+    client: TestClient, boot: Bootstrap, path: str, labels: str
+) -> None:
+    body = '{"streams":[{"stream":' + labels + ',"values":[["' + NOW_NS + '","x"]]}]}'
+    response = client.post(path, content=body, headers=_loki_headers(boot))
+    assert response.status_code == 400, response.text
+    assert "streams[0].stream must be an object of labels" in response.text
+
+
+def _with_body(table: pa.Table, body: pa.Array) -> pa.Table:
+    """``table`` with ``body`` as its Body column, still declaring the canonical schema (as
+    the Loki parser's table did): the schema says non-nullable, the data holds nulls."""
+    columns = [body if name == "Body" else table[name] for name in table.column_names]
+    return pa.Table.from_arrays(columns, schema=log_schema())
+
+
+def test_rows_a_parser_leaves_invalid_are_rejected_before_the_wal(
+    client: TestClient, boot: Bootstrap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever a parser gets wrong, no row the canonical schema refuses reaches the WAL:
+    such a row is rejected with a reason, the others are stored."""
+    real = formats.parse_loki_push
+
+    def buggy(body: bytes, content_type: str, ctx: NormaliseContext) -> Parsed:
+        parsed = real(body, content_type, ctx)
+        body_column = pa.array([None, *parsed.table["Body"].to_pylist()[1:]], pa.string())
+        parsed.table = _with_body(parsed.table, body_column)
+        return parsed
+
+    monkeypatch.setattr(formats, "parse_loki_push", buggy)
+    entries = f'["{NOW_NS}","lost"],["{NOW_NS}","kept"]'
+    body = '{"streams":[{"stream":{"job":"x"},"values":[' + entries + "]}]}"
+    response = client.post("/loki/api/v1/push", content=body, headers=_loki_headers(boot))
+    assert response.status_code == 400, response.text  # as Loki: any rejected entry
+    result = response.json()
+    assert result["accepted"] == 1 and result["errors"][0]["index"] == 0, result
+    assert "Body" in result["errors"][0]["reason"], result
+    search = client.post(
+        "/v1/search", json={"query": "job:x", "start": "now-1h"}, headers=bearer(boot.admin_token)
+    )
+    assert [e["body"] for e in search.json()["events"]] == ["kept"], search.text
+
+
+def test_the_wal_refuses_a_null_in_a_column_that_cannot_hold_one(tmp_path: Path) -> None:
+    from astralog.ingest.wal import WriteAheadLog
+    from astralog.settings import WalSettings
+    from tests.connector_contract import make_events
+
+    table = _with_body(make_events(2), pa.array([None, "x"], pa.string()))
+
+    async def append() -> None:
+        with WriteAheadLog(WalSettings(directory=tmp_path, fsync=False)) as wal:
+            await wal.append(table)
+
+    import asyncio
+
+    with pytest.raises(ValueError, match="Body"):
+        asyncio.run(append())
+
+
+def test_a_null_among_json_events_is_rejected_with_its_index(
+    client: TestClient, boot: Bootstrap
+) -> None:
+    response = client.post("/v1/ingest", content='[null, {"a":1}]', headers=bearer(boot.ingest_key))
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["accepted"] == 1 and result["rejected"] == 1, result
+    assert result["errors"][0]["index"] == 0
+    assert "found null" in result["errors"][0]["reason"], result
+
+
+@pytest.mark.parametrize("body", [" ", "\n", " \r\n\t "])
+def test_a_body_of_whitespace_is_refused_like_an_empty_one(
+    client: TestClient, boot: Bootstrap, body: str
+) -> None:
+    response = client.post("/v1/ingest", content=body, headers=bearer(boot.ingest_key))
+    assert response.status_code == 400, response.text
+    assert "only whitespace" in response.text

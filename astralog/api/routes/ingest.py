@@ -7,12 +7,15 @@ durable WAL append (fsync, group commit) -> answer. The org and source come from
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import numpy as np
 import pyarrow as pa
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
@@ -27,10 +30,13 @@ from astralog.ingest import formats
 from astralog.ingest.decode import decompress
 from astralog.ingest.idempotency import check_key
 from astralog.ingest.normalise import NormaliseContext, Parsed
+from astralog.ingest.normalise.records import Reject
 from astralog.ingest.ratelimit import Quota
-from astralog.ingest.wal import Receipt
+from astralog.ingest.wal import Receipt, WriteAheadLog
 from astralog.runtime import Runtime
+from astralog.schema import null_violations
 
+log = logging.getLogger("astralog.ingest")
 router = APIRouter(tags=["ingest"])
 MAX_REPORTED_REJECTS = 1000
 
@@ -87,8 +93,8 @@ async def accept(
     if not raw:  # judged after decoding too: a gzip of nothing carries no event either
         raise BadRequest("the request body is empty; send at least one event")
     ctx = _context(runtime, principal)
-    parsed = await run_in_threadpool(parse, raw, ctx)
-    quota = None
+    parsed = _storable(await run_in_threadpool(parse, raw, ctx), fmt)
+    quota, stored = None, 0
     rows = parsed.table.num_rows
     if rows:
         limits = runtime.control.plan_limits(ctx.org_id)
@@ -97,18 +103,68 @@ async def accept(
         except Exception:
             runtime.metrics.rate_limit_hit(ctx.source_id)
             raise
-        if guard is None:
-            await data.wal.append(parsed.table)
-        else:
-            async with guard(parsed) as (table, receipt):
-                await data.wal.append(table, receipt)
+        stored = await _append(data.wal, parsed, guard)
     m = runtime.metrics
-    m.events_accepted.labels(fmt).inc(rows)
+    # What the WAL stored: an _id repeat (409, noop) is answered but never appended.
+    m.events_accepted.labels(fmt).inc(stored)
     m.bytes_accepted.inc(len(raw))
     for reject in parsed.rejects:
         m.events_rejected.labels(reject.kind).inc()
     m.ack_seconds.observe(time.perf_counter() - started)
     return Outcome(parsed, quota)
+
+
+async def _append(wal: WriteAheadLog, parsed: Parsed, guard: Guard | None) -> int:
+    """Append the rows (through ``guard`` when given); the number of rows the WAL stored."""
+    if guard is None:
+        await wal.append(parsed.table)
+        return int(parsed.table.num_rows)
+    async with guard(parsed) as (table, receipt):
+        await wal.append(table, receipt)
+        return int(table.num_rows)
+
+
+def _storable(parsed: Parsed, fmt: str) -> Parsed:
+    """Reject the rows the canonical schema refuses, before the WAL acknowledges anything.
+
+    Only a parser bug makes such rows; acknowledged, they would fail every flush of their batch.
+    Rejected here, the bug costs those events a clear reason, and the operator a log line.
+    """
+    bad = null_violations(parsed.table)
+    if not bad:
+        return parsed
+    log.error(
+        "the %s parser made %d rows the canonical schema refuses (a bug, please report it): %s",
+        fmt,
+        len(bad),
+        "; ".join(sorted(set(bad.values()))),
+    )
+    keep = np.ones(parsed.table.num_rows, bool)
+    keep[list(bad)] = False
+    indexes = _input_indexes(parsed)
+    reason = (
+        "the event could not be stored ({}); this is a bug in Astralog, logged for the operator"
+    )
+    found = [
+        Reject(indexes[row], reason.format(why), kind="internal_error") for row, why in bad.items()
+    ]
+    accepted = parsed.accepted_indexes
+    return Parsed(
+        parsed.table.filter(pa.array(keep)),
+        sorted([*parsed.rejects, *found], key=lambda r: r.index),
+        parsed.received,
+        None if accepted is None else [i for i, k in zip(accepted, keep, strict=True) if k],
+    )
+
+
+def _input_indexes(parsed: Parsed) -> list[int]:
+    """Each table row's index in the request: the parser's own list, else the indexes it did not
+    reject, in order (how every parser builds its table), else the row numbers themselves."""
+    if parsed.accepted_indexes is not None:
+        return parsed.accepted_indexes
+    refused = {r.index for r in parsed.rejects}
+    indexes = [i for i in range(parsed.received) if i not in refused]
+    return indexes if len(indexes) == parsed.table.num_rows else list(range(parsed.table.num_rows))
 
 
 def _rejects(parsed: Parsed) -> list[dict[str, Any]]:
@@ -126,6 +182,7 @@ Answer = Callable[[Parsed], tuple[int, dict[str, Any]]]
 
 
 async def _idempotent(
+    request: Request,
     principal: Principal,
     runtime: Runtime,
     key: str | None,
@@ -136,25 +193,36 @@ async def _idempotent(
 
     The answer is computed from the parsed request before the append and written in the same
     WAL record as the events (:mod:`astralog.ingest.idempotency`), so a retry after a crash at
-    any point is answered from what the WAL holds, never stored twice.
+    any point is answered from what the WAL holds, never stored twice. The key used again with
+    another body is a 422: replaying would acknowledge events that were never stored.
     """
     if key is None:
         return await respond(None)
     check_key(key)
     org, source = str(principal.org_id), str(principal.source_id)
     store = runtime.data.idempotency
+    digest = await _body_sha256(request, runtime)
 
     @asynccontextmanager
     async def guard(parsed: Parsed) -> AsyncIterator[tuple[pa.Table, Receipt | None]]:
         status, body = answer(parsed)
-        receipt = store.receipt(org, source, key=key, answer=(status, body))
+        receipt = store.receipt(org, source, key=key, answer=(status, body), sha256=digest)
         yield parsed.table, receipt if status < 300 else None
 
     async with store.key_lock(org, source, key):
-        seen = store.lookup(org, source, key)
+        seen = store.lookup(org, source, key, sha256=digest)
         if seen is not None:
             return JSONResponse(seen[1], seen[0], headers={"Idempotent-Replayed": "true"})
         return await respond(guard)
+
+
+async def _body_sha256(request: Request, runtime: Runtime) -> str:
+    """SHA-256 of the decoded body: a retry compressed otherwise is still the same request."""
+    body = await request.body()
+    encoding = request.headers.get("content-encoding")
+    limit = runtime.settings.ingest.max_decompressed_bytes
+    raw = await run_in_threadpool(decompress, body, encoding, limit) if body else b""
+    return hashlib.sha256(raw).hexdigest()
 
 
 def _json_answer(parsed: Parsed) -> tuple[int, dict[str, Any]]:
@@ -175,6 +243,12 @@ def _json_answer(parsed: Parsed) -> tuple[int, dict[str, Any]]:
     return 200, body
 
 
+def _parse_json(body: bytes, ctx: NormaliseContext) -> Parsed:
+    if not body.strip():  # like an empty body: a 200 storing nothing would say all is well
+        raise BadRequest("the request body holds only whitespace; send at least one event")
+    return formats.parse_json_events(body, ctx)
+
+
 @router.post(
     "/v1/ingest",
     summary="Send events as one JSON object, a JSON array or NDJSON",
@@ -187,14 +261,13 @@ async def ingest_json(
     idempotency_key: Annotated[str | None, Header()] = None,
 ) -> Any:
     async def respond(guard: Guard | None) -> JSONResponse:
-        parse = formats.parse_json_events
-        outcome = await accept(request, principal, runtime, "json", parse, guard)
+        outcome = await accept(request, principal, runtime, "json", _parse_json, guard)
         status, body = _json_answer(outcome.parsed)
         if status == 400:
             return JSONResponse(body, 400, media_type="application/problem+json")
         return JSONResponse(body, status, headers=_headers(outcome))
 
-    return await _idempotent(principal, runtime, idempotency_key, _json_answer, respond)
+    return await _idempotent(request, principal, runtime, idempotency_key, _json_answer, respond)
 
 
 # ---- OpenTelemetry OTLP/HTTP logs -------------------------------------------------------------
@@ -220,7 +293,7 @@ async def ingest_otlp(request: Request, principal: IngestDep, runtime: RuntimeDe
             r.reason for r in outcome.parsed.rejects[:20]
         )
     headers = _headers(outcome)
-    if content_type == "application/json":
+    if content_type.lower() == "application/json":  # media types are case-insensitive
         return Response(MessageToJson(reply), 200, headers, media_type="application/json")
     return Response(reply.SerializeToString(), 200, headers, media_type=OTLP_PROTOBUF)
 
@@ -239,9 +312,11 @@ async def ingest_loki(request: Request, principal: IngestDep, runtime: RuntimeDe
 
     outcome = await accept(request, principal, runtime, "loki", parse)
     if outcome.parsed.rejects:
+        # Loki answers 400 when any entry fails validation, having stored the valid ones;
+        # promtail and the Loki clients then log the reasons instead of taking it for success.
         return JSONResponse(
             {"accepted": outcome.parsed.table.num_rows, "errors": _rejects(outcome.parsed)},
-            200 if outcome.parsed.table.num_rows else 400,
+            400,
             headers=_headers(outcome),
         )
     return Response(status_code=204, headers=_headers(outcome))
