@@ -8,6 +8,8 @@ the same with real SIGKILLs at random moments.
 
 from __future__ import annotations
 
+import gzip
+import re
 import shutil
 import time
 import uuid
@@ -21,6 +23,7 @@ from elasticsearch import ConflictError, Elasticsearch, helpers
 from fastapi.testclient import TestClient
 
 from astralog.api.app import create_app
+from astralog.errors import ValidationFailed
 from astralog.ingest.idempotency import IdempotencyStore
 from astralog.runtime import SYSTEM, Runtime
 from astralog.settings import load_settings
@@ -326,3 +329,78 @@ def test_ids_are_per_source(tmp_path: Path) -> None:
         )
         assert answer.json()["items"][0]["create"]["status"] == 201
         assert drain(client, runtime) == {"shared": 2}
+
+
+# ---- a key reused with another body: 422, never a replay that drops the new events ---------
+
+REUSED = "this Idempotency-Key was used with a different request body"
+
+
+def test_a_key_reused_with_another_body_is_a_422_and_stores_nothing(tmp_path: Path) -> None:
+    live = tmp_path / "live"
+    with gateway_in_process(live) as (client, runtime, key):
+        first = send(client, key["Authorization"].split()[1], ["a"], "k1")
+        assert first.status_code == 200, first.text
+        other = send(client, key["Authorization"].split()[1], ["b"], "k1")
+        assert other.status_code == 422, other.text
+        assert other.headers["content-type"].startswith("application/problem+json")
+        assert REUSED in other.json()["detail"] and "new key" in other.json()["detail"]
+        gzipped = client.post(  # the same events, encoded otherwise: a retry all the same
+            "/v1/ingest",
+            content=gzip.compress(ndjson(["a"]) + b"not json\n"),
+            headers={**key, "Idempotency-Key": "k1", "Content-Encoding": "gzip"},
+        )
+        assert gzipped.headers.get("Idempotent-Replayed") == "true", gzipped.text
+        assert drain(client, runtime) == {"a": 1}
+    with gateway_in_process(live, bootstrap=False) as (client, runtime, _):  # from SQLite now
+        again = client.post(
+            "/v1/ingest", content=ndjson(["c"]), headers={**key, "Idempotency-Key": "k1"}
+        )
+        assert again.status_code == 422, again.text
+        assert drain(client, runtime) == {"a": 1}  # the bucket holds the first request only
+
+
+def test_a_receipt_without_a_body_hash_replays_as_before(tmp_path: Path) -> None:
+    """Receipts written before bodies were hashed (in a WAL or SQLite from an older version)."""
+    store = IdempotencyStore(tmp_path / "i.sqlite3", window_seconds=60)
+    old = store.receipt("o", "s", key="k", answer=(200, {"accepted": 1}))
+    old.pop("sha256", None)
+    store.committed([old])
+    assert store.lookup("o", "s", "k", sha256="0" * 64) == (200, {"accepted": 1})
+    store.releasing([old])
+    assert store.lookup("o", "s", "k", sha256="0" * 64) == (200, {"accepted": 1})
+    new = store.receipt("o", "s", key="n", answer=(200, {}), sha256="1" * 64)
+    store.releasing([new])
+    assert store.lookup("o", "s", "n", sha256="1" * 64) == (200, {})
+    with pytest.raises(ValidationFailed, match=REUSED):
+        store.lookup("o", "s", "n", sha256="2" * 64)
+    store.close()
+
+
+# ---- astralog_ingest_events_accepted_total counts what the WAL stored -----------------------
+
+
+def _accepted(client: TestClient, operator: dict[str, str], fmt: str) -> float:
+    text = client.get("/metrics", headers=operator).text
+    match = re.search(
+        rf'^astralog_ingest_events_accepted_total{{format="{fmt}"}} (\S+)$', text, re.M
+    )
+    return float(match.group(1)) if match else 0.0
+
+
+def test_accepted_events_metric_counts_only_rows_appended_to_the_wal(tmp_path: Path) -> None:
+    with gateway(tmp_path / "live") as (client, runtime):
+        boot = runtime.bootstrap()
+        assert boot is not None
+        op, key = bearer(boot.operator_token), boot.ingest_key
+        send(client, key, ["a", "b"], "k1")
+        send(client, key, ["a", "b"], "k1")  # a replay: nothing appended
+        assert _accepted(client, op, "json") == 2
+        es = bearer(key)
+        client.post("/v1/es/_bulk", content=_bulk_body(["x", "y"]), headers=es)
+        client.post("/v1/es/_bulk", content=_bulk_body(["x", "y", "z"]), headers=es)  # 409, 409
+        index_x = b'{"index":{"_index":"web","_id":"x"}}\n{"marker":"x"}\n'
+        noop = client.post("/v1/es/_bulk", content=index_x, headers=es)
+        assert noop.json()["items"][0]["index"]["result"] == "noop"
+        assert _accepted(client, op, "elasticsearch") == 3
+        assert drain(client, runtime) == {"a": 1, "b": 1, "x": 1, "y": 1, "z": 1}
