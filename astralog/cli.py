@@ -298,7 +298,7 @@ UNPROVEN = 3
 
 
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
-    from astralog.controlplane.audit import load_public_key
+    from astralog.controlplane.checkpoints import load_public_key
 
     # Opening this data dir's runtime re-creates dropped triggers: look at them before.
     triggers = None if args.export else _triggers_now(args, settings)
@@ -350,7 +350,7 @@ def _database(args: argparse.Namespace, settings: Settings) -> Path:
 def _triggers_now(args: argparse.Namespace, settings: Settings) -> frozenset[str]:
     import sqlite3
 
-    from astralog.controlplane.audit import present_triggers
+    from astralog.controlplane.audit_verify import present_triggers
 
     database = _database(args, settings)
     try:
@@ -364,7 +364,7 @@ def _verify_database(
 ) -> Any:
     import sqlite3
 
-    from astralog.controlplane.audit import max_checkpoint_age, verify
+    from astralog.controlplane.audit_verify import max_checkpoint_age, verify
 
     database = _database(args, settings)
     outside, sources = _outside_copies(args, settings, database)
@@ -398,7 +398,7 @@ def _outside_copies(
 ) -> tuple[list[Any], set[str]]:
     """Checkpoint copies from --checkpoints files and from the orgs' destinations (by default
     whenever this data dir is set up, so its destinations are known)."""
-    from astralog.controlplane.audit import parse_outside
+    from astralog.controlplane.checkpoints import parse_outside
 
     documents: list[tuple[str, bytes]] = []
     sources: set[str] = set()

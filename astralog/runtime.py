@@ -27,7 +27,7 @@ from astralog.auth.sessions import SessionStore
 from astralog.catalog import BatchCommitted, Catalog
 from astralog.connectors.base import Connector
 from astralog.connectors.local import LocalConnector
-from astralog.controlplane.audit import Signer
+from astralog.controlplane.checkpoints import Signer
 from astralog.controlplane.destinations import Destinations
 from astralog.controlplane.events import RetentionPurged
 from astralog.controlplane.plans import PlanLimits

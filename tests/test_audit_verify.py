@@ -15,13 +15,8 @@ from fastapi.testclient import TestClient
 from astralog.cli import main
 from astralog.connectors.local import LocalConnector
 from astralog.controlplane import projections
-from astralog.controlplane.audit import (
-    Publisher,
-    latest_org_checkpoints,
-    load_public_key,
-    max_checkpoint_age,
-    verify,
-)
+from astralog.controlplane.audit_verify import max_checkpoint_age, verify
+from astralog.controlplane.checkpoints import Publisher, latest_org_checkpoints, load_public_key
 from astralog.controlplane.store import Actor, Recorded, connect
 from astralog.runtime import Bootstrap, Runtime
 from tests.conftest import bearer

@@ -10,7 +10,8 @@ import pytest
 
 from astralog.cli import main
 from astralog.controlplane import projections
-from astralog.controlplane.audit import load_public_key, verify
+from astralog.controlplane.audit_verify import verify
+from astralog.controlplane.checkpoints import load_public_key
 from astralog.controlplane.events import SourceCreated
 from astralog.controlplane.store import Actor
 from astralog.errors import Conflict
@@ -151,7 +152,7 @@ def test_tampering_with_the_file_is_detected(  # type: ignore[no-untyped-def]
 def test_checkpoint_signed_by_another_key_is_rejected(
     runtime: Runtime, boot: Bootstrap, tmp_path: Path
 ) -> None:
-    from astralog.controlplane.audit import Signer
+    from astralog.controlplane.checkpoints import Signer
 
     stranger = Signer(tmp_path / "stranger.key")
     report = verify(_db(runtime), load_public_key(stranger.public_pem()))

@@ -28,7 +28,7 @@ from astralog.api.routes import (
     ui,
 )
 from astralog.api.scrape import MetricsListener
-from astralog.controlplane.audit import Publisher, latest_org_checkpoints
+from astralog.controlplane.checkpoints import Publisher, latest_org_checkpoints
 from astralog.runtime import Runtime
 from astralog.settings import Settings
 

@@ -16,7 +16,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from astralog.controlplane.audit import Report, SignedCheckpoint
+from astralog.controlplane.audit_verify import Report
+from astralog.controlplane.checkpoints import SignedCheckpoint
 from astralog.controlplane.store import GENESIS, ORG_FIELDS, OrgLink, Recorded, record_hash
 
 CHAIN = "org"

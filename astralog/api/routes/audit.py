@@ -17,16 +17,9 @@ from fastapi.responses import StreamingResponse
 
 from astralog.api.deps import AuditRead, RuntimeDep
 from astralog.api.models import AuditPage, Verification
-from astralog.controlplane.audit import (
-    OrgReport,
-    Report,
-    SignedCheckpoint,
-    load_public_key,
-    max_checkpoint_age,
-    org_checkpoints,
-    verify,
-)
 from astralog.controlplane.audit_export import org_view
+from astralog.controlplane.audit_verify import OrgReport, Report, max_checkpoint_age, verify
+from astralog.controlplane.checkpoints import SignedCheckpoint, load_public_key, org_checkpoints
 from astralog.controlplane.store import EventStore, OrgLink, Recorded
 from astralog.runtime import Runtime
 
