@@ -1,0 +1,147 @@
+"""The operator's management commands: orgs, sources, ingest keys, tokens, connectors, master
+key rotation, projection rebuilds and the configuration reference.
+
+Stage: the control plane, acted on directly as the operator of this machine; every change is
+recorded in the event log with the actor ``cli:<user>``. Secrets are printed once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+from astralog.cli.common import (
+    actor,
+    find_org,
+    find_source,
+    json_object,
+    need,
+    open_runtime,
+    read_text,
+    show,
+)
+
+if TYPE_CHECKING:
+    from astralog.settings import Settings
+
+
+def cmd_orgs(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = open_runtime(settings)
+    if args.action == "create":
+        need(args, "--name")
+        show(runtime.control.create_org(args.name, args.plan, actor()))
+    elif args.action == "set-plan":
+        overrides = json_object(args.overrides, "--overrides")
+        show(runtime.control.set_plan(find_org(runtime, args.org), args.plan, overrides, actor()))
+    else:
+        show(runtime.control.orgs())
+    return 0
+
+
+def cmd_sources(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = open_runtime(settings)
+    org_id = find_org(runtime, args.org)
+    if args.action == "create":
+        need(args, "--name")
+        show(runtime.control.create_source(org_id, args.name, args.description, actor()))
+    else:
+        show(runtime.control.sources(org_id))
+    return 0
+
+
+KEY_FLAGS = {"issue": ("--source",), "rotate": ("--key-id",), "revoke": ("--key-id",)}
+
+
+def cmd_keys(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = open_runtime(settings)
+    control, org_id = runtime.control, find_org(runtime, args.org)
+    need(args, *KEY_FLAGS.get(args.action, ()))
+    source_id = find_source(runtime, org_id, args.source) if args.source else None
+    if args.action == "list":
+        sources = [source_id] if source_id else [s["id"] for s in control.sources(org_id)]
+        show([key for sid in sources for key in control.keys(org_id, sid)])
+    elif args.action == "revoke":
+        show(control.revoke_key(org_id, args.key_id, actor()))
+    else:
+        issued = (
+            control.issue_key(org_id, str(source_id), actor())
+            if args.action == "issue"
+            else control.rotate_key(org_id, args.key_id, args.grace_minutes, actor())
+        )
+        print(f"{issued.credential.secret}\n(shown once; store it now)", file=sys.stdout)
+        show(issued.info)
+    return 0
+
+
+def cmd_tokens(args: argparse.Namespace, settings: Settings) -> int:
+    runtime = open_runtime(settings)
+    org_id = None if args.operator else find_org(runtime, args.org)
+    if args.action == "revoke":
+        need(args, "--token-id")
+        show(runtime.control.revoke_token(org_id, args.token_id, actor()))
+        return 0
+    issued = runtime.control.issue_token(org_id, args.name, args.scope or [], actor())
+    print(f"{issued.credential.secret}\n(shown once; store it now)")
+    show(issued.info)
+    return 0
+
+
+def cmd_connectors(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+
+    from astralog import byob
+
+    runtime = open_runtime(settings)
+    destinations, org_id = runtime.destinations, find_org(runtime, args.org)
+    if args.action not in ("list", "create", "deactivate"):
+        need(args, "--connector-id")
+    if args.action == "list":
+        show(destinations.list(org_id))
+    elif args.action == "create":
+        need(args, "--name", "--kind")
+        config = json_object(args.config, "--config")
+        secrets = json_object(read_text(args.secrets_file, "--secrets-file"), "--secrets-file")
+        show(destinations.create(org_id, args.name, args.kind, config, secrets, actor()))
+    elif args.action == "test":
+        view = destinations.get(org_id, args.connector_id)
+        connector = byob.build(
+            view["kind"], view["config"], destinations.secrets(org_id, args.connector_id),
+            settings.storage,
+        )  # fmt: skip
+        checks = asyncio.run(connector.probe())
+        ok = all(c.ok for c in checks)
+        failed = [c.name for c in checks if not c.ok]
+        destinations.record_test(org_id, args.connector_id, ok, failed, actor())
+        show([vars(c) for c in checks])
+        return 0 if ok else 1
+    elif args.action == "policy":
+        view = destinations.get(org_id, args.connector_id)
+        print(byob.policy(view["kind"], view["config"], settings.storage)["text"])
+    elif args.action == "activate":
+        show(destinations.activate(org_id, args.connector_id, actor()))
+    else:
+        destinations.deactivate(org_id, actor())
+        print("new batches go to the embedded bucket")
+    return 0
+
+
+def cmd_rotate_master(args: argparse.Namespace, settings: Settings) -> int:
+    count = open_runtime(settings).destinations.rewrap_all(actor())
+    print(
+        f"re-wrapped the data keys of {count} connectors under {settings.storage.active_master_key}"
+    )
+    return 0
+
+
+def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
+    count = open_runtime(settings).control.rebuild()
+    print(f"rebuilt projections from {count} events")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    from astralog.configdoc import render
+
+    sys.stdout.write(render())  # exactly docs/configuration.md
+    return 0
