@@ -82,7 +82,7 @@ from ..layout import (
     validate_id,
 )
 from ..parquet import read_parquet, to_parquet_bytes
-from ..probe import ProbeMismatch, Step, expect, run_probe
+from ..probe import ProbeMismatch, run_probe
 from .config import S3Config, S3Secrets
 from .errors import (
     DENIED_CODES,
@@ -93,6 +93,7 @@ from .errors import (
     is_retryable_error,
 )
 from .policy import bucket_arn
+from .probe import canary_steps
 from .transport import FixedCredentials, client_config, no_region_redirects
 
 _T = TypeVar("_T")
@@ -447,7 +448,14 @@ class S3Connector(Connector):
     async def _run_probe(self, client: Any, canary: str, payload: bytes) -> list[Check]:
         """Run every step; after a permission refusal the independent steps still run, so one
         check names every missing permission. Anything else stops the check there."""
-        steps, resources = self._probe_steps(client, canary, payload)
+        steps, resources = canary_steps(
+            client,
+            self.config,
+            canary,
+            payload,
+            sse_args=self._sse_args(),
+            credentials=self._probe_credentials,
+        )
 
         def explain(name: str, exc: Exception) -> tuple[str, bool] | None:
             # A refused permission or a wrong observation is not fatal: the other permissions
@@ -462,50 +470,6 @@ class S3Connector(Connector):
             left = f"{checks['delete'].detail} (the canary object {canary!r} is left behind)"
             checks["delete"] = Check("delete", False, left)
         return list(checks.values())
-
-    def _probe_steps(
-        self, client: Any, canary: str, payload: bytes
-    ) -> tuple[list[Step], dict[str, str | None]]:
-        """The steps, and the object each concerns (None: the bucket) for its messages."""
-        bucket = self.config.bucket
-        arn = f"{bucket_arn(self.config)}/{canary}"
-        written = False
-
-        async def write() -> str:
-            nonlocal written
-            await client.put_object(Bucket=bucket, Key=canary, Body=payload, **self._sse_args())
-            written = True
-            return f"s3:PutObject allowed on {arn}"
-
-        async def read() -> str:
-            response = await client.get_object(Bucket=bucket, Key=canary)
-            async with response["Body"] as body:
-                expect(await body.read() == payload, "read back different bytes than written")
-            # Only a requested encryption is checked: AWS encrypts everything with SSE-S3 anyway.
-            stored = response.get("ServerSideEncryption", "none")
-            wanted = self.config.sse
-            expect(wanted in ("none", stored), f"stored with encryption {stored!r}, not {wanted!r}")
-            return f"s3:GetObject allowed on {arn}"
-
-        async def listing() -> str:
-            response = await client.list_objects_v2(Bucket=bucket, Prefix=canary, MaxKeys=1)
-            listed = [obj["Key"] for obj in _contents(response)]
-            expect(not written or canary in listed, "the canary object is missing from the list")
-            return f"s3:ListBucket allowed on {bucket_arn(self.config)} (prefix {canary!r})"
-
-        async def delete() -> str:
-            await client.delete_object(Bucket=bucket, Key=canary)
-            return f"s3:DeleteObject allowed on {arn}"
-
-        steps = [
-            Step("credentials", self._probe_credentials),
-            Step("write", write),
-            Step("read", read, needs="write", needs_why="the canary object was not written"),
-            Step("list", listing),
-            Step("delete", delete),
-        ]
-        objects = {"write": canary, "read": canary, "delete": canary}
-        return steps, {step.name: objects.get(step.name) for step in steps}
 
     async def _probe_credentials(self) -> str:
         if self._secrets is not None:
