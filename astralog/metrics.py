@@ -13,7 +13,10 @@ class Metrics:
         self.tenant_labels = tenant_labels
         r = self.registry
         self.events_accepted = Counter(
-            "astralog_ingest_events_accepted", "Events acknowledged", ["format"], registry=r
+            "astralog_ingest_events_accepted",
+            "Events stored in the WAL and acknowledged (not replays or de-duplicated retries)",
+            ["format"],
+            registry=r,
         )
         self.events_rejected = Counter(
             "astralog_ingest_events_rejected", "Events refused", ["reason"], registry=r
