@@ -64,6 +64,26 @@ class Missing:
     rows: int
     error: AstralogError
 
+    @classmethod
+    def of(
+        cls,
+        plan: Plan,
+        destination_id: str,
+        label: str,
+        batches: Sequence[BatchCommitted],
+        error: AstralogError,
+    ) -> Missing:
+        """What ``batches`` of ``plan`` hold, clipped to its range, with why they are missing."""
+        return cls(
+            destination_id=destination_id,
+            destination=label,
+            start_ns=max(plan.start_ns, min(b.min_ts_ns for b in batches)),
+            end_ns=min(plan.end_ns, max(b.max_ts_ns for b in batches)),
+            batches=len(batches),
+            rows=sum(b.rows for b in batches),
+            error=error,
+        )
+
     def view(self) -> dict[str, Any]:
         retryable = bool(self.error.extra.get("retryable", self.error.status == 503))
         return {
@@ -223,15 +243,7 @@ def _missing_objects(plan: Plan, gone: Sequence[BatchCommitted]) -> Missing:
         destination_id=LOCAL_DESTINATION,
         objects=[b.object_key for b in gone[:100]],
     )
-    return Missing(
-        destination_id=LOCAL_DESTINATION,
-        destination=LOCAL_LABEL,
-        start_ns=max(plan.start_ns, min(b.min_ts_ns for b in gone)),
-        end_ns=min(plan.end_ns, max(b.max_ts_ns for b in gone)),
-        batches=len(gone),
-        rows=sum(b.rows for b in gone),
-        error=error,
-    )
+    return Missing.of(plan, LOCAL_DESTINATION, LOCAL_LABEL, gone, error)
 
 
 def _local_path(batch: BatchCommitted) -> str:

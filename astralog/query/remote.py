@@ -117,7 +117,7 @@ async def _fetch(
     try:
         connector, label = _open(data, plan.org_id, destination_id)
     except ConnectorError as exc:  # gone from the org, or cannot be opened: named already
-        return _missing(plan, destination_id, destination_id, batches, exc)
+        return Missing.of(plan, destination_id, destination_id, batches, exc)
     try:
         return await _read(connector, label, plan, batches, budget, deadline)
     except TimeoutError:
@@ -131,7 +131,7 @@ async def _fetch(
     except ConnectorError as exc:
         error = _failed(label, destination_id, exc)
         error.__cause__ = exc
-    return _missing(plan, destination_id, label, batches, error)
+    return Missing.of(plan, destination_id, label, batches, error)
 
 
 async def _read(
@@ -150,24 +150,6 @@ async def _read(
             budget.take(table.nbytes, label)
             tables.append(table)
     return tables
-
-
-def _missing(
-    plan: Plan,
-    destination_id: str,
-    label: str,
-    batches: Sequence[BatchCommitted],
-    error: AstralogError,
-) -> Missing:
-    return Missing(
-        destination_id=destination_id,
-        destination=label,
-        start_ns=max(plan.start_ns, min(b.min_ts_ns for b in batches)),
-        end_ns=min(plan.end_ns, max(b.max_ts_ns for b in batches)),
-        batches=len(batches),
-        rows=sum(b.rows for b in batches),
-        error=error,
-    )
 
 
 def _open(data: DataAccess, org_id: str, destination_id: str) -> tuple[Connector, str]:
