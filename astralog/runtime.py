@@ -241,6 +241,22 @@ class Runtime:
             raise RuntimeError("the data plane is not open: only the serving process has it")
         return self._data
 
+    def restore_projections(self) -> list[str]:
+        """Current state is derived from the log: a projection row edited outside it (an
+        un-revoked key, widened token scopes) is rebuilt from the log before serving, with one
+        error line saying what differed. Returns the differences found."""
+        from astralog.controlplane.audit_verify import projection_differences
+
+        database = self.settings.path(self.settings.control.database)
+        differences = projection_differences(database, self.control.store.records())
+        if differences:
+            log.error(
+                "projections differ from the event log; rebuilt from the log before serving",
+                extra={"differences": differences[:10], "count": len(differences)},
+            )
+            self.control.rebuild()
+        return differences
+
     def open_data_plane(self) -> DataPlane:
         if self._data is None:
             self._data = DataPlane(self.settings, self.metrics, self.destinations)

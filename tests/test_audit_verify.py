@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from astralog.api.app import create_app
 from astralog.cli import main
 from astralog.connectors.local import LocalConnector
 from astralog.controlplane import projections
@@ -404,3 +405,26 @@ def test_dropped_append_only_triggers_are_a_finding(
     _tamper(_db(runtime), restore=False)
     assert _offline(runtime, "--no-destination-checkpoints") == 1
     assert "append-only trigger" in capsys.readouterr().err
+
+
+def test_a_restarted_server_serves_the_log_not_an_edited_projection(
+    runtime: Runtime, boot: Bootstrap, caplog: pytest.LogCaptureFixture
+) -> None:
+    org = str(boot.org["id"])
+    source = runtime.control.create_source(org, "api", "", ACTOR)
+    key = runtime.control.issue_key(org, source["id"], ACTOR)
+    runtime.control.revoke_key(org, key.info["id"], ACTOR)
+    runtime.control.close()
+    _tamper(_db(runtime), "UPDATE ingest_keys SET revoked_at = NULL")  # no trigger guards these
+
+    restarted = Runtime(runtime.settings)
+    try:
+        with TestClient(create_app(runtime.settings, restarted)) as client:
+            answer = client.post(
+                "/v1/ingest", content=b'{"message":"x"}', headers=bearer(key.credential.secret)
+            )
+        assert answer.status_code == 401, "the revocation in the log wins over the edited row"
+        assert "projections differ from the event log" in caplog.text
+        assert restarted.restore_projections() == [], "rebuilt: nothing differs any more"
+    finally:
+        restarted.close()

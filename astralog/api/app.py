@@ -59,6 +59,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(runtime.restore_projections)  # never serve a hand-edited row
         data = await asyncio.to_thread(runtime.open_data_plane)  # WAL recovery happens here
         data.start()
         bind = runtime.settings.metrics.bind

@@ -255,6 +255,13 @@ def _verify_projections(database: Path, rows: list[Recorded], report: Report) ->
         rebuilt.close()
 
 
+def projection_differences(database: Path, rows: list[Recorded]) -> list[str]:
+    """How the stored projections differ from a replay of ``rows``; empty when they agree."""
+    report = Report()
+    _verify_projections(database, rows, report)
+    return report.problems
+
+
 def _dump(conn: sqlite3.Connection, table: str) -> dict[object, tuple[Any, ...]] | None:
     try:
         return {row[0]: tuple(row) for row in conn.execute(f"SELECT * FROM {table} ORDER BY 1")}
