@@ -5,40 +5,22 @@ in connection-check messages without garbling them.
 from __future__ import annotations
 
 import asyncio
-import datetime
 import socket
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from astralog.connectors.clickhouse import ClickHouseConfig, ClickHouseConnector
 from astralog.runtime import Bootstrap
 from astralog.security.redaction import redact
+from tests.certs import self_signed
 from tests.conftest import bearer
 
 
 def _ca_pem(name: str = "Customer CA") -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
+    return self_signed(name)[0].decode()
 
 
 def _create(client: TestClient, admin: dict[str, str], ca_cert: Any) -> Any:
