@@ -42,9 +42,6 @@ class ControlPlane:
     def define_default_plans(self, actor: Actor) -> None:
         self.plans.define_defaults(actor)
 
-    def plan_limits(self, org_id: str) -> dict[str, Any]:
-        return self.plans.limits_json(org_id)
-
     def limits(self, org_id: str) -> PlanLimits:
         return self.plans.limits(org_id)
 

@@ -10,9 +10,24 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Protocol
 
 from astralog.errors import PayloadTooLarge, RateLimited
+
+
+class Rates(Protocol):
+    """The plan's ingest rates, as the control plane's plan limits carry them."""
+
+    @property
+    def ingest_burst_seconds(self) -> float: ...
+    @property
+    def ingest_events_per_second(self) -> int: ...
+    @property
+    def ingest_bytes_per_second(self) -> int: ...
+    @property
+    def source_events_per_second(self) -> int: ...
+    @property
+    def source_bytes_per_second(self) -> int: ...
 
 
 @dataclass
@@ -64,16 +79,14 @@ class RateLimiter:
             self._buckets[key] = bucket
         return bucket
 
-    def take(
-        self, org_id: str, source_id: str, events: int, nbytes: int, limits: dict[str, Any]
-    ) -> Quota:
+    def take(self, org_id: str, source_id: str, events: int, nbytes: int, limits: Rates) -> Quota:
         """Take ``events`` and ``nbytes`` from all four buckets, or raise RateLimited/413."""
-        burst = float(limits["ingest_burst_seconds"])
+        burst = float(limits.ingest_burst_seconds)
         wanted = [
-            ("org", org_id, "events", float(limits["ingest_events_per_second"]), events),
-            ("org", org_id, "bytes", float(limits["ingest_bytes_per_second"]), nbytes),
-            ("source", source_id, "events", float(limits["source_events_per_second"]), events),
-            ("source", source_id, "bytes", float(limits["source_bytes_per_second"]), nbytes),
+            ("org", org_id, "events", float(limits.ingest_events_per_second), events),
+            ("org", org_id, "bytes", float(limits.ingest_bytes_per_second), nbytes),
+            ("source", source_id, "events", float(limits.source_events_per_second), events),
+            ("source", source_id, "bytes", float(limits.source_bytes_per_second), nbytes),
         ]
         now = time.monotonic()
         with self._lock:

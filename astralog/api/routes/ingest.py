@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 
 from astralog.api.deps import IngestDep, RuntimeDep
 from astralog.auth.principal import Principal
+from astralog.controlplane.plans import PlanLimits
 from astralog.errors import BadRequest
 from astralog.ingest import formats
 from astralog.ingest.decode import decompress
@@ -52,11 +53,10 @@ class Outcome:
     quota: Quota | None
 
 
-def _context(runtime: Runtime, principal: Principal) -> NormaliseContext:
+def _context(runtime: Runtime, principal: Principal, limits: PlanLimits) -> NormaliseContext:
     assert principal.org_id and principal.source_id
-    limits = runtime.control.plan_limits(principal.org_id)
     now_ns = time.time_ns()
-    retention_days, owner = int(limits["retention_days"]), "the plan's"
+    retention_days, owner = limits.retention_days, "the plan's"
     # A source's own, shorter retention hides and purges older events: refuse them here too,
     # rather than acknowledge what will never be searchable.
     own = runtime.control.source(principal.org_id, principal.source_id)["retention_days"]
@@ -92,12 +92,13 @@ async def accept(
     raw = await run_in_threadpool(decompress, body, encoding, limit) if body else b""
     if not raw:  # judged after decoding too: a gzip of nothing carries no event either
         raise BadRequest("the request body is empty; send at least one event")
-    ctx = _context(runtime, principal)
+    assert principal.org_id
+    limits = runtime.control.limits(principal.org_id)
+    ctx = _context(runtime, principal, limits)
     parsed = _storable(await run_in_threadpool(parse, raw, ctx), fmt)
     quota, stored = None, 0
     rows = parsed.table.num_rows
     if rows:
-        limits = runtime.control.plan_limits(ctx.org_id)
         try:
             quota = data.rate_limiter.take(ctx.org_id, ctx.source_id, rows, len(raw), limits)
         except Exception:
