@@ -47,6 +47,9 @@ class Destination:
         return f"{self.name!r} ({self.kind}, {self.id})"
 
 
+LOCAL = Destination(LOCAL_DESTINATION, "embedded bucket", "local")
+
+
 class DataAccess(Protocol):
     def limits(self, org_id: str) -> PlanLimits:
         """The org's plan limits with its overrides; NotFound for an unknown org."""

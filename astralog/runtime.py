@@ -34,7 +34,7 @@ from astralog.controlplane.plans import PlanLimits
 from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.sources import Retention
 from astralog.controlplane.store import Actor
-from astralog.dataplane import LOCAL_DESTINATION, Destination
+from astralog.dataplane import LOCAL, LOCAL_DESTINATION, Destination
 from astralog.ingest.flush import DestinationFailure, Flusher
 from astralog.ingest.idempotency import IdempotencyStore
 from astralog.ingest.ratelimit import RateLimiter
@@ -306,7 +306,7 @@ class Runtime:
 
     def destination(self, org_id: str, destination_id: str) -> Destination:
         if destination_id == LOCAL_DESTINATION:
-            return Destination(LOCAL_DESTINATION, "embedded bucket", "local")
+            return LOCAL
         record = self.destinations.record(org_id, destination_id)
         return Destination(str(record["id"]), str(record["name"]), str(record["kind"]))
 
@@ -319,12 +319,6 @@ class Runtime:
         store = self.control.store
         with store.transaction():
             store.append(event, actor, store.version(event.aggregate_id))
-
-    def ready(self) -> tuple[bool, str]:
-        """Whether the data plane is open (serving); /readyz asks :meth:`readiness`."""
-        if self._data is None:
-            return False, "the write-ahead log is not open yet"
-        return True, ""
 
     def readiness(self) -> Readiness:
         if self._data is None:

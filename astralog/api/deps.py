@@ -218,11 +218,5 @@ def gate_for(route: object) -> Gate | None:
     return gate
 
 
-def hides_itself(route: object) -> bool:
-    """Operator routes: to anyone else, every answer is the 404 of a missing path."""
-    dependant = getattr(route, "dependant", None)
-    return isinstance(dependant, Dependant) and operator_principal in _calls(dependant)
-
-
 def _discard(_: object) -> None:
     return None

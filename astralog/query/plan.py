@@ -22,9 +22,9 @@ import pyarrow.compute as pc
 from astralog.catalog import BatchCommitted
 from astralog.connectors.base import ConnectorError
 from astralog.dataplane import (
+    LOCAL,
     LOCAL_DESTINATION,
     DataAccess,
-    Destination,
     PendingData,
     PlanLimits,
     SourceRetention,
@@ -35,7 +35,6 @@ from astralog.query.language import Node, parse
 from astralog.query.timerange import iso, parse_instant
 
 DAY_NS = 86_400 * 10**9
-LOCAL_LABEL = Destination(LOCAL_DESTINATION, "embedded bucket", "local").label
 HOUR_NS = 3600 * 10**9
 
 
@@ -118,6 +117,7 @@ class Plan:
     pending: pa.Table | None = None
     scanned_bytes: int = 0
     timeout_seconds: float = 30.0
+    max_scan_bytes: int = 0  # the plan's per-query budget, shared by every destination
 
     @property
     def clamped(self) -> bool:
@@ -182,6 +182,7 @@ def make_plan(data: DataAccess, org_id: str, scope: SearchScope, *, now_ns: int)
         # The shortest retention that applies: what hid the oldest data (and what a UI names).
         retention_days=min(days.values(), default=retention.plan_retention_days),
         timeout_seconds=float(limits.query_timeout_seconds),
+        max_scan_bytes=limits.max_scan_bytes,
     )
     max_days = limits.max_query_range_days
     if plan.end_ns - plan.start_ns > max_days * DAY_NS + HOUR_NS:
@@ -243,7 +244,7 @@ def _missing_objects(plan: Plan, gone: Sequence[BatchCommitted]) -> Missing:
         destination_id=LOCAL_DESTINATION,
         objects=[b.object_key for b in gone[:100]],
     )
-    return Missing.of(plan, LOCAL_DESTINATION, LOCAL_LABEL, gone, error)
+    return Missing.of(plan, LOCAL.id, LOCAL.label, gone, error)
 
 
 def _local_path(batch: BatchCommitted) -> str:

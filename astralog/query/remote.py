@@ -84,8 +84,7 @@ async def _fetch_all(data: DataAccess, plan: Plan) -> bool:
     by_destination: dict[str, list[BatchCommitted]] = {}
     for batch in plan.remote:
         by_destination.setdefault(batch.destination_id, []).append(batch)
-    limit = data.limits(plan.org_id).max_scan_bytes
-    budget = _Budget(limit, plan.scanned_bytes - sum(b.bytes for b in plan.remote))
+    budget = _Budget(plan.max_scan_bytes, plan.scanned_bytes - sum(b.bytes for b in plan.remote))
     deadline = asyncio.get_running_loop().time() + plan.timeout_seconds
     try:
         async with asyncio.TaskGroup() as group:
