@@ -83,13 +83,7 @@ async def accept(
 ) -> Outcome:
     started = time.perf_counter()
     data = runtime.data
-    data.wal.check_budget()
-    body = await request.body()
-    # Inflating up to max_decompressed_bytes takes long enough to stall every other request:
-    # it runs off the event loop, like parsing.
-    encoding = request.headers.get("content-encoding")
-    limit = runtime.settings.ingest.max_decompressed_bytes
-    raw = await run_in_threadpool(decompress, body, encoding, limit) if body else b""
+    raw = await _decoded(request, runtime)
     if not raw:  # judged after decoding too: a gzip of nothing carries no event either
         raise BadRequest("the request body is empty; send at least one event")
     assert principal.org_id
@@ -217,13 +211,25 @@ async def _idempotent(
         return await respond(guard)
 
 
-async def _body_sha256(request: Request, runtime: Runtime) -> str:
-    """SHA-256 of the decoded body: a retry compressed otherwise is still the same request."""
+async def _decoded(request: Request, runtime: Runtime) -> bytes:
+    """The request body decompressed, once per request (the Idempotency-Key hash and the parser
+    share it), after the WAL budget check so a full WAL refuses before any work."""
+    if (raw := getattr(request.state, "decoded_body", None)) is not None:
+        return bytes(raw)
+    runtime.data.wal.check_budget()
     body = await request.body()
+    # Inflating up to max_decompressed_bytes takes long enough to stall every other request:
+    # it runs off the event loop, like parsing.
     encoding = request.headers.get("content-encoding")
     limit = runtime.settings.ingest.max_decompressed_bytes
     raw = await run_in_threadpool(decompress, body, encoding, limit) if body else b""
-    return hashlib.sha256(raw).hexdigest()
+    request.state.decoded_body = raw
+    return raw
+
+
+async def _body_sha256(request: Request, runtime: Runtime) -> str:
+    """SHA-256 of the decoded body: a retry compressed otherwise is still the same request."""
+    return hashlib.sha256(await _decoded(request, runtime)).hexdigest()
 
 
 def _json_answer(parsed: Parsed) -> tuple[int, dict[str, Any]]:
