@@ -217,9 +217,7 @@ def test_a_real_gateway_survives_the_fuzzers(tmp_path: Path) -> None:
             )
             alive(f"POST {path} ({body[:120]!r})")
 
-        started = time.monotonic()
         run()
-        assert time.monotonic() - started < 120, "the gateway run overran its budget"
         time.sleep(1)  # one more flush interval for whatever the fuzzers had acked
         after = gateway.rows(where)
         key = lambda row: str(row["EventId"])  # noqa: E731

@@ -172,7 +172,8 @@ def test_deep_nesting_is_refused_in_milliseconds_in_every_format(
         assert response.status_code == 400, (path, response.text)
         assert "more than 100 levels deep" in response.text, (path, response.text)
         assert "ASTRALOG_INGEST__MAX_NESTING" in response.text
-        assert elapsed < 2.0, f"{path}: {elapsed:.1f} s to refuse {len(body)} bytes"
+        # A complexity guard, generous for a loaded machine: before the pre-scan it took 11-22 s.
+        assert elapsed < 5.0, f"{path}: {elapsed:.1f} s to refuse {len(body)} bytes"
 
 
 def test_an_event_too_deep_for_max_depth_is_refused_alone(

@@ -116,7 +116,8 @@ def test_bad_metrics_settings_are_refused_at_load(tmp_path: Path, bad: dict[str,
 
 # ---- no tenant in the labels -------------------------------------------------------------------
 
-TINY = {"ingest_events_per_second": 10, "source_events_per_second": 10, "ingest_burst_seconds": 1}
+# A burst of 10 that refills at 1 event/s: the second batch is refused however slow the machine.
+TINY = {"ingest_events_per_second": 1, "source_events_per_second": 1, "ingest_burst_seconds": 10}
 
 
 def _rate_limited_scrape(tmp_path: Path, tenant_labels: bool) -> tuple[str, list[str]]:
