@@ -632,6 +632,7 @@ def test_pool_manager_returns_redirects_instead_of_following_them(loopback: Loop
 
 def test_clickhouse_connect_goes_through_the_pinned_pool(loopback: Loopback) -> None:
     import clickhouse_connect
+
     checked, _ = _rebound(loopback.port)
     pool_manager = pinned_pool_manager(checked)
     with pytest.raises(clickhouse_connect.driver.exceptions.DatabaseError):  # not ClickHouse
