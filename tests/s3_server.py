@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,8 @@ from typing import IO, Any
 
 import boto3
 import pytest
+
+from tests.ingest_helpers import free_port
 
 __all__ = ["TEST_KEY_ID", "TEST_SECRET", "MotoServer", "S3Bucket", "start_moto_server"]
 
@@ -114,12 +115,6 @@ def _moto_binary() -> str:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _answers(url: str) -> bool:
     try:
         with _NO_PROXY.open(url, timeout=0.5) as response:
@@ -166,7 +161,7 @@ def start_moto_server(attempts: int = 3) -> Iterator[MotoServer]:
     binary, failures = _moto_binary(), []
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     for _ in range(attempts):
-        port = _free_port()
+        port = free_port()
         with tempfile.TemporaryFile() as log:
             process = subprocess.Popen(
                 [binary, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, env=env

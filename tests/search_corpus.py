@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from fastapi.testclient import TestClient
 
 from astralog.runtime import Runtime
+from tests.conftest import bearer
 
 HOUR_NS = 3600 * 10**9
 MS_NS = 10**6
@@ -168,10 +169,6 @@ def ndjson(events: list[CorpusEvent]) -> bytes:
 
 # ---------------------------------------------------------------------------------------------
 # Talking to the service and reading back what it stored
-
-
-def bearer(secret: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {secret}"}
 
 
 def add_source(client: TestClient, admin: dict[str, str], name: str) -> tuple[str, str]:

@@ -5,7 +5,6 @@ And no label names a tenant unless the operator opts in.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from astralog.api.app import create_app
 from astralog.runtime import Bootstrap, Runtime
 from astralog.settings import Settings, load_settings
 from tests.conftest import bearer
+from tests.ingest_helpers import free_port
 
 TOKEN = "m" * 40
 LOOPBACK = ("127.0.0.1", 50000)
@@ -86,15 +86,8 @@ def test_production_never_answers_an_anonymous_scrape(tmp_path: Path) -> None:
         assert _scrape(settings, runtime, LOOPBACK, bearer(boot.operator_token)).status_code == 200
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def test_a_separate_listener_serves_them_and_the_main_port_does_not(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     bind = {"bind": f"127.0.0.1:{port}", "token": TOKEN}
     for runtime, _, settings in _app(tmp_path, metrics=bind):
         with TestClient(create_app(settings, runtime), client=LOOPBACK) as client:

@@ -32,7 +32,8 @@ from astralog.logs import JsonFormatter
 from astralog.query.engine import Cursor, Session
 from astralog.runtime import Bootstrap, Runtime
 from astralog.settings import Settings, load_settings
-from tests.search_corpus import add_source, bearer, ingest, search_all, stored_rows
+from tests.conftest import bearer
+from tests.search_corpus import add_source, ingest, search_all, stored_rows
 
 ENDPOINTS = ("search", "histogram", "facets", "tail", "export")
 PROBLEM = "application/problem+json"

@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from astralog.errors import BadRequest
 from astralog.query.timerange import parse_instant
 from astralog.runtime import Bootstrap
-from tests.search_corpus import add_source, bearer, ingest
+from tests.conftest import bearer
+from tests.search_corpus import add_source, ingest
 
 NOW = 1_800_000_000 * 10**9
 HOUR = 3600 * 10**9

@@ -25,7 +25,8 @@ from astralog.query.language import parse
 from astralog.query.plan import Plan
 from astralog.runtime import Bootstrap, Runtime
 from astralog.settings import Settings, load_settings
-from tests.search_corpus import add_source, bearer, ingest, seal_and_flush
+from tests.conftest import bearer
+from tests.search_corpus import add_source, ingest, seal_and_flush
 
 PROBLEM = "application/problem+json"
 HOUR_NS = 3600 * 10**9
