@@ -4,9 +4,10 @@ request."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
-from typing import Final
+from typing import Any, Final
 
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
@@ -16,6 +17,17 @@ from astralog.errors import AstralogError, PayloadTooLarge
 
 log = logging.getLogger("astralog.access")
 PROBLEM_BASE = "https://astralog.dev/problems/"
+
+
+class ProblemResponse(JSONResponse):
+    """A problem document in ASCII JSON: a detail that quotes the caller's input (a lone
+    surrogate included) is escaped, never a second failure while answering the first."""
+
+    media_type = "application/problem+json"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
 
 # HTML pages (the UI, /docs): only our own scripts, styles and connections; no framing.
 HTML_CSP: Final = "; ".join(
@@ -164,7 +176,7 @@ class BodyLimit:
                 "detail": too_large.detail,
                 "instance": scope["path"],
             }
-            response = JSONResponse(body, too_large.status, media_type="application/problem+json")
+            response = ProblemResponse(body, too_large.status)
             await response(scope, receive, send)
             return
         received = 0

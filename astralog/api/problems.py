@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -13,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from astralog.api.deps import gate_for
-from astralog.api.middleware import PROBLEM_BASE
+from astralog.api.middleware import PROBLEM_BASE, ProblemResponse
 from astralog.errors import AstralogError
 
 log = logging.getLogger("astralog.api")
@@ -29,16 +28,6 @@ _TITLES = {
     429: "Rate limit exceeded",
     503: "Service unavailable",
 }
-
-
-class ProblemResponse(JSONResponse):
-    """A problem document in ASCII JSON: a detail that quotes the caller's input (a lone
-    surrogate included) is escaped, never a second failure while answering the first."""
-
-    media_type = "application/problem+json"
-
-    def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
 def problem(
