@@ -44,7 +44,6 @@ from astralog.security.fieldcrypt import FieldCipher
 from astralog.settings import Settings
 
 SYSTEM = Actor("system:bootstrap", "local")
-SESSION_SECONDS = 12 * 3600
 log = logging.getLogger("astralog.runtime")
 
 
@@ -232,7 +231,7 @@ class Runtime:
         self.signer = Signer(settings.path(settings.control.signing_key_file))
         self.destinations = Destinations(self.control, field_cipher(settings))
         self.metrics = Metrics(tenant_labels=settings.metrics.tenant_labels)
-        self.sessions = SessionStore(settings.data_dir / "sessions.sqlite3", SESSION_SECONDS)
+        self.sessions = SessionStore(settings.data_dir / "sessions.sqlite3")
         self._data: DataPlane | None = None
 
     @property

@@ -8,13 +8,15 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 from fastapi.dependencies.models import Dependant
 
+from astralog.api.signin import session_id as signin_cookie
 from astralog.auth.principal import Principal
-from astralog.auth.sessions import CSRF_HEADER, SAFE_METHODS, SESSION_COOKIE
+from astralog.auth.sessions import CSRF_HEADER, SAFE_METHODS, Session
 from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.store import Actor
 from astralog.errors import Forbidden, NotFound, Unauthenticated
@@ -72,13 +74,32 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def _session_principal(request: Request, runtime: Runtime, session_id: str) -> Principal:
+def browser_session(request: Request, runtime: Runtime, session_id: str) -> Session:
+    """The live session the cookie names, CSRF-checked for a state-changing request."""
     session = runtime.sessions.get(session_id)
     if session is None:
         raise Unauthenticated("the session has expired or ended; sign in again")
     if request.method not in SAFE_METHODS and not session.csrf_ok(request.headers.get(CSRF_HEADER)):
         raise Forbidden("missing or wrong X-CSRF-Token header; reload the page and try again")
-    return runtime.control.token_principal(session.token_id)
+    request.state.session = session
+    return session
+
+
+def _session_principal(request: Request, runtime: Runtime, session_id: str) -> Principal:
+    session = browser_session(request, runtime, session_id)
+    if session.person_id is None:
+        principal = runtime.control.token_principal(session.token_id or "")
+    else:
+        principal = runtime.control.auth.person_principal(session.person_id)
+    if principal.org_id != session.org_id:
+        raise Unauthenticated("the session has expired or ended; sign in again")
+    if session.stage != "full":
+        raise Forbidden(
+            "finish signing in first: "
+            + ("enter your authenticator code" if session.stage == "mfa" else "set up MFA"),
+            code=f"{session.stage}_required",
+        )
+    return replace(principal, session=session.digest)
 
 
 def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
@@ -89,7 +110,7 @@ def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
     cached: Principal | None = getattr(request.state, "principal", None)
     if cached is not None:
         return cached
-    session_id = request.cookies.get(SESSION_COOKIE)
+    session_id = signin_cookie(request)
     if "authorization" not in request.headers and session_id:
         principal = _session_principal(request, runtime, session_id)
     else:
@@ -117,6 +138,14 @@ def management_principal(principal: Annotated[Principal, Depends(authenticate)])
 
 
 @_principal_check
+def person_principal(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    """A person (browser session or personal token): "my account" routes."""
+    if principal.kind != "person" or principal.person_id is None:
+        raise Forbidden("this endpoint is about a person's own account: sign in as a member")
+    return principal
+
+
+@_principal_check
 def ingest_principal(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
     if principal.kind != "ingest":
         raise Forbidden("only a source's ingest key can send events; this is a management token")
@@ -135,6 +164,7 @@ def operator_principal(request: Request, runtime: RuntimeDep) -> Principal:
 
 
 ManagementDep = Annotated[Principal, Depends(management_principal)]
+PersonDep = Annotated[Principal, Depends(person_principal)]
 IngestDep = Annotated[Principal, Depends(ingest_principal)]
 OperatorDep = Annotated[Principal, Depends(operator_principal)]
 ClientDep = Annotated[str, Depends(client_address)]
@@ -145,7 +175,7 @@ def scoped(scope: str) -> Callable[[Principal], str]:
 
     @_principal_check
     def org_id(principal: ManagementDep) -> str:
-        if principal.kind != "management" or principal.org_id is None:
+        if not principal.acts_for_org() or principal.org_id is None:
             raise Forbidden("this endpoint acts on one org: use a management token of that org")
         principal.require(scope)
         return principal.org_id
@@ -159,6 +189,8 @@ SourcesWrite = Annotated[str, Depends(scoped("sources:write"))]
 KeysWrite = Annotated[str, Depends(scoped("keys:write"))]
 TokensWrite = Annotated[str, Depends(scoped("tokens:write"))]
 LogsRead = Annotated[str, Depends(scoped("logs:read"))]
+MembersWrite = Annotated[str, Depends(scoped("members:write"))]
+SsoWrite = Annotated[str, Depends(scoped("sso:write"))]
 ConnectorsWrite = Annotated[str, Depends(scoped("connectors:write"))]
 RetentionWrite = Annotated[str, Depends(scoped("retention:write"))]
 

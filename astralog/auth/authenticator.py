@@ -13,13 +13,14 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from astralog.auth import credentials
 from astralog.auth.credentials import Credential, Kind
 from astralog.auth.principal import Principal, PrincipalKind
+from astralog.auth.roles import ROLES
 from astralog.errors import Unauthenticated
 
 
@@ -78,6 +79,13 @@ class Authenticator:
             raise Unauthenticated(entry.refusal + "; sign in again")
         return entry.principal
 
+    def person_principal(self, person_id: str) -> Principal:
+        """The principal of a person's browser session: their role's scopes, now."""
+        entry = self._entry(person_id, lambda: self._load_person(person_id))
+        if entry.refusal:
+            raise Unauthenticated(entry.refusal + "; sign in again")
+        return entry.principal
+
     def digest(self, secret: str) -> str:
         return credentials.digest(secret, self._pepper)
 
@@ -118,7 +126,38 @@ class Authenticator:
             raise Unauthenticated("unknown or wrong credential")
         if cred.kind is Kind.INGEST:
             return _ingest_entry(dict(row))
+        if row["person_id"]:
+            return self._personal_entry(dict(row))
         return _token_entry(dict(row), cred.kind)
+
+    def _person_row(self, person_id: str) -> dict[str, Any] | None:
+        with self._store.reading() as conn:
+            row = conn.execute("SELECT * FROM people WHERE id = ?", (person_id,)).fetchone()
+        return None if row is None else dict(row)
+
+    def _load_person(self, person_id: str) -> _CacheEntry:
+        person = self._person_row(person_id)
+        if person is None:
+            raise Unauthenticated("unknown account")
+        principal = _person_principal(person, ROLES[person["role"]].scopes)
+        if person["kind"] != "person":
+            return _CacheEntry(principal, "", "a service account cannot sign in", None)
+        return _CacheEntry(principal, "", _person_refusal(person), None)
+
+    def _personal_entry(self, row: dict[str, Any]) -> _CacheEntry:
+        """A personal or service-account token: its scopes ∩ its owner's role, now."""
+        person = self._person_row(row["person_id"])
+        if person is None:
+            raise Unauthenticated("unknown or wrong credential")
+        scopes = frozenset(json.loads(row["scopes"])) & ROLES[person["role"]].scopes
+        refusal = "this token was revoked" if row["revoked_at"] else _person_refusal(person)
+        expires = datetime.fromisoformat(row["expires_at"]) if row["expires_at"] else None
+        return _CacheEntry(
+            replace(_person_principal(person, scopes), id=f"token:{row['id']}"),
+            row["digest"],
+            refusal,
+            expires,
+        )
 
 
 def _ingest_entry(row: dict[str, Any]) -> _CacheEntry:
@@ -128,6 +167,24 @@ def _ingest_entry(row: dict[str, Any]) -> _CacheEntry:
     ends = [datetime.fromisoformat(v) for v in (row["expires_at"], row["valid_until"]) if v]
     refusal = "this ingest key was revoked" if row["revoked_at"] else ""
     return _CacheEntry(principal, row["digest"], refusal, min(ends, default=None))
+
+
+def _person_refusal(person: dict[str, Any]) -> str:
+    return "" if person["state"] == "active" else "this account was deprovisioned"
+
+
+def _person_principal(person: dict[str, Any], scopes: frozenset[str]) -> Principal:
+    readable = None if person["sources"] is None else frozenset(json.loads(person["sources"]))
+    kind: PrincipalKind = "person" if person["kind"] == "person" else "service"
+    return Principal(
+        f"person:{person['id']}",
+        kind,
+        person["org_id"],
+        scopes,
+        person_id=person["id"],
+        role=person["role"],
+        readable=readable,
+    )
 
 
 def _token_entry(row: dict[str, Any], presented: Kind) -> _CacheEntry:

@@ -1,5 +1,6 @@
-"""Who is calling: the single place ingest keys, management tokens, operator tokens and (later)
-SSO sessions turn into one ``Principal``. Every route scopes its work by ``principal.org_id``.
+"""Who is calling: the single place ingest keys, management and operator tokens, people (browser
+sessions and personal access tokens) and service accounts turn into one ``Principal``. Every
+route scopes its work by ``principal.org_id``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,15 @@ SCOPES: dict[str, str] = {
     "audit:read": "Read and export the org's audit log.",
     "connectors:write": "Configure bring-your-own storage.",
     "retention:write": "Set retention policies.",
+    "members:write": "Invite people, create service accounts, set roles and source grants.",
+    "owners:write": "Grant or remove the owner role.",
+    "sso:write": "Configure single sign-on, verified domains and the org's sign-in policies.",
+    "searches:write": "Save searches.",
 }
 
-PrincipalKind = Literal["ingest", "management", "operator"]
+PrincipalKind = Literal["ingest", "management", "operator", "person", "service"]
+"""``person`` (a browser session or a personal access token) and ``service`` (a service
+account's token) act for a member of the org; ``management`` is an org token of no one."""
 
 
 @dataclass(frozen=True)
@@ -30,9 +37,22 @@ class Principal:
     org_id: str | None
     scopes: frozenset[str] = field(default_factory=frozenset)
     source_id: str | None = None
+    person_id: str | None = None
+    role: str | None = None
+    readable: frozenset[str] | None = None
+    """Sources a member, viewer or ingest service account is granted; None: every source."""
+    session: str | None = None  # the session's digest, when it came from a browser session
+
+    def acts_for_org(self) -> bool:
+        return self.org_id is not None and self.kind in ("management", "person", "service")
 
     def require(self, scope: str) -> None:
         if scope not in self.scopes:
+            if self.role is not None:
+                raise Forbidden(
+                    f"the '{self.role}' role (with this token's scopes) does not allow "
+                    f"'{scope}'; ask an org admin for a role that does"
+                )
             raise Forbidden(
                 f"this token lacks the '{scope}' scope; issue a token with it "
                 f"(POST /v1/tokens) or ask an org admin"

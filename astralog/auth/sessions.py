@@ -1,10 +1,20 @@
 """Browser sessions: an HttpOnly cookie names a server-side session; a CSRF token guards writes.
 
-A session is started with a management token (SSO will start one from an identity provider) and
-remembers which token it came from, so revoking the token ends its sessions too. Only a SHA-256
-of the session id is stored. State-changing requests that authenticate by cookie must echo the
-session's CSRF token in ``X-CSRF-Token`` (the token is also readable in the ``astralog_csrf``
-cookie and from ``GET /v1/session``).
+A session id is 256 random bits and only its SHA-256 is stored, so a copy of the database opens
+no session. A session belongs to a person (password or SSO sign-in) or to the management token it
+was started with (the bootstrap path); revoking that token or deprovisioning that person ends it.
+Each session has an idle and an absolute lifetime (the org's policy), remembers when its holder
+last proved who they are (``auth_time``, for re-authentication before sensitive actions) and, for
+SSO, the IdP's ``sid``/``sub`` so a back-channel logout can end it.
+
+``stage`` is "full", or "mfa" (password accepted, second factor pending) or "enrol" (the org
+requires MFA and the person has none yet): such a session opens only the routes of that step.
+
+Pre-authentication state of an SSO sign-in (state, nonce, PKCE verifier) lives here too, under
+its own random id, for ten minutes, and is taken (read and deleted) exactly once.
+
+State-changing requests that authenticate by cookie must echo the session's CSRF token in
+``X-CSRF-Token`` (readable in the ``astralog_csrf`` cookie and from ``GET /v1/session``).
 """
 
 from __future__ import annotations
@@ -15,66 +25,242 @@ import json
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from astralog import sqlite
 
 SESSION_COOKIE = "astralog_session"
 CSRF_COOKIE = "astralog_csrf"
+PREAUTH_COOKIE = "astralog_preauth"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+PREAUTH_SECONDS = 600
+_TOUCH_SECONDS = 15  # last_seen is written at most this often per session
 
 
 @dataclass(frozen=True)
 class Session:
-    token_id: str
+    digest: str
+    org_id: str
     csrf: str
-    expires: float
+    created: float
+    last_seen: float
+    idle_seconds: int
+    absolute_seconds: int
+    auth_time: float
+    method: str  # password, sso, token
+    person_id: str | None = None
+    token_id: str | None = None
+    amr: tuple[str, ...] = ()
+    stage: str = "full"
+    connection_id: str | None = None
+    idp_sid: str | None = None
+    idp_sub: str | None = None
+    sso_tested_at: float | None = None
+    role_version: int = 0
+    client: str = ""
+    user_agent: str = ""
+    break_glass: bool = False
 
     def csrf_ok(self, presented: str | None) -> bool:
         return presented is not None and hmac.compare_digest(presented, self.csrf)
 
+    def expires(self) -> float:
+        """When the session ends if left alone: idle or absolute, whichever comes first."""
+        return min(self.last_seen + self.idle_seconds, self.created + self.absolute_seconds)
 
-def _digest(session_id: str) -> str:
+    def authenticated_within(self, seconds: float, now: float | None = None) -> bool:
+        return (now or time.time()) - self.auth_time <= seconds
+
+    def view(self, current: str | None = None) -> dict[str, Any]:
+        """What "my sessions" shows: never the id, the CSRF token or the IdP's session id."""
+        return {
+            "id": self.digest[:16],
+            "current": self.digest == current,
+            "method": self.method,
+            "amr": list(self.amr),
+            "created": self.created,
+            "last_seen": self.last_seen,
+            "expires": self.expires(),
+            "client": self.client,
+            "user_agent": self.user_agent,
+        }
+
+
+def digest(session_id: str) -> str:
     return hashlib.sha256(session_id.encode()).hexdigest()
 
 
+_COLUMNS = tuple(f.name for f in Session.__dataclass_fields__.values())
+
+
 class SessionStore:
-    def __init__(self, path: Path, lifetime_seconds: int) -> None:
+    def __init__(self, path: Path) -> None:
         self._conn = sqlite.connect(path)
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS sessions (digest TEXT PRIMARY KEY, data TEXT, expires REAL)"
+        self._conn.executescript(
+            """
+            DROP TABLE IF EXISTS sessions;  -- the shape before people: token sessions only
+            CREATE TABLE IF NOT EXISTS browser_sessions (
+                digest TEXT PRIMARY KEY, org_id TEXT NOT NULL, person_id TEXT, token_id TEXT,
+                connection_id TEXT, idp_sid TEXT, idp_sub TEXT, expires REAL NOT NULL,
+                data TEXT NOT NULL
+            );
+            CREATE INDEX IF NOT EXISTS browser_sessions_person ON browser_sessions (person_id);
+            CREATE INDEX IF NOT EXISTS browser_sessions_org ON browser_sessions (org_id);
+            CREATE TABLE IF NOT EXISTS preauth (
+                digest TEXT PRIMARY KEY, data TEXT NOT NULL, expires REAL NOT NULL
+            );
+            """
         )
-        self._lifetime = lifetime_seconds
         self._lock = threading.Lock()
 
-    def start(self, token_id: str) -> tuple[str, Session]:
+    @contextmanager
+    def _tx(self) -> Iterator[Any]:
+        with sqlite.transaction(self._conn, self._lock) as conn:
+            yield conn
+
+    # ---- sessions --------------------------------------------------------------------------
+
+    def start(
+        self,
+        org_id: str,
+        method: str,
+        *,
+        idle_seconds: int,
+        absolute_seconds: int,
+        **fields: Any,
+    ) -> tuple[str, Session]:
+        """A new session (never an id the client chose: sign-in always mints a fresh one)."""
         session_id = secrets.token_urlsafe(32)
-        session = Session(token_id, secrets.token_urlsafe(24), time.time() + self._lifetime)
-        data = json.dumps({"token_id": token_id, "csrf": session.csrf})
-        with self._lock:
-            self._conn.execute("DELETE FROM sessions WHERE expires <= ?", (time.time(),))
-            self._conn.execute(
-                "INSERT INTO sessions VALUES (?, ?, ?)",
-                (_digest(session_id), data, session.expires),
-            )
+        now = time.time()
+        session = Session(
+            digest=digest(session_id),
+            org_id=org_id,
+            csrf=secrets.token_urlsafe(24),
+            created=now,
+            last_seen=now,
+            idle_seconds=idle_seconds,
+            absolute_seconds=absolute_seconds,
+            auth_time=now,
+            method=method,
+            **fields,
+        )
+        with self._tx() as conn:
+            conn.execute("DELETE FROM browser_sessions WHERE expires <= ?", (now,))
+            conn.execute("DELETE FROM preauth WHERE expires <= ?", (now,))
+            self._write(conn, session)
         return session_id, session
 
     def get(self, session_id: str) -> Session | None:
+        """The live session of ``session_id``, or None when unknown, idle too long or too old."""
+        found = self.by_digest(digest(session_id))
+        if found is None:
+            return None
+        now = time.time()
+        if now - found.last_seen >= _TOUCH_SECONDS:
+            found = replace(found, last_seen=now)
+            with self._tx() as conn:
+                self._write(conn, found)
+        return found
+
+    def by_digest(self, session_digest: str) -> Session | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT data, expires FROM sessions WHERE digest = ? AND expires > ?",
-                (_digest(session_id), time.time()),
+                "SELECT data FROM browser_sessions WHERE digest = ? AND expires > ?",
+                (session_digest, time.time()),
             ).fetchone()
-        if row is None:
+        return None if row is None else _load(row[0])
+
+    def update(self, session: Session, **changes: Any) -> Session:
+        changed = replace(session, **changes)
+        with self._tx() as conn:
+            self._write(conn, changed)
+        return changed
+
+    def rotate(self, session_id: str) -> tuple[str, Session] | None:
+        """The same session under a new id and CSRF token (after a role change or step-up)."""
+        session = self.get(session_id)
+        if session is None:
             return None
-        data = json.loads(row[0])
-        return Session(data["token_id"], data["csrf"], float(row[1]))
+        new_id = secrets.token_urlsafe(32)
+        rotated = replace(session, digest=digest(new_id), csrf=secrets.token_urlsafe(24))
+        with self._tx() as conn:
+            conn.execute("DELETE FROM browser_sessions WHERE digest = ?", (session.digest,))
+            self._write(conn, rotated)
+        return new_id, rotated
+
+    def for_person(self, person_id: str) -> list[Session]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT data FROM browser_sessions WHERE person_id = ? AND expires > ? "
+                "ORDER BY expires",
+                (person_id, time.time()),
+            ).fetchall()
+        return [_load(r[0]) for r in rows]
 
     def end(self, session_id: str) -> None:
-        with self._lock:
-            self._conn.execute("DELETE FROM sessions WHERE digest = ?", (_digest(session_id),))
+        self.end_digest(digest(session_id))
+
+    def end_digest(self, session_digest: str, person_id: str | None = None) -> int:
+        """End one session; with ``person_id``, only if it is that person's."""
+        return self._delete(
+            "digest = ? AND person_id IS coalesce(?, person_id)", (session_digest, person_id)
+        )
+
+    def end_person(self, person_id: str) -> int:
+        return self._delete("person_id = ?", (person_id,))
+
+    def end_org(self, org_id: str) -> int:
+        return self._delete("org_id = ?", (org_id,))
+
+    def end_idp(self, connection_id: str, sid: str | None, sub: str | None) -> int:
+        """A back-channel logout: every session of the IdP's ``sid``, or of ``sub``."""
+        if sid:
+            return self._delete("connection_id = ? AND idp_sid = ?", (connection_id, sid))
+        return self._delete("connection_id = ? AND idp_sub = ?", (connection_id, sub))
+
+    def _delete(self, where: str, params: tuple[Any, ...]) -> int:
+        with self._tx() as conn:
+            return int(conn.execute(f"DELETE FROM browser_sessions WHERE {where}", params).rowcount)
+
+    @staticmethod
+    def _write(conn: Any, session: Session) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO browser_sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (session.digest, session.org_id, session.person_id, session.token_id,
+             session.connection_id, session.idp_sid, session.idp_sub, session.expires(),
+             json.dumps(asdict(session))),
+        )  # fmt: skip
+
+    # ---- pre-authentication state of an SSO sign-in ----------------------------------------
+
+    def put_preauth(self, data: dict[str, Any]) -> str:
+        preauth_id = secrets.token_urlsafe(32)
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO preauth VALUES (?, ?, ?)",
+                (digest(preauth_id), json.dumps(data), time.time() + PREAUTH_SECONDS),
+            )
+        return preauth_id
+
+    def take_preauth(self, preauth_id: str) -> dict[str, Any] | None:
+        """The state of one sign-in attempt, exactly once: a replayed callback finds nothing."""
+        with self._tx() as conn:
+            row = conn.execute(
+                "DELETE FROM preauth WHERE digest = ? AND expires > ? RETURNING data",
+                (digest(preauth_id), time.time()),
+            ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _load(data: str) -> Session:
+    values = json.loads(data)
+    values["amr"] = tuple(values.get("amr", ()))
+    return Session(**{k: values[k] for k in _COLUMNS if k in values})

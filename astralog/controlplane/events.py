@@ -107,7 +107,9 @@ class IngestKeyRevoked(Event, aggregate="key:{key_id}"):
 
 @dataclass(frozen=True)
 class TokenIssued(Event, aggregate="token:{token_id}"):
-    """A management token (org-bound, with scopes) or an operator token (no org)."""
+    """A management token (org-bound, with scopes), an operator token (no org), or a personal
+    access token of a person or service account (``person_id``), whose rights are its scopes
+    intersected with its owner's role at each use."""
 
     token_id: str
     org_id: str | None
@@ -115,6 +117,8 @@ class TokenIssued(Event, aggregate="token:{token_id}"):
     kind: str
     scopes: list[str]
     digest: str
+    person_id: str | None = None
+    expires_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -179,3 +183,178 @@ class RetentionPurged(Event, aggregate="purge:{org_id}"):
     before: str
     objects: int
     rows: int
+
+
+# ---- people, identities, single sign-on and sign-in policy ---------------------------------
+
+
+@dataclass(frozen=True)
+class PersonAdded(Event, aggregate="{person_id}"):
+    """A person (invited by email, or provisioned at a first SSO sign-in) or a service account.
+
+    ``sources`` None: every source; else the source ids a member, viewer or ingest account reads.
+    ``break_glass``: a local owner who may sign in with a password while SSO is enforced."""
+
+    person_id: str
+    org_id: str
+    kind: str  # "person" | "service"
+    email: str
+    name: str
+    role: str
+    sources: list[str] | None = None
+    break_glass: bool = False
+
+
+@dataclass(frozen=True)
+class PersonRoleChanged(Event, aggregate="{person_id}"):
+    """``via``: "admin" (a person changed it) or "sso" (claims at a sign-in changed it)."""
+
+    person_id: str
+    org_id: str
+    role: str
+    sources: list[str] | None
+    via: str = "admin"
+
+
+@dataclass(frozen=True)
+class PersonDeprovisioned(Event, aggregate="{person_id}"):
+    """Sessions and tokens of the person end at once; the record stays for the audit trail."""
+
+    person_id: str
+    org_id: str
+
+
+@dataclass(frozen=True)
+class PersonCredentialChanged(Event, aggregate="{person_id}"):
+    """The fact only: secrets (password hashes, TOTP seeds) never enter the log.
+
+    ``what``: password, totp_enrolled, totp_removed, recovery_codes_issued, recovery_code_used."""
+
+    person_id: str
+    org_id: str
+    what: str
+
+
+@dataclass(frozen=True)
+class IdentityLinked(Event, aggregate="identity:{connection_id}:{subject}"):
+    """An IdP identity (connection, issuer, subject) now signs in as ``person_id``."""
+
+    connection_id: str
+    org_id: str
+    issuer: str
+    subject: str
+    person_id: str
+
+
+@dataclass(frozen=True)
+class IdentityUnlinked(Event, aggregate="identity:{connection_id}:{subject}"):
+    connection_id: str
+    org_id: str
+    subject: str
+    person_id: str
+
+
+@dataclass(frozen=True)
+class IdpConfigured(Event, aggregate="{connection_id}"):
+    """An org's OpenID Provider. ``client_secret`` is a sealed record (fieldcrypt).
+
+    ``role_rules``: ordered ``{"claim", "value", "role", "sources"}``; ``strict``: a sign-in whose
+    claims match no rule is refused (else ``default_role``)."""
+
+    connection_id: str
+    org_id: str
+    name: str
+    issuer: str
+    client_id: str
+    client_secret: dict[str, Any]
+    scopes: list[str]
+    role_rules: list[dict[str, Any]]
+    strict: bool = True
+    default_role: str | None = None
+    jit: bool = True
+
+
+@dataclass(frozen=True)
+class IdpRemoved(Event, aggregate="{connection_id}"):
+    connection_id: str
+    org_id: str
+
+
+@dataclass(frozen=True)
+class DomainVerified(Event, aggregate="domain:{domain}"):
+    """An operator attests the org owns ``domain``: JIT provisioning is allowed for it."""
+
+    org_id: str
+    domain: str
+
+
+@dataclass(frozen=True)
+class OrgSecurityPolicySet(Event, aggregate="policy:{org_id}"):
+    org_id: str
+    require_mfa: bool
+    enforce_sso: bool
+    session_idle_minutes: int
+    session_absolute_hours: int
+
+
+@dataclass(frozen=True)
+class SignedIn(Event, aggregate="activity:{activity_id}"):
+    """``method``: password, sso, token (a management token's bootstrap sign-in), reauth.
+    ``claims``: the IdP claims of an SSO sign-in, redacted, for the mapping preview."""
+
+    activity_id: str
+    org_id: str
+    person_id: str | None
+    method: str
+    idp: str | None = None
+    amr: list[str] = field(default_factory=list)
+    acr: str | None = None
+    break_glass: bool = False
+    claims: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SignInFailed(Event, aggregate="activity:{activity_id}"):
+    """A refused sign-in. ``who`` is a salted digest of the typed identifier, never the text."""
+
+    activity_id: str
+    org_id: str
+    method: str
+    reason: str
+    who: str = ""
+
+
+@dataclass(frozen=True)
+class SessionsEnded(Event, aggregate="activity:{activity_id}"):
+    """Sessions ended by an admin, a deprovisioning or an IdP back-channel logout.
+    ``person_id`` None: every session of the org."""
+
+    activity_id: str
+    org_id: str
+    person_id: str | None
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True)
+class TokenUsed(Event, aggregate="activity:{activity_id}"):
+    """A personal or service token was used (recorded at most once per token per hour)."""
+
+    activity_id: str
+    org_id: str
+    token_id: str
+    first_use_at: str
+
+
+@dataclass(frozen=True)
+class LogsRead(Event, aggregate="activity:{activity_id}"):
+    """Who read which sources over which time range, and how many events came back."""
+
+    activity_id: str
+    org_id: str
+    principal: str
+    action: str  # search, histogram, facets, tail, export
+    sources: list[str]
+    start: str
+    end: str
+    events: int

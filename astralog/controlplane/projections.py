@@ -33,8 +33,10 @@ CREATE TABLE IF NOT EXISTS ingest_keys (
 CREATE INDEX IF NOT EXISTS ingest_keys_source ON ingest_keys (org_id, source_id);
 CREATE TABLE IF NOT EXISTS tokens (
     id TEXT PRIMARY KEY, org_id TEXT, name TEXT NOT NULL, kind TEXT NOT NULL, scopes TEXT NOT NULL,
-    digest TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT
+    digest TEXT NOT NULL, created_at TEXT NOT NULL, revoked_at TEXT, person_id TEXT,
+    expires_at TEXT
 );
+CREATE INDEX IF NOT EXISTS tokens_person ON tokens (person_id);
 CREATE TABLE IF NOT EXISTS connectors (
     id TEXT PRIMARY KEY, org_id TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
     config TEXT NOT NULL, secrets TEXT NOT NULL, version INTEGER NOT NULL,
@@ -42,9 +44,38 @@ CREATE TABLE IF NOT EXISTS connectors (
     UNIQUE (org_id, name)
 );
 CREATE TABLE IF NOT EXISTS destinations (org_id TEXT PRIMARY KEY, connector_id TEXT);
+CREATE TABLE IF NOT EXISTS people (
+    id TEXT PRIMARY KEY, org_id TEXT NOT NULL, kind TEXT NOT NULL, email TEXT NOT NULL,
+    name TEXT NOT NULL, role TEXT NOT NULL, sources TEXT, break_glass INTEGER NOT NULL,
+    state TEXT NOT NULL, mfa INTEGER NOT NULL DEFAULT 0, role_version INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL, last_sign_in TEXT, UNIQUE (org_id, email)
+);
+CREATE TABLE IF NOT EXISTS identities (
+    connection_id TEXT NOT NULL, issuer TEXT NOT NULL, subject TEXT NOT NULL,
+    org_id TEXT NOT NULL, person_id TEXT NOT NULL, linked_at TEXT NOT NULL,
+    PRIMARY KEY (connection_id, issuer, subject)
+);
+CREATE TABLE IF NOT EXISTS idp_connections (
+    id TEXT PRIMARY KEY, org_id TEXT NOT NULL, name TEXT NOT NULL, issuer TEXT NOT NULL,
+    client_id TEXT NOT NULL, client_secret TEXT NOT NULL, scopes TEXT NOT NULL,
+    role_rules TEXT NOT NULL, strict INTEGER NOT NULL, default_role TEXT, jit INTEGER NOT NULL,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, last_sign_in TEXT,
+    UNIQUE (org_id, name)
+);
+CREATE TABLE IF NOT EXISTS domains (domain TEXT PRIMARY KEY, org_id TEXT NOT NULL, at TEXT);
+CREATE TABLE IF NOT EXISTS org_policies (
+    org_id TEXT PRIMARY KEY, require_mfa INTEGER NOT NULL, enforce_sso INTEGER NOT NULL,
+    session_idle_minutes INTEGER NOT NULL, session_absolute_hours INTEGER NOT NULL
+);
 """
 
-TABLES = ("plans", "orgs", "sources", "ingest_keys", "tokens", "connectors", "destinations")
+SCHEMA_VERSION = 2
+"""Raised whenever a projection table changes shape: an older database is rebuilt from its log."""
+
+TABLES = (
+    "plans", "orgs", "sources", "ingest_keys", "tokens", "connectors", "destinations", "people",
+    "identities", "idp_connections", "domains", "org_policies",
+)  # fmt: skip
 
 Handler = Callable[[sqlite3.Connection, Any, Recorded], None]
 _HANDLERS: dict[type[ev.Event], Handler] = {}
@@ -144,10 +175,11 @@ def _key_revoked(conn: sqlite3.Connection, e: ev.IngestKeyRevoked, r: Recorded) 
 @handles(ev.TokenIssued)
 def _token_issued(conn: sqlite3.Connection, e: ev.TokenIssued, r: Recorded) -> None:
     conn.execute(
-        "INSERT INTO tokens (id, org_id, name, kind, scopes, digest, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (e.token_id, e.org_id, e.name, e.kind, json.dumps(sorted(e.scopes)), e.digest, r.at),
-    )
+        "INSERT INTO tokens (id, org_id, name, kind, scopes, digest, created_at, person_id, "
+        "expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (e.token_id, e.org_id, e.name, e.kind, json.dumps(sorted(e.scopes)), e.digest, r.at,
+         e.person_id, e.expires_at),
+    )  # fmt: skip
 
 
 @handles(ev.TokenRevoked)
@@ -204,3 +236,116 @@ def _destination_changed(conn: sqlite3.Connection, e: ev.DestinationChanged, r: 
 @handles(ev.RetentionPurged)
 def _retention_purged(conn: sqlite3.Connection, e: ev.RetentionPurged, r: Recorded) -> None:
     """The purge is its own record in the audit log; no projection changes."""
+
+
+def _sources(value: list[str] | None) -> str | None:
+    return None if value is None else json.dumps(sorted(value))
+
+
+@handles(ev.PersonAdded)
+def _person_added(conn: sqlite3.Connection, e: ev.PersonAdded, r: Recorded) -> None:
+    conn.execute(
+        "INSERT INTO people (id, org_id, kind, email, name, role, sources, break_glass, state, "
+        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active', ?)",
+        (e.person_id, e.org_id, e.kind, e.email, e.name, e.role, _sources(e.sources),
+         int(e.break_glass), r.at),
+    )  # fmt: skip
+
+
+@handles(ev.PersonRoleChanged)
+def _person_role(conn: sqlite3.Connection, e: ev.PersonRoleChanged, r: Recorded) -> None:
+    conn.execute(
+        "UPDATE people SET role = ?, sources = ?, role_version = role_version + 1 WHERE id = ?",
+        (e.role, _sources(e.sources), e.person_id),
+    )
+
+
+@handles(ev.PersonDeprovisioned)
+def _person_gone(conn: sqlite3.Connection, e: ev.PersonDeprovisioned, r: Recorded) -> None:
+    conn.execute("UPDATE people SET state = 'deprovisioned' WHERE id = ?", (e.person_id,))
+    conn.execute(
+        "UPDATE tokens SET revoked_at = ? WHERE person_id = ? AND revoked_at IS NULL",
+        (r.at, e.person_id),
+    )
+    conn.execute("DELETE FROM identities WHERE person_id = ?", (e.person_id,))
+
+
+@handles(ev.PersonCredentialChanged)
+def _person_credential(
+    conn: sqlite3.Connection, e: ev.PersonCredentialChanged, r: Recorded
+) -> None:
+    if e.what in ("totp_enrolled", "totp_removed"):
+        conn.execute(
+            "UPDATE people SET mfa = ? WHERE id = ?", (int(e.what == "totp_enrolled"), e.person_id)
+        )
+
+
+@handles(ev.IdentityLinked)
+def _identity_linked(conn: sqlite3.Connection, e: ev.IdentityLinked, r: Recorded) -> None:
+    conn.execute(
+        "INSERT INTO identities VALUES (?, ?, ?, ?, ?, ?)",
+        (e.connection_id, e.issuer, e.subject, e.org_id, e.person_id, r.at),
+    )
+
+
+@handles(ev.IdentityUnlinked)
+def _identity_unlinked(conn: sqlite3.Connection, e: ev.IdentityUnlinked, r: Recorded) -> None:
+    conn.execute(
+        "DELETE FROM identities WHERE connection_id = ? AND subject = ?",
+        (e.connection_id, e.subject),
+    )
+
+
+@handles(ev.IdpConfigured)
+def _idp_configured(conn: sqlite3.Connection, e: ev.IdpConfigured, r: Recorded) -> None:
+    conn.execute(
+        "INSERT INTO idp_connections (id, org_id, name, issuer, client_id, client_secret, scopes, "
+        "role_rules, strict, default_role, jit, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+        "name = excluded.name, issuer = excluded.issuer, client_id = excluded.client_id, "
+        "client_secret = excluded.client_secret, scopes = excluded.scopes, "
+        "role_rules = excluded.role_rules, strict = excluded.strict, "
+        "default_role = excluded.default_role, jit = excluded.jit, "
+        "updated_at = excluded.updated_at",
+        (e.connection_id, e.org_id, e.name, e.issuer, e.client_id,
+         json.dumps(e.client_secret, sort_keys=True), json.dumps(e.scopes),
+         json.dumps(e.role_rules, sort_keys=True), int(e.strict), e.default_role, int(e.jit),
+         r.at, r.at),
+    )  # fmt: skip
+
+
+@handles(ev.IdpRemoved)
+def _idp_removed(conn: sqlite3.Connection, e: ev.IdpRemoved, r: Recorded) -> None:
+    conn.execute("DELETE FROM idp_connections WHERE id = ?", (e.connection_id,))
+    conn.execute("DELETE FROM identities WHERE connection_id = ?", (e.connection_id,))
+
+
+@handles(ev.DomainVerified)
+def _domain_verified(conn: sqlite3.Connection, e: ev.DomainVerified, r: Recorded) -> None:
+    conn.execute("INSERT OR REPLACE INTO domains VALUES (?, ?, ?)", (e.domain, e.org_id, r.at))
+
+
+@handles(ev.OrgSecurityPolicySet)
+def _policy_set(conn: sqlite3.Connection, e: ev.OrgSecurityPolicySet, r: Recorded) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO org_policies VALUES (?, ?, ?, ?, ?)",
+        (e.org_id, int(e.require_mfa), int(e.enforce_sso), e.session_idle_minutes,
+         e.session_absolute_hours),
+    )  # fmt: skip
+
+
+@handles(ev.SignedIn)
+def _signed_in(conn: sqlite3.Connection, e: ev.SignedIn, r: Recorded) -> None:
+    if e.person_id:
+        conn.execute("UPDATE people SET last_sign_in = ? WHERE id = ?", (r.at, e.person_id))
+    if e.idp:
+        preview = json.dumps({"at": r.at, "person_id": e.person_id, "claims": e.claims})
+        conn.execute("UPDATE idp_connections SET last_sign_in = ? WHERE id = ?", (preview, e.idp))
+
+
+@handles(ev.SignInFailed)
+@handles(ev.SessionsEnded)
+@handles(ev.TokenUsed)
+@handles(ev.LogsRead)
+def _activity(conn: sqlite3.Connection, e: ev.Event, r: Recorded) -> None:
+    """Activity is its own record in the audit log; no projection changes."""

@@ -18,6 +18,7 @@ from astralog.controlplane import projections
 from astralog.controlplane.commands import Issued
 from astralog.controlplane.keys import Keys
 from astralog.controlplane.orgs import Orgs
+from astralog.controlplane.people import People
 from astralog.controlplane.plans import PlanLimits, Plans
 from astralog.controlplane.sources import Retention, Sources
 from astralog.controlplane.store import Actor, EventStore
@@ -26,13 +27,22 @@ from astralog.controlplane.tokens import Tokens
 
 class ControlPlane:
     def __init__(self, database: Path, pepper: str, cache_seconds: float = 5.0) -> None:
-        self.store = EventStore(database, projections.project, projections.SCHEMA)
+        self.store = EventStore(
+            database,
+            projections.project,
+            projections.SCHEMA,
+            projections.TABLES,
+            projections.SCHEMA_VERSION,
+        )
         self.auth = Authenticator(self.store, pepper, cache_seconds)
+        if self.store.stale_projections:
+            self.rebuild()
         self.plans = Plans(self.store)
         self._orgs = Orgs(self.store, self.plans)
         self._sources = Sources(self.store, self.plans)
         self._keys = Keys(self.store, self.auth, self._sources)
         self._tokens = Tokens(self.store, self.auth)
+        self.people = People(self.store, self.auth)
 
     def is_empty(self) -> bool:
         return self.store.head()[0] == 0

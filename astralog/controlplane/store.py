@@ -96,7 +96,9 @@ CREATE TABLE IF NOT EXISTS heartbeat (
 """
 
 # Tables whose rows belong to one org (or, for operator tokens, to none): see ``tenant_row``.
-TENANT_TABLES = frozenset({"sources", "ingest_keys", "tokens", "connectors"})
+TENANT_TABLES = frozenset(
+    {"sources", "ingest_keys", "tokens", "connectors", "people", "idp_connections"}
+)
 _FIELDS = ("seq", "aggregate_id", "version", "type", "payload", "actor", "client", "at", "org_id")
 # The org chain hashes the same fields, with the org's own sequence number instead of the global.
 ORG_FIELDS = ("org_seq", *_FIELDS[1:])
@@ -161,12 +163,25 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
 
 
 class EventStore:
-    def __init__(self, path: Path, projector: Projector, projection_schema: str) -> None:
+    def __init__(
+        self,
+        path: Path,
+        projector: Projector,
+        projection_schema: str,
+        projection_tables: tuple[str, ...] = (),
+        projection_version: int = 0,
+    ) -> None:
         self.path = path
         self._projector = projector
         self._conn = connect(path)
         self._lock = threading.RLock()
+        (stored,) = self._conn.execute("PRAGMA user_version").fetchone()
+        self.stale_projections = stored < projection_version
+        if self.stale_projections:  # an older shape: the caller rebuilds them from the log
+            for table in projection_tables:
+                self._conn.execute(f"DROP TABLE IF EXISTS {table}")
         self._conn.executescript(_SCHEMA + projection_schema)
+        self._conn.execute(f"PRAGMA user_version = {int(projection_version)}")
         self._link_orgs()
 
     @property

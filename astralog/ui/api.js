@@ -20,7 +20,7 @@ export function setCsrf(token) {
 
 function csrf() {
   if (csrfToken) return csrfToken;
-  const match = document.cookie.match(/(?:^|;\s*)astralog_csrf=([^;]+)/);
+  const match = document.cookie.match(/(?:^|;\s*)(?:__Host-)?astralog_csrf=([^;]+)/);
   return match ? decodeURIComponent(match[1]) : "";
 }
 
