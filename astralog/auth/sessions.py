@@ -60,6 +60,7 @@ class Session:
     connection_id: str | None = None
     idp_sid: str | None = None
     idp_sub: str | None = None
+    id_token_hint: str | None = None  # for RP-initiated logout; never leaves the server otherwise
     sso_tested_at: float | None = None
     role_version: int = 0
     client: str = ""
