@@ -53,6 +53,8 @@ class Authenticator:
         self._cache: dict[str, _CacheEntry] = {}
         self._used: dict[str, float] = {}
         self._cache_lock = threading.Lock()
+        self.on_used: Callable[[list[tuple[str, float]]], None] = lambda used: None
+        """Told, after each batch is stored, which credentials were used and when."""
         with store.transaction() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS credential_usage (id TEXT PRIMARY KEY, last_used REAL)"
@@ -108,6 +110,7 @@ class Authenticator:
                     "ON CONFLICT (id) DO UPDATE SET last_used = max(last_used, excluded.last_used)",
                     items,
                 )
+            self.on_used(items)
         return len(items)
 
     def _entry(self, key_id: str, load: Callable[[], _CacheEntry]) -> _CacheEntry:

@@ -341,7 +341,7 @@ class TokenUsed(Event, aggregate="activity:{activity_id}"):
     """A personal or service token was used (recorded at most once per token per hour)."""
 
     activity_id: str
-    org_id: str
+    org_id: str | None  # None: an operator token
     token_id: str
     first_use_at: str
 

@@ -9,11 +9,13 @@ reads for the hot path go through :class:`astralog.auth.authenticator.Authentica
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from astralog.auth.authenticator import Authenticator
 from astralog.auth.principal import Principal
+from astralog.controlplane import events as ev
 from astralog.controlplane import projections
 from astralog.controlplane.commands import Issued
 from astralog.controlplane.keys import Keys
@@ -23,6 +25,7 @@ from astralog.controlplane.plans import PlanLimits, Plans
 from astralog.controlplane.sources import Retention, Sources
 from astralog.controlplane.store import Actor, EventStore
 from astralog.controlplane.tokens import Tokens
+from astralog.ids import new_id
 
 
 class ControlPlane:
@@ -43,6 +46,8 @@ class ControlPlane:
         self._keys = Keys(self.store, self.auth, self._sources)
         self._tokens = Tokens(self.store, self.auth)
         self.people = People(self.store, self.auth)
+        self._use_audited: dict[str, int] = {}  # token id -> hour of its last TokenUsed record
+        self.auth.on_used = self._audit_token_use
 
     def is_empty(self) -> bool:
         return self.store.head()[0] == 0
@@ -135,6 +140,24 @@ class ControlPlane:
 
     def record_usage(self) -> int:
         return self.auth.record_usage()
+
+    def _audit_token_use(self, used: list[tuple[str, float]]) -> None:
+        """Token use into the audit log: at most one TokenUsed per token per hour (ingest keys,
+        used by every shipper request, are counted in ``credential_usage`` only)."""
+        fresh = {i: at for i, at in used if self._use_audited.get(i) != int(at // 3600)}
+        if not fresh:
+            return
+        marks = ",".join("?" * len(fresh))
+        with self.store.transaction() as conn:
+            rows = conn.execute(
+                f"SELECT id, org_id FROM tokens WHERE id IN ({marks})", list(fresh)
+            ).fetchall()
+            for token_id, org_id in rows:
+                at = fresh[token_id]
+                first = datetime.fromtimestamp(at, UTC).isoformat()
+                event = ev.TokenUsed(new_id("act"), org_id, token_id, first)
+                self.store.append(event, Actor(f"token:{token_id}", "api"), 0)
+                self._use_audited[token_id] = int(at // 3600)
 
     # ---- maintenance ---------------------------------------------------------------------
 
