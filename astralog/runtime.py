@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from astralog import byob
+from astralog.auth.accounts import Accounts
 from astralog.auth.principal import SCOPES
 from astralog.auth.sessions import SessionStore
 from astralog.catalog import BatchCommitted, Catalog
@@ -232,6 +233,7 @@ class Runtime:
         self.destinations = Destinations(self.control, field_cipher(settings))
         self.metrics = Metrics(tenant_labels=settings.metrics.tenant_labels)
         self.sessions = SessionStore(settings.data_dir / "sessions.sqlite3")
+        self.accounts = Accounts(self.control, self.destinations.cipher)
         self._data: DataPlane | None = None
 
     @property
