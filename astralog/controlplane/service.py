@@ -118,8 +118,14 @@ class ControlPlane:
     def key(self, org_id: str, key_id: str) -> dict[str, Any]:
         return self._keys.get(org_id, key_id)
 
-    def issue_token(self, org_id: str | None, name: str, scopes: list[str], actor: Actor) -> Issued:
-        return self._tokens.issue(org_id, name, scopes, actor)
+    def issue_token(
+        self, org_id: str | None, name: str, scopes: list[str], actor: Actor, **owner: Any
+    ) -> Issued:
+        """``owner``: ``person_id`` and ``expires_at`` of a personal or service-account token."""
+        return self._tokens.issue(org_id, name, scopes, actor, **owner)
+
+    def person_tokens(self, org_id: str, person_id: str) -> list[dict[str, Any]]:
+        return self._tokens.for_person(org_id, person_id)
 
     def revoke_token(self, org_id: str | None, token_id: str, actor: Actor) -> dict[str, Any]:
         return self._tokens.revoke(org_id, token_id, actor)
