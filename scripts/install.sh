@@ -27,6 +27,7 @@ if [ "$want" = test ]; then
   command -v loggen >/dev/null 2>&1 || need+=(syslog-ng-core)
   [ -x /usr/bin/chromium ] || need+=(chromium)
   command -v curl >/dev/null 2>&1 || need+=(curl)
+  command -v npm >/dev/null 2>&1 || need+=(nodejs npm)  # the SSO tests' OpenID Provider
   # rsyslog conflicts with syslog-ng's packages on Debian 12: its debs are unpacked into the
   # venv, not installed; the libraries it links are ordinary packages.
   rsyslog="$venv/rsyslog"
@@ -47,5 +48,11 @@ if [ "$want" = test ]; then
     download() { (cd "$rsyslog/debs" && apt-get download -qq rsyslog rsyslog-elasticsearch); }
     download || { apt-get "${wait_lock[@]}" update -qq && download; }  # package lists not read yet
     for deb in "$rsyslog"/debs/*.deb; do dpkg -x "$deb" "$rsyslog"; done
+  fi
+  # npm oidc-provider for the SSO tests, exactly as tests/idp/package-lock.json pins it.
+  idp=tests/idp
+  if [ ! -f "$idp/node_modules/.package-lock.json" ] \
+    || [ "$idp/package-lock.json" -nt "$idp/node_modules/.package-lock.json" ]; then
+    npm ci --prefix "$idp" --no-audit --no-fund --loglevel=error
   fi
 fi
