@@ -122,6 +122,9 @@ def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
 
 _Check = TypeVar("_Check", bound=Callable[..., object])
 _CHECK_MARK = "astralog_principal_check"
+SCOPE_MARK = "astralog_scope"
+"""The scope a dependency requires, on the dependency itself: tests derive who may call a
+route from its signature instead of a hand-kept table."""
 
 
 def _principal_check(check: _Check) -> _Check:
@@ -180,6 +183,7 @@ def scoped(scope: str) -> Callable[[Principal], str]:
         principal.require(scope)
         return principal.org_id
 
+    setattr(org_id, SCOPE_MARK, scope)
     return org_id
 
 
@@ -201,6 +205,9 @@ def audit_scope(principal: ManagementDep) -> str | None:
         return None
     principal.require("audit:read")
     return principal.org_id
+
+
+setattr(audit_scope, SCOPE_MARK, "audit:read")
 
 
 AuditRead = Annotated[str | None, Depends(audit_scope)]

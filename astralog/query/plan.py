@@ -159,7 +159,16 @@ def _dt(ns: int) -> datetime:
     return EPOCH + timedelta(microseconds=ns // 1000)
 
 
-def make_plan(data: DataAccess, org_id: str, scope: SearchScope, *, now_ns: int) -> Plan:
+def make_plan(
+    data: DataAccess,
+    org_id: str,
+    scope: SearchScope,
+    *,
+    now_ns: int,
+    readable: frozenset[str] | None = None,
+) -> Plan:
+    """``readable``: the sources the caller is granted (None: all). The rest are treated as
+    absent, so a search never reads them and naming one answers like naming an unknown one."""
     node = parse(scope.query)
     start_ns = parse_instant(scope.start, now_ns, "start")
     end_ns = parse_instant(scope.end, now_ns, "end")
@@ -167,7 +176,9 @@ def make_plan(data: DataAccess, org_id: str, scope: SearchScope, *, now_ns: int)
         raise BadRequest("the time range is empty: 'end' must be after 'start'")
     limits = data.limits(org_id)
     retention = data.retention_policy(org_id)
-    by_id = {s.source_id: s for s in retention.sources}
+    by_id = {
+        s.source_id: s for s in retention.sources if readable is None or s.source_id in readable
+    }
     chosen = list(by_id) if scope.sources is None else _known(scope.sources, by_id)
     days = {sid: by_id[sid].effective_days for sid in chosen}
     cutoffs = {sid: now_ns - n * DAY_NS for sid, n in days.items()}
@@ -195,7 +206,7 @@ def make_plan(data: DataAccess, org_id: str, scope: SearchScope, *, now_ns: int)
 def _known(requested: Sequence[str], by_id: dict[str, SourceRetention]) -> list[str]:
     unknown = [s for s in requested if s not in by_id]
     if unknown:
-        # Another org's source answers exactly like a missing one.
+        # Another org's source, or one the caller is not granted, answers like a missing one.
         raise BadRequest(f"unknown sources {unknown[:5]}; GET /v1/sources lists yours")
     return list(dict.fromkeys(requested))
 

@@ -1,4 +1,6 @@
-"""The search API: search, histogram, facets, live tail and export, scoped to the caller's org.
+"""The search API: search, histogram, facets, live tail and export, scoped to the caller's org
+and to the sources the caller is granted. Every read leaves a LogsRead record in the audit log
+(who, which sources, which time range, how many events); a tail leaves one when it starts.
 
 Query text is never logged in clear: a SHA-256 prefix and a length identify it. When a BYOB
 destination cannot be read, search, histogram and facets answer with the rest and say what is
@@ -15,7 +17,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from typing import Annotated, Any, Literal
 
@@ -23,11 +25,18 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import Field
 
-from astralog.api.deps import LogsRead, RuntimeDep
+from astralog.api.deps import ClientDep, LogsRead, ManagementDep, RuntimeDep
 from astralog.api.models import Strict
+from astralog.api.signin import require_recent
+from astralog.auth.principal import Principal
+from astralog.controlplane import events as ev
+from astralog.controlplane.store import Actor
+from astralog.errors import Unauthenticated
+from astralog.ids import new_id
 from astralog.query.engine import Cursor, Session, run
 from astralog.query.plan import Plan, SearchScope, make_plan
 from astralog.query.remote import fetch_remote
+from astralog.query.timerange import iso
 from astralog.runtime import Runtime
 
 router = APIRouter(prefix="/v1/search", tags=["search"])
@@ -65,23 +74,47 @@ class FacetsBody(Filters):
     size: int = Field(10, ge=1, le=100)
 
 
-async def _plan(runtime: Runtime, org_id: str, scope: SearchScope, *, partial: bool = True) -> Plan:
+async def _plan(
+    runtime: Runtime, reader: Principal, org_id: str, scope: SearchScope, *, partial: bool = True
+) -> Plan:
     digest = hashlib.sha256(scope.query.encode()).hexdigest()[:12]
     log.info("search", extra={"query_sha256": digest, "query_length": len(scope.query)})
-    plan = make_plan(runtime, org_id, scope, now_ns=time.time_ns())
+    plan = make_plan(runtime, org_id, scope, now_ns=time.time_ns(), readable=reader.readable)
     await fetch_remote(runtime, plan, partial=partial)
     return plan
 
 
+def audit_read(
+    runtime: Runtime, reader: Principal, client: str, action: str, plan: Plan, events: int
+) -> None:
+    """A LogsRead record: the person (else the token) who read, the sources and range the plan
+    read, and how many events the answer held or summarised."""
+    who = f"person:{reader.person_id}" if reader.person_id else reader.id
+    record = ev.LogsRead(new_id("act"), plan.org_id, who, action, sorted(plan.cutoffs),
+                         iso(plan.start_ns), iso(plan.end_ns), events)  # fmt: skip
+    with runtime.control.store.transaction():
+        runtime.control.store.append(record, Actor(reader.id, client), 0)
+
+
+async def _audit(
+    runtime: Runtime, reader: Principal, client: str, action: str, plan: Plan, events: int
+) -> None:
+    await asyncio.to_thread(audit_read, runtime, reader, client, action, plan, events)
+
+
 @router.post("", summary="Events matching a query, newest first, with a cursor for the next page")
-async def search(body: SearchBody, org_id: LogsRead, runtime: RuntimeDep, request: Request) -> Any:
+async def search(
+    body: SearchBody, org_id: LogsRead, reader: ManagementDep, client: ClientDep,
+    runtime: RuntimeDep, request: Request,
+) -> Any:  # fmt: skip
     started = time.perf_counter()
-    plan = await _plan(runtime, org_id, body.scope())
+    plan = await _plan(runtime, reader, org_id, body.scope())
     cursor = Cursor.decode(body.cursor) if body.cursor else None
     session = Session(plan, runtime.settings.query.engine_threads)
     events, next_cursor = await run(
         session, lambda s: s.search(body.limit, cursor), request.is_disconnected
     )
+    await _audit(runtime, reader, client, "search", plan, len(events))
     took = time.perf_counter() - started
     runtime.metrics.query_seconds.labels("search").observe(took)
     return {
@@ -96,12 +129,15 @@ async def search(body: SearchBody, org_id: LogsRead, runtime: RuntimeDep, reques
 
 @router.post("/histogram", summary="Counts per time bucket and level")
 async def histogram(
-    body: HistogramBody, org_id: LogsRead, runtime: RuntimeDep, request: Request
-) -> Any:
+    body: HistogramBody, org_id: LogsRead, reader: ManagementDep, client: ClientDep,
+    runtime: RuntimeDep, request: Request,
+) -> Any:  # fmt: skip
     started = time.perf_counter()
-    plan = await _plan(runtime, org_id, body.scope())
+    plan = await _plan(runtime, reader, org_id, body.scope())
     session = Session(plan, runtime.settings.query.engine_threads)
     result = await run(session, lambda s: s.histogram(body.buckets), request.is_disconnected)
+    counted = sum(b["total"] for b in result["buckets"])
+    await _audit(runtime, reader, client, "histogram", plan, counted)
     runtime.metrics.query_seconds.labels("histogram").observe(time.perf_counter() - started)
     return {
         **result,
@@ -112,11 +148,18 @@ async def histogram(
 
 
 @router.post("/facets", summary="Top values and counts of fields over the matching events")
-async def facets(body: FacetsBody, org_id: LogsRead, runtime: RuntimeDep, request: Request) -> Any:
+async def facets(
+    body: FacetsBody, org_id: LogsRead, reader: ManagementDep, client: ClientDep,
+    runtime: RuntimeDep, request: Request,
+) -> Any:  # fmt: skip
     started = time.perf_counter()
-    plan = await _plan(runtime, org_id, body.scope())
+    plan = await _plan(runtime, reader, org_id, body.scope())
     session = Session(plan, runtime.settings.query.engine_threads)
-    result = await run(session, lambda s: s.facets(body.fields, body.size), request.is_disconnected)
+    # The audit counts the events the facets summarise, not the values shown.
+    result, counted = await run(
+        session, lambda s: (s.facets(body.fields, body.size), s.count()), request.is_disconnected
+    )
+    await _audit(runtime, reader, client, "facets", plan, counted)
     runtime.metrics.query_seconds.labels("facets").observe(time.perf_counter() - started)
     return {"facets": result, "range": plan.range_view(), **plan.completeness()}
 
@@ -128,15 +171,19 @@ def _sources(sources: str | None) -> list[str] | None:
 @router.get("/tail", summary="Server-sent events: new matching events as they arrive")
 async def tail(
     org_id: LogsRead,
+    reader: ManagementDep,
+    client: ClientDep,
     runtime: RuntimeDep,
     request: Request,
     query: Annotated[str, Query(max_length=4096)] = "",
     sources: Annotated[str | None, Query(description="Comma-separated source ids")] = None,
 ) -> StreamingResponse:
     scope = SearchScope(query, sources=_sources(sources))  # the window moves: _tail_scope
-    await _plan(runtime, org_id, SearchScope(query, "now-1m", "now", scope.sources))  # 400s now
+    # The first poll's plan, now: a bad query or source is a 400, and the audit names its range.
+    first = await _plan(runtime, reader, org_id, _tail_scope(runtime, scope, time.time_ns()))
+    await _audit(runtime, reader, client, "tail", first, 0)
     return StreamingResponse(
-        _tail(runtime, org_id, scope, request),
+        _tail(runtime, reader, org_id, scope, request),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -149,11 +196,34 @@ def _tail_scope(runtime: Runtime, scope: SearchScope, now_ns: int) -> SearchScop
     return replace(scope, start=start_ms, end=(now_ns + ahead_ns) // 1_000_000 + 1)
 
 
+def _current(runtime: Runtime, reader: Principal) -> Principal | None:
+    """The reader as of now, or None when its access ended. A tail outlives its request: an
+    ended session, a revoked token, a deprovisioning or a narrowed grant applies at the next poll.
+    """
+    try:
+        if reader.session is not None and runtime.sessions.by_digest(reader.session) is None:
+            return None
+        if reader.id.startswith("token:"):
+            now = runtime.control.token_principal(reader.id.removeprefix("token:"))
+        elif reader.person_id is not None:
+            now = runtime.control.auth.person_principal(reader.person_id)
+        else:
+            return reader
+    except Unauthenticated:
+        return None
+    return now if "logs:read" in now.scopes and now.org_id == reader.org_id else None
+
+
 async def _tail_page(
-    runtime: Runtime, org_id: str, scope: SearchScope, after: tuple[int, str]
+    runtime: Runtime,
+    readable: frozenset[str] | None,
+    org_id: str,
+    scope: SearchScope,
+    after: tuple[int, str],
 ) -> list[dict[str, Any]]:
     now_ns = time.time_ns()
-    plan = make_plan(runtime, org_id, _tail_scope(runtime, scope, now_ns), now_ns=now_ns)
+    window = _tail_scope(runtime, scope, now_ns)
+    plan = make_plan(runtime, org_id, window, now_ns=now_ns, readable=readable)
     await fetch_remote(runtime, plan)
     tail_page = functools.partial(
         Session.tail, after_observed_us=after[0], after_event_id=after[1], limit=TAIL_PAGE
@@ -162,17 +232,21 @@ async def _tail_page(
 
 
 async def _tail(
-    runtime: Runtime, org_id: str, scope: SearchScope, request: Request
+    runtime: Runtime, reader: Principal, org_id: str, scope: SearchScope, request: Request
 ) -> AsyncIterator[bytes]:
     seen: dict[str, int] = {}
     since_us = time.time_ns() // 1000
     yield b": tail started\n\n"
     last_beat = time.monotonic()
     while not await request.is_disconnected():
+        current = await asyncio.to_thread(_current, runtime, reader)
+        if current is None:
+            yield b'event: end\ndata: {"reason": "access ended; sign in again"}\n\n'
+            return
         # Accepted just before the last poll may still be landing: look 2 s back, skip seen ids.
         after: tuple[int, str] = (since_us - 2_000_000, "")
         while True:
-            events = await _tail_page(runtime, org_id, scope, after)
+            events = await _tail_page(runtime, current.readable, org_id, scope, after)
             for event in events:
                 if event["event_id"] not in seen:
                     seen[event["event_id"]] = event["_observed_us"]
@@ -197,31 +271,39 @@ CSV_COLUMNS = ["timestamp", "level", "service", "source_id", "body", "trace_id",
 @router.get("/export", summary="Stream every match as NDJSON or CSV")
 async def export(
     org_id: LogsRead,
+    reader: ManagementDep,
+    client: ClientDep,
     runtime: RuntimeDep,
+    request: Request,
     query: Annotated[str, Query(max_length=4096)] = "",
     start: str = "now-15m",
     end: str = "now",
     sources: str | None = None,
     format: Literal["ndjson", "csv"] = "ndjson",
 ) -> StreamingResponse:
+    require_recent(request)  # an export takes the data away: a sensitive action
     scope = SearchScope(query, start, end, _sources(sources))
-    plan = await _plan(runtime, org_id, scope, partial=False)
+    plan = await _plan(runtime, reader, org_id, scope, partial=False)
     session = Session(plan, runtime.settings.query.engine_threads)
     media = "application/x-ndjson" if format == "ndjson" else "text/csv"
+    audit = functools.partial(audit_read, runtime, reader, client, "export", plan)
     return StreamingResponse(
-        _export(session, format),
+        _export(session, format, audit),
         media_type=media,
         headers={"Content-Disposition": f'attachment; filename="astralog-export.{format}"'},
     )
 
 
-def _export(session: Session, format: str) -> Iterator[bytes]:
+def _export(session: Session, format: str, audit: Callable[[int], None]) -> Iterator[bytes]:
+    """The rows as they stream; the audit record, with how many went out, when it ends."""
+    sent = 0
     try:
         if format == "csv":
             buffer = io.StringIO()
             writer = csv.writer(buffer)
             writer.writerow(CSV_COLUMNS)
             for events in session.export():
+                sent += len(events)
                 for e in events:
                     e["attributes"] = json.dumps(e["attributes"])
                     writer.writerow([e[c] for c in CSV_COLUMNS])
@@ -232,6 +314,8 @@ def _export(session: Session, format: str) -> Iterator[bytes]:
                 yield buffer.getvalue().encode()
         else:
             for events in session.export():
+                sent += len(events)
                 yield b"".join(json.dumps(e).encode() + b"\n" for e in events)
     finally:
         session.close()
+        audit(sent)

@@ -1,4 +1,6 @@
-"""Sources and their ingest keys, scoped to the caller's org."""
+"""Sources and their ingest keys, scoped to the caller's org and to the sources a member, viewer
+or ingest service account is granted: any other source is absent to them (404, like an unknown
+one)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from astralog.api.deps import (
     ActorDep,
     ControlDep,
     KeysWrite,
+    ManagementDep,
     RetentionWrite,
     SettingsDep,
     SourcesRead,
@@ -24,6 +27,7 @@ from astralog.api.models import (
     Source,
     SourceCreate,
 )
+from astralog.auth.principal import Principal
 from astralog.controlplane.service import ControlPlane
 from astralog.errors import NotFound
 
@@ -31,8 +35,10 @@ router = APIRouter(prefix="/v1/sources", tags=["sources"])
 
 
 @router.get("", response_model=list[Source])
-def list_sources(org_id: SourcesRead, control: ControlDep) -> list[dict[str, Any]]:
-    return control.sources(org_id)
+def list_sources(
+    org_id: SourcesRead, principal: ManagementDep, control: ControlDep
+) -> list[dict[str, Any]]:
+    return [s for s in control.sources(org_id) if _granted(principal, s["id"])]
 
 
 @router.post("", response_model=Source, status_code=201)
@@ -43,20 +49,27 @@ def create_source(
 
 
 @router.get("/{source_id}", response_model=Source)
-def get_source(source_id: str, org_id: SourcesRead, control: ControlDep) -> dict[str, Any]:
-    return control.source(org_id, source_id)
+def get_source(
+    source_id: str, org_id: SourcesRead, principal: ManagementDep, control: ControlDep
+) -> dict[str, Any]:
+    return _source(control, principal, org_id, source_id)
 
 
 @router.put("/{source_id}/retention", response_model=Source)
 def set_retention(
-    source_id: str, body: RetentionSet, org_id: RetentionWrite, control: ControlDep, actor: ActorDep
-) -> dict[str, Any]:
+    source_id: str, body: RetentionSet, org_id: RetentionWrite, principal: ManagementDep,
+    control: ControlDep, actor: ActorDep,
+) -> dict[str, Any]:  # fmt: skip
     """Takes effect at once at query time; storage is purged on the retention schedule."""
+    _source(control, principal, org_id, source_id)
     return control.set_retention(org_id, source_id, body.days, actor)
 
 
 @router.get("/{source_id}/keys", response_model=list[Key])
-def list_keys(source_id: str, org_id: SourcesRead, control: ControlDep) -> list[dict[str, Any]]:
+def list_keys(
+    source_id: str, org_id: SourcesRead, principal: ManagementDep, control: ControlDep
+) -> list[dict[str, Any]]:
+    _source(control, principal, org_id, source_id)
     return control.keys(org_id, source_id)
 
 
@@ -64,10 +77,12 @@ def list_keys(source_id: str, org_id: SourcesRead, control: ControlDep) -> list[
 def issue_key(
     source_id: str,
     org_id: KeysWrite,
+    principal: ManagementDep,
     control: ControlDep,
     actor: ActorDep,
     body: KeyCreate | None = None,
 ) -> dict[str, Any]:
+    _source(control, principal, org_id, source_id)
     issued = control.issue_key(org_id, source_id, actor, body.expires_in_days if body else None)
     return {"key": issued.credential.secret, "info": issued.info}
 
@@ -77,11 +92,13 @@ def rotate_key(
     source_id: str,
     key_id: str,
     org_id: KeysWrite,
+    principal: ManagementDep,
     control: ControlDep,
     settings: SettingsDep,
     actor: ActorDep,
     body: KeyRotate | None = None,
 ) -> dict[str, Any]:
+    _source(control, principal, org_id, source_id)
     _key_of_source(control, org_id, source_id, key_id)
     grace = body.grace_minutes if body and body.grace_minutes is not None else None
     grace = settings.auth.default_grace_minutes if grace is None else grace
@@ -91,8 +108,10 @@ def rotate_key(
 
 @router.post("/{source_id}/keys/{key_id}/revoke", response_model=Key)
 def revoke_key(
-    source_id: str, key_id: str, org_id: KeysWrite, control: ControlDep, actor: ActorDep
-) -> dict[str, Any]:
+    source_id: str, key_id: str, org_id: KeysWrite, principal: ManagementDep,
+    control: ControlDep, actor: ActorDep,
+) -> dict[str, Any]:  # fmt: skip
+    _source(control, principal, org_id, source_id)
     _key_of_source(control, org_id, source_id, key_id)
     return control.revoke_key(org_id, key_id, actor)
 
@@ -100,3 +119,17 @@ def revoke_key(
 def _key_of_source(control: ControlPlane, org_id: str, source_id: str, key_id: str) -> None:
     if control.key(org_id, key_id)["source_id"] != source_id:
         raise NotFound(f"key {key_id[:40]!r} does not belong to source {source_id[:40]!r}")
+
+
+def _granted(principal: Principal, source_id: str) -> bool:
+    return principal.readable is None or source_id in principal.readable
+
+
+def _source(
+    control: ControlPlane, principal: Principal, org_id: str, source_id: str
+) -> dict[str, Any]:
+    """The source, if the caller may see it; one it is not granted is reported exactly like a
+    missing one (tests compare the two answers)."""
+    if not _granted(principal, source_id):
+        raise NotFound(f"source {source_id[:40]!r} does not exist in this org")
+    return control.source(org_id, source_id)

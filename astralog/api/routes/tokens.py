@@ -52,4 +52,7 @@ def retention(principal: ManagementDep, control: ControlDep) -> dict[str, Any]:
     """The plan's retention and each source's effective retention (days)."""
     if principal.org_id is None:
         raise Forbidden("an operator token belongs to no org")
-    return control.retention(principal.org_id)
+    view = control.retention(principal.org_id)
+    if principal.readable is not None:  # a source one may not read is absent here too
+        view["sources"] = [s for s in view["sources"] if s["source_id"] in principal.readable]
+    return view
