@@ -15,15 +15,19 @@ from astralog.api import problems
 from astralog.api.middleware import AccessLog, BodyLimit, SecurityHeaders
 from astralog.api.routes import (
     audit,
+    auth,
     connectors,
     docs,
     elasticsearch,
     health,
     ingest,
+    me,
+    members,
     orgs,
     search,
     session,
     sources,
+    sso,
     tokens,
     ui,
 )
@@ -95,7 +99,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     problems.install(app)
     for module in (
         health, ingest, elasticsearch, session, orgs, sources, tokens, connectors, audit, search,
-        docs, ui,
+        members,
+        auth, me, sso, docs, ui,
     ):  # fmt: skip
         app.include_router(module.router)
     app.add_middleware(

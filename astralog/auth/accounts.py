@@ -20,14 +20,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from astralog.auth import passwords
+from astralog.auth import passwords, totp
+from astralog.auth.throttle import SignInThrottle
 from astralog.controlplane.people import normalise_email
 from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.store import Actor
 from astralog.errors import BadRequest, Conflict, Forbidden
-from astralog.security.fieldcrypt import FieldCipher
+from astralog.security.fieldcrypt import FieldCipher, SealedRecord
 
 INVITATION_SECONDS = 7 * 24 * 3600
+RECOVERY_CODES = 10
+_RECOVERY_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read off paper
+_RECOVERY_LENGTH = 24  # 24 * log2(31) ≈ 119 bits: at 112+ bits a plain SHA-256 suffices
 ACCOUNTS = Actor("system:accounts", "local")
 
 SCHEMA = """
@@ -39,8 +43,8 @@ CREATE TABLE IF NOT EXISTS account_invitations (
     expires REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS account_totp (
-    person_id TEXT PRIMARY KEY, org_id TEXT NOT NULL, sealed TEXT NOT NULL,
-    confirmed INTEGER NOT NULL, last_step INTEGER NOT NULL DEFAULT -1
+    person_id TEXT PRIMARY KEY, org_id TEXT NOT NULL, sealed TEXT, pending TEXT,
+    last_step INTEGER NOT NULL DEFAULT -1
 );
 CREATE TABLE IF NOT EXISTS account_recovery_codes (
     digest TEXT PRIMARY KEY, person_id TEXT NOT NULL, used_at REAL
@@ -59,6 +63,7 @@ class Accounts:
     def __init__(self, control: ControlPlane, cipher: FieldCipher) -> None:
         self.control = control
         self.cipher = cipher
+        self.throttle = SignInThrottle()
         with control.store.transaction() as conn:
             for statement in filter(str.strip, SCHEMA.split(";")):
                 conn.execute(statement)
@@ -170,3 +175,122 @@ class Accounts:
             conn.execute(
                 "UPDATE account_passwords SET phc = ? WHERE person_id = ?", (phc, person_id)
             )
+
+    # ---- TOTP --------------------------------------------------------------------------------
+
+    def begin_totp(self, org_id: str, person_id: str) -> str:
+        """A new seed, pending until a code from it is confirmed (a set-up TOTP stays in force
+        until then). Returns the base32 secret for the authenticator app."""
+        secret = totp.new_secret()
+        sealed = self.cipher.seal_record(org_id, person_id, {"totp_seed": secret}).to_json()
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO account_totp (person_id, org_id, pending) VALUES (?, ?, ?) "
+                "ON CONFLICT (person_id) DO UPDATE SET pending = excluded.pending",
+                (person_id, org_id, sealed),
+            )
+        return secret
+
+    def confirm_totp(self, org_id: str, person_id: str, code: str) -> list[str]:
+        """Make the pending seed the person's TOTP once ``code`` proves the app has it; returns
+        ten new recovery codes (shown once)."""
+        row = self._totp_row(person_id)
+        if row is None or row["pending"] is None:
+            raise Conflict("no TOTP set-up is pending: POST /v1/me/totp first")
+        step = totp.match(self._open(org_id, person_id, row["pending"]), code)
+        if step is None:
+            raise BadRequest(
+                "that code does not match: check the device's clock and enter the current code",
+                code="totp_invalid",
+            )
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE account_totp SET sealed = pending, pending = NULL, last_step = ? "
+                "WHERE person_id = ?",
+                (step, person_id),
+            )
+        self.control.people.note_credential(org_id, person_id, "totp_enrolled", ACCOUNTS)
+        return self.new_recovery_codes(org_id, person_id)
+
+    def has_totp(self, person_id: str) -> bool:
+        row = self._totp_row(person_id)
+        return row is not None and row["sealed"] is not None
+
+    def check_totp(self, org_id: str, person_id: str, code: str) -> bool:
+        """Whether ``code`` is the person's current TOTP code and its time step is newer than
+        the last one accepted: a code seen once (sign-in, re-auth) never works again."""
+        row = self._totp_row(person_id)
+        if row is None or row["sealed"] is None:
+            return False
+        step = totp.match(self._open(org_id, person_id, row["sealed"]), code)
+        if step is None:
+            return False
+        with self._tx() as conn:  # compare-and-set: two requests with one code, one wins
+            used = conn.execute(
+                "UPDATE account_totp SET last_step = ? WHERE person_id = ? AND last_step < ?",
+                (step, person_id, step),
+            ).rowcount
+        return bool(used)
+
+    def remove_totp(self, org_id: str, person_id: str, actor: Actor = ACCOUNTS) -> None:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM account_totp WHERE person_id = ?", (person_id,))
+            conn.execute("DELETE FROM account_recovery_codes WHERE person_id = ?", (person_id,))
+        self.control.people.note_credential(org_id, person_id, "totp_removed", actor)
+
+    # ---- recovery codes ----------------------------------------------------------------------
+
+    def new_recovery_codes(self, org_id: str, person_id: str) -> list[str]:
+        """Ten fresh single-use codes; earlier ones stop working."""
+        if not self.has_totp(person_id):
+            raise Conflict("recovery codes back up a TOTP authenticator: set one up first")
+        codes = [_recovery_code() for _ in range(RECOVERY_CODES)]
+        with self._tx() as conn:
+            conn.execute("DELETE FROM account_recovery_codes WHERE person_id = ?", (person_id,))
+            conn.executemany(
+                "INSERT INTO account_recovery_codes VALUES (?, ?, NULL)",
+                [(_sha256(_plain_code(c)), person_id) for c in codes],
+            )
+        self.control.people.note_credential(org_id, person_id, "recovery_codes_issued", ACCOUNTS)
+        return codes
+
+    def use_recovery_code(self, org_id: str, person_id: str, code: str) -> bool:
+        with self._tx() as conn:
+            used = conn.execute(
+                "UPDATE account_recovery_codes SET used_at = ? "
+                "WHERE digest = ? AND person_id = ? AND used_at IS NULL",
+                (time.time(), _sha256(_plain_code(code)), person_id),
+            ).rowcount
+        if used:
+            self.control.people.note_credential(org_id, person_id, "recovery_code_used", ACCOUNTS)
+        return bool(used)
+
+    def recovery_codes_left(self, person_id: str) -> int:
+        with self.control.store.reading() as conn:
+            (left,) = conn.execute(
+                "SELECT COUNT(*) FROM account_recovery_codes "
+                "WHERE person_id = ? AND used_at IS NULL",
+                (person_id,),
+            ).fetchone()
+        return int(left)
+
+    def _totp_row(self, person_id: str) -> dict[str, Any] | None:
+        with self.control.store.reading() as conn:
+            row = conn.execute(
+                "SELECT * FROM account_totp WHERE person_id = ?", (person_id,)
+            ).fetchone()
+        return None if row is None else dict(row)
+
+    def _open(self, org_id: str, person_id: str, sealed: str) -> str:
+        return self.cipher.open_field(
+            org_id, person_id, SealedRecord.from_json(sealed), "totp_seed"
+        )
+
+
+def _recovery_code() -> str:
+    raw = "".join(secrets.choice(_RECOVERY_ALPHABET) for _ in range(_RECOVERY_LENGTH))
+    return "-".join(raw[i : i + 4] for i in range(0, _RECOVERY_LENGTH, 4))
+
+
+def _plain_code(code: str) -> str:
+    return "".join(c for c in code.upper() if c.isalnum())

@@ -1,0 +1,285 @@
+"""Signing in with a local account: the org's sign-in options, email + password, the second
+factor, re-authentication and accepting an invitation (SSO has its own routes under
+/v1/auth/sso).
+
+A wrong password, an unknown email and an account without a password get the same 401 after
+the same Argon2id work; failures are throttled per typed account and per client address (429
+with Retry-After), audited as ``SignInFailed`` with a digest of the typed email, never the text.
+
+A password that passes opens a session at the stage the org's policy asks for: "mfa" when the
+person has TOTP, "enrol" when the org requires MFA and they have none, else "full". A session
+at "mfa" or "enrol" reaches only that step's routes (the CSRF token still guards them).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from pydantic import Field
+
+from astralog.api.deps import ClientDep, RuntimeDep, browser_session
+from astralog.api.models import Strict
+from astralog.api.signin import (
+    audit_failure,
+    audit_sign_in,
+    open_session,
+    session_id,
+    set_cookie,
+)
+from astralog.auth.sessions import CSRF_COOKIE, SESSION_COOKIE, Session
+from astralog.controlplane.store import Actor
+from astralog.errors import Conflict, Forbidden, Unauthenticated
+from astralog.runtime import Runtime
+
+router = APIRouter(prefix="/v1/auth", tags=["sign-in"])
+
+WRONG = "wrong email or password"
+SSO_ONLY = (
+    "this org signs in with single sign-on only: use its SSO button (the break-glass owner "
+    "account is the one exception)"
+)
+
+
+class PasswordSignIn(Strict):
+    org: str = Field(min_length=1, max_length=200, description="The org's name.")
+    email: str = Field(min_length=1, max_length=320)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class SecondFactor(Strict):
+    code: str | None = Field(None, max_length=16, description="The authenticator app's code.")
+    recovery_code: str | None = Field(None, max_length=64, description="One recovery code.")
+
+
+class Reauth(Strict):
+    password: str = Field(min_length=1, max_length=1024)
+    code: str | None = Field(None, max_length=16, description="TOTP code, when set up.")
+
+
+class AcceptInvitation(Strict):
+    token: str = Field(min_length=1, max_length=200)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+def _org_by_name(runtime: Runtime, name: str) -> dict[str, Any] | None:
+    wanted = name.strip().casefold()
+    return next((o for o in runtime.control.orgs() if o["name"].casefold() == wanted), None)
+
+
+def _sso_connections(runtime: Runtime, org_id: str) -> list[dict[str, str]]:
+    with runtime.control.store.reading() as conn:
+        rows = conn.execute(
+            "SELECT id, name FROM idp_connections WHERE org_id = ? ORDER BY name", (org_id,)
+        ).fetchall()
+    return [{"id": r["id"], "name": r["name"]} for r in rows]
+
+
+@router.get("/orgs/{org_name}", summary="How people of an org can sign in (public)")
+def sign_in_options(org_name: str, runtime: RuntimeDep) -> dict[str, Any]:
+    """An unknown org answers like an org with passwords and no SSO: names are not probed."""
+    org = _org_by_name(runtime, org_name[:200])
+    if org is None:
+        return {"org": org_name[:200], "sso": [], "password": True}
+    policy = runtime.control.people.policy(org["id"])
+    return {
+        "org": org["name"],
+        "sso": _sso_connections(runtime, org["id"]),
+        "password": not policy.enforce_sso,
+    }
+
+
+def _who(runtime: Runtime, org_id: str, email: str) -> str:
+    """The typed email as the audit log keeps it: a keyed digest, so a log reader cannot learn
+    which addresses were tried, yet repeated tries of one address stand out."""
+    return runtime.control.auth.digest(f"{org_id}:{email.strip().casefold()}")[:24]
+
+
+@router.post("/password", summary="Sign in with email and password; sets the session cookie")
+def password_sign_in(
+    body: PasswordSignIn,
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
+    client: ClientDep,
+) -> dict[str, Any]:
+    accounts = runtime.accounts
+    key = f"{body.org.strip().casefold()}|{body.email.strip().casefold()}"
+    accounts.throttle.check(key, client)
+    org = _org_by_name(runtime, body.org)
+    org_id = org["id"] if org else ""
+    person = accounts.verify_password(org_id, body.email, body.password)
+    if org is None or person is None:
+        accounts.throttle.failed(key, client)
+        if org is not None:
+            audit_failure(runtime, Actor("anonymous", client), org_id, "password",
+                          "wrong email or password", _who(runtime, org_id, body.email))  # fmt: skip
+        raise Unauthenticated(WRONG, code="wrong_credentials")
+    accounts.throttle.succeeded(key)
+    policy = runtime.control.people.policy(org_id)
+    break_glass = policy.enforce_sso and person["break_glass"]
+    if policy.enforce_sso and not break_glass:
+        audit_failure(runtime, Actor(f"person:{person['id']}", client), org_id, "password",
+                      "password refused: the org enforces SSO")  # fmt: skip
+        raise Forbidden(SSO_ONLY, code="sso_required")
+    stage = _stage(runtime, org_id, person["id"])
+    _, session = open_session(request, response, runtime, org_id, "password",
+                              person_id=person["id"], amr=("pwd",), stage=stage,
+                              break_glass=break_glass)  # fmt: skip
+    if stage == "full":
+        _audit(runtime, session, client)
+    return _answer(session)
+
+
+def _stage(runtime: Runtime, org_id: str, person_id: str) -> str:
+    if runtime.accounts.has_totp(person_id):
+        return "mfa"
+    return "enrol" if runtime.control.people.policy(org_id).require_mfa else "full"
+
+
+def _audit(runtime: Runtime, session: Session, client: str, method: str = "password") -> None:
+    actor = Actor(f"person:{session.person_id}", client)
+    audit_sign_in(runtime, actor, session.org_id, session.person_id, method,
+                  amr=list(session.amr), break_glass=session.break_glass)  # fmt: skip
+
+
+def _answer(session: Session) -> dict[str, Any]:
+    steps = {
+        "full": None,
+        "mfa": "POST /v1/auth/mfa with the authenticator code or a recovery code",
+        "enrol": "the org requires MFA: POST /v1/me/totp, then POST /v1/me/totp/confirm",
+    }
+    return {
+        "stage": session.stage,
+        "next": steps[session.stage],
+        "org_id": session.org_id,
+        "person_id": session.person_id,
+        "csrf_token": session.csrf,
+        "break_glass": session.break_glass,
+    }
+
+
+def step_up(
+    request: Request, response: Response, runtime: Runtime, session: Session, **changes: Any
+) -> Session:
+    """The same session under a new id and CSRF token once its holder proved more (a second
+    factor, a re-authentication): an id seen before that step opens nothing after it."""
+    current = session_id(request) or ""
+    rotated = runtime.sessions.rotate(current)
+    if rotated is None:
+        raise Unauthenticated("the session has expired or ended; sign in again")
+    new_id, fresh = rotated
+    fresh = runtime.sessions.update(fresh, auth_time=time.time(), **changes)
+    left = max(1, int(fresh.created + fresh.absolute_seconds - time.time()))
+    set_cookie(request, response, SESSION_COOKIE, new_id, left, script=False)
+    set_cookie(request, response, CSRF_COOKIE, fresh.csrf, left, script=True)
+    return fresh
+
+
+def _current(request: Request, runtime: Runtime) -> Session:
+    current = session_id(request)
+    if not current:
+        raise Unauthenticated("no session: sign in first (POST /v1/auth/password)")
+    session = browser_session(request, runtime, current)
+    if session.person_id is None:
+        raise Forbidden("this session belongs to a token, not a person")
+    return session
+
+
+def _second_factor(runtime: Runtime, session: Session, body: SecondFactor, client: str) -> str:
+    """Check a TOTP code or a recovery code (throttled like passwords); returns the amr."""
+    person_id, org_id = session.person_id or "", session.org_id
+    key = f"mfa|{person_id}"
+    runtime.accounts.throttle.check(key, client)
+    if body.code:
+        ok, amr = runtime.accounts.check_totp(org_id, person_id, body.code), "otp"
+    elif body.recovery_code:
+        ok, amr = runtime.accounts.use_recovery_code(org_id, person_id, body.recovery_code), "kba"
+    else:
+        raise Unauthenticated("send code (the authenticator app's) or recovery_code")
+    if not ok:
+        runtime.accounts.throttle.failed(key, client)
+        audit_failure(runtime, Actor(f"person:{person_id}", client), org_id, "mfa",
+                      "wrong, used or expired second-factor code")  # fmt: skip
+        raise Unauthenticated(
+            "that code is wrong or was already used; enter the next code the app shows",
+            code="mfa_invalid",
+        )
+    runtime.accounts.throttle.succeeded(key)
+    return amr
+
+
+@router.post("/mfa", summary="Second step of a password sign-in: a TOTP or recovery code")
+def mfa(
+    body: SecondFactor, request: Request, response: Response, runtime: RuntimeDep, client: ClientDep
+) -> dict[str, Any]:
+    session = _current(request, runtime)
+    if session.stage != "mfa":
+        raise Conflict(f"this session is at stage '{session.stage}', not waiting for a code")
+    amr = _second_factor(runtime, session, body, client)
+    fresh = step_up(request, response, runtime, session, stage="full",
+                    amr=(*session.amr, amr, "mfa"))  # fmt: skip
+    _audit(runtime, fresh, client)
+    return _answer(fresh)
+
+
+@router.post("/reauth", summary="Confirm your password (and TOTP) before a sensitive action")
+def reauth(
+    body: Reauth, request: Request, response: Response, runtime: RuntimeDep, client: ClientDep
+) -> dict[str, Any]:
+    session = _current(request, runtime)
+    if session.stage != "full":
+        raise Forbidden("finish signing in first", code=f"{session.stage}_required")
+    person_id = session.person_id or ""
+    policy = runtime.control.people.policy(session.org_id)
+    if policy.enforce_sso and not session.break_glass:
+        raise Forbidden(SSO_ONLY + "; re-authenticate through SSO (mode=reauth)",
+                        code="sso_required")  # fmt: skip
+    key = f"reauth|{person_id}"
+    runtime.accounts.throttle.check(key, client)
+    if not runtime.accounts.check_password(person_id, body.password):
+        runtime.accounts.throttle.failed(key, client)
+        audit_failure(runtime, Actor(f"person:{person_id}", client), session.org_id, "reauth",
+                      "wrong password")  # fmt: skip
+        raise Unauthenticated("wrong password", code="wrong_credentials")
+    runtime.accounts.throttle.succeeded(key)
+    amr: tuple[str, ...] = ("pwd",)
+    if runtime.accounts.has_totp(person_id):
+        amr = (
+            "pwd",
+            _second_factor(
+                runtime, session, SecondFactor(code=body.code, recovery_code=None), client
+            ),
+            "mfa",
+        )
+    fresh = step_up(request, response, runtime, session, amr=amr)
+    _audit(runtime, fresh, client, method="reauth")
+    return _answer(fresh)
+
+
+@router.post("/invitations/accept", summary="Choose a password from an invitation; signs in")
+def accept_invitation(
+    body: AcceptInvitation,
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
+    client: ClientDep,
+) -> dict[str, Any]:
+    key = "invitation"
+    runtime.accounts.throttle.check(key, client)
+    try:
+        org_id, person_id = runtime.accounts.accept_invitation(body.token, body.password)
+    except Forbidden:
+        runtime.accounts.throttle.client.failed(client)
+        raise
+    policy = runtime.control.people.policy(org_id)
+    person = runtime.control.people.get(org_id, person_id)
+    if policy.enforce_sso and not person["break_glass"]:
+        raise Forbidden("your password is set, but " + SSO_ONLY, code="sso_required")
+    stage = _stage(runtime, org_id, person_id)
+    _, session = open_session(request, response, runtime, org_id, "password",
+                              person_id=person_id, amr=("pwd",), stage=stage)  # fmt: skip
+    if stage == "full":
+        _audit(runtime, session, client)
+    return _answer(session)
