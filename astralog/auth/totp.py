@@ -57,7 +57,7 @@ def match(secret: str, code: str, now: float | None = None) -> int | None:
 
 
 def otpauth_uri(secret: str, account: str, issuer: str) -> str:
-    label = quote(f"{issuer}:{account}", safe="@")
+    label = quote(issuer) + ":" + quote(account, safe="@")
     query = urlencode(
         {"secret": secret, "issuer": issuer, "algorithm": "SHA1", "digits": DIGITS,
          "period": STEP_SECONDS}
