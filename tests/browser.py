@@ -111,9 +111,17 @@ class UI:
         raise AssertionError(f"only {found} of {count} events match {query!r} after {timeout} s")
 
 
+def open_token_sign_in(page: Page) -> None:
+    """The admin token is the bootstrap path, folded away under the people's sign-in."""
+    page.wait_for_selector("#signin-use-token")
+    if not page.is_visible("#signin-token"):
+        page.click("#signin-use-token")
+
+
 def sign_in(page: Page, token: str) -> None:
+    open_token_sign_in(page)
     page.fill("#signin-token", token)
-    page.click("form button[type=submit]")
+    page.click("#token-form button[type=submit]")
     page.wait_for_selector("#topbar:not([hidden])")
 
 

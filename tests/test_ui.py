@@ -18,7 +18,15 @@ import pytest
 from fastapi.testclient import TestClient
 from playwright.sync_api import Page, expect
 
-from tests.browser import NARROW, UI, WIDE, events_around_now, shot, sign_in
+from tests.browser import (
+    NARROW,
+    UI,
+    WIDE,
+    events_around_now,
+    open_token_sign_in,
+    shot,
+    sign_in,
+)
 
 pytest_plugins = ["tests.browser"]
 
@@ -38,7 +46,7 @@ def test_index_is_served_with_a_strict_policy(client: TestClient) -> None:
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["cache-control"] == "no-cache"
     assert "<script>" not in response.text and " style=" not in response.text
-    for page in ("/sources", "/storage", "/retention", "/audit"):
+    for page in ("/sources", "/storage", "/retention", "/audit", "/members", "/security"):
         assert client.get(page).text == response.text
 
 
@@ -114,9 +122,10 @@ def search_page(ui: UI, source_id: str, query: str = "", **options: Any) -> Page
 @pytest.mark.slow
 def test_sign_in_with_a_hint_then_sign_out(ui: UI) -> None:
     page = ui.page("/", signed_in=False)
+    open_token_sign_in(page)
     expect(page.locator("#signin-hint")).to_contain_text("Admin token:")
     page.fill("#signin-token", "alt_not_a_real_token")
-    page.click("form button[type=submit]")
+    page.click("#token-form button[type=submit]")
     expect(page.locator("#signin-error")).to_contain_text("not accepted")
     sign_in(page, ui.gateway.admin_token)
     expect(page.locator("#org-badge")).to_contain_text("demo")
@@ -127,9 +136,9 @@ def test_sign_in_with_a_hint_then_sign_out(ui: UI) -> None:
     expect(page.locator("html")).to_have_attribute("data-theme", "light")
     expect(page.locator(".mainnav a[aria-current=page]")).to_have_text("Search")
     page.click("#sign-out")
-    expect(page.locator("#signin-token")).to_be_visible()
+    expect(page.locator("#signin-org")).to_be_visible()
     page.reload()
-    expect(page.locator("#signin-token")).to_be_visible()
+    expect(page.locator("#signin-org")).to_be_visible()
     page.context.close()
 
 
@@ -423,7 +432,7 @@ def test_screenshots_of_the_main_pages(
     viewport, scheme = variant
     suffix = f"{viewport['width']}-{scheme}"
     page = ui.page("/", signed_in=False, viewport=viewport, scheme=scheme)
-    page.wait_for_selector("#signin-token")
+    page.wait_for_selector("#signin-org")
     shot(page, f"signin-{suffix}")
     sign_in(page, ui.gateway.admin_token)
     page.goto(f"/?sources={seeded['source_id']}")

@@ -18,10 +18,11 @@ export function setCsrf(token) {
   csrfToken = token || "";
 }
 
+// The cookie first: a step-up (second factor, re-authentication) rotates the session and its
+// token, and the cookie always holds the current one.
 function csrf() {
-  if (csrfToken) return csrfToken;
   const match = document.cookie.match(/(?:^|;\s*)(?:__Host-)?astralog_csrf=([^;]+)/);
-  return match ? decodeURIComponent(match[1]) : "";
+  return match ? decodeURIComponent(match[1]) : csrfToken;
 }
 
 // Called with no argument when the session ended (401 anywhere): the app shows the sign-in page.
@@ -68,6 +69,7 @@ export async function api(method, path, body, { signal, quiet401 = false } = {})
 export const get = (path, options) => api("GET", path, undefined, options);
 export const post = (path, body, options) => api("POST", path, body ?? {}, options);
 export const put = (path, body, options) => api("PUT", path, body, options);
+export const patch = (path, body, options) => api("PATCH", path, body, options);
 export const del = (path, options) => api("DELETE", path, undefined, options);
 
 export function qs(params) {

@@ -1,14 +1,49 @@
 // The shell: session, sign-in, navigation between pages, theme, global keys.
 
-import { ApiError, cached, del, get, invalidate, onSignedOut, post, setCsrf } from "./api.js";
-import { announce, h, icon, replace, toast } from "./dom.js";
+import { ApiError, cached, del, get, invalidate, onSignedOut, setCsrf } from "./api.js";
+import { announce, h, icon, replace, stateView, toast } from "./dom.js";
 
+// `scope`: what the signed-in role needs for the page (GET /v1/session lists the scopes); a link
+// to a page the role cannot use is hidden, and the page itself says so instead of failing later.
 const PAGES = {
-  "/": { name: "search", title: "Search", load: () => import("./search.js") },
-  "/sources": { name: "sources", title: "Sources & keys", load: () => import("./sources.js") },
-  "/storage": { name: "storage", title: "Storage", load: () => import("./storage.js") },
-  "/retention": { name: "retention", title: "Retention", load: () => import("./retention.js") },
-  "/audit": { name: "audit", title: "Audit", load: () => import("./audit.js") },
+  "/": { name: "search", title: "Search", scope: "logs:read", load: () => import("./search.js") },
+  "/sources": {
+    name: "sources",
+    title: "Sources & keys",
+    scope: "sources:read",
+    load: () => import("./sources.js"),
+  },
+  "/storage": {
+    name: "storage",
+    title: "Storage",
+    scope: "connectors:write",
+    load: () => import("./storage.js"),
+  },
+  "/retention": {
+    name: "retention",
+    title: "Retention",
+    scope: "retention:write",
+    load: () => import("./retention.js"),
+  },
+  "/audit": { name: "audit", title: "Audit", scope: "audit:read", load: () => import("./audit.js") },
+  "/members": {
+    name: "members",
+    title: "Members",
+    scope: "members:write",
+    load: () => import("./members.js"),
+  },
+  "/security": {
+    name: "security",
+    title: "Sign-in & security",
+    scope: "sso:write",
+    load: () => import("./sso.js"),
+  },
+  "/account": {
+    name: "account",
+    title: "My account",
+    person: true,
+    load: () => import("./account.js"),
+  },
 };
 
 const main = document.getElementById("main");
@@ -46,9 +81,21 @@ function navigate(url, { replace: replaceState = false } = {}) {
 async function render() {
   if (!session) return;
   const seq = ++renderSeq;
-  const path = PAGES[location.pathname] ? location.pathname : "/";
+  let path = PAGES[location.pathname] ? location.pathname : "/";
+  if (path === "/" && !allowed(PAGES[path])) {
+    // A role without search (storage or retention admins) lands on its first page instead.
+    path = Object.keys(PAGES).find((key) => allowed(PAGES[key])) || "/";
+    history.replaceState(null, "", path);
+  }
   const page = PAGES[path];
   markNav(page.name);
+  if (!allowed(page)) {
+    if (current && current.view.unmount) current.view.unmount();
+    current = null;
+    app.setTitle(page.title);
+    replace(main, h("div", { class: "page" }, forbiddenState(page)));
+    return;
+  }
   if (current && current.path === path && current.view.onUrlChange) {
     current.view.onUrlChange();
     return;
@@ -67,14 +114,37 @@ async function render() {
   current = { path, view };
 }
 
+function allowed(page) {
+  if (!session) return false;
+  if (page.person) return session.kind === "person";
+  return !page.scope || (session.scopes || []).includes(page.scope);
+}
+
+function forbiddenState(page) {
+  return stateView({
+    iconName: "lock",
+    title: `${page.title} is not part of your role`,
+    text: `Your role (${session.role || session.kind}) does not include ${page.scope || "this page"}. An org admin can change your role under Members.`,
+  });
+}
+
+// Links to pages the role cannot open are hidden, not merely refused on click.
+function showAllowedNav() {
+  for (const link of topbar.querySelectorAll("a[data-page]")) {
+    const page = Object.values(PAGES).find((p) => p.name === link.dataset.page);
+    if (page) link.hidden = !allowed(page);
+  }
+}
+
 function markNav(name) {
   const nav = topbar.querySelector(".mainnav");
-  for (const link of nav.querySelectorAll("a")) {
+  for (const link of topbar.querySelectorAll("a[data-page]")) {
     if (link.dataset.page !== name) {
       link.removeAttribute("aria-current");
       continue;
     }
     link.setAttribute("aria-current", "page");
+    if (!nav.contains(link)) continue;
     // On a narrow screen the nav scrolls sideways: keep the current page in sight.
     const right = link.offsetLeft + link.offsetWidth;
     if (right > nav.scrollLeft + nav.clientWidth || link.offsetLeft < nav.scrollLeft) {
@@ -85,129 +155,25 @@ function markNav(name) {
 
 // ------------------------------------------------------------------ sign-in
 
-function showSignIn(message) {
+// The sign-in page lives in signin.js: org → SSO or email + password (+ TOTP), and the admin
+// token as the bootstrap path. `stage` resumes a sign-in the server holds at "mfa" or "enrol".
+async function showSignIn(message, stage) {
   session = null;
   if (current && current.view.unmount) current.view.unmount();
   current = null;
   invalidate();
+  setCsrf("");
   topbar.hidden = true;
   app.setTitle("Sign in");
-  const token = h("input", {
-    class: "input input-mono",
-    id: "signin-token",
-    name: "token",
-    type: "password",
-    autocomplete: "off",
-    spellcheck: "false",
-    placeholder: "alt_…",
-    required: true,
-    "aria-describedby": "signin-hint signin-error",
-  });
-  const error = h("p", { class: "field-error", id: "signin-error", role: "alert" }, message || "");
-  const reveal = h(
-    "button",
-    {
-      type: "button",
-      class: "btn btn-ghost btn-xs",
-      "aria-pressed": "false",
-      "aria-label": "Show token",
-    },
-    "Show",
-  );
-  reveal.addEventListener("click", () => {
-    const shown = token.type === "text";
-    token.type = shown ? "password" : "text";
-    reveal.textContent = shown ? "Show" : "Hide";
-    reveal.setAttribute("aria-pressed", String(!shown));
-  });
-  const submit = h("button", { type: "submit", class: "btn btn-primary" }, "Sign in");
-  const form = h(
-    "form",
-    { class: "stack", novalidate: true },
-    h(
-      "div",
-      { class: "field" },
-      h("label", { for: "signin-token" }, "Admin token"),
-      h("div", { class: "password-wrap" }, token, reveal),
-      h(
-        "p",
-        { class: "field-hint", id: "signin-hint" },
-        "The ",
-        h("code", {}, "alt_…"),
-        " token printed in the terminal when Astralog first started (",
-        h("code", {}, "Admin token:"),
-        ").",
-      ),
-      error,
-    ),
-    submit,
-  );
-  form.addEventListener("submit", async (event) => {
-    event.preventDefault();
-    const value = token.value.trim();
-    if (!value) {
-      error.textContent = "Paste your admin token to sign in.";
-      token.setAttribute("aria-invalid", "true");
-      token.focus();
-      return;
-    }
-    submit.disabled = true;
-    submit.textContent = "Signing in…";
-    try {
-      const data = await post("/v1/session", { token: value }, { quiet401: true });
-      await startSession(data);
-    } catch (err) {
-      error.textContent =
-        err instanceof ApiError && err.status === 401
-          ? "That token was not accepted. Check for a missing character, or issue a new one."
-          : err.detail || err.message;
-      token.setAttribute("aria-invalid", "true");
-      submit.disabled = false;
-      submit.textContent = "Sign in";
-      token.focus();
-    }
-  });
-  replace(
-    main,
-    h(
-      "div",
-      { class: "signin" },
-      h(
-        "section",
-        { class: "card signin-card", "aria-labelledby": "signin-title" },
-        h(
-          "div",
-          { class: "signin-brand" },
-          h("img", { src: logoSrc(), alt: "", width: "30", height: "30" }),
-          "Astralog",
-        ),
-        h("h1", { id: "signin-title" }, "Sign in"),
-        h("p", { class: "lede" }, "Search your logs and manage the storage you own."),
-        form,
-        h(
-          "div",
-          { class: "signin-foot" },
-          h("p", {}, "Lost the token? Issue a new one on the server:"),
-          h(
-            "pre",
-            { class: "mono" },
-            "astralog tokens issue --org <org> \\\n  --scope logs:read --scope sources:read …",
-          ),
-        ),
-      ),
-    ),
-  );
-  token.focus();
-}
-
-function logoSrc() {
-  return document.querySelector('link[rel="icon"]').getAttribute("href");
+  const { mountSignIn } = await import("./signin.js");
+  mountSignIn(main, { message, stage, onSignedIn: startSession });
 }
 
 async function startSession(data) {
   session = data;
   setCsrf(data.csrf_token);
   topbar.hidden = false;
+  showAllowedNav();
   const badge = document.getElementById("org-badge");
   replace(badge);
   cached("/v1/org")
@@ -224,10 +190,30 @@ async function startSession(data) {
       );
     })
     .catch(() => {});
+  if (data.kind === "person") await loadPerson();
   await render();
 }
 
+// A person's name on the account link, and how they signed in (SSO signs out at the IdP too).
+async function loadPerson() {
+  const link = document.getElementById("account-link");
+  try {
+    const me = await get("/v1/me");
+    session.me = me;
+    session.method = me.session?.method;
+    link.textContent = me.name || me.email;
+    link.title = `My account (${me.email})`;
+  } catch {
+    link.textContent = "My account";
+  }
+}
+
 async function signOut() {
+  if (session && session.method === "sso") {
+    // RP-initiated logout: the server ends the session and sends the browser to the IdP.
+    location.href = "/v1/auth/sso/logout";
+    return;
+  }
   try {
     await del("/v1/session");
   } catch {
@@ -279,12 +265,20 @@ async function boot() {
   onSignedOut(() => {
     if (session) showSignIn("Your session ended. Sign in again to continue.");
   });
+  if (location.pathname === "/invitation") {
+    // An invitation link signs its person in once they chose a password, whoever was signed in.
+    showSignIn("", "invitation");
+    return;
+  }
   try {
     const data = await get("/v1/session", { quiet401: true });
     await startSession(data);
   } catch (error) {
-    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) showSignIn();
-    else {
+    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) {
+      // A password accepted with the TOTP step still to come answers 403 mfa_required.
+      const code = error.problem?.code || "";
+      showSignIn("", code.endsWith("_required") ? code.replace("_required", "") : undefined);
+    } else {
       replace(
         main,
         h(

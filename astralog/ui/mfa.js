@@ -1,0 +1,267 @@
+// What sign-in and "My account" share: TOTP enrolment (QR code, secret, first code), the
+// recovery codes shown once, and re-authentication before a sensitive action.
+
+import { ApiError, get, post, setCsrf } from "./api.js";
+import { copyButton, h, icon, openDialog, replace } from "./dom.js";
+
+// The QR code arrives as SVG text. It goes into an <img> as a data: URL: an image's SVG cannot
+// run scripts or reach the page, and the policy allows `img-src data:`. It is never parsed as
+// markup into the document.
+export function qrImage(svgText, label) {
+  // SVG made for inline HTML may lack its namespace; as an image document it needs one.
+  const standalone = /^<svg\b[^>]*\sxmlns=/.test(svgText)
+    ? svgText
+    : svgText.replace(/^<svg\b/, '<svg xmlns="http://www.w3.org/2000/svg"');
+  const bytes = new TextEncoder().encode(standalone);
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return h("img", {
+    class: "totp-qr",
+    id: "totp-qr",
+    src: `data:image/svg+xml;base64,${btoa(binary)}`,
+    alt: label,
+    width: "180",
+    height: "180",
+  });
+}
+
+export function codeInput(id, { recovery = false } = {}) {
+  return h("input", {
+    class: "input input-mono code-input",
+    id,
+    name: recovery ? "recovery_code" : "code",
+    type: "text",
+    inputmode: recovery ? "text" : "numeric",
+    autocomplete: "one-time-code",
+    spellcheck: "false",
+    maxlength: recovery ? "40" : "6",
+    placeholder: recovery ? "xxxx-xxxx" : "123456",
+    required: true,
+  });
+}
+
+// Start TOTP enrolment (POST /v1/me/totp), then confirm the first code. `onDone` gets the
+// recovery codes after they were shown and acknowledged.
+export async function enrolTotp(box, { onDone, onCancel } = {}) {
+  replace(box, h("p", { class: "muted" }, "Preparing a secret for your authenticator app…"));
+  let started;
+  try {
+    started = await withReauth(() => post("/v1/me/totp", {}));
+  } catch (error) {
+    replace(box, h("p", { class: "field-error", role: "alert" }, error.detail || String(error)));
+    return;
+  }
+  const code = codeInput("totp-code");
+  const error = h("p", { class: "field-error", id: "totp-error", role: "alert" });
+  const submit = h("button", { type: "submit", class: "btn btn-primary" }, "Turn on");
+  const secret = h("input", {
+    class: "input input-mono",
+    id: "totp-secret",
+    readonly: true,
+    value: started.secret,
+    "aria-label": "Secret for manual entry",
+    spellcheck: "false",
+  });
+  const form = h(
+    "form",
+    { class: "stack", novalidate: true, "aria-labelledby": "totp-step-title" },
+    h(
+      "div",
+      { class: "totp-setup" },
+      qrImage(started.qr_svg, "QR code to scan with an authenticator app"),
+      h(
+        "div",
+        { class: "stack" },
+        h("h3", { id: "totp-step-title" }, "Scan the code"),
+        h(
+          "p",
+          { class: "field-hint" },
+          "Scan it with an authenticator app (1Password, Google Authenticator, Aegis…), or type the secret:",
+        ),
+        h("div", { class: "secret-box" }, secret, copyButton(() => secret.value, { what: "Secret copied", cls: "btn" })),
+      ),
+    ),
+    h(
+      "div",
+      { class: "field" },
+      h("label", { for: "totp-code" }, "The 6-digit code the app shows"),
+      code,
+      error,
+    ),
+    h(
+      "div",
+      { class: "form-actions" },
+      onCancel
+        ? h("button", { type: "button", class: "btn", onclick: () => onCancel() }, "Cancel")
+        : null,
+      submit,
+    ),
+  );
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!/^\d{6}$/.test(code.value.trim())) {
+      fail(code, error, "Enter the 6 digits your app shows now.");
+      return;
+    }
+    submit.disabled = true;
+    try {
+      const confirmed = await post("/v1/me/totp/confirm", { code: code.value.trim() });
+      showRecoveryCodes(box, confirmed.recovery_codes || [], () => onDone && onDone());
+    } catch (err) {
+      fail(code, error, err.detail || String(err));
+      submit.disabled = false;
+    }
+  });
+  replace(box, form);
+  code.focus();
+}
+
+export function fail(input, error, text) {
+  error.textContent = text;
+  input.setAttribute("aria-invalid", "true");
+  input.focus();
+}
+
+// The one time recovery codes are visible: Astralog keeps only their hashes.
+export function showRecoveryCodes(box, codes, onDone) {
+  const text = codes.join("\n");
+  const done = h("button", { type: "button", class: "btn btn-primary" }, "I have stored them");
+  done.addEventListener("click", () => onDone());
+  const download = h(
+    "a",
+    {
+      class: "btn",
+      download: "astralog-recovery-codes.txt",
+      href: URL.createObjectURL(new Blob([`${text}\n`], { type: "text/plain" })),
+    },
+    icon("download", "icon-sm"),
+    "Download",
+  );
+  replace(
+    box,
+    h(
+      "div",
+      { class: "stack", role: "group", "aria-labelledby": "recovery-title" },
+      h("h3", { id: "recovery-title" }, "Recovery codes"),
+      h(
+        "div",
+        { class: "callout callout-warn", role: "note" },
+        icon("alert"),
+        h(
+          "span",
+          {},
+          h("strong", {}, "Store these codes now. "),
+          "Each signs you in once if you lose your authenticator. They are shown only once.",
+        ),
+      ),
+      h(
+        "ol",
+        { class: "recovery-codes mono", id: "recovery-codes", tabindex: "0" },
+        codes.map((c) => h("li", {}, c)),
+      ),
+      h(
+        "div",
+        { class: "row" },
+        copyButton(text, { label: "Copy all", what: "Recovery codes copied", cls: "btn" }),
+        download,
+        h("span", { class: "spacer" }),
+        done,
+      ),
+    ),
+  );
+  done.focus();
+}
+
+// ------------------------------------------------------------------ re-authentication
+
+// Run `action`; when the server answers 403 reauth_required (a sensitive action long after
+// sign-in), ask for the password (and code) again, then run it once more.
+export async function withReauth(action) {
+  try {
+    return await action();
+  } catch (error) {
+    if (!(error instanceof ApiError && error.problem?.code === "reauth_required")) throw error;
+    const confirmed = await reauthenticate();
+    if (!confirmed) throw error;
+    return action();
+  }
+}
+
+async function reauthenticate() {
+  let me = {};
+  try {
+    me = await get("/v1/me");
+  } catch {
+    /* the dialog still offers the password */
+  }
+  return new Promise((resolve) => {
+    let confirmed = false;
+    const password = h("input", {
+      class: "input",
+      id: "reauth-password",
+      type: "password",
+      autocomplete: "current-password",
+      required: true,
+    });
+    const code = codeInput("reauth-code");
+    const error = h("p", { class: "field-error", role: "alert" });
+    const submit = h("button", { type: "submit", class: "btn btn-primary", form: "reauth-form" }, "Confirm");
+    const cancel = h("button", { type: "button", class: "btn" }, "Cancel");
+    const ssoLinks = (me.identities || [])
+      .filter((identity) => identity.connection_id)
+      .map((identity) =>
+        h(
+          "a",
+          {
+            class: "btn",
+            href: `/v1/auth/sso/${encodeURIComponent(identity.connection_id)}/start?mode=reauth&return_to=${encodeURIComponent(location.pathname + location.search)}`,
+          },
+          `Confirm with ${identity.connection_name || "SSO"}`,
+        ),
+      );
+    const form = h(
+      "form",
+      { id: "reauth-form", class: "stack", novalidate: true },
+      h(
+        "div",
+        { class: "field" },
+        h("label", { for: "reauth-password" }, "Password"),
+        password,
+      ),
+      me.totp === false
+        ? null
+        : h(
+            "div",
+            { class: "field" },
+            h("label", { for: "reauth-code" }, "Authenticator code"),
+            code,
+          ),
+      error,
+      ssoLinks.length ? h("div", { class: "row" }, ssoLinks) : null,
+    );
+    const { close } = openDialog({
+      title: "Confirm it is you",
+      description: "This action needs a recent sign-in.",
+      body: [form],
+      actions: [cancel, submit],
+      onClose: () => resolve(confirmed),
+    });
+    cancel.addEventListener("click", () => close());
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const body = { password: password.value };
+      if (code.isConnected && code.value.trim()) body.code = code.value.trim();
+      submit.disabled = true;
+      try {
+        const answer = await post("/v1/auth/reauth", body, { quiet401: true });
+        if (answer?.csrf_token) setCsrf(answer.csrf_token); // a step-up may rotate the session
+        confirmed = true;
+        close();
+      } catch (err) {
+        fail(password, error, err.detail || String(err));
+        submit.disabled = false;
+      }
+    });
+    password.focus();
+  });
+}
