@@ -113,6 +113,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=audit.cmd_audit)
 
+    p = sub.add_parser(
+        "break-glass",
+        help="create an org's break-glass owner (signs in with a password even when SSO is "
+        "enforced) or set its password",
+    )
+    p.add_argument("--org", required=True, help="org id or name")
+    p.add_argument("--email", required=True, help="the account's email (its sign-in name)")
+    p.add_argument("--name", default="Break-glass owner", help="display name (when created)")
+    p.add_argument(
+        "--password-stdin", action="store_true", help="read the password from stdin, not a prompt"
+    )
+    p.set_defaults(handler=admin.cmd_break_glass)
+
     p = sub.add_parser("events", help="rebuild projections from the event log")
     p.add_argument("action", choices=["rebuild"])
     p.set_defaults(handler=admin.cmd_events)

@@ -8,10 +8,12 @@ recorded in the event log with the actor ``cli:<user>``. Secrets are printed onc
 from __future__ import annotations
 
 import argparse
+import getpass
 import sys
 from typing import TYPE_CHECKING
 
 from astralog.cli.common import (
+    UsageError,
     actor,
     find_org,
     find_source,
@@ -132,6 +134,40 @@ def cmd_rotate_master(args: argparse.Namespace, settings: Settings) -> int:
         f"re-wrapped the data keys of {count} connectors under {settings.storage.active_master_key}"
     )
     return 0
+
+
+def cmd_break_glass(args: argparse.Namespace, settings: Settings) -> int:
+    """The documented way into an org whose IdP is down: an owner that may sign in with a
+    password while SSO is enforced. Created here (not over the API) so that only the operator
+    of this machine can make one; each of its sign-ins is audited with break_glass=True."""
+    runtime = open_runtime(settings)
+    org_id = find_org(runtime, args.org)
+    from astralog.controlplane.people import normalise_email
+
+    person = runtime.control.people.by_email(org_id, normalise_email(args.email))
+    if person is not None and not person["break_glass"]:
+        raise UsageError(
+            f"{args.email!r} is a member but not the break-glass account; choose another email"
+        )
+    password = _new_password(args.password_stdin)
+    if person is None:
+        person = runtime.control.people.add(
+            org_id, args.email, args.name, "owner", None, actor(), break_glass=True
+        )
+    runtime.accounts.set_password(org_id, person["id"], password, actor())
+    show({k: person[k] for k in ("id", "org_id", "email", "role", "break_glass")})
+    return 0
+
+
+def _new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        raise UsageError("no terminal to prompt on: pass --password-stdin and pipe the password")
+    first = getpass.getpass("New password: ")
+    if getpass.getpass("Again: ") != first:
+        raise UsageError("the two passwords differ; nothing was changed")
+    return first
 
 
 def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
