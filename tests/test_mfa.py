@@ -37,6 +37,10 @@ def second_step(client: TestClient, response: Any, **body: str) -> Any:
 def test_totp_sign_in_and_replay_refused(client: TestClient, runtime: Runtime, boot: Any) -> None:
     """V6.5.1 (a TOTP code works once), V6.5.5 (30 s steps, ±1), V7.2.4 (new id after MFA)."""
     secret, _ = enrol(client, runtime, str(boot.org["id"]))
+    half = sign_in(client, "ann@example.com")
+    assert client.post("/v1/auth/sign-out").status_code == 403  # CSRF, at any stage
+    assert client.post("/v1/auth/sign-out", headers=csrf(half)).status_code == 204
+    assert client.get("/v1/me").status_code == 401
     first = sign_in(client, "ann@example.com")
     assert first.json()["stage"] == "mfa"
     assert client.get("/v1/sources").json()["code"] == "mfa_required"

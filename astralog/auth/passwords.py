@@ -25,9 +25,9 @@ from astralog.errors import BadRequest
 MIN_LENGTH = 8
 MAX_LENGTH = 128
 
-# OWASP Password Storage Cheat Sheet's Argon2id baseline: 19 MiB, 2 passes, 1 lane. About 25 ms
-# per verify on one core here (README, "Local accounts"), so a sign-in storm is throttled well
-# before it exhausts the CPU.
+# OWASP Password Storage Cheat Sheet's Argon2id baseline: 19 MiB, 2 passes, 1 lane: 20-35 ms
+# per verify on one core of the development machine, so the throttle (astralog.auth.throttle)
+# bounds what a sign-in storm costs the CPU.
 MEMORY_KIB = 19 * 1024
 ITERATIONS = 2
 LANES = 1

@@ -24,6 +24,7 @@ from astralog.api.models import Strict
 from astralog.api.signin import (
     audit_failure,
     audit_sign_in,
+    end_session,
     open_session,
     session_id,
     set_cookie,
@@ -283,3 +284,13 @@ def accept_invitation(
     if stage == "full":
         _audit(runtime, session, client)
     return _answer(session)
+
+
+@router.post("/sign-out", status_code=204, summary="End this browser's session, at any stage")
+def sign_out(request: Request, runtime: RuntimeDep) -> Response:
+    """Also for a sign-in left half way (waiting for a code, or for MFA set-up), which the
+    other routes refuse."""
+    _current(request, runtime)  # the CSRF check: no cross-site request signs anyone out
+    response = Response(status_code=204)
+    end_session(request, response, runtime)
+    return response
