@@ -23,6 +23,7 @@ from typing import Any
 
 from astralog import byob
 from astralog.auth.accounts import Accounts
+from astralog.auth.oidc import Providers
 from astralog.auth.principal import SCOPES
 from astralog.auth.sessions import SessionStore
 from astralog.catalog import BatchCommitted, Catalog
@@ -31,6 +32,7 @@ from astralog.connectors.local import LocalConnector
 from astralog.controlplane.checkpoints import Signer
 from astralog.controlplane.destinations import Destinations
 from astralog.controlplane.events import RetentionPurged
+from astralog.controlplane.idp import IdentityProviders
 from astralog.controlplane.plans import PlanLimits
 from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.sources import Retention
@@ -231,6 +233,10 @@ class Runtime:
         )
         self.signer = Signer(settings.path(settings.control.signing_key_file))
         self.destinations = Destinations(self.control, field_cipher(settings))
+        self.idps = IdentityProviders(
+            self.control.store, self.control.people, self.destinations.cipher
+        )
+        self.oidc = Providers(settings.sso)  # discovery documents and JWKS, cached per process
         self.metrics = Metrics(tenant_labels=settings.metrics.tenant_labels)
         self.sessions = SessionStore(settings.data_dir / "sessions.sqlite3")
         self.accounts = Accounts(self.control, self.destinations.cipher)

@@ -239,6 +239,47 @@ class MetricsSettings(BaseModel):
         return self
 
 
+class SsoSettings(BaseModel):
+    allow_private_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDR networks an org's OpenID Provider may resolve to although private or "
+        "loopback (an on-prem IdP, tests); everything else must be public.",
+    )
+    allow_http: bool = Field(
+        False, description="Allow plain-http OpenID Providers (loopback test IdPs only)."
+    )
+    algorithms: list[str] = Field(
+        default_factory=lambda: ["RS256", "PS256", "ES256", "EdDSA"],
+        description="Signature algorithms accepted on ID and logout tokens (asymmetric only).",
+    )
+    clock_skew_seconds: int = Field(
+        60, ge=0, le=600, description="Leeway on a token's exp, iat and nbf."
+    )
+    metadata_cache_seconds: float = Field(
+        3600.0, ge=0, description="How long a provider's discovery document is reused."
+    )
+    jwks_refresh_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="A token with an unknown key id refetches the provider's JWKS (key "
+        "rotation) at most this often per provider.",
+    )
+    http_timeout_seconds: float = Field(
+        10.0, gt=0, le=60, description="Timeout of each request to a provider."
+    )
+
+    @field_validator("algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: list[str]) -> list[str]:
+        refused = [a for a in value if a.lower() == "none" or a.upper().startswith("HS")]
+        if refused or not value:
+            raise ValueError(
+                f"ASTRALOG_SSO__ALGORITHMS must list asymmetric algorithms only (refused: "
+                f"{refused or 'an empty list'}); 'none' and HS* would let a token be forged"
+            )
+        return value
+
+
 class Settings(BaseSettings):
     """The root of all configuration."""
 
@@ -271,6 +312,7 @@ class Settings(BaseSettings):
     storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
     query: QuerySettings = Field(default_factory=QuerySettings)  # type: ignore[arg-type]
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)  # type: ignore[arg-type]
+    sso: SsoSettings = Field(default_factory=SsoSettings)  # type: ignore[arg-type]
 
     @classmethod
     def settings_customise_sources(

@@ -11,6 +11,9 @@ sets the claims an account signs in with; :meth:`Issuer.rotate` replaces the sig
 API-level stand-in for a browser) and returns the URL the provider sends the browser back to.
 
 A missing ``node`` or missing npm modules FAIL the tests with what to run; nothing is skipped.
+
+Load it with ``pytest_plugins = ["tests.oidc_provider"]``. PYTEST_DONT_REWRITE: test modules import
+helpers from here before pytest registers it as a plugin; its assertions carry their own messages.
 """
 
 from __future__ import annotations
@@ -221,3 +224,82 @@ def end_idp_session(browser: httpx.Client, issuer: Issuer) -> httpx.Response:
 def query_value(url: str, name: str) -> str | None:
     match = re.search(rf"[?&]{re.escape(name)}=([^&#]*)", url)
     return match.group(1) if match else None
+
+
+# ---- an Astralog app (TestClient) signing people in through the provider ------------------------
+
+RP = "http://testserver"
+CALLBACK = f"{RP}/v1/auth/sso/callback"
+GROUP_RULES = [
+    {"claim": "groups", "value": "log-admins", "role": "admin"},
+    {"claim": "groups", "value": "eng", "role": "member"},
+]
+
+
+def sso_settings(tmp_path: Path, **overrides: Any) -> Any:
+    """App settings for SSO tests: the public URL the TestClient answers on, and loopback IdPs
+    allowed (the provider runs on 127.0.0.1 over plain http)."""
+    from astralog.settings import load_settings
+
+    sso = {"allow_private_networks": ["127.0.0.0/8"], "allow_http": True,
+           "jwks_refresh_seconds": 0}  # fmt: skip
+    return load_settings(
+        data_dir=tmp_path / "data",
+        wal={"fsync": False},
+        server={"public_url": RP},
+        sso={**sso, **overrides},
+    )
+
+
+@dataclass
+class World:
+    """The app (``rp``: a TestClient whose cookie jar is the person's browser at Astralog), an
+    admin token, and the provider's issuers."""
+
+    rp: Any  # fastapi.testclient.TestClient
+    admin: dict[str, str]
+    provider: OidcProvider
+
+    def connect(self, issuer: Issuer | None = None, **body: Any) -> tuple[dict[str, Any], Client]:
+        """Register a client at ``issuer`` and add it as an identity provider of the org."""
+        issuer = issuer or self.provider.a
+        client = issuer.register(
+            CALLBACK,
+            post_logout_redirect_uris=[f"{RP}/"],
+            backchannel_logout_uri=body.pop("backchannel_logout_uri", f"{RP}/bcl"),
+            backchannel_logout_session_required=True,
+        )
+        payload = {
+            "name": body.pop("name", f"idp-{issuer.name}-{client.client_id[:6]}"),
+            "issuer": issuer.url,
+            "client_id": client.client_id,
+            "client_secret": client.client_secret,
+            "scopes": ["openid", "email", "profile", "groups"],
+            "role_rules": GROUP_RULES,
+            **body,
+        }
+        response = self.rp.post("/v1/sso/connections", json=payload, headers=self.admin)
+        assert response.status_code == 201, response.text
+        return response.json(), client
+
+    def start(self, connection_id: str, **params: str) -> str:
+        response = self.rp.get(
+            f"/v1/auth/sso/{connection_id}/start", params=params, follow_redirects=False
+        )
+        assert response.status_code == 302, response.text
+        return str(response.headers["location"])
+
+    def callback(self, url: str) -> Any:
+        assert url.startswith(CALLBACK), url
+        return self.rp.get(url.removeprefix(RP), follow_redirects=False)
+
+    def sign_in(self, connection_id: str, login: str, idp: httpx.Client, **params: str) -> Any:
+        """The whole browser round trip; returns the callback's response."""
+        url = sign_in_at_idp(idp, self.start(connection_id, **params), login, stop_at=CALLBACK)
+        return self.callback(url)
+
+
+def signin_error(response: Any) -> str | None:
+    """The reason the callback sent the browser home with, or None when it signed in."""
+    assert response.status_code == 302, response.text
+    return query_value(str(response.headers["location"]), "signin_error")

@@ -47,6 +47,12 @@ function configuration(name, jwks) {
         },
       };
     },
+    // The provider refuses to POST back-channel logouts to loopback (its SSRF guard); here the
+    // relying party under test IS on loopback, so its requests go out without that dispatcher.
+    fetch(url, options) {
+      const { dispatcher, ...rest } = options;
+      return globalThis.fetch(url, rest);
+    },
     async renderError(ctx, out) {
       ctx.type = 'json';
       ctx.body = out;
@@ -76,7 +82,12 @@ async function control(issuer, req, res) {
 }
 
 function start(issuer, jwks) {
-  issuer.handle = new Provider(issuer.url, configuration(issuer.name, jwks)).callback();
+  const provider = new Provider(issuer.url, configuration(issuer.name, jwks));
+  // Into the log the fixture shows when a test fails.
+  for (const event of ['backchannel.error', 'server_error', 'grant.error']) {
+    provider.on(event, (ctx, error) => console.error(`${issuer.name} ${event}:`, error ?? ctx));
+  }
+  issuer.handle = provider.callback();
 }
 
 function listen(spec) {
