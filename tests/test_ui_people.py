@@ -11,17 +11,21 @@ from __future__ import annotations
 import base64
 import re
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Browser, Page, expect
 
 from tests.browser import NARROW, UI, shot
+from tests.gateway import running_gateway
+from tests.oidc_provider import OidcProvider
 
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.browser", "tests.oidc_provider"]
 
 PASSWORD = "correct horse battery staple 42"
 ADMIN_ONLY = ("members", "security", "storage", "retention", "audit")
@@ -187,6 +191,11 @@ def test_revoking_a_session_signs_that_browser_out(ui: UI) -> None:
     second = ui.page("/", signed_in=False, viewport=NARROW)
     sign_in_with_password(second, "ria@example.com")
     second.wait_for_selector("#topbar:not([hidden])")
+    second.click("#account-link")
+    expect(second.locator("#sessions-table tbody tr")).to_have_count(2)
+    shot(second, "people-account-390")
+    width = second.evaluate("document.documentElement.scrollWidth")
+    assert width <= NARROW["width"], f"My account is {width} px wide in a 390 px window"
 
     first.click("#account-link")
     sessions = first.locator("#sessions-table tbody tr")
@@ -196,7 +205,8 @@ def test_revoking_a_session_signs_that_browser_out(ui: UI) -> None:
     expect(sessions).to_have_count(1)
     expect(sessions.first).to_contain_text("This browser")
 
-    second.click("#account-link")  # its next request meets the ended session
+    second.locator("#topbar").get_by_role("link", name="Sources & keys").click()
+    second.click("#account-link")  # GET /v1/me meets the ended session
     expect(second.locator("main")).to_contain_text("Your session ended")
     first.context.close()
     second.context.close()
@@ -218,3 +228,94 @@ def test_security_settings_page(ui: UI) -> None:
     expect(page.locator("#toasts")).to_contain_text("policy saved")
     assert ui.api("GET", "/v1/org/security-policy").json()["require_mfa"] is False
     page.context.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Single sign-on through the real provider (npm oidc-provider on loopback)
+
+SSO_ENV = {
+    "ASTRALOG_SSO__ALLOW_PRIVATE_NETWORKS": '["127.0.0.0/8"]',
+    "ASTRALOG_SSO__ALLOW_HTTP": "true",
+}
+
+
+@pytest.fixture(scope="module")
+def sso_ui(tmp_path_factory: pytest.TempPathFactory, playwright_browser: Browser) -> Iterator[UI]:
+    with running_gateway(tmp_path_factory.mktemp("sso-gateway"), **SSO_ENV) as gateway:
+        running = UI(gateway, playwright_browser)
+        yield running
+    assert not running.errors, "script errors in the UI:\n" + "\n".join(running.errors)
+
+
+def through_the_provider(page: Page, login: str) -> None:
+    """The provider's own development login and consent pages."""
+    page.wait_for_selector("input[name=login]")
+    page.fill("input[name=login]", login)
+    page.fill("input[name=password]", "any")
+    page.click("button[type=submit]")
+    page.wait_for_selector("button[type=submit]")
+    page.click("button[type=submit]")  # consent
+
+
+@pytest.mark.slow
+def test_sso_set_up_tested_and_signed_in_in_the_browser(
+    sso_ui: UI, oidc_provider: OidcProvider
+) -> None:
+    ui = sso_ui
+    granted = source(ui, "sso-app")
+    source(ui, "sso-secret-app")
+    domain = httpx.post(
+        f"{ui.url}/v1/orgs/{ui.gateway.org_id}/domains",
+        json={"domain": "example.com"},
+        headers={"Authorization": f"Bearer {ui.gateway.operator_token}"},
+        timeout=10,
+    )
+    assert domain.status_code == 201, domain.text
+    issuer = oidc_provider.a
+    client = issuer.register(f"{ui.url}/v1/auth/sso/callback")
+    issuer.put_account("ana", email="ana@example.com", email_verified=True, groups=["eng"])
+
+    admin = ui.page("/security")
+    admin.click("#add-connection")
+    admin.fill("#sso-name", "Acme IdP")
+    admin.fill("#sso-issuer", issuer.url)
+    admin.fill("#sso-client-id", client.client_id)
+    admin.fill("#sso-secret", client.client_secret)
+    admin.fill("#sso-scopes", "openid email profile groups")
+    admin.click("#add-rule")
+    admin.get_by_label("Rule 1 value").fill("eng")
+    admin.get_by_label("Rule 1 role").select_option("member")
+    admin.get_by_label("Rule 1 sources (none chosen: all)").select_option(granted)
+    shot(admin, "people-sso-connection")
+    admin.click("button[form=sso-form]")
+    item = admin.locator("#connections li").first
+    expect(item).to_contain_text("Acme IdP")
+    expect(item).to_contain_text("Set · hidden")
+    assert client.client_secret not in admin.content()
+
+    item.get_by_role("link", name="Test sign-in").click()
+    through_the_provider(admin, "ana")
+    admin.wait_for_url(re.compile(r"/security"))
+    item = admin.locator("#connections li").first
+    item.get_by_role("button", name="Claim mapping").click()
+    expect(item.locator("#preview-result")).to_contain_text("Member")
+    expect(item.locator(".claims")).to_contain_text("groups")
+    item.locator(".preview-split").scroll_into_view_if_needed()
+    shot(admin, "people-sso-preview")
+    admin.context.close()
+
+    person = ui.page("/", signed_in=False)
+    person.fill("#signin-org", "demo")
+    person.click("#org-form button[type=submit]")
+    sso_button = person.get_by_role("link", name="Continue with Acme IdP")
+    expect(sso_button).to_be_visible()
+    shot(person, "people-signin-methods")
+    sso_button.click()
+    through_the_provider(person, "ana")
+    person.wait_for_selector("#topbar:not([hidden])")
+    expect(person.locator("#account-link")).to_contain_text("ana@example.com")
+    assert nav_visible(person).isdisjoint(ADMIN_ONLY)
+    person.click("#source-picker")
+    names = person.locator(".source-list label").all_inner_texts()
+    assert [n.strip() for n in names] == ["sso-app"], names
+    person.context.close()

@@ -270,7 +270,11 @@ export async function mount(main) {
         h("dt", {}, "Client secret"),
         h("dd", {}, icon("lock", "icon-sm"), " Set · hidden"),
         h("dt", {}, "Back-channel logout"),
-        h("dd", { class: "mono" }, `${location.origin}/v1/auth/sso/${c.id}/backchannel-logout`),
+        h(
+          "dd",
+          { class: "mono" },
+          c.backchannel_logout_uri || `${location.origin}/v1/auth/sso/${c.id}/backchannel-logout`,
+        ),
         h("dt", {}, "Last sign-in"),
         h("dd", {}, c.last_sign_in ? fmtRelative(c.last_sign_in) : "Never"),
       ),
@@ -301,19 +305,6 @@ export async function mount(main) {
         h("td", { class: "mono" }, typeof value === "string" ? value : JSON.stringify(value)),
       ),
     );
-    const result = data.role
-      ? [
-          h("p", {}, "Role: ", h("strong", { id: "preview-role" }, roleLabel(data.role))),
-          h(
-            "p",
-            {},
-            "Sources: ",
-            data.sources === null || data.sources === undefined
-              ? "all"
-              : data.sources.map((id) => sources.find((s) => s.id === id)?.name || id).join(", ") || "none",
-          ),
-        ]
-      : [h("p", { class: "field-error" }, data.refused || "No rule matched: sign-in refused.")];
     replace(
       box,
       h(
@@ -323,12 +314,49 @@ export async function mount(main) {
           "div",
           {},
           h("h3", {}, "Claims of the last sign-in"),
-          h("p", { class: "field-hint" }, data.at ? fmtRelative(data.at) : "", " · personal values redacted"),
+          h(
+            "p",
+            { class: "field-hint" },
+            data.last_sign_in ? fmtRelative(data.last_sign_in) : "",
+            " · values outside the standard claims are redacted",
+          ),
           h("table", { class: "table claims" }, h("tbody", {}, claims)),
         ),
-        h("div", {}, h("h3", {}, "Produced"), result, data.matched ? h("p", { class: "field-hint" }, `Matched rule ${data.matched}`) : null),
+        h("div", { class: "stack" }, h("h3", {}, "What the rules make of them"), outcome(data)),
       ),
     );
+  }
+
+  function outcome(data) {
+    const result = data.result || {};
+    const names = (ids) =>
+      ids === null || ids === undefined
+        ? "all sources"
+        : ids.map((id) => sources.find((s) => s.id === id)?.name || id).join(", ") || "no sources";
+    const matched = result.matched_rules || [];
+    return [
+      result.refused || !result.role
+        ? h("p", { class: "field-error", id: "preview-result" }, "No rule matches: sign-in refused (strict).")
+        : h(
+            "p",
+            { id: "preview-result" },
+            h("strong", {}, roleLabel(result.role)),
+            ` with ${names(result.sources)}`,
+            result.refused === false ? " (no rule matched: the default role)" : "",
+          ),
+      h(
+        "p",
+        { class: "field-hint" },
+        matched.length ? `Matched rules: ${matched.map((m) => (typeof m === "number" ? `#${m + 1}` : JSON.stringify(m))).join(", ")}` : "",
+      ),
+      data.person
+        ? h(
+            "p",
+            { class: "field-hint" },
+            `${data.person.email} holds ${roleLabel(data.person.role)} with ${names(data.person.sources)} now.`,
+          )
+        : null,
+    ];
   }
 
   async function removeConnection(c) {
