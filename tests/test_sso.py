@@ -35,6 +35,7 @@ from tests.oidc_provider import (
 )
 
 pytest_plugins = ["tests.oidc_provider"]
+pytestmark = pytest.mark.slow  # a Node.js OpenID Provider in a subprocess
 OPERATOR = Actor("test:operator", "local")
 
 

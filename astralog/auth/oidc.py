@@ -21,6 +21,7 @@ What it promises:
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import threading
@@ -44,6 +45,7 @@ from astralog.security.egress.addresses import ALLOW_SETTING
 from astralog.settings import SsoSettings
 
 MAX_BODY = 1 << 20
+MAX_TOKEN = 64 * 1024
 LOGOUT_TOKEN_SECONDS = 600  # how old a logout token without its own 'exp' may be
 LOGOUT_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 
@@ -388,16 +390,26 @@ def check_response_issuer(received: str | None, expected: str, *, required: bool
 # ---- token checks ----------------------------------------------------------------------------
 
 
-def _decode(token: str, keys: KeySource, algorithms: Collection[str]) -> dict[str, Any]:
-    def resolve(obj: Any) -> Key:
-        header = obj.headers()
-        alg = header.get("alg")
-        if alg not in algorithms:
-            raise SsoFailure("bad_algorithm", f"algorithm {str(alg)[:20]!r} is not allowed")
-        return keys.key(header.get("kid"), alg)
-
+def _header(token: str) -> dict[str, Any]:
+    """The JOSE header, read before any verification only to choose the key."""
+    segment = token.split(".", 1)[0]
     try:
-        return dict(jwt.decode(token, resolve, algorithms=list(algorithms)).claims)
+        header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, TypeError) as exc:
+        raise SsoFailure("bad_token", "the token is not a JWS") from exc
+    if not isinstance(header, dict) or len(token) > MAX_TOKEN:
+        raise SsoFailure("bad_token", "the token is not a JWS of a sensible size")
+    return header
+
+
+def _decode(token: str, keys: KeySource, algorithms: Collection[str]) -> dict[str, Any]:
+    header = _header(token)
+    alg = header.get("alg")
+    if alg not in algorithms:  # before any key is looked up: none, HS*, anything not listed
+        raise SsoFailure("bad_algorithm", f"algorithm {str(alg)[:20]!r} is not allowed")
+    key = keys.key(_text_or_none(header.get("kid")), str(alg))
+    try:
+        return dict(jwt.decode(token, key, algorithms=[str(alg)]).claims)
     except SsoFailure:
         raise
     except (JoseError, ValueError, TypeError) as exc:
@@ -476,6 +488,10 @@ def verify_logout_token(
     if "exp" not in claims and (now or time.time()) - claims["iat"] > LOGOUT_TOKEN_SECONDS:
         raise SsoFailure("token_expired", "the logout token (without 'exp') is too old")
     return claims
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def same(a: str, b: str) -> bool:
