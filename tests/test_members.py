@@ -19,7 +19,7 @@ from astralog.api.routes import search as search_routes
 from astralog.runtime import Bootstrap, Runtime
 from astralog.settings import Settings, load_settings
 from tests.conftest import bearer
-from tests.rbac_helpers import add_member
+from tests.rbac_helpers import Member, add_member, session_cookie
 from tests.search_corpus import add_source, ingest, seal_and_flush
 from tests.test_search_api import ENDPOINTS, _call, _read_tail
 
@@ -203,3 +203,250 @@ def test_every_read_is_audited_with_who_sources_range_and_count(
     # a refused read is not a read
     _call(client, "search", viewer.headers, sources=[db])
     assert len(_activity(runtime, "LogsRead", org)) == before + 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Invitations, roles, owners
+
+
+def test_an_admin_invites_a_person_who_then_signs_in_with_the_role_given(
+    client: TestClient, runtime: Runtime, org: str, two_sources: tuple[str, str, str]
+) -> None:
+    web, _, _ = two_sources
+    admin = add_member(runtime, org, "admin")
+    body = {"email": "Ana@Example.com", "name": "Ana", "role": "viewer", "sources": [web]}
+    made = client.post("/v1/members", json=body, headers=admin.headers)
+    assert made.status_code == 201, made.text
+    answer = made.json()
+    member, token = answer["member"], answer["invitation_token"]
+    assert answer["invitation_url"] == f"/invitation#token={token}"
+    assert (member["email"], member["role"], member["sources"]) == (
+        "Ana@example.com",
+        "viewer",
+        [web],
+    )
+    assert runtime.accounts.accept_invitation(token, "a long enough passphrase") == (
+        org,
+        member["id"],
+    )
+    listed = client.get("/v1/members?kind=person", headers=admin.headers).json()
+    assert member["id"] in {m["id"] for m in listed}
+    assert _problem(client.post("/v1/members", json=body, headers=admin.headers), 409)
+
+
+def test_only_an_owner_makes_or_unmakes_owners(
+    client: TestClient, runtime: Runtime, org: str
+) -> None:
+    owner, admin = add_member(runtime, org, "owner"), add_member(runtime, org, "admin")
+    viewer = add_member(runtime, org, "viewer")
+    to_owner = {"role": "owner", "sources": None}
+    body = _problem(
+        client.patch(f"/v1/members/{viewer.id}", json=to_owner, headers=admin.headers), 403
+    )
+    assert "owners:write" in body["detail"]
+    invite = {"email": "boss@example.com", "role": "owner"}
+    _problem(client.post("/v1/members", json=invite, headers=admin.headers), 403)
+    _problem(
+        client.patch(f"/v1/members/{owner.id}", json={"role": "viewer"}, headers=admin.headers), 403
+    )
+    _problem(client.post(f"/v1/members/{owner.id}/deprovision", headers=admin.headers), 403)
+    # nor can a token of few scopes hand out a role that holds more than it does
+    narrow = client.post("/v1/tokens", json={"name": "hr", "scopes": ["members:write"]},
+                         headers=owner.headers).json()["token"]  # fmt: skip
+    _problem(client.post("/v1/members", json={"email": "x@example.com", "role": "viewer"},
+                         headers=bearer(narrow)), 403)  # fmt: skip
+    made = client.patch(f"/v1/members/{viewer.id}", json=to_owner, headers=owner.headers)
+    assert made.status_code == 200 and made.json()["role"] == "owner", made.text
+
+
+def test_the_last_owner_stays(client: TestClient, runtime: Runtime, org: str) -> None:
+    owner = add_member(runtime, org, "owner")
+    demote = client.patch(f"/v1/members/{owner.id}", json={"role": "admin"}, headers=owner.headers)
+    assert "at least one owner" in _problem(demote, 409)["detail"]
+    gone = client.post(f"/v1/members/{owner.id}/deprovision", headers=owner.headers)
+    _problem(gone, 409)
+    second = add_member(runtime, org, "owner", tag="2")
+    demote = client.patch(f"/v1/members/{owner.id}", json={"role": "admin"}, headers=second.headers)
+    assert demote.status_code == 200, demote.text
+
+
+def test_a_role_change_ends_the_persons_sessions_and_applies_at_once(
+    client: TestClient, runtime: Runtime, org: str, two_sources: tuple[str, str, str]
+) -> None:
+    web, db, _ = two_sources
+    admin, member = add_member(runtime, org, "admin"), add_member(runtime, org, "member")
+    browser = session_cookie(runtime, member)
+    assert client.get("/v1/session", headers=browser).status_code == 200
+    narrowed = client.patch(f"/v1/members/{member.id}", json={"role": "viewer", "sources": [web]},
+                            headers=admin.headers)  # fmt: skip
+    assert narrowed.status_code == 200, narrowed.text
+    _problem(client.get("/v1/session", headers=browser), 401)
+    # the personal token is narrowed on its next request (no wait for a cache)
+    assert {s["id"] for s in client.get("/v1/sources", headers=member.headers).json()} == {web}
+    ended = _activity(runtime, "SessionsEnded", org)
+    assert ended[-1] | {"activity_id": ""} == {
+        "activity_id": "", "org_id": org, "person_id": member.id, "reason": "role_changed",
+        "count": 1,
+    }  # fmt: skip
+    assert db  # the other source exists, it is just not granted
+
+
+def test_deprovisioning_ends_tokens_and_sessions_at_once(
+    client: TestClient, runtime: Runtime, org: str, fast_tail: None,
+    two_sources: tuple[str, str, str],
+) -> None:  # fmt: skip
+    admin, viewer = add_member(runtime, org, "admin"), add_member(runtime, org, "viewer")
+    browser = session_cookie(runtime, viewer)
+    for headers in (viewer.headers, browser):
+        assert _call(client, "search", headers).status_code == 200
+    with client.stream("GET", "/v1/search/tail", headers=viewer.headers) as tail:
+        lines = tail.iter_lines()
+        assert next(lines) == ": tail started"
+        gone = client.post(f"/v1/members/{viewer.id}/deprovision", headers=admin.headers)
+        assert gone.status_code == 200, gone.text
+        assert gone.json()["state"] == "deprovisioned" and gone.json()["sessions_ended"] == 1
+        rest = [line for line in lines if line.startswith(("event:", "data:"))]
+    assert rest[-2:] == ["event: end", 'data: {"reason": "access ended; sign in again"}']
+    for headers in (viewer.headers, browser):
+        _problem(_call(client, "search", headers), 401)
+    tokens = runtime.control.person_tokens(org, viewer.id)
+    assert [t["state"] for t in tokens] == ["revoked"]
+    ended = _activity(runtime, "SessionsEnded", org)[-1]
+    assert (ended["person_id"], ended["reason"], ended["count"]) == (viewer.id, "deprovisioned", 1)
+
+
+def test_sign_out_one_person_or_everyone(client: TestClient, runtime: Runtime, org: str) -> None:
+    admin, viewer = add_member(runtime, org, "admin"), add_member(runtime, org, "viewer")
+    browsers = [session_cookie(runtime, viewer), session_cookie(runtime, viewer)]
+    out = client.post(f"/v1/members/{viewer.id}/sign-out", headers=admin.headers)
+    assert out.json() == {"sessions_ended": 2}
+    for browser in browsers:
+        _problem(client.get("/v1/session", headers=browser), 401)
+    mine, theirs = session_cookie(runtime, admin), session_cookie(runtime, viewer)
+    everyone = client.post("/v1/org/sign-out-everyone", headers=mine)
+    assert everyone.json() == {"sessions_ended": 2}
+    for browser in (mine, theirs):
+        _problem(client.get("/v1/session", headers=browser), 401)
+    assert client.get("/v1/session", headers=viewer.headers).status_code == 200  # tokens stay
+
+
+# ---------------------------------------------------------------------------------------------
+# Storage admin and retention admin
+
+
+def test_retention_admin_sets_retention_but_not_connectors_and_storage_admin_the_reverse(
+    client: TestClient, runtime: Runtime, org: str, boot: Bootstrap
+) -> None:
+    source = str(boot.source["id"])
+    retention = add_member(runtime, org, "retention_admin")
+    storage = add_member(runtime, org, "storage_admin")
+    connector = {"name": "bucket", "kind": "s3",
+                 "config": {"bucket": "logs", "region": "eu-west-1"}}  # fmt: skip
+
+    def set_days(who: Member) -> Any:
+        return client.put(f"/v1/sources/{source}/retention", json={"days": 2}, headers=who.headers)
+
+    assert set_days(retention).status_code == 200
+    assert "retention:write" in _problem(set_days(storage), 403)["detail"]
+    assert (
+        "connectors:write"
+        in _problem(client.post("/v1/connectors", json=connector, headers=retention.headers), 403)[
+            "detail"
+        ]
+    )
+    _problem(client.get("/v1/connectors", headers=retention.headers), 403)
+    made = client.post("/v1/connectors", json=connector, headers=storage.headers)
+    assert made.status_code == 201, made.text
+    assert client.get("/v1/connectors", headers=storage.headers).status_code == 200
+    for who in (retention, storage):  # neither reads logs nor manages people
+        _problem(_call(client, "search", who.headers), 403)
+        _problem(client.get("/v1/members", headers=who.headers), 403)
+
+
+# ---------------------------------------------------------------------------------------------
+# Service accounts
+
+
+def test_a_service_account_gets_an_expiring_token_within_its_role(
+    client: TestClient, runtime: Runtime, org: str, boot: Bootstrap
+) -> None:
+    admin = add_member(runtime, org, "admin")
+    source = str(boot.source["id"])
+    made = client.post("/v1/service-accounts", json={"name": "ci", "role": "ingest",
+                       "sources": [source]}, headers=admin.headers)  # fmt: skip
+    assert made.status_code == 201, made.text
+    account = made.json()
+    url = f"/v1/service-accounts/{account['id']}/tokens"
+    too_wide = {"name": "ci", "scopes": ["logs:read"], "expires_in_days": 30}
+    assert (
+        "ingest" in _problem(client.post(url, json=too_wide, headers=admin.headers), 400)["detail"]
+    )
+    issued = client.post(url, json={"name": "ci", "scopes": ["keys:write"], "expires_in_days": 30},
+                         headers=admin.headers)  # fmt: skip
+    assert issued.status_code == 201, issued.text
+    assert issued.json()["info"]["expires_at"]
+    ci = bearer(issued.json()["token"])
+    assert client.post(f"/v1/sources/{source}/keys", headers=ci).status_code == 201
+    _problem(client.get("/v1/session", headers={"Cookie": "astralog_session=x"}), 401)
+    # a person's id is not a service account's
+    person = client.post(
+        f"/v1/service-accounts/{admin.id}/tokens", json=too_wide, headers=admin.headers
+    )
+    _problem(person, 404)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sign-in policy and domains
+
+
+def test_enforcing_sso_needs_a_test_sign_in_in_this_very_session(
+    client: TestClient, runtime: Runtime, org: str
+) -> None:
+    owner = add_member(runtime, org, "owner")
+    policy = {"require_mfa": False, "enforce_sso": True, "session_idle_minutes": 30,
+              "session_absolute_hours": 12}  # fmt: skip
+    untested = session_cookie(runtime, owner)
+    stale = session_cookie(runtime, owner, sso_tested_at=time.time() - 2 * 3600)
+    for headers in (owner.headers, untested, stale):
+        body = _problem(client.put("/v1/org/security-policy", json=policy, headers=headers), 409)
+        assert "test sign-in" in body["detail"]
+    assert (
+        client.get("/v1/org/security-policy", headers=owner.headers).json()["enforce_sso"] is False
+    )
+    tested = session_cookie(runtime, owner, sso_tested_at=time.time() - 60)
+    saved = client.put("/v1/org/security-policy", json=policy, headers=tested)
+    assert saved.status_code == 200 and saved.json()["enforce_sso"] is True, saved.text
+    # once enforced, other settings change without a new test
+    relaxed = policy | {"session_idle_minutes": 15}
+    assert (
+        client.put("/v1/org/security-policy", json=relaxed, headers=owner.headers).status_code
+        == 200
+    )
+    stale_auth = session_cookie(runtime, owner)
+    session = runtime.sessions.get(stale_auth["Cookie"].partition("=")[2])
+    assert session is not None
+    runtime.sessions.update(session, auth_time=time.time() - 3600)
+    body = _problem(client.put("/v1/org/security-policy", json=relaxed, headers=stale_auth), 403)
+    assert body["code"] == "reauth_required"
+
+
+def test_the_operator_verifies_a_domain_for_one_org_only(
+    client: TestClient, runtime: Runtime, org: str, boot: Bootstrap
+) -> None:
+    op = bearer(boot.operator_token)
+    admin = add_member(runtime, org, "admin")
+    made = client.post(f"/v1/orgs/{org}/domains", json={"domain": "Example.COM"}, headers=op)
+    assert made.status_code == 201 and made.json() == {"domain": "example.com", "org_id": org}
+    assert client.get("/v1/org/domains", headers=admin.headers).json() == [
+        {"domain": "example.com"}
+    ]
+    other = client.post("/v1/orgs", json={"name": "globex", "plan": "pro"}, headers=op).json()
+    taken = client.post(
+        f"/v1/orgs/{other['id']}/domains", json={"domain": "example.com"}, headers=op
+    )
+    _problem(taken, 409)
+    # to an org admin the operator route does not exist
+    _problem(
+        client.post(f"/v1/orgs/{org}/domains", json={"domain": "x.com"}, headers=admin.headers), 404
+    )
+    _problem(client.post("/v1/orgs/org_nope/domains", json={"domain": "y.com"}, headers=op), 404)
