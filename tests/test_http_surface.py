@@ -34,6 +34,9 @@ PUBLIC = {
     ("GET", "/readyz"),
     ("GET", "/metrics"),
     ("POST", "/v1/session"),
+    ("GET", "/v1/auth/orgs/{org_name}"),  # an org's sign-in options, before signing in
+    ("POST", "/v1/auth/password"),
+    ("POST", "/v1/auth/invitations/accept"),
     ("GET", "/openapi.json"),
     ("HEAD", "/openapi.json"),
 }

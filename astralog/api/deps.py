@@ -232,6 +232,11 @@ def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
         yield from _calls(sub)
 
 
+GATE_MARK = "astralog_gate"
+"""Set on a dependency ``(request, runtime)`` that authenticates on its own (a sign-in step):
+the gate runs it instead of :func:`authenticate`."""
+
+
 def gate_for(route: object) -> Gate | None:
     """The checks a caller must pass before a route tells it anything, even that a body is bad.
 
@@ -245,6 +250,9 @@ def gate_for(route: object) -> Gate | None:
     calls = list(_calls(dependant))
     if operator_principal in calls:
         return lambda request, runtime: _discard(operator_principal(request, runtime))
+    gates = [call for call in calls if getattr(call, GATE_MARK, False)]
+    if gates:  # routes that take a session at a sign-in stage judge the caller themselves
+        return lambda request, runtime: _discard([gate(request, runtime) for gate in gates])
     if authenticate not in calls:
         return None
     checks = [call for call in calls if getattr(call, _CHECK_MARK, False)]

@@ -14,12 +14,12 @@ at "mfa" or "enrol" reaches only that step's routes (the CSRF token still guards
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field
 
-from astralog.api.deps import ClientDep, RuntimeDep, browser_session
+from astralog.api.deps import GATE_MARK, ClientDep, RuntimeDep, authenticate, browser_session
 from astralog.api.models import Strict
 from astralog.api.signin import (
     audit_failure,
@@ -178,14 +178,22 @@ def step_up(
     return fresh
 
 
-def _current(request: Request, runtime: Runtime) -> Session:
+def _current(request: Request, runtime: RuntimeDep) -> Session:
+    """The person's browser session at any stage (CSRF-checked); a token is refused here."""
     current = session_id(request)
+    if "authorization" in request.headers:
+        authenticate(request, runtime)  # a bad credential is a 401 like anywhere else
+        raise Forbidden("this is a step of a browser sign-in: it takes the session cookie")
     if not current:
         raise Unauthenticated("no session: sign in first (POST /v1/auth/password)")
     session = browser_session(request, runtime, current)
     if session.person_id is None:
         raise Forbidden("this session belongs to a token, not a person")
     return session
+
+
+setattr(_current, GATE_MARK, True)  # judged before the body is read (deps.gate_for)
+CurrentSession = Annotated[Session, Depends(_current)]
 
 
 def _second_factor(runtime: Runtime, session: Session, body: SecondFactor, client: str) -> str:
@@ -213,9 +221,13 @@ def _second_factor(runtime: Runtime, session: Session, body: SecondFactor, clien
 
 @router.post("/mfa", summary="Second step of a password sign-in: a TOTP or recovery code")
 def mfa(
-    body: SecondFactor, request: Request, response: Response, runtime: RuntimeDep, client: ClientDep
+    body: SecondFactor,
+    session: CurrentSession,
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
+    client: ClientDep,
 ) -> dict[str, Any]:
-    session = _current(request, runtime)
     if session.stage != "mfa":
         raise Conflict(f"this session is at stage '{session.stage}', not waiting for a code")
     amr = _second_factor(runtime, session, body, client)
@@ -227,9 +239,13 @@ def mfa(
 
 @router.post("/reauth", summary="Confirm your password (and TOTP) before a sensitive action")
 def reauth(
-    body: Reauth, request: Request, response: Response, runtime: RuntimeDep, client: ClientDep
+    body: Reauth,
+    session: CurrentSession,
+    request: Request,
+    response: Response,
+    runtime: RuntimeDep,
+    client: ClientDep,
 ) -> dict[str, Any]:
-    session = _current(request, runtime)
     if session.stage != "full":
         raise Forbidden("finish signing in first", code=f"{session.stage}_required")
     person_id = session.person_id or ""
@@ -287,10 +303,9 @@ def accept_invitation(
 
 
 @router.post("/sign-out", status_code=204, summary="End this browser's session, at any stage")
-def sign_out(request: Request, runtime: RuntimeDep) -> Response:
+def sign_out(_: CurrentSession, request: Request, runtime: RuntimeDep) -> Response:
     """Also for a sign-in left half way (waiting for a code, or for MFA set-up), which the
-    other routes refuse."""
-    _current(request, runtime)  # the CSRF check: no cross-site request signs anyone out
+    other routes refuse. The CSRF check applies: no cross-site request signs anyone out."""
     response = Response(status_code=204)
     end_session(request, response, runtime)
     return response

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field, field_validator
 
 from astralog.api.deps import (
+    GATE_MARK,
     ClientDep,
     PersonDep,
     RuntimeDep,
@@ -51,6 +52,7 @@ def enrolling(request: Request, runtime: RuntimeDep) -> Principal:
     return person_principal(authenticate(request, runtime))
 
 
+setattr(enrolling, GATE_MARK, True)  # judged before the body is read (deps.gate_for)
 EnrollingDep = Annotated[Principal, Depends(enrolling)]
 
 
