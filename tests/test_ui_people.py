@@ -108,6 +108,10 @@ def test_invited_member_sees_only_the_granted_source(ui: UI) -> None:
     names = member.locator(".source-list label").all_inner_texts()
     assert [n.strip() for n in names] == ["granted-app"], names
     assert other not in member.content()
+    member.keyboard.press("Escape")
+    member.locator("#topbar").get_by_role("link", name="Sources & keys").click()
+    expect(member.locator("main h1")).to_have_text("Sources & keys")
+    expect(member.locator("#new-source")).to_be_hidden()  # a member reads, never writes
     member.goto("/members")
     expect(member.locator("main")).to_contain_text("not part of your role")
     member.context.close()

@@ -39,6 +39,8 @@ export async function mount(main, app) {
   replace(main, page);
   let sources = [];
   let keyLoad = 0;
+  // Buttons the signed-in role cannot use are hidden (a member reads sources, never writes).
+  const can = (scope) => (app.session?.scopes || []).includes(scope);
 
   async function load({ refresh = false } = {}) {
     try {
@@ -62,7 +64,7 @@ export async function mount(main, app) {
     const current = sources.find((s) => s.id === selectedId());
     const newButton = h(
       "button",
-      { type: "button", class: "btn btn-primary", id: "new-source" },
+      { type: "button", class: "btn btn-primary", id: "new-source", hidden: !can("sources:write") },
       icon("plus"),
       "New source",
     );
@@ -115,7 +117,7 @@ export async function mount(main, app) {
     const keysBody = h("div", { class: "card-body" }, h("span", { class: "skeleton" }));
     const newKey = h(
       "button",
-      { type: "button", class: "btn btn-sm", id: "new-key" },
+      { type: "button", class: "btn btn-sm", id: "new-key", hidden: !can("keys:write") },
       icon("key", "icon-sm"),
       "New key",
     );
@@ -253,7 +255,12 @@ export async function mount(main, app) {
       const live = key.state === "active" || key.state === "rotating";
       const rotate = h(
         "button",
-        { type: "button", class: "btn btn-xs", "aria-label": `Rotate key ${key.prefix}` },
+        {
+          type: "button",
+          class: "btn btn-xs",
+          "aria-label": `Rotate key ${key.prefix}`,
+          hidden: !can("keys:write"),
+        },
         "Rotate",
       );
       const revoke = h(
@@ -262,6 +269,7 @@ export async function mount(main, app) {
           type: "button",
           class: "btn btn-xs btn-danger",
           "aria-label": `Revoke key ${key.prefix}`,
+          hidden: !can("keys:write"),
         },
         "Revoke",
       );
