@@ -198,6 +198,22 @@ def test_an_unknown_kid_refetches_the_jwks_at_most_once_per_interval(
         b.rotate(new_keys("b-3"))
 
 
+def test_sign_in_survives_the_providers_key_rotation_and_the_old_key_dies(
+    world: World, runtime: Runtime, browsers: Callable[[], httpx.Client]
+) -> None:
+    """JWKS rotation: the provider signs with a new key; the next sign-in refetches the JWKS on
+    the unknown kid and succeeds; a token under the retired key is refused from then on."""
+    a = world.provider.a
+    _account(a)
+    connection, _ = world.connect()
+    assert signin_error(world.sign_in(connection["id"], "mallory", browsers())) is None
+    retired = next(iter(a.keys))
+    a.rotate(new_keys(f"a-{time.time_ns()}"))
+    assert signin_error(world.sign_in(connection["id"], "mallory", browsers())) is None
+    old = jwt.encode({"alg": "RS256", "kid": retired.kid}, _claims(a), retired)
+    assert _refused(runtime, a, old) == "unknown_key"
+
+
 # ---- the protocol, against the real provider (V10.1, V10.2, V10.4) ---------------------------
 
 

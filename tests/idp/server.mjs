@@ -15,16 +15,19 @@
 import http from 'node:http';
 
 import Provider from 'oidc-provider';
+import { createMemoryAdapter } from 'oidc-provider/lib/adapters/memory_adapter.js';
 
 const config = JSON.parse(process.env.IDP_CONFIG ?? '{"issuers": []}');
 const accounts = new Map(); // `${issuer name}:${sub}` -> claims
 
-function configuration(name, jwks) {
+function configuration(name, jwks, adapter) {
   return {
+    adapter,
     jwks,
     features: {
       devInteractions: { enabled: true },
       registration: { enabled: true },
+      registrationManagement: { enabled: true },
       backchannelLogout: { enabled: true },
       rpInitiatedLogout: { enabled: true },
     },
@@ -82,7 +85,9 @@ async function control(issuer, req, res) {
 }
 
 function start(issuer, jwks) {
-  const provider = new Provider(issuer.url, configuration(issuer.name, jwks));
+  // One store per issuer for the life of the process: a key rotation keeps clients and grants.
+  issuer.adapter ??= createMemoryAdapter();
+  const provider = new Provider(issuer.url, configuration(issuer.name, jwks, issuer.adapter));
   // Into the log the fixture shows when a test fails.
   for (const event of ['backchannel.error', 'server_error', 'grant.error']) {
     provider.on(event, (ctx, error) => console.error(`${issuer.name} ${event}:`, error ?? ctx));
@@ -91,7 +96,7 @@ function start(issuer, jwks) {
 }
 
 function listen(spec) {
-  const issuer = { name: spec.name, url: '', handle: null };
+  const issuer = { name: spec.name, url: '', handle: null, adapter: undefined };
   const server = http.createServer((req, res) => {
     if (req.url.startsWith('/__test/')) {
       control(issuer, req, res).catch((error) => {
