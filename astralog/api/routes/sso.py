@@ -231,7 +231,10 @@ def start(
         session = _current_session(request, runtime, connection)
         _check_mode(runtime, mode, session)
         state |= {"session": session.digest, "person_id": session.person_id}
-    meta = runtime.oidc.metadata(connection.spec.issuer)
+    try:
+        meta = runtime.oidc.metadata(connection.spec.issuer)
+    except SsoFailure as failure:  # a browser navigation: back to the sign-in page, with why
+        return RedirectResponse(f"/?{urlencode({'signin_error': failure.reason})}", 302)
     attempt = Attempt.new()
     state |= {
         "connection_id": connection.id,
