@@ -150,6 +150,8 @@ def test_enforce_sso_refuses_passwords_but_break_glass(
     refused = sign_in(client, "ann@example.com")
     assert refused.status_code == 403 and refused.json()["code"] == "sso_required"
     assert "set-cookie" not in refused.headers
+    wrong = sign_in(client, "ann@example.com", "not her password at all")
+    assert (wrong.status_code, wrong.json()) == (403, refused.json())  # confirms no password
     glass = sign_in(client, "glass@example.com")
     assert glass.status_code == 200 and glass.json()["break_glass"] is True
     assert events(runtime, "SignedIn")[-1]["break_glass"] is True

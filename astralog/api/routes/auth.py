@@ -111,6 +111,17 @@ def password_sign_in(
     org = _org_by_name(runtime, body.org)
     org_id = org["id"] if org else ""
     person = accounts.verify_password(org_id, body.email, body.password)
+    enforced = org is not None and runtime.control.people.policy(org_id).enforce_sso
+    break_glass = enforced and person is not None and bool(person["break_glass"])
+    if enforced and not break_glass:
+        # The same answer whether the password was right or not: with SSO enforced, only the
+        # break-glass owner's password opens anything, so no one else's may be confirmed here.
+        if person is None:
+            accounts.throttle.failed(key, client)
+        audit_failure(runtime, Actor("anonymous", client), org_id, "password",
+                      "password refused: the org enforces SSO",
+                      _who(runtime, org_id, body.email))  # fmt: skip
+        raise Forbidden(SSO_ONLY, code="sso_required")
     if org is None or person is None:
         accounts.throttle.failed(key, client)
         if org is not None:
@@ -118,12 +129,6 @@ def password_sign_in(
                           "wrong email or password", _who(runtime, org_id, body.email))  # fmt: skip
         raise Unauthenticated(WRONG, code="wrong_credentials")
     accounts.throttle.succeeded(key)
-    policy = runtime.control.people.policy(org_id)
-    break_glass = policy.enforce_sso and person["break_glass"]
-    if policy.enforce_sso and not break_glass:
-        audit_failure(runtime, Actor(f"person:{person['id']}", client), org_id, "password",
-                      "password refused: the org enforces SSO")  # fmt: skip
-        raise Forbidden(SSO_ONLY, code="sso_required")
     stage = _stage(runtime, org_id, person["id"])
     _, session = open_session(request, response, runtime, org_id, "password",
                               person_id=person["id"], amr=("pwd",), stage=stage,
