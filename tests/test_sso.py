@@ -136,6 +136,9 @@ def test_the_role_follows_the_claims_at_every_sign_in(
     assert signin_error(world.sign_in(connection["id"], "bob", browsers())) == "no_role"
     failed = _events(runtime, "SignInFailed")[-1]
     assert failed["method"] == "sso" and failed["reason"].startswith("no_role")
+    # The claim went away, so did the role: no source readable through any token or session.
+    bob = runtime.control.people.by_email(str(boot.org["id"]), "bob@example.com")
+    assert bob is not None and (bob["role"], bob["sources"]) == ("viewer", [])
 
 
 def test_a_default_role_lowers_but_never_widens(

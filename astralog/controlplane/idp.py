@@ -19,6 +19,7 @@ What it promises:
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
 import re
 from collections.abc import Mapping
@@ -297,14 +298,28 @@ class IdentityProviders:
 
     def sign_in(self, connection: Connection, claims: Mapping[str, Any], actor: Actor) -> SignIn:
         """The person these verified claims sign in as, provisioned or with their role synced."""
-        mapped = self.check_mapping(connection, claims)
         person_id = self.person_for(connection, str(claims["iss"]), str(claims["sub"]))
+        try:
+            mapped = self.check_mapping(connection, claims)
+        except SsoFailure:
+            if person_id is not None:
+                self._withdraw(connection, person_id, actor)
+            raise
         if person_id is None:
             return SignIn(self._provision(connection, claims, mapped, actor), mapped, True)
         person = self.people.get(connection.org_id, person_id)
         if person["state"] != "active":
             raise SsoFailure("deprovisioned", "this account was deprovisioned")
         return SignIn(self._sync(connection, person, mapped, actor), mapped)
+
+    def _withdraw(self, connection: Connection, person_id: str, actor: Actor) -> None:
+        """A strict connection whose claims no longer map: the person keeps no access (a viewer of
+        no source), so their sessions and tokens read nothing until an admin or a claim says."""
+        person = self.people.get(connection.org_id, person_id)
+        if person["state"] != "active":
+            return
+        with contextlib.suppress(Conflict):  # the org's last owner keeps the role
+            self.people.set_role(connection.org_id, person_id, "viewer", [], actor, via="sso")
 
     def _sync(
         self, connection: Connection, person: dict[str, Any], mapped: Mapped | None, actor: Actor
