@@ -441,3 +441,21 @@ def _preauth_cookie(world: World) -> str:
     value = world.rp.cookies.get("astralog_preauth")
     assert value, "start set no pre-auth cookie"
     return str(value)
+
+
+def test_discovery_naming_another_issuer_is_refused() -> None:
+    """V10.5.3: a provider's metadata must name exactly the configured issuer, so a provider
+    cannot impersonate another through its discovery document."""
+    egress = oidc.Egress()
+    doc = {
+        "issuer": "https://idp.attacker.example",
+        "authorization_endpoint": "https://idp.attacker.example/auth",
+        "token_endpoint": "https://idp.attacker.example/token",
+        "jwks_uri": "https://idp.attacker.example/jwks",
+    }
+    with pytest.raises(SsoFailure) as caught:
+        oidc.parse_metadata(doc, "https://idp.example.com", egress)
+    assert caught.value.reason == "issuer_mismatch"
+    meta = oidc.parse_metadata({**doc, "issuer": "https://idp.example.com"},
+                               "https://idp.example.com", egress)  # fmt: skip
+    assert meta.issuer == "https://idp.example.com"
