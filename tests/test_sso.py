@@ -18,6 +18,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from astralog.controlplane import events as ev
 from astralog.controlplane.store import Actor
 from astralog.runtime import Bootstrap, Runtime
 from astralog.settings import Settings
@@ -25,6 +26,7 @@ from tests.conftest import bearer
 from tests.ingest_helpers import free_port
 from tests.oidc_provider import (
     CALLBACK,
+    GROUP_RULES,
     RP,
     OidcProvider,
     World,
@@ -33,6 +35,7 @@ from tests.oidc_provider import (
     signin_error,
     sso_settings,
 )
+from tests.rbac_helpers import add_member
 
 pytest_plugins = ["tests.oidc_provider"]
 pytestmark = pytest.mark.slow  # a Node.js OpenID Provider in a subprocess
@@ -409,3 +412,34 @@ def test_back_channel_logout_ends_the_sessions_of_that_idp_session(
     assert (ended["reason"], ended["count"]) == ("idp_logout", 1)
     replay = world.rp.post(endpoint, data={"logout_token": tokens[0]})
     assert replay.status_code == 400 and replay.json()["error"] == "invalid_request"
+
+
+def test_an_admin_cannot_mint_or_unmake_an_owner_through_claim_rules(
+    world: World, runtime: Runtime, boot: Bootstrap, idp: httpx.Client
+) -> None:
+    """Rules grant their roles at every sign-in, so saving one needs what granting it needs."""
+    org_id = str(boot.org["id"])
+    admin = add_member(runtime, org_id, "admin").headers
+    owner_rule = [{"claim": "groups", "value": "pwn", "role": "owner"}]
+    as_admin = World(world.rp, admin, world.provider)
+    client = world.provider.a.register(CALLBACK)
+    body = {"name": "rogue", "issuer": world.provider.a.url, "client_id": client.client_id,
+            "client_secret": client.client_secret, "role_rules": owner_rule}  # fmt: skip
+    refused = world.rp.post("/v1/sso/connections", json=body, headers=admin)
+    assert refused.status_code == 403 and "'owner' role" in refused.json()["detail"]
+    owners, _ = world.connect(role_rules=owner_rule + GROUP_RULES)  # the owner's own token may
+    for attempt in (
+        world.rp.put(f"/v1/sso/connections/{owners['id']}", json=body, headers=admin),
+        world.rp.delete(f"/v1/sso/connections/{owners['id']}", headers=admin),
+    ):
+        assert attempt.status_code == 403, attempt.text
+    # An owner linked through a connection an admin set up is never demoted by its claims.
+    plain, _ = as_admin.connect(role_rules=[{"claim": "groups", "value": "eng", "role": "viewer"}])
+    owner = runtime.control.people.add(org_id, "olga@example.com", "Olga", "owner", None, OPERATOR)
+    with runtime.control.store.transaction():
+        link = ev.IdentityLinked(plain["id"], org_id, world.provider.a.url, "olga", owner["id"])
+        runtime.control.store.append(link, OPERATOR, 0)
+    world.provider.a.put_account("olga", email="olga@example.com", email_verified=True,
+                                 groups=["eng"])  # fmt: skip
+    assert signin_error(world.sign_in(plain["id"], "olga", idp)) is None
+    assert runtime.control.people.get(org_id, owner["id"])["role"] == "owner"

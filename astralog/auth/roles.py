@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from astralog.auth.principal import SCOPES
+from astralog.auth.principal import SCOPES, Principal
+from astralog.errors import BadRequest, Forbidden
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,15 @@ def role(name: str) -> Role:
     try:
         return ROLES[name]
     except KeyError:
-        from astralog.errors import BadRequest
-
         raise BadRequest(f"unknown role {name[:40]!r}; roles: {sorted(ROLES)}") from None
+
+
+def check_may_hold(principal: Principal, role_name: str, verb: str) -> None:
+    """Grant, change or remove a role (directly, or through SSO rules that do it at sign-in)
+    only when holding every scope it carries: an admin can never mint or unmake an owner."""
+    missing = sorted(role(role_name).scopes - principal.scopes)
+    if missing:
+        raise Forbidden(
+            f"you cannot {verb} the '{role_name}' role: it carries {missing}, which you do not "
+            "hold; ask an owner"
+        )

@@ -316,7 +316,7 @@ class IdentityProviders:
         """A strict connection whose claims no longer map: the person keeps no access (a viewer of
         no source), so their sessions and tokens read nothing until an admin or a claim says."""
         person = self.people.get(connection.org_id, person_id)
-        if person["state"] != "active":
+        if person["state"] != "active" or not _manages(connection, person):
             return
         with contextlib.suppress(Conflict):  # the org's last owner keeps the role
             self.people.set_role(connection.org_id, person_id, "viewer", [], actor, via="sso")
@@ -324,6 +324,8 @@ class IdentityProviders:
     def _sync(
         self, connection: Connection, person: dict[str, Any], mapped: Mapped | None, actor: Actor
     ) -> dict[str, Any]:
+        if not _manages(connection, person):
+            return person
         if mapped is not None:
             target, sources = mapped.role, mapped.sources
         else:  # not strict, nothing matched: the default may lower the role, never raise it
@@ -437,6 +439,12 @@ class IdentityProviders:
             raise BadRequest("client_secret must be 1 to 1000 characters")
         sealed = self.cipher.seal_record(org_id, connection_id, {"client_secret": secret})
         return sealed.to_dict()
+
+
+def _manages(connection: Connection, person: dict[str, Any]) -> bool:
+    """Claims move an owner only on a connection with an owner rule, which only an owner can
+    save: a connection an admin set up can never demote the org's owners."""
+    return person["role"] != "owner" or any(r.role == "owner" for r in connection.spec.rules)
 
 
 def _check_issuer(issuer: str) -> None:

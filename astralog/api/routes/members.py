@@ -27,7 +27,7 @@ from astralog.api.deps import (
 from astralog.api.models import NAME, Strict, TokenCreate
 from astralog.api.signin import require_recent
 from astralog.auth.principal import Principal
-from astralog.auth.roles import ROLES, role
+from astralog.auth.roles import ROLES, check_may_hold
 from astralog.controlplane import events as ev
 from astralog.controlplane.people import Policy
 from astralog.controlplane.store import Actor
@@ -106,7 +106,7 @@ def invite(
     body: MemberInvite, org_id: MembersWrite, principal: ManagementDep, runtime: RuntimeDep,
     actor: ActorDep,
 ) -> dict[str, Any]:  # fmt: skip
-    _may_hold(principal, body.role, "grant")
+    check_may_hold(principal, body.role, "grant")
     control = runtime.control
     member = control.people.add(org_id, body.email, body.name, body.role, body.sources, actor)
     token = runtime.accounts.create_invitation(org_id, member["id"])
@@ -125,9 +125,9 @@ def change(
 ) -> dict[str, Any]:  # fmt: skip
     people = runtime.control.people
     before = people.get(org_id, member_id)
-    _may_hold(principal, before["role"], "change someone holding")
+    check_may_hold(principal, before["role"], "change someone holding")
     new_role = body.role or before["role"]
-    _may_hold(principal, new_role, "grant")
+    check_may_hold(principal, new_role, "grant")
     sources = body.sources if "sources" in body.model_fields_set else before["sources"]
     after = people.set_role(org_id, member_id, new_role, sources, actor)
     if (after["role"], after["sources"]) != (before["role"], before["sources"]):
@@ -145,7 +145,7 @@ def deprovision(
 ) -> dict[str, Any]:  # fmt: skip
     require_recent(request)
     people = runtime.control.people
-    _may_hold(principal, people.get(org_id, member_id)["role"], "deprovision someone holding")
+    check_may_hold(principal, people.get(org_id, member_id)["role"], "deprovision someone holding")
     person = people.deprovision(org_id, member_id, actor)  # revokes their tokens
     ended = runtime.sessions.end_person(member_id)
     _sessions_ended(runtime, actor, org_id, member_id, "deprovisioned", ended)
@@ -177,7 +177,7 @@ def create_service_account(
     body: ServiceAccountCreate, org_id: MembersWrite, principal: ManagementDep,
     control: ControlDep, actor: ActorDep,
 ) -> dict[str, Any]:  # fmt: skip
-    _may_hold(principal, body.role, "grant")
+    check_may_hold(principal, body.role, "grant")
     people = control.people
     return people.add(org_id, body.name, body.name, body.role, body.sources, actor, kind="service")
 
@@ -235,16 +235,6 @@ def verify_domain(
 
 
 # ---- rules ---------------------------------------------------------------------------------
-
-
-def _may_hold(principal: Principal, role_name: str, verb: str) -> None:
-    """Grant, change or remove a role only when holding every scope it carries."""
-    missing = sorted(role(role_name).scopes - principal.scopes)
-    if missing:
-        raise Forbidden(
-            f"you cannot {verb} the '{role_name}' role: it carries {missing}, which you do not "
-            "hold; ask an owner"
-        )
 
 
 def _scopes_allowed(principal: Principal, role_name: str, scopes: list[str]) -> None:

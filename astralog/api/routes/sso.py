@@ -24,7 +24,7 @@ from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import Field
 
-from astralog.api.deps import ActorDep, ClientDep, RuntimeDep, SsoWrite
+from astralog.api.deps import ActorDep, ClientDep, ManagementDep, RuntimeDep, SsoWrite
 from astralog.api.models import Strict
 from astralog.api.signin import (
     audit_failure,
@@ -39,6 +39,8 @@ from astralog.api.signin import (
 )
 from astralog.auth import oidc
 from astralog.auth.oidc import Attempt, SsoFailure
+from astralog.auth.principal import Principal
+from astralog.auth.roles import check_may_hold
 from astralog.auth.sessions import PREAUTH_COOKIE, PREAUTH_SECONDS, Session
 from astralog.controlplane import events as ev
 from astralog.controlplane.idp import Connection, ConnectionSpec, RoleRule, redact_claims
@@ -92,16 +94,27 @@ class ConnectionBody(Strict):
         )
 
 
+def _may_configure(principal: Principal, spec: ConnectionSpec, verb: str) -> None:
+    """A connection grants and removes the roles its rules name at every sign-in, so saving or
+    removing one needs what granting those roles needs: an admin cannot mint an owner this way."""
+    for named in {rule.role for rule in spec.rules} | {spec.default_role or "viewer"}:
+        check_may_hold(principal, named, verb)
+
+
 def _save(
     request: Request,
     runtime: Runtime,
-    org_id: str,
+    principal: Principal,
     connection_id: str | None,
     body: ConnectionBody,
     actor: Actor,
 ) -> dict[str, Any]:
     require_recent(request)
+    org_id = str(principal.org_id)
     spec = body.spec()
+    if connection_id is not None:
+        _may_configure(principal, runtime.idps.get(org_id, connection_id).spec, "change rules of")
+    _may_configure(principal, spec, "map claims to")
     runtime.idps.validate(org_id, spec)
     runtime.oidc.metadata(spec.issuer, fresh=True)  # the connection check: discovery answers
     saved = runtime.idps.configure(org_id, connection_id, spec, body.client_secret, actor)
@@ -127,12 +140,13 @@ def list_connections(org_id: SsoWrite, runtime: RuntimeDep) -> dict[str, Any]:
 @router.post("/v1/sso/connections", status_code=201, summary="Add an OpenID Provider")
 def create_connection(
     body: ConnectionBody,
-    org_id: SsoWrite,
+    _: SsoWrite,
+    principal: ManagementDep,
     request: Request,
     runtime: RuntimeDep,
     actor: ActorDep,
 ) -> dict[str, Any]:
-    return _save(request, runtime, org_id, None, body, actor)
+    return _save(request, runtime, principal, None, body, actor)
 
 
 @router.get("/v1/sso/connections/{connection_id}", summary="One identity provider")
@@ -144,19 +158,26 @@ def get_connection(connection_id: str, org_id: SsoWrite, runtime: RuntimeDep) ->
 def update_connection(
     connection_id: str,
     body: ConnectionBody,
-    org_id: SsoWrite,
+    _: SsoWrite,
+    principal: ManagementDep,
     request: Request,
     runtime: RuntimeDep,
     actor: ActorDep,
 ) -> dict[str, Any]:
-    return _save(request, runtime, org_id, connection_id, body, actor)
+    return _save(request, runtime, principal, connection_id, body, actor)
 
 
 @router.delete("/v1/sso/connections/{connection_id}", status_code=204)
 def delete_connection(
-    connection_id: str, org_id: SsoWrite, request: Request, runtime: RuntimeDep, actor: ActorDep
+    connection_id: str,
+    org_id: SsoWrite,
+    principal: ManagementDep,
+    request: Request,
+    runtime: RuntimeDep,
+    actor: ActorDep,
 ) -> Response:
     require_recent(request)
+    _may_configure(principal, runtime.idps.get(org_id, connection_id).spec, "remove rules of")
     runtime.idps.remove(org_id, connection_id, actor)
     return Response(status_code=204)
 
