@@ -3,13 +3,18 @@
 
 import { del, get, post } from "./api.js";
 import {
-  confirmDialog,
+  actionTable,
+  addButton,
+  card,
+  confirmAndRun,
   errorState,
+  fillPage,
   fmtDateTime,
   fmtRelative,
+  formDialog,
   h,
   icon,
-  openDialog,
+  pageHead,
   replace,
   toast,
 } from "./dom.js";
@@ -21,50 +26,18 @@ export async function mount(main, app) {
   replace(main, page);
   let me;
 
-  async function load() {
-    try {
-      me = await get("/v1/me");
-    } catch (error) {
-      replace(page, head(), errorState(error, load));
-      return;
-    }
-    replace(
+  function load() {
+    return fillPage(
       page,
-      head(),
-      h(
-        "div",
-        { class: "stack-lg" },
-        profileCard(),
-        passwordCard(),
-        totpCard(),
-        sessionsCard(),
-        tokensCard(),
-      ),
-    );
-  }
-
-  function head() {
-    return h(
-      "div",
-      { class: "page-head" },
-      h("div", {}, h("h1", {}, "My account"), h("p", {}, "How you sign in, and what can act for you.")),
-    );
-  }
-
-  function card(id, title, lede, ...body) {
-    return h(
-      "section",
-      { class: "card", "aria-labelledby": id },
-      h("div", { class: "card-head" }, h("div", {}, h("h2", { id }, title), lede ? h("p", {}, lede) : null)),
-      h("div", { class: "card-body stack" }, body),
+      () => pageHead("My account", "How you sign in, and what can act for you."),
+      async () => (me = await get("/v1/me")),
+      () => [profileCard(), passwordCard(), totpCard(), sessionsCard(), tokensCard()],
     );
   }
 
   function profileCard() {
     return card(
-      "profile-title",
-      me.name || me.email,
-      null,
+      { id: "profile-title", title: me.name || me.email },
       h(
         "dl",
         { class: "kv" },
@@ -124,12 +97,8 @@ export async function mount(main, app) {
       save.disabled = false;
     });
     const sso = me.password === false;
-    return card(
-      "pw-title",
-      "Password",
-      sso ? "You sign in with SSO; a password is not used." : null,
-      sso ? null : form,
-    );
+    const lede = sso ? "You sign in with SSO; a password is not used." : null;
+    return card({ id: "pw-title", title: "Password", lede }, sso ? null : form);
   }
 
   function pw(id, autocomplete) {
@@ -140,7 +109,7 @@ export async function mount(main, app) {
   function totpCard() {
     const box = h("div", { class: "stack", id: "totp-box" });
     renderTotp(box);
-    return card("totp-title", "Authenticator app", "A 6-digit code at every sign-in with your password.", box);
+    return card({ id: "totp-title", title: "Authenticator app", lede: "A 6-digit code at every sign-in with your password." }, box);
   }
 
   function renderTotp(box) {
@@ -169,23 +138,21 @@ export async function mount(main, app) {
       }
     });
     const remove = h("button", { type: "button", class: "btn btn-danger", id: "totp-remove" }, "Turn off");
-    remove.addEventListener("click", async () => {
-      const ok = await confirmDialog({
-        title: "Turn off two-step verification?",
-        text: "Your password alone will sign you in. Your recovery codes stop working.",
-        confirm: "Turn off",
-        danger: true,
-      });
-      if (!ok) return;
-      try {
-        await withReauth(() => del("/v1/me/totp"));
-        me.totp = false;
-        renderTotp(box);
-        toast("Two-step verification is off");
-      } catch (err) {
-        toast(err.detail || String(err), { error: true });
-      }
-    });
+    remove.addEventListener("click", () =>
+      confirmAndRun(
+        {
+          title: "Turn off two-step verification?",
+          text: "Your password alone will sign you in. Your recovery codes stop working.",
+          confirm: "Turn off",
+        },
+        async () => {
+          await withReauth(() => del("/v1/me/totp"));
+          me.totp = false;
+          renderTotp(box);
+          toast("Two-step verification is off");
+        },
+      ),
+    );
     replace(
       box,
       h("p", { id: "totp-state" }, h("span", { class: "badge badge-ok" }, "On"), " Codes from your authenticator app are required."),
@@ -197,7 +164,7 @@ export async function mount(main, app) {
   function sessionsCard() {
     const box = h("div", {});
     renderSessions(box);
-    return card("sessions-title", "Where you are signed in", "Revoking a session signs that browser out at once.", box);
+    return card({ id: "sessions-title", title: "Where you are signed in", lede: "Revoking a session signs that browser out at once." }, box);
   }
 
   async function renderSessions(box) {
@@ -210,22 +177,10 @@ export async function mount(main, app) {
     }
     replace(
       box,
-      h(
-        "table",
-        { class: "table responsive", id: "sessions-table" },
-        h(
-          "thead",
-          {},
-          h(
-            "tr",
-            {},
-            h("th", { scope: "col" }, "Browser"),
-            h("th", { scope: "col" }, "Signed in"),
-            h("th", { scope: "col" }, "Last active"),
-            h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")),
-          ),
-        ),
-        h("tbody", {}, sessions.map((s) => sessionRow(s, box))),
+      actionTable(
+        "sessions-table",
+        ["Browser", "Signed in", "Last active"],
+        sessions.map((s) => sessionRow(s, box)),
       ),
     );
   }
@@ -269,13 +224,14 @@ export async function mount(main, app) {
   // ---- personal access tokens
   function tokensCard() {
     const box = h("div", {});
-    const issue = h("button", { type: "button", class: "btn btn-primary", id: "new-token" }, icon("plus", "icon-sm"), "New token");
-    issue.addEventListener("click", () => tokenDialog(() => renderTokens(box)));
+    const issue = addButton("new-token", "New token", () => tokenDialog(() => renderTokens(box)));
     renderTokens(box);
     return card(
-      "tokens-title",
-      "Personal access tokens",
-      "For scripts acting as you. A token can do at most what your role allows now; deprovisioning revokes it.",
+      {
+        id: "tokens-title",
+        title: "Personal access tokens",
+        lede: "For scripts acting as you. A token can do at most what your role allows now; deprovisioning revokes it.",
+      },
       h("div", {}, issue),
       box,
     );
@@ -293,42 +249,19 @@ export async function mount(main, app) {
       replace(box, h("p", { class: "muted" }, "No tokens."));
       return;
     }
-    replace(
-      box,
-      h(
-        "table",
-        { class: "table responsive", id: "tokens-table" },
-        h(
-          "thead",
-          {},
-          h(
-            "tr",
-            {},
-            h("th", { scope: "col" }, "Name"),
-            h("th", { scope: "col" }, "Scopes"),
-            h("th", { scope: "col" }, "Expires"),
-            h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")),
-          ),
-        ),
-        h("tbody", {}, tokens.map((t) => tokenRow(t, box))),
-      ),
-    );
+    replace(box, actionTable("tokens-table", ["Name", "Scopes", "Expires"], tokens.map((t) => tokenRow(t, box))));
   }
 
   function tokenRow(t, box) {
     const revoked = Boolean(t.revoked_at || t.revoked || t.state === "revoked");
     const revoke = h("button", { type: "button", class: "btn btn-sm btn-danger", "aria-label": `Revoke token ${t.name}` }, "Revoke");
-    revoke.addEventListener("click", async () => {
-      const ok = await confirmDialog({ title: `Revoke ${t.name}?`, text: "Scripts using it stop working at once.", confirm: "Revoke", danger: true });
-      if (!ok) return;
-      try {
+    revoke.addEventListener("click", () =>
+      confirmAndRun({ title: `Revoke ${t.name}?`, text: "Scripts using it stop working at once.", confirm: "Revoke" }, async () => {
         await post(`/v1/me/tokens/${encodeURIComponent(t.id)}/revoke`, {});
         toast(`${t.name} revoked`);
         renderTokens(box);
-      } catch (err) {
-        toast(err.detail || String(err), { error: true });
-      }
-    });
+      }),
+    );
     return h(
       "tr",
       { dataset: { token: t.id } },
@@ -346,32 +279,28 @@ export async function mount(main, app) {
     const boxes = mine.map((scope) =>
       h("input", { type: "checkbox", value: scope, id: `token-scope-${scope}`, checked: scope.endsWith(":read") }),
     );
-    const error = h("p", { class: "field-error", role: "alert" });
-    const submit = h("button", { type: "submit", class: "btn btn-primary", form: "token-form" }, "Issue token");
-    const cancel = h("button", { type: "button", class: "btn" }, "Cancel");
-    const form = h(
-      "form",
-      { id: "token-form", class: "stack", novalidate: true },
-      h("div", { class: "field" }, h("label", { for: "token-name" }, "Name"), name),
-      h("div", { class: "field" }, h("label", { for: "token-days" }, "Expires after (days, 1–365)"), days),
-      h(
-        "fieldset",
-        { class: "field" },
-        h("legend", { class: "field-label" }, "Scopes"),
-        mine.map((scope, i) => h("label", { class: "check" }, boxes[i], h("code", {}, scope))),
-      ),
-      error,
-    );
-    const { close } = openDialog({ title: "New personal access token", body: [form], actions: [cancel, submit] });
-    cancel.addEventListener("click", () => close());
-    name.focus();
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      const n = Number(days.value);
-      if (!name.value.trim()) return fail(name, error, "Name the token after where it is used.");
-      if (!Number.isInteger(n) || n < 1 || n > 365) return fail(days, error, "Choose 1 to 365 days.");
-      submit.disabled = true;
-      try {
+    formDialog({
+      id: "token-form",
+      title: "New personal access token",
+      fields: [
+        h("div", { class: "field" }, h("label", { for: "token-name" }, "Name"), name),
+        h("div", { class: "field" }, h("label", { for: "token-days" }, "Expires after (days, 1–365)"), days),
+        h(
+          "fieldset",
+          { class: "field" },
+          h("legend", { class: "field-label" }, "Scopes"),
+          mine.map((scope, i) => h("label", { class: "check" }, boxes[i], h("code", {}, scope))),
+        ),
+      ],
+      submitLabel: "Issue token",
+      check(error) {
+        const n = Number(days.value);
+        if (!name.value.trim()) return fail(name, error, "Name the token after where it is used.");
+        if (!Number.isInteger(n) || n < 1 || n > 365) return fail(days, error, "Choose 1 to 365 days.");
+        return true;
+      },
+      async onSubmit(close) {
+        const n = Number(days.value);
         const issued = await withReauth(() =>
           post("/v1/me/tokens", {
             name: name.value.trim(),
@@ -388,10 +317,7 @@ export async function mount(main, app) {
           warning: "Copy it now: Astralog keeps a hash, not the token. It is shown only once.",
         });
         reload();
-      } catch (err) {
-        error.textContent = err.detail || String(err);
-        submit.disabled = false;
-      }
+      },
     });
   }
 

@@ -233,6 +233,61 @@ export function codeBlock(text, { label = "Code", what = "Copied" } = {}) {
   );
 }
 
+// ------------------------------------------------------------------ page layout
+
+// A page's title and lede, with its actions to the right.
+export function pageHead(title, lede, ...actions) {
+  return h("div", { class: "page-head" }, h("div", {}, h("h1", {}, title), h("p", {}, lede)), actions);
+}
+
+// A titled card (optional lede and head action). `body` is the body's class, or an element (a
+// form) that is the body itself.
+export function card({ id, title, lede, action, body = "card-body stack" }, ...children) {
+  return h(
+    "section",
+    { class: "card", "aria-labelledby": id },
+    h("div", { class: "card-head" }, h("div", {}, h("h2", { id }, title), lede ? h("p", {}, lede) : null), action),
+    typeof body === "string" ? h("div", { class: body }, children) : body,
+  );
+}
+
+// A responsive table: one header a column, then an unlabelled one for the row's actions.
+export function actionTable(id, columns, rows) {
+  return h(
+    "table",
+    { class: "table responsive", id },
+    h(
+      "thead",
+      {},
+      h(
+        "tr",
+        {},
+        columns.map((name) => h("th", { scope: "col" }, name)),
+        h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")),
+      ),
+    ),
+    h("tbody", {}, rows),
+  );
+}
+
+// The primary "+ New …" button of a page or card.
+export function addButton(id, label, onclick) {
+  return h("button", { type: "button", class: "btn btn-primary", id, onclick }, icon("plus", "icon-sm"), label);
+}
+
+// Fills a page once its data has arrived: the head over the cards `build` makes of the data, or
+// over the fetch's error with a retry.
+export async function fillPage(page, head, fetch, build) {
+  let data;
+  try {
+    data = await fetch();
+  } catch (error) {
+    replace(page, head(), errorState(error, () => fillPage(page, head, fetch, build)));
+    return;
+  }
+  replace(page, head(), h("div", { class: "stack-lg" }, build(data)));
+}
+
 // ------------------------------------------------------------------ states
 
 export function stateView({ kind = "empty", iconName = "inbox", title, text, actions = [] }) {
@@ -330,6 +385,40 @@ export function confirmDialog({ title, text, confirm = "Confirm", danger = false
     no.addEventListener("click", () => close());
     no.focus();
   });
+}
+
+// A destructive step after a yes: `act` runs only when confirmed, and its failure is a toast.
+export async function confirmAndRun(question, act) {
+  if (!(await confirmDialog({ danger: true, ...question }))) return;
+  try {
+    await act();
+  } catch (err) {
+    toast(err.detail || String(err), { error: true });
+  }
+}
+
+// A dialog around one form. `check(error)` may refuse before sending (it reports why);
+// `onSubmit(close)` sends, and what it throws shows under the form with the button usable again.
+export function formDialog({ id, title, description, fields, submitLabel, check, onSubmit }) {
+  const error = h("p", { class: "field-error", role: "alert" });
+  const submit = h("button", { type: "submit", class: "btn btn-primary", form: id }, submitLabel);
+  const cancel = h("button", { type: "button", class: "btn" }, "Cancel");
+  const form = h("form", { id, class: "stack", novalidate: true }, fields, error);
+  const { close } = openDialog({ title, description, body: [form], actions: [cancel, submit] });
+  cancel.addEventListener("click", () => close());
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (check && !check(error)) return;
+    submit.disabled = true;
+    try {
+      await onSubmit(close);
+    } catch (err) {
+      error.textContent = err.detail || String(err);
+      submit.disabled = false;
+    }
+  });
+  const first = form.querySelector("input, select");
+  if (first) first.focus();
 }
 
 // A popover anchored in `wrap` (position: relative). Closes on Escape and outside clicks.

@@ -3,13 +3,18 @@
 
 import { cached, get, invalidate, patch, post } from "./api.js";
 import {
-  confirmDialog,
+  actionTable,
+  addButton,
+  card,
+  confirmAndRun,
   copyButton,
   errorState,
   fmtRelative,
+  formDialog,
   h,
   icon,
   openDialog,
+  pageHead,
   replace,
   stateView,
   tabs,
@@ -51,19 +56,9 @@ export async function mount(main, app) {
       "Sign out everyone",
     );
     everyone.addEventListener("click", signOutEveryone);
-    return h(
-      "div",
-      { class: "page-head" },
-      h(
-        "div",
-        {},
-        h("h1", {}, "Members"),
-        h(
-          "p",
-          {},
-          "People sign in with a password or SSO and act with their role. Members and viewers see only the sources they are granted. Every change is recorded in the audit log.",
-        ),
-      ),
+    return pageHead(
+      "Members",
+      "People sign in with a password or SSO and act with their role. Members and viewers see only the sources they are granted. Every change is recorded in the audit log.",
       everyone,
     );
   }
@@ -77,8 +72,8 @@ export async function mount(main, app) {
     }
     const view = tabs(
       [
-        { label: "People", content: () => peoplePanel() },
-        { label: "Service accounts", content: () => servicePanel() },
+        { label: "People", content: () => panel(renderPeople) },
+        { label: "Service accounts", content: () => panel(renderServices) },
       ],
       { label: "Kinds of member" },
     );
@@ -101,12 +96,14 @@ export async function mount(main, app) {
     );
   }
 
-  // ---- people
-  function peoplePanel() {
+  // A tab's box, filled by `render` once its list arrives.
+  function panel(render) {
     const box = h("div", { class: "stack" }, h("p", { class: "muted" }, "Loading…"));
-    renderPeople(box);
+    render(box);
     return box;
   }
+
+  // ---- people
 
   async function renderPeople(box) {
     let people;
@@ -116,54 +113,20 @@ export async function mount(main, app) {
       replace(box, errorState(error, () => renderPeople(box)));
       return;
     }
-    const invite = h(
-      "button",
-      { type: "button", class: "btn btn-primary", id: "invite-member" },
-      icon("plus", "icon-sm"),
-      "Invite",
-    );
-    invite.addEventListener("click", () => inviteDialog(() => renderPeople(box)));
+    const invite = addButton("invite-member", "Invite", () => inviteDialog(() => renderPeople(box)));
     replace(
       box,
-      h(
-        "section",
-        { class: "card", "aria-labelledby": "people-title" },
-        h(
-          "div",
-          { class: "card-head" },
-          h("div", {}, h("h2", { id: "people-title" }, "People"), h("p", {}, `${people.length} in this org`)),
-          invite,
-        ),
-        h(
-          "div",
-          { class: "card-body table-wrap" },
-          people.length
-            ? memberTable("members-table", people, () => renderPeople(box))
-            : stateView({ title: "Nobody yet", text: "Invite the first person." }),
-        ),
+      card(
+        { id: "people-title", title: "People", lede: `${people.length} in this org`, action: invite, body: "card-body table-wrap" },
+        people.length
+          ? memberTable("members-table", people, () => renderPeople(box))
+          : stateView({ title: "Nobody yet", text: "Invite the first person." }),
       ),
     );
   }
 
   function memberTable(id, rows, reload) {
-    return h(
-      "table",
-      { class: "table responsive", id },
-      h(
-        "thead",
-        {},
-        h(
-          "tr",
-          {},
-          h("th", { scope: "col" }, "Name"),
-          h("th", { scope: "col" }, "Role"),
-          h("th", { scope: "col" }, "Sources"),
-          h("th", { scope: "col" }, "Last sign-in"),
-          h("th", { scope: "col" }, h("span", { class: "sr-only" }, "Actions")),
-        ),
-      ),
-      h("tbody", {}, rows.map((m) => memberRow(m, reload))),
-    );
+    return actionTable(id, ["Name", "Role", "Sources", "Last sign-in"], rows.map((m) => memberRow(m, reload)));
   }
 
   function memberRow(member, reload) {
@@ -307,27 +270,6 @@ export async function mount(main, app) {
     };
   }
 
-  function formDialog({ id, title, description, fields, submitLabel, onSubmit }) {
-    const error = h("p", { class: "field-error", role: "alert" });
-    const submit = h("button", { type: "submit", class: "btn btn-primary", form: id }, submitLabel);
-    const cancel = h("button", { type: "button", class: "btn" }, "Cancel");
-    const form = h("form", { id, class: "stack", novalidate: true }, fields, error);
-    const { close } = openDialog({ title, description, body: [form], actions: [cancel, submit] });
-    cancel.addEventListener("click", () => close());
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      submit.disabled = true;
-      try {
-        await onSubmit(close);
-      } catch (err) {
-        error.textContent = err.detail || String(err);
-        submit.disabled = false;
-      }
-    });
-    const first = form.querySelector("input, select");
-    if (first) first.focus();
-  }
-
   function inviteDialog(reload) {
     const email = h("input", { class: "input", id: "invite-email", type: "email", autocomplete: "off", required: true });
     const name = h("input", { class: "input", id: "invite-name", autocomplete: "off", maxlength: "200" });
@@ -382,21 +324,19 @@ export async function mount(main, app) {
     });
   }
 
-  async function deprovision(member, reload) {
-    const ok = await confirmDialog({
-      title: `Deprovision ${member.email}?`,
-      text: "Their sessions end and their tokens are revoked now. Their audit history stays.",
-      confirm: "Deprovision",
-      danger: true,
-    });
-    if (!ok) return;
-    try {
-      await withReauth(() => post(`/v1/members/${encodeURIComponent(member.id)}/deprovision`, {}));
-      toast(`${member.email} deprovisioned`);
-      reload();
-    } catch (err) {
-      toast(err.detail || String(err), { error: true });
-    }
+  function deprovision(member, reload) {
+    return confirmAndRun(
+      {
+        title: `Deprovision ${member.email}?`,
+        text: "Their sessions end and their tokens are revoked now. Their audit history stays.",
+        confirm: "Deprovision",
+      },
+      async () => {
+        await withReauth(() => post(`/v1/members/${encodeURIComponent(member.id)}/deprovision`, {}));
+        toast(`${member.email} deprovisioned`);
+        reload();
+      },
+    );
   }
 
   async function signOutMember(member) {
@@ -408,29 +348,21 @@ export async function mount(main, app) {
     }
   }
 
-  async function signOutEveryone() {
-    const ok = await confirmDialog({
-      title: "Sign out everyone?",
-      text: "Every browser session of this org ends, yours included. Tokens keep working.",
-      confirm: "Sign out everyone",
-      danger: true,
-    });
-    if (!ok) return;
-    try {
-      await post("/v1/org/sign-out-everyone", {});
-      toast("Everyone is signed out");
-    } catch (err) {
-      toast(err.detail || String(err), { error: true });
-    }
+  function signOutEveryone() {
+    return confirmAndRun(
+      {
+        title: "Sign out everyone?",
+        text: "Every browser session of this org ends, yours included. Tokens keep working.",
+        confirm: "Sign out everyone",
+      },
+      async () => {
+        await post("/v1/org/sign-out-everyone", {});
+        toast("Everyone is signed out");
+      },
+    );
   }
 
   // ---- service accounts
-  function servicePanel() {
-    const box = h("div", { class: "stack" }, h("p", { class: "muted" }, "Loading…"));
-    renderServices(box);
-    return box;
-  }
-
   async function renderServices(box) {
     let accounts;
     try {
@@ -439,36 +371,20 @@ export async function mount(main, app) {
       replace(box, errorState(error, () => renderServices(box)));
       return;
     }
-    const add = h(
-      "button",
-      { type: "button", class: "btn btn-primary", id: "new-service-account" },
-      icon("plus", "icon-sm"),
-      "New service account",
-    );
-    add.addEventListener("click", () => serviceDialog(() => renderServices(box)));
+    const add = addButton("new-service-account", "New service account", () => serviceDialog(() => renderServices(box)));
     replace(
       box,
-      h(
-        "section",
-        { class: "card", "aria-labelledby": "services-title" },
-        h(
-          "div",
-          { class: "card-head" },
-          h(
-            "div",
-            {},
-            h("h2", { id: "services-title" }, "Service accounts"),
-            h("p", {}, "Owned by the org, for automation. They use tokens and never sign in to this UI."),
-          ),
-          add,
-        ),
-        h(
-          "div",
-          { class: "card-body table-wrap" },
-          accounts.length
-            ? memberTable("services-table", accounts, () => renderServices(box))
-            : stateView({ iconName: "key", title: "No service accounts", text: "Create one for CI or a provisioning job." }),
-        ),
+      card(
+        {
+          id: "services-title",
+          title: "Service accounts",
+          lede: "Owned by the org, for automation. They use tokens and never sign in to this UI.",
+          action: add,
+          body: "card-body table-wrap",
+        },
+        accounts.length
+          ? memberTable("services-table", accounts, () => renderServices(box))
+          : stateView({ iconName: "key", title: "No service accounts", text: "Create one for CI or a provisioning job." }),
       ),
     );
   }

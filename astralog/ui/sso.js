@@ -4,13 +4,16 @@
 
 import { cached, del, get, post, put } from "./api.js";
 import {
+  addButton,
+  card,
   codeBlock,
-  confirmDialog,
-  errorState,
+  confirmAndRun,
+  fillPage,
   fmtRelative,
+  formDialog,
   h,
   icon,
-  openDialog,
+  pageHead,
   replace,
   stateView,
   toast,
@@ -24,52 +27,35 @@ export async function mount(main) {
   let roles = [];
   let sources = [];
 
-  async function load() {
-    let policy, connections, domains;
-    try {
-      [roles, sources, policy, connections, domains] = await Promise.all([
-        loadRoles(),
-        cached("/v1/sources"),
-        get("/v1/org/security-policy"),
-        // The policy stays usable when the connections cannot be listed.
-        get("/v1/sso/connections")
-          .then((d) => list(d, "connections"))
-          .catch((error) => ({ error })),
-        get("/v1/org/domains")
-          .then((d) => list(d, "domains"))
-          .catch(() => []),
-      ]);
-    } catch (error) {
-      replace(page, head(), errorState(error, load));
-      return;
-    }
-    replace(
-      page,
-      head(),
-      h(
-        "div",
-        { class: "stack-lg" },
-        policyCard(policy, connections),
-        connectionsCard(connections),
-        domainsCard(domains),
-      ),
-    );
+  function load() {
+    return fillPage(page, head, fetchAll, ([policy, connections, domains]) => [
+      policyCard(policy, connections),
+      connectionsCard(connections),
+      domainsCard(domains),
+    ]);
+  }
+
+  async function fetchAll() {
+    let rest;
+    [roles, sources, ...rest] = await Promise.all([
+      loadRoles(),
+      cached("/v1/sources"),
+      get("/v1/org/security-policy"),
+      // The policy stays usable when the connections cannot be listed.
+      get("/v1/sso/connections")
+        .then((d) => list(d, "connections"))
+        .catch((error) => ({ error })),
+      get("/v1/org/domains")
+        .then((d) => list(d, "domains"))
+        .catch(() => []),
+    ]);
+    return rest;
   }
 
   function head() {
-    return h(
-      "div",
-      { class: "page-head" },
-      h(
-        "div",
-        {},
-        h("h1", {}, "Sign-in & security"),
-        h(
-          "p",
-          {},
-          "How people of this org sign in, and for how long. Every change is recorded in the audit log.",
-        ),
-      ),
+    return pageHead(
+      "Sign-in & security",
+      "How people of this org sign in, and for how long. Every change is recorded in the audit log.",
     );
   }
 
@@ -168,59 +154,32 @@ export async function mount(main) {
       }
       save.disabled = false;
     });
-    return h(
-      "section",
-      { class: "card", "aria-labelledby": "policy-title" },
-      h(
-        "div",
-        { class: "card-head" },
-        h("div", {}, h("h2", { id: "policy-title" }, "Policy"), h("p", {}, "Applies to new sign-ins.")),
-      ),
-      form,
-    );
+    return card({ id: "policy-title", title: "Policy", lede: "Applies to new sign-ins.", body: form });
   }
 
   // ---- connections
   function connectionsCard(connections) {
     const failed = connections.error;
-    const add = h(
-      "button",
-      { type: "button", class: "btn btn-primary", id: "add-connection" },
-      icon("plus", "icon-sm"),
-      "Add connection",
-    );
-    add.addEventListener("click", () => connectionDialog(null));
-    return h(
-      "section",
-      { class: "card", "aria-labelledby": "conn-title" },
-      h(
-        "div",
-        { class: "card-head" },
-        h(
-          "div",
-          {},
-          h("h2", { id: "conn-title" }, "Single sign-on (OpenID Connect)"),
-          h("p", {}, "Register Astralog at your identity provider with this redirect URI:"),
-        ),
-        add,
-      ),
-      h(
-        "div",
-        { class: "card-body stack" },
-        codeBlock(`${location.origin}/v1/auth/sso/callback`, {
-          label: "Redirect URI",
-          what: "Redirect URI copied",
-        }),
-        failed
-          ? h("p", { class: "field-error", role: "alert" }, failed.detail || String(failed))
-          : connections.length
-          ? h("ul", { class: "conn-list", id: "connections" }, connections.map(connectionItem))
-          : stateView({
-              iconName: "shield",
-              title: "No SSO connection",
-              text: "People sign in with a password until you add one.",
-            }),
-      ),
+    return card(
+      {
+        id: "conn-title",
+        title: "Single sign-on (OpenID Connect)",
+        lede: "Register Astralog at your identity provider with this redirect URI:",
+        action: addButton("add-connection", "Add connection", () => connectionDialog(null)),
+      },
+      codeBlock(`${location.origin}/v1/auth/sso/callback`, {
+        label: "Redirect URI",
+        what: "Redirect URI copied",
+      }),
+      failed
+        ? h("p", { class: "field-error", role: "alert" }, failed.detail || String(failed))
+        : connections.length
+        ? h("ul", { class: "conn-list", id: "connections" }, connections.map(connectionItem))
+        : stateView({
+            iconName: "shield",
+            title: "No SSO connection",
+            text: "People sign in with a password until you add one.",
+          }),
     );
   }
 
@@ -359,21 +318,19 @@ export async function mount(main) {
     ];
   }
 
-  async function removeConnection(c) {
-    const ok = await confirmDialog({
-      title: `Remove ${c.name}?`,
-      text: "People who sign in with it can no longer do so, and their sessions from it end.",
-      confirm: "Remove",
-      danger: true,
-    });
-    if (!ok) return;
-    try {
-      await withReauth(() => del(`/v1/sso/connections/${encodeURIComponent(c.id)}`));
-      toast(`${c.name} removed`);
-      load();
-    } catch (err) {
-      toast(err.detail || String(err), { error: true });
-    }
+  function removeConnection(c) {
+    return confirmAndRun(
+      {
+        title: `Remove ${c.name}?`,
+        text: "People who sign in with it can no longer do so, and their sessions from it end.",
+        confirm: "Remove",
+      },
+      async () => {
+        await withReauth(() => del(`/v1/sso/connections/${encodeURIComponent(c.id)}`));
+        toast(`${c.name} removed`);
+        load();
+      },
+    );
   }
 
   function roleSelect(id, value, { none = false } = {}) {
@@ -454,14 +411,9 @@ export async function mount(main) {
           }, "Replace"),
         )
       : secret;
-    const error = h("p", { class: "field-error", role: "alert" });
-    const submit = h("button", { type: "submit", class: "btn btn-primary", form: "sso-form" }, existing ? "Save" : "Add connection");
-    const cancel = h("button", { type: "button", class: "btn" }, "Cancel");
     const field = (id, label, control, hint) =>
       h("div", { class: "field" }, h("label", { for: id, id: `${id}-label` }, label), control, hint ? h("p", { class: "field-hint" }, hint) : null);
-    const form = h(
-      "form",
-      { id: "sso-form", class: "stack", novalidate: true },
+    const fields = [
       h(
         "div",
         { class: "form-grid" },
@@ -482,63 +434,44 @@ export async function mount(main) {
       h("label", { class: "check" }, strict, "Strict: refuse a sign-in that no rule matches"),
       fallbackField,
       h("label", { class: "check" }, jit, "Create accounts at first sign-in (verified domains only)"),
-      error,
-    );
-    const { close } = openDialog({
+    ];
+    formDialog({
+      id: "sso-form",
       title: existing ? `Edit ${existing.name}` : "Add an SSO connection",
-      body: [form],
-      actions: [cancel, submit],
-    });
-    cancel.addEventListener("click", () => close());
-    name.focus();
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      const body = {
-        name: name.value.trim(),
-        issuer: issuer.value.trim(),
-        client_id: clientId.value.trim(),
-        scopes: scopes.value.split(/[\s,]+/).filter(Boolean),
-        role_rules: [...rules.children].map((row) => row.read()),
-        strict: strict.checked,
-        default_role: strict.checked ? null : fallback.value,
-        jit: jit.checked,
-      };
-      if (secret.isConnected || !existing) body.client_secret = secret.value;
-      submit.disabled = true;
-      try {
+      fields,
+      submitLabel: existing ? "Save" : "Add connection",
+      async onSubmit(close) {
+        const body = {
+          name: name.value.trim(),
+          issuer: issuer.value.trim(),
+          client_id: clientId.value.trim(),
+          scopes: scopes.value.split(/[\s,]+/).filter(Boolean),
+          role_rules: [...rules.children].map((row) => row.read()),
+          strict: strict.checked,
+          default_role: strict.checked ? null : fallback.value,
+          jit: jit.checked,
+        };
+        if (secret.isConnected || !existing) body.client_secret = secret.value;
         const path = existing ? `/v1/sso/connections/${encodeURIComponent(existing.id)}` : "/v1/sso/connections";
         await withReauth(() => (existing ? put(path, body) : post(path, body)));
         close();
         toast(`${body.name} saved`);
         load();
-      } catch (err) {
-        error.textContent = err.detail || String(err);
-        submit.disabled = false;
-      }
+      },
     });
   }
 
   function domainsCard(domains) {
-    return h(
-      "section",
-      { class: "card", "aria-labelledby": "domains-title" },
-      h(
-        "div",
-        { class: "card-head" },
-        h(
-          "div",
-          {},
-          h("h2", { id: "domains-title" }, "Verified domains"),
-          h("p", {}, "SSO creates accounts at first sign-in only for email addresses in these domains. The operator of this installation verifies them."),
-        ),
-      ),
-      h(
-        "div",
-        { class: "card-body" },
-        domains.length
-          ? h("ul", { class: "chips", id: "domains" }, domains.map((d) => h("li", { class: "chip mono" }, d.domain || d)))
-          : h("p", { class: "muted" }, "None yet."),
-      ),
+    return card(
+      {
+        id: "domains-title",
+        title: "Verified domains",
+        lede: "SSO creates accounts at first sign-in only for email addresses in these domains. The operator of this installation verifies them.",
+        body: "card-body",
+      },
+      domains.length
+        ? h("ul", { class: "chips", id: "domains" }, domains.map((d) => h("li", { class: "chip mono" }, d.domain || d)))
+        : h("p", { class: "muted" }, "None yet."),
     );
   }
 
