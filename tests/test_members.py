@@ -235,7 +235,7 @@ def test_an_admin_invites_a_person_who_then_signs_in_with_the_role_given(
 
 
 def test_only_an_owner_makes_or_unmakes_owners(
-    client: TestClient, runtime: Runtime, org: str
+    client: TestClient, runtime: Runtime, org: str, boot: Bootstrap
 ) -> None:
     owner, admin = add_member(runtime, org, "owner"), add_member(runtime, org, "admin")
     viewer = add_member(runtime, org, "viewer")
@@ -252,7 +252,7 @@ def test_only_an_owner_makes_or_unmakes_owners(
     _problem(client.post(f"/v1/members/{owner.id}/deprovision", headers=admin.headers), 403)
     # nor can a token of few scopes hand out a role that holds more than it does
     narrow = client.post("/v1/tokens", json={"name": "hr", "scopes": ["members:write"]},
-                         headers=owner.headers).json()["token"]  # fmt: skip
+                         headers=bearer(boot.admin_token)).json()["token"]  # fmt: skip
     _problem(client.post("/v1/members", json={"email": "x@example.com", "role": "viewer"},
                          headers=bearer(narrow)), 403)  # fmt: skip
     made = client.patch(f"/v1/members/{viewer.id}", json=to_owner, headers=owner.headers)
@@ -371,27 +371,24 @@ def test_a_service_account_gets_an_expiring_token_within_its_role(
     client: TestClient, runtime: Runtime, org: str, boot: Bootstrap
 ) -> None:
     admin = add_member(runtime, org, "admin")
+    browser = session_cookie(runtime, admin)  # org-owned credentials: from a browser session
     source = str(boot.source["id"])
     made = client.post("/v1/service-accounts", json={"name": "ci", "role": "ingest",
-                       "sources": [source]}, headers=admin.headers)  # fmt: skip
+                       "sources": [source]}, headers=browser)  # fmt: skip
     assert made.status_code == 201, made.text
     account = made.json()
     url = f"/v1/service-accounts/{account['id']}/tokens"
     too_wide = {"name": "ci", "scopes": ["logs:read"], "expires_in_days": 30}
-    assert (
-        "ingest" in _problem(client.post(url, json=too_wide, headers=admin.headers), 400)["detail"]
-    )
+    assert "ingest" in _problem(client.post(url, json=too_wide, headers=browser), 400)["detail"]
     issued = client.post(url, json={"name": "ci", "scopes": ["keys:write"], "expires_in_days": 30},
-                         headers=admin.headers)  # fmt: skip
+                         headers=browser)  # fmt: skip
     assert issued.status_code == 201, issued.text
     assert issued.json()["info"]["expires_at"]
     ci = bearer(issued.json()["token"])
     assert client.post(f"/v1/sources/{source}/keys", headers=ci).status_code == 201
     _problem(client.get("/v1/session", headers={"Cookie": "astralog_session=x"}), 401)
     # a person's id is not a service account's
-    person = client.post(
-        f"/v1/service-accounts/{admin.id}/tokens", json=too_wide, headers=admin.headers
-    )
+    person = client.post(f"/v1/service-accounts/{admin.id}/tokens", json=too_wide, headers=browser)
     _problem(person, 404)
 
 
@@ -450,3 +447,26 @@ def test_the_operator_verifies_a_domain_for_one_org_only(
         client.post(f"/v1/orgs/{org}/domains", json={"domain": "x.com"}, headers=admin.headers), 404
     )
     _problem(client.post("/v1/orgs/org_nope/domains", json={"domain": "y.com"}, headers=op), 404)
+
+
+def test_credentials_that_outlive_a_person_need_them_at_a_browser(
+    client: TestClient, runtime: Runtime, org: str
+) -> None:
+    """An org token or a service account's token outlives whoever issues it, so a personal
+    token cannot mint one (a stolen PAT must not become a credential its owner's deprovisioning
+    leaves alive), and a person must do it from a freshly signed-in browser session."""
+    admin = add_member(runtime, org, "admin")
+    body = {"name": "ci", "scopes": ["logs:read"]}
+    refused = _problem(client.post("/v1/tokens", json=body, headers=admin.headers), 403)
+    assert "POST /v1/me/tokens" in refused["detail"]
+    account = {"name": "ci-bot", "role": "viewer", "sources": None}
+    _problem(client.post("/v1/service-accounts", json=account, headers=admin.headers), 403)
+    browser = session_cookie(runtime, admin)
+    made = client.post("/v1/service-accounts", json=account, headers=browser)
+    assert made.status_code == 201, made.text
+    token = {"name": "ci", "scopes": ["logs:read"], "expires_in_days": 30}
+    url = f"/v1/service-accounts/{made.json()['id']}/tokens"
+    assert _problem(client.post(url, json=token, headers=admin.headers), 403)["code"] == (
+        "session_required"
+    )
+    assert client.post(url, json=token, headers=browser).status_code == 201

@@ -103,8 +103,8 @@ def expectation(route: APIRoute, role: str) -> int:
         return 404  # operator routes look absent to everyone else
     if deps.authenticate not in calls:
         return PUBLIC
-    if deps.ingest_principal in calls:
-        return 403
+    if deps.ingest_principal in calls or deps.org_token_principal in calls:
+        return 403  # every caller here is a person or a service account
     if deps.person_principal in calls and not ROLES[role].people:
         return 403
     needed = {getattr(call, deps.SCOPE_MARK) for call in calls if hasattr(call, deps.SCOPE_MARK)}

@@ -166,7 +166,23 @@ def operator_principal(request: Request, runtime: RuntimeDep) -> Principal:
     return principal
 
 
+@_principal_check
+def org_token_principal(
+    principal: Annotated[Principal, Depends(management_principal)],
+) -> Principal:
+    """An org's own token, never a person or service account: for credentials that belong to
+    no one and would outlive whoever minted them."""
+    if principal.kind in ("person", "service"):
+        raise Forbidden(
+            "an org token belongs to no one and would outlive you: issue a personal token "
+            "(POST /v1/me/tokens) or a service account's token "
+            "(POST /v1/service-accounts/{id}/tokens) instead"
+        )
+    return principal
+
+
 ManagementDep = Annotated[Principal, Depends(management_principal)]
+OrgTokenDep = Annotated[Principal, Depends(org_token_principal)]
 PersonDep = Annotated[Principal, Depends(person_principal)]
 IngestDep = Annotated[Principal, Depends(ingest_principal)]
 OperatorDep = Annotated[Principal, Depends(operator_principal)]

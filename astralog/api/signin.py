@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import Request, Response
 
+from astralog.auth.principal import Principal
 from astralog.auth.sessions import CSRF_COOKIE, SESSION_COOKIE, Session
 from astralog.controlplane import events as ev
 from astralog.controlplane.store import Actor
@@ -109,11 +110,23 @@ def audit_failure(runtime: Runtime, actor: Actor, org_id: str, method: str, reas
         runtime.control.store.append(event, actor, 0)
 
 
-def require_recent(request: Request, seconds: float = REAUTH_SECONDS) -> None:
+def require_recent(
+    request: Request, principal: Principal | None = None, seconds: float = REAUTH_SECONDS
+) -> None:
     """Sensitive actions by a browser session need a sign-in within ``seconds``; a token (no
-    session) proved itself on this very request."""
+    session) proved itself on this very request. Given the ``principal``, a person's or service
+    account's token is refused outright: minting credentials that outlive a token's owner takes
+    a person at a browser, freshly signed in."""
     session: Session | None = getattr(request.state, "session", None)
-    if session is not None and not session.authenticated_within(seconds):
+    if session is None:
+        if principal is not None and principal.kind in ("person", "service"):
+            raise Forbidden(
+                "do this from a signed-in browser session: a personal or service account token "
+                "cannot mint credentials",
+                code="session_required",
+            )
+        return
+    if not session.authenticated_within(seconds):
         raise Forbidden(
             "this action needs a recent sign-in: confirm your password or sign in with SSO "
             "again (POST /v1/auth/reauth), then retry",

@@ -174,9 +174,10 @@ def sign_out_everyone(org_id: MembersWrite, runtime: RuntimeDep, actor: ActorDep
 
 @router.post("/v1/service-accounts", status_code=201, summary="An account for a machine")
 def create_service_account(
-    body: ServiceAccountCreate, org_id: MembersWrite, principal: ManagementDep,
+    body: ServiceAccountCreate, request: Request, org_id: MembersWrite, principal: ManagementDep,
     control: ControlDep, actor: ActorDep,
 ) -> dict[str, Any]:  # fmt: skip
+    require_recent(request, principal)
     check_may_hold(principal, body.role, "grant")
     people = control.people
     return people.add(org_id, body.name, body.name, body.role, body.sources, actor, kind="service")
@@ -189,7 +190,7 @@ def issue_service_token(
     account_id: str, body: ServiceTokenCreate, request: Request, org_id: MembersWrite,
     principal: ManagementDep, control: ControlDep, actor: ActorDep,
 ) -> dict[str, Any]:  # fmt: skip
-    require_recent(request)
+    require_recent(request, principal)  # an org-owned token outlives whoever issues it
     account = control.people.get(org_id, account_id)
     if account["kind"] != "service" or account["state"] != "active":
         raise NotFound(f"service account {account_id[:40]!r} does not exist in this org")

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from astralog.api.deps import ActorDep, ControlDep, ManagementDep, TokensWrite
+from astralog.api.deps import ActorDep, ControlDep, ManagementDep, OrgTokenDep, TokensWrite
 from astralog.api.models import IssuedToken, Org, Token, TokenCreate
 from astralog.errors import Forbidden
 
@@ -29,7 +29,7 @@ def list_tokens(org_id: TokensWrite, control: ControlDep) -> list[dict[str, Any]
 def issue_token(
     body: TokenCreate,
     org_id: TokensWrite,
-    principal: ManagementDep,
+    principal: OrgTokenDep,
     control: ControlDep,
     actor: ActorDep,
 ) -> dict[str, Any]:
