@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi.testclient import TestClient
 
-from astralog.runtime import Bootstrap
+from astralog.api.app import create_app
+from astralog.runtime import Bootstrap, Runtime
+from astralog.settings import load_settings
 from tests.conftest import bearer
 
 
@@ -55,3 +59,19 @@ def test_a_stale_cookie_is_refused(client: TestClient) -> None:
     client.cookies.set("astralog_session", "forged")
     response = client.get("/v1/sources")
     assert response.status_code == 401 and "sign in" in response.json()["detail"]
+
+
+def test_behind_a_tls_proxy_the_cookie_is_secure_and_host_only(tmp_path: Path) -> None:
+    """TLS ends at a proxy, the request reaches us over plain http: the https public URL
+    decides, so the session cookie is still ``__Host-``, Secure and HttpOnly."""
+    settings = load_settings(data_dir=tmp_path, server={"public_url": "https://logs.example.com"})
+    runtime = Runtime(settings)
+    boot = runtime.bootstrap()
+    assert boot is not None
+    with TestClient(create_app(settings, runtime), base_url="http://logs.example.com") as client:
+        answer = client.post("/v1/session", json={"token": boot.admin_token})
+    cookie = next(c for c in answer.headers.get_list("set-cookie") if "astralog_session=" in c)
+    assert cookie.startswith("__Host-astralog_session=")
+    for attribute in ("Secure", "HttpOnly", "Path=/", "SameSite=strict"):
+        assert attribute in cookie
+    assert "Domain" not in cookie

@@ -27,7 +27,14 @@ REAUTH_SECONDS = 5 * 60
 
 
 def secure(request: Request) -> bool:
-    return request.url.scheme == "https" or (request.url.hostname or "") in _LOOPBACK
+    """Browsers reach the service over TLS: the request says so, or it is loopback (a secure
+    context), or the public URL is https (TLS ends at a proxy in front of us)."""
+    public_url: str = request.app.state.runtime.settings.server.public_url
+    return (
+        request.url.scheme == "https"
+        or (request.url.hostname or "") in _LOOPBACK
+        or public_url.startswith("https://")
+    )
 
 
 def cookie_name(request: Request, base: str) -> str:
