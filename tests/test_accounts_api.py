@@ -82,7 +82,8 @@ def test_wrong_password_and_unknown_email_get_one_answer(
 def test_unknown_email_costs_the_same_time(client: TestClient, runtime: Runtime, ann: str) -> None:
     """V6.3.8 (no enumeration by timing): medians of interleaved tries within 2x of each other.
     Without the decoy Argon2 verify an unknown email answers ~10x faster and this fails."""
-    runtime.accounts.throttle.account.free = runtime.accounts.throttle.client.free = 10**6
+    throttle = runtime.accounts.throttle
+    throttle.pair.free = throttle.account.free = throttle.client.free = 10**6
     sign_in(client, "warm@example.com", "warm-up")
     known: list[float] = []
     unknown: list[float] = []
@@ -106,6 +107,8 @@ def test_throttling_per_account_and_per_client(
         assert statuses == [401] * 5 + [429], email
     refused = sign_in(client, "ann@example.com")  # even the right password waits
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) >= 1
+    elsewhere = TestClient(client.app, client=("192.0.2.7", 50000))  # Ann, at her own desk
+    assert sign_in(elsewhere, "ann@example.com").status_code == 200  # not locked out by others
     clock[0] += 2  # the first extra failure waits 1 s
     assert sign_in(client, "ann@example.com").status_code == 200
     for i in range(30 - 10):  # the client's budget: 30 failures in 15 minutes, any emails
@@ -241,6 +244,23 @@ def test_sensitive_actions_need_a_recent_sign_in(
     assert client.post("/v1/me/tokens", json=body, headers=csrf(again)).status_code == 201
 
 
+def test_a_password_change_is_not_a_re_authentication(
+    client: TestClient, runtime: Runtime, ann: str
+) -> None:
+    """A cookie thief who knows the password must not skip the second factor re-authentication
+    asks for by changing the password: the id rotates, the sign-in does not become recent."""
+    response = sign_in(client, "ann@example.com")
+    runtime.sessions.update(_session(runtime, ann), auth_time=time.time() - 600)
+    change = {"current_password": PASSWORD, "new_password": "another fine passphrase"}
+    before = client.cookies[COOKIE]
+    changed = client.post("/v1/me/password", json=change, headers=csrf(response))
+    assert changed.status_code == 200 and client.cookies[COOKIE] != before
+    body = {"name": "cli", "scopes": ["logs:read"], "expires_in_days": 7}
+    rotated = {"X-CSRF-Token": client.cookies["astralog_csrf"]}
+    refused = client.post("/v1/me/tokens", json=body, headers=rotated)
+    assert refused.status_code == 403 and refused.json()["code"] == "reauth_required"
+
+
 def _pat(client: TestClient, response: Any, scopes: list[str], days: int = 7) -> Any:
     body = {"name": "cli", "scopes": scopes, "expires_in_days": days}
     return client.post("/v1/me/tokens", json=body, headers=csrf(response))
@@ -338,3 +358,5 @@ def test_sign_in_options_are_public_and_do_not_reveal_orgs(client: TestClient) -
     known = client.get("/v1/auth/orgs/demo").json()
     assert known == {"org": "demo", "sso": [], "password": True}
     assert client.get("/v1/auth/orgs/nope").json() == {"org": "nope", "sso": [], "password": True}
+    # the stored spelling would tell which names exist: the answer echoes what was typed
+    assert client.get("/v1/auth/orgs/DEMO").json()["org"] == "DEMO"

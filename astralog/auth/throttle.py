@@ -79,26 +79,34 @@ class Throttle:
 
 
 class SignInThrottle:
-    """The two throttles a sign-in passes: its account and its client address."""
+    """The three throttles a sign-in passes. One account from one address slows after 5
+    failures; one account from everywhere after 50, so an attacker at one address cannot lock
+    the owner out of their own sign-in, while a spread-out guess at one account still slows;
+    one address after 30 failures over any accounts (a spray)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self.account = Throttle(free=5, window=15 * 60, clock=clock)
+        self.pair = Throttle(free=5, window=15 * 60, clock=clock)
+        self.account = Throttle(free=50, window=15 * 60, clock=clock)
         self.client = Throttle(free=30, window=15 * 60, clock=clock)
 
     def check(self, account: str, client: str) -> None:
-        """Raise 429 if either key must wait; the same text whichever it is."""
-        wait = max(self.account.wait(account), self.client.wait(client))
+        """Raise 429 if any key must wait; the same text whichever it is."""
+        wait = max(
+            self.pair.wait(f"{account}|{client}"),
+            self.account.wait(account),
+            self.client.wait(client),
+        )
         if wait > 0:
             seconds = max(1, int(wait + 0.999))
             raise RateLimited(
-                f"too many failed sign-in attempts; try again in {seconds} s "
-                "(or reset your password with an org admin's help)",
-                seconds,
+                f"too many failed sign-in attempts; try again in {seconds} s", seconds
             )
 
     def failed(self, account: str, client: str) -> None:
+        self.pair.failed(f"{account}|{client}")
         self.account.failed(account)
         self.client.failed(client)
 
-    def succeeded(self, account: str) -> None:
+    def succeeded(self, account: str, client: str) -> None:
+        self.pair.succeeded(f"{account}|{client}")
         self.account.succeeded(account)

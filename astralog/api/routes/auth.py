@@ -85,7 +85,7 @@ def sign_in_options(org_name: str, runtime: RuntimeDep) -> dict[str, Any]:
         return {"org": org_name[:200], "sso": [], "password": True}
     policy = runtime.control.people.policy(org["id"])
     return {
-        "org": org["name"],
+        "org": org_name[:200],  # as typed: the stored spelling would tell which orgs exist
         "sso": _sso_connections(runtime, org["id"]),
         "password": not policy.enforce_sso,
     }
@@ -128,7 +128,7 @@ def password_sign_in(
             audit_failure(runtime, Actor("anonymous", client), org_id, "password",
                           "wrong email or password", _who(runtime, org_id, body.email))  # fmt: skip
         raise Unauthenticated(WRONG, code="wrong_credentials")
-    accounts.throttle.succeeded(key)
+    accounts.throttle.succeeded(key, client)
     stage = _stage(runtime, org_id, person["id"])
     _, session = open_session(request, response, runtime, org_id, "password",
                               person_id=person["id"], amr=("pwd",), stage=stage,
@@ -167,16 +167,26 @@ def _answer(session: Session) -> dict[str, Any]:
 
 
 def step_up(
-    request: Request, response: Response, runtime: Runtime, session: Session, **changes: Any
+    request: Request,
+    response: Response,
+    runtime: Runtime,
+    session: Session,
+    *,
+    proved: bool = True,
+    **changes: Any,
 ) -> Session:
     """The same session under a new id and CSRF token once its holder proved more (a second
-    factor, a re-authentication): an id seen before that step opens nothing after it."""
+    factor, a re-authentication): an id seen before that step opens nothing after it. With
+    ``proved`` False (a password change) the id rotates but the sign-in does not count as
+    recent: that would skip the second factor re-authentication asks for."""
     current = session_id(request) or ""
     rotated = runtime.sessions.rotate(current)
     if rotated is None:
         raise Unauthenticated("the session has expired or ended; sign in again")
     new_id, fresh = rotated
-    fresh = runtime.sessions.update(fresh, auth_time=time.time(), **changes)
+    if proved:
+        changes["auth_time"] = time.time()
+    fresh = runtime.sessions.update(fresh, **changes)
     left = max(1, int(fresh.created + fresh.absolute_seconds - time.time()))
     set_cookie(request, response, SESSION_COOKIE, new_id, left, script=False)
     set_cookie(request, response, CSRF_COOKIE, fresh.csrf, left, script=True)
@@ -220,7 +230,7 @@ def _second_factor(runtime: Runtime, session: Session, body: SecondFactor, clien
             "that code is wrong or was already used; enter the next code the app shows",
             code="mfa_invalid",
         )
-    runtime.accounts.throttle.succeeded(key)
+    runtime.accounts.throttle.succeeded(key, client)
     return amr
 
 
@@ -265,7 +275,7 @@ def reauth(
         audit_failure(runtime, Actor(f"person:{person_id}", client), session.org_id, "reauth",
                       "wrong password")  # fmt: skip
         raise Unauthenticated("wrong password", code="wrong_credentials")
-    runtime.accounts.throttle.succeeded(key)
+    runtime.accounts.throttle.succeeded(key, client)
     amr: tuple[str, ...] = ("pwd",)
     if runtime.accounts.has_totp(person_id):
         amr = (

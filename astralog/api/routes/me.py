@@ -127,6 +127,9 @@ def change_password(
 ) -> dict[str, Any]:
     session = _session(request)
     person_id, org_id = principal.person_id or "", principal.org_id or ""
+    if runtime.control.people.policy(org_id).enforce_sso and not session.break_glass:
+        raise Forbidden("this org signs in with SSO: passwords are not used here",
+                        code="sso_required")  # fmt: skip
     key = f"reauth|{person_id}"
     runtime.accounts.throttle.check(key, client)
     if not runtime.accounts.check_password(person_id, body.current_password):
@@ -134,7 +137,7 @@ def change_password(
         raise Forbidden("the current password is wrong", code="wrong_credentials")
     runtime.accounts.set_password(org_id, person_id, body.new_password, Actor(principal.id, client))
     ended = _end_other_sessions(runtime, session, "password changed")
-    step_up(request, response, runtime, session)
+    step_up(request, response, runtime, session, proved=False)
     return {"changed": True, "other_sessions_ended": ended}
 
 
