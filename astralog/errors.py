@@ -9,6 +9,8 @@ Errors defined beside the stage that raises them are named with their module::
     │   ├── ValidationFailed (422)
     │   ├── SyntaxErrorAt (400, with a position)
     │   ├── UnsafeEndpoint (400, security.egress: an endpoint refused as a request target)
+    │   ├── SsoFailure (400, auth.oidc: a sign-in through an identity provider refused)
+    │   ├── WeakPassword (400, auth.passwords: a new password the rules refuse)
     │   └── UsageError (400, cli: a command line that cannot run)
     ├── Unauthenticated (401)
     ├── Forbidden (403)

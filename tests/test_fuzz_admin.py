@@ -42,6 +42,7 @@ class Operation:
     path: str
     body: dict[str, Any] | None  # the request body's JSON schema
     query: dict[str, dict[str, Any]]  # query parameter -> its schema
+    media: str = "application/json"  # a back-channel logout is a form post
 
 
 def operations(app: FuzzApp) -> tuple[list[Operation], dict[str, Any]]:
@@ -53,8 +54,9 @@ def operations(app: FuzzApp) -> tuple[list[Operation], dict[str, Any]]:
         for method, op in methods.items():
             content = op.get("requestBody", {}).get("content", {})
             query = {p["name"]: p["schema"] for p in op.get("parameters", []) if p["in"] == "query"}
-            body = content["application/json"]["schema"] if content else None
-            found.append(Operation(method.upper(), path, body, query))
+            media = next(iter(content), "application/json")
+            body = content[media]["schema"] if content else None
+            found.append(Operation(method.upper(), path, body, query, media))
     return found, document["components"]["schemas"]
 
 
@@ -134,8 +136,14 @@ def test_every_admin_route(fuzz_app: FuzzApp) -> None:
         values = {n: draw(path_values(org.ids.get(n, ["x"]))) for n in names}
         kwargs: dict[str, Any] = {"headers": dict(draw(credentials))}
         if op.body is not None and draw(st.integers(0, 9)):
-            kwargs["content"] = draw(admin_bodies(op.body, components))
-            kwargs["headers"]["content-type"] = "application/json"
+            if op.media == "application/json":
+                kwargs["content"] = draw(admin_bodies(op.body, components))
+            else:  # form fields of hostile text
+                fields = st.dictionaries(
+                    st.sampled_from(sorted(op.body.get("properties", {"x": 0}))), texts(200)
+                )
+                kwargs["data"] = draw(fields)
+            kwargs["headers"]["content-type"] = op.media
         if op.query:
             params = draw(st.dictionaries(st.sampled_from(sorted(op.query)), texts(30)))
             kwargs["params"] = {k: in_url(v) for k, v in params.items()}

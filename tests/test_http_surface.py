@@ -37,6 +37,12 @@ PUBLIC = {
     ("GET", "/v1/auth/orgs/{org_name}"),  # an org's sign-in options, before signing in
     ("POST", "/v1/auth/password"),
     ("POST", "/v1/auth/invitations/accept"),
+    # single sign-on: the browser arrives before it has a session; the provider's back-channel
+    # logout proves itself with a signed logout token, not a credential of ours
+    ("GET", "/v1/auth/sso/{connection_id}/start"),
+    ("GET", "/v1/auth/sso/callback"),
+    ("GET", "/v1/auth/sso/logout"),
+    ("POST", "/v1/auth/sso/{connection_id}/backchannel-logout"),
     ("GET", "/openapi.json"),
     ("HEAD", "/openapi.json"),
 }
