@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import pty
+import select
 from collections.abc import Iterator
 from typing import IO
 
@@ -59,7 +60,10 @@ def _through_terminal(fmt: str) -> list[str]:
     with os.fdopen(follower, "w") as stream:
         assert stream.isatty()
         _emit(stream, fmt)
-        text = os.read(leader, 65536).decode()
+        chunks = []  # a pty hands over what was written in pieces: read until it is drained
+        while select.select([leader], [], [], 0.5)[0]:
+            chunks.append(os.read(leader, 65536))
+        text = b"".join(chunks).decode()
     os.close(leader)
     return text.replace("\r\n", "\n").splitlines()
 
