@@ -26,7 +26,7 @@ import select
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -160,6 +160,20 @@ def running_provider(directory: Path) -> Iterator[OidcProvider]:
 def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcProvider]:
     with running_provider(tmp_path_factory.mktemp("idp")) as provider:
         yield provider
+
+
+@pytest.fixture
+def browsers() -> Iterator[Callable[[], httpx.Client]]:
+    """Fresh browsers at the provider (each its own cookie jar: no provider session yet)."""
+    opened: list[httpx.Client] = []
+
+    def new() -> httpx.Client:
+        opened.append(httpx.Client(timeout=10))
+        return opened[-1]
+
+    yield new
+    for browser in opened:
+        browser.close()
 
 
 # ---- walking the provider's own pages ----------------------------------------------------------

@@ -28,6 +28,7 @@ from tests.oidc_provider import (
     CALLBACK,
     GROUP_RULES,
     RP,
+    Client,
     OidcProvider,
     World,
     end_idp_session,
@@ -53,20 +54,6 @@ def world(client: TestClient, boot: Bootstrap, oidc_provider: OidcProvider) -> W
 
 
 @pytest.fixture
-def browsers() -> Iterator[Callable[[], httpx.Client]]:
-    """Fresh browsers at the provider (each its own cookie jar: no provider session yet)."""
-    opened: list[httpx.Client] = []
-
-    def new() -> httpx.Client:
-        opened.append(httpx.Client(timeout=10))
-        return opened[-1]
-
-    yield new
-    for browser in opened:
-        browser.close()
-
-
-@pytest.fixture
 def idp(browsers: Callable[[], httpx.Client]) -> httpx.Client:
     """The person's browser at the provider."""
     return browsers()
@@ -74,6 +61,18 @@ def idp(browsers: Callable[[], httpx.Client]) -> httpx.Client:
 
 def _verified(runtime: Runtime, boot: Bootstrap, domain: str = "example.com") -> None:
     runtime.control.people.verify_domain(boot.org["id"], domain, OPERATOR)
+
+
+def _engineer_signed_in(
+    world: World, runtime: Runtime, boot: Bootstrap, idp: httpx.Client, login: str, **rp: Any
+) -> tuple[dict[str, Any], Client]:
+    """A verified domain, a new connection, and ``login`` (group eng) signed in through it."""
+    _verified(runtime, boot)
+    made, client = world.connect(**rp)
+    world.provider.a.put_account(login, groups=["eng"], email=f"{login}@example.com",
+                                 email_verified=True)  # fmt: skip
+    world.sign_in(made["id"], login, idp)
+    return made, client
 
 
 def _events(runtime: Runtime, kind: str) -> list[dict[str, Any]]:
@@ -247,11 +246,7 @@ def test_a_test_sign_in_marks_the_admins_own_session(
 def test_a_sign_in_needs_a_fresh_login_to_re_authenticate(
     world: World, runtime: Runtime, boot: Bootstrap, idp: httpx.Client
 ) -> None:
-    _verified(runtime, boot)
-    connection, _ = world.connect()
-    world.provider.a.put_account("gina", groups=["eng"], email="gina@example.com",
-                                 email_verified=True)  # fmt: skip
-    world.sign_in(connection["id"], "gina", idp)
+    connection, _ = _engineer_signed_in(world, runtime, boot, idp, "gina")
     session = runtime.sessions.get(str(world.rp.cookies.get("astralog_session")))
     assert session is not None
     runtime.sessions.update(session, auth_time=session.auth_time - 3600)
@@ -345,11 +340,7 @@ def test_a_loopback_provider_needs_the_operators_allow_list(
 def test_rp_initiated_logout_ends_the_session_then_the_providers(
     world: World, runtime: Runtime, boot: Bootstrap, idp: httpx.Client
 ) -> None:
-    _verified(runtime, boot)
-    connection, client = world.connect()
-    world.provider.a.put_account("ivan", groups=["eng"], email="ivan@example.com",
-                                 email_verified=True)  # fmt: skip
-    world.sign_in(connection["id"], "ivan", idp)
+    _, client = _engineer_signed_in(world, runtime, boot, idp, "ivan")
     assert world.rp.get("/v1/session").status_code == 200
     out = world.rp.get("/v1/auth/sso/logout", follow_redirects=False)
     assert out.status_code == 302
@@ -396,11 +387,8 @@ def test_back_channel_logout_ends_the_sessions_of_that_idp_session(
     receiver: tuple[str, list[str]],
 ) -> None:  # fmt: skip
     url, tokens = receiver
-    _verified(runtime, boot)
-    connection, _ = world.connect(backchannel_logout_uri=url)
-    world.provider.a.put_account("judy", groups=["eng"], email="judy@example.com",
-                                 email_verified=True)  # fmt: skip
-    world.sign_in(connection["id"], "judy", idp)
+    connection, _ = _engineer_signed_in(world, runtime, boot, idp, "judy",
+                                        backchannel_logout_uri=url)  # fmt: skip
     assert world.rp.get("/v1/session").status_code == 200
     end_idp_session(idp, world.provider.a)  # judy signs out at the provider itself
     assert len(tokens) == 1, world.provider.log_tail()

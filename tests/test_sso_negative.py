@@ -13,7 +13,7 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -61,19 +61,6 @@ def world(
     return World(client, bearer(boot.admin_token), oidc_provider)
 
 
-@pytest.fixture
-def browsers() -> Iterator[Callable[[], httpx.Client]]:
-    opened: list[httpx.Client] = []
-
-    def new() -> httpx.Client:
-        opened.append(httpx.Client(timeout=10))
-        return opened[-1]
-
-    yield new
-    for browser in opened:
-        browser.close()
-
-
 def _account(issuer: Issuer, sub: str = "mallory") -> None:
     issuer.put_account(sub, email=f"{sub}@example.com", email_verified=True, groups=["eng"])
 
@@ -87,10 +74,9 @@ def _claims(issuer: Issuer, **changes: Any) -> dict[str, Any]:
 
 
 def _verify(runtime: Runtime, issuer: Issuer, token: str) -> dict[str, Any]:
-    return oidc.verify_id_token(
-        token, issuer=issuer.url, client_id=CLIENT, nonce=NONCE,
-        keys=runtime.oidc.keys(issuer.url), algorithms=runtime.settings.sso.algorithms,
-    )  # fmt: skip
+    check = oidc.TokenCheck(issuer.url, CLIENT, runtime.oidc.keys(issuer.url),
+                            runtime.settings.sso.algorithms)  # fmt: skip
+    return oidc.verify_id_token(token, check, NONCE)
 
 
 def _refused(runtime: Runtime, issuer: Issuer, token: str) -> str:

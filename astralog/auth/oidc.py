@@ -402,6 +402,18 @@ def _header(token: str) -> dict[str, Any]:
     return header
 
 
+@dataclass(frozen=True)
+class TokenCheck:
+    """What a token from one provider is checked against: its issuer, our client id, its keys."""
+
+    issuer: str
+    client_id: str
+    keys: KeySource
+    algorithms: Collection[str]
+    leeway: int = 60
+    now: float | None = None
+
+
 def _decode(token: str, keys: KeySource, algorithms: Collection[str]) -> dict[str, Any]:
     header = _header(token)
     alg = header.get("alg")
@@ -418,14 +430,12 @@ def _decode(token: str, keys: KeySource, algorithms: Collection[str]) -> dict[st
         ) from exc
 
 
-def _check_claims(
-    claims: dict[str, Any], issuer: str, client_id: str, leeway: int, now: float | None
-) -> None:
+def _check_claims(claims: dict[str, Any], check: TokenCheck) -> None:
     registry = jwt.JWTClaimsRegistry(
-        now=int(now if now is not None else time.time()),
-        leeway=leeway,
-        iss={"essential": True, "value": issuer},
-        aud={"essential": True, "value": client_id},
+        now=int(check.now if check.now is not None else time.time()),
+        leeway=check.leeway,
+        iss={"essential": True, "value": check.issuer},
+        aud={"essential": True, "value": check.client_id},
         iat={"essential": True},
     )
     try:
@@ -435,26 +445,16 @@ def _check_claims(
         reason = "token_expired" if "expired" in type(exc).__name__.lower() else "bad_claims"
         raise SsoFailure(reason, f"the token's claims are not acceptable: {what}") from exc
     aud = claims["aud"]
-    if isinstance(aud, list) and len(aud) > 1 and claims.get("azp") != client_id:
+    if isinstance(aud, list) and len(aud) > 1 and claims.get("azp") != check.client_id:
         raise SsoFailure("bad_claims", "a token for several audiences must name us in 'azp'")
 
 
-def verify_id_token(
-    token: str,
-    *,
-    issuer: str,
-    client_id: str,
-    nonce: str,
-    keys: KeySource,
-    algorithms: Collection[str],
-    leeway: int = 60,
-    now: float | None = None,
-) -> dict[str, Any]:
+def verify_id_token(token: str, check: TokenCheck, nonce: str) -> dict[str, Any]:
     """The claims of an ID token, after every check of OIDC Core §3.1.3.7."""
-    claims = _decode(token, keys, algorithms)
+    claims = _decode(token, check.keys, check.algorithms)
     if "exp" not in claims:
         raise SsoFailure("bad_claims", "the ID token has no 'exp'")
-    _check_claims(claims, issuer, client_id, leeway, now)
+    _check_claims(claims, check)
     presented = claims.get("nonce")
     if not isinstance(presented, str) or not same(presented, nonce):
         raise SsoFailure("nonce_mismatch", "the ID token's nonce is not this sign-in's")
@@ -463,19 +463,10 @@ def verify_id_token(
     return claims
 
 
-def verify_logout_token(
-    token: str,
-    *,
-    issuer: str,
-    client_id: str,
-    keys: KeySource,
-    algorithms: Collection[str],
-    leeway: int = 60,
-    now: float | None = None,
-) -> dict[str, Any]:
+def verify_logout_token(token: str, check: TokenCheck) -> dict[str, Any]:
     """The claims of a back-channel logout token (OIDC Back-Channel Logout 1.0 §2.6)."""
-    claims = _decode(token, keys, algorithms)
-    _check_claims(claims, issuer, client_id, leeway, now)
+    claims = _decode(token, check.keys, check.algorithms)
+    _check_claims(claims, check)
     events = claims.get("events")
     if not isinstance(events, dict) or not isinstance(events.get(LOGOUT_EVENT), dict):
         raise SsoFailure("bad_claims", "not a logout token: no back-channel logout event")
@@ -485,7 +476,7 @@ def verify_logout_token(
         raise SsoFailure("bad_claims", "a logout token needs a 'jti'")
     if not (isinstance(claims.get("sid"), str) or isinstance(claims.get("sub"), str)):
         raise SsoFailure("bad_claims", "a logout token names a 'sid' or a 'sub'")
-    if "exp" not in claims and (now or time.time()) - claims["iat"] > LOGOUT_TOKEN_SECONDS:
+    if "exp" not in claims and (check.now or time.time()) - claims["iat"] > LOGOUT_TOKEN_SECONDS:
         raise SsoFailure("token_expired", "the logout token (without 'exp') is too old")
     return claims
 

@@ -333,17 +333,16 @@ def _verified_claims(
         _redirect_uri(runtime),
         preauth["verifier"],
     )
-    sso = runtime.settings.sso
-    claims = oidc.verify_id_token(
-        tokens["id_token"],
-        issuer=issuer,
-        client_id=connection.spec.client_id,
-        nonce=preauth["nonce"],
-        keys=runtime.oidc.keys(issuer),
-        algorithms=sso.algorithms,
-        leeway=sso.clock_skew_seconds,
-    )
+    claims = oidc.verify_id_token(tokens["id_token"], _token_check(runtime, connection),
+                                  preauth["nonce"])  # fmt: skip
     return claims, str(tokens["id_token"])
+
+
+def _token_check(runtime: Runtime, connection: Connection) -> oidc.TokenCheck:
+    """What the connection's tokens are checked against, with this installation's settings."""
+    issuer, sso = connection.spec.issuer, runtime.settings.sso
+    return oidc.TokenCheck(issuer, connection.spec.client_id, runtime.oidc.keys(issuer),
+                           sso.algorithms, sso.clock_skew_seconds)  # fmt: skip
 
 
 def _complete(
@@ -486,16 +485,7 @@ def backchannel_logout(
 
 
 def _logout_claims(runtime: Runtime, connection: Connection, token: str) -> dict[str, Any]:
-    sso = runtime.settings.sso
-    issuer = connection.spec.issuer
-    claims = oidc.verify_logout_token(
-        token,
-        issuer=issuer,
-        client_id=connection.spec.client_id,
-        keys=runtime.oidc.keys(issuer),
-        algorithms=sso.algorithms,
-        leeway=sso.clock_skew_seconds,
-    )
+    claims = oidc.verify_logout_token(token, _token_check(runtime, connection))
     expires = float(claims.get("exp") or claims["iat"] + oidc.LOGOUT_TOKEN_SECONDS)
     if not runtime.oidc.seen.first_use(f"{connection.id}:{claims['jti']}", expires):
         raise SsoFailure("replayed", "this logout token was already used")
