@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from astralog.api.deps import (
     GATE_MARK,
@@ -24,11 +24,11 @@ from astralog.api.deps import (
     browser_session,
     person_principal,
 )
-from astralog.api.models import NAME, Strict
+from astralog.api.models import Strict, TokenCreate
 from astralog.api.routes.auth import _audit, step_up
 from astralog.api.signin import require_recent, session_id
 from astralog.auth import totp
-from astralog.auth.principal import SCOPES, Principal
+from astralog.auth.principal import Principal
 from astralog.auth.sessions import Session
 from astralog.controlplane import events as ev
 from astralog.controlplane.store import Actor
@@ -76,18 +76,8 @@ class TotpConfirm(Strict):
     code: str = Field(min_length=1, max_length=16)
 
 
-class PersonalTokenCreate(Strict):
-    name: str = NAME
-    scopes: list[str] = Field(min_length=1, max_length=20, examples=[["logs:read"]])
+class PersonalTokenCreate(TokenCreate):
     expires_in_days: int = Field(30, ge=1, le=365, description="1 to 365 days.")
-
-    @field_validator("scopes")
-    @classmethod
-    def _known(cls, scopes: list[str]) -> list[str]:
-        unknown = sorted(set(scopes) - set(SCOPES))
-        if unknown:
-            raise ValueError(f"unknown scopes {unknown}; known scopes: {sorted(SCOPES)}")
-        return scopes
 
 
 @router.get("", summary="Who I am, how I sign in, and my org's sign-in policy")
