@@ -13,6 +13,18 @@ from pathlib import Path
 
 import duckdb
 
+from astralog.settings import Settings, load_settings
+
+
+def fast_flush_settings(tmp_path: Path) -> Settings:
+    """Settings whose WAL segments seal and flush within a fraction of a second, so a test reads
+    what it ingested without waiting (no fsync: the tests do not pull the plug)."""
+    return load_settings(
+        data_dir=tmp_path / "data",
+        wal={"fsync": False, "segment_max_age_seconds": 0.2},
+        flush={"interval_seconds": 0.1},
+    )
+
 
 def ndjson(markers: list[str], **fields: object) -> bytes:
     lines = [

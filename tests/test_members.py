@@ -17,28 +17,17 @@ from fastapi.testclient import TestClient
 
 from astralog.api.routes import search as search_routes
 from astralog.runtime import Bootstrap, Runtime
-from astralog.settings import Settings, load_settings
+from astralog.settings import Settings
 from tests.conftest import bearer
+from tests.ingest_helpers import fast_flush_settings
 from tests.rbac_helpers import Member, add_member, session_cookie
 from tests.search_corpus import add_source, ingest, seal_and_flush
-from tests.test_search_api import ENDPOINTS, _call, _read_tail
-
-PROBLEM = "application/problem+json"
+from tests.test_search_api import ENDPOINTS, _call, _problem, _read_tail
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Overrides conftest's: segments seal and flush within a fraction of a second."""
-    return load_settings(
-        data_dir=tmp_path / "data",
-        wal={"fsync": False, "segment_max_age_seconds": 0.2},
-        flush={"interval_seconds": 0.1},
-    )
-
-
-@pytest.fixture
-def admin(boot: Bootstrap) -> dict[str, str]:
-    return bearer(boot.admin_token)
+    return fast_flush_settings(tmp_path)
 
 
 @pytest.fixture
@@ -48,13 +37,6 @@ def org(boot: Bootstrap) -> str:
 
 def _lines(*events: dict[str, Any]) -> bytes:
     return ("\n".join(json.dumps(e) for e in events) + "\n").encode()
-
-
-def _problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def _activity(runtime: Runtime, kind: str, org_id: str) -> list[dict[str, Any]]:
@@ -70,12 +52,10 @@ def _activity(runtime: Runtime, kind: str, org_id: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def two_sources(
-    client: TestClient, runtime: Runtime, boot: Bootstrap, admin: dict[str, str]
-) -> tuple[str, str, str]:
+def two_sources(client: TestClient, runtime: Runtime, boot: Bootstrap) -> tuple[str, str, str]:
     """web (the bootstrap source) and db, each with 3 committed events; db's key."""
     web = str(boot.source["id"])
-    db, db_key = add_source(client, admin, "db")
+    db, db_key = add_source(client, bearer(boot.admin_token), "db")
     ingest(client, boot.ingest_key, _lines(*({"message": "web hit", "src": "web"},) * 3))
     ingest(client, db_key, _lines(*({"message": "db query", "src": "db"},) * 3))
     seal_and_flush(runtime)

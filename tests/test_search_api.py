@@ -33,6 +33,7 @@ from astralog.query.engine import Cursor, Session
 from astralog.runtime import Bootstrap, Runtime
 from astralog.settings import Settings, load_settings
 from tests.conftest import bearer
+from tests.ingest_helpers import fast_flush_settings
 from tests.search_corpus import add_source, ingest, search_all, stored_rows
 
 ENDPOINTS = ("search", "histogram", "facets", "tail", "export")
@@ -41,12 +42,7 @@ PROBLEM = "application/problem+json"
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    """Overrides conftest's: segments seal and flush within a fraction of a second."""
-    return load_settings(
-        data_dir=tmp_path / "data",
-        wal={"fsync": False, "segment_max_age_seconds": 0.2},
-        flush={"interval_seconds": 0.1},
-    )
+    return fast_flush_settings(tmp_path)
 
 
 @pytest.fixture

@@ -24,8 +24,9 @@ from astralog.query.engine import Session
 from astralog.query.language import parse
 from astralog.query.plan import Plan
 from astralog.runtime import Bootstrap, Runtime
-from astralog.settings import Settings, load_settings
+from astralog.settings import Settings
 from tests.conftest import bearer
+from tests.ingest_helpers import fast_flush_settings
 from tests.search_corpus import add_source, ingest, seal_and_flush
 
 PROBLEM = "application/problem+json"
@@ -34,11 +35,7 @@ HOUR_NS = 3600 * 10**9
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return load_settings(
-        data_dir=tmp_path / "data",
-        wal={"fsync": False, "segment_max_age_seconds": 0.2},
-        flush={"interval_seconds": 0.1},
-    )
+    return fast_flush_settings(tmp_path)
 
 
 def _iso(ns: int) -> str:
