@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from astralog.auth.throttle import SignInThrottle
+from astralog.controlplane import events as ev
 from astralog.controlplane.people import Policy
 from astralog.runtime import SYSTEM, Bootstrap, Runtime
 from tests.conftest import bearer
@@ -158,6 +159,30 @@ def test_enforce_sso_refuses_passwords_but_break_glass(
     glass = sign_in(client, "glass@example.com")
     assert glass.status_code == 200 and glass.json()["break_glass"] is True
     assert events(runtime, "SignedIn")[-1]["break_glass"] is True
+
+
+def test_enforced_sso_reaches_personal_tokens_too(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, ann: str
+) -> None:
+    """Enforcing SSO covers API use by people: a person's token works only within the org's
+    session lifetime after an SSO sign-in; the break-glass owner's keeps working."""
+    org_id = str(boot.org["id"])
+    add_person(runtime, org_id, "glass@example.com", "owner", break_glass=True)
+    tokens = {}
+    for email in ("ann@example.com", "glass@example.com"):
+        response = sign_in(client, email)
+        tokens[email] = bearer(_pat(client, response, ["sources:read"]).json()["token"])
+        client.cookies.clear()
+    assert client.get("/v1/sources", headers=tokens["ann@example.com"]).status_code == 200
+    runtime.control.people.set_policy(org_id, Policy(enforce_sso=True), SYSTEM)
+    refused = client.get("/v1/sources", headers=tokens["ann@example.com"])
+    assert refused.status_code == 401 and "sign in with SSO" in refused.json()["detail"]
+    assert client.get("/v1/sources", headers=tokens["glass@example.com"]).status_code == 200
+    with runtime.control.store.transaction():  # what an SSO sign-in of Ann records
+        event = ev.SignedIn("act_test", org_id, ann, "sso", idp="idp_test")
+        runtime.control.store.append(event, SYSTEM, 0)
+    runtime.control.auth.clear()
+    assert client.get("/v1/sources", headers=tokens["ann@example.com"]).status_code == 200
 
 
 def test_session_fixation_a_planted_cookie_is_replaced(

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from astralog.auth import credentials
@@ -147,6 +147,28 @@ class Authenticator:
             return _CacheEntry(principal, "", "a service account cannot sign in", None)
         return _CacheEntry(principal, "", _person_refusal(person), None)
 
+    def _sso_refusal(self, person: dict[str, Any]) -> str:
+        """Where the org enforces SSO, a person's token works only while they have signed in
+        with SSO within the org's absolute session lifetime: enforcement reaches API use by
+        people, not only the browser. Service accounts and the break-glass owner are exempt."""
+        if person["kind"] != "person" or person["break_glass"]:
+            return ""
+        with self._store.reading() as conn:
+            policy = conn.execute(
+                "SELECT enforce_sso, session_absolute_hours FROM org_policies WHERE org_id = ?",
+                (person["org_id"],),
+            ).fetchone()
+        if policy is None or not policy[0]:
+            return ""
+        last = person["last_sso_sign_in"]
+        hours = int(policy[1])
+        if last and now() - datetime.fromisoformat(last) < timedelta(hours=hours):
+            return ""
+        return (
+            f"this org enforces single sign-on: sign in with SSO to use your personal tokens "
+            f"(they work for {hours} h after each SSO sign-in)"
+        )
+
     def _personal_entry(self, row: dict[str, Any]) -> _CacheEntry:
         """A personal or service-account token: its scopes ∩ its owner's role, now."""
         person = self._person_row(row["person_id"])
@@ -154,6 +176,7 @@ class Authenticator:
             raise Unauthenticated("unknown or wrong credential")
         scopes = frozenset(json.loads(row["scopes"])) & ROLES[person["role"]].scopes
         refusal = "this token was revoked" if row["revoked_at"] else _person_refusal(person)
+        refusal = refusal or self._sso_refusal(person)
         expires = datetime.fromisoformat(row["expires_at"]) if row["expires_at"] else None
         return _CacheEntry(
             replace(_person_principal(person, scopes), id=f"token:{row['id']}"),

@@ -219,6 +219,7 @@ class People:
                 policy.session_absolute_hours,
             )
             self.store.append(event, actor, version)
+        self.auth.clear()  # enforcing SSO narrows personal tokens at once
         return self.policy(org_id)
 
     def verify_domain(self, org_id: str, domain: str, actor: Actor) -> dict[str, Any]:

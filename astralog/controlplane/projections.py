@@ -48,7 +48,7 @@ CREATE TABLE IF NOT EXISTS people (
     id TEXT PRIMARY KEY, org_id TEXT NOT NULL, kind TEXT NOT NULL, email TEXT NOT NULL,
     name TEXT NOT NULL, role TEXT NOT NULL, sources TEXT, break_glass INTEGER NOT NULL,
     state TEXT NOT NULL, mfa INTEGER NOT NULL DEFAULT 0, role_version INTEGER NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL, last_sign_in TEXT, UNIQUE (org_id, email)
+    created_at TEXT NOT NULL, last_sign_in TEXT, last_sso_sign_in TEXT, UNIQUE (org_id, email)
 );
 CREATE TABLE IF NOT EXISTS identities (
     connection_id TEXT NOT NULL, issuer TEXT NOT NULL, subject TEXT NOT NULL,
@@ -69,7 +69,7 @@ CREATE TABLE IF NOT EXISTS org_policies (
 );
 """
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Raised whenever a projection table changes shape: an older database is rebuilt from its log."""
 
 TABLES = (
@@ -338,6 +338,8 @@ def _policy_set(conn: sqlite3.Connection, e: ev.OrgSecurityPolicySet, r: Recorde
 def _signed_in(conn: sqlite3.Connection, e: ev.SignedIn, r: Recorded) -> None:
     if e.person_id:
         conn.execute("UPDATE people SET last_sign_in = ? WHERE id = ?", (r.at, e.person_id))
+        if e.method == "sso":
+            conn.execute("UPDATE people SET last_sso_sign_in = ? WHERE id = ?", (r.at, e.person_id))
     if e.idp:
         preview = json.dumps({"at": r.at, "person_id": e.person_id, "claims": e.claims})
         conn.execute("UPDATE idp_connections SET last_sign_in = ? WHERE id = ?", (preview, e.idp))
