@@ -24,6 +24,7 @@ from typing import Any
 from astralog import byob
 from astralog.auth.accounts import Accounts
 from astralog.auth.oidc import Providers
+from astralog.auth.passkeys import Passkeys
 from astralog.auth.principal import SCOPES
 from astralog.auth.sessions import SessionStore
 from astralog.catalog import BatchCommitted, Catalog
@@ -240,6 +241,7 @@ class Runtime:
         self.metrics = Metrics(tenant_labels=settings.metrics.tenant_labels)
         self.sessions = SessionStore(settings.data_dir / "sessions.sqlite3")
         self.accounts = Accounts(self.control, self.destinations.cipher)
+        self.passkeys = Passkeys(self.control, self.sessions, settings.server.url())
         self._data: DataPlane | None = None
 
     @property

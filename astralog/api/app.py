@@ -24,6 +24,7 @@ from astralog.api.routes import (
     me,
     members,
     orgs,
+    passkeys,
     search,
     session,
     sources,
@@ -100,7 +101,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     for module in (
         health, ingest, elasticsearch, session, orgs, sources, tokens, connectors, audit, search,
         members,
-        auth, me, sso, docs, ui,
+        auth, me, passkeys, sso, docs, ui,
     ):  # fmt: skip
         app.include_router(module.router)
     app.add_middleware(

@@ -228,7 +228,8 @@ class PersonDeprovisioned(Event, aggregate="{person_id}"):
 class PersonCredentialChanged(Event, aggregate="{person_id}"):
     """The fact only: secrets (password hashes, TOTP seeds) never enter the log.
 
-    ``what``: password, totp_enrolled, totp_removed, recovery_codes_issued, recovery_code_used."""
+    ``what``: password, totp_enrolled, totp_removed, recovery_codes_issued, recovery_code_used,
+    passkey_added, passkey_removed."""
 
     person_id: str
     org_id: str

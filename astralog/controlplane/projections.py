@@ -274,10 +274,15 @@ def _person_gone(conn: sqlite3.Connection, e: ev.PersonDeprovisioned, r: Recorde
 def _person_credential(
     conn: sqlite3.Connection, e: ev.PersonCredentialChanged, r: Recorded
 ) -> None:
-    if e.what in ("totp_enrolled", "totp_removed"):
-        conn.execute(
-            "UPDATE people SET mfa = ? WHERE id = ?", (int(e.what == "totp_enrolled"), e.person_id)
-        )
+    """``people.mfa`` counts second factors, so the flag read from it stays true while any one
+    remains: bit 0 is the authenticator app (set, not added: a new seed is enrolled over the
+    old one), and each passkey adds 2."""
+    conn.execute(
+        "UPDATE people SET mfa = CASE ? WHEN 'totp_enrolled' THEN mfa | 1 "
+        "WHEN 'totp_removed' THEN mfa & ~1 WHEN 'passkey_added' THEN mfa + 2 "
+        "WHEN 'passkey_removed' THEN max(mfa - 2, mfa & 1) ELSE mfa END WHERE id = ?",
+        (e.what, e.person_id),
+    )
 
 
 @handles(ev.IdentityLinked)

@@ -7,8 +7,9 @@ the same Argon2id work; failures are throttled per typed account and per client 
 with Retry-After), audited as ``SignInFailed`` with a digest of the typed email, never the text.
 
 A password that passes opens a session at the stage the org's policy asks for: "mfa" when the
-person has TOTP, "enrol" when the org requires MFA and they have none, else "full". A session
-at "mfa" or "enrol" reaches only that step's routes (the CSRF token still guards them).
+person has TOTP or a passkey, "enrol" when the org requires MFA and they have neither, else
+"full". A session at "mfa" or "enrol" reaches only that step's routes (the CSRF token still
+guards them).
 """
 
 from __future__ import annotations
@@ -49,14 +50,21 @@ class PasswordSignIn(Strict):
     password: str = Field(min_length=1, max_length=1024)
 
 
+class PasskeyAnswer(Strict):
+    ceremony: str = Field(min_length=1, max_length=100, description="From the options answer.")
+    credential: dict[str, Any] = Field(description="navigator.credentials.get()'s answer.")
+
+
 class SecondFactor(Strict):
     code: str | None = Field(None, max_length=16, description="The authenticator app's code.")
     recovery_code: str | None = Field(None, max_length=64, description="One recovery code.")
+    passkey: PasskeyAnswer | None = Field(None, description="POST /v1/auth/passkeys/options.")
 
 
 class Reauth(Strict):
     password: str = Field(min_length=1, max_length=1024)
     code: str | None = Field(None, max_length=16, description="TOTP code, when set up.")
+    passkey: PasskeyAnswer | None = Field(None, description="Or a passkey, instead of code.")
 
 
 class AcceptInvitation(Strict):
@@ -139,7 +147,7 @@ def password_sign_in(
 
 
 def _stage(runtime: Runtime, org_id: str, person_id: str) -> str:
-    if runtime.accounts.has_totp(person_id):
+    if runtime.accounts.has_totp(person_id) or runtime.passkeys.count(person_id):
         return "mfa"
     return "enrol" if runtime.control.people.policy(org_id).require_mfa else "full"
 
@@ -153,7 +161,7 @@ def _audit(runtime: Runtime, session: Session, client: str, method: str = "passw
 def _answer(session: Session) -> dict[str, Any]:
     steps = {
         "full": None,
-        "mfa": "POST /v1/auth/mfa with the authenticator code or a recovery code",
+        "mfa": "POST /v1/auth/mfa with the authenticator code, a recovery code or a passkey",
         "enrol": "the org requires MFA: POST /v1/me/totp, then POST /v1/me/totp/confirm",
     }
     return {
@@ -216,20 +224,23 @@ def _second_factor(runtime: Runtime, session: Session, body: SecondFactor, clien
     person_id, org_id = session.person_id or "", session.org_id
     key = f"mfa|{person_id}"
     runtime.accounts.throttle.check(key, client)
+    refusal = "that code is wrong or was already used; enter the next code the app shows"
     if body.code:
         ok, amr = runtime.accounts.check_totp(org_id, person_id, body.code), "otp"
     elif body.recovery_code:
         ok, amr = runtime.accounts.use_recovery_code(org_id, person_id, body.recovery_code), "kba"
+    elif body.passkey:
+        answer, amr = body.passkey, "hwk"
+        refusal = runtime.passkeys.refusal(org_id, person_id, session.digest, answer.ceremony,
+                                           answer.credential) or ""  # fmt: skip
+        ok = not refusal
     else:
-        raise Unauthenticated("send code (the authenticator app's) or recovery_code")
+        raise Unauthenticated("send code (the authenticator app's), recovery_code or passkey")
     if not ok:
         runtime.accounts.throttle.failed(key, client)
         audit_failure(runtime, Actor(f"person:{person_id}", client), org_id, "mfa",
-                      "wrong, used or expired second-factor code")  # fmt: skip
-        raise Unauthenticated(
-            "that code is wrong or was already used; enter the next code the app shows",
-            code="mfa_invalid",
-        )
+                      "wrong, used or expired second factor: " + refusal)  # fmt: skip
+        raise Unauthenticated(refusal, code="mfa_invalid")
     runtime.accounts.throttle.succeeded(key, client)
     return amr
 
@@ -277,11 +288,14 @@ def reauth(
         raise Unauthenticated("wrong password", code="wrong_credentials")
     runtime.accounts.throttle.succeeded(key, client)
     amr: tuple[str, ...] = ("pwd",)
-    if runtime.accounts.has_totp(person_id):
+    if runtime.accounts.has_totp(person_id) or runtime.passkeys.count(person_id):
         amr = (
             "pwd",
             _second_factor(
-                runtime, session, SecondFactor(code=body.code, recovery_code=None), client
+                runtime,
+                session,
+                SecondFactor(code=body.code, recovery_code=None, passkey=body.passkey),
+                client,
             ),
             "mfa",
         )
