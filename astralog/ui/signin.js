@@ -5,6 +5,7 @@
 import { ApiError, get, post, setCsrf } from "./api.js";
 import { h, icon, replace } from "./dom.js";
 import { codeInput, enrolTotp, fail } from "./mfa.js";
+import { passkeyStep } from "./passkeys.js";
 
 const ORG_KEY = "astralog.org";
 const ERRORS = {
@@ -303,6 +304,7 @@ class SignIn {
       error,
       submit,
       toggle,
+      passkeyStep(() => this.finish(), (text) => fail(input, error, text)),
     );
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
