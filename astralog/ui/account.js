@@ -20,6 +20,7 @@ import {
 } from "./dom.js";
 import { list, roleLabel, showOnce } from "./members.js";
 import { enrolTotp, fail, showRecoveryCodes, withReauth } from "./mfa.js";
+import { passkeysCard } from "./passkeys.js";
 
 export async function mount(main, app) {
   const page = h("div", { class: "page" });
@@ -31,7 +32,7 @@ export async function mount(main, app) {
       page,
       () => pageHead("My account", "How you sign in, and what can act for you."),
       async () => (me = await get("/v1/me")),
-      () => [profileCard(), passwordCard(), totpCard(), sessionsCard(), tokensCard()],
+      () => [profileCard(), passwordCard(), totpCard(), passkeysCard(), sessionsCard(), tokensCard()],
     );
   }
 
