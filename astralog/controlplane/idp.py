@@ -84,7 +84,8 @@ class Connection:
         """What admins read: everything but the secret, which is write-only."""
         spec = asdict(self.spec)
         spec["role_rules"] = spec.pop("rules")  # the name the API takes them by
-        return {"id": self.id, **spec, "has_client_secret": True}
+        last = self.last_sign_in["at"] if self.last_sign_in else None
+        return {"id": self.id, **spec, "has_client_secret": True, "last_sign_in": last}
 
 
 @dataclass(frozen=True)
@@ -284,6 +285,31 @@ class IdentityProviders:
         event = ev.IdentityLinked(connection.id, connection.org_id, issuer, subject, person_id)
         with self.store.transaction():
             self.store.append(event, actor, self.store.version(event.aggregate_id))
+
+    def identities(self, org_id: str, person_id: str) -> builtins.list[dict[str, Any]]:
+        """The IdP identities linked to one person, each with its connection's name."""
+        with self.store.reading() as conn:
+            rows = conn.execute(
+                "SELECT i.connection_id, c.name, i.issuer, i.subject, i.linked_at "
+                "FROM identities i JOIN idp_connections c ON c.id = i.connection_id "
+                "WHERE i.org_id = ? AND i.person_id = ? ORDER BY c.name, i.linked_at",
+                (org_id, person_id),
+            ).fetchall()
+        keys = ("connection_id", "connection_name", "issuer", "subject", "linked_at")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    def unlink(self, org_id: str, connection_id: str, person_id: str, actor: Actor) -> int:
+        """Unlink the person's identities at one connection (a person may hold several)."""
+        linked = [
+            i for i in self.identities(org_id, person_id) if i["connection_id"] == connection_id
+        ]
+        if not linked:
+            raise NotFound("no identity of yours is linked at this identity provider")
+        with self.store.transaction():
+            for identity in linked:
+                event = ev.IdentityUnlinked(connection_id, org_id, identity["subject"], person_id)
+                self.store.append(event, actor, self.store.version(event.aggregate_id))
+        return len(linked)
 
     def check_mapping(self, connection: Connection, claims: Mapping[str, Any]) -> Mapped | None:
         """What the rules make of the claims; a strict connection refuses when none match."""

@@ -98,12 +98,58 @@ def me(principal: EnrollingDep, request: Request, runtime: RuntimeDep) -> dict[s
         "password": runtime.accounts.has_password(person_id),
         "totp": runtime.accounts.has_totp(person_id),
         "recovery_codes_left": runtime.accounts.recovery_codes_left(person_id),
+        "identities": [_identity(i) for i in runtime.idps.identities(org_id, person_id)],
         "policy": runtime.control.people.policy(org_id).as_json(),
         "session": None if session is None else {**session.view(session.digest),
                                                   "stage": session.stage,
                                                   "auth_time": session.auth_time},
         "csrf_token": "" if session is None else session.csrf,
     }  # fmt: skip
+
+
+def _identity(linked: dict[str, Any]) -> dict[str, Any]:
+    """A linked IdP identity as its person sees it (the opaque subject stays on the server)."""
+    return {k: linked[k] for k in ("connection_id", "connection_name", "issuer", "linked_at")}
+
+
+@router.get("/identities", summary="My linked SSO identities, and the org's providers to link")
+def my_identities(principal: PersonDep, runtime: RuntimeDep) -> dict[str, Any]:
+    org_id, person_id = principal.org_id or "", principal.person_id or ""
+    linked = [_identity(i) for i in runtime.idps.identities(org_id, person_id)]
+    at = {i["connection_id"] for i in linked}
+    connections = [{"id": c.id, "name": c.spec.name, "linked": c.id in at}
+                   for c in runtime.idps.list(org_id)]  # fmt: skip
+    return {"identities": linked, "connections": connections}
+
+
+@router.delete("/identities/{connection_id}", summary="Unlink my identity at an identity provider")
+def unlink_identity(
+    connection_id: str,
+    principal: PersonDep,
+    request: Request,
+    runtime: RuntimeDep,
+    client: ClientDep,
+) -> dict[str, Any]:
+    _session(request)
+    require_recent(request)
+    org_id, person_id = principal.org_id or "", principal.person_id or ""
+    linked = runtime.idps.identities(org_id, person_id)
+    last = {i["connection_id"] for i in linked} == {connection_id}
+    if last and not _password_signs_in(runtime, org_id, person_id):
+        raise Conflict("this identity is the only way you sign in: unlinking it would lock you "
+                       "out; link another identity provider first")  # fmt: skip
+    unlinked = runtime.idps.unlink(org_id, connection_id, person_id, Actor(principal.id, client))
+    return {"connection_id": connection_id, "unlinked": unlinked}
+
+
+def _password_signs_in(runtime: Runtime, org_id: str, person_id: str) -> bool:
+    """A password of theirs still opens a session here (not where SSO is enforced, unless they
+    are the break-glass owner)."""
+    if not runtime.accounts.has_password(person_id):
+        return False
+    if runtime.control.people.get(org_id, person_id)["break_glass"]:
+        return True
+    return not runtime.control.people.policy(org_id).enforce_sso
 
 
 @router.post("/password", summary="Change my password (needs the current one)")
