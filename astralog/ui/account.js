@@ -19,6 +19,7 @@ import {
   toast,
 } from "./dom.js";
 import { list, roleLabel, showOnce } from "./members.js";
+import { identitiesCard } from "./identities.js";
 import { enrolTotp, fail, showRecoveryCodes, withReauth } from "./mfa.js";
 import { passkeysCard } from "./passkeys.js";
 
@@ -32,7 +33,7 @@ export async function mount(main, app) {
       page,
       () => pageHead("My account", "How you sign in, and what can act for you."),
       async () => (me = await get("/v1/me")),
-      () => [profileCard(), passwordCard(), totpCard(), passkeysCard(), sessionsCard(), tokensCard()],
+      () => [profileCard(), passwordCard(), totpCard(), passkeysCard(), identitiesCard(), sessionsCard(), tokensCard()],
     );
   }
 

@@ -2,6 +2,7 @@
 
 import { ApiError, cached, del, get, invalidate, onSignedOut, setCsrf } from "./api.js";
 import { announce, h, icon, replace, stateView, toast } from "./dom.js";
+import { noteSsoReturn } from "./mfa.js";
 
 // `scope`: what the signed-in role needs for the page (GET /v1/session lists the scopes); a link
 // to a page the role cannot use is hidden, and the page itself says so instead of failing later.
@@ -191,6 +192,7 @@ async function startSession(data) {
     })
     .catch(() => {});
   if (data.kind === "person") await loadPerson();
+  noteSsoReturn(); // back from the IdP in link, test or reauth mode
   await render();
 }
 

@@ -2,7 +2,7 @@
 // recovery codes shown once, and re-authentication before a sensitive action.
 
 import { ApiError, get, post, setCsrf } from "./api.js";
-import { copyButton, h, icon, openDialog, replace } from "./dom.js";
+import { copyButton, h, icon, openDialog, replace, toast } from "./dom.js";
 
 // The QR code arrives as SVG text. It goes into an <img> as a data: URL: an image's SVG cannot
 // run scripts or reach the page, and the policy allows `img-src data:`. It is never parsed as
@@ -207,53 +207,38 @@ async function reauthenticate() {
     const error = h("p", { class: "field-error", role: "alert" });
     const submit = h("button", { type: "submit", class: "btn btn-primary", form: "reauth-form" }, "Confirm");
     const cancel = h("button", { type: "button", class: "btn" }, "Cancel");
-    const ssoLinks = (me.identities || [])
-      .filter((identity) => identity.connection_id)
-      .map((identity) =>
-        h(
-          "a",
-          {
-            class: "btn",
-            href: `/v1/auth/sso/${encodeURIComponent(identity.connection_id)}/start?mode=reauth&return_to=${encodeURIComponent(location.pathname + location.search)}`,
-          },
-          `Confirm with ${identity.connection_name || "SSO"}`,
-        ),
-      );
+    const withPassword = passwordWorks(me);
+    const sso = ssoChoices(me.identities || []);
     const form = h(
       "form",
       { id: "reauth-form", class: "stack", novalidate: true },
-      h(
-        "div",
-        { class: "field" },
-        h("label", { for: "reauth-password" }, "Password"),
-        password,
-      ),
+      h("div", { class: "field" }, h("label", { for: "reauth-password" }, "Password"), password),
       me.totp === false
         ? null
-        : h(
-            "div",
-            { class: "field" },
-            h("label", { for: "reauth-code" }, "Authenticator code"),
-            code,
-          ),
+        : h("div", { class: "field" }, h("label", { for: "reauth-code" }, "Authenticator code"), code),
       error,
-      ssoLinks.length ? h("div", { class: "row" }, ssoLinks) : null,
     );
+    const body = [
+      withPassword ? form : null,
+      withPassword && sso ? h("p", { class: "reauth-or muted" }, "or") : null,
+      sso,
+      withPassword || sso ? null : h("p", {}, "Sign out and sign in again, then retry."),
+    ];
     const { close } = openDialog({
       title: "Confirm it is you",
       description: "This action needs a recent sign-in.",
-      body: [form],
-      actions: [cancel, submit],
+      body,
+      actions: withPassword ? [cancel, submit] : [cancel],
       onClose: () => resolve(confirmed),
     });
     cancel.addEventListener("click", () => close());
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
-      const body = { password: password.value };
-      if (code.isConnected && code.value.trim()) body.code = code.value.trim();
+      const sent = { password: password.value };
+      if (code.isConnected && code.value.trim()) sent.code = code.value.trim();
       submit.disabled = true;
       try {
-        const answer = await post("/v1/auth/reauth", body, { quiet401: true });
+        const answer = await post("/v1/auth/reauth", sent, { quiet401: true });
         if (answer?.csrf_token) setCsrf(answer.csrf_token); // a step-up may rotate the session
         confirmed = true;
         close();
@@ -262,6 +247,61 @@ async function reauthenticate() {
         submit.disabled = false;
       }
     });
-    password.focus();
+    (withPassword ? password : cancel).focus();
   });
+}
+
+// A password confirms it is you unless the org enforces SSO (the break-glass owner excepted).
+function passwordWorks(me) {
+  if (me.password === false) return false;
+  return !(me.policy?.enforce_sso && !me.break_glass);
+}
+
+// "Confirm with <IdP>": a fresh login there (mode=reauth) brings the browser back to this page,
+// where the action is run again; the note says so once the page is back.
+function ssoChoices(identities) {
+  const here = location.pathname + location.search;
+  const seen = new Set();
+  const links = identities
+    .filter((i) => i.connection_id && !seen.has(i.connection_id) && seen.add(i.connection_id))
+    .map((i) => {
+      const name = i.connection_name || "SSO";
+      const href = `/v1/auth/sso/${encodeURIComponent(i.connection_id)}/start?mode=reauth&return_to=${encodeURIComponent(here)}`;
+      const link = h("a", { class: "btn", href }, icon("shield", "icon-sm"), `Confirm with ${name}`);
+      link.addEventListener("click", () => remember(REAUTH_NOTE, name));
+      return link;
+    });
+  return links.length ? h("div", { class: "row reauth-sso" }, links) : null;
+}
+
+const REAUTH_NOTE = "astralog.reauth";
+
+function remember(key, value) {
+  try {
+    sessionStorage.setItem(key, value);
+  } catch {
+    /* no note after the round trip; the action still works when retried */
+  }
+}
+
+// Back from the identity provider to a signed-in page (link or reauth mode): a failure arrives as
+// ?signin_error= and is shown once; a re-authentication that worked says the action awaits.
+export function noteSsoReturn() {
+  let name = null;
+  try {
+    name = sessionStorage.getItem(REAUTH_NOTE);
+    sessionStorage.removeItem(REAUTH_NOTE);
+  } catch {
+    /* no note to show */
+  }
+  const params = new URLSearchParams(location.search);
+  const reason = params.get("signin_error");
+  if (reason) {
+    params.delete("signin_error");
+    const rest = params.toString();
+    history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
+    toast(`Single sign-on failed: ${reason.slice(0, 200).replaceAll("_", " ")}.`, { error: true, timeout: 8000 });
+  } else if (name) {
+    toast(`Confirmed with ${name}. Run the action again.`, { timeout: 6000 });
+  }
 }
