@@ -140,6 +140,8 @@ def fits(page: Page, name: str, *, full_page: bool = True) -> None:
 
 def test_people_pages_fit_390_px_in_the_dark_theme(ui: UI) -> None:
     page = ui.page("/", signed_in=False, viewport=NARROW, scheme="dark")
+    page.wait_for_selector("#signin-org, #signin-email")
+    fits(page, "people-signin-dark-390")
     accept(page, invite(ui, "a-rather-long-address-for-a-phone@example.com", "admin"))
     pages = (("/account", "#tokens-title"), ("/members", "#members-table"),
              ("/security", "#policy-form"))  # fmt: skip
@@ -147,6 +149,9 @@ def test_people_pages_fit_390_px_in_the_dark_theme(ui: UI) -> None:
         page.goto(path)
         page.wait_for_selector(ready)
         fits(page, f"people-{path.strip('/')}-dark-390")
+    page.goto("/members")
+    page.click("#invite-member")
+    fits(page, "people-invite-dark-390", full_page=False)
     page.goto("/account")
     age_session(ui, page)
     issue_token(page, "phone")
