@@ -330,3 +330,41 @@ def test_malformed_answers_are_4xx(client: TestClient, runtime: Runtime, org_id:
     body = {"ceremony": options["ceremony"], "credential": garbage}
     bad = client.post("/v1/me/passkeys", json=body, headers=csrf(signed_in))
     assert bad.status_code == 400 and bad.json()["code"] == "passkey_invalid"
+
+
+def test_me_counts_my_passkeys(client: TestClient, runtime: Runtime, org_id: str) -> None:
+    """GET /v1/me says how many passkeys the person has, so the UI knows what to offer (the
+    re-authentication dialog's "Use a passkey"); the enrol stage sees it too."""
+    runtime.control.people.set_policy(org_id, Policy(require_mfa=True), SYSTEM)
+    add_person(runtime, org_id, "ann@example.com")
+    first = sign_in(client, "ann@example.com")
+    assert client.get("/v1/me").json()["passkeys"] == 0
+    assert register(client, first, SoftAuthenticator(ORIGIN)).status_code == 201
+    now = client.get("/v1/me")  # the enrolment stepped the session up: a new CSRF token
+    assert register(client, now, SoftAuthenticator(ORIGIN), "phone").status_code == 201
+    mine = client.get("/v1/me").json()
+    assert mine["passkeys"] == 2 and mine["totp"] is False
+
+
+def test_totp_goes_under_require_mfa_only_while_a_passkey_remains(
+    client: TestClient, runtime: Runtime, org_id: str
+) -> None:
+    """V6.5.6: with the org requiring MFA, the authenticator app may be removed when a passkey
+    is left as the second factor, never when it is the last one."""
+    runtime.control.people.set_policy(org_id, Policy(require_mfa=True), SYSTEM)
+    add_person(runtime, org_id, "ann@example.com")
+    first = sign_in(client, "ann@example.com")
+    assert first.json()["stage"] == "enrol"
+    secret = client.post("/v1/me/totp", headers=csrf(first)).json()["secret"]
+    confirmed = client.post("/v1/me/totp/confirm", json={"code": totp.code_at(secret, time.time())},
+                            headers=csrf(first))  # fmt: skip
+    assert confirmed.status_code == 200, confirmed.text
+    now = client.get("/v1/me")  # the enrolment stepped the session up: a new CSRF token
+    alone = client.delete("/v1/me/totp", headers=csrf(now))
+    assert alone.status_code == 409 and "last second factor" in alone.json()["detail"]
+    assert now.json()["totp"] is True
+    assert register(client, now, SoftAuthenticator(ORIGIN)).status_code == 201
+    removed = client.delete("/v1/me/totp", headers=csrf(now))
+    assert removed.status_code == 200, removed.text
+    mine = client.get("/v1/me").json()
+    assert mine["totp"] is False and mine["passkeys"] == 1

@@ -97,6 +97,7 @@ def me(principal: EnrollingDep, request: Request, runtime: RuntimeDep) -> dict[s
         "break_glass": person["break_glass"],
         "password": runtime.accounts.has_password(person_id),
         "totp": runtime.accounts.has_totp(person_id),
+        "passkeys": runtime.passkeys.count(person_id),
         "recovery_codes_left": runtime.accounts.recovery_codes_left(person_id),
         "identities": [_identity(i) for i in runtime.idps.identities(org_id, person_id)],
         "policy": runtime.control.people.policy(org_id).as_json(),
@@ -229,17 +230,19 @@ def confirm_totp(
     return {"recovery_codes": codes, "other_sessions_ended": ended}
 
 
-@router.delete("/totp", summary="Remove my authenticator app (not when the org requires MFA)")
+@router.delete("/totp", summary="Remove my authenticator app (not my last factor under MFA)")
 def remove_totp(principal: PersonDep, request: Request, runtime: RuntimeDep,
                 client: ClientDep) -> dict[str, Any]:  # fmt: skip
     _session(request)
     require_recent(request)
     org_id, person_id = principal.org_id or "", principal.person_id or ""
-    if runtime.control.people.policy(org_id).require_mfa:
-        raise Conflict("your org requires MFA: set up a new authenticator app instead "
-                       "(POST /v1/me/totp replaces the current one once confirmed)")  # fmt: skip
     if not runtime.accounts.has_totp(person_id):
         raise NotFound("no authenticator app is set up")
+    required = runtime.control.people.policy(org_id).require_mfa
+    if required and not runtime.passkeys.count(person_id):
+        raise Conflict("your org requires MFA and this is your last second factor: add a "
+                       "passkey first, or set up a new authenticator app instead "
+                       "(POST /v1/me/totp replaces the current one once confirmed)")  # fmt: skip
     runtime.accounts.remove_totp(org_id, person_id, Actor(principal.id, client))
     return {"totp": False}
 
