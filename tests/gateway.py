@@ -162,8 +162,10 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 @contextlib.contextmanager
 def running_gateway(directory: Path, **settings: str) -> Iterator[Gateway]:
-    """``init`` + ``serve`` in ``directory``; ``settings`` are extra ``ASTRALOG_*`` variables."""
-    data_dir, log, port = directory / "data", directory / "gateway.log", free_port()
+    """``init`` + ``serve`` in ``directory``; ``settings`` are extra ``ASTRALOG_*`` variables
+    (``ASTRALOG_SERVER__PORT`` among them when the caller needs the port beforehand)."""
+    data_dir, log = directory / "data", directory / "gateway.log"
+    port = int(settings.pop("ASTRALOG_SERVER__PORT", "0")) or free_port()
     env = {
         **os.environ,
         **FAST_FLUSH_ENV,

@@ -84,6 +84,7 @@ def test_reauth_dialog_then_retry_issues_a_token_shown_once(ui: UI) -> None:
     expect(page.locator("#reauth-password")).to_be_focused()
     expect(reauth.locator(".reauth-sso")).to_have_count(0)  # no identity linked: no SSO offer
     expect(page.locator("#reauth-code")).to_have_count(0)  # no authenticator app set up
+    expect(page.locator("#reauth-passkey")).to_have_count(0)  # nor a passkey
     page.fill("#reauth-password", "not my password")
     page.click("button[form=reauth-form]")
     expect(reauth.get_by_role("alert")).to_contain_text("wrong password")

@@ -3,6 +3,7 @@
 
 import { ApiError, get, post, setCsrf } from "./api.js";
 import { copyButton, h, icon, openDialog, replace, toast } from "./dom.js";
+import { passkeyAnswer, supported as passkeysSupported } from "./passkeys.js";
 
 // The QR code arrives as SVG text. It goes into an <img> as a data: URL: an image's SVG cannot
 // run scripts or reach the page, and the policy allows `img-src data:`. It is never parsed as
@@ -175,7 +176,7 @@ export function showRecoveryCodes(box, codes, onDone) {
 // ------------------------------------------------------------------ re-authentication
 
 // Run `action`; when the server answers 403 reauth_required (a sensitive action long after
-// sign-in), ask for the password (and code) again, then run it once more.
+// sign-in), ask for the password (and a code or a passkey) again, then run it once more.
 export async function withReauth(action) {
   try {
     return await action();
@@ -209,6 +210,9 @@ async function reauthenticate() {
     const cancel = h("button", { type: "button", class: "btn" }, "Cancel");
     const withPassword = passwordWorks(me);
     const sso = ssoChoices(me.identities || []);
+    const passkey = me.passkeys > 0 && passkeysSupported()
+      ? h("button", { type: "button", class: "btn", id: "reauth-passkey" }, icon("shield", "icon-sm"), "Use a passkey")
+      : null;
     const form = h(
       "form",
       { id: "reauth-form", class: "stack", novalidate: true },
@@ -216,6 +220,7 @@ async function reauthenticate() {
       me.totp === false
         ? null
         : h("div", { class: "field" }, h("label", { for: "reauth-code" }, "Authenticator code"), code),
+      passkey ? h("div", { class: "row" }, passkey) : null,
       error,
     );
     const body = [
@@ -232,20 +237,27 @@ async function reauthenticate() {
       onClose: () => resolve(confirmed),
     });
     cancel.addEventListener("click", () => close());
-    form.addEventListener("submit", async (event) => {
-      event.preventDefault();
-      const sent = { password: password.value };
-      if (code.isConnected && code.value.trim()) sent.code = code.value.trim();
-      submit.disabled = true;
+    const buttons = [submit, passkey].filter(Boolean);
+    const confirm = async (second) => {
+      if (!password.value) return fail(password, error, "Enter your password.");
+      buttons.forEach((b) => (b.disabled = true));
       try {
-        const answer = await post("/v1/auth/reauth", sent, { quiet401: true });
+        const answer = await post("/v1/auth/reauth", { password: password.value, ...(await second()) }, { quiet401: true });
         if (answer?.csrf_token) setCsrf(answer.csrf_token); // a step-up may rotate the session
         confirmed = true;
         close();
       } catch (err) {
-        fail(password, error, err.detail || String(err));
-        submit.disabled = false;
+        fail(password, error, err.name === "NotAllowedError" ? "The passkey request was cancelled or timed out." : err.detail || err.message || String(err));
+        buttons.forEach((b) => (b.disabled = false));
       }
+    };
+    const withPasskey = async () => ({ passkey: await passkeyAnswer() });
+    passkey?.addEventListener("click", () => confirm(withPasskey));
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const typed = code.isConnected ? code.value.trim() : "";
+      // With a passkey and no authenticator app, Enter (or Confirm) asks for the passkey.
+      confirm(typed ? async () => ({ code: typed }) : passkey && !code.isConnected ? withPasskey : async () => ({}));
     });
     (withPassword ? password : cancel).focus();
   });

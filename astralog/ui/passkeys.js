@@ -6,7 +6,7 @@ import { del, get, post } from "./api.js";
 import { actionTable, card, confirmAndRun, errorState, fmtDateTime, formDialog, h, icon, replace, toast } from "./dom.js";
 import { withReauth } from "./mfa.js";
 
-const supported = () => typeof window.PublicKeyCredential === "function" && Boolean(navigator.credentials);
+export const supported = () => typeof window.PublicKeyCredential === "function" && Boolean(navigator.credentials);
 
 function fromB64url(text) {
   const b64 = text.replaceAll("-", "+").replaceAll("_", "/");
@@ -69,6 +69,35 @@ export function passkeyStep(onDone, onError) {
   return button;
 }
 
+// "Use a passkey" at the sign-in's MFA enrolment (the org requires MFA): registering one
+// completes the sign-in, as confirming an authenticator app does.
+export function passkeyEnrolment(onDone, onError) {
+  if (!supported()) return null;
+  const button = h("button", { type: "button", class: "btn btn-block", id: "enrol-passkey" }, icon("shield", "icon-sm"), "Use a passkey");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      await createPasskey(await post("/v1/me/passkeys/options", {}), "");
+      onDone();
+    } catch (err) {
+      button.disabled = false;
+      onError(err.detail || err.message || String(err));
+    }
+  });
+  return button;
+}
+
+// The browser's own dialog for the creation options, then the server keeps the new passkey.
+async function createPasskey(options, name) {
+  let cred;
+  try {
+    cred = await navigator.credentials.create({ publicKey: creationOptions(options.public_key) });
+  } catch (err) {
+    throw new Error(err.name === "NotAllowedError" ? "The passkey was not created (cancelled or timed out)." : err.message);
+  }
+  return post("/v1/me/passkeys", { ceremony: options.ceremony, name, credential: credentialJson(cred) });
+}
+
 // ---- My account
 
 export function passkeysCard() {
@@ -118,13 +147,7 @@ async function addPasskey(box) {
     fields: [h("div", { class: "field" }, h("label", { for: "passkey-name" }, "Name"), name)],
     submitLabel: "Continue",
     async onSubmit(close) {
-      let cred;
-      try {
-        cred = await navigator.credentials.create({ publicKey: creationOptions(options.public_key) });
-      } catch (err) {
-        throw new Error(err.name === "NotAllowedError" ? "The passkey was not created (cancelled or timed out)." : err.message);
-      }
-      await post("/v1/me/passkeys", { ceremony: options.ceremony, name: name.value.trim(), credential: credentialJson(cred) });
+      await createPasskey(options, name.value.trim());
       close();
       toast("Passkey added");
       render(box);

@@ -5,7 +5,7 @@
 import { ApiError, get, post, setCsrf } from "./api.js";
 import { h, icon, replace } from "./dom.js";
 import { codeInput, enrolTotp, fail } from "./mfa.js";
-import { passkeyStep } from "./passkeys.js";
+import { passkeyEnrolment, passkeyStep } from "./passkeys.js";
 
 const ORG_KEY = "astralog.org";
 const ERRORS = {
@@ -330,11 +330,20 @@ class SignIn {
     );
   }
 
+  // Either factor completes the sign-in: a passkey (where the browser has WebAuthn) or the app.
   enrol() {
     const box = h("div", { class: "stack" });
+    const error = h("p", { class: "field-error", id: "enrol-error", role: "alert", hidden: true });
+    const passkey = passkeyEnrolment(() => this.finish(), (text) => {
+      error.textContent = text;
+      error.hidden = false;
+    });
     this.show(
       "Set up two-step verification",
-      "Your organization requires an authenticator app for every sign-in.",
+      passkey
+        ? "Your organization requires a second step at every sign-in: a passkey (a security key, your phone or this device's screen lock) or an authenticator app."
+        : "Your organization requires an authenticator app for every sign-in.",
+      passkey ? h("div", { class: "stack" }, passkey, error, h("div", { class: "or", role: "separator" }, "or")) : null,
       box,
     );
     enrolTotp(box, { onDone: () => this.finish() });

@@ -3,7 +3,8 @@
 Changes to how one signs in, and new tokens, are made from a signed-in browser session (never
 with a personal token, which could otherwise outlive itself) after a recent sign-in
 (``require_recent``). A session at stage "enrol" (the org requires MFA) reaches only
-``GET /v1/me`` and the two TOTP set-up routes; confirming TOTP completes its sign-in.
+``GET /v1/me`` and the set-up routes of TOTP and of passkeys; confirming either completes
+its sign-in.
 """
 
 from __future__ import annotations
