@@ -103,6 +103,11 @@ class People:
         via: str = "admin",
     ) -> dict[str, Any]:
         person = self.get(org_id, person_id)
+        if person["state"] != "active":
+            raise Conflict(
+                f"{person['email']} was deprovisioned: their access ended for good, so a role "
+                "or grant would change nothing"
+            )
         self._check_grant(org_id, person["kind"], role_name, sources)
         if person["role"] == role_name and person["sources"] == _sorted(sources):
             return person
@@ -132,6 +137,14 @@ class People:
         with self.store.transaction():
             version = self.store.version(person_id)
             self.store.append(ev.PersonCredentialChanged(person_id, org_id, what), actor, version)
+
+    def linked_identities(self, person_id: str) -> int:
+        """How many IdP identities sign in as this person."""
+        with self.store.reading() as conn:
+            (count,) = conn.execute(
+                "SELECT COUNT(*) FROM identities WHERE person_id = ?", (person_id,)
+            ).fetchone()
+        return int(count)
 
     def get(self, org_id: str, person_id: str) -> dict[str, Any]:
         return _view(self.store.tenant_row("people", person_id, org_id, "member"))

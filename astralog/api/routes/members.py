@@ -30,6 +30,7 @@ from astralog.auth.principal import Principal
 from astralog.auth.roles import ROLES, check_may_hold
 from astralog.controlplane import events as ev
 from astralog.controlplane.people import Policy
+from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.store import Actor
 from astralog.errors import BadRequest, Conflict, Forbidden, NotFound
 from astralog.ids import new_id
@@ -109,13 +110,47 @@ def invite(
     check_may_hold(principal, body.role, "grant")
     control = runtime.control
     member = control.people.add(org_id, body.email, body.name, body.role, body.sources, actor)
-    token = runtime.accounts.create_invitation(org_id, member["id"])
+    return _invitation(runtime, member)
+
+
+@router.post(
+    "/v1/members/{member_id}/invitation", status_code=201,
+    summary="A new invitation link for someone who never accepted one; earlier links end",
+)  # fmt: skip
+def reinvite(
+    member_id: str, request: Request, org_id: MembersWrite, principal: ManagementDep,
+    runtime: RuntimeDep,
+) -> dict[str, Any]:  # fmt: skip
+    require_recent(request)
+    person = runtime.control.people.get(org_id, member_id)
+    check_may_hold(principal, person["role"], "invite someone holding")
+    _check_never_accepted(runtime, person)
+    return _invitation(runtime, person)
+
+
+def _invitation(runtime: Runtime, member: dict[str, Any]) -> dict[str, Any]:
+    token = runtime.accounts.create_invitation(member["org_id"], member["id"])
     # The token rides in the fragment: it never reaches a server log or a Referer header.
-    return {
-        "member": member,
-        "invitation_token": token,
-        "invitation_url": f"/invitation#token={token}",
-    }
+    url = f"{runtime.settings.server.url()}/invitation#token={token}"
+    return {"member": member, "invitation_token": token, "invitation_url": url}
+
+
+def _check_never_accepted(runtime: Runtime, person: dict[str, Any]) -> None:
+    """An invitation lets whoever holds the link choose the password, and the admin who asks
+    for one holds it: so only for a person with no way in yet."""
+    email = person["email"]
+    if person["kind"] != "person":
+        raise Conflict("a service account signs in with tokens, never an invitation")
+    if person["state"] != "active":
+        raise Conflict(f"{email} was deprovisioned; their access stays ended")
+    if runtime.accounts.has_password(person["id"]):
+        raise Conflict(
+            f"{email} already accepted an invitation and chose a password; a new link would let "
+            "whoever holds it (you) choose their password, so none is issued: they sign in with "
+            "their password, or with SSO if the org has it"
+        )
+    if runtime.control.people.linked_identities(person["id"]):
+        raise Conflict(f"{email} signs in with SSO; they need no invitation")
 
 
 @router.patch("/v1/members/{member_id}", summary="Change the role or source grants")
@@ -230,9 +265,16 @@ def list_domains(org_id: SsoWrite, control: ControlDep) -> list[dict[str, str]]:
 def verify_domain(
     org_id: str, body: DomainVerify, _: OperatorDep, control: ControlDep, actor: ActorDep
 ) -> dict[str, Any]:
-    """The operator attests that the org owns the domain (checked out of band)."""
-    control.org(org_id)
-    return control.people.verify_domain(org_id, body.domain, actor)
+    """The operator attests that the org (id or name) owns the domain (checked out of band)."""
+    return control.people.verify_domain(_org_id(control, org_id), body.domain, actor)
+
+
+def _org_id(control: ControlPlane, org: str) -> str:
+    """An org by id or by name (the CLI and people use names)."""
+    for row in control.orgs():
+        if org in (row["id"], row["name"]):
+            return str(row["id"])
+    raise NotFound(f"no org with id or name {org[:80]!r}; GET /v1/orgs lists them")
 
 
 # ---- rules ---------------------------------------------------------------------------------
