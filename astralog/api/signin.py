@@ -133,9 +133,17 @@ def require_recent(
                 code="session_required",
             )
         return
-    if not session.authenticated_within(seconds):
+    if session.authenticated_within(seconds):
+        return
+    if session.person_id is None:  # signed in with an org token: it is the only proof there is
         raise Forbidden(
-            "this action needs a recent sign-in: confirm your password or sign in with SSO "
-            "again (POST /v1/auth/reauth), then retry",
+            "this action needs a recent sign-in: this session was opened with an admin token, "
+            "so sign in with that token again (POST /v1/session {token}), then retry",
             code="reauth_required",
+            signed_in_with="token",
         )
+    raise Forbidden(
+        "this action needs a recent sign-in: confirm your password or sign in with SSO "
+        "again (POST /v1/auth/reauth), then retry",
+        code="reauth_required",
+    )

@@ -47,13 +47,24 @@ class Principal:
         return self.org_id is not None and self.kind in ("management", "person", "service")
 
     def require(self, scope: str) -> None:
-        if scope not in self.scopes:
-            if self.role is not None:
-                raise Forbidden(
-                    f"the '{self.role}' role (with this token's scopes) does not allow "
-                    f"'{scope}'; ask an org admin for a role that does"
-                )
+        if scope in self.scopes:
+            return
+        if self.role is not None and self.session is not None:  # a person at a browser
             raise Forbidden(
-                f"this token lacks the '{scope}' scope; issue a token with it "
-                f"(POST /v1/tokens) or ask an org admin"
+                f"your '{self.role}' role does not allow '{scope}'; ask an org admin for a "
+                "role that does"
             )
+        if self.role is not None:
+            raise Forbidden(
+                f"the '{self.role}' role (with this token's scopes) does not allow "
+                f"'{scope}'; ask an org admin for a role that does"
+            )
+        if self.session is not None:
+            raise Forbidden(
+                f"the token this session signed in with lacks the '{scope}' scope; sign in "
+                "with a token that has it, or ask an org admin"
+            )
+        raise Forbidden(
+            f"this token lacks the '{scope}' scope; issue a token with it "
+            f"(POST /v1/tokens) or ask an org admin"
+        )
