@@ -126,6 +126,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=admin.cmd_break_glass)
 
+    p = sub.add_parser(
+        "domains", help="verify an email domain for an org (SSO may then create its accounts)"
+    )
+    p.add_argument("action", choices=["verify", "list"])
+    p.add_argument("--org", required=True, help="org id or name")
+    p.add_argument("--domain", help="the domain the org owns, e.g. example.com (verify)")
+    p.set_defaults(handler=admin.cmd_domains)
+
     p = sub.add_parser("events", help="rebuild projections from the event log")
     p.add_argument("action", choices=["rebuild"])
     p.set_defaults(handler=admin.cmd_events)

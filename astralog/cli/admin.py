@@ -1,5 +1,5 @@
 """The operator's management commands: orgs, sources, ingest keys, tokens, connectors, master
-key rotation, projection rebuilds and the configuration reference.
+key rotation, verified email domains, projection rebuilds and the configuration reference.
 
 Stage: the control plane, acted on directly as the operator of this machine; every change is
 recorded in the event log with the actor ``cli:<user>``. Secrets are printed once.
@@ -156,6 +156,19 @@ def cmd_break_glass(args: argparse.Namespace, settings: Settings) -> int:
         )
     runtime.accounts.set_password(org_id, person["id"], password, actor())
     show({k: person[k] for k in ("id", "org_id", "email", "role", "break_glass")})
+    return 0
+
+
+def cmd_domains(args: argparse.Namespace, settings: Settings) -> int:
+    """The operator attests that an org owns an email domain (checked out of band, e.g. a DNS
+    TXT record): SSO may then create accounts for that domain's verified emails."""
+    runtime = open_runtime(settings)
+    org_id = find_org(runtime, args.org)
+    if args.action == "verify":
+        need(args, "--domain")
+        show(runtime.control.people.verify_domain(org_id, args.domain, actor()))
+    else:
+        show([{"domain": d} for d in runtime.control.people.domains(org_id)])
     return 0
 
 
