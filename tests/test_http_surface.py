@@ -37,6 +37,8 @@ PUBLIC = {
     ("GET", "/v1/auth/orgs/{org_name}"),  # an org's sign-in options, before signing in
     ("POST", "/v1/auth/password"),
     ("POST", "/v1/auth/invitations/accept"),
+    ("POST", "/v1/auth/invitations/options"),  # the invitation token in the body is the proof
+    ("POST", "/v1/auth/invitations/sso"),
     # single sign-on: the browser arrives before it has a session; the provider's back-channel
     # logout proves itself with a signed logout token, not a credential of ours
     ("GET", "/v1/auth/sso/{connection_id}/start"),

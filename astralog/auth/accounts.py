@@ -91,6 +91,14 @@ class Accounts:
 
     def accept_invitation(self, token: str, password: str) -> tuple[str, str]:
         """Set the invited person's password; the token works once. Returns (org_id, person_id)."""
+        org_id, person_id = self.peek_invitation(token)
+        self.set_password(org_id, person_id, password)
+        self.use_invitation(token)
+        return org_id, person_id
+
+    def peek_invitation(self, token: str) -> tuple[str, str]:
+        """(org_id, person_id) of a live invitation, leaving it usable: a step that may still
+        fail (a password refused, an SSO sign-in abandoned) must not spend it."""
         with self.control.store.reading() as conn:
             row = conn.execute(
                 "SELECT org_id, person_id FROM account_invitations "
@@ -102,15 +110,17 @@ class Accounts:
                 "this invitation is unknown, used or expired; ask an org admin for a new one",
                 code="invitation_invalid",
             )
-        org_id, person_id = str(row[0]), str(row[1])
-        self.set_password(org_id, person_id, password)
+        return str(row[0]), str(row[1])
+
+    def use_invitation(self, token: str) -> None:
+        """Spend the invitation; of two concurrent acceptances exactly one gets here."""
         with self._tx() as conn:
             deleted = conn.execute(
-                "DELETE FROM account_invitations WHERE digest = ?", (_sha256(token),)
+                "DELETE FROM account_invitations WHERE digest = ? AND expires > ?",
+                (_sha256(token), time.time()),
             ).rowcount
         if not deleted:  # accepted concurrently: the other acceptance won
             raise Conflict("this invitation was used at the same moment; sign in instead")
-        return org_id, person_id
 
     # ---- passwords -------------------------------------------------------------------------
 

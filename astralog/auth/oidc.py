@@ -96,9 +96,15 @@ class Egress:
         parts = urlsplit(url)
         schemes = ("https", "http") if self.allow_http else ("https",)
         if parts.scheme not in schemes or not parts.netloc or "@" in parts.netloc:
+            allow = (
+                " (plain http is allowed only for a test provider, with ASTRALOG_SSO__ALLOW_HTTP"
+                "=true)"
+                if parts.scheme == "http"
+                else ""
+            )
             raise SsoFailure(
                 "bad_endpoint",
-                f"the provider's {what} {url[:120]!r} is not an {' or '.join(schemes)} URL",
+                f"the provider's {what} {url[:120]!r} is not an {' or '.join(schemes)} URL{allow}",
             )
         if parts.fragment:
             raise SsoFailure("bad_endpoint", f"the provider's {what} has a fragment")

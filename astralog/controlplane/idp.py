@@ -311,6 +311,32 @@ class IdentityProviders:
                 self.store.append(event, actor, self.store.version(event.aggregate_id))
         return len(linked)
 
+    def check_invited(
+        self, connection: Connection, claims: Mapping[str, Any], person_id: str
+    ) -> None:
+        """Before an invitation is spent on this IdP identity: the invited account is active, the
+        IdP vouches for its email (verified, equal ignoring case), the identity is nobody
+        else's, and the claims map to a role."""
+        person = self.people.get(connection.org_id, person_id)
+        if person["state"] != "active":
+            raise SsoFailure("deprovisioned", "this account was deprovisioned")
+        email = claims.get("email")
+        verified = claims.get("email_verified") in (True, "true")
+        if not (
+            verified
+            and isinstance(email, str)
+            and email.strip().casefold() == str(person["email"]).casefold()
+        ):
+            raise SsoFailure(
+                "invitation_email_mismatch",
+                "the identity provider's account does not have the invited email (verified): "
+                "sign in there as the person the invitation was sent to",
+            )
+        linked = self.person_for(connection, str(claims["iss"]), str(claims["sub"]))
+        if linked not in (None, person_id):
+            raise SsoFailure("identity_in_use", "this IdP identity is linked to another account")
+        self.check_mapping(connection, claims)
+
     def check_mapping(self, connection: Connection, claims: Mapping[str, Any]) -> Mapped | None:
         """What the rules make of the claims; a strict connection refuses when none match."""
         mapped = map_claims(connection.spec.rules, claims)

@@ -67,9 +67,19 @@ class Reauth(Strict):
     passkey: PasskeyAnswer | None = Field(None, description="Or a passkey, instead of code.")
 
 
+class InvitationToken(Strict):
+    token: str = Field(min_length=1, max_length=200)
+
+
 class AcceptInvitation(Strict):
     token: str = Field(min_length=1, max_length=200)
     password: str = Field(min_length=1, max_length=1024)
+
+
+SSO_INVITED = (
+    'this org signs in with single sign-on only: join with its "Continue with" button on '
+    "the invitation page (your invitation is still valid)"
+)
 
 
 def _org_by_name(runtime: Runtime, name: str) -> dict[str, Any] | None:
@@ -312,23 +322,46 @@ def accept_invitation(
     runtime: RuntimeDep,
     client: ClientDep,
 ) -> dict[str, Any]:
-    key = "invitation"
-    runtime.accounts.throttle.check(key, client)
-    try:
-        org_id, person_id = runtime.accounts.accept_invitation(body.token, body.password)
-    except Forbidden:
-        runtime.accounts.throttle.client.failed(client)
-        raise
-    policy = runtime.control.people.policy(org_id)
+    org_id, person_id = live_invitation(runtime, body.token, client)
     person = runtime.control.people.get(org_id, person_id)
-    if policy.enforce_sso and not person["break_glass"]:
-        raise Forbidden("your password is set, but " + SSO_ONLY, code="sso_required")
+    if runtime.control.people.policy(org_id).enforce_sso and not person["break_glass"]:
+        # Refused before the invitation is spent: it still works for "Continue with <IdP>".
+        raise Forbidden(SSO_INVITED, code="sso_required")
+    runtime.accounts.accept_invitation(body.token, body.password)
     stage = _stage(runtime, org_id, person_id)
     _, session = open_session(request, response, runtime, org_id, "password",
                               person_id=person_id, amr=("pwd",), stage=stage)  # fmt: skip
     if stage == "full":
         _audit(runtime, session, client)
     return _answer(session)
+
+
+def live_invitation(runtime: Runtime, token: str, client: str) -> tuple[str, str]:
+    """(org_id, person_id) of a live invitation, unspent; a wrong token counts against the
+    client address like a wrong password."""
+    runtime.accounts.throttle.check("invitation", client)
+    try:
+        return runtime.accounts.peek_invitation(token)
+    except Forbidden:
+        runtime.accounts.throttle.client.failed(client)
+        raise
+
+
+@router.post("/invitations/options", summary="How an invited person can join (public)")
+def invitation_options(
+    body: InvitationToken, runtime: RuntimeDep, client: ClientDep
+) -> dict[str, Any]:
+    """What the invitation page offers: the org's SSO connections, and a password unless the
+    org enforces SSO. The token travels in the body, never in a URL."""
+    org_id, person_id = live_invitation(runtime, body.token, client)
+    person = runtime.control.people.get(org_id, person_id)
+    enforced = runtime.control.people.policy(org_id).enforce_sso
+    return {
+        "org": runtime.control.org(org_id)["name"],
+        "email": person["email"],
+        "sso": _sso_connections(runtime, org_id),
+        "password": not enforced or bool(person["break_glass"]),
+    }
 
 
 @router.post("/sign-out", status_code=204, summary="End this browser's session, at any stage")

@@ -11,7 +11,9 @@ logout (``POST /v1/auth/sso/{id}/backchannel-logout``) ends sessions by the IdP'
 Modes of ``start``: ``signin``; ``test`` (an admin's session proves the connection works: it
 records ``sso_tested_at`` on that very session, needed before enforcing SSO); ``link`` (the
 signed-in person links this IdP identity to their account); ``reauth`` (a fresh login at the IdP
-renews the session's ``auth_time`` for sensitive actions).
+renews the session's ``auth_time`` for sensitive actions); ``invitation`` (started by
+``POST /v1/auth/invitations/sso``: the invitation token is the invited account's credential, so
+the IdP identity of that same, verified email is linked to it and the invitation is spent).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pydantic import Field
 
 from astralog.api.deps import ActorDep, ClientDep, ManagementDep, RuntimeDep, SsoWrite
 from astralog.api.models import Strict
+from astralog.api.routes.auth import live_invitation
 from astralog.api.signin import (
     audit_failure,
     audit_sign_in,
@@ -45,13 +48,20 @@ from astralog.auth.sessions import PREAUTH_COOKIE, PREAUTH_SECONDS, Session
 from astralog.controlplane import events as ev
 from astralog.controlplane.idp import Connection, ConnectionSpec, RoleRule, redact_claims
 from astralog.controlplane.store import Actor
-from astralog.errors import BadRequest, Forbidden, NotFound, Unauthenticated
+from astralog.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthenticated
 from astralog.ids import new_id
 from astralog.runtime import Runtime
 
 router = APIRouter(tags=["sso"])
 CALLBACK = "/v1/auth/sso/callback"
 Mode = Literal["signin", "test", "link", "reauth"]
+NOT_INVITED = "this invitation is unknown, used or expired; ask an org admin for a new one"
+LOCKOUT = (
+    "the org enforces single sign-on and this is its last identity provider anyone has signed in "
+    'through: removing it would lock everyone out. Turn off "Enforce SSO" first (PUT '
+    "/v1/org/security-policy with enforce_sso false), or add another provider and sign in "
+    "through it once"
+)
 
 
 # ---- admin: the org's identity providers ---------------------------------------------------
@@ -178,8 +188,19 @@ def delete_connection(
 ) -> Response:
     require_recent(request)
     _may_configure(principal, runtime.idps.get(org_id, connection_id).spec, "remove rules of")
+    _check_not_last(runtime, org_id, connection_id)
     runtime.idps.remove(org_id, connection_id, actor)
     return Response(status_code=204)
+
+
+def _check_not_last(runtime: Runtime, org_id: str, connection_id: str) -> None:
+    """Under enforced SSO some other connection must be known to work (someone signed in
+    through it), or the sign-in page would offer nothing but the break-glass owner."""
+    if not runtime.control.people.policy(org_id).enforce_sso:
+        return
+    others = [c for c in runtime.idps.list(org_id) if c.id != connection_id]
+    if not any(c.last_sign_in for c in others):
+        raise Conflict(LOCKOUT, code="last_sso_connection")
 
 
 @router.get(
@@ -253,11 +274,22 @@ def start(
         _check_mode(runtime, mode, session)
         state |= {"session": session.digest, "person_id": session.person_id}
     try:
-        meta = runtime.oidc.metadata(connection.spec.issuer)
+        url, preauth_id = _authorization(runtime, connection, state)
     except SsoFailure as failure:  # a browser navigation: back to the sign-in page, with why
         return RedirectResponse(f"/?{urlencode({'signin_error': failure.reason})}", 302)
+    response = RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
+    set_cookie(request, response, PREAUTH_COOKIE, preauth_id, PREAUTH_SECONDS, script=False)
+    return response
+
+
+def _authorization(
+    runtime: Runtime, connection: Connection, state: dict[str, Any]
+) -> tuple[str, str]:
+    """The IdP's authorization URL, and the pre-auth id under which this attempt's secrets
+    (state, nonce, PKCE verifier, and what ``state`` adds) wait for the callback."""
+    meta = runtime.oidc.metadata(connection.spec.issuer)
     attempt = Attempt.new()
-    state |= {
+    state = state | {
         "connection_id": connection.id,
         "org_id": connection.org_id,
         "started": time.time(),
@@ -265,7 +297,7 @@ def start(
         "nonce": attempt.nonce,
         "verifier": attempt.verifier,
     }
-    extra = {"prompt": "login", "max_age": "0"} if mode == "reauth" else {}
+    extra = {"prompt": "login", "max_age": "0"} if state["mode"] == "reauth" else {}
     url = oidc.authorization_url(
         meta,
         connection.spec.client_id,
@@ -274,8 +306,32 @@ def start(
         attempt,
         **extra,
     )
-    response = RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
-    preauth_id = runtime.sessions.put_preauth(state)
+    return url, runtime.sessions.put_preauth(state)
+
+
+class InvitationSso(Strict):
+    token: str = Field(min_length=1, max_length=200, description="The invitation's token.")
+    connection_id: str = Field(min_length=1, max_length=100, examples=["idp_..."])
+
+
+@router.post(
+    "/v1/auth/invitations/sso",
+    summary="Join an org through one of its identity providers (public; the invitation stays "
+    "valid until the sign-in completes)",
+)
+def invitation_sso(
+    body: InvitationSso, request: Request, runtime: RuntimeDep, client: ClientDep
+) -> JSONResponse:
+    """The token travels in this body and waits server-side with the attempt's secrets, so it is
+    never in a URL: the browser goes to the answered ``authorization_url`` next."""
+    org_id, person_id = live_invitation(runtime, body.token, client)
+    connection = runtime.idps.find(body.connection_id)
+    if connection is None or connection.org_id != org_id:
+        raise NotFound("no such identity provider in the org that invited you")
+    state = {"return_to": "/", "mode": "invitation", "invitation": body.token,
+             "person_id": person_id}  # fmt: skip
+    url, preauth_id = _authorization(runtime, connection, state)
+    response = JSONResponse({"authorization_url": url}, headers={"Cache-Control": "no-store"})
     set_cookie(request, response, PREAUTH_COOKIE, preauth_id, PREAUTH_SECONDS, script=False)
     return response
 
@@ -354,7 +410,9 @@ def _complete(
     claims, id_token = _verified_claims(runtime, connection, preauth, request.query_params)
     response = RedirectResponse(preauth["return_to"], status_code=302)
     mode = preauth["mode"]
-    if mode == "signin":
+    if mode == "invitation":
+        _join(runtime, connection, preauth, claims, client)
+    if mode in ("signin", "invitation"):
         _sign_in(request, response, runtime, connection, claims, id_token, client)
     else:
         _on_session(runtime, connection, preauth, claims, client)
@@ -387,6 +445,32 @@ def _sign_in(
         id_token_hint=id_token,
     )
     _audit(runtime, connection, person_id, "sso", claims, Actor(f"person:{person_id}", client))
+
+
+def _join(
+    runtime: Runtime,
+    connection: Connection,
+    preauth: dict[str, Any],
+    claims: dict[str, Any],
+    client: str,
+) -> None:
+    """An invited person's first sign-in: the invitation is spent and the IdP identity linked to
+    the invited account only once the IdP vouches for that very email (never by email alone:
+    the invitation token proved the account, the IdP proved the email)."""
+    token = preauth["invitation"]
+    try:
+        org_id, person_id = runtime.accounts.peek_invitation(token)
+    except Forbidden:
+        raise SsoFailure("invitation_invalid", NOT_INVITED) from None
+    if (org_id, person_id) != (connection.org_id, preauth["person_id"]):
+        raise SsoFailure("invitation_invalid", NOT_INVITED)
+    runtime.idps.check_invited(connection, claims, person_id)
+    try:
+        runtime.accounts.use_invitation(token)
+    except Conflict:
+        raise SsoFailure("invitation_invalid", "this invitation was used meanwhile") from None
+    actor = Actor(f"sso:{connection.id}", client)
+    runtime.idps.link(connection, str(claims["iss"]), str(claims["sub"]), person_id, actor)
 
 
 def _on_session(
