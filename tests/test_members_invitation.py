@@ -35,6 +35,11 @@ def _invite(client: TestClient, headers: dict[str, str], email: str) -> dict[str
             "url": made.json()["invitation_url"]}  # fmt: skip
 
 
+def _invited(client: TestClient, headers: dict[str, str]) -> dict[str, bool]:
+    listed = client.get("/v1/members?kind=person", headers=headers).json()
+    return {m["email"]: m["invited"] for m in listed}
+
+
 def _stale(runtime: Runtime, headers: dict[str, str]) -> dict[str, str]:
     session = runtime.sessions.get(headers["Cookie"].partition("=")[2])
     assert session is not None
@@ -47,17 +52,20 @@ def test_a_lost_invitation_is_replaced_and_the_old_link_ends(
 ) -> None:
     admin = add_member(runtime, org, "admin")
     first = _invite(client, admin.headers, "lost@example.com")
-    assert first["url"] == f"{settings.server.url()}/invitation#token={first['token']}"
+    link = f"{settings.server.url()}/invitation#token="  # absolute: pasted into an email
+    assert first["url"] == link + first["token"]
     url = f"/v1/members/{first['id']}/invitation"
     again = client.post(url, headers=admin.headers)
     assert again.status_code == 201, again.text
     token = again.json()["invitation_token"]
     assert token != first["token"]
-    assert again.json()["invitation_url"] == f"{settings.server.url()}/invitation#token={token}"
+    assert again.json()["invitation_url"] == link + token
     assert again.json()["member"]["id"] == first["id"]
     _problem(client.post("/v1/auth/invitations/accept",
                          json={"token": first["token"], "password": PASSWORD}), 403)  # fmt: skip
+    assert _invited(client, admin.headers) == {admin.email: True, "lost@example.com": True}
     assert runtime.accounts.accept_invitation(token, PASSWORD) == (org, first["id"])
+    assert _invited(client, admin.headers)["lost@example.com"] is False
     # accepted: a new link would let its holder choose this person's password
     body = _problem(client.post(url, headers=admin.headers), 409)
     assert "password" in body["detail"]

@@ -63,7 +63,7 @@ export async function mount(main, app) {
           h(
             "p",
             {},
-            "Every change to sources, keys, tokens, storage and retention: who, what, when and from where. The log is hash-chained and signed, so an edit or a gap shows.",
+            "Every change to sources, keys, tokens, members, storage and retention, every sign-in and role change, and every log read: who, what, when and from where. The log is hash-chained and signed, so an edit or a gap shows.",
           ),
         ),
         exportLink,

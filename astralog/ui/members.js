@@ -159,6 +159,20 @@ export async function mount(main, app) {
           ),
         );
       } else {
+        if (member.invited) {
+          actions.push(
+            h(
+              "button",
+              {
+                type: "button",
+                class: "btn btn-sm",
+                "aria-label": `Resend invitation to ${member.email}`,
+                onclick: () => resendInvitation(member),
+              },
+              "Resend invitation",
+            ),
+          );
+        }
         actions.push(
           h(
             "button",
@@ -201,6 +215,7 @@ export async function mount(main, app) {
         member.mfa ? h("span", { class: "badge badge-ok", title: "Uses an authenticator app" }, "MFA") : null,
         member.break_glass ? h("span", { class: "badge badge-warn" }, "Break-glass") : null,
         gone ? h("span", { class: "badge badge-danger" }, "Deprovisioned") : null,
+        member.invited ? h("span", { class: "badge badge-plain", title: "Has not accepted the invitation yet" }, "Invited") : null,
       ),
       h("td", { "data-label": "Sources" }, grants(member)),
       h(
@@ -288,22 +303,56 @@ export async function mount(main, app) {
         if (!email.value.trim()) {
           throw { detail: "Enter their email address." };
         }
+        warnNoSources(access.value());
         const created = await post("/v1/members", {
           email: email.value.trim(),
           name: name.value.trim(),
           ...access.value(),
         });
         close();
-        showOnce({
-          title: "Invitation link",
-          what: `for ${created.member?.email || email.value.trim()}`,
-          value: absolute(created.invitation_url || ""),
-          id: "invitation-link",
-          warning: "Send this link to them yourself. It works once, for 7 days, and is shown only once.",
-        });
+        showInvitation(created, email.value.trim());
         reload();
       },
     });
+  }
+
+  // A member or viewer with an empty grant reads nothing: the first save says so instead of
+  // saving; saving the same choice again means it.
+  let noSourcesWarned = null;
+  function warnNoSources(value) {
+    const key = JSON.stringify(value);
+    if (!Array.isArray(value.sources) || value.sources.length || noSourcesWarned === key) return;
+    noSourcesWarned = key;
+    throw {
+      detail: `No sources are ticked: as ${roleLabel(value.role).toLowerCase()} they would read nothing until granted some. Tick sources or "All sources", or save again to grant none for now.`,
+    };
+  }
+
+  function showInvitation(created, email) {
+    showOnce({
+      title: "Invitation link",
+      what: `for ${created.member?.email || email}`,
+      value: absolute(created.invitation_url || ""),
+      id: "invitation-link",
+      warning: "Send this link to them yourself. It works once, for 7 days, and is shown only once.",
+    });
+  }
+
+  // A lost or expired link: a new one, and the earlier one stops working.
+  function resendInvitation(member) {
+    return confirmAndRun(
+      {
+        title: `New invitation for ${member.email}?`,
+        text: "The link sent before stops working. You get a new one to send them, valid for 7 days.",
+        confirm: "Resend invitation",
+      },
+      async () => {
+        const created = await withReauth(() =>
+          post(`/v1/members/${encodeURIComponent(member.id)}/invitation`, {}),
+        );
+        showInvitation(created, member.email);
+      },
+    );
   }
 
   function accessDialog(member, reload) {
@@ -316,6 +365,7 @@ export async function mount(main, app) {
       fields: access.el,
       submitLabel: "Save",
       async onSubmit(close) {
+        warnNoSources(access.value());
         await patch(`/v1/members/${encodeURIComponent(member.id)}`, access.value());
         close();
         toast(`${member.email}: ${roleLabel(access.value().role)}`);
@@ -407,7 +457,9 @@ export async function mount(main, app) {
       ],
       submitLabel: "Create",
       async onSubmit(close) {
-        const created = await post("/v1/service-accounts", { name: name.value.trim(), ...access.value() });
+        const created = await withReauth(() =>
+          post("/v1/service-accounts", { name: name.value.trim(), ...access.value() }),
+        );
         close();
         toast(`Service account ${created.name || created.email || name.value} created`);
         reload();

@@ -96,10 +96,16 @@ def roles(_: ManagementDep) -> list[dict[str, Any]]:
 @router.get("/v1/members", summary="People and service accounts of the org")
 def list_members(
     org_id: MembersWrite,
-    control: ControlDep,
+    runtime: RuntimeDep,
     kind: Annotated[Literal["person", "service"] | None, Query()] = None,
 ) -> list[dict[str, Any]]:
-    return control.people.list(org_id, kind)
+    """Each active person also says ``invited``: true until they accept (no password, no SSO
+    identity yet), when a new invitation may replace a lost one."""
+    members = runtime.control.people.list(org_id, kind)
+    for m in members:
+        if m["kind"] == "person" and m["state"] == "active":
+            m["invited"] = _never_accepted(runtime, m["id"])
+    return members
 
 
 @router.post("/v1/members", status_code=201, summary="Invite a person: a one-time link to set up")
@@ -133,6 +139,13 @@ def _invitation(runtime: Runtime, member: dict[str, Any]) -> dict[str, Any]:
     # The token rides in the fragment: it never reaches a server log or a Referer header.
     url = f"{runtime.settings.server.url()}/invitation#token={token}"
     return {"member": member, "invitation_token": token, "invitation_url": url}
+
+
+def _never_accepted(runtime: Runtime, person_id: str) -> bool:
+    return not (
+        runtime.accounts.has_password(person_id)
+        or runtime.control.people.linked_identities(person_id)
+    )
 
 
 def _check_never_accepted(runtime: Runtime, person: dict[str, Any]) -> None:
