@@ -6,14 +6,9 @@ import { ApiError, get, post, setCsrf } from "./api.js";
 import { h, icon, replace } from "./dom.js";
 import { codeInput, enrolTotp, fail } from "./mfa.js";
 import { passkeyEnrolment, passkeyStep } from "./passkeys.js";
+import { ssoErrorText } from "./sso_errors.js";
 
 const ORG_KEY = "astralog.org";
-const ERRORS = {
-  // Reasons the SSO callback puts in ?signin_error=; anything else is shown as sent (as text).
-  access_denied: "The identity provider did not sign you in.",
-  no_matching_role: "Your identity provider's groups grant no role here. Ask an org admin.",
-  state: "The sign-in took too long or was started in another tab. Try again.",
-};
 
 export function mountSignIn(main, { message = "", stage, onSignedIn }) {
   const body = h("div", { class: "signin-body" });
@@ -52,8 +47,7 @@ function takeSigninError() {
   params.delete("signin_error");
   const rest = params.toString();
   history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
-  const text = reason.slice(0, 200);
-  return ERRORS[text] || `Single sign-on failed: ${text.replaceAll("_", " ")}.`;
+  return ssoErrorText(reason);
 }
 
 function showAlert(box, text) {
@@ -216,7 +210,9 @@ class SignIn {
         `Continue with ${c.name}`,
       ),
     );
-    const password = options.password === false ? null : this.passwordForm();
+    // With SSO enforced the password form hides behind a small link: the break-glass owner's
+    // way in when the identity provider is down or misconfigured.
+    const password = options.password === false ? this.breakGlass() : this.passwordForm();
     const change = h("button", { type: "button", class: "btn btn-ghost btn-xs", id: "change-org" }, "Change");
     change.addEventListener("click", () => {
       this.org = "";
@@ -227,14 +223,24 @@ class SignIn {
       null,
       h("p", { class: "lede org-line" }, "to ", h("strong", { id: "signin-org-name" }, this.org), " ", change),
       buttons.length ? h("div", { class: "stack sso-list" }, buttons) : null,
-      buttons.length && password ? h("div", { class: "or", role: "separator" }, "or") : null,
-      password,
-      !buttons.length && !password
-        ? h("p", { class: "field-error", role: "alert" }, "This organization has no way to sign in yet.")
+      buttons.length && options.password !== false ? h("div", { class: "or", role: "separator" }, "or") : null,
+      !buttons.length && options.password === false
+        ? h("p", { class: "field-error", role: "alert" }, "This organization has no identity provider to sign in with. Ask an org admin.")
         : null,
+      password,
       this.tokenPath(),
     );
     return true;
+  }
+
+  breakGlass() {
+    return h(
+      "details",
+      { class: "signin-foot break-glass", id: "break-glass" },
+      h("summary", { id: "break-glass-toggle" }, "Break-glass owner sign-in"),
+      h("p", { class: "field-hint" }, "Only for the owner account kept for when single sign-on is unavailable; every use is audited."),
+      this.passwordForm(),
+    );
   }
 
   passwordForm() {
@@ -349,14 +355,63 @@ class SignIn {
     enrolTotp(box, { onDone: () => this.finish() });
   }
 
-  // ---- accepting an invitation: choose a password, then signed in
-  invitation() {
+  // ---- accepting an invitation: continue with one of the org's identity providers, or choose
+  // a password (unless the org enforces SSO); either way signed in
+  async invitation() {
     const token = new URLSearchParams(location.hash.slice(1)).get("token")
       || new URLSearchParams(location.search).get("token");
     if (!token) {
       history.replaceState(null, "", "/");
       return this.start("That invitation link is incomplete. Ask for a new one.");
     }
+    let options;
+    try {
+      // POST: the token stays out of every URL the server sees.
+      options = await post("/v1/auth/invitations/options", { token }, { quiet401: true });
+    } catch (err) {
+      history.replaceState(null, "", "/");
+      return this.start(err.detail || String(err));
+    }
+    const error = h("p", { class: "field-error", id: "invite-sso-error", role: "alert" });
+    const buttons = (options.sso || []).map((c) => this.inviteSso(token, c, error));
+    const password = options.password ? this.invitePassword(token) : null;
+    this.show(
+      "Join your organization",
+      password
+        ? `Join ${options.org} as ${options.email}: continue with your organization's sign-in or choose a password.`
+        : `Join ${options.org} as ${options.email} with your organization's sign-in.`,
+      buttons.length ? h("div", { class: "stack sso-list" }, buttons) : null,
+      error,
+      buttons.length && password ? h("div", { class: "or", role: "separator" }, "or") : null,
+      password,
+    );
+  }
+
+  // The server keeps the token with the attempt's secrets and answers where to go next.
+  inviteSso(token, connection, error) {
+    const button = h(
+      "button",
+      { type: "button", class: "btn btn-block sso-btn", dataset: { connection: connection.id } },
+      icon("key", "icon-sm"),
+      `Continue with ${connection.name}`,
+    );
+    button.addEventListener("click", async () => {
+      const done = busy(button, "Opening…");
+      let answer;
+      try {
+        answer = await post("/v1/auth/invitations/sso", { token, connection_id: connection.id }, { quiet401: true });
+      } catch (err) {
+        done();
+        error.textContent = err.detail || String(err);
+        return;
+      }
+      history.replaceState(null, "", "/invitation");  // the token leaves the address bar and history
+      location.assign(answer.authorization_url);
+    });
+    return button;
+  }
+
+  invitePassword(token) {
     const password = passwordInput("invite-password", "new-password");
     const again = passwordInput("invite-password-again", "new-password");
     const error = h("p", { class: "field-error", id: "invite-error", role: "alert" });
@@ -386,7 +441,7 @@ class SignIn {
       history.replaceState(null, "", "/");  // the token leaves the address bar and history
       this.finish();
     });
-    this.show("Join your organization", "Choose a password to finish setting up your account.", form);
+    return form;
   }
 
   // ---- the bootstrap path: a management token printed by `astralog init`

@@ -277,7 +277,8 @@ export async function mount(main) {
             "p",
             { class: "field-hint" },
             data.last_sign_in ? fmtRelative(data.last_sign_in) : "",
-            " · values outside the standard claims are redacted",
+            // What idp.redact_claims keeps: the claims the rules read and the protocol's own.
+            " · shown: the claims your rules read and the sign-in protocol's own (iss, sub, aud, amr, email_verified…); the email is masked; every other value is redacted",
           ),
           h("table", { class: "table claims" }, h("tbody", {}, claims)),
         ),
