@@ -182,10 +182,68 @@ export async function withReauth(action) {
     return await action();
   } catch (error) {
     if (!(error instanceof ApiError && error.problem?.code === "reauth_required")) throw error;
-    const confirmed = await reauthenticate();
+    const byToken = error.problem.signed_in_with === "token";
+    const confirmed = await (byToken ? reauthenticateWithToken() : reauthenticate());
     if (!confirmed) throw error;
     return action();
   }
+}
+
+// A session opened with the admin token has no person, password or code behind it: the token is
+// the proof, so signing in with it again (POST /v1/session) gives a fresh session to retry in.
+async function reauthenticateWithToken() {
+  let before = null;
+  try {
+    before = (await get("/v1/session")).principal;
+  } catch {
+    /* compared below only when known */
+  }
+  return new Promise((resolve) => {
+    let confirmed = false;
+    const token = h("input", {
+      class: "input input-mono",
+      id: "reauth-token",
+      type: "password",
+      autocomplete: "off",
+      spellcheck: "false",
+      placeholder: "alt_…",
+      required: true,
+    });
+    const error = h("p", { class: "field-error", role: "alert" });
+    const submit = h("button", { type: "submit", class: "btn btn-primary", form: "reauth-token-form" }, "Confirm");
+    const cancel = h("button", { type: "button", class: "btn" }, "Cancel");
+    const form = h(
+      "form",
+      { id: "reauth-token-form", class: "stack", novalidate: true },
+      h("div", { class: "field" }, h("label", { for: "reauth-token" }, "Admin token"), token),
+      error,
+    );
+    const { close } = openDialog({
+      title: "Confirm it is you",
+      description: "This session was opened with an admin token. Enter it again to continue.",
+      body: [form],
+      actions: [cancel, submit],
+      onClose: () => resolve(confirmed),
+    });
+    cancel.addEventListener("click", () => close());
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      if (!token.value.trim()) return fail(token, error, "Enter the admin token (alt_…).");
+      submit.disabled = true;
+      try {
+        const answer = await post("/v1/session", { token: token.value.trim() }, { quiet401: true });
+        setCsrf(answer.csrf_token);
+        // Another token is another identity (maybe another org): show it, never retry as it.
+        if (before && answer.principal !== before) return location.reload();
+        confirmed = true;
+        close();
+      } catch (err) {
+        fail(token, error, err.detail || String(err));
+        submit.disabled = false;
+      }
+    });
+    token.focus();
+  });
 }
 
 async function reauthenticate() {
