@@ -128,6 +128,8 @@ def test_the_admin_token_session_is_told_to_sign_in_with_the_token_again(
     body = _problem(client.post("/v1/service-accounts", json=account, headers=headers), 403)
     assert body["code"] == "reauth_required"
     assert "POST /v1/session" in body["detail"] and "admin token" in body["detail"]
+    reauth = client.post("/v1/auth/reauth", json={"password": "x" * 8}, headers=headers)
+    assert "POST /v1/session" in _problem(reauth, 403)["detail"]
     client.cookies.clear()
 
 

@@ -221,7 +221,11 @@ def _current(request: Request, runtime: RuntimeDep) -> Session:
         raise Unauthenticated("no session: sign in first (POST /v1/auth/password)")
     session = browser_session(request, runtime, current)
     if session.person_id is None:
-        raise Forbidden("this session belongs to a token, not a person")
+        raise Forbidden(
+            "this session was opened with an admin token, not by a person: to confirm it is "
+            "you, sign in with that token again (POST /v1/session {token})",
+            code="token_session",
+        )
     return session
 
 
