@@ -395,10 +395,10 @@ def test_enforcing_sso_needs_a_test_sign_in_in_this_very_session(
     assert saved.status_code == 200 and saved.json()["enforce_sso"] is True, saved.text
     # once enforced, other settings change without a new test
     relaxed = policy | {"session_idle_minutes": 15}
-    assert (
-        client.put("/v1/org/security-policy", json=relaxed, headers=owner.headers).status_code
-        == 200
-    )
+    assert client.put("/v1/org/security-policy", json=relaxed, headers=tested).status_code == 200
+    # and a person's token now needs an SSO sign-in behind it
+    refused = client.get("/v1/org/security-policy", headers=owner.headers)
+    assert refused.status_code == 401 and "sign in with SSO" in refused.json()["detail"]
     stale_auth = session_cookie(runtime, owner)
     session = runtime.sessions.get(stale_auth["Cookie"].partition("=")[2])
     assert session is not None
