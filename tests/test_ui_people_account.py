@@ -261,7 +261,7 @@ def test_a_password_person_links_sso_then_signs_in_and_reauthenticates_with_it(
     expect(item).to_have_attribute("data-linked", "false")
     refused = sso_sign_in(ui, "lea", back="#signin-alert [role=alert]")
     # Unlinked, the identity is a stranger again (and no domain is verified for a new account).
-    expect(refused.locator("#signin-alert")).to_contain_text("domain not verified")
+    expect(refused.locator("#signin-alert")).to_contain_text("verified email domains")
     refused.context.close()
     page.context.close()
 
