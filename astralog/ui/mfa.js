@@ -4,6 +4,7 @@
 import { ApiError, get, post, setCsrf } from "./api.js";
 import { copyButton, h, icon, openDialog, replace, toast } from "./dom.js";
 import { passkeyAnswer, supported as passkeysSupported } from "./passkeys.js";
+import { ssoErrorText } from "./sso_errors.js";
 
 // The QR code arrives as SVG text. It goes into an <img> as a data: URL: an image's SVG cannot
 // run scripts or reach the page, and the policy allows `img-src data:`. It is never parsed as
@@ -370,7 +371,7 @@ export function noteSsoReturn() {
     params.delete("signin_error");
     const rest = params.toString();
     history.replaceState(null, "", location.pathname + (rest ? `?${rest}` : "") + location.hash);
-    toast(`Single sign-on failed: ${reason.slice(0, 200).replaceAll("_", " ")}.`, { error: true, timeout: 8000 });
+    toast(ssoErrorText(reason), { error: true, timeout: 8000 });
   } else if (name) {
     toast(`Confirmed with ${name}. Run the action again.`, { timeout: 6000 });
   }
