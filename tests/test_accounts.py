@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from astralog.auth.passwords import WeakPassword
-from astralog.errors import Forbidden
+from astralog.errors import Conflict, Forbidden
 from astralog.runtime import SYSTEM, Bootstrap, Runtime
 
 GOOD = "correct horse battery"
@@ -73,3 +75,39 @@ def test_password_rules_accept_long_and_any_characters(
     runtime.accounts.set_password(org_id, person_id, password)
     assert runtime.accounts.verify_password(org_id, "ann@example.com", password) is not None
     assert runtime.accounts.verify_password(org_id, "ann@example.com", password[:-1]) is None
+
+
+def test_of_two_racing_acceptances_only_the_winner_sets_a_password(
+    runtime: Runtime, boot: Bootstrap
+) -> None:
+    """Both pass the check while the invitation is live; spending it and storing the password
+    happen in one transaction, so the loser's password is never stored."""
+    org_id, person_id = str(boot.org["id"]), _person(runtime, boot)
+    token = runtime.accounts.create_invitation(org_id, person_id)
+    barrier = threading.Barrier(2)
+    peek = runtime.accounts.peek_invitation
+
+    def both_peek(t: str) -> tuple[str, str]:
+        found = peek(t)
+        barrier.wait(timeout=10)  # both acceptances past the check before either spends it
+        return found
+
+    runtime.accounts.peek_invitation = both_peek  # type: ignore[method-assign]
+    outcomes: dict[str, str] = {}
+
+    def accept(password: str) -> None:
+        try:
+            runtime.accounts.accept_invitation(token, password)
+            outcomes[password] = "won"
+        except Conflict:
+            outcomes[password] = "lost"
+
+    threads = [threading.Thread(target=accept, args=(p,)) for p in (GOOD, GOOD + " too")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes.values()) == ["lost", "won"], outcomes
+    for password, outcome in outcomes.items():
+        found = runtime.accounts.verify_password(org_id, "ann@example.com", password)
+        assert (found is not None) == (outcome == "won"), password

@@ -92,8 +92,11 @@ class Accounts:
     def accept_invitation(self, token: str, password: str) -> tuple[str, str]:
         """Set the invited person's password; the token works once. Returns (org_id, person_id)."""
         org_id, person_id = self.peek_invitation(token)
-        self.set_password(org_id, person_id, password)
-        self.use_invitation(token)
+        phc = self._checked_hash(org_id, person_id, password)
+        with self._tx() as conn:  # spent and set together: a concurrent acceptance sets nothing
+            self._spend(conn, token)
+            self._store_password(conn, org_id, person_id, phc)
+        self.control.people.note_credential(org_id, person_id, "password", ACCOUNTS)
         return org_id, person_id
 
     def peek_invitation(self, token: str) -> tuple[str, str]:
@@ -115,10 +118,14 @@ class Accounts:
     def use_invitation(self, token: str) -> None:
         """Spend the invitation; of two concurrent acceptances exactly one gets here."""
         with self._tx() as conn:
-            deleted = conn.execute(
-                "DELETE FROM account_invitations WHERE digest = ? AND expires > ?",
-                (_sha256(token), time.time()),
-            ).rowcount
+            self._spend(conn, token)
+
+    @staticmethod
+    def _spend(conn: Any, token: str) -> None:
+        deleted = conn.execute(
+            "DELETE FROM account_invitations WHERE digest = ? AND expires > ?",
+            (_sha256(token), time.time()),
+        ).rowcount
         if not deleted:  # accepted concurrently: the other acceptance won
             raise Conflict("this invitation was used at the same moment; sign in instead")
 
@@ -128,18 +135,25 @@ class Accounts:
         self, org_id: str, person_id: str, password: str, actor: Actor = ACCOUNTS
     ) -> None:
         """Check the rules, store the Argon2id hash, and record that the password changed."""
+        phc = self._checked_hash(org_id, person_id, password)
+        with self._tx() as conn:
+            self._store_password(conn, org_id, person_id, phc)
+        self.control.people.note_credential(org_id, person_id, "password", actor)
+
+    def _checked_hash(self, org_id: str, person_id: str, password: str) -> str:
         person = self.control.people.get(org_id, person_id)
         if person["kind"] != "person" or person["state"] != "active":
             raise Forbidden("only an active person can have a password")
         org_name = str(self.control.org(org_id)["name"])
         passwords.check(password, email=person["email"], org_name=org_name)
-        phc = passwords.hash_password(password)  # slow: outside the store's lock
-        with self._tx() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO account_passwords VALUES (?, ?, ?, ?)",
-                (person_id, org_id, phc, time.time()),
-            )
-        self.control.people.note_credential(org_id, person_id, "password", actor)
+        return passwords.hash_password(password)  # slow: outside the store's lock
+
+    @staticmethod
+    def _store_password(conn: Any, org_id: str, person_id: str, phc: str) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO account_passwords VALUES (?, ?, ?, ?)",
+            (person_id, org_id, phc, time.time()),
+        )
 
     def has_password(self, person_id: str) -> bool:
         return self._phc(person_id) is not None
