@@ -172,7 +172,8 @@ def _answer(session: Session) -> dict[str, Any]:
     steps = {
         "full": None,
         "mfa": "POST /v1/auth/mfa with the authenticator code, a recovery code or a passkey",
-        "enrol": "the org requires MFA: POST /v1/me/totp, then POST /v1/me/totp/confirm",
+        "enrol": "the org requires MFA: POST /v1/me/totp, then POST /v1/me/totp/confirm; or a "
+        "passkey: POST /v1/me/passkeys/options, then POST /v1/me/passkeys",
     }
     return {
         "stage": session.stage,
