@@ -317,3 +317,15 @@ def signin_error(response: Any) -> str | None:
     """The reason the callback sent the browser home with, or None when it signed in."""
     assert response.status_code == 302, response.text
     return query_value(str(response.headers["location"]), "signin_error")
+
+
+@pytest.fixture
+def world(client: Any, boot: Any, oidc_provider: OidcProvider) -> World:
+    """The app with the org's admin token, beside the provider (a module may override it)."""
+    return World(client, {"Authorization": f"Bearer {boot.admin_token}"}, oidc_provider)
+
+
+@pytest.fixture
+def idp(browsers: Callable[[], httpx.Client]) -> httpx.Client:
+    """The person's browser at the provider."""
+    return browsers()

@@ -16,13 +16,11 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from astralog.controlplane import events as ev
 from astralog.controlplane.store import Actor
 from astralog.runtime import Bootstrap, Runtime
 from astralog.settings import Settings
-from tests.conftest import bearer
 from tests.ingest_helpers import free_port
 from tests.oidc_provider import (
     CALLBACK,
@@ -46,17 +44,6 @@ OPERATOR = Actor("test:operator", "local")
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return sso_settings(tmp_path)
-
-
-@pytest.fixture
-def world(client: TestClient, boot: Bootstrap, oidc_provider: OidcProvider) -> World:
-    return World(client, bearer(boot.admin_token), oidc_provider)
-
-
-@pytest.fixture
-def idp(browsers: Callable[[], httpx.Client]) -> httpx.Client:
-    """The person's browser at the provider."""
-    return browsers()
 
 
 def _verified(runtime: Runtime, boot: Bootstrap, domain: str = "example.com") -> None:

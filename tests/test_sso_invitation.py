@@ -15,17 +15,14 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from astralog.auth.oidc import SsoFailure
 from astralog.controlplane.people import Policy
 from astralog.controlplane.store import Actor
 from astralog.runtime import Bootstrap, Runtime
 from astralog.settings import Settings
-from tests.conftest import bearer
 from tests.oidc_provider import (
     CALLBACK,
-    OidcProvider,
     World,
     sign_in_at_idp,
     signin_error,
@@ -40,16 +37,6 @@ OPERATOR = Actor("test:operator", "local")
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return sso_settings(tmp_path)
-
-
-@pytest.fixture
-def world(client: TestClient, boot: Bootstrap, oidc_provider: OidcProvider) -> World:
-    return World(client, bearer(boot.admin_token), oidc_provider)
-
-
-@pytest.fixture
-def idp(browsers: Callable[[], httpx.Client]) -> httpx.Client:
-    return browsers()
 
 
 def _enforce(runtime: Runtime, boot: Bootstrap, on: bool = True) -> None:
