@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from astralog.auth import passwords, totp
+from astralog.auth.secret_tables import SecretTables
 from astralog.auth.throttle import SignInThrottle
 from astralog.controlplane.people import normalise_email
 from astralog.controlplane.service import ControlPlane
@@ -57,21 +55,13 @@ def _sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
-class Accounts:
+class Accounts(SecretTables):
     """``runtime.accounts``: what a local sign-in needs besides the person's projection row."""
 
     def __init__(self, control: ControlPlane, cipher: FieldCipher) -> None:
-        self.control = control
+        super().__init__(control, SCHEMA)
         self.cipher = cipher
         self.throttle = SignInThrottle()
-        with control.store.transaction() as conn:
-            for statement in filter(str.strip, SCHEMA.split(";")):
-                conn.execute(statement)
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self.control.store.transaction() as conn:
-            yield conn
 
     # ---- invitations -----------------------------------------------------------------------
 

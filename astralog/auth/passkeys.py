@@ -20,8 +20,6 @@ import ipaddress
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,6 +36,7 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
+from astralog.auth.secret_tables import SecretTables
 from astralog.auth.sessions import SessionStore
 from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.store import Actor
@@ -91,21 +90,13 @@ _RP_HELP = (
 )
 
 
-class Passkeys:
+class Passkeys(SecretTables):
     """``runtime.passkeys``: register, list, remove and check a person's passkeys."""
 
     def __init__(self, control: ControlPlane, sessions: SessionStore, public_url: str) -> None:
-        self.control = control
+        super().__init__(control, SCHEMA)
         self.sessions = sessions
         self.rp = RelyingParty.from_url(public_url)
-        with control.store.transaction() as conn:
-            for statement in filter(str.strip, SCHEMA.split(";")):
-                conn.execute(statement)
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self.control.store.transaction() as conn:
-            yield conn
 
     # ---- registration ----------------------------------------------------------------------
 

@@ -179,6 +179,25 @@ def change_password(
     return {"changed": True, "other_sessions_ended": ended}
 
 
+def factor_added(
+    request: Request,
+    response: Response,
+    runtime: Runtime,
+    session: Session,
+    client: str,
+    reason: str,
+    amr: str,
+) -> int:
+    """A new second factor: the person's other sessions end, and a sign-in waiting at the
+    enrol stage (the org requires MFA) completes under a new session id."""
+    ended = _end_other_sessions(runtime, session, reason)
+    if session.stage == "enrol":
+        fresh = step_up(request, response, runtime, session, stage="full",
+                        amr=(*session.amr, amr, "mfa"))  # fmt: skip
+        _audit(runtime, fresh, client)
+    return ended
+
+
 def _end_other_sessions(runtime: Runtime, session: Session, reason: str) -> int:
     """After a credential changes, whoever held the old one is signed out everywhere else."""
     others = [s for s in runtime.sessions.for_person(session.person_id or "") if
@@ -223,11 +242,8 @@ def confirm_totp(
     except Exception:
         runtime.accounts.throttle.failed(key, client)
         raise
-    ended = _end_other_sessions(runtime, session, "authenticator app set up")
-    if session.stage == "enrol":
-        fresh = step_up(request, response, runtime, session, stage="full",
-                        amr=(*session.amr, "otp", "mfa"))  # fmt: skip
-        _audit(runtime, fresh, client)
+    ended = factor_added(request, response, runtime, session, client,
+                         "authenticator app set up", "otp")  # fmt: skip
     return {"recovery_codes": codes, "other_sessions_ended": ended}
 
 

@@ -16,8 +16,8 @@ from pydantic import Field
 
 from astralog.api.deps import ClientDep, PersonDep, RuntimeDep
 from astralog.api.models import Strict
-from astralog.api.routes.auth import CurrentSession, _audit, step_up
-from astralog.api.routes.me import EnrollingDep, _end_other_sessions, _session
+from astralog.api.routes.auth import CurrentSession
+from astralog.api.routes.me import EnrollingDep, _session, factor_added
 from astralog.api.signin import require_recent
 from astralog.controlplane.store import Actor
 from astralog.errors import Conflict, Forbidden, NotFound
@@ -56,11 +56,7 @@ def register(
     passkey = runtime.passkeys.register(
         org_id, person_id, session.digest, body.ceremony, body.credential, body.name
     )
-    ended = _end_other_sessions(runtime, session, "passkey added")
-    if session.stage == "enrol":
-        fresh = step_up(request, response, runtime, session, stage="full",
-                        amr=(*session.amr, "hwk", "mfa"))  # fmt: skip
-        _audit(runtime, fresh, client)
+    ended = factor_added(request, response, runtime, session, client, "passkey added", "hwk")
     return {"passkey": passkey, "other_sessions_ended": ended}
 
 
