@@ -22,18 +22,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from astralog import byob
-from astralog.auth.accounts import Accounts
 from astralog.auth.oidc import Providers
-from astralog.auth.passkeys import Passkeys
 from astralog.auth.principal import SCOPES
 from astralog.auth.sessions import SessionStore
 from astralog.catalog import BatchCommitted, Catalog
 from astralog.connectors.base import Connector
 from astralog.connectors.local import LocalConnector
+from astralog.controlplane.accounts import Accounts
 from astralog.controlplane.checkpoints import Signer
 from astralog.controlplane.destinations import Destinations
 from astralog.controlplane.events import RetentionPurged
 from astralog.controlplane.idp import IdentityProviders
+from astralog.controlplane.passkeys import Passkeys
 from astralog.controlplane.plans import PlanLimits
 from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.sources import Retention

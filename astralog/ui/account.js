@@ -21,7 +21,7 @@ import {
 import { list, roleLabel, showOnce } from "./members.js";
 import { identitiesCard } from "./identities.js";
 import { enrolTotp, fail, showRecoveryCodes, withReauth } from "./mfa.js";
-import { passkeysCard } from "./passkeys.js";
+import { passkeysCard } from "./passkeys_card.js";
 
 export async function mount(main, app) {
   const page = h("div", { class: "page" });

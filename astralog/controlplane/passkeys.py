@@ -36,8 +36,8 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from astralog.auth.secret_tables import SecretTables
 from astralog.auth.sessions import SessionStore
+from astralog.controlplane.secret_tables import SecretTables
 from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.store import Actor
 from astralog.errors import BadRequest, Conflict, NotFound, Unauthenticated

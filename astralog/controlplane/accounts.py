@@ -18,9 +18,9 @@ import time
 from typing import Any
 
 from astralog.auth import passwords, totp
-from astralog.auth.secret_tables import SecretTables
 from astralog.auth.throttle import SignInThrottle
 from astralog.controlplane.people import normalise_email
+from astralog.controlplane.secret_tables import SecretTables
 from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.store import Actor
 from astralog.errors import BadRequest, Conflict, Forbidden
