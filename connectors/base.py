@@ -12,6 +12,7 @@ connector stores it in the customer's storage. Every connector promises:
   (:mod:`astralog.connectors.probe` runs the steps);
 * ``put_checkpoint`` / ``list_checkpoints`` keep the org's signed audit checkpoints in its own
   storage, so the org can prove its history even if this machine is lost or rewritten;
+  ``put_receipt`` / ``list_receipts`` keep the signed receipts of retention purges there too;
 * errors of the storage client are translated at the boundary into :class:`ConnectorError`
   (``raise ... from exc``) with ``retryable`` telling the flusher whether to back off and retry
   (the destination may recover) or to report a permanent problem.
@@ -139,6 +140,14 @@ class Connector(ABC):
         """Every org with a checkpoint stored here, sorted: how a verifier finds the copies of an
         org whose records were wiped from the database together with its name."""
         raise NotImplementedError(f"{type(self).__name__} cannot keep audit checkpoints")
+
+    async def put_receipt(self, org_id: str, name: str, document: bytes) -> None:
+        """Store the org's signed purge receipt ``document`` as ``name``; idempotent."""
+        raise NotImplementedError(f"{type(self).__name__} cannot keep purge receipts")
+
+    async def list_receipts(self, org_id: str) -> list[tuple[str, bytes]]:
+        """Every purge receipt of the org stored here, as ``(where, document)``, by name."""
+        raise NotImplementedError(f"{type(self).__name__} cannot keep purge receipts")
 
     def is_retryable(self, exc: BaseException) -> bool:
         """Whether ``exc`` is a condition the destination may recover from on its own."""

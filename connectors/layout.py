@@ -4,7 +4,8 @@
 (DuckDB, ClickHouse ``s3()``, Athena, Trino, Spark) reads a customer's data without Astralog, and
 listing and retention prune by the partition path, never by reading data. The org's signed audit
 checkpoints sit beside them at ``<prefix>/org=<org>/_astralog/checkpoints/<seq>.json`` (the
-leading underscore keeps Hive-style readers from taking it for data).
+leading underscore keeps Hive-style readers from taking it for data), and the signed receipts of
+retention purges at ``<prefix>/org=<org>/_astralog/receipts/<name>.json``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 __all__ = [
     "CHECKPOINT_DIR",
     "HOUR",
+    "RECEIPT_DIR",
     "BatchKey",
     "checkpoint_key",
     "floor_hour",
@@ -26,11 +28,13 @@ __all__ = [
     "parse_object_key",
     "partition_hour",
     "partition_prefix",
+    "receipt_key",
     "validate_id",
 ]
 
 HOUR = timedelta(hours=1)
 CHECKPOINT_DIR = "_astralog/checkpoints"
+RECEIPT_DIR = "_astralog/receipts"
 
 # Ids become path segments in the customer's bucket: keep them to characters that need no
 # escaping in S3 keys, Hive partition values or file names, and refuse "." / ".." tricks.
@@ -105,6 +109,12 @@ def checkpoint_key(org_id: str, seq: int, prefix: str = "") -> str:
     return partition_prefix(validate_id("org_id", org_id), None, prefix) + (
         f"{CHECKPOINT_DIR}/{seq:020d}.json"
     )
+
+
+def receipt_key(org_id: str, name: str, prefix: str = "") -> str:
+    """``<prefix>/org=<org>/_astralog/receipts/<name>.json`` (names start with their time)."""
+    org = validate_id("org_id", org_id)
+    return partition_prefix(org, None, prefix) + f"{RECEIPT_DIR}/{validate_id('name', name)}.json"
 
 
 def object_key(key: BatchKey, prefix: str = "") -> str:

@@ -33,6 +33,7 @@ from .layout import (
     object_key,
     parse_object_key,
     partition_hour,
+    receipt_key,
     validate_id,
 )
 from .parquet import read_parquet, write_parquet
@@ -143,6 +144,24 @@ class LocalConnector(Connector):
             return [(str(p), p.read_bytes()) for p in paths]
 
         return await self._guarded(f"listing checkpoints of org {org_id}", reading)
+
+    async def put_receipt(self, org_id: str, name: str, document: bytes) -> None:
+        path = self.root / receipt_key(org_id, name)
+
+        def writing() -> None:
+            _make_dirs_durable(path.parent)
+            _replace_durably(path, lambda sink: sink.write(document))
+
+        await self._guarded(f"writing purge receipt {name}", writing)
+
+    async def list_receipts(self, org_id: str) -> list[tuple[str, bytes]]:
+        directory = (self.root / receipt_key(org_id, "x")).parent
+
+        def reading() -> list[tuple[str, bytes]]:
+            paths = sorted(directory.glob("*.json")) if directory.is_dir() else []
+            return [(str(p), p.read_bytes()) for p in paths if not p.name.startswith(".")]
+
+        return await self._guarded(f"listing purge receipts of org {org_id}", reading)
 
     async def list_checkpoint_orgs(self) -> list[str]:
         def listing() -> list[str]:

@@ -156,6 +156,17 @@ class ConnectorContract:
         assert run(connector.delete_expired("acme", None, T0 + 48 * H)) == [batch]
         assert len(run(connector.list_checkpoints("acme"))) == 1  # retention never purges them
 
+    def test_purge_receipts_are_kept_per_org_and_never_purged(self, connector: Connector) -> None:
+        batch = self.write(connector, batch_key("acme", "web", T0))
+        for name in ("purge-2", "purge-1", "purge-2"):  # again: stored once
+            run(connector.put_receipt("acme", name, f'{{"name":"{name}"}}'.encode()))
+        run(connector.put_receipt("globex", "purge-1", b"{}"))
+        assert run(connector.delete_expired("acme", None, T0 + 48 * H)) == [batch]
+        listed = run(connector.list_receipts("acme"))
+        assert [doc for _, doc in listed] == [b'{"name":"purge-1"}', b'{"name":"purge-2"}']
+        assert run(connector.list_receipts("nobody")) == []
+        assert run(connector.list_checkpoints("acme")) == []  # receipts are not checkpoints
+
     def test_the_orgs_with_checkpoints_are_listed_without_a_database(
         self, connector: Connector
     ) -> None:

@@ -355,6 +355,7 @@ def test_probe_reports_each_step(chc: ClickHouseConnector, database: str) -> Non
         f"GRANT CREATE DATABASE ON `{database}`.* TO `astralog`",
         f"GRANT CREATE TABLE, INSERT, SELECT, ALTER DELETE ON {table} TO `astralog`",
         f"GRANT CREATE TABLE, INSERT, SELECT ON `{database}`.`astralog_checkpoints` TO `astralog`",
+        f"GRANT CREATE TABLE, INSERT, SELECT ON `{database}`.`astralog_receipts` TO `astralog`",
     ]
 
 

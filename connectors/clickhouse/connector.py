@@ -18,7 +18,8 @@ server over HTTP(S) and on the in-process chDB engine alike (both through
   partitions with other sources -- with a lightweight ``DELETE``: rows disappear from queries at
   once and leave the disk when their part is merged or its day is dropped.
 * ``put_checkpoint`` keeps the org's signed audit checkpoints in ``astralog_checkpoints`` beside
-  the log table (``schemas/audit_checkpoints.sql``), created on first use.
+  the log table (``schemas/audit_checkpoints.sql``), created on first use; ``put_receipt`` keeps
+  the signed receipts of retention purges in ``astralog_receipts`` (``schemas/purge_receipts.sql``).
 * ``probe`` asks the server (``CHECK GRANT``, which chDB also answers) for each privilege the
   connector needs and names the missing one with the ``GRANT`` statement that fixes it.
 * Errors of clickhouse-connect become :class:`ConnectorError`; the retryable ones (network,
@@ -56,7 +57,15 @@ from ..base import (
     WrittenBatch,
     canonical_rows,
 )
-from ..layout import HOUR, floor_hour, object_key, parse_object_key, partition_hour, validate_id
+from ..layout import (
+    HOUR,
+    floor_hour,
+    object_key,
+    parse_object_key,
+    partition_hour,
+    receipt_key,
+    validate_id,
+)
 from ..probe import ProbeMismatch, Step, expect, run_probe
 
 if TYPE_CHECKING:
@@ -74,6 +83,7 @@ _DEDUP_WINDOW = re.compile(r"\bnon_replicated_deduplication_window\s*=\s*(\d+)")
 _ORG_DAY_KEY = "(OrgId, toDate(Timestamp))"
 # The org's signed audit checkpoints, beside the log table (schemas/audit_checkpoints.sql).
 _CHECKPOINTS = "astralog_checkpoints"
+_RECEIPTS = "astralog_receipts"
 # Columns a table must have for our inserts and queries; TimestampTime is the exporter's.
 _REQUIRED_COLUMNS = ("TimestampTime", "BatchId")
 
@@ -146,6 +156,7 @@ class ClickHouseConnector(Connector):
             f"GRANT CREATE DATABASE ON {db}.* TO {who}",
             f"GRANT {privileges} ON {self._table} TO {who}",
             f"GRANT CREATE TABLE, INSERT, SELECT ON {db}.{quote(_CHECKPOINTS)} TO {who}",
+            f"GRANT CREATE TABLE, INSERT, SELECT ON {db}.{quote(_RECEIPTS)} TO {who}",
         ]
 
     # -- the contract ------------------------------------------------------------------------
@@ -215,6 +226,18 @@ class ClickHouseConnector(Connector):
             f"listing checkpoints of org {org_id}", self._checkpoint_rows, org_id
         )
 
+    async def put_receipt(self, org_id: str, name: str, document: bytes) -> None:
+        receipt_key(org_id, name)  # the same names as in a bucket
+        await self._guarded(
+            f"writing purge receipt {name}", self._insert_receipt, org_id, name, document
+        )
+
+    async def list_receipts(self, org_id: str) -> list[tuple[str, bytes]]:
+        validate_id("org_id", org_id)
+        return await self._guarded(
+            f"listing purge receipts of org {org_id}", self._receipt_rows, org_id
+        )
+
     async def list_checkpoint_orgs(self) -> list[str]:
         return await self._guarded("listing the orgs with checkpoints", self._checkpoint_orgs)
 
@@ -279,13 +302,40 @@ class ClickHouseConnector(Connector):
 
     def _checkpoint_table(self) -> str:
         """The checkpoints table, created on first use (CREATE TABLE is in the grants)."""
+        return self._side_table(_CHECKPOINTS, "audit_checkpoints.sql")
+
+    def _side_table(self, name: str, ddl_file: str) -> str:
         self._ensure_schema()
-        table = f"{quote(self.config.database)}.{quote(_CHECKPOINTS)}"
+        table = f"{quote(self.config.database)}.{quote(name)}"
         client = self._client()
         if not client.command(f"EXISTS TABLE {table}"):
-            ddl = schema_text("audit_checkpoints.sql")
+            ddl = schema_text(ddl_file)
             client.command(string.Template(ddl).substitute(database=quote(self.config.database)))
         return table
+
+    def _insert_receipt(self, org_id: str, name: str, document: bytes) -> None:
+        self._side_table(_RECEIPTS, "purge_receipts.sql")
+        self._client().insert(
+            _RECEIPTS,
+            [[org_id, name, document.decode()]],
+            column_names=["OrgId", "Name", "Document"],
+            database=self.config.database,
+            settings=_INSERT_SETTINGS,
+        )
+
+    def _receipt_rows(self, org_id: str) -> list[tuple[str, bytes]]:
+        table = self._side_table(_RECEIPTS, "purge_receipts.sql")
+        rows = (
+            self._client()
+            .query(
+                f"SELECT Name, any(Document) FROM {table} WHERE OrgId = {{org:String}}"
+                " GROUP BY Name ORDER BY Name",
+                parameters={"org": org_id},
+            )
+            .result_rows
+        )
+        where = f"{self._location}/{self.config.database}.{_RECEIPTS}"
+        return [(f"{where} {name}", str(doc).encode()) for name, doc in rows]
 
     def _insert_checkpoint(self, org_id: str, seq: int, document: bytes) -> None:
         self._checkpoint_table()

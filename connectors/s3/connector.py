@@ -79,6 +79,7 @@ from ..layout import (
     parse_object_key,
     partition_hour,
     partition_prefix,
+    receipt_key,
     validate_id,
 )
 from ..parquet import read_parquet, to_parquet_bytes
@@ -214,6 +215,27 @@ class S3Connector(Connector):
         directory = self._full_key(checkpoint_key(org_id, 0)).rsplit("/", 1)[0] + "/"
         async with self._client() as client:
             async with self._translated(f"listing checkpoints of org {org_id}", None):
+                keys = sorted(
+                    k for k in await self._keys_under(client, directory) if k.endswith(".json")
+                )
+            documents = await _gather([self._get_bytes(client, k) for k in keys])
+        return [(f"s3://{self.config.bucket}/{k}", d) for k, d in zip(keys, documents, strict=True)]
+
+    async def put_receipt(self, org_id: str, name: str, document: bytes) -> None:
+        full = self._full_key(receipt_key(org_id, name))
+        async with self._client() as client, self._translated(f"writing receipt {name}", full):
+            await client.put_object(
+                Bucket=self.config.bucket,
+                Key=full,
+                Body=document,
+                ContentType="application/json",
+                **self._sse_args(),
+            )
+
+    async def list_receipts(self, org_id: str) -> list[tuple[str, bytes]]:
+        directory = self._full_key(receipt_key(org_id, "x")).rsplit("/", 1)[0] + "/"
+        async with self._client() as client:
+            async with self._translated(f"listing purge receipts of org {org_id}", None):
                 keys = sorted(
                     k for k in await self._keys_under(client, directory) if k.endswith(".json")
                 )
