@@ -148,6 +148,10 @@ class Signer:
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
+    def sign_bytes(self, message: bytes) -> bytes:
+        """A raw Ed25519 signature of ``message`` (purge receipts sign their own documents)."""
+        return self._key.sign(message)
+
     def sign(
         self, kind: Kind, org_id: str | None, seq: int, head: str, *, after: int = 0
     ) -> SignedCheckpoint:
