@@ -14,7 +14,8 @@ from typing import Protocol
 
 from astralog.catalog import BatchCommitted
 from astralog.connectors.base import Connector
-from astralog.controlplane.events import RetentionPurged
+from astralog.controlplane.events import PurgeHeld, RetentionPurged
+from astralog.controlplane.holds import Hold
 from astralog.controlplane.plans import PlanLimits
 from astralog.controlplane.sources import Retention, SourceRetention
 from astralog.controlplane.store import Actor
@@ -83,6 +84,10 @@ class DataAccess(Protocol):
         """The live connector of a destination; an AstralogError when it cannot be opened."""
         ...
 
-    def record_purge(self, event: RetentionPurged, actor: Actor) -> None:
-        """Append a purge to the audited control-plane log."""
+    def holds(self, org_id: str) -> list[Hold]:
+        """The org's legal holds in force: the purge never deletes what they cover."""
+        ...
+
+    def record_purge(self, event: RetentionPurged | PurgeHeld, actor: Actor) -> None:
+        """Append a purge (or what a hold kept from it) to the audited control-plane log."""
         ...

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from astralog.controlplane import events as ev
 from astralog.controlplane.store import Actor
 from astralog.dataplane import DataAccess
+from astralog.retention_holds import held_cutoff
 
 log = logging.getLogger("astralog.retention")
 PURGER = Actor("system:retention", "local")
@@ -29,6 +30,7 @@ async def purge_once(data: DataAccess, now_ns: int | None = None) -> int:
     for org_id in data.org_ids():
         for source in data.retention_policy(org_id).sources:
             cutoff_ns = now_ns - source.effective_days * DAY_NS
+            cutoff_ns = held_cutoff(data, org_id, source.source_id, cutoff_ns, PURGER)  # holds win
             deleted += await _purge_source(data, org_id, source.source_id, cutoff_ns)
     return deleted
 

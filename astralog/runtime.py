@@ -31,7 +31,8 @@ from astralog.connectors.local import LocalConnector
 from astralog.controlplane.accounts import Accounts
 from astralog.controlplane.checkpoints import Signer
 from astralog.controlplane.destinations import Destinations
-from astralog.controlplane.events import RetentionPurged
+from astralog.controlplane.events import PurgeHeld, RetentionPurged
+from astralog.controlplane.holds import Hold
 from astralog.controlplane.idp import IdentityProviders
 from astralog.controlplane.passkeys import Passkeys
 from astralog.controlplane.plans import PlanLimits
@@ -324,7 +325,10 @@ class Runtime:
             return self.data.local
         return self.data.connector(org_id, self.destinations.record(org_id, destination.id))
 
-    def record_purge(self, event: RetentionPurged, actor: Actor) -> None:
+    def holds(self, org_id: str) -> list[Hold]:
+        return self.control.holds.in_force(org_id)
+
+    def record_purge(self, event: RetentionPurged | PurgeHeld, actor: Actor) -> None:
         store = self.control.store
         with store.transaction():
             store.append(event, actor, store.version(event.aggregate_id))

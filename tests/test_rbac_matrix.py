@@ -159,6 +159,7 @@ def _bodies(ids: dict[str, str]) -> dict[tuple[str, str], Any]:
         },
         ("PUT", "/v1/connectors/{connector_id}"): {"config": {"bucket": "matrix"}},
         ("POST", "/v1/orgs/{org_id}/domains"): {"domain": "matrix.example"},
+        ("POST", "/v1/holds"): {"reason": "m", "case_id": "M-1", "sources": [ids["source_id"]]},
     }
 
 
@@ -235,6 +236,10 @@ def test_the_expectations_are_derived_not_blanket(client: TestClient) -> None:
     assert table[("POST", "/v1/members")]["member"] == 403
     assert table[("POST", "/v1/members")]["admin"] == ALLOWED
     assert table[("GET", "/v1/orgs")]["owner"] == 404
+    assert table[("POST", "/v1/holds")]["owner"] == ALLOWED
+    assert table[("POST", "/v1/holds")]["admin"] == 403
+    assert table[("GET", "/v1/holds")]["retention_admin"] == ALLOWED
+    assert table[("POST", "/v1/orgs/{org_id}/holds/{hold_id}/approve")]["owner"] == 404
 
 
 # Routes any caller of an org may use, whatever its role: who am I, my org, its retention, roles.

@@ -20,6 +20,7 @@ from astralog.api.routes import (
     docs,
     elasticsearch,
     health,
+    holds,
     ingest,
     me,
     members,
@@ -100,7 +101,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     problems.install(app)
     for module in (
         health, ingest, elasticsearch, session, orgs, sources, tokens, connectors, audit, search,
-        members,
+        members, holds,
         auth, me, passkeys, sso, docs, ui,
     ):  # fmt: skip
         app.include_router(module.router)

@@ -213,6 +213,22 @@ MembersWrite = Annotated[str, Depends(scoped("members:write"))]
 SsoWrite = Annotated[str, Depends(scoped("sso:write"))]
 ConnectorsWrite = Annotated[str, Depends(scoped("connectors:write"))]
 RetentionWrite = Annotated[str, Depends(scoped("retention:write"))]
+HoldsWrite = Annotated[str, Depends(scoped("holds:write"))]
+
+
+@_principal_check
+def owner_in_person(principal: ManagementDep) -> Principal:
+    """A legal hold's org side: an owner in person (a session or a personal token), never an org
+    token, which belongs to no one and which an operator can mint."""
+    if principal.kind != "person" or principal.role != "owner":
+        raise Forbidden(
+            "a legal hold needs an owner of the org in person: sign in as an owner or use an "
+            "owner's personal token (POST /v1/me/tokens)"
+        )
+    return principal
+
+
+OwnerInPerson = Annotated[Principal, Depends(owner_in_person)]
 
 
 def audit_scope(principal: ManagementDep) -> str | None:

@@ -23,6 +23,7 @@ SCOPES: dict[str, str] = {
     "owners:write": "Grant or remove the owner role.",
     "sso:write": "Configure single sign-on, verified domains and the org's sign-in policies.",
     "searches:write": "Save searches.",
+    "holds:write": "Propose, approve and withdraw legal holds (with an operator).",
 }
 
 PrincipalKind = Literal["ingest", "management", "operator", "person", "service"]

@@ -359,3 +359,74 @@ class LogsRead(Event, aggregate="activity:{activity_id}"):
     start: str
     end: str
     events: int
+
+
+# ---- legal holds ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HoldProposed(Event, aggregate="hold:{hold_id}"):
+    """A request to place a legal hold; it covers nothing until the other side approves it.
+
+    ``side``: who asked, "owner" (an owner of the org, in person) or "operator". ``sources``
+    None: every source of the org, present and future; ``start``/``end`` (ISO 8601, UTC) None:
+    unbounded on that side."""
+
+    hold_id: str
+    org_id: str
+    side: str
+    reason: str
+    case_id: str
+    sources: list[str] | None = None
+    start: str | None = None
+    end: str | None = None
+
+
+@dataclass(frozen=True)
+class HoldPlaced(Event, aggregate="hold:{hold_id}"):
+    """The other side approved the proposal: the hold is in force until a release is approved."""
+
+    hold_id: str
+    org_id: str
+    side: str
+
+
+@dataclass(frozen=True)
+class HoldReleaseProposed(Event, aggregate="hold:{hold_id}"):
+    """A request to release a hold; the hold stays in force until the other side approves."""
+
+    hold_id: str
+    org_id: str
+    side: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class HoldReleased(Event, aggregate="hold:{hold_id}"):
+    hold_id: str
+    org_id: str
+    side: str
+
+
+@dataclass(frozen=True)
+class HoldRequestWithdrawn(Event, aggregate="hold:{hold_id}"):
+    """A pending request was taken back (or declined by the other side): a proposed hold is
+    never placed; a hold whose release was asked for stays in force."""
+
+    hold_id: str
+    org_id: str
+    side: str
+
+
+@dataclass(frozen=True)
+class PurgeHeld(Event, aggregate="purge:{org_id}"):
+    """The purge kept expired hour partitions of a source, from ``kept_from`` up to the
+    retention cutoff ``before``, because the legal holds ``holds`` cover some of them."""
+
+    org_id: str
+    source_id: str
+    holds: list[str]
+    before: str
+    kept_from: str
+    objects: int
+    rows: int

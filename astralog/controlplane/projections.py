@@ -67,14 +67,20 @@ CREATE TABLE IF NOT EXISTS org_policies (
     org_id TEXT PRIMARY KEY, require_mfa INTEGER NOT NULL, enforce_sso INTEGER NOT NULL,
     session_idle_minutes INTEGER NOT NULL, session_absolute_hours INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS holds (
+    id TEXT PRIMARY KEY, org_id TEXT NOT NULL, sources TEXT, start_at TEXT, end_at TEXT,
+    reason TEXT NOT NULL, case_id TEXT NOT NULL, state TEXT NOT NULL,
+    requested_by TEXT, requested_side TEXT, release_reason TEXT,
+    proposed_at TEXT NOT NULL, placed_at TEXT, released_at TEXT
+);
 """
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Raised whenever a projection table changes shape: an older database is rebuilt from its log."""
 
 TABLES = (
     "plans", "orgs", "sources", "ingest_keys", "tokens", "connectors", "destinations", "people",
-    "identities", "idp_connections", "domains", "org_policies",
+    "identities", "idp_connections", "domains", "org_policies", "holds",
 )  # fmt: skip
 
 Handler = Callable[[sqlite3.Connection, Any, Recorded], None]
@@ -337,6 +343,58 @@ def _policy_set(conn: sqlite3.Connection, e: ev.OrgSecurityPolicySet, r: Recorde
         (e.org_id, int(e.require_mfa), int(e.enforce_sso), e.session_idle_minutes,
          e.session_absolute_hours),
     )  # fmt: skip
+
+
+@handles(ev.HoldProposed)
+def _hold_proposed(conn: sqlite3.Connection, e: ev.HoldProposed, r: Recorded) -> None:
+    conn.execute(
+        "INSERT INTO holds (id, org_id, sources, start_at, end_at, reason, case_id, state, "
+        "requested_by, requested_side, proposed_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'proposed', "
+        "?, ?, ?)",
+        (e.hold_id, e.org_id, _sources(e.sources), e.start, e.end, e.reason, e.case_id, r.actor,
+         e.side, r.at),
+    )  # fmt: skip
+
+
+@handles(ev.HoldPlaced)
+def _hold_placed(conn: sqlite3.Connection, e: ev.HoldPlaced, r: Recorded) -> None:
+    conn.execute(
+        "UPDATE holds SET state = 'active', placed_at = ?, requested_by = NULL, "
+        "requested_side = NULL WHERE id = ?",
+        (r.at, e.hold_id),
+    )
+
+
+@handles(ev.HoldReleaseProposed)
+def _hold_release_asked(conn: sqlite3.Connection, e: ev.HoldReleaseProposed, r: Recorded) -> None:
+    conn.execute(
+        "UPDATE holds SET state = 'releasing', requested_by = ?, requested_side = ?, "
+        "release_reason = ? WHERE id = ?",
+        (r.actor, e.side, e.reason, e.hold_id),
+    )
+
+
+@handles(ev.HoldReleased)
+def _hold_released(conn: sqlite3.Connection, e: ev.HoldReleased, r: Recorded) -> None:
+    conn.execute(
+        "UPDATE holds SET state = 'released', released_at = ?, requested_by = NULL, "
+        "requested_side = NULL WHERE id = ?",
+        (r.at, e.hold_id),
+    )
+
+
+@handles(ev.HoldRequestWithdrawn)
+def _hold_withdrawn(conn: sqlite3.Connection, e: ev.HoldRequestWithdrawn, r: Recorded) -> None:
+    conn.execute(
+        "UPDATE holds SET state = CASE state WHEN 'releasing' THEN 'active' ELSE 'withdrawn' "
+        "END, requested_by = NULL, requested_side = NULL, release_reason = NULL WHERE id = ?",
+        (e.hold_id,),
+    )
+
+
+@handles(ev.PurgeHeld)
+def _purge_held(conn: sqlite3.Connection, e: ev.PurgeHeld, r: Recorded) -> None:
+    """What a hold kept is its own record in the audit log; no projection changes."""
 
 
 @handles(ev.SignedIn)
