@@ -26,6 +26,7 @@ from astralog.api.routes import (
     members,
     orgs,
     passkeys,
+    plans,
     search,
     session,
     sources,
@@ -101,7 +102,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     problems.install(app)
     for module in (
         health, ingest, elasticsearch, session, orgs, sources, tokens, connectors, audit, search,
-        members, holds,
+        members, plans, holds,
         auth, me, passkeys, sso, docs, ui,
     ):  # fmt: skip
         app.include_router(module.router)

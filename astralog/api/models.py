@@ -104,6 +104,30 @@ class PlanChange(Strict):
     overrides: dict[str, Any] = Field(default_factory=dict)
 
 
+class PlanDefine(Strict):
+    name: str = Field(min_length=1, max_length=63, examples=["team"])
+    limits: dict[str, Any] = Field(
+        default_factory=dict, description="Limits of the plan (see `GET /v1/plans`)."
+    )
+    based_on: str | None = Field(
+        None, max_length=63, description="A plan whose limits fill in those left out."
+    )
+
+
+class PlanEdit(Strict):
+    limits: dict[str, Any] = Field(description="The limits to change; the rest keep their values.")
+    clamp: bool = Field(
+        False, description="Accept clamping sources whose own retention exceeds the new one."
+    )
+
+
+class Plan(BaseModel):
+    name: str
+    limits: dict[str, Any]
+    orgs: int = Field(description="How many orgs are on this plan.")
+    clamped_sources: list[dict[str, Any]] | None = None
+
+
 class Org(BaseModel):
     id: str
     name: str

@@ -48,6 +48,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(handler=admin.cmd_orgs)
 
+    p = sub.add_parser("plans", help="list, define or edit plans (an edit takes effect at once)")
+    p.add_argument("action", choices=["list", "define", "edit"])
+    p.add_argument("--name", help="plan name (define, edit)")
+    p.add_argument("--limits", help='JSON of limits, e.g. {"retention_days": 14}')
+    p.add_argument("--based-on", help="define: copy the limits left out from this plan")
+    p.add_argument(
+        "--clamp",
+        action="store_true",
+        help="edit: accept that sources keeping longer than the new retention are clamped",
+    )
+    p.set_defaults(handler=admin.cmd_plans)
+
     p = sub.add_parser("sources", help="list or create an org's sources")
     p.add_argument("action", choices=["list", "create"])
     p.add_argument("--org", required=True, help="org id or name")

@@ -1,4 +1,4 @@
-"""The operator's management commands: orgs, sources, ingest keys, tokens, connectors, master
+"""The operator's management commands: orgs, plans, sources, ingest keys, tokens, connectors, master
 key rotation, verified email domains, projection rebuilds and the configuration reference.
 
 Stage: the control plane, acted on directly as the operator of this machine; every change is
@@ -38,6 +38,20 @@ def cmd_orgs(args: argparse.Namespace, settings: Settings) -> int:
         show(runtime.control.set_plan(find_org(runtime, args.org), args.plan, overrides, actor()))
     else:
         show(runtime.control.orgs())
+    return 0
+
+
+def cmd_plans(args: argparse.Namespace, settings: Settings) -> int:
+    plans = open_runtime(settings).control.plans
+    if args.action == "list":
+        show(plans.list())
+        return 0
+    need(args, "--name", *(("--limits",) if args.action == "edit" else ()))
+    limits = json_object(args.limits, "--limits")
+    if args.action == "define":
+        show(plans.define(args.name, limits, args.based_on, actor()))
+    else:
+        show(plans.edit(args.name, limits, args.clamp, actor()))
     return 0
 
 
