@@ -191,3 +191,22 @@ def gateway_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gatewa
     """One gateway for the session; import ``gateway_fixture`` and ask for ``gateway``."""
     with running_gateway(tmp_path_factory.mktemp("gateway")) as running:
         yield running
+
+
+@contextlib.contextmanager
+def serving(data_dir: Path, log: Path, **settings: str) -> Iterator[str]:
+    """``serve`` on a data dir that already holds its state (a restored one): no ``init``;
+    yields the base URL."""
+    port = free_port()
+    env = {**os.environ, **FAST_FLUSH_ENV, **settings, "ASTRALOG_DATA_DIR": str(data_dir),
+           "ASTRALOG_SERVER__PORT": str(port)}  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    with log.open("ab") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "astralog.cli", "serve"], env=env, stdout=handle, stderr=handle
+        )
+    try:
+        _wait_ready(process, url, log)
+        yield url
+    finally:
+        _stop(process)

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from astralog.auth.principal import SCOPES
-from astralog.cli import admin, audit, serve
+from astralog.cli import admin, audit, backup, serve
 from astralog.cli.common import Handler
 from astralog.errors import AstralogError
 
@@ -145,6 +145,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--org", required=True, help="org id or name")
     p.add_argument("--domain", help="the domain the org owns, e.g. example.com (verify)")
     p.set_defaults(handler=admin.cmd_domains)
+
+    p = sub.add_parser(
+        "backup", help="archive the control plane, catalog and signing key (safe while serving)"
+    )
+    p.add_argument("--to", required=True, help="archive file to write (e.g. astralog.tar.gz)")
+    p.set_defaults(handler=backup.cmd_backup)
+
+    p = sub.add_parser("restore", help="restore a backup into an empty data dir, verified")
+    p.add_argument("--from", required=True, help="archive written by astralog backup")
+    p.add_argument(
+        "--force", action="store_true", help="replace the state of a stopped, non-empty data dir"
+    )
+    p.set_defaults(handler=backup.cmd_restore)
 
     p = sub.add_parser("events", help="rebuild projections from the event log")
     p.add_argument("action", choices=["rebuild"])
