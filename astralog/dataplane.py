@@ -91,3 +91,7 @@ class DataAccess(Protocol):
     def record_purge(self, event: RetentionPurged | PurgeHeld, actor: Actor) -> None:
         """Append a purge (or what a hold kept from it) to the audited control-plane log."""
         ...
+
+    def sign(self, message: bytes) -> bytes:
+        """An Ed25519 signature of ``message`` with the instance's key (purge receipts)."""
+        ...

@@ -3,7 +3,9 @@
 Queries hide expired data at once (the plan clamps the time range); this job frees the storage
 on a schedule. Only whole hour partitions entirely older than the cutoff are deleted, each purge
 is a ``RetentionPurged`` event in the audit log with what was deleted, and the catalog forgets
-the deleted batches in the same pass.
+the deleted batches in the same pass. Each purge also leaves a signed receipt
+(:mod:`astralog.controlplane.purge_receipts`) in the audit record and in the destination it
+purged. :func:`preview` answers, from the catalog alone, what a retention would delete and when.
 """
 
 from __future__ import annotations
@@ -11,9 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
+from astralog.catalog import BatchCommitted
+from astralog.connectors.base import Connector
+from astralog.connectors.layout import HOUR, partition_hour
 from astralog.controlplane import events as ev
+from astralog.controlplane.purge_receipts import PurgedObject, PurgeReceipt, new_receipt
 from astralog.controlplane.store import Actor
 from astralog.dataplane import DataAccess
 from astralog.retention_holds import held_cutoff
@@ -21,6 +29,27 @@ from astralog.retention_holds import held_cutoff
 log = logging.getLogger("astralog.retention")
 PURGER = Actor("system:retention", "local")
 DAY_NS = 86_400 * 10**9
+
+
+@dataclass
+class PurgeSchedule:
+    """When the next pass runs (``run`` moves it), so a preview can say when data goes."""
+
+    interval_seconds: float
+    next_at: float = field(default_factory=time.time)
+
+
+def cutoff_hour(cutoff_ns: int) -> datetime:
+    """The purge deletes hour partitions ending at or before this hour."""
+    return datetime.fromtimestamp(cutoff_ns // 10**9, UTC).replace(minute=0, second=0)
+
+
+def expired_batches(
+    data: DataAccess, org_id: str, source_id: str, cutoff_ns: int
+) -> list[BatchCommitted]:
+    """The source's committed batches a purge at ``cutoff_ns`` deletes."""
+    expired = data.batches(org_id, [source_id], 0, cutoff_ns)
+    return [b for b in expired if b.max_ts_ns < cutoff_ns]
 
 
 async def purge_once(data: DataAccess, now_ns: int | None = None) -> int:
@@ -36,36 +65,121 @@ async def purge_once(data: DataAccess, now_ns: int | None = None) -> int:
 
 
 async def _purge_source(data: DataAccess, org_id: str, source_id: str, cutoff_ns: int) -> int:
-    expired = data.batches(org_id, [source_id], 0, cutoff_ns)
-    expired = [b for b in expired if b.max_ts_ns < cutoff_ns]
-    destinations = sorted({b.destination_id for b in expired})
-    before = datetime.fromtimestamp(cutoff_ns // 10**9, UTC).replace(minute=0, second=0)
+    expired = expired_batches(data, org_id, source_id, cutoff_ns)
+    before = cutoff_hour(cutoff_ns)
     total = 0
-    for destination_id in destinations:
-        connector = data.connector(org_id, data.destination(org_id, destination_id))
+    for destination_id in sorted({b.destination_id for b in expired}):
+        gone = {b.object_key: b for b in expired if b.destination_id == destination_id}
+        # One destination failing (unreachable, deleted connector, unreadable secret) must not
+        # stop the others or the other orgs: it is retried on the next pass.
         try:
+            connector = data.connector(org_id, data.destination(org_id, destination_id))
             keys = await connector.delete_expired(org_id, source_id, before)
         except Exception:
             log.exception(
                 "retention purge failed", extra={"org": org_id, "destination": destination_id}
             )
             continue
-        gone = {b.object_key: b for b in expired if b.destination_id == destination_id}
-        forgotten = [k for k in keys if k in gone]
-        data.forget_batches(forgotten)
-        rows = sum(gone[k].rows for k in forgotten)
-        event = ev.RetentionPurged(
-            org_id, source_id, destination_id, before.isoformat(), len(keys), rows
-        )
-        data.record_purge(event, PURGER)
+        data.forget_batches([k for k in keys if k in gone])
+        receipt = _receipt(data, org_id, source_id, destination_id, before, keys, gone)
+        data.record_purge(_event(receipt), PURGER)
+        await _deliver(connector, receipt)
         total += len(keys)
     return total
 
 
-async def run(data: DataAccess, interval_seconds: float) -> None:
+def _receipt(
+    data: DataAccess,
+    org_id: str,
+    source_id: str,
+    destination_id: str,
+    before: datetime,
+    keys: list[str],
+    known: dict[str, BatchCommitted],
+) -> PurgeReceipt:
+    """Rows and bytes from the catalog; a key it did not know (left by a crash) counts 0."""
+    objects = [
+        PurgedObject(k, known[k].rows, known[k].bytes) if k in known else PurgedObject(k, 0, 0)
+        for k in keys
+    ]
+    return new_receipt(org_id, source_id, destination_id, before, objects).signed(data.sign)
+
+
+def _event(receipt: PurgeReceipt) -> ev.RetentionPurged:
+    return ev.RetentionPurged(
+        receipt.org_id,
+        receipt.source_id,
+        receipt.destination_id,
+        receipt.before,
+        len(receipt.objects),
+        receipt.rows,
+        bytes=receipt.total_bytes,
+        object_keys=sorted(o.key for o in receipt.objects),
+        manifest_sha256=receipt.manifest,
+        receipt_at=receipt.at,
+        signature=receipt.signature,
+    )
+
+
+async def _deliver(connector: Connector, receipt: PurgeReceipt) -> None:
+    """The audit record already holds the receipt: a destination that refuses its copy is
+    logged; the record in the audit chain carries the same manifest hash and signature."""
+    try:
+        await connector.put_receipt(receipt.org_id, receipt.name, receipt.to_bytes())
+    except Exception:
+        log.exception("writing purge receipt %s failed", receipt.name)
+
+
+async def run(
+    data: DataAccess, interval_seconds: float, schedule: PurgeSchedule | None = None
+) -> None:
+    schedule = schedule or PurgeSchedule(interval_seconds)
     while True:
         try:
             await purge_once(data)
         except Exception:
             log.exception("retention pass failed")
+        schedule.next_at = time.time() + interval_seconds
         await asyncio.sleep(interval_seconds)
+
+
+# -- preview -----------------------------------------------------------------------------------
+
+
+def preview(
+    data: DataAccess, org_id: str, source_id: str, days: int, next_purge: float
+) -> dict[str, Any]:
+    """What a retention of ``days`` hides at once and what the next purge then deletes."""
+    now_ns = time.time_ns()
+    next_ns = max(int(next_purge * 10**9), now_ns)
+    cutoff_ns = next_ns - days * DAY_NS
+    expired = expired_batches(data, org_id, source_id, cutoff_ns)
+    before = cutoff_hour(cutoff_ns)
+    deleted = [b for b in expired if _hour_of(b) + HOUR <= before]
+    return {
+        "source_id": source_id,
+        "days": days,
+        "hidden_before": _iso(now_ns - days * DAY_NS),
+        "next_purge_at": _iso(next_ns),
+        "deletes_before": before.isoformat(),
+        "objects": len(deleted),
+        "rows": sum(b.rows for b in deleted),
+        "bytes": sum(b.bytes for b in deleted),
+        "oldest_hour": _hour(deleted, min),
+        "newest_hour": _hour(deleted, max),
+        "destinations": sorted({b.destination_id for b in deleted}),
+    }
+
+
+def _hour_of(batch: BatchCommitted) -> datetime:
+    """The batch's hour partition (from its key; its first event's hour if the key has none)."""
+    hour = partition_hour(batch.object_key)
+    return hour if hour is not None else cutoff_hour(batch.min_ts_ns)
+
+
+def _hour(batches: list[BatchCommitted], pick: Any) -> str | None:
+    return pick(_hour_of(b) for b in batches).isoformat() if batches else None
+
+
+def _iso(ns: int) -> str:
+    return datetime.fromtimestamp(ns / 10**9, UTC).isoformat(timespec="seconds")

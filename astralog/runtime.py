@@ -45,6 +45,7 @@ from astralog.ingest.idempotency import IdempotencyStore
 from astralog.ingest.ratelimit import RateLimiter
 from astralog.ingest.wal import PendingData, WriteAheadLog
 from astralog.metrics import Metrics
+from astralog.retention import PurgeSchedule
 from astralog.security.fieldcrypt import FieldCipher
 from astralog.settings import Settings
 
@@ -234,6 +235,7 @@ class Runtime:
             settings.auth.key_cache_seconds,
         )
         self.signer = Signer(settings.path(settings.control.signing_key_file))
+        self.purge_schedule = PurgeSchedule(settings.storage.purge_interval_seconds)
         self.destinations = Destinations(self.control, field_cipher(settings))
         self.idps = IdentityProviders(
             self.control.store, self.control.people, self.destinations.cipher
@@ -332,6 +334,9 @@ class Runtime:
         store = self.control.store
         with store.transaction():
             store.append(event, actor, store.version(event.aggregate_id))
+
+    def sign(self, message: bytes) -> bytes:
+        return self.signer.sign_bytes(message)
 
     def readiness(self) -> Readiness:
         if self._data is None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -406,6 +408,28 @@ def test_retention_override_is_audited(ui: UI, seeded: dict[str, Any]) -> None:
     expect(page.locator("#audit-table tbody tr[data-seq]").first).to_contain_text(
         seeded["source_id"]
     )
+    page.context.close()
+
+
+@pytest.mark.slow
+def test_retention_preview_says_what_a_change_deletes_before_saving(ui: UI) -> None:
+    source = ui.api("POST", "/v1/sources", json={"name": "archive", "description": "old"}).json()
+    key = ui.api("POST", f"/v1/sources/{source['id']}/keys", json={}).json()["key"]
+    old = (datetime.now(UTC) - timedelta(days=10)).isoformat()
+    ui.ingest(key, [{"timestamp": old, "message": "ten days old"}])
+    preview = f"/v1/sources/{source['id']}/retention/preview?days=5"
+    deadline = time.monotonic() + 15
+    while ui.api("GET", preview).json()["objects"] < 1:  # flushing is asynchronous
+        assert time.monotonic() < deadline, "the old event was never committed"
+        time.sleep(0.15)
+    page = ui.page("/retention")
+    row = page.locator(f"tr[data-source='{source['id']}']")
+    row.locator("input").fill("5")
+    expect(row.locator(".retention-preview")).to_contain_text("deletes 1 objects (1 events")
+    row.locator("input").fill("20")
+    expect(row.locator(".retention-preview")).to_contain_text("Nothing is deleted")
+    expect(row).to_contain_text("30 days")  # previewing saved nothing
+    assert ui.api("GET", f"/v1/sources/{source['id']}").json()["retention_days"] is None
     page.context.close()
 
 

@@ -74,7 +74,11 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         tasks = [
             asyncio.create_task(_checkpoints(runtime)),
             asyncio.create_task(
-                retention.run(runtime, runtime.settings.storage.purge_interval_seconds)
+                retention.run(
+                    runtime,
+                    runtime.settings.storage.purge_interval_seconds,
+                    runtime.purge_schedule,
+                )
             ),
         ]
         try:

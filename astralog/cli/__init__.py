@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=admin.cmd_rotate_master)
 
     p = sub.add_parser("audit", help="verify the hash chain, sign a checkpoint, print the key")
-    p.add_argument("action", choices=["verify", "checkpoint", "public-key"])
+    p.add_argument("action", choices=["verify", "checkpoint", "public-key", "verify-receipt"])
+    p.add_argument("file", nargs="?", help="verify-receipt: a purge receipt (JSON) to check")
     p.add_argument("--database", help="SQLite file to verify (default: this data dir's)")
     p.add_argument("--public-key", help="PEM public key to verify with (offline verification)")
     p.add_argument("--export", help="verify an org's audit export (GET /v1/audit?format=ndjson)")

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 def cmd_audit(args: argparse.Namespace, settings: Settings) -> int:
     if args.action == "verify":
         return _verify(args, settings)
+    if args.action == "verify-receipt":
+        return _verify_receipt(args, settings)
     runtime = open_runtime(settings)
     if args.action == "public-key":
         sys.stdout.write(runtime.signer.public_pem().decode())
@@ -70,6 +72,35 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
         print(f"UNPROVEN: chain intact but not proven; {proven}", file=sys.stderr)
         return UNPROVEN
     print(f"chain OK: {report.records} records, {proven}", file=sys.stderr)
+    return 0
+
+
+def _verify_receipt(args: argparse.Namespace, settings: Settings) -> int:
+    """A purge receipt from a destination: exit 0 intact and signed, 1 not."""
+    from astralog.controlplane.checkpoints import load_public_key
+    from astralog.controlplane.purge_receipts import verify_receipt
+
+    if not args.file:
+        raise UsageError(
+            "verify-receipt needs the receipt file: astralog audit verify-receipt FILE"
+        )
+    raw = read_file(args.file, "receipt")
+    pem = read_file(args.public_key, "--public-key") if args.public_key else None
+    try:
+        key = load_public_key(pem or open_runtime(settings).signer.public_pem())
+        doc = json.loads(raw)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"cannot check {args.file}: {exc}") from None
+    problems = verify_receipt(doc, key)
+    for problem in problems:
+        print(f"TAMPERED: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(
+        f"receipt OK: {doc['object_count']} objects, {doc['rows']} rows, {doc['bytes']} bytes "
+        f"of source {doc['source_id']} before {doc['before']}",
+        file=sys.stderr,
+    )
     return 0
 
 

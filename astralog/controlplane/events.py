@@ -175,7 +175,11 @@ class DestinationChanged(Event, aggregate="destination:{org_id}"):
 
 @dataclass(frozen=True)
 class RetentionPurged(Event, aggregate="purge:{org_id}"):
-    """Whole hour partitions older than ``before`` were deleted from a destination."""
+    """Whole hour partitions older than ``before`` were deleted from a destination.
+
+    The rest is the signed purge receipt (:mod:`astralog.controlplane.purge_receipts`): the
+    deleted keys, their bytes, the manifest hash and the receipt's time and signature. Records
+    written before receipts existed have their defaults."""
 
     org_id: str
     source_id: str
@@ -183,6 +187,11 @@ class RetentionPurged(Event, aggregate="purge:{org_id}"):
     before: str
     objects: int
     rows: int
+    bytes: int = 0
+    object_keys: list[str] = field(default_factory=list)
+    manifest_sha256: str = ""
+    receipt_at: str = ""
+    signature: str = ""
 
 
 # ---- people, identities, single sign-on and sign-in policy ---------------------------------

@@ -122,6 +122,8 @@ export async function mount(main) {
       "aria-label": `Retention override for ${source.name}, in days`,
     });
     const error = h("div", { class: "field-error", role: "alert" });
+    // What the change would delete, and when, shown before it is saved.
+    const preview = h("div", { class: "muted retention-preview", "aria-live": "polite" });
     const effective = h(
       "td",
       { "data-label": "Effective", class: "num" },
@@ -140,11 +142,27 @@ export async function mount(main) {
     const dirty = () => {
       const value = input.value === "" ? null : Number(input.value);
       save.disabled = value === source.retention_days;
+      return !save.disabled;
     };
+    let previewTimer;
+    async function showPreview() {
+      const days = input.value === "" ? max : Number(input.value);
+      preview.textContent = "";
+      if (!Number.isInteger(days) || days < 1 || days > max) return;
+      const path = `/v1/sources/${encodeURIComponent(source.source_id)}/retention/preview`;
+      try {
+        const p = await get(`${path}?days=${days}`);
+        if (dirty()) preview.textContent = previewText(p);
+      } catch (err) {
+        preview.textContent = err.detail || String(err);
+      }
+    }
     input.addEventListener("input", () => {
       error.textContent = "";
       input.removeAttribute("aria-invalid");
-      dirty();
+      preview.textContent = "";
+      clearTimeout(previewTimer);
+      if (dirty()) previewTimer = setTimeout(showPreview, 250);
     });
     input.addEventListener("keydown", (event) => {
       if (event.key === "Enter" && !save.disabled) save.click();
@@ -166,6 +184,7 @@ export async function mount(main) {
         input.value = source.retention_days ?? "";
         effective.textContent = `${source.effective_days} days`;
         reset.hidden = source.retention_days === null;
+        preview.textContent = "";
         invalidate("/v1/sources");
         toast(`${source.name}: events kept for ${source.effective_days} days`);
       } catch (err) {
@@ -185,7 +204,7 @@ export async function mount(main) {
         h("strong", {}, source.name),
         h("div", { class: "ln-sub" }, source.source_id),
       ),
-      h("td", { "data-label": "" }, input, error),
+      h("td", { "data-label": "" }, input, error, preview),
       effective,
       h("td", { class: "actions" }, reset, save),
     );
@@ -193,4 +212,26 @@ export async function mount(main) {
 
   await load();
   return {};
+}
+
+function previewText(p) {
+  const when = new Date(p.next_purge_at).toLocaleString();
+  const hidden = `Searches stop showing events before ${new Date(p.hidden_before).toLocaleString()} at once.`;
+  if (!p.objects) return `${hidden} Nothing is deleted from storage yet.`;
+  const range = `${new Date(p.oldest_hour).toLocaleString()} to ${new Date(p.newest_hour).toLocaleString()}`;
+  return (
+    `${hidden} The purge at ${when} deletes ${p.objects} objects ` +
+    `(${p.rows.toLocaleString()} events, ${sizeText(p.bytes)}) from the hours ${range}.`
+  );
+}
+
+function sizeText(bytes) {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1000 && unit < units.length - 1) {
+    value /= 1000;
+    unit += 1;
+  }
+  return `${unit ? value.toFixed(1) : value} ${units[unit]}`;
 }

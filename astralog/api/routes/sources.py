@@ -8,12 +8,14 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from astralog import retention
 from astralog.api.deps import (
     ActorDep,
     ControlDep,
     KeysWrite,
     ManagementDep,
     RetentionWrite,
+    RuntimeDep,
     SettingsDep,
     SourcesRead,
     SourcesWrite,
@@ -29,7 +31,7 @@ from astralog.api.models import (
 )
 from astralog.auth.principal import Principal
 from astralog.controlplane.service import ControlPlane
-from astralog.errors import NotFound
+from astralog.errors import BadRequest, NotFound
 
 router = APIRouter(prefix="/v1/sources", tags=["sources"])
 
@@ -63,6 +65,25 @@ def set_retention(
     """Takes effect at once at query time; storage is purged on the retention schedule."""
     _source(control, principal, org_id, source_id)
     return control.set_retention(org_id, source_id, body.days, actor)
+
+
+@router.get("/{source_id}/retention/preview")
+def preview_retention(
+    source_id: str, org_id: RetentionWrite, principal: ManagementDep, control: ControlDep,
+    runtime: RuntimeDep, days: int | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """What a retention of ``days`` (absent: the plan's) hides at once and what the next purge
+    deletes: objects, rows, bytes, the oldest and newest hour, and when. Nothing changes."""
+    _source(control, principal, org_id, source_id)
+    plan_days = control.retention_policy(org_id).plan_retention_days
+    if days is not None and not 1 <= days <= plan_days:
+        raise BadRequest(
+            f"days must be between 1 and the plan's {plan_days} days, got {days}; "
+            "leave it out to preview the plan's retention"
+        )
+    effective = plan_days if days is None else days
+    next_at = runtime.purge_schedule.next_at
+    return retention.preview(runtime, org_id, source_id, effective, next_at)
 
 
 @router.get("/{source_id}/keys", response_model=list[Key])
