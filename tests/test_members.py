@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from astralog.api.routes import search as search_routes
+from astralog.controlplane.idp import ConnectionSpec
 from astralog.runtime import Bootstrap, Runtime
 from astralog.settings import Settings
 from tests.conftest import bearer
 from tests.ingest_helpers import fast_flush_settings
-from tests.rbac_helpers import Member, add_member, session_cookie
+from tests.rbac_helpers import ACTOR, Member, add_member, session_cookie
 from tests.search_corpus import add_source, ingest, seal_and_flush
 from tests.test_search_api import ENDPOINTS, _call, _problem, _read_tail
 
@@ -383,14 +385,22 @@ def test_enforcing_sso_needs_a_test_sign_in_in_this_very_session(
     policy = {"require_mfa": False, "enforce_sso": True, "session_idle_minutes": 30,
               "session_absolute_hours": 12}  # fmt: skip
     untested = session_cookie(runtime, owner)
-    stale = session_cookie(runtime, owner, sso_tested_at=time.time() - 2 * 3600)
-    for headers in (owner.headers, untested, stale):
+    spec = ConnectionSpec("Okta", "https://okta.example.com", "client")
+    okta = runtime.idps.configure(org, None, spec, "secret", ACTOR).id
+    stale = session_cookie(runtime, owner, sso_tested_at=time.time() - 2 * 3600,
+                           sso_tested_connection=okta)  # fmt: skip
+    gone = runtime.idps.configure(org, None, replace(spec, name="Old"), "secret", ACTOR).id
+    removed = session_cookie(runtime, owner, sso_tested_at=time.time() - 60,
+                             sso_tested_connection=gone)  # fmt: skip
+    runtime.idps.remove(org, gone, ACTOR)
+    for headers in (owner.headers, untested, stale, removed):
         body = _problem(client.put("/v1/org/security-policy", json=policy, headers=headers), 409)
         assert "test sign-in" in body["detail"]
     assert (
         client.get("/v1/org/security-policy", headers=owner.headers).json()["enforce_sso"] is False
     )
-    tested = session_cookie(runtime, owner, sso_tested_at=time.time() - 60)
+    tested = session_cookie(runtime, owner, sso_tested_at=time.time() - 60,
+                            sso_tested_connection=okta)  # fmt: skip
     saved = client.put("/v1/org/security-policy", json=policy, headers=tested)
     assert saved.status_code == 200 and saved.json()["enforce_sso"] is True, saved.text
     # once enforced, other settings change without a new test

@@ -71,6 +71,38 @@ def test_a_lost_invitation_is_replaced_and_the_old_link_ends(
     assert "password" in body["detail"]
 
 
+def test_a_role_or_grant_change_ends_a_pending_invitation(
+    client: TestClient, runtime: Runtime, org: str
+) -> None:
+    """An admin invites a viewer; an owner makes the pending account an owner: the admin's link
+    must not sign anyone in as that owner. The owner sends a fresh link (an admin cannot)."""
+    admin, owner = add_member(runtime, org, "admin"), add_member(runtime, org, "owner", tag="2")
+    as_admin, as_owner = session_cookie(runtime, admin), session_cookie(runtime, owner)
+    first = _invite(client, as_admin, "newbie@example.com")
+    promoted = client.patch(f"/v1/members/{first['id']}", json={"role": "owner"},
+                            headers=as_owner)  # fmt: skip
+    assert promoted.status_code == 200, promoted.text
+    assert promoted.json()["invitation_ended"] is True
+    accepted = client.post("/v1/auth/invitations/accept",
+                           json={"token": first["token"], "password": PASSWORD})  # fmt: skip
+    assert _problem(accepted, 403)["code"] == "invitation_invalid"
+    _problem(client.post(f"/v1/members/{first['id']}/invitation", headers=as_admin), 403)
+    fresh = client.post(f"/v1/members/{first['id']}/invitation", headers=as_owner)
+    assert fresh.status_code == 201, fresh.text
+    # Narrowing the grants ends a pending link too.
+    second = _invite(client, as_admin, "grants@example.com")
+    narrowed = client.patch(f"/v1/members/{second['id']}", json={"sources": []},
+                            headers=as_admin)  # fmt: skip
+    assert narrowed.status_code == 200 and narrowed.json()["invitation_ended"] is True
+    _problem(client.post("/v1/auth/invitations/options", json={"token": second["token"]}), 403)
+    client.cookies.clear()
+    joined = client.post(
+        "/v1/auth/invitations/accept",
+        json={"token": fresh.json()["invitation_token"], "password": PASSWORD},
+    )
+    assert joined.status_code == 200, joined.text
+
+
 def test_no_invitation_for_someone_with_a_way_in_or_gone(
     client: TestClient, runtime: Runtime, org: str
 ) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from astralog.auth import totp
+from astralog.auth.throttle import SignInThrottle
 from astralog.runtime import Runtime
 from tests.test_accounts_api import COOKIE, PASSWORD, add_person, csrf, events, sign_in
 
@@ -126,3 +127,47 @@ def test_reauth_with_totp_needs_the_code(client: TestClient, runtime: Runtime, b
     code = totp.code_at(secret, time.time() + totp.STEP_SECONDS)
     body = {"password": PASSWORD, "code": code}
     assert client.post("/v1/auth/reauth", json=body, headers=csrf(done)).status_code == 200
+
+
+def test_wrong_second_factors_in_a_row_lock_them_and_end_waiting_sign_ins(
+    client: TestClient, runtime: Runtime, boot: Any
+) -> None:
+    """The throttle forgives a patient guesser (one try per window, or many addresses): ten
+    wrong second factors in a row, whatever their kind and address, lock the person's second
+    factors for a while, end every sign-in of theirs waiting for one, and are audited. Only a
+    right answer starts the count again."""
+    org_id = str(boot.org["id"])
+    secret, codes = enrol(client, runtime, org_id)
+    clock = [0.0]
+    runtime.accounts.throttle = SignInThrottle(clock=lambda: clock[0])
+
+    def wrong(response: Any, **body: str) -> Any:
+        clock[0] += 16 * 60  # past the throttle's window: only the new count holds this back
+        return second_step(client, response, **body)
+
+    first = sign_in(client, "ann@example.com")
+    assert [wrong(first, code="000000").status_code for _ in range(9)] == [401] * 9
+    assert second_step(client, first, recovery_code=codes[0]).status_code == 200  # resets
+    client.cookies.clear()
+    first = sign_in(client, "ann@example.com")
+    other, _ = runtime.sessions.start(org_id, "password", idle_seconds=600, absolute_seconds=3600,
+                                      person_id=first.json()["person_id"], stage="mfa")  # fmt: skip
+    answers = [wrong(first, code="000000") for _ in range(5)]
+    answers += [wrong(first, recovery_code="AAAA-BBBB-CCCC-DDDD-EEEE-FFFF") for _ in range(5)]
+    assert [a.status_code for a in answers] == [401] * 9 + [429]
+    assert answers[-1].json()["code"] == "mfa_locked"
+    assert int(answers[-1].headers["Retry-After"]) >= 14 * 60
+    assert (
+        runtime.sessions.get(other) is None and runtime.sessions.get(client.cookies[COOKIE]) is None
+    )
+    ended = events(runtime, "SessionsEnded")[-1]
+    assert (ended["reason"], ended["count"]) == ("second_factor_locked", 2)
+
+    client.cookies.clear()
+    again = sign_in(client, "ann@example.com")  # the password still opens the mfa step ...
+    right = totp.code_at(secret, time.time())
+    locked = second_step(client, again, code=right)  # ... but no second factor is tried
+    assert locked.status_code == 429 and locked.json()["code"] == "mfa_locked"
+    with runtime.control.store.transaction() as conn:  # the lock runs out
+        conn.execute("UPDATE account_factor_failures SET locked_until = 0")
+    assert second_step(client, again, code=right).status_code == 200

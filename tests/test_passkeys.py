@@ -180,7 +180,7 @@ def test_a_challenge_works_once_and_only_for_its_session(
     replayed = mfa(client, third, fresh)
     assert replayed.status_code == 401 and "unknown, used or expired" in replayed.json()["detail"]
     late = challenge(client, third)
-    runtime.sessions.take_preauth(late["ceremony"])  # what expiry leaves behind: nothing
+    runtime.sessions.take_preauth(late["ceremony"], "passkey:authenticate")  # as expiry would
     assert mfa(client, third, answer(device, late)).status_code == 401
 
 
@@ -368,3 +368,34 @@ def test_totp_goes_under_require_mfa_only_while_a_passkey_remains(
     assert removed.status_code == 200, removed.text
     mine = client.get("/v1/me").json()
     assert mine["totp"] is False and mine["passkeys"] == 1
+
+
+def test_a_ceremony_id_in_the_sso_cookie_finds_nothing(
+    client: TestClient, runtime: Runtime, org_id: str
+) -> None:
+    """Pre-auth rows carry their kind: a passkey ceremony's id as the SSO pre-auth cookie is an
+    unknown sign-in (sent home with a reason), never a 500, and the ceremony stays usable."""
+    device = with_passkey(client, runtime, org_id)
+    first = sign_in(client, "ann@example.com")
+    options = challenge(client, first)
+    client.cookies.set("astralog_preauth", options["ceremony"])
+    back = client.get("/v1/auth/sso/callback?state=x&code=y", follow_redirects=False)
+    assert back.status_code == 302, back.text
+    assert back.headers["location"] == "/?signin_error=state_missing"
+    client.cookies.delete("astralog_preauth")
+    assert mfa(client, first, answer(device, options)).status_code == 200
+
+
+def test_one_live_ceremony_per_session_and_purpose(
+    client: TestClient, runtime: Runtime, org_id: str
+) -> None:
+    """Asking for options again replaces the earlier challenge, so a session cannot pile up
+    rows (the pre-auth table is shared with the public SSO start)."""
+    device = with_passkey(client, runtime, org_id)
+    first = sign_in(client, "ann@example.com")
+    asked = [challenge(client, first) for _ in range(50)]
+    rows = runtime.sessions._conn.execute("SELECT count(*) FROM preauth").fetchone()[0]
+    assert rows == 1
+    stale = mfa(client, first, answer(device, asked[0]))
+    assert stale.status_code == 401 and "unknown, used or expired" in stale.json()["detail"]
+    assert mfa(client, first, answer(device, asked[-1])).status_code == 200

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from unittest.mock import patch
 
+import pytest
 from fastapi.testclient import TestClient
 
 from astralog.api.app import create_app
+from astralog.auth.sessions import PREAUTH_MAX_PER_OWNER
+from astralog.errors import RateLimited
 from astralog.runtime import Bootstrap, Runtime
 from astralog.settings import load_settings
 from tests.conftest import bearer
@@ -75,3 +79,28 @@ def test_behind_a_tls_proxy_the_cookie_is_secure_and_host_only(tmp_path: Path) -
     for attribute in ("Secure", "HttpOnly", "Path=/", "SameSite=strict"):
         assert attribute in cookie
     assert "Domain" not in cookie
+
+
+def test_pre_auth_rows_are_tagged_bounded_and_purged(runtime: Runtime) -> None:
+    """An SSO start is public: expired rows go at every write, one owner (client address or
+    session) holds at most PREAUTH_MAX_PER_OWNER live rows and the service PREAUTH_MAX (429
+    past either), and a row is taken only as its own kind."""
+    store = runtime.sessions
+    ids = [
+        store.put_preauth("sso", {"n": i}, owner="client:a") for i in range(PREAUTH_MAX_PER_OWNER)
+    ]
+    with pytest.raises(RateLimited) as refused:
+        store.put_preauth("sso", {}, owner="client:a")
+    assert refused.value.retry_after > 0
+    store.put_preauth("sso", {}, owner="client:b")  # another address is not held back
+    assert store.take_preauth(ids[0], "passkey:authenticate") is None  # another kind: nothing
+    assert store.take_preauth(ids[0], "sso") == {"n": 0}  # ... and the row was left alone
+    assert store.take_preauth(ids[0], "sso") is None  # once
+    store._conn.execute("UPDATE preauth SET expires = 0")
+    store.put_preauth("sso", {}, owner="client:a")
+    assert store._conn.execute("SELECT count(*) FROM preauth").fetchone()[0] == 1
+    with patch("astralog.auth.sessions.PREAUTH_MAX", 3):
+        store.put_preauth("sso", {}, owner="client:c")
+        store.put_preauth("sso", {}, owner="client:d")
+        with pytest.raises(RateLimited):
+            store.put_preauth("sso", {}, owner="client:e")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -17,6 +18,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from astralog.auth.sessions import PREAUTH_MAX_PER_OWNER
 from astralog.controlplane import events as ev
 from astralog.controlplane.store import Actor
 from astralog.runtime import Bootstrap, Runtime
@@ -30,6 +32,7 @@ from tests.oidc_provider import (
     OidcProvider,
     World,
     end_idp_session,
+    query_value,
     sign_in_at_idp,
     signin_error,
     sso_settings,
@@ -418,3 +421,99 @@ def test_an_admin_cannot_mint_or_unmake_an_owner_through_claim_rules(
                                  groups=["eng"])  # fmt: skip
     assert signin_error(world.sign_in(plain["id"], "olga", idp)) is None
     assert runtime.control.people.get(org_id, owner["id"])["role"] == "owner"
+
+
+PASSWORD = "correct horse battery staple 42"
+
+
+def test_linking_needs_a_recent_sign_in_and_signs_out_the_persons_other_sessions(
+    world: World,
+    runtime: Runtime,
+    boot: Bootstrap,
+    idp: httpx.Client,
+    browsers: Callable[[], httpx.Client],
+) -> None:
+    """A stale or stolen session must not add an IdP identity (a way in that outlives a password
+    change and skips MFA): a recent sign-in at start and at the callback, then on the record
+    and every other session of the person ends, like a new second factor."""
+    org = boot.org["id"]
+    connection, _ = world.connect()
+    ann = runtime.control.people.add(org, "ann@example.com", "Ann", "admin", None, OPERATOR)
+    runtime.accounts.set_password(org, ann["id"], PASSWORD)
+    signed = world.rp.post("/v1/auth/password", json={"org": boot.org["name"],
+                           "email": "ann@example.com", "password": PASSWORD})  # fmt: skip
+    assert signed.status_code == 200, signed.text
+    other, _ = runtime.sessions.start(org, "password", idle_seconds=600, absolute_seconds=3600,
+                                      person_id=ann["id"])  # fmt: skip
+    world.provider.a.put_account("mallory", email="mallory@evil.example", email_verified=True,
+                                 groups=["eng"])  # fmt: skip
+
+    def aged(seconds: float) -> None:
+        session = runtime.sessions.get(str(world.rp.cookies.get("astralog_session")))
+        assert session is not None
+        runtime.sessions.update(session, auth_time=time.time() - seconds)
+
+    aged(6 * 3600)  # signed in hours ago: a shared machine, or a stolen cookie
+    refused = world.start(connection["id"], mode="link")
+    assert query_value(refused, "signin_error") == "reauth_required"
+    aged(0)
+    url = sign_in_at_idp(idp, world.start(connection["id"], mode="link"), "mallory",
+                         stop_at=CALLBACK)  # fmt: skip
+    aged(6 * 3600)  # went stale while at the IdP: checked again at the callback
+    assert signin_error(world.callback(url)) == "reauth_required"
+    assert _events(runtime, "IdentityLinked") == []
+    assert runtime.sessions.get(other) is not None
+
+    aged(0)
+    assert signin_error(world.sign_in(connection["id"], "mallory", browsers(),
+                                      mode="link")) is None  # fmt: skip
+    assert _events(runtime, "IdentityLinked")[-1]["person_id"] == ann["id"]
+    changed = [e["what"] for e in _events(runtime, "PersonCredentialChanged")
+               if e["person_id"] == ann["id"]]  # fmt: skip
+    assert changed[-1] == "sso_linked"
+    assert runtime.sessions.get(other) is None  # the person's other sessions ended
+    assert _me(world)["person_id"] == ann["id"]  # this one goes on
+    ended = _events(runtime, "SessionsEnded")[-1]
+    assert (ended["person_id"], ended["count"]) == (ann["id"], 1)
+
+
+def test_enforcing_sso_needs_the_tested_connection_to_still_exist(
+    world: World, runtime: Runtime, boot: Bootstrap, idp: httpx.Client
+) -> None:
+    """Test sign-in, remove that connection, then enforce: refused (nothing to sign in through)."""
+    connection, _ = world.connect()
+    world.provider.a.put_account("tester", groups=["eng"])
+    assert world.rp.post("/v1/session", json={"token": boot.admin_token}).status_code == 200
+    headers = {"X-CSRF-Token": world.rp.get("/v1/session").json()["csrf_token"]}
+    assert signin_error(world.sign_in(connection["id"], "tester", idp, mode="test")) is None
+    session = runtime.sessions.get(str(world.rp.cookies.get("astralog_session")))
+    assert session is not None and session.sso_tested_connection == connection["id"]
+    removed = world.rp.delete(f"/v1/sso/connections/{connection['id']}", headers=headers)
+    assert removed.status_code == 204, removed.text
+    policy = {"require_mfa": False, "enforce_sso": True}
+    refused = world.rp.put("/v1/org/security-policy", json=policy, headers=headers)
+    assert refused.status_code == 409, refused.text
+    assert runtime.control.people.policy(boot.org["id"]).enforce_sso is False
+
+    again, _ = world.connect()
+    assert signin_error(world.sign_in(again["id"], "tester", idp, mode="test")) is None
+    saved = world.rp.put("/v1/org/security-policy", json=policy, headers=headers)
+    assert saved.status_code == 200, saved.text
+
+
+def test_starting_sign_ins_is_bounded_per_client_and_expired_attempts_go(
+    world: World, runtime: Runtime, boot: Bootstrap
+) -> None:
+    """``start`` is public and keeps state server-side: one address cannot fill the disk."""
+    connection, _ = world.connect()
+    path = f"/v1/auth/sso/{connection['id']}/start"
+    for _ in range(PREAUTH_MAX_PER_OWNER):
+        assert world.rp.get(path, follow_redirects=False).status_code == 302
+    refused = world.rp.get(path, follow_redirects=False)
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0, refused.text
+    rows = runtime.sessions._conn.execute("SELECT count(*) FROM preauth").fetchone()[0]
+    assert rows == PREAUTH_MAX_PER_OWNER
+    # Once they expire they are purged at the next write, and starting works again.
+    runtime.sessions._conn.execute("UPDATE preauth SET expires = 0")
+    assert world.rp.get(path, follow_redirects=False).status_code == 302
+    assert runtime.sessions._conn.execute("SELECT count(*) FROM preauth").fetchone()[0] == 1

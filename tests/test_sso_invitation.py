@@ -176,6 +176,40 @@ def test_an_idp_account_with_another_email_is_refused_and_the_invitation_kept(
     assert runtime.control.people.get(boot.org["id"], person_id)["role"] == "viewer"
 
 
+def test_only_ascii_letters_compare_without_case_in_the_invited_email(
+    world: World, runtime: Runtime, boot: Bootstrap, idp: httpx.Client
+) -> None:
+    """Unicode case folding makes "\u212aate@" (Kelvin sign) equal "kate@": another mailbox
+    must not join as Kate."""
+    _, token = _invite(runtime, boot, "kate@example.com")
+    connection, _ = world.connect()
+    _enforce(runtime, boot)
+    world.provider.a.put_account("kelvin", email="\u212aate@example.com", email_verified=True,
+                                 groups=["eng"])  # fmt: skip
+    assert signin_error(_join(world, token, connection["id"], "kelvin", idp)) == (
+        "invitation_email_mismatch"
+    )
+    assert _events(runtime, "IdentityLinked") == []
+    assert _options(world, token).status_code == 200  # kept for Kate
+
+
+def test_the_attempt_keeps_the_invitations_digest_not_the_token(
+    world: World, runtime: Runtime, boot: Bootstrap, idp: httpx.Client
+) -> None:
+    person_id, token = _invite(runtime, boot)
+    connection, _ = world.connect()
+    _enforce(runtime, boot)
+    world.provider.a.put_account("ivy-idp", email="ivy@example.com", email_verified=True,
+                                 groups=["eng"])  # fmt: skip
+    url = _start(world, token, connection["id"])
+    stored = [r[0] for r in runtime.sessions._conn.execute("SELECT data FROM preauth")]
+    assert stored and not any(token in data or token[4:] in data for data in stored)
+    back = sign_in_at_idp(idp, url, "ivy-idp", stop_at=CALLBACK)
+    assert signin_error(world.callback(back)) is None  # spent by its digest
+    assert world.rp.get("/v1/session").json()["person_id"] == person_id
+    assert _options(world, token).status_code == 403
+
+
 def test_a_used_or_expired_invitation_starts_and_completes_nothing(
     world: World, runtime: Runtime, boot: Bootstrap, idp: httpx.Client
 ) -> None:

@@ -278,9 +278,9 @@ def test_a_replayed_authorization_code_is_refused_by_the_provider(
     _account(world.provider.a)
     connection, _ = world.connect()
     start = world.start(connection["id"])
-    preauth = runtime.sessions.take_preauth(_preauth_cookie(world))
+    preauth = runtime.sessions.take_preauth(_preauth_cookie(world), "sso")
     assert preauth is not None
-    copies = [runtime.sessions.put_preauth(preauth) for _ in range(2)]
+    copies = [runtime.sessions.put_preauth("sso", preauth, owner="test") for _ in range(2)]
     url = sign_in_at_idp(browsers(), start, "mallory", stop_at=CALLBACK)
     _set_cookie(world, "astralog_preauth", copies[0])
     assert signin_error(world.callback(url)) is None
@@ -299,9 +299,11 @@ def test_a_response_from_another_issuer_is_refused_before_the_code_leaves(
     at_a, _ = world.connect(a, name="a")
     _, b_client = world.connect(b, name="b")
     start = world.start(at_a["id"])
-    preauth = runtime.sessions.take_preauth(_preauth_cookie(world))
+    preauth = runtime.sessions.take_preauth(_preauth_cookie(world), "sso")
     assert preauth is not None
-    _set_cookie(world, "astralog_preauth", runtime.sessions.put_preauth(preauth))
+    _set_cookie(
+        world, "astralog_preauth", runtime.sessions.put_preauth("sso", preauth, owner="test")
+    )
     params = {k: v[0] for k, v in parse_qs(urlsplit(start).query).items()}
     at_b = f"{b.url}/auth?" + urlencode({**params, "client_id": b_client.client_id})
     url = sign_in_at_idp(browsers(), at_b, "mallory", stop_at=CALLBACK)

@@ -10,8 +10,11 @@ SSO, the IdP's ``sid``/``sub`` so a back-channel logout can end it.
 ``stage`` is "full", or "mfa" (password accepted, second factor pending) or "enrol" (the org
 requires MFA and the person has none yet): such a session opens only the routes of that step.
 
-Pre-authentication state of an SSO sign-in (state, nonce, PKCE verifier) lives here too, under
-its own random id, for ten minutes, and is taken (read and deleted) exactly once.
+Pre-authentication state (an SSO sign-in's state, nonce and PKCE verifier; a passkey ceremony's
+challenge) lives here too, under its own random id, for ten minutes, tagged with its kind and
+taken (read and deleted) exactly once, by that kind only. Anyone may start an SSO sign-in, so
+the rows are bounded: expired ones go at every write, and past ``PREAUTH_MAX_PER_OWNER`` live
+rows per client address (or session), or ``PREAUTH_MAX`` in all, a new one is refused (429).
 
 State-changing requests that authenticate by cookie must echo the session's CSRF token in
 ``X-CSRF-Token`` (readable in the ``astralog_csrf`` cookie and from ``GET /v1/session``).
@@ -32,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from astralog import sqlite
+from astralog.errors import RateLimited
 
 SESSION_COOKIE = "astralog_session"
 CSRF_COOKIE = "astralog_csrf"
@@ -39,6 +43,8 @@ PREAUTH_COOKIE = "astralog_preauth"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 PREAUTH_SECONDS = 600
+PREAUTH_MAX = 10_000  # live pre-auth rows in all: a flood fills no disk
+PREAUTH_MAX_PER_OWNER = 100  # per client address or session: room for an office behind one NAT
 _TOUCH_SECONDS = 15  # last_seen is written at most this often per session
 
 
@@ -62,6 +68,7 @@ class Session:
     idp_sub: str | None = None
     id_token_hint: str | None = None  # for RP-initiated logout; never leaves the server otherwise
     sso_tested_at: float | None = None
+    sso_tested_connection: str | None = None  # the connection that test sign-in went through
     role_version: int = 0
     client: str = ""
     user_agent: str = ""
@@ -112,9 +119,19 @@ class SessionStore:
             );
             CREATE INDEX IF NOT EXISTS browser_sessions_person ON browser_sessions (person_id);
             CREATE INDEX IF NOT EXISTS browser_sessions_org ON browser_sessions (org_id);
+            """
+        )
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(preauth)")}
+        if columns and "kind" not in columns:  # untagged rows of an older release: 10 min state
+            self._conn.execute("DROP TABLE preauth")
+        self._conn.executescript(
+            """
             CREATE TABLE IF NOT EXISTS preauth (
-                digest TEXT PRIMARY KEY, data TEXT NOT NULL, expires REAL NOT NULL
+                digest TEXT PRIMARY KEY, kind TEXT NOT NULL, owner TEXT NOT NULL,
+                data TEXT NOT NULL, expires REAL NOT NULL
             );
+            CREATE INDEX IF NOT EXISTS preauth_owner ON preauth (owner, kind);
+            CREATE INDEX IF NOT EXISTS preauth_expires ON preauth (expires);
             """
         )
         self._lock = threading.Lock()
@@ -237,28 +254,55 @@ class SessionStore:
              json.dumps(asdict(session))),
         )  # fmt: skip
 
-    # ---- pre-authentication state of an SSO sign-in ----------------------------------------
+    # ---- pre-authentication state (SSO sign-ins, passkey ceremonies) -------------------------
 
-    def put_preauth(self, data: dict[str, Any]) -> str:
+    def put_preauth(
+        self, kind: str, data: dict[str, Any], *, owner: str, only: bool = False
+    ) -> str:
+        """Keep ``data`` for ``PREAUTH_SECONDS`` under a new id. ``owner`` (a client address or a
+        session digest) bounds how many one caller holds; with ``only``, the owner's earlier
+        rows of this kind end (one live passkey ceremony per session and purpose)."""
         preauth_id = secrets.token_urlsafe(32)
+        now = time.time()
         with self._tx() as conn:
+            conn.execute("DELETE FROM preauth WHERE expires <= ?", (now,))
+            if only:
+                conn.execute("DELETE FROM preauth WHERE owner = ? AND kind = ?", (owner, kind))
+            _check_room(conn, owner, now)
             conn.execute(
-                "INSERT INTO preauth VALUES (?, ?, ?)",
-                (digest(preauth_id), json.dumps(data), time.time() + PREAUTH_SECONDS),
+                "INSERT INTO preauth (digest, kind, owner, data, expires) VALUES (?, ?, ?, ?, ?)",
+                (digest(preauth_id), kind, owner, json.dumps(data), now + PREAUTH_SECONDS),
             )
         return preauth_id
 
-    def take_preauth(self, preauth_id: str) -> dict[str, Any] | None:
-        """The state of one sign-in attempt, exactly once: a replayed callback finds nothing."""
+    def take_preauth(self, preauth_id: str, kind: str) -> dict[str, Any] | None:
+        """The state of one attempt of ``kind``, exactly once: a replayed callback finds nothing,
+        and an id of another kind (a passkey ceremony as an SSO cookie) finds nothing either."""
         with self._tx() as conn:
             row = conn.execute(
-                "DELETE FROM preauth WHERE digest = ? AND expires > ? RETURNING data",
-                (digest(preauth_id), time.time()),
+                "DELETE FROM preauth WHERE digest = ? AND kind = ? AND expires > ? RETURNING data",
+                (digest(preauth_id), kind, time.time()),
             ).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _check_room(conn: Any, owner: str, now: float) -> None:
+    """Refuse a new pre-auth row past the caller's or the service's cap, saying when one frees."""
+    for where, params, cap in (
+        ("owner = ?", (owner,), PREAUTH_MAX_PER_OWNER),
+        ("1 = 1", (), PREAUTH_MAX),
+    ):
+        count, first = conn.execute(
+            f"SELECT count(*), min(expires) FROM preauth WHERE {where}", params
+        ).fetchone()
+        if count >= cap:
+            wait = max(1, int(float(first) - now + 0.999))
+            raise RateLimited(
+                f"too many sign-ins are under way; finish one, or try again in {wait} s", wait
+            )
 
 
 def _load(data: str) -> Session:

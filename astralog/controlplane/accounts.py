@@ -31,6 +31,9 @@ RECOVERY_CODES = 10
 _RECOVERY_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read off paper
 _RECOVERY_LENGTH = 24  # 24 * log2(31) ≈ 119 bits: at 112+ bits a plain SHA-256 suffices
 ACCOUNTS = Actor("system:accounts", "local")
+FACTOR_FAILURES = 10  # wrong second factors in a row (whatever the address) before a lock
+FACTOR_LOCK_SECONDS = 15 * 60  # the first lock; each further FACTOR_FAILURES doubles it
+FACTOR_LOCK_MAX = 24 * 3600
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS account_passwords (
@@ -48,11 +51,19 @@ CREATE TABLE IF NOT EXISTS account_recovery_codes (
     digest TEXT PRIMARY KEY, person_id TEXT NOT NULL, used_at REAL
 );
 CREATE INDEX IF NOT EXISTS account_recovery_person ON account_recovery_codes (person_id);
+CREATE TABLE IF NOT EXISTS account_factor_failures (
+    person_id TEXT PRIMARY KEY, failures INTEGER NOT NULL, locked_until REAL NOT NULL
+);
 """
 
 
 def _sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
+
+
+def invitation_digest(token: str) -> str:
+    """What an invitation is stored and looked up by: the token itself is never kept."""
+    return _sha256(token)
 
 
 class Accounts(SecretTables):
@@ -92,11 +103,15 @@ class Accounts(SecretTables):
     def peek_invitation(self, token: str) -> tuple[str, str]:
         """(org_id, person_id) of a live invitation, leaving it usable: a step that may still
         fail (a password refused, an SSO sign-in abandoned) must not spend it."""
+        return self.peek_invitation_digest(invitation_digest(token))
+
+    def peek_invitation_digest(self, digest: str) -> tuple[str, str]:
+        """``peek_invitation`` by the token's digest (what an SSO attempt keeps meanwhile)."""
         with self.control.store.reading() as conn:
             row = conn.execute(
                 "SELECT org_id, person_id FROM account_invitations "
                 "WHERE digest = ? AND expires > ?",
-                (_sha256(token), time.time()),
+                (digest, time.time()),
             ).fetchone()
         if row is None:
             raise Forbidden(
@@ -106,15 +121,32 @@ class Accounts(SecretTables):
         return str(row[0]), str(row[1])
 
     def use_invitation(self, token: str) -> None:
+        self.use_invitation_digest(invitation_digest(token))
+
+    def use_invitation_digest(self, digest: str) -> None:
         """Spend the invitation; of two concurrent acceptances exactly one gets here."""
         with self._tx() as conn:
-            self._spend(conn, token)
+            self._spend_digest(conn, digest)
+
+    def end_invitations(self, person_id: str) -> int:
+        """End the person's open invitations: a link issued for one role must not sign anyone
+        in with another (the one who changed the role issues a fresh link)."""
+        with self._tx() as conn:
+            return int(
+                conn.execute(
+                    "DELETE FROM account_invitations WHERE person_id = ?", (person_id,)
+                ).rowcount
+            )
+
+    @classmethod
+    def _spend(cls, conn: Any, token: str) -> None:
+        cls._spend_digest(conn, invitation_digest(token))
 
     @staticmethod
-    def _spend(conn: Any, token: str) -> None:
+    def _spend_digest(conn: Any, digest: str) -> None:
         deleted = conn.execute(
             "DELETE FROM account_invitations WHERE digest = ? AND expires > ?",
-            (_sha256(token), time.time()),
+            (digest, time.time()),
         ).rowcount
         if not deleted:  # accepted concurrently: the other acceptance won
             raise Conflict("this invitation was used at the same moment; sign in instead")
@@ -287,6 +319,43 @@ class Accounts(SecretTables):
                 (person_id,),
             ).fetchone()
         return int(left)
+
+    # ---- second-factor failures ------------------------------------------------------------
+
+    def factor_locked(self, person_id: str) -> int:
+        """Seconds until the person's second factors may be tried again (0: now)."""
+        with self.control.store.reading() as conn:
+            row = conn.execute(
+                "SELECT locked_until FROM account_factor_failures WHERE person_id = ?",
+                (person_id,),
+            ).fetchone()
+        left = 0.0 if row is None else float(row[0]) - time.time()
+        return max(0, int(left + 0.999))
+
+    def factor_failed(self, person_id: str) -> int:
+        """Count one more wrong second factor. Every ``FACTOR_FAILURES`` in a row (from any
+        address: the throttle's per-address counts let a patient guesser through) lock the
+        person's second factors, each lock twice the last; returns the new lock's seconds or 0."""
+        with self._tx() as conn:
+            row = conn.execute(
+                "INSERT INTO account_factor_failures VALUES (?, 1, 0) ON CONFLICT (person_id) "
+                "DO UPDATE SET failures = failures + 1 RETURNING failures",
+                (person_id,),
+            ).fetchone()
+            failures = int(row[0])
+            if failures % FACTOR_FAILURES:
+                return 0
+            doublings = min(failures // FACTOR_FAILURES - 1, 16)
+            lock = min(FACTOR_LOCK_SECONDS << doublings, FACTOR_LOCK_MAX)
+            conn.execute(
+                "UPDATE account_factor_failures SET locked_until = ? WHERE person_id = ?",
+                (time.time() + lock, person_id),
+            )
+        return lock
+
+    def factor_succeeded(self, person_id: str) -> None:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM account_factor_failures WHERE person_id = ?", (person_id,))
 
     def _totp_row(self, person_id: str) -> dict[str, Any] | None:
         with self.control.store.reading() as conn:

@@ -130,6 +130,18 @@ def map_claims(rules: builtins.list[RoleRule], claims: Mapping[str, Any]) -> Map
     return Mapped(winner, None if sources is None else sorted(sources), matched)
 
 
+def same_email(claimed: str, invited: str) -> bool:
+    """Whether the IdP's email is the invited one. Only ASCII letters compare without case:
+    Unicode case folding makes "\u212aate@" (Kelvin sign) equal "kate@", another mailbox. A
+    non-ASCII local part or domain never matches here (invited domains are ASCII; an IdP that
+    sends a domain's Unicode form is refused rather than guessed at)."""
+    local, at, domain = claimed.strip().rpartition("@")
+    invited_local, _, invited_domain = invited.rpartition("@")
+    if not (at and local and claimed.isascii() and invited.isascii()):
+        return False
+    return (local.lower(), domain.lower()) == (invited_local.lower(), invited_domain.lower())
+
+
 def redact_claims(claims: Mapping[str, Any], rules: builtins.list[RoleRule]) -> dict[str, Any]:
     """The claims that go into the audit log and the mapping preview: the ones rules read and the
     protocol's own, bounded; the email masked; every other value replaced by a marker."""
@@ -315,18 +327,14 @@ class IdentityProviders:
         self, connection: Connection, claims: Mapping[str, Any], person_id: str
     ) -> None:
         """Before an invitation is spent on this IdP identity: the invited account is active, the
-        IdP vouches for its email (verified, equal ignoring case), the identity is nobody
+        IdP vouches for its email (verified, equal ignoring ASCII case), the identity is nobody
         else's, and the claims map to a role."""
         person = self.people.get(connection.org_id, person_id)
         if person["state"] != "active":
             raise SsoFailure("deprovisioned", "this account was deprovisioned")
         email = claims.get("email")
         verified = claims.get("email_verified") in (True, "true")
-        if not (
-            verified
-            and isinstance(email, str)
-            and email.strip().casefold() == str(person["email"]).casefold()
-        ):
+        if not (verified and isinstance(email, str) and same_email(email, str(person["email"]))):
             raise SsoFailure(
                 "invitation_email_mismatch",
                 "the identity provider's account does not have the invited email (verified): "

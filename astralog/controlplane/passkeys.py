@@ -8,7 +8,8 @@ one org: its id is unique across the service, so no one can register another per
 authenticator as theirs, and an assertion is looked up by (credential id, person, org).
 
 Each ceremony's challenge is kept server-side in ``runtime.sessions``' pre-auth store, bound to
-the session that asked for it and to its purpose, taken exactly once and refused after
+the session that asked for it and to its purpose (one live ceremony per session and purpose:
+new options replace the earlier ones), taken exactly once and refused after
 ``CHALLENGE_SECONDS``: a replayed response finds nothing. Public keys, sign counts and names
 live in the accounts tables of the control-plane file, never in the event log; the log gets
 ``PersonCredentialChanged`` facts (passkey_added, passkey_removed).
@@ -295,13 +296,15 @@ class Passkeys(SecretTables):
             "challenge": bytes_to_base64url(options.challenge),
             "expires": time.time() + CHALLENGE_SECONDS,
         }
-        ceremony = self.sessions.put_preauth(state)
+        # One live ceremony per session and purpose: asking again replaces the earlier one.
+        kind = f"passkey:{purpose}"
+        ceremony = self.sessions.put_preauth(kind, state, owner=session, only=True)
         return {"ceremony": ceremony, "public_key": json.loads(webauthn.options_to_json(options))}
 
     def _take(self, ceremony: str, purpose: str, org_id: str, person_id: str,
               session: str) -> bytes:  # fmt: skip
         """The ceremony's challenge, once, for this very session, person and purpose."""
-        state = self.sessions.take_preauth(ceremony) if ceremony else None
+        state = self.sessions.take_preauth(ceremony, f"passkey:{purpose}") if ceremony else None
         expected = {"purpose": f"passkey:{purpose}", "org_id": org_id, "person_id": person_id,
                     "session": session}  # fmt: skip
         if (

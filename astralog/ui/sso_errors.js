@@ -17,6 +17,7 @@ const MESSAGES = {
   token_expired: `The identity provider's answer has expired (is this computer's or the provider's clock off?). ${AGAIN}`,
   session_ended: "Your session here ended while you were at the identity provider. Sign in again.",
   reauth_stale: "The identity provider did not ask for your login again, so this cannot count as a fresh confirmation. Try again and sign in at the provider.",
+  reauth_required: "Linking an identity provider needs a recent sign-in. Confirm it is you (re-authenticate), then link it again.",
   connection_removed: "This identity provider was removed from your organization meanwhile. Use another way to sign in.",
   // who you are here
   no_role: "Your identity provider's groups grant no role in this organization. Ask an org admin to map your group to a role.",

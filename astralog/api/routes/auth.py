@@ -31,13 +31,20 @@ from astralog.api.signin import (
     set_cookie,
 )
 from astralog.auth.sessions import CSRF_COOKIE, SESSION_COOKIE, Session
+from astralog.controlplane import events as ev
 from astralog.controlplane.store import Actor
-from astralog.errors import Conflict, Forbidden, Unauthenticated
+from astralog.errors import Conflict, Forbidden, RateLimited, Unauthenticated
+from astralog.ids import new_id
 from astralog.runtime import Runtime
 
 router = APIRouter(prefix="/v1/auth", tags=["sign-in"])
 
 WRONG = "wrong email or password"
+FACTOR_LOCKED = (
+    "too many wrong second-factor answers in a row: this account's second factors are locked "
+    "for {minutes} min, and sign-ins waiting for one were ended. Sign in again later; if this "
+    "was not you, tell an org admin"
+)
 SSO_ONLY = (
     "this org signs in with single sign-on only: use its SSO button (the break-glass owner "
     "account is the one exception)"
@@ -235,9 +242,11 @@ CurrentSession = Annotated[Session, Depends(_current)]
 
 
 def _second_factor(runtime: Runtime, session: Session, body: SecondFactor, client: str) -> str:
-    """Check a TOTP code or a recovery code (throttled like passwords); returns the amr."""
+    """Check a TOTP code, a recovery code or a passkey (throttled like passwords, and locked
+    after ``FACTOR_FAILURES`` wrong ones in a row from anywhere); returns the amr."""
     person_id, org_id = session.person_id or "", session.org_id
     key = f"mfa|{person_id}"
+    _check_factor_lock(runtime, person_id)
     runtime.accounts.throttle.check(key, client)
     refusal = "that code is wrong or was already used; enter the next code the app shows"
     if body.code:
@@ -255,9 +264,35 @@ def _second_factor(runtime: Runtime, session: Session, body: SecondFactor, clien
         runtime.accounts.throttle.failed(key, client)
         audit_failure(runtime, Actor(f"person:{person_id}", client), org_id, "mfa",
                       "wrong, used or expired second factor: " + refusal)  # fmt: skip
+        _factor_failed(runtime, session, client)
         raise Unauthenticated(refusal, code="mfa_invalid")
     runtime.accounts.throttle.succeeded(key, client)
+    runtime.accounts.factor_succeeded(person_id)
     return amr
+
+
+def _check_factor_lock(runtime: Runtime, person_id: str) -> None:
+    wait = runtime.accounts.factor_locked(person_id)
+    if wait:
+        raise RateLimited(FACTOR_LOCKED.format(minutes=max(1, wait // 60)), wait,
+                          code="mfa_locked")  # fmt: skip
+
+
+def _factor_failed(runtime: Runtime, session: Session, client: str) -> None:
+    """Count a wrong second factor; at a lock, every sign-in of the person still waiting for
+    one ends (a guesser's half-open sessions go), on the record."""
+    person_id = session.person_id or ""
+    lock = runtime.accounts.factor_failed(person_id)
+    if not lock:
+        return
+    waiting = [s for s in runtime.sessions.for_person(person_id) if s.stage == "mfa"]
+    for pending in waiting:
+        runtime.sessions.end_digest(pending.digest, person_id)
+    event = ev.SessionsEnded(new_id("act"), session.org_id, person_id, "second_factor_locked",
+                             len(waiting))  # fmt: skip
+    with runtime.control.store.transaction():
+        runtime.control.store.append(event, Actor(f"person:{person_id}", client), 0)
+    raise RateLimited(FACTOR_LOCKED.format(minutes=max(1, lock // 60)), lock, code="mfa_locked")
 
 
 @router.post("/mfa", summary="Second step of a password sign-in: a TOTP or recovery code")

@@ -174,7 +174,7 @@ def change_password(
         runtime.accounts.throttle.failed(key, client)
         raise Forbidden("the current password is wrong", code="wrong_credentials")
     runtime.accounts.set_password(org_id, person_id, body.new_password, Actor(principal.id, client))
-    ended = _end_other_sessions(runtime, session, "password changed")
+    ended = end_other_sessions(runtime, session, "password changed")
     step_up(request, response, runtime, session, proved=False)
     return {"changed": True, "other_sessions_ended": ended}
 
@@ -190,7 +190,7 @@ def factor_added(
 ) -> int:
     """A new second factor: the person's other sessions end, and a sign-in waiting at the
     enrol stage (the org requires MFA) completes under a new session id."""
-    ended = _end_other_sessions(runtime, session, reason)
+    ended = end_other_sessions(runtime, session, reason)
     if session.stage == "enrol":
         fresh = step_up(request, response, runtime, session, stage="full",
                         amr=(*session.amr, amr, "mfa"))  # fmt: skip
@@ -198,7 +198,7 @@ def factor_added(
     return ended
 
 
-def _end_other_sessions(runtime: Runtime, session: Session, reason: str) -> int:
+def end_other_sessions(runtime: Runtime, session: Session, reason: str) -> int:
     """After a credential changes, whoever held the old one is signed out everywhere else."""
     others = [s for s in runtime.sessions.for_person(session.person_id or "") if
               s.digest != session.digest]  # fmt: skip

@@ -183,6 +183,10 @@ def change(
         ended = runtime.sessions.end_person(member_id)
         if ended:
             _sessions_ended(runtime, actor, org_id, member_id, "role_changed", ended)
+        # A pending link was issued (and may be held) by someone entitled to the old role only:
+        # it ends, and whoever changed the role sends a fresh one (POST .../invitation).
+        if runtime.accounts.end_invitations(member_id):
+            return {**after, "invitation_ended": True}
     return after
 
 
@@ -260,11 +264,12 @@ def get_policy(org_id: SsoWrite, control: ControlDep) -> dict[str, Any]:
 
 @router.put("/v1/org/security-policy", summary="Set the sign-in policy (applies to new sign-ins)")
 def set_policy(
-    body: SecurityPolicy, request: Request, org_id: SsoWrite, control: ControlDep, actor: ActorDep
+    body: SecurityPolicy, request: Request, org_id: SsoWrite, runtime: RuntimeDep, actor: ActorDep
 ) -> dict[str, Any]:
     require_recent(request)
+    control = runtime.control
     if body.enforce_sso and not control.people.policy(org_id).enforce_sso:
-        _check_sso_tested(request)
+        _check_sso_tested(request, runtime, org_id)
     policy = Policy(**body.model_dump())
     return control.people.set_policy(org_id, policy, actor).as_json()
 
@@ -305,9 +310,14 @@ def _scopes_allowed(principal: Principal, role_name: str, scopes: list[str]) -> 
         raise Forbidden(f"a token cannot grant scopes you do not hold yourself: {beyond_caller}")
 
 
-def _check_sso_tested(request: Request) -> None:
+def _check_sso_tested(request: Request, runtime: Runtime, org_id: str) -> None:
+    """A recent test sign-in in this session, through a connection that still exists (a test
+    followed by removing its connection would enforce SSO with nothing to sign in through)."""
     session = getattr(request.state, "session", None)
     tested = getattr(session, "sso_tested_at", None)
+    through = runtime.idps.find(getattr(session, "sso_tested_connection", None) or "")
+    if through is None or through.org_id != org_id:
+        tested = None
     if tested is None or time.time() - tested > SSO_TEST_SECONDS:
         raise Conflict(
             "enforcing SSO could lock everyone out if the connection does not work: run a test "

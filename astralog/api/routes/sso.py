@@ -9,11 +9,14 @@ logout (``POST /v1/auth/sso/{id}/backchannel-logout``) ends sessions by the IdP'
 ``GET /v1/auth/sso/logout`` ends the session and continues to the IdP's end-session endpoint.
 
 Modes of ``start``: ``signin``; ``test`` (an admin's session proves the connection works: it
-records ``sso_tested_at`` on that very session, needed before enforcing SSO); ``link`` (the
-signed-in person links this IdP identity to their account); ``reauth`` (a fresh login at the IdP
+records ``sso_tested_at`` and the connection on that very session, needed before enforcing SSO);
+``link`` (the signed-in person links this IdP identity to their account: a new way in, so it
+needs a recent sign-in at start and still at the callback, is recorded as a credential change,
+and ends the person's other sessions); ``reauth`` (a fresh login at the IdP
 renews the session's ``auth_time`` for sensitive actions); ``invitation`` (started by
 ``POST /v1/auth/invitations/sso``: the invitation token is the invited account's credential, so
-the IdP identity of that same, verified email is linked to it and the invitation is spent).
+the IdP identity of that same, verified email is linked to it and the invitation is spent;
+the attempt keeps only the token's digest).
 """
 
 from __future__ import annotations
@@ -29,7 +32,9 @@ from pydantic import Field
 from astralog.api.deps import ActorDep, ClientDep, ManagementDep, RuntimeDep, SsoWrite
 from astralog.api.models import Strict
 from astralog.api.routes.auth import live_invitation
+from astralog.api.routes.me import end_other_sessions
 from astralog.api.signin import (
+    REAUTH_SECONDS,
     audit_failure,
     audit_sign_in,
     clear_cookie,
@@ -46,6 +51,7 @@ from astralog.auth.principal import Principal
 from astralog.auth.roles import check_may_hold
 from astralog.auth.sessions import PREAUTH_COOKIE, PREAUTH_SECONDS, Session
 from astralog.controlplane import events as ev
+from astralog.controlplane.accounts import invitation_digest
 from astralog.controlplane.idp import Connection, ConnectionSpec, RoleRule, redact_claims
 from astralog.controlplane.store import Actor
 from astralog.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthenticated
@@ -250,6 +256,8 @@ def _current_session(request: Request, runtime: Runtime, connection: Connection)
 def _check_mode(runtime: Runtime, mode: str, session: Session) -> None:
     if mode in ("link", "reauth") and session.person_id is None:
         raise Forbidden("only a person's session can link or re-authenticate with SSO")
+    if mode == "link":
+        _check_recent(session)
     if mode == "test":
         principal = (
             runtime.control.auth.person_principal(session.person_id)
@@ -259,22 +267,33 @@ def _check_mode(runtime: Runtime, mode: str, session: Session) -> None:
         principal.require("sso:write")
 
 
+def _check_recent(session: Session) -> None:
+    """Linking adds a way to sign in as this person that outlives a password change: a stale or
+    stolen session must not add one (the person re-authenticates first, as for a new factor)."""
+    if not session.authenticated_within(REAUTH_SECONDS):
+        raise SsoFailure(
+            "reauth_required",
+            "linking an identity provider needs a recent sign-in: re-authenticate, then link",
+        )
+
+
 @router.get("/v1/auth/sso/{connection_id}/start", summary="Go to the identity provider")
 def start(
     connection_id: str,
     request: Request,
     runtime: RuntimeDep,
+    client: ClientDep,
     return_to: str = "/",
     mode: Mode = "signin",
 ) -> RedirectResponse:
     connection = _connection(runtime, connection_id)
     state: dict[str, Any] = {"return_to": check_return_to(return_to), "mode": mode}
-    if mode != "signin":
-        session = _current_session(request, runtime, connection)
-        _check_mode(runtime, mode, session)
-        state |= {"session": session.digest, "person_id": session.person_id}
     try:
-        url, preauth_id = _authorization(runtime, connection, state)
+        if mode != "signin":
+            session = _current_session(request, runtime, connection)
+            _check_mode(runtime, mode, session)
+            state |= {"session": session.digest, "person_id": session.person_id}
+        url, preauth_id = _authorization(runtime, connection, state, client)
     except SsoFailure as failure:  # a browser navigation: back to the sign-in page, with why
         return RedirectResponse(f"/?{urlencode({'signin_error': failure.reason})}", 302)
     response = RedirectResponse(url, status_code=302, headers={"Cache-Control": "no-store"})
@@ -283,10 +302,11 @@ def start(
 
 
 def _authorization(
-    runtime: Runtime, connection: Connection, state: dict[str, Any]
+    runtime: Runtime, connection: Connection, state: dict[str, Any], client: str
 ) -> tuple[str, str]:
     """The IdP's authorization URL, and the pre-auth id under which this attempt's secrets
-    (state, nonce, PKCE verifier, and what ``state`` adds) wait for the callback."""
+    (state, nonce, PKCE verifier, and what ``state`` adds) wait for the callback; the client
+    address bounds how many attempts one caller keeps open."""
     meta = runtime.oidc.metadata(connection.spec.issuer)
     attempt = Attempt.new()
     state = state | {
@@ -306,7 +326,7 @@ def _authorization(
         attempt,
         **extra,
     )
-    return url, runtime.sessions.put_preauth(state)
+    return url, runtime.sessions.put_preauth("sso", state, owner=f"client:{client}")
 
 
 class InvitationSso(Strict):
@@ -328,9 +348,9 @@ def invitation_sso(
     connection = runtime.idps.find(body.connection_id)
     if connection is None or connection.org_id != org_id:
         raise NotFound("no such identity provider in the org that invited you")
-    state = {"return_to": "/", "mode": "invitation", "invitation": body.token,
-             "person_id": person_id}  # fmt: skip
-    url, preauth_id = _authorization(runtime, connection, state)
+    state = {"return_to": "/", "mode": "invitation", "person_id": person_id,
+             "invitation": invitation_digest(body.token)}  # fmt: skip
+    url, preauth_id = _authorization(runtime, connection, state, client)
     response = JSONResponse({"authorization_url": url}, headers={"Cache-Control": "no-store"})
     set_cookie(request, response, PREAUTH_COOKIE, preauth_id, PREAUTH_SECONDS, script=False)
     return response
@@ -343,7 +363,7 @@ def _redirect_uri(runtime: Runtime) -> str:
 @router.get(CALLBACK, summary="Where the identity provider sends the browser back")
 def callback(request: Request, runtime: RuntimeDep, client: ClientDep) -> RedirectResponse:
     preauth_id = request.cookies.get(cookie_name(request, PREAUTH_COOKIE))
-    preauth = runtime.sessions.take_preauth(preauth_id) if preauth_id else None
+    preauth = runtime.sessions.take_preauth(preauth_id, "sso") if preauth_id else None
     try:
         if preauth is None:
             raise SsoFailure(
@@ -457,16 +477,16 @@ def _join(
     """An invited person's first sign-in: the invitation is spent and the IdP identity linked to
     the invited account only once the IdP vouches for that very email (never by email alone:
     the invitation token proved the account, the IdP proved the email)."""
-    token = preauth["invitation"]
+    digest = preauth["invitation"]
     try:
-        org_id, person_id = runtime.accounts.peek_invitation(token)
+        org_id, person_id = runtime.accounts.peek_invitation_digest(digest)
     except Forbidden:
         raise SsoFailure("invitation_invalid", NOT_INVITED) from None
     if (org_id, person_id) != (connection.org_id, preauth["person_id"]):
         raise SsoFailure("invitation_invalid", NOT_INVITED)
     runtime.idps.check_invited(connection, claims, person_id)
     try:
-        runtime.accounts.use_invitation(token)
+        runtime.accounts.use_invitation_digest(digest)
     except Conflict:
         raise SsoFailure("invitation_invalid", "this invitation was used meanwhile") from None
     actor = Actor(f"sso:{connection.id}", client)
@@ -488,12 +508,31 @@ def _on_session(
     actor = Actor(f"person:{person_id}" if person_id else f"token:{session.token_id}", client)
     if mode == "test":
         runtime.idps.check_mapping(connection, claims)
-        runtime.sessions.update(session, sso_tested_at=time.time())
+        runtime.sessions.update(session, sso_tested_at=time.time(),
+                                sso_tested_connection=connection.id)  # fmt: skip
     elif mode == "link":
-        runtime.idps.link(connection, str(claims["iss"]), str(claims["sub"]), str(person_id), actor)
+        _link(runtime, connection, session, claims, actor)
     else:
         _reauth(runtime, connection, session, preauth, claims)
     _audit(runtime, connection, person_id, f"sso_{mode}", claims, actor)
+
+
+def _link(
+    runtime: Runtime,
+    connection: Connection,
+    session: Session,
+    claims: dict[str, Any],
+    actor: Actor,
+) -> None:
+    """Link the IdP identity: still a recent sign-in (the IdP round trip took a while), then on
+    the record like a new factor, and whoever else holds a session of the person is signed out."""
+    _check_recent(session)
+    person_id = str(session.person_id)
+    linked = runtime.idps.person_for(connection, str(claims["iss"]), str(claims["sub"]))
+    runtime.idps.link(connection, str(claims["iss"]), str(claims["sub"]), person_id, actor)
+    if linked is None:  # newly linked (linking the same identity again changes nothing)
+        runtime.control.people.note_credential(session.org_id, person_id, "sso_linked", actor)
+        end_other_sessions(runtime, session, "sso identity linked")
 
 
 def _reauth(
