@@ -20,6 +20,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from fastapi.testclient import TestClient
 from starlette.routing import Route
 
+from astralog.api import deps
 from astralog.api.app import ADMIN_BODY_LIMIT
 from astralog.api.middleware import BodyLimit
 from astralog.runtime import Bootstrap
@@ -77,7 +78,17 @@ def _is_public(method: str, route: Route) -> bool:
 
 
 def _is_operator(route: Route) -> bool:
-    return route.path.startswith("/v1/orgs")
+    """Operator routes (orgs, plans, …) look absent to everyone else: told by the dependency."""
+    dependant = getattr(route, "dependant", None)
+    return dependant is not None and deps.operator_principal in _calls(dependant)
+
+
+def _calls(dependant: Any) -> list[Any]:
+    found = []
+    for sub in dependant.dependencies:
+        found.append(sub.call)
+        found.extend(_calls(sub))
+    return found
 
 
 @pytest.fixture
