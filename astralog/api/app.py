@@ -19,6 +19,7 @@ from astralog.api.routes import (
     connectors,
     docs,
     elasticsearch,
+    erasures,
     health,
     holds,
     ingest,
@@ -36,6 +37,7 @@ from astralog.api.routes import (
 )
 from astralog.api.scrape import MetricsListener
 from astralog.controlplane.checkpoints import Publisher, latest_org_checkpoints
+from astralog.erasure import run_erasures
 from astralog.runtime import Runtime
 from astralog.settings import Settings
 
@@ -74,6 +76,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         tasks = [
             asyncio.create_task(_checkpoints(runtime)),
             asyncio.create_task(
+                run_erasures(runtime, runtime.settings.storage.erasure_interval_seconds)
+            ),
+            asyncio.create_task(
                 retention.run(
                     runtime,
                     runtime.settings.storage.purge_interval_seconds,
@@ -106,7 +111,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     problems.install(app)
     for module in (
         health, ingest, elasticsearch, session, orgs, sources, tokens, connectors, audit, search,
-        members, plans, holds,
+        members, plans, holds, erasures,
         auth, me, passkeys, sso, docs, ui,
     ):  # fmt: skip
         app.include_router(module.router)
