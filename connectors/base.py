@@ -128,6 +128,11 @@ class Connector(ABC):
             "searchable through Astralog; implement read_batches to make it so"
         )
 
+    async def read_object(self, object_key: str) -> bytes:
+        """The bytes of the batch at ``object_key`` exactly as stored: an org export copies
+        them. A destination that stores rows, not objects, has none (the export re-encodes)."""
+        raise NotImplementedError(f"{type(self).__name__} stores rows, not objects")
+
     async def put_checkpoint(self, org_id: str, seq: int, document: bytes) -> None:
         """Store the org's signed checkpoint ``document`` at its record ``seq``; idempotent."""
         raise NotImplementedError(f"{type(self).__name__} cannot keep audit checkpoints")

@@ -125,6 +125,10 @@ class LocalConnector(Connector):
 
         return await self._guarded(f"reading {len(object_keys)} batches", reading)
 
+    async def read_object(self, object_key: str) -> bytes:
+        parse_object_key(object_key)  # only keys of our layout: nothing outside the root is read
+        return await self._guarded(f"reading {object_key}", (self.root / object_key).read_bytes)
+
     async def put_checkpoint(self, org_id: str, seq: int, document: bytes) -> None:
         relative = checkpoint_key(org_id, seq)
 

@@ -19,7 +19,7 @@ from astralog.api.routes import (
     connectors,
     docs,
     elasticsearch,
-    erasures,
+    exports,
     health,
     holds,
     ingest,
@@ -37,7 +37,6 @@ from astralog.api.routes import (
 )
 from astralog.api.scrape import MetricsListener
 from astralog.controlplane.checkpoints import Publisher, latest_org_checkpoints
-from astralog.erasure import run_erasures
 from astralog.runtime import Runtime
 from astralog.settings import Settings
 
@@ -75,9 +74,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         listener = MetricsListener(bind, runtime) if bind else None
         tasks = [
             asyncio.create_task(_checkpoints(runtime)),
-            asyncio.create_task(
-                run_erasures(runtime, runtime.settings.storage.erasure_interval_seconds)
-            ),
+            asyncio.create_task(exports.serve(runtime)),  # resumes interrupted exports
             asyncio.create_task(
                 retention.run(
                     runtime,
@@ -111,8 +108,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     problems.install(app)
     for module in (
         health, ingest, elasticsearch, session, orgs, sources, tokens, connectors, audit, search,
-        members, plans, holds, erasures,
-        auth, me, passkeys, sso, docs, ui,
+        members, plans, holds,
+        exports, auth, me, passkeys, sso, docs, ui,
     ):  # fmt: skip
         app.include_router(module.router)
     app.add_middleware(

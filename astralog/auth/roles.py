@@ -37,8 +37,8 @@ ROLES: dict[str, Role] = {
         _role(
             "admin",
             50,
-            set(SCOPES) - {"owners:write", "holds:write"},
-            "Everything but granting or removing the owner role, and legal holds.",
+            set(SCOPES) - {"owners:write", "holds:write", "exports:write"},
+            "Everything but granting or removing the owner role, legal holds and org exports.",
         ),
         _role(
             "storage_admin",

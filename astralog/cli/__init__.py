@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from astralog.auth.principal import SCOPES
-from astralog.cli import admin, audit, backup, serve
+from astralog.cli import admin, audit, backup, export, serve
 from astralog.cli.common import Handler
 from astralog.errors import AstralogError
 
@@ -159,6 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="replace the state of a stopped, non-empty data dir"
     )
     p.set_defaults(handler=backup.cmd_restore)
+
+    p = sub.add_parser("export", help="verify an org export offline against its signed manifest")
+    p.add_argument("action", choices=["verify"])
+    p.add_argument("file", help="the archive downloaded from GET /v1/exports/{id}/download")
+    p.add_argument("--public-key", required=True, help="PEM of the instance's Ed25519 key")
+    p.add_argument("--private-key", help="PEM of your X25519 key, for an encrypted export")
+    p.set_defaults(handler=export.cmd_export)
 
     p = sub.add_parser("events", help="rebuild projections from the event log")
     p.add_argument("action", choices=["rebuild"])

@@ -200,6 +200,11 @@ class S3Connector(Connector):
             tables = await _gather([self._read_object(client, k) for k in object_keys])
         return canonical_rows(tables, f"batches in {self._where()}")
 
+    async def read_object(self, object_key: str) -> bytes:
+        parse_object_key(object_key)  # only keys of our layout, never a caller's arbitrary path
+        async with self._client() as client:
+            return await self._get_bytes(client, self._full_key(object_key))
+
     async def put_checkpoint(self, org_id: str, seq: int, document: bytes) -> None:
         full = self._full_key(checkpoint_key(org_id, seq))
         async with self._client() as client, self._translated(f"writing checkpoint {seq}", full):

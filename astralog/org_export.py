@@ -1,0 +1,399 @@
+"""Org export: one archive of everything an org has here, signed, optionally sealed to the customer.
+
+Stage: beside the control plane and the data plane, on the serving process's event loop. A job
+copies, through the connectors, every batch the catalog knows of the org in every destination it
+used (the Parquet objects byte for byte; a ClickHouse destination stores rows, not objects, so
+each of its batches is re-encoded as one Parquet file), the org's projection rows as NDJSON
+(secret columns, such as key digests and sealed credentials, left out) and its audit records with
+their chain (:mod:`astralog.controlplane.audit_export`). ``manifest.json`` lists the SHA-256 of
+every file and is signed with the instance's Ed25519 key; :mod:`astralog.export_verify` checks it
+offline. The job's state lives in its own SQLite file under the data dir: each file copied is
+recorded as it lands, so a job interrupted (a restart, a crash) continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import tarfile
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow.parquet as pq
+
+from astralog import export_crypto, sqlite
+from astralog.catalog import BatchCommitted
+from astralog.connectors.base import Connector
+from astralog.controlplane import projections
+from astralog.controlplane.audit_export import org_view
+from astralog.controlplane.checkpoints import Signer, org_checkpoints
+from astralog.controlplane.export_events import (
+    ExportCompleted,
+    ExportDownloaded,
+    ExportRequested,
+)
+from astralog.controlplane.store import Actor, EventStore, canonical_json
+from astralog.dataplane import Destination
+from astralog.errors import AstralogError, Conflict, NotFound
+from astralog.ids import new_id
+
+log = logging.getLogger("astralog.export")
+
+FORMAT = "astralog-org-export/v1"
+SIGNED_PREFIX = b"astralog-org-export:v1:"
+MANIFEST = "manifest.json"
+_SECRET_MARKS = ("digest", "secret", "password")
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS exports (
+    id TEXT PRIMARY KEY, org_id TEXT NOT NULL, person_id TEXT NOT NULL, recipient TEXT,
+    state TEXT NOT NULL, created_at TEXT NOT NULL, completed_at TEXT,
+    objects_total INTEGER NOT NULL DEFAULT 0, error TEXT, archive_bytes INTEGER,
+    manifest_sha256 TEXT
+);
+CREATE TABLE IF NOT EXISTS export_files (
+    export_id TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, bytes INTEGER NOT NULL,
+    object TEXT, PRIMARY KEY (export_id, path)
+);
+"""
+
+
+class ExportData(Protocol):
+    """What the job needs of the data plane (the process wiring implements it)."""
+
+    def destination(self, org_id: str, destination_id: str) -> Destination: ...
+
+    def connector(self, org_id: str, destination: Destination) -> Connector: ...
+
+
+@dataclass(frozen=True)
+class Sources:
+    store: EventStore
+    signer: Signer
+    data: ExportData
+    batches: Callable[[str], list[BatchCommitted]]  # every committed batch of an org
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def signed_message(body: dict[str, Any]) -> bytes:
+    return SIGNED_PREFIX + canonical_json(body).encode()
+
+
+class Exports:
+    """The org export jobs of this instance and their files, under ``root``."""
+
+    def __init__(self, root: Path, sources: Sources) -> None:
+        self.root = root
+        self.sources = sources
+        self._lock = threading.Lock()
+        self._conn = sqlite.connect(root / "exports.sqlite3")
+        with self._lock:
+            self._conn.executescript(_SCHEMA)
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with sqlite.transaction(self._conn, self._lock) as conn:
+            yield conn
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # ---- asking and reading ----------------------------------------------------------------
+
+    def request(self, org_id: str, person_id: str, recipient_pem: str | None, actor: Actor) -> str:
+        recipient = None if recipient_pem is None else export_crypto.recipient_key(recipient_pem)
+        export_id = new_id("exp")
+        event = ExportRequested(
+            export_id, org_id, person_id, export_crypto.fingerprint(recipient) if recipient else ""
+        )
+        store = self.sources.store
+        with store.transaction():
+            store.append(event, actor, 0)
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO exports (id, org_id, person_id, recipient, state, created_at)"
+                " VALUES (?, ?, ?, ?, 'running', ?)",
+                (export_id, org_id, person_id, recipient_pem, _now()),
+            )
+        return export_id
+
+    def get(self, org_id: str, export_id: str) -> dict[str, Any]:
+        """The export's state and progress; NotFound unless it is ``org_id``'s."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT id, state, created_at, completed_at, objects_total, error, archive_bytes,"
+                " manifest_sha256, recipient IS NOT NULL FROM exports WHERE id = ? AND org_id = ?",
+                (export_id, org_id),
+            ).fetchone()
+            done = self._conn.execute(
+                "SELECT COUNT(object), COALESCE(SUM(bytes), 0) FROM export_files"
+                " WHERE export_id = ? AND object IS NOT NULL",
+                (export_id,),
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no export {export_id!r} in this org")
+        keys = ("id", "state", "created_at", "completed_at", "objects_total", "error")
+        view = dict(zip(keys, row[:6], strict=True))
+        return view | {
+            "objects_done": done[0],
+            "bytes_done": done[1],
+            "archive_bytes": row[6],
+            "manifest_sha256": row[7],
+            "encrypted": bool(row[8]),
+        }
+
+    def list(self, org_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            ids = self._conn.execute(
+                "SELECT id FROM exports WHERE org_id = ? ORDER BY created_at DESC", (org_id,)
+            ).fetchall()
+        return [self.get(org_id, i) for (i,) in ids]
+
+    def archive(self, org_id: str, export_id: str) -> Path:
+        """The finished archive's path; NotFound, or Conflict while it is not done."""
+        state = self.get(org_id, export_id)
+        if state["state"] != "done":
+            raise Conflict(f"export {export_id} is {state['state']}: download it once it is done")
+        return self._dir(export_id) / _archive_name(export_id, state["encrypted"])
+
+    def downloaded(self, org_id: str, export_id: str, person_id: str, actor: Actor) -> None:
+        event = ExportDownloaded(export_id, org_id, person_id)
+        store = self.sources.store
+        with store.transaction():
+            store.append(event, actor, store.version(event.aggregate_id))
+
+    def _dir(self, export_id: str) -> Path:
+        return self.root / export_id
+
+    # ---- running ---------------------------------------------------------------------------
+
+    def start(self, export_id: str) -> None:
+        """Run the job on the current event loop unless it already runs here."""
+        task = self._tasks.get(export_id)
+        if task is None or task.done():
+            self._tasks[export_id] = asyncio.create_task(self.run(export_id))
+
+    async def resume_all(self) -> None:
+        """At start: continue every job a stop interrupted."""
+        with self._lock:
+            ids = self._conn.execute("SELECT id FROM exports WHERE state = 'running'").fetchall()
+        for (export_id,) in ids:
+            self.start(export_id)
+
+    async def stop(self) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+
+    async def run(self, export_id: str) -> None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT org_id, recipient, state FROM exports WHERE id = ?", (export_id,)
+            ).fetchone()
+        if row is None or row[2] != "running":
+            return
+        org_id, recipient = str(row[0]), row[1]
+        try:
+            await self._copy_objects(export_id, org_id)
+            await asyncio.to_thread(self._write_state, export_id, org_id)
+            await asyncio.to_thread(self._finish, export_id, org_id, recipient)
+        except AstralogError as exc:
+            log.warning("org export failed", extra={"export": export_id, "org": org_id})
+            with self._tx() as conn:
+                conn.execute(
+                    "UPDATE exports SET state = 'failed', error = ? WHERE id = ?",
+                    (exc.detail, export_id),
+                )
+
+    def _done_paths(self, export_id: str) -> set[str]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT path FROM export_files WHERE export_id = ?", (export_id,)
+            ).fetchall()
+        return {str(r[0]) for r in rows}
+
+    async def _copy_objects(self, export_id: str, org_id: str) -> None:
+        batches = self.sources.batches(org_id)
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE exports SET objects_total = ? WHERE id = ?", (len(batches), export_id)
+            )
+        done = self._done_paths(export_id)
+        for batch in batches:
+            destination = self.sources.data.destination(org_id, batch.destination_id)
+            as_stored = destination.kind != "clickhouse"
+            path = f"objects/{batch.destination_id}/{batch.object_key}"
+            path += "" if as_stored or path.endswith(".parquet") else ".parquet"
+            if path in done:
+                continue
+            connector = self.sources.data.connector(org_id, destination)
+            payload = await _read(connector, batch.object_key, as_stored)
+            about = {
+                "destination_id": batch.destination_id,
+                "destination_kind": destination.kind,
+                "key": batch.object_key,
+                "source_id": batch.source_id,
+                "rows": batch.rows,
+                "as_stored": as_stored,
+            }
+            await asyncio.to_thread(self._stage, export_id, path, payload, about)
+
+    def _stage(
+        self, export_id: str, path: str, payload: bytes, about: dict[str, Any] | None = None
+    ) -> None:
+        """Write one file of the export durably, then record it: a file recorded is complete."""
+        target = self._dir(export_id) / "files" / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        with open(partial, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, target)
+        digest = hashlib.sha256(payload).hexdigest()
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO export_files (export_id, path, sha256, bytes, object)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (export_id, path, digest, len(payload), json.dumps(about) if about else None),
+            )
+
+    def _write_state(self, export_id: str, org_id: str) -> None:
+        done = self._done_paths(export_id)
+        with self.sources.store.reading() as conn:
+            tables = {t: _org_rows(conn, t, org_id) for t in projections.TABLES}
+        for table, rows in tables.items():
+            path = f"control/{table}.ndjson"
+            if path not in done:
+                self._stage(export_id, path, b"".join(_line(r) for r in rows))
+        if "audit.ndjson" not in done:
+            lines = audit_lines(self.sources.store, self.sources.signer, org_id)
+            self._stage(export_id, "audit.ndjson", b"".join(lines))
+
+    def _finish(self, export_id: str, org_id: str, recipient: str | None) -> None:
+        manifest = self._manifest(export_id, org_id)
+        staged = self._dir(export_id) / "files"
+        plain = self._dir(export_id) / "archive.tar.partial"
+        with tarfile.open(plain, "w", format=tarfile.PAX_FORMAT) as tar:
+            _add(tar, MANIFEST, io.BytesIO(manifest), len(manifest))
+            for entry in json.loads(manifest)["files"]:
+                with open(staged / entry["path"], "rb") as handle:
+                    _add(tar, entry["path"], handle, entry["bytes"])
+        final = self._dir(export_id) / _archive_name(export_id, recipient is not None)
+        if recipient is not None:
+            sealed = final.with_name(final.name + ".partial")
+            with open(plain, "rb") as source, open(sealed, "wb") as out:
+                key = export_crypto.recipient_key(recipient)
+                export_crypto.encrypt(source, plain.stat().st_size, key, out)
+            plain.unlink()
+            plain = sealed
+        os.replace(plain, final)
+        shutil.rmtree(staged)
+        self._completed(export_id, org_id, manifest, final.stat().st_size)
+
+    def _manifest(self, export_id: str, org_id: str) -> bytes:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT path, sha256, bytes, object FROM export_files WHERE export_id = ?"
+                " ORDER BY path",
+                (export_id,),
+            ).fetchall()
+        files = [{"path": p, "sha256": s, "bytes": b} for p, s, b, _ in rows]
+        objects = [{"path": p} | json.loads(o) for p, _, _, o in rows if o]
+        body = {
+            "format": FORMAT,
+            "export_id": export_id,
+            "org_id": org_id,
+            "created_at": _now(),
+            "files": files,
+            "objects": objects,
+        }
+        signature = base64.b64encode(self.sources.signer.sign_bytes(signed_message(body)))
+        return canonical_json(body | {"signature": signature.decode()}).encode()
+
+    def _completed(self, export_id: str, org_id: str, manifest: bytes, size: int) -> None:
+        doc = json.loads(manifest)
+        digest = hashlib.sha256(manifest).hexdigest()
+        event = ExportCompleted(
+            export_id, org_id, len(doc["files"]), len(doc["objects"]), size, digest
+        )
+        store = self.sources.store
+        with store.transaction():
+            store.append(event, Actor("system:export", "local"), store.version(event.aggregate_id))
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE exports SET state = 'done', completed_at = ?, archive_bytes = ?,"
+                " manifest_sha256 = ?, error = NULL WHERE id = ?",
+                (_now(), size, digest, export_id),
+            )
+
+
+def _archive_name(export_id: str, encrypted: bool) -> str:
+    return f"astralog-export-{export_id}.tar" + (".enc" if encrypted else "")
+
+
+def _add(tar: tarfile.TarFile, name: str, handle: Any, size: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode, info.mtime = size, 0o644, 0
+    tar.addfile(info, handle)
+
+
+async def _read(connector: Connector, key: str, as_stored: bool) -> bytes:
+    if as_stored:
+        return await connector.read_object(key)
+    table = await connector.read_batches([key])
+    sink = io.BytesIO()
+    await asyncio.to_thread(pq.write_table, table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def _org_rows(conn: sqlite3.Connection, table: str, org_id: str) -> list[dict[str, Any]]:
+    """The org's rows of one projection, secret columns left out."""
+    columns = [str(c[1]) for c in conn.execute(f"PRAGMA table_info({table})")]
+    if table == "orgs":
+        where, args = "id = ?", (org_id,)
+    elif table == "plans":
+        where, args = "name = (SELECT plan FROM orgs WHERE id = ?)", (org_id,)
+    elif "org_id" in columns:
+        where, args = "org_id = ?", (org_id,)
+    else:
+        return []
+    kept = [c for c in columns if not any(mark in c for mark in _SECRET_MARKS)]
+    select = ", ".join(f'"{c}"' for c in kept)
+    rows = conn.execute(f"SELECT {select} FROM {table} WHERE {where} ORDER BY 1", args)
+    return [{"table": table} | dict(zip(kept, row, strict=True)) for row in rows]
+
+
+def _line(row: dict[str, Any]) -> bytes:
+    return json.dumps(row, ensure_ascii=False, sort_keys=True).encode() + b"\n"
+
+
+def audit_lines(store: EventStore, signer: Signer, org_id: str) -> Iterator[bytes]:
+    """The org's audit export (as ``GET /v1/audit?format=ndjson`` gives it): its records in
+    its own chain, their checkpoints, and the signed end on the last line."""
+    with store.reading() as conn:
+        signed = {c.seq: c for c in org_checkpoints(conn, org_id)}
+    records = store.org_records(org_id)
+    for index, (record, link) in enumerate(records):
+        view = org_view(record, link)
+        if link.org_seq in signed:
+            view["checkpoint"] = signed[link.org_seq].document()
+        if index == len(records) - 1:
+            end = signer.sign("export", org_id, link.org_seq, link.org_hash)
+            view["export_end"] = end.document()
+        yield json.dumps(view).encode() + b"\n"
