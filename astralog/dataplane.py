@@ -76,6 +76,12 @@ class DataAccess(Protocol):
         """Rows this node acknowledged and has not flushed yet, per WAL segment."""
         ...
 
+    def erased(
+        self, org_id: str, source_ids: Sequence[str], start_ns: int, end_ns: int
+    ) -> list[str]:
+        """Event ids that erasures hide in these sources' hours overlapping the range."""
+        ...
+
     def destination(self, org_id: str, destination_id: str) -> Destination:
         """One of the org's destinations; NotFound when it is not (or no longer) the org's."""
         ...

@@ -31,6 +31,7 @@ from astralog.connectors.local import LocalConnector
 from astralog.controlplane.accounts import Accounts
 from astralog.controlplane.checkpoints import Signer
 from astralog.controlplane.destinations import Destinations
+from astralog.controlplane.erasures import Erasures
 from astralog.controlplane.events import PurgeHeld, RetentionPurged
 from astralog.controlplane.holds import Hold
 from astralog.controlplane.idp import IdentityProviders
@@ -40,6 +41,7 @@ from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.sources import Retention
 from astralog.controlplane.store import Actor
 from astralog.dataplane import LOCAL, LOCAL_DESTINATION, Destination
+from astralog.deletion_vectors import DeletionVectors
 from astralog.ingest.flush import DestinationFailure, Flusher
 from astralog.ingest.idempotency import IdempotencyStore
 from astralog.ingest.ratelimit import RateLimiter
@@ -120,6 +122,7 @@ class DataPlane:
         self.catalog = Catalog(
             settings.path(settings.control.database).with_name("catalog.sqlite3")
         )
+        self.vectors = DeletionVectors(self.catalog.path.with_name("deletion_vectors.sqlite3"))
         self.local = LocalConnector(
             settings.path(settings.storage.local_root), row_group_rows=settings.flush.row_group_rows
         )
@@ -199,6 +202,7 @@ class DataPlane:
             log.warning("shutdown flush did not finish; the WAL keeps the rest for the next start")
         self.wal.close()
         self.catalog.close()
+        self.vectors.close()
         for connector in [*self._connectors.values(), *self._retired]:
             with contextlib.suppress(Exception):
                 await connector.close()
@@ -315,6 +319,25 @@ class Runtime:
 
     def pending(self) -> Sequence[PendingData]:
         return self.data.wal.pending_tables()
+
+    def erased(
+        self, org_id: str, source_ids: Sequence[str], start_ns: int, end_ns: int
+    ) -> list[str]:
+        return self.data.vectors.erased(org_id, source_ids, start_ns, end_ns)
+
+    # ---- astralog.erasure.ErasureData --------------------------------------------------------
+
+    @property
+    def erasure_requests(self) -> Erasures:
+        return self.control.erasures
+
+    @property
+    def vectors(self) -> DeletionVectors:
+        return self.data.vectors
+
+    @property
+    def engine_threads(self) -> int:
+        return self.settings.query.engine_threads
 
     def destination(self, org_id: str, destination_id: str) -> Destination:
         if destination_id == LOCAL_DESTINATION:

@@ -190,6 +190,15 @@ class StorageSettings(BaseModel):
     purge_interval_seconds: float = Field(
         3600.0, gt=0, description="How often expired partitions are deleted from storage."
     )
+    erasure_cancel_window_seconds: int = Field(
+        86_400,
+        ge=0,
+        le=30 * 86_400,
+        description="How long an approved erasure can still be cancelled before it takes effect.",
+    )
+    erasure_interval_seconds: float = Field(
+        60.0, gt=0, description="How often due erasures are masked, rewritten and verified."
+    )
     allow_http_endpoints: bool = Field(
         False, description="Allow plain-http customer endpoints (on-prem MinIO, tests)."
     )

@@ -19,6 +19,7 @@ from astralog.api.routes import (
     connectors,
     docs,
     elasticsearch,
+    erasures,
     exports,
     health,
     holds,
@@ -37,6 +38,7 @@ from astralog.api.routes import (
 )
 from astralog.api.scrape import MetricsListener
 from astralog.controlplane.checkpoints import Publisher, latest_org_checkpoints
+from astralog.erasure import run_erasures
 from astralog.runtime import Runtime
 from astralog.settings import Settings
 
@@ -76,6 +78,9 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             asyncio.create_task(_checkpoints(runtime)),
             asyncio.create_task(exports.serve(runtime)),  # resumes interrupted exports
             asyncio.create_task(
+                run_erasures(runtime, runtime.settings.storage.erasure_interval_seconds)
+            ),
+            asyncio.create_task(
                 retention.run(
                     runtime,
                     runtime.settings.storage.purge_interval_seconds,
@@ -108,7 +113,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     problems.install(app)
     for module in (
         health, ingest, elasticsearch, session, orgs, sources, tokens, connectors, audit, search,
-        members, plans, holds,
+        members, plans, holds, erasures,
         exports, auth, me, passkeys, sso, docs, ui,
     ):  # fmt: skip
         app.include_router(module.router)

@@ -214,6 +214,7 @@ SsoWrite = Annotated[str, Depends(scoped("sso:write"))]
 ConnectorsWrite = Annotated[str, Depends(scoped("connectors:write"))]
 RetentionWrite = Annotated[str, Depends(scoped("retention:write"))]
 HoldsWrite = Annotated[str, Depends(scoped("holds:write"))]
+ErasureWrite = Annotated[str, Depends(scoped("erasure:write"))]
 
 
 @_principal_check

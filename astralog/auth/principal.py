@@ -25,6 +25,7 @@ SCOPES: dict[str, str] = {
     "searches:write": "Save searches.",
     "holds:write": "Propose, approve and withdraw legal holds (with an operator).",
     "exports:write": "Export the whole org (an owner at a browser, freshly signed in).",
+    "erasure:write": "Ask for, approve and cancel erasures of matching events (two admins).",
 }
 
 PrincipalKind = Literal["ingest", "management", "operator", "person", "service"]

@@ -439,3 +439,73 @@ class PurgeHeld(Event, aggregate="purge:{org_id}"):
     kept_from: str
     objects: int
     rows: int
+
+
+# ---- erasure of matching events -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ErasureRequested(Event, aggregate="erasure:{erasure_id}"):
+    """An admin asked to erase the events a query matches in a time range of some sources.
+
+    The query text is kept (it says what is erased; the audit log is the org's own); ``preview``
+    is what it matched when asked: count, affected objects. Nothing is hidden until another admin
+    approves and the cancel window has passed."""
+
+    erasure_id: str
+    org_id: str
+    requester: str  # the person who asked: never the one who approves
+    query: str
+    start: str
+    end: str
+    sources: list[str]
+    preview: dict[str, Any]
+    cancel_window_seconds: int
+
+
+@dataclass(frozen=True)
+class ErasureApproved(Event, aggregate="erasure:{erasure_id}"):
+    """A second admin approved; the erasure is due at ``due_at`` unless cancelled before."""
+
+    erasure_id: str
+    org_id: str
+    due_at: str
+
+
+@dataclass(frozen=True)
+class ErasureCancelled(Event, aggregate="erasure:{erasure_id}"):
+    erasure_id: str
+    org_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ErasureHeld(Event, aggregate="erasure:{erasure_id}"):
+    """The erasure is due but legal holds ``holds`` cover its scope: it waits for their release."""
+
+    erasure_id: str
+    org_id: str
+    holds: list[str]
+
+
+@dataclass(frozen=True)
+class ErasureMasked(Event, aggregate="erasure:{erasure_id}"):
+    """Deletion vectors hide the ``events`` matched events from every read path from now on."""
+
+    erasure_id: str
+    org_id: str
+    events: int
+    objects: list[str]
+
+
+@dataclass(frozen=True)
+class ErasureCompleted(Event, aggregate="erasure:{erasure_id}"):
+    """The affected objects were rewritten without the erased rows (and ClickHouse rows deleted),
+    the query matched nothing afterwards; the signed receipt names the objects and its hash."""
+
+    erasure_id: str
+    org_id: str
+    events: int
+    rewritten: list[str]
+    manifest_sha256: str
+    signature: str

@@ -73,14 +73,21 @@ CREATE TABLE IF NOT EXISTS holds (
     requested_by TEXT, requested_side TEXT, release_reason TEXT,
     proposed_at TEXT NOT NULL, placed_at TEXT, released_at TEXT
 );
+CREATE TABLE IF NOT EXISTS erasures (
+    id TEXT PRIMARY KEY, org_id TEXT NOT NULL, query TEXT NOT NULL, start_at TEXT NOT NULL,
+    end_at TEXT NOT NULL, sources TEXT NOT NULL, preview TEXT NOT NULL, state TEXT NOT NULL,
+    requested_by TEXT NOT NULL, requested_at TEXT NOT NULL, cancel_window_seconds INTEGER NOT NULL,
+    approved_by TEXT, due_at TEXT, held_by TEXT, events INTEGER, receipt TEXT, updated_at TEXT
+);
 """
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 6
 """Raised whenever a projection table changes shape: an older database is rebuilt from its log."""
 
 TABLES = (
     "plans", "orgs", "sources", "ingest_keys", "tokens", "connectors", "destinations", "people",
     "identities", "idp_connections", "domains", "org_policies", "holds",
+    "erasures",
 )  # fmt: skip
 
 Handler = Callable[[sqlite3.Connection, Any, Recorded], None]
@@ -414,3 +421,52 @@ def _signed_in(conn: sqlite3.Connection, e: ev.SignedIn, r: Recorded) -> None:
 @handles(ev.LogsRead)
 def _activity(conn: sqlite3.Connection, e: ev.Event, r: Recorded) -> None:
     """Activity is its own record in the audit log; no projection changes."""
+
+
+# ---- erasure requests ---------------------------------------------------------------------------
+
+
+@handles(ev.ErasureRequested)
+def _erasure_requested(conn: sqlite3.Connection, e: ev.ErasureRequested, r: Recorded) -> None:
+    conn.execute(
+        "INSERT INTO erasures (id, org_id, query, start_at, end_at, sources, preview, state, "
+        "requested_by, requested_at, cancel_window_seconds, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, 'awaiting_approval', ?, ?, ?, ?)",
+        (e.erasure_id, e.org_id, e.query, e.start, e.end, json.dumps(e.sources),
+         json.dumps(e.preview), e.requester, r.at, e.cancel_window_seconds, r.at),
+    )  # fmt: skip
+
+
+def _erasure(conn: sqlite3.Connection, erasure_id: str, at: str, **fields: Any) -> None:
+    sets = ", ".join(f"{name} = ?" for name in fields)
+    conn.execute(
+        f"UPDATE erasures SET {sets}, updated_at = ? WHERE id = ?",
+        (*fields.values(), at, erasure_id),
+    )
+
+
+@handles(ev.ErasureApproved)
+def _erasure_approved(conn: sqlite3.Connection, e: ev.ErasureApproved, r: Recorded) -> None:
+    _erasure(conn, e.erasure_id, r.at, state="approved", approved_by=r.actor, due_at=e.due_at)
+
+
+@handles(ev.ErasureCancelled)
+def _erasure_cancelled(conn: sqlite3.Connection, e: ev.ErasureCancelled, r: Recorded) -> None:
+    _erasure(conn, e.erasure_id, r.at, state="cancelled")
+
+
+@handles(ev.ErasureHeld)
+def _erasure_held(conn: sqlite3.Connection, e: ev.ErasureHeld, r: Recorded) -> None:
+    _erasure(conn, e.erasure_id, r.at, state="held", held_by=json.dumps(e.holds))
+
+
+@handles(ev.ErasureMasked)
+def _erasure_masked(conn: sqlite3.Connection, e: ev.ErasureMasked, r: Recorded) -> None:
+    _erasure(conn, e.erasure_id, r.at, state="masked", held_by=None, events=e.events)
+
+
+@handles(ev.ErasureCompleted)
+def _erasure_completed(conn: sqlite3.Connection, e: ev.ErasureCompleted, r: Recorded) -> None:
+    receipt = {"manifest_sha256": e.manifest_sha256, "signature": e.signature,
+               "rewritten": e.rewritten}  # fmt: skip
+    _erasure(conn, e.erasure_id, r.at, state="completed", receipt=json.dumps(receipt))

@@ -18,6 +18,7 @@ from astralog.auth.principal import Principal
 from astralog.controlplane import events as ev
 from astralog.controlplane import projections
 from astralog.controlplane.commands import Issued
+from astralog.controlplane.erasures import Erasures
 from astralog.controlplane.holds import Holds
 from astralog.controlplane.keys import Keys
 from astralog.controlplane.orgs import Orgs
@@ -48,6 +49,7 @@ class ControlPlane:
         self._tokens = Tokens(self.store, self.auth)
         self.people = People(self.store, self.auth)
         self.holds = Holds(self.store)
+        self.erasures = Erasures(self.store)
         self._use_audited: dict[str, int] = {}  # token id -> hour of its last TokenUsed record
         self.auth.on_used = self._audit_token_use
 

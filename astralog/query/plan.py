@@ -115,6 +115,7 @@ class Plan:
     fetched: pa.Table | None = None  # their rows, filled by astralog.query.remote
     missing: list[Missing] = field(default_factory=list)  # destinations that failed to answer
     pending: pa.Table | None = None
+    erased: list[str] = field(default_factory=list)  # event ids deletion vectors hide
     scanned_bytes: int = 0
     timeout_seconds: float = 30.0
     max_scan_bytes: int = 0  # the plan's per-query budget, shared by every destination
@@ -148,7 +149,11 @@ class Plan:
             params[f"c{i}"] = _dt(max(cutoff, self.start_ns))
             clauses.append(f"(SourceId = $s{i} AND Timestamp >= $c{i})")
         sources = " OR ".join(clauses) or "FALSE"
-        return f"OrgId = $org AND Timestamp < $end AND ({sources}) AND ({query_sql})", params
+        where = f"OrgId = $org AND Timestamp < $end AND ({sources}) AND ({query_sql})"
+        if self.erased:  # erasure masking: one anti-join, whatever the row came from
+            params["erased"] = self.erased
+            where += " AND EventId NOT IN (SELECT unnest($erased))"
+        return where, params
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -215,6 +220,7 @@ def _choose_data(data: DataAccess, plan: Plan, limits: PlanLimits) -> None:
     pending = _pending(data.pending(), plan)
     batches = data.batches(plan.org_id, list(plan.cutoffs), plan.start_ns, plan.end_ns)
     plan.pending = _without_committed(pending, batches)
+    plan.erased = data.erased(plan.org_id, list(plan.cutoffs), plan.start_ns, plan.end_ns)
     local = [b for b in batches if b.destination_id == LOCAL_DESTINATION]
     plan.files, gone = _present(local)
     if gone:

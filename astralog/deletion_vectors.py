@@ -1,0 +1,78 @@
+"""Deletion vectors: the event ids an erasure hides, per hour partition of a source.
+
+Stage: beside the catalog, read by the query planner. Objects are written per org, source and
+hour, so a vector keyed by ``(org, source, hour)`` is the vector of every object of that
+partition: of those committed when the erasure was masked, of those the flusher commits later
+from WAL rows that were still pending then, and of the rewritten objects that replace them. The
+planner adds the ids of the hours a search reads to its WHERE, so an erased event leaves search,
+histogram, facets, tail and export at once, from every destination. Vectors are kept after the
+rewrite: they cost a few bytes an event and keep a late copy (a WAL segment replayed after a
+crash) hidden too. Durable when :meth:`DeletionVectors.add` returns (SQLite, synchronous=FULL).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Iterable
+from pathlib import Path
+
+from astralog import sqlite
+
+__all__ = ["DeletionVectors"]
+
+HOUR_NS = 3600 * 10**9
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS deletion_vectors (
+    org_id     TEXT NOT NULL,
+    source_id  TEXT NOT NULL,
+    hour_ns    INTEGER NOT NULL,
+    event_id   TEXT NOT NULL,
+    erasure_id TEXT NOT NULL,
+    PRIMARY KEY (org_id, source_id, hour_ns, event_id)
+);
+CREATE INDEX IF NOT EXISTS deletion_vectors_erasure ON deletion_vectors (erasure_id);
+"""
+
+
+class DeletionVectors:
+    def __init__(self, path: Path) -> None:
+        self._lock = threading.Lock()
+        self._conn = sqlite.connect(Path(path))
+        with self._lock:
+            self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def add(self, org_id: str, erasure_id: str, events: Iterable[tuple[str, int, str]]) -> int:
+        """Hide ``(source_id, timestamp_ns, event_id)`` events; return how many were new."""
+        rows = [(org_id, s, ts - ts % HOUR_NS, e, erasure_id) for s, ts, e in events]
+        with sqlite.transaction(self._conn, self._lock) as conn:
+            before = conn.total_changes
+            conn.executemany("INSERT OR IGNORE INTO deletion_vectors VALUES (?, ?, ?, ?, ?)", rows)
+            return conn.total_changes - before
+
+    def erased(
+        self, org_id: str, source_ids: Collection[str], start_ns: int, end_ns: int
+    ) -> list[str]:
+        """The hidden event ids of these sources' hours overlapping ``[start_ns, end_ns)``."""
+        if not source_ids:
+            return []
+        marks = ", ".join("?" * len(source_ids))
+        query = (
+            "SELECT event_id FROM deletion_vectors WHERE org_id = ? AND hour_ns > ? "
+            f"AND hour_ns < ? AND source_id IN ({marks}) ORDER BY event_id"
+        )
+        params = [org_id, start_ns - HOUR_NS, end_ns, *source_ids]
+        with self._lock:
+            return [str(r[0]) for r in self._conn.execute(query, params)]
+
+    def of_erasure(self, erasure_id: str) -> dict[tuple[str, int], set[str]]:
+        """``(source_id, hour_ns)`` -> the event ids one erasure hides there."""
+        query = "SELECT source_id, hour_ns, event_id FROM deletion_vectors WHERE erasure_id = ?"
+        out: dict[tuple[str, int], set[str]] = {}
+        with self._lock:
+            for source_id, hour_ns, event_id in self._conn.execute(query, (erasure_id,)):
+                out.setdefault((str(source_id), int(hour_ns)), set()).add(str(event_id))
+        return out

@@ -1,0 +1,268 @@
+"""Erasure of matching events: a preview, a second admin, a cancel window, a hold that wins, and
+masking that takes an erased event out of every read path at once, on the embedded bucket, on S3
+(moto server) and on ClickHouse (chDB)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.client import Client
+from fastapi.testclient import TestClient
+
+from astralog import byob
+from astralog.connectors.clickhouse import ClickHouseConfig, ClickHouseConnector
+from astralog.erasure import erase_once
+from astralog.query.engine import Session
+from astralog.query.plan import SearchScope, make_plan
+from astralog.query.remote import fetch_remote
+from astralog.runtime import Bootstrap, Runtime
+from astralog.settings import Settings, load_settings
+from tests.conftest import bearer
+from tests.rbac_helpers import Member, add_member
+from tests.s3_server import S3Bucket
+from tests.test_byob import FAST, LOOPBACK, activate, create_s3
+from tests.test_holds import audit_types, committed, place, release
+
+pytest_plugins = ["tests.s3_server"]  # s3_bucket
+Headers = dict[str, str]
+SECRET = "ana@example.com"
+LATER = timedelta(days=2)  # past the default 24-hour cancel window
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(data_dir=tmp_path / "data", storage=LOOPBACK, **FAST)
+
+
+@pytest.fixture
+def owner(runtime: Runtime, boot: Bootstrap) -> Member:
+    return add_member(runtime, str(boot.org["id"]), "owner")
+
+
+@pytest.fixture
+def admin(runtime: Runtime, boot: Bootstrap) -> Member:
+    return add_member(runtime, str(boot.org["id"]), "admin")
+
+
+@pytest.fixture
+def op(boot: Bootstrap) -> Headers:
+    return bearer(boot.operator_token)
+
+
+def ingest(client: TestClient, boot: Bootstrap, runtime: Runtime, count: int = 1) -> None:
+    now = datetime.now(UTC)
+    lines = [
+        {"timestamp": (now - timedelta(minutes=5)).isoformat(), "message": "order 17 shipped"},
+        {"timestamp": (now - timedelta(minutes=4)).isoformat(), "message": f"login {SECRET}"},
+        {"timestamp": (now - timedelta(minutes=3)).isoformat(), "message": "order 18 shipped"},
+    ]
+    body = "\n".join(json.dumps(line) for line in lines)
+    response = client.post("/v1/ingest", content=body, headers=bearer(boot.ingest_key))
+    assert response.json()["accepted"] == 3, response.text
+    committed(runtime, str(boot.org["id"]), count)
+
+
+def ask(client: TestClient, who: Member, query: str = f'"{SECRET}"') -> dict[str, Any]:
+    body = {"query": query, "start": "now-1h"}
+    response = client.post("/v1/erasures", json=body, headers=who.headers)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def approve(client: TestClient, who: Member, erasure_id: str) -> dict[str, Any]:
+    response = client.post(f"/v1/erasures/{erasure_id}/approve", headers=who.headers)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def erase(client: TestClient, runtime: Runtime, later: timedelta = LATER) -> int:
+    when = datetime.now(UTC) + later
+    done: int = client.portal.call(erase_once, runtime, when)  # type: ignore[union-attr]
+    return done
+
+
+def bodies(client: TestClient, boot: Bootstrap) -> set[str]:
+    """The bodies every read path returns: search, export, tail; histogram and facet counts."""
+    admin, reads = bearer(boot.admin_token), {"start": "now-1h"}
+    found = client.post("/v1/search", json=reads, headers=admin).json()["events"]
+    searched = {e["body"] for e in found}
+    with client.stream("GET", "/v1/search/export", params=reads, headers=admin) as r:
+        assert r.status_code == 200, r.read()
+        exported = {json.loads(line)["body"] for line in r.iter_lines() if line}
+    runtime = client.app.state.runtime  # type: ignore[attr-defined]
+    tail = client.portal.call(_tail, runtime, str(boot.org["id"]))  # type: ignore[union-attr]
+    tailed = {e["body"] for e in tail}
+    histogram = client.post("/v1/search/histogram", json=reads, headers=admin).json()
+    counted = sum(b["total"] for b in histogram["buckets"])
+    facets = client.post("/v1/search/facets", json=reads | {"fields": ["source"]}, headers=admin)
+    faceted = sum(v["count"] for v in facets.json()["facets"]["source"])
+    assert searched == exported == tailed, (searched, exported, tailed)
+    assert counted == faceted == len(searched), (counted, faceted, searched)
+    return searched
+
+
+async def _tail(runtime: Runtime, org_id: str) -> list[dict[str, Any]]:
+    """The engine's tail over the last hour (the HTTP tail streams until the client leaves)."""
+    plan = make_plan(runtime, org_id, SearchScope(start="now-1h"), now_ns=time.time_ns())
+    await fetch_remote(runtime, plan)
+    session = Session(plan, 1)
+    try:
+        return session.tail(0, 100)
+    finally:
+        session.close()
+
+
+# ---- the request flow --------------------------------------------------------------------------
+
+
+def test_a_second_admin_approves_and_the_cancel_window_passes_before_masking(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, admin: Member
+) -> None:
+    ingest(client, boot, runtime)
+    asked = ask(client, owner)
+    preview = asked["preview"]
+    assert asked["state"] == "awaiting_approval" and preview["count"] == 1
+    assert [e["body"] for e in preview["sample"]] == [f"login {SECRET}"]
+    assert len(preview["objects"]) == 1 and preview["objects"][0]["rows"] == 3
+    own = client.post(f"/v1/erasures/{asked['id']}/approve", headers=owner.headers)
+    assert own.status_code == 403 and "another admin" in own.json()["detail"]
+    org_token = client.post(f"/v1/erasures/{asked['id']}/approve", headers=bearer(boot.admin_token))
+    assert org_token.status_code == 403 and "people" in org_token.json()["detail"]
+    assert erase(client, runtime) == 0  # not approved: nothing happens
+    approved = approve(client, admin, asked["id"])
+    assert approved["state"] == "approved" and approved["due_at"]
+    assert erase(client, runtime, timedelta(hours=23)) == 0  # still inside the cancel window
+    assert f"login {SECRET}" in bodies(client, boot)
+    assert erase(client, runtime) == 1
+    assert bodies(client, boot) == {"order 17 shipped", "order 18 shipped"}  # at once, everywhere
+    masked = client.get(f"/v1/erasures/{asked['id']}", headers=admin.headers).json()
+    assert masked["state"] == "masked" and masked["events"] == 1
+    again = client.post(f"/v1/erasures/{asked['id']}/cancel", json={}, headers=admin.headers)
+    assert again.status_code == 409
+    types = audit_types(client, boot)
+    assert {"ErasureRequested", "ErasureApproved", "ErasureMasked"} <= set(types)
+
+
+def test_cancel_within_the_window_keeps_the_events(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, admin: Member
+) -> None:
+    ingest(client, boot, runtime)
+    asked = ask(client, admin)
+    approve(client, owner, asked["id"])
+    body = {"reason": "wrong person"}
+    cancelled = client.post(f"/v1/erasures/{asked['id']}/cancel", json=body, headers=owner.headers)
+    assert cancelled.status_code == 200 and cancelled.json()["state"] == "cancelled"
+    assert erase(client, runtime) == 0
+    assert f"login {SECRET}" in bodies(client, boot)
+    late = client.post(f"/v1/erasures/{asked['id']}/approve", headers=owner.headers)
+    assert late.status_code == 409
+    assert "ErasureCancelled" in audit_types(client, boot)
+
+
+def test_a_hold_stops_the_erasure_until_it_is_released(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, admin: Member,
+    op: Headers,
+) -> None:  # fmt: skip
+    ingest(client, boot, runtime)
+    hold_id = place(client, owner, op, sources=[boot.source["id"]])
+    asked = ask(client, admin)
+    approve(client, owner, asked["id"])
+    assert erase(client, runtime) == 0
+    assert erase(client, runtime) == 0  # waits, recorded once
+    held = client.get(f"/v1/erasures/{asked['id']}", headers=admin.headers).json()
+    assert held["state"] == "held" and held["held_by"] == [hold_id]
+    assert hold_id in held["waiting"]
+    assert f"login {SECRET}" in bodies(client, boot)
+    assert audit_types(client, boot).count("ErasureHeld") == 1
+    release(client, owner, op, hold_id)
+    assert erase(client, runtime) == 1
+    assert f"login {SECRET}" not in bodies(client, boot)
+
+
+def test_who_may_ask_and_bad_input_is_a_4xx(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member
+) -> None:
+    org = owner.org_id
+    for role in ("retention_admin", "member", "viewer"):
+        who = add_member(runtime, org, role)
+        body = {"query": "x", "start": "now-1h"}
+        answer = client.post("/v1/erasures", json=body, headers=who.headers)
+        assert answer.status_code == 403, (role, answer.text)
+    for body in (
+        {"query": "x", "start": "now-1h", "sources": ["src_nope"]},
+        {"query": "x", "start": "now", "end": "now-1h"},
+        {"query": "level:(", "start": "now-1h"},
+        {"query": "x"},
+        {"query": "x", "start": "now-1h", "extra": 1},
+    ):
+        answer = client.post("/v1/erasures", json=body, headers=owner.headers)
+        assert 400 <= answer.status_code < 500 and answer.json()["detail"], (body, answer.text)
+    missing = client.get("/v1/erasures/era_nope", headers=owner.headers)
+    assert missing.status_code == 404
+
+
+# ---- masking on every kind of destination ------------------------------------------------------
+
+
+def masks_at_once(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, admin: Member
+) -> None:
+    ingest(client, boot, runtime)
+    assert len(bodies(client, boot)) == 3
+    asked = ask(client, owner)
+    assert asked["preview"]["count"] == 1
+    approve(client, admin, asked["id"])
+    assert erase(client, runtime) == 1
+    assert bodies(client, boot) == {"order 17 shipped", "order 18 shipped"}
+
+
+def test_masking_on_s3(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, admin: Member,
+    s3_bucket: S3Bucket,
+) -> None:  # fmt: skip
+    headers = bearer(boot.admin_token)
+    activate(client, headers, create_s3(client, headers, s3_bucket)["id"])
+    masks_at_once(client, runtime, boot, owner, admin)
+
+
+@pytest.fixture
+def clickhouse(
+    client: TestClient, boot: Bootstrap, chdb_engine: tuple[str, Client],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[tuple[Client, str]]:  # fmt: skip
+    dsn, engine = chdb_engine
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    real_build = byob.build
+
+    def build(kind: str, config: dict[str, Any], secrets: dict[str, str], storage: Any) -> Any:
+        if kind != "clickhouse":  # chDB has no HTTP endpoint to check and pin: use it directly
+            return real_build(kind, config, secrets, storage)
+        return ClickHouseConnector.for_dsn(dsn, ClickHouseConfig.model_validate(config))
+
+    monkeypatch.setattr(byob, "build", build)
+    headers = bearer(boot.admin_token)
+    body = {
+        "name": "warehouse", "kind": "clickhouse", "secrets": {"password": "ch-secret"},
+        "config": {"host": "clickhouse.example.com", "database": database},
+    }  # fmt: skip
+    created = client.post("/v1/connectors", json=body, headers=headers)
+    assert created.status_code == 201, created.text
+    activate(client, headers, created.json()["id"])
+    try:
+        yield engine, database
+    finally:
+        engine.command(f"DROP DATABASE IF EXISTS `{database}`")
+
+
+def test_masking_on_clickhouse(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, admin: Member,
+    clickhouse: tuple[Client, str],
+) -> None:  # fmt: skip
+    masks_at_once(client, runtime, boot, owner, admin)
