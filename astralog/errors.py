@@ -19,6 +19,7 @@ Errors defined beside the stage that raises them are named with their module::
     ├── QueryTimeout (408, query.engine: a search over its time budget)
     ├── BodyTimeout (408, api.middleware: a body slower than its deadline)
     ├── Conflict (409)
+    ├── Gone (410, with when and why: an org pending deletion or deleted)
     ├── PayloadTooLarge (413)
     │   └── BodyTooLarge (413, api.middleware: a body over the limit as it streams in)
     ├── UnsupportedMediaType (415)
@@ -103,6 +104,12 @@ class Conflict(AstralogError):
     status = 409
     title = "Conflict"
     slug = "conflict"
+
+
+class Gone(AstralogError):
+    status = 410
+    title = "Gone"
+    slug = "gone"
 
 
 class PayloadTooLarge(AstralogError):

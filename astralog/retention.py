@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -131,12 +132,18 @@ async def _deliver(connector: Connector, receipt: PurgeReceipt) -> None:
 
 
 async def run(
-    data: DataAccess, interval_seconds: float, schedule: PurgeSchedule | None = None
+    data: DataAccess,
+    interval_seconds: float,
+    schedule: PurgeSchedule | None = None,
+    then: Callable[[], Awaitable[object]] | None = None,
 ) -> None:
+    """Purge every ``interval_seconds``; ``then`` runs after each pass (org deletions due)."""
     schedule = schedule or PurgeSchedule(interval_seconds)
     while True:
         try:
             await purge_once(data)
+            if then is not None:
+                await then()
         except Exception:
             log.exception("retention pass failed")
         schedule.next_at = time.time() + interval_seconds

@@ -353,6 +353,12 @@ class Runtime:
     def holds(self, org_id: str) -> list[Hold]:
         return self.control.holds.in_force(org_id)
 
+    def destination_ids(self, org_id: str) -> list[str]:
+        return [str(c["id"]) for c in self.destinations.list(org_id)]
+
+    def org_name(self, org_id: str) -> str:
+        return str(self.control.org(org_id)["name"])
+
     def record_purge(self, event: RetentionPurged | PurgeHeld, actor: Actor) -> None:
         store = self.control.store
         with store.transaction():

@@ -190,6 +190,13 @@ class StorageSettings(BaseModel):
     purge_interval_seconds: float = Field(
         3600.0, gt=0, description="How often expired partitions are deleted from storage."
     )
+    org_deletion_grace_days: float = Field(
+        30.0,
+        ge=0,
+        le=3650,
+        description="How long a deleted org stays pending (stopped, restorable by an operator) "
+        "before its data is purged from every destination it used.",
+    )
     erasure_cancel_window_seconds: int = Field(
         86_400,
         ge=0,

@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from astralog import __version__, retention
+from astralog import __version__, org_purge, retention
 from astralog.api import problems
 from astralog.api.middleware import AccessLog, BodyLimit, SecurityHeaders
 from astralog.api.routes import (
@@ -26,6 +26,7 @@ from astralog.api.routes import (
     ingest,
     me,
     members,
+    org_deletion,
     orgs,
     passkeys,
     plans,
@@ -85,6 +86,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                     runtime,
                     runtime.settings.storage.purge_interval_seconds,
                     runtime.purge_schedule,
+                    lambda: org_purge.purge_due(runtime, runtime.control.deletions),
                 )
             ),
         ]
@@ -113,7 +115,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     problems.install(app)
     for module in (
         health, ingest, elasticsearch, session, orgs, sources, tokens, connectors, audit, search,
-        members, plans, holds, erasures,
+        members, plans, holds, org_deletion, erasures,
         exports, auth, me, passkeys, sso, docs, ui,
     ):  # fmt: skip
         app.include_router(module.router)

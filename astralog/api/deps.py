@@ -115,6 +115,7 @@ def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
         principal = _session_principal(request, runtime, session_id)
     else:
         principal = runtime.control.authenticate(presented_secret(request))
+    runtime.control.deletions.refuse(principal.org_id)  # 410 while pending deletion, and after
     request.state.principal_id = principal.id
     request.state.principal = principal
     return principal

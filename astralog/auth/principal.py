@@ -24,6 +24,7 @@ SCOPES: dict[str, str] = {
     "sso:write": "Configure single sign-on, verified domains and the org's sign-in policies.",
     "searches:write": "Save searches.",
     "holds:write": "Propose, approve and withdraw legal holds (with an operator).",
+    "org:delete": "Delete the whole org (an owner in person, freshly signed in).",
     "exports:write": "Export the whole org (an owner at a browser, freshly signed in).",
     "erasure:write": "Ask for, approve and cancel erasures of matching events (two admins).",
 }

@@ -37,7 +37,7 @@ ROLES: dict[str, Role] = {
         _role(
             "admin",
             50,
-            set(SCOPES) - {"owners:write", "holds:write", "exports:write"},
+            set(SCOPES) - {"owners:write", "holds:write", "exports:write", "org:delete"},
             "Everything but granting or removing the owner role, legal holds and org exports.",
         ),
         _role(

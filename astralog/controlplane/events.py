@@ -509,3 +509,50 @@ class ErasureCompleted(Event, aggregate="erasure:{erasure_id}"):
     rewritten: list[str]
     manifest_sha256: str
     signature: str
+
+
+@dataclass(frozen=True)
+class OrgDeletionRequested(Event, aggregate="deletion:{org_id}"):
+    """The org stops at once (ingest 410, searches and credentials refused) and its data is
+    purged from every destination it used once ``purge_after`` (ISO 8601) has passed, unless an
+    operator restores it first. ``side``: "owner" (in person) or "operator"."""
+
+    org_id: str
+    side: str
+    reason: str
+    purge_after: str
+
+
+@dataclass(frozen=True)
+class OrgRestored(Event, aggregate="deletion:{org_id}"):
+    """An operator took the org back out of pending deletion, within the grace."""
+
+    org_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class OrgDeletionHeld(Event, aggregate="deletion:{org_id}"):
+    """The grace is over but legal holds in force on the org stop the final purge."""
+
+    org_id: str
+    holds: list[str]
+
+
+@dataclass(frozen=True)
+class OrgDeleted(Event, aggregate="deletion:{org_id}"):
+    """Every destination the org used was purged: the org is a tombstone. The deletion
+    certificate (destinations, objects, rows, bytes, its manifest SHA-256) is signed with the
+    instance's Ed25519 key; ``certificate`` is the whole signed document."""
+
+    org_id: str
+    destinations: list[str]
+    objects: int
+    rows: int
+    bytes: int
+    manifest_sha256: str
+    signature: str
+    certificate: dict[str, Any] = field(default_factory=dict)
+
+
+# ---- erasure of matching events -----------------------------------------------------------------

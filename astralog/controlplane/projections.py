@@ -79,14 +79,19 @@ CREATE TABLE IF NOT EXISTS erasures (
     requested_by TEXT NOT NULL, requested_at TEXT NOT NULL, cancel_window_seconds INTEGER NOT NULL,
     approved_by TEXT, due_at TEXT, held_by TEXT, events INTEGER, receipt TEXT, updated_at TEXT
 );
+CREATE TABLE IF NOT EXISTS org_deletions (
+    org_id TEXT PRIMARY KEY, state TEXT NOT NULL, side TEXT NOT NULL, reason TEXT NOT NULL,
+    requested_by TEXT NOT NULL, requested_at TEXT NOT NULL, purge_after TEXT NOT NULL,
+    held_by TEXT, deleted_at TEXT, certificate TEXT
+);
 """
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """Raised whenever a projection table changes shape: an older database is rebuilt from its log."""
 
 TABLES = (
     "plans", "orgs", "sources", "ingest_keys", "tokens", "connectors", "destinations", "people",
-    "identities", "idp_connections", "domains", "org_policies", "holds",
+    "identities", "idp_connections", "domains", "org_policies", "holds", "org_deletions",
     "erasures",
 )  # fmt: skip
 
@@ -402,6 +407,35 @@ def _hold_withdrawn(conn: sqlite3.Connection, e: ev.HoldRequestWithdrawn, r: Rec
 @handles(ev.PurgeHeld)
 def _purge_held(conn: sqlite3.Connection, e: ev.PurgeHeld, r: Recorded) -> None:
     """What a hold kept is its own record in the audit log; no projection changes."""
+
+
+@handles(ev.OrgDeletionRequested)
+def _org_deletion(conn: sqlite3.Connection, e: ev.OrgDeletionRequested, r: Recorded) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO org_deletions (org_id, state, side, reason, requested_by, "
+        "requested_at, purge_after) VALUES (?, 'pending', ?, ?, ?, ?, ?)",
+        (e.org_id, e.side, e.reason, r.actor, r.at, e.purge_after),
+    )
+
+
+@handles(ev.OrgRestored)
+def _org_restored(conn: sqlite3.Connection, e: ev.OrgRestored, r: Recorded) -> None:
+    conn.execute("DELETE FROM org_deletions WHERE org_id = ?", (e.org_id,))
+
+
+@handles(ev.OrgDeletionHeld)
+def _org_deletion_held(conn: sqlite3.Connection, e: ev.OrgDeletionHeld, r: Recorded) -> None:
+    held = json.dumps(e.holds)
+    conn.execute("UPDATE org_deletions SET held_by = ? WHERE org_id = ?", (held, e.org_id))
+
+
+@handles(ev.OrgDeleted)
+def _org_deleted(conn: sqlite3.Connection, e: ev.OrgDeleted, r: Recorded) -> None:
+    conn.execute(
+        "UPDATE org_deletions SET state = 'deleted', held_by = NULL, deleted_at = ?, "
+        "certificate = ? WHERE org_id = ?",
+        (r.at, json.dumps(e.certificate, sort_keys=True), e.org_id),
+    )
 
 
 @handles(ev.SignedIn)

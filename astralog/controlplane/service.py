@@ -21,6 +21,7 @@ from astralog.controlplane.commands import Issued
 from astralog.controlplane.erasures import Erasures
 from astralog.controlplane.holds import Holds
 from astralog.controlplane.keys import Keys
+from astralog.controlplane.org_deletion import OrgDeletions
 from astralog.controlplane.orgs import Orgs
 from astralog.controlplane.people import People
 from astralog.controlplane.plans import PlanLimits, Plans
@@ -49,6 +50,7 @@ class ControlPlane:
         self._tokens = Tokens(self.store, self.auth)
         self.people = People(self.store, self.auth)
         self.holds = Holds(self.store)
+        self.deletions = OrgDeletions(self.store, min(cache_seconds, 1.0))
         self.erasures = Erasures(self.store)
         self._use_audited: dict[str, int] = {}  # token id -> hour of its last TokenUsed record
         self.auth.on_used = self._audit_token_use

@@ -1,0 +1,290 @@
+"""Org deletion: active → pending deletion → purged, with a tombstone and a signed certificate.
+
+An owner of the org (in person, freshly signed in) or an operator asks; from that moment the org
+is stopped (:meth:`OrgDeletions.refuse`: ingest answers 410 Gone with when and why, searches and
+every credential of the org are refused, its sessions end). Within the grace (a setting, default
+30 days) an operator can restore it. Once the grace is over the purge stage
+(:mod:`astralog.org_purge`) deletes the org's data from every destination it ever used, unless a
+legal hold on the org is in force: then the org stays pending and says which holds keep it.
+
+The end is a tombstone (the org's row and its audit trail stay, so the chain still verifies) and a
+deletion certificate: every destination, object, row and byte deleted, the SHA-256 of that
+manifest, signed with the instance's Ed25519 key, kept in the ``OrgDeleted`` record, handed to the
+operator and copied into the destinations while they still exist.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from astralog.controlplane import events as ev
+from astralog.controlplane.checkpoints import _signed
+from astralog.controlplane.holds import _text
+from astralog.controlplane.store import Actor, EventStore, canonical_json
+from astralog.errors import Conflict, Gone, NotFound
+
+Side = Literal["owner", "operator"]
+FORMAT = "astralog-deletion-certificate/v1"
+_PREFIX = b"astralog-deletion-certificate:v1:"
+
+
+class OrgDeletions:
+    """The deletion state of every org, and the commands that move it."""
+
+    def __init__(self, store: EventStore, cache_seconds: float = 1.0) -> None:
+        self.store = store
+        self.cache_seconds = cache_seconds
+        self._stopped: dict[str, dict[str, Any]] = {}
+        self._loaded = -1e9
+
+    def request(
+        self, org_id: str, side: Side, reason: str, grace_days: float, actor: Actor
+    ) -> dict[str, Any]:
+        reason = _text(reason, "reason", 2000)
+        purge_after = datetime.now(UTC) + timedelta(days=grace_days)
+        with self.store.transaction() as conn:
+            if conn.execute("SELECT 1 FROM orgs WHERE id = ?", (org_id,)).fetchone() is None:
+                raise NotFound(f"org {org_id[:40]!r} does not exist")
+            current = self.get(org_id)
+            if current is not None:
+                raise Conflict(f"org {org_id} is already {_state_words(current)}")
+            event = ev.OrgDeletionRequested(
+                org_id, side, reason, purge_after.isoformat(timespec="seconds")
+            )
+            self.store.append(event, actor, self.store.version(f"deletion:{org_id}"))
+        return self._changed(org_id)
+
+    def restore(self, org_id: str, reason: str, actor: Actor) -> dict[str, Any]:
+        reason = _text(reason, "reason", 2000)
+        with self.store.transaction():
+            current = self.get(org_id)
+            if current is None or current["state"] != "pending":
+                what = "is not pending deletion" if current is None else "is already deleted"
+                raise Conflict(f"org {org_id[:40]} {what}: there is nothing to restore")
+            event = ev.OrgRestored(org_id, reason)
+            self.store.append(event, actor, self.store.version(f"deletion:{org_id}"))
+        return self._changed(org_id)
+
+    def held(self, org_id: str, holds: list[str], actor: Actor) -> None:
+        """Record, once per change of the set, that holds keep the org from its purge."""
+        with self.store.transaction():
+            current = self.get(org_id)
+            if current is None or current["state"] != "pending" or current["held_by"] == holds:
+                return
+            event = ev.OrgDeletionHeld(org_id, sorted(holds))
+            self.store.append(event, actor, self.store.version(f"deletion:{org_id}"))
+        self._changed(org_id)
+
+    def deleted(self, certificate: DeletionCertificate, actor: Actor) -> dict[str, Any]:
+        org_id = certificate.org_id
+        with self.store.transaction():
+            current = self.get(org_id)
+            if current is None or current["state"] != "pending":
+                raise Conflict(f"org {org_id} is not pending deletion")
+            event = ev.OrgDeleted(
+                org_id, certificate.destination_ids, certificate.objects, certificate.rows,
+                certificate.total_bytes, certificate.manifest, certificate.signature,
+                certificate.document(),
+            )  # fmt: skip
+            self.store.append(event, actor, self.store.version(f"deletion:{org_id}"))
+        return self._changed(org_id)
+
+    def get(self, org_id: str) -> dict[str, Any] | None:
+        """The org's deletion, or None while it is active."""
+        with self.store.reading() as conn:
+            row = conn.execute("SELECT * FROM org_deletions WHERE org_id = ?", (org_id,)).fetchone()
+        return None if row is None else _view(dict(row))
+
+    def due(self, now: datetime | None = None) -> list[str]:
+        """Orgs pending deletion whose grace is over, oldest request first."""
+        moment = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+        with self.store.reading() as conn:
+            rows = conn.execute(
+                "SELECT org_id FROM org_deletions WHERE state = 'pending' AND purge_after <= ? "
+                "ORDER BY requested_at",
+                (moment,),
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def refuse(self, org_id: str | None) -> None:
+        """Gone (410) for anything an org pending deletion (or deleted) would do."""
+        if org_id is None:
+            return
+        stopped = self._stopped_orgs().get(org_id)
+        if stopped is not None:
+            raise Gone(_gone_detail(stopped), code=f"org_{stopped['state']}", deletion=stopped)
+
+    def _stopped_orgs(self) -> dict[str, dict[str, Any]]:
+        # The gateway asks on every request: one read per second at most, not one per request.
+        if time.monotonic() - self._loaded > self.cache_seconds:
+            with self.store.reading() as conn:
+                rows = conn.execute("SELECT * FROM org_deletions").fetchall()
+            self._stopped = {str(r["org_id"]): _public(_view(dict(r))) for r in rows}
+            self._loaded = time.monotonic()
+        return self._stopped
+
+    def _changed(self, org_id: str) -> dict[str, Any]:
+        self._loaded = -1e9
+        return self.get(org_id) or {"org_id": org_id, "state": "active"}
+
+
+def _view(row: dict[str, Any]) -> dict[str, Any]:
+    certificate = row.pop("certificate")
+    held = row.pop("held_by")
+    return row | {
+        "held_by": None if held is None else json.loads(held),
+        "certificate": None if certificate is None else json.loads(certificate),
+    }
+
+
+def _public(view: dict[str, Any]) -> dict[str, Any]:
+    """What the org's own callers are told: when and why, never who asked."""
+    keep = ("state", "reason", "requested_at", "purge_after", "deleted_at")
+    return {k: view[k] for k in keep}
+
+
+def _state_words(view: dict[str, Any]) -> str:
+    if view["state"] == "deleted":
+        return f"deleted (at {view['deleted_at']})"
+    return f"pending deletion (its data is purged after {view['purge_after']})"
+
+
+def _gone_detail(view: dict[str, Any]) -> str:
+    if view["state"] == "deleted":
+        return f"this org was deleted at {view['deleted_at']}: {view['reason']}"
+    return (
+        f"this org is pending deletion ({view['reason']}): nothing is accepted or served, and "
+        f"its data is purged after {view['purge_after']}; until then an operator can restore it"
+    )
+
+
+# ---- the signed deletion certificate ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DeletedFrom:
+    """What left one destination: ``objects`` as ``(key, rows, bytes)``."""
+
+    destination_id: str
+    kind: str
+    objects: tuple[tuple[str, int, int], ...]
+
+
+@dataclass(frozen=True)
+class DeletionCertificate:
+    org_id: str
+    org_name: str
+    requested_at: str
+    destinations: tuple[DeletedFrom, ...]
+    at: str
+    signature: str = ""
+
+    @property
+    def destination_ids(self) -> list[str]:
+        return [d.destination_id for d in self.destinations]
+
+    @property
+    def objects(self) -> int:
+        return sum(len(d.objects) for d in self.destinations)
+
+    @property
+    def rows(self) -> int:
+        return sum(o[1] for d in self.destinations for o in d.objects)
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(o[2] for d in self.destinations for o in d.objects)
+
+    @property
+    def manifest(self) -> str:
+        """SHA-256 of ``[[destination, key, rows, bytes], ...]`` sorted, canonical JSON."""
+        rows = sorted([d.destination_id, *o] for d in self.destinations for o in d.objects)
+        return hashlib.sha256(canonical_json(rows).encode()).hexdigest()
+
+    @property
+    def name(self) -> str:
+        stamp = datetime.fromisoformat(self.at).strftime("%Y%m%dT%H%M%S%fZ")
+        return f"org-deletion-{stamp}-{self.manifest[:12]}"
+
+    def _body(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "org_id": self.org_id,
+            "org_name": self.org_name,
+            "requested_at": self.requested_at,
+            "destinations": [
+                {"id": d.destination_id, "kind": d.kind, "objects": [list(o) for o in d.objects]}
+                for d in self.destinations
+            ],
+            "object_count": self.objects,
+            "rows": self.rows,
+            "bytes": self.total_bytes,
+            "manifest_sha256": self.manifest,
+            "at": self.at,
+        }
+
+    def message(self) -> bytes:
+        return _PREFIX + canonical_json(self._body()).encode()
+
+    def document(self) -> dict[str, Any]:
+        return self._body() | {"signature": self.signature}
+
+    def to_bytes(self) -> bytes:
+        return canonical_json(self.document()).encode()
+
+    def signed(self, sign: Callable[[bytes], bytes]) -> DeletionCertificate:
+        signature = base64.b64encode(sign(self.message())).decode()
+        return DeletionCertificate(
+            self.org_id, self.org_name, self.requested_at, self.destinations, self.at, signature
+        )
+
+
+def verify_certificate(doc: object, key: Ed25519PublicKey) -> list[str]:
+    """Problems with a deletion certificate (empty: intact and signed by ``key``)."""
+    try:
+        cert = _parse(doc)
+    except (ValueError, TypeError, KeyError) as exc:
+        return [f"not a readable deletion certificate: {exc}"]
+    assert isinstance(doc, dict)
+    totals = (
+        ("object_count", cert.objects),
+        ("rows", cert.rows),
+        ("bytes", cert.total_bytes),
+        ("manifest_sha256", cert.manifest),
+    )
+    problems = [
+        f"{name} says {doc.get(name)!r} but the objects listed give {actual!r}"
+        for name, actual in totals
+        if doc.get(name) != actual
+    ]
+    if not _signed(key, cert.signature, cert.message()):
+        problems.append("the signature does not match this certificate and public key")
+    return problems
+
+
+def _parse(doc: object) -> DeletionCertificate:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError(f"format {FORMAT!r} expected")
+    texts = [str(doc[k]) for k in ("org_id", "org_name", "requested_at", "at", "signature")]
+    destinations = tuple(
+        DeletedFrom(str(d["id"]), str(d["kind"]), tuple(_object(o) for o in d["objects"]))
+        for d in doc["destinations"]
+    )
+    return DeletionCertificate(texts[0], texts[1], texts[2], destinations, texts[3], texts[4])
+
+
+def _object(item: Any) -> tuple[str, int, int]:
+    if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)):
+        raise ValueError("each object is [key, rows, bytes]")
+    if not all(type(n) is int and n >= 0 for n in item[1:]):
+        raise ValueError(f"object {item[0]!r} has no valid rows or bytes")
+    return item[0], item[1], item[2]

@@ -1,0 +1,227 @@
+"""Org deletion end to end: pending (ingest 410, searches and credentials refused), restore within
+the grace, a legal hold that keeps the org pending, and the final purge of every destination the
+org used (embedded bucket, S3 on moto_server, ClickHouse on chDB) with a signed certificate."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from astralog import org_purge
+from astralog.cli import main
+from astralog.controlplane.checkpoints import load_public_key
+from astralog.controlplane.org_deletion import verify_certificate
+from astralog.runtime import LOCAL_DESTINATION, Bootstrap, Runtime
+from astralog.settings import Settings, load_settings
+from tests.conftest import bearer
+from tests.rbac_helpers import Member, add_member, session_cookie
+from tests.test_byob import FAST, LOOPBACK
+from tests.test_holds import committed, ingest_days_ago, place
+from tests.test_retention_purge import Activate, _receipts, _stored
+from tests.test_retention_purge import destination as destination  # the parametrized fixture
+
+pytest_plugins = ["tests.s3_server"]  # moto_server, s3_bucket
+Headers = dict[str, str]
+AFTER_GRACE = datetime.now(UTC) + timedelta(days=365)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return load_settings(data_dir=tmp_path / "data", storage=LOOPBACK, **FAST)
+
+
+@pytest.fixture
+def owner(runtime: Runtime, boot: Bootstrap) -> Member:
+    return add_member(runtime, str(boot.org["id"]), "owner")
+
+
+@pytest.fixture
+def op(boot: Bootstrap) -> Headers:
+    return bearer(boot.operator_token)
+
+
+def ask(client: TestClient, owner: Member, boot: Bootstrap) -> dict[str, Any]:
+    body = {"reason": "contract ended", "confirm": boot.org["name"]}
+    response = client.post("/v1/org/deletion", json=body, headers=owner.headers)
+    assert response.status_code == 202, response.text
+    assert response.json()["state"] == "pending"
+    return dict(response.json())
+
+
+def purge_due(client: TestClient, runtime: Runtime) -> list[dict[str, Any]]:
+    due = org_purge.purge_due(runtime, runtime.control.deletions, AFTER_GRACE)
+    done: list[dict[str, Any]] = client.portal.call(lambda: due)  # type: ignore[union-attr]
+    return done
+
+
+def ingest(client: TestClient, boot: Bootstrap) -> Any:
+    return client.post("/v1/ingest", content='{"message": "hi"}', headers=bearer(boot.ingest_key))
+
+
+def audit(client: TestClient, op: Headers) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = client.get("/v1/audit?limit=1000", headers=op).json()["events"]
+    return events
+
+
+def test_deletion_purges_every_destination_with_a_signed_certificate(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, op: Headers,
+    destination: Activate, tmp_path: Path,
+) -> None:  # fmt: skip
+    admin, org = bearer(boot.admin_token), str(boot.org["id"])
+    ingest_days_ago(client, boot, 10, 1)  # into the embedded bucket first ...
+    committed(runtime, org, 2)
+    cid = destination(client, admin)  # ... then, for BYOB, into the org's own destination too
+    if cid != LOCAL_DESTINATION:
+        ingest_days_ago(client, boot, 2)
+        committed(runtime, org, 3)
+    used = {LOCAL_DESTINATION, cid}
+    assert all(_stored(runtime, client, org, d) for d in used)
+
+    pending = ask(client, owner, boot)
+    gone = ingest(client, boot)
+    assert gone.status_code == 410, gone.text
+    assert gone.json()["deletion"]["purge_after"] == pending["purge_after"]
+    assert "contract ended" in gone.json()["detail"]
+    assert client.get("/v1/search?q=*", headers=admin).status_code == 410
+    assert client.get("/v1/sources", headers=owner.headers).status_code == 410
+    early = client.post(f"/v1/orgs/{org}/deletion/purge", headers=op)
+    assert early.status_code == 409 and "grace" in early.json()["detail"], early.text
+
+    (certificate,) = purge_due(client, runtime)
+    assert all(_stored(runtime, client, org, d) == [] for d in used)
+    assert runtime.data.catalog.batches(org, None, 0, 2**62) == []
+    expected = 2 if cid == LOCAL_DESTINATION else 3
+    assert (certificate["object_count"], certificate["rows"]) == (expected, expected)
+    assert {d["id"] for d in certificate["destinations"]} == used
+    key = load_public_key(runtime.signer.public_pem())
+    assert verify_certificate(certificate, key) == []
+    assert verify_certificate(certificate | {"rows": 1}, key) != []
+    copies = [r for r in _receipts(runtime, client, org, cid) if r["format"].startswith("astr")]
+    assert certificate in copies
+
+    (deleted,) = [e for e in audit(client, op) if e["type"] == "OrgDeleted"]
+    assert deleted["payload"]["certificate"] == certificate
+    state = client.get(f"/v1/orgs/{org}/deletion", headers=op).json()
+    assert state["state"] == "deleted" and state["certificate"] == certificate
+    assert ingest(client, boot).status_code == 410
+    assert client.post(f"/v1/orgs/{org}/deletion/restore", json={"reason": "x"}, headers=op)\
+        .status_code == 409  # fmt: skip
+    db = runtime.settings.path(runtime.settings.control.database)
+    (tmp_path / "public.pem").write_bytes(runtime.signer.public_pem())
+    args = ["--database", str(db), "--public-key", str(tmp_path / "public.pem")]
+    assert main(["audit", "verify", *args]) == 0  # the deleted org's trail still verifies
+    assert purge_due(client, runtime) == []
+
+
+def test_an_operator_restores_within_the_grace(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, op: Headers
+) -> None:
+    org, admin = boot.org["id"], bearer(boot.admin_token)
+    member = add_member(runtime, org, "admin")
+    session = session_cookie(runtime, member)
+    assert client.get("/v1/sources", headers=session).status_code == 200
+    asked = client.post(f"/v1/orgs/{org}/deletion", json={"reason": "unpaid"}, headers=op)
+    assert asked.status_code == 202, asked.text
+    assert ingest(client, boot).status_code == 410
+    assert client.get("/v1/sources", headers=session).status_code == 401  # the session ended
+    assert client.get("/v1/sources", headers=admin).status_code == 410
+    again = client.post(f"/v1/orgs/{org}/deletion", json={"reason": "unpaid"}, headers=op)
+    assert again.status_code == 409
+
+    restored = client.post(f"/v1/orgs/{org}/deletion/restore", json={"reason": "paid"}, headers=op)
+    assert restored.status_code == 200 and restored.json()["state"] == "active", restored.text
+    assert ingest(client, boot).status_code in (200, 202)
+    assert client.get("/v1/sources", headers=admin).status_code == 200
+    assert purge_due(client, runtime) == []
+    types = [e["type"] for e in audit(client, op)]
+    assert types.count("OrgDeletionRequested") == 1 and types.count("OrgRestored") == 1
+
+
+def test_a_legal_hold_keeps_the_org_pending(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, op: Headers
+) -> None:
+    org = str(boot.org["id"])
+    ingest_days_ago(client, boot, 1)
+    committed(runtime, org, 1)
+    hold_id = place(client, owner, op)
+    ask(client, owner, boot)
+    assert purge_due(client, runtime) == []
+    assert len(_stored(runtime, client, org, LOCAL_DESTINATION)) == 1
+    state = client.get(f"/v1/orgs/{org}/deletion", headers=op).json()
+    assert state["state"] == "pending" and state["held_by"] == [hold_id]
+    purge_due(client, runtime)
+    types = [e["type"] for e in audit(client, op)]
+    assert types.count("OrgDeletionHeld") == 1  # once per set of holds, not once per pass
+
+
+def test_only_an_owner_in_person_or_an_operator_deletes(
+    client: TestClient, runtime: Runtime, boot: Bootstrap
+) -> None:
+    org = str(boot.org["id"])
+    body = {"reason": "r", "confirm": boot.org["name"]}
+    admin = add_member(runtime, org, "admin")
+    for headers in (bearer(boot.admin_token), admin.headers):
+        response = client.post("/v1/org/deletion", json=body, headers=headers)
+        assert response.status_code == 403, response.text
+    for path in (f"/v1/orgs/{org}/deletion", f"/v1/orgs/{org}/deletion/restore"):
+        assert client.post(path, json={"reason": "r"}, headers=admin.headers).status_code == 404
+    other = client.post("/v1/orgs", json={"name": "other", "plan": "pro"},
+                        headers=bearer(boot.operator_token)).json()  # fmt: skip
+    stranger = add_member(runtime, other["id"], "owner")
+    response = client.post("/v1/org/deletion", json=body, headers=stranger.headers)
+    assert response.status_code == 400  # the other org's owner cannot name this org
+    assert ingest(client, boot).status_code in (200, 202)
+
+
+def test_a_stale_session_must_sign_in_again(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member
+) -> None:
+    stale = session_cookie(runtime, owner)
+    runtime.sessions.update(
+        runtime.sessions.get(stale["Cookie"].split("=", 1)[1]),  # type: ignore[arg-type]
+        auth_time=0.0,
+    )
+    body = {"reason": "r", "confirm": boot.org["name"]}
+    response = client.post("/v1/org/deletion", json=body, headers=stale)
+    assert response.status_code == 403 and response.json()["code"] == "reauth_required"
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"reason": "r", "confirm": "not-the-name"}, 400),
+        ({"reason": "", "confirm": "demo"}, 422),
+        ({"reason": "x" * 2001, "confirm": "demo"}, 422),
+        ({"reason": "bell\x07", "confirm": "demo"}, 400),
+        ({"reason": "r", "confirm": "demo", "org_id": "org_other"}, 422),
+        ({"reason": "r"}, 422),
+        ([], 422),
+    ],
+)
+def test_hostile_input_is_a_4xx_problem(
+    client: TestClient, owner: Member, boot: Bootstrap, body: Any, status: int
+) -> None:
+    assert boot.org["name"] == "demo"
+    response = client.post("/v1/org/deletion", json=body, headers=owner.headers)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert ingest(client, boot).status_code in (200, 202)
+
+
+def test_hostile_ids_and_states_are_4xx(client: TestClient, op: Headers) -> None:
+    for org in ("org_missing", "..%2F..%2Fetc", "x" * 500):
+        for path, body in (("", {"reason": "r"}), ("/restore", {"reason": "r"}), ("/purge", None)):
+            response = client.post(f"/v1/orgs/{org}/deletion{path}", json=body, headers=op)
+            assert response.status_code == 404, (org, path, response.text)
+    assert client.post("/v1/orgs/x/deletion", content=b"{", headers=op).status_code == 422
+
+
+def test_certificate_documents_are_checked_not_trusted(runtime: Runtime) -> None:
+    key = load_public_key(runtime.signer.public_pem())
+    for doc in (None, {}, {"format": "astralog-deletion-certificate/v1"}, json.loads("[1]")):
+        assert verify_certificate(doc, key)[0].startswith("not a readable deletion certificate")
