@@ -170,6 +170,18 @@ class Catalog:
                 removed += cursor.rowcount
         return removed
 
+    def replace(self, old_key: str, new: BatchCommitted | None) -> None:
+        """Swap one fact for another (an erasure's rewrite) in one transaction, so a planner
+        lists either the old object or the new one, never both and never neither."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM batches WHERE object_key = ?", (old_key,))
+            if new is not None:
+                placeholders = ", ".join("?" * len(_COLUMNS.split(", ")))
+                row = _to_row(new)
+                conn.execute(
+                    f"INSERT OR REPLACE INTO batches ({_COLUMNS}) VALUES ({placeholders})", row
+                )
+
     def usage(self, org_id: str | None = None) -> list[OrgUsage]:
         """Batches, rows and bytes stored per org (one org when ``org_id`` is given)."""
         query = (

@@ -8,6 +8,7 @@ for it shows. Promises:
 * a request whose scope a legal hold covers is never carried out; it waits and says which holds;
 * once due, its events are masked at once: their ids go into deletion vectors
   (:mod:`astralog.deletion_vectors`) that every read path applies;
+* then (:mod:`astralog.erasure_rewrite`) the objects that held them are rewritten without them.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ class ErasureData(DataAccess, Protocol):
 
     @property
     def engine_threads(self) -> int: ...
+
+    def replace_batch(self, old_key: str, new: BatchCommitted | None) -> None:
+        """Swap one catalog fact for another in one transaction (None: only forget the old)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -144,13 +149,13 @@ async def erase_once(data: ErasureData, now: datetime | None = None) -> int:
     for due in data.erasure_requests.due(now):
         # One request failing (a destination down) must not stop the others: retried next pass.
         try:
-            done += await _advance(data, due)
+            done += await _advance(data, due, now)
         except Exception:
             log.exception("erasure failed", extra={"org": due.org_id, "erasure": due.id})
     return done
 
 
-async def _advance(data: ErasureData, due: Due) -> int:
+async def _advance(data: ErasureData, due: Due, now: datetime) -> int:
     if due.state in ("approved", "held"):
         holding = _holding(data, due)
         if holding:
@@ -159,7 +164,12 @@ async def _advance(data: ErasureData, due: Due) -> int:
             return 0
         await mask(data, due)
         return 1
-    return 0  # masked: the rewrite of its objects comes next
+    # Imported here: the rewrite stage builds on this module's types.
+    from astralog.erasure_rewrite import rewrite
+
+    if _holding(data, due):  # a hold placed after masking keeps the bytes; the mask stays
+        return 0
+    return int(await rewrite(data, due, now))
 
 
 def _holding(data: DataAccess, due: Due) -> list[str]:

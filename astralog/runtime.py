@@ -339,6 +339,9 @@ class Runtime:
     def engine_threads(self) -> int:
         return self.settings.query.engine_threads
 
+    def replace_batch(self, old_key: str, new: BatchCommitted | None) -> None:
+        self.data.catalog.replace(old_key, new)
+
     def destination(self, org_id: str, destination_id: str) -> Destination:
         if destination_id == LOCAL_DESTINATION:
             return LOCAL

@@ -24,12 +24,13 @@ How a kind of destination is configured and built is declared beside it
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from astralog.errors import AstralogError
 from astralog.schema import log_schema
@@ -153,6 +154,27 @@ class Connector(ABC):
     async def list_receipts(self, org_id: str) -> list[tuple[str, bytes]]:
         """Every purge receipt of the org stored here, as ``(where, document)``, by name."""
         raise NotImplementedError(f"{type(self).__name__} cannot keep purge receipts")
+
+    async def erase_rows(
+        self, object_key: str, event_ids: Collection[str], replacement: BatchKey
+    ) -> WrittenBatch | None:
+        """Store the batch at ``object_key`` again without the rows whose EventId is in
+        ``event_ids``, under ``replacement``; None when it holds none of them. A result with no
+        rows means nothing is left to store. The old object stays until :meth:`delete_objects`,
+        so a reader that planned with it still finds it; a retry writes the same replacement.
+        """
+        table = await self.read_batches([object_key])
+        erased = pc.is_in(table["EventId"], value_set=pa.array(sorted(event_ids), pa.string()))
+        kept = table.filter(pc.invert(erased))
+        if kept.num_rows == table.num_rows:
+            return None
+        if not kept.num_rows:
+            return WrittenBatch(key="", uri="", bytes=0, rows=0)
+        return await self.write_batch(replacement, kept)
+
+    async def delete_objects(self, object_keys: Sequence[str]) -> None:
+        """Delete these batches (keys as :meth:`write_batch` returned them); absent is fine."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete single batches")
 
     def is_retryable(self, exc: BaseException) -> bool:
         """Whether ``exc`` is a condition the destination may recover from on its own."""

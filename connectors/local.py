@@ -174,6 +174,19 @@ class LocalConnector(Connector):
 
         return await self._guarded("listing the orgs with checkpoints", listing)
 
+    async def delete_objects(self, object_keys: Sequence[str]) -> None:
+        for key in object_keys:
+            parse_object_key(key)  # only keys of our layout: nothing outside the root is deleted
+
+        def deleting() -> None:
+            for key in object_keys:
+                path = self.root / key
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    fsync_dir(path.parent)
+
+        await self._guarded(f"deleting {len(object_keys)} batches", deleting)
+
     def is_retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, ConnectorError):
             return exc.retryable

@@ -4,14 +4,16 @@ masking that takes an erased event out of every read path at once, on the embedd
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
@@ -57,11 +59,11 @@ def op(boot: Bootstrap) -> Headers:
 
 
 def ingest(client: TestClient, boot: Bootstrap, runtime: Runtime, count: int = 1) -> None:
-    now = datetime.now(UTC)
+    at = datetime.now(UTC) - timedelta(minutes=5)  # seconds apart: one hour, one object
     lines = [
-        {"timestamp": (now - timedelta(minutes=5)).isoformat(), "message": "order 17 shipped"},
-        {"timestamp": (now - timedelta(minutes=4)).isoformat(), "message": f"login {SECRET}"},
-        {"timestamp": (now - timedelta(minutes=3)).isoformat(), "message": "order 18 shipped"},
+        {"timestamp": (at + timedelta(seconds=0)).isoformat(), "message": "order 17 shipped"},
+        {"timestamp": (at + timedelta(seconds=1)).isoformat(), "message": f"login {SECRET}"},
+        {"timestamp": (at + timedelta(seconds=2)).isoformat(), "message": "order 18 shipped"},
     ]
     body = "\n".join(json.dumps(line) for line in lines)
     response = client.post("/v1/ingest", content=body, headers=bearer(boot.ingest_key))
@@ -211,25 +213,62 @@ def test_who_may_ask_and_bad_input_is_a_4xx(
 # ---- masking on every kind of destination ------------------------------------------------------
 
 
-def masks_at_once(
-    client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, admin: Member
-) -> None:
+def erases_everywhere(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, admin: Member,
+    stored: Callable[[], list[str]],
+) -> dict[str, Any]:  # fmt: skip
+    """Masked at once on every read path, then gone from what the destination stores."""
     ingest(client, boot, runtime)
     assert len(bodies(client, boot)) == 3
+    assert f"login {SECRET}" in stored()  # the check below can see the event at all
     asked = ask(client, owner)
     assert asked["preview"]["count"] == 1
     approve(client, admin, asked["id"])
     assert erase(client, runtime) == 1
     assert bodies(client, boot) == {"order 17 shipped", "order 18 shipped"}
+    assert f"login {SECRET}" in stored()  # masked, not yet rewritten
+    assert erase(client, runtime) == 0  # rewritten and swapped; old objects kept for readers
+    assert bodies(client, boot) == {"order 17 shipped", "order 18 shipped"}  # no gap, no twin
+    assert erase(client, runtime, LATER + timedelta(minutes=5)) == 1  # deleted, verified, signed
+    assert sorted(stored()) == ["order 17 shipped", "order 18 shipped"]
+    assert bodies(client, boot) == {"order 17 shipped", "order 18 shipped"}
+    done = client.get(f"/v1/erasures/{asked['id']}", headers=admin.headers).json()
+    assert done["state"] == "completed" and done["receipt"]["signature"], done
+    assert "ErasureCompleted" in audit_types(client, boot)
+    return dict(done)
 
 
-def test_masking_on_s3(
+def _bodies_of(data: bytes) -> list[str]:
+    return [str(b) for b in pq.read_table(io.BytesIO(data)).column("Body").to_pylist()]
+
+
+def test_erasure_on_the_embedded_bucket(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, admin: Member
+) -> None:
+    bucket = runtime.settings.path(runtime.settings.storage.local_root)
+
+    def stored() -> list[str]:  # every object in the bucket, read back byte for byte
+        return [b for p in sorted(bucket.rglob("*.parquet")) for b in _bodies_of(p.read_bytes())]
+
+    done = erases_everywhere(client, runtime, boot, owner, admin, stored)
+    receipts = list(bucket.rglob(f"erasure-{done['id']}*"))
+    assert receipts and SECRET not in receipts[0].read_text()
+
+
+def test_erasure_on_s3(
     client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, admin: Member,
     s3_bucket: S3Bucket,
 ) -> None:  # fmt: skip
     headers = bearer(boot.admin_token)
     activate(client, headers, create_s3(client, headers, s3_bucket)["id"])
-    masks_at_once(client, runtime, boot, owner, admin)
+    s3 = s3_bucket.server.admin("s3")
+
+    def stored() -> list[str]:  # read back with the admin client, not the code under test
+        keys = [k for k in s3_bucket.keys() if k.endswith(".parquet")]  # noqa: SIM118
+        objects = [s3.get_object(Bucket=s3_bucket.name, Key=k)["Body"].read() for k in keys]
+        return [b for data in objects for b in _bodies_of(data)]
+
+    erases_everywhere(client, runtime, boot, owner, admin, stored)
 
 
 @pytest.fixture
@@ -261,8 +300,14 @@ def clickhouse(
         engine.command(f"DROP DATABASE IF EXISTS `{database}`")
 
 
-def test_masking_on_clickhouse(
+def test_erasure_on_clickhouse(
     client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, admin: Member,
     clickhouse: tuple[Client, str],
 ) -> None:  # fmt: skip
-    masks_at_once(client, runtime, boot, owner, admin)
+    engine, database = clickhouse
+
+    def stored() -> list[str]:
+        rows = engine.query(f"SELECT Body FROM `{database}`.otel_logs").result_rows
+        return [str(r[0]) for r in rows]
+
+    erases_everywhere(client, runtime, boot, owner, admin, stored)

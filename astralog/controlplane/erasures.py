@@ -45,6 +45,7 @@ class Due:
     state: str
     scope: ErasureScope
     held_by: tuple[str, ...]
+    rewritten: dict[str, Any] | None = None  # the swap, once the objects were rewritten
 
 
 class Erasures:
@@ -120,10 +121,11 @@ class Erasures:
         return _view(dict(row))
 
     def due(self, now: datetime) -> builtins.list[Due]:
-        """Approved requests past their cancel window, held ones, and masked ones to rewrite."""
+        """Approved requests past their cancel window, held ones, and masked or rewritten ones to
+        finish."""
         with self.store.reading() as conn:
             rows = conn.execute(
-                "SELECT * FROM erasures WHERE state IN ('approved', 'held', 'masked') "
+                "SELECT * FROM erasures WHERE state IN ('approved', 'held', 'masked', 'rewritten') "
                 "ORDER BY requested_at, id"
             ).fetchall()
         views = [_view(dict(r)) for r in rows]
@@ -149,7 +151,9 @@ def _due(view: dict[str, Any]) -> Due:
     scope = ErasureScope(
         view["query"], _ns(view["start"]), _ns(view["end"]), tuple(view["sources"])
     )
-    return Due(view["id"], view["org_id"], view["state"], scope, tuple(view["held_by"] or ()))
+    rewritten = view["receipt"] if view["state"] == "rewritten" else None
+    held_by = tuple(view["held_by"] or ())
+    return Due(view["id"], view["org_id"], view["state"], scope, held_by, rewritten)
 
 
 def _view(row: dict[str, Any]) -> dict[str, Any]:

@@ -499,6 +499,18 @@ class ErasureMasked(Event, aggregate="erasure:{erasure_id}"):
 
 
 @dataclass(frozen=True)
+class ErasureRewritten(Event, aggregate="erasure:{erasure_id}"):
+    """The affected objects were stored again without the erased rows and swapped in the catalog
+    at ``at``; ``objects``: ``{destination_id, old, new, rows_erased, delete}`` each. The old
+    objects are deleted once searches planned before the swap have finished."""
+
+    erasure_id: str
+    org_id: str
+    objects: list[dict[str, Any]]
+    at: str
+
+
+@dataclass(frozen=True)
 class ErasureCompleted(Event, aggregate="erasure:{erasure_id}"):
     """The affected objects were rewritten without the erased rows (and ClickHouse rows deleted),
     the query matched nothing afterwards; the signed receipt names the objects and its hash."""

@@ -499,6 +499,12 @@ def _erasure_masked(conn: sqlite3.Connection, e: ev.ErasureMasked, r: Recorded) 
     _erasure(conn, e.erasure_id, r.at, state="masked", held_by=None, events=e.events)
 
 
+@handles(ev.ErasureRewritten)
+def _erasure_rewritten(conn: sqlite3.Connection, e: ev.ErasureRewritten, r: Recorded) -> None:
+    rewritten = {"at": e.at, "objects": e.objects}
+    _erasure(conn, e.erasure_id, r.at, state="rewritten", receipt=json.dumps(rewritten))
+
+
 @handles(ev.ErasureCompleted)
 def _erasure_completed(conn: sqlite3.Connection, e: ev.ErasureCompleted, r: Recorded) -> None:
     receipt = {"manifest_sha256": e.manifest_sha256, "signature": e.signature,

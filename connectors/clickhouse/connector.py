@@ -34,7 +34,7 @@ import asyncio
 import re
 import string
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
@@ -241,6 +241,23 @@ class ClickHouseConnector(Connector):
     async def list_checkpoint_orgs(self) -> list[str]:
         return await self._guarded("listing the orgs with checkpoints", self._checkpoint_orgs)
 
+    async def erase_rows(
+        self, object_key: str, event_ids: Collection[str], replacement: BatchKey
+    ) -> WrittenBatch | None:
+        """A lightweight DELETE: the rows are hidden at once and gone at the next merge; the
+        batch keeps its key (rows are stored, not objects), so ``replacement`` is unused."""
+        key = parse_object_key(object_key)
+        left = await self._guarded(
+            f"erasing rows of {object_key}", self._erase_sync, key, sorted(event_ids)
+        )
+        if left is None:
+            return None
+        uri = f"{self._location}/{self.config.database}.{self.config.table}/{object_key}"
+        return WrittenBatch(key=object_key, uri=uri, bytes=0, rows=left)
+
+    async def delete_objects(self, object_keys: Sequence[str]) -> None:
+        """Nothing to do: :meth:`erase_rows` already deleted the rows in place."""
+
     def is_retryable(self, exc: BaseException) -> bool:
         if isinstance(exc, ConnectorError):
             return exc.retryable
@@ -406,6 +423,28 @@ class ClickHouseConnector(Connector):
             use_strings=True,
         )
         return canonical_rows([rows], f"batches in {self._table}")
+
+    def _erase_sync(self, key: BatchKey, event_ids: list[str]) -> int | None:
+        """Rows of the batch left after deleting ``event_ids``; None when it had none of them."""
+        self._ensure_schema()
+        where = (
+            "OrgId = {org:String} AND BatchId = {batch:String} AND EventId IN {ids:Array(String)}"
+        )
+        params: dict[str, Any] = {"org": key.org_id, "batch": key.batch_id, "ids": event_ids}
+        client = self._client()
+        if not client.query(
+            f"SELECT count() FROM {self._table} WHERE {where}", parameters=params
+        ).result_rows[0][0]:
+            return None
+        client.command(
+            f"DELETE FROM {self._table} WHERE {where}", parameters=params, settings=_DELETE_SETTINGS
+        )
+        rest = "OrgId = {org:String} AND BatchId = {batch:String}"
+        return int(
+            client.query(
+                f"SELECT count() FROM {self._table} WHERE {rest}", parameters=params
+            ).result_rows[0][0]
+        )
 
     def _delete_expired_sync(
         self, org_id: str, source_id: str | None, cutoff: datetime

@@ -267,6 +267,11 @@ class S3Connector(Connector):
                 data: bytes = await body.read()
         return data
 
+    async def delete_objects(self, object_keys: Sequence[str]) -> None:
+        for key in object_keys:
+            parse_object_key(key)  # only keys of our layout, never a caller's arbitrary path
+        await self._delete(list(object_keys), f"deleting {len(object_keys)} batches")
+
     def is_retryable(self, exc: BaseException) -> bool:
         return is_retryable_error(exc)
 
