@@ -10,6 +10,7 @@ What an archive holds (``manifest.json`` first, then the files, each with its SH
 * ``idempotency.sqlite3``: receipts of flushed requests, so a shipper's retry after a restore
   is still answered from its receipt instead of storing the events twice;
 * ``catalog.sqlite3``: every committed batch (the objects themselves stay in the bucket);
+* ``deletion_vectors.sqlite3``: the events erasures hide, so a restore never shows them again;
 * ``checkpoint-signing.key``: the Ed25519 key that signed the checkpoints. Kept, because a
   restored server that signed with a new key would break the line of signatures customers
   verify against the published public key; so the archive is a secret and is written 0600;
@@ -97,6 +98,12 @@ def parts(settings: Settings) -> list[Part]:
             True,
         ),
         Part("catalog.sqlite3", control.with_name("catalog.sqlite3"), "batch catalog", True),
+        Part(
+            "deletion_vectors.sqlite3",
+            control.with_name("deletion_vectors.sqlite3"),
+            "erasure deletion vectors",
+            True,
+        ),
         Part(
             "checkpoint-signing.key",
             settings.path(settings.control.signing_key_file),

@@ -153,6 +153,7 @@ def test_backup_while_serving_restores_into_a_fresh_data_dir(tmp_path: Path) -> 
     assert {f["name"] for f in manifest["files"]} >= {
         "control.sqlite3",
         "catalog.sqlite3",
+        "deletion_vectors.sqlite3",
         "idempotency.sqlite3",
         "checkpoint-signing.key",
     }
