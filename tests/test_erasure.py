@@ -39,8 +39,9 @@ LATER = timedelta(days=2)  # past the default 24-hour cancel window
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path / "data", storage=LOOPBACK, **FAST)
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    overrides = getattr(request, "param", FAST)  # indirect: a test's own WAL and flush settings
+    return load_settings(data_dir=tmp_path / "data", storage=LOOPBACK, **overrides)
 
 
 @pytest.fixture
@@ -208,6 +209,28 @@ def test_who_may_ask_and_bad_input_is_a_4xx(
         assert 400 <= answer.status_code < 500 and answer.json()["detail"], (body, answer.text)
     missing = client.get("/v1/erasures/era_nope", headers=owner.headers)
     assert missing.status_code == 404
+
+
+UNFLUSHED = {
+    "wal": {"fsync": False, "segment_max_age_seconds": 3600.0},
+    "flush": {"interval_seconds": 3600.0},
+}
+
+
+@pytest.mark.parametrize("settings", [UNFLUSHED], indirect=True)
+def test_rows_still_in_the_wal_are_masked_and_the_rewrite_waits_for_them(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, admin: Member
+) -> None:
+    ingest(client, boot, runtime, count=0)  # acknowledged, searchable, not flushed
+    assert not runtime.data.catalog.batches(owner.org_id, None, 0, 2**62)
+    asked = ask(client, owner)
+    assert asked["preview"]["count"] == 1 and asked["preview"]["pending_rows"] == 1
+    approve(client, admin, asked["id"])
+    assert erase(client, runtime) == 1
+    assert bodies(client, boot) == {"order 17 shipped", "order 18 shipped"}
+    assert erase(client, runtime, LATER + timedelta(minutes=5)) == 0  # still in the WAL: waits
+    state = client.get(f"/v1/erasures/{asked['id']}", headers=admin.headers).json()["state"]
+    assert state == "masked"
 
 
 # ---- masking on every kind of destination ------------------------------------------------------
