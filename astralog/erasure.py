@@ -8,16 +8,15 @@ for it shows. Promises:
 * a request whose scope a legal hold covers is never carried out; it waits and says which holds;
 * once due, its events are masked at once: their ids go into deletion vectors
   (:mod:`astralog.deletion_vectors`) that every read path applies;
-* then (:mod:`astralog.erasure_rewrite`) the objects that held them are rewritten without them.
+* then (:mod:`astralog.erasure_rewrite`, run by :mod:`astralog.erasure_pass`) the objects
+  that held them are rewritten without them.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from astralog.catalog import BatchCommitted
@@ -142,46 +141,6 @@ def _object_view(batch: BatchCommitted) -> dict[str, Any]:
 # ---- carrying out due requests ------------------------------------------------------------------
 
 
-async def erase_once(data: ErasureData, now: datetime | None = None) -> int:
-    """One pass over the due requests; returns how many were masked or completed."""
-    now = now or datetime.now(UTC)
-    done = 0
-    for due in data.erasure_requests.due(now):
-        # One request failing (a destination down) must not stop the others: retried next pass.
-        try:
-            done += await _advance(data, due, now)
-        except Exception:
-            log.exception("erasure failed", extra={"org": due.org_id, "erasure": due.id})
-    return done
-
-
-async def _advance(data: ErasureData, due: Due, now: datetime) -> int:
-    if due.state in ("approved", "held"):
-        holding = _holding(data, due)
-        if holding:
-            if tuple(holding) != due.held_by:
-                data.erasure_requests.record(ev.ErasureHeld(due.id, due.org_id, holding), ERASER)
-            return 0
-        await mask(data, due)
-        return 1
-    # Imported here: the rewrite stage builds on this module's types.
-    from astralog.erasure_rewrite import rewrite
-
-    if _holding(data, due):  # a hold placed after masking keeps the bytes; the mask stays
-        return 0
-    return int(await rewrite(data, due, now))
-
-
-def _holding(data: DataAccess, due: Due) -> list[str]:
-    """The holds in force over any of the request's sources and time range: a hold wins."""
-    scope = due.scope
-    return sorted(
-        h.id
-        for h in data.holds(due.org_id)
-        if any(h.covers(s, scope.start_ns, scope.end_ns) for s in scope.sources)
-    )
-
-
 async def mask(data: ErasureData, due: Due) -> Matches:
     matches = await find(data, due.org_id, due.scope)
     data.vectors.add(
@@ -191,10 +150,3 @@ async def mask(data: ErasureData, due: Due) -> Matches:
     event = ev.ErasureMasked(due.id, due.org_id, len(matches.events), keys)
     data.erasure_requests.record(event, ERASER)
     return matches
-
-
-async def run_erasures(data: ErasureData, interval_seconds: float) -> None:
-    """Carry out due erasures every ``interval_seconds`` until cancelled."""
-    while True:
-        await erase_once(data)
-        await asyncio.sleep(interval_seconds)

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from astralog import byob
 from astralog.connectors.clickhouse import ClickHouseConfig, ClickHouseConnector
-from astralog.erasure import erase_once
+from astralog.erasure_pass import erase_once
 from astralog.query.engine import Session
 from astralog.query.plan import SearchScope, make_plan
 from astralog.query.remote import fetch_remote

@@ -39,7 +39,7 @@ from astralog.api.routes import (
 )
 from astralog.api.scrape import MetricsListener
 from astralog.controlplane.checkpoints import Publisher, latest_org_checkpoints
-from astralog.erasure import run_erasures
+from astralog.erasure_pass import run_erasures
 from astralog.runtime import Runtime
 from astralog.settings import Settings
 
