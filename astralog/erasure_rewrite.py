@@ -13,7 +13,6 @@ every object rewritten, is signed with the instance's Ed25519 key, goes into the
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import time
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ from astralog.catalog import BatchCommitted
 from astralog.connectors.layout import BatchKey, parse_object_key
 from astralog.controlplane import events as ev
 from astralog.controlplane.erasures import Due
-from astralog.controlplane.store import canonical_json
+from astralog.controlplane.signed_documents import document_bytes, sha256_of, signature_of
 from astralog.deletion_vectors import HOUR_NS
 from astralog.erasure import ERASER, ErasureData, search_scope
 from astralog.query.engine import Session, run
@@ -153,14 +152,14 @@ async def _complete(
     data: ErasureData, due: Due, events: int, replaced: Sequence[dict[str, Any]]
 ) -> None:
     objects = sorted([r["old"], r["new"] or "", r["rows_erased"]] for r in replaced)
-    manifest = hashlib.sha256(canonical_json(objects).encode()).hexdigest()
+    manifest = sha256_of(objects)
     body = {
         "format": FORMAT, "org_id": due.org_id, "erasure_id": due.id, "events": events,
         "objects": objects, "manifest_sha256": manifest,
         "at": datetime.now(UTC).isoformat(timespec="microseconds"),
     }  # fmt: skip
-    signature = base64.b64encode(data.sign(_PREFIX + canonical_json(body).encode())).decode()
-    document = canonical_json(body | {"signature": signature}).encode()
+    signature = signature_of(_PREFIX, body, data.sign)
+    document = document_bytes(body, signature)
     for destination_id in sorted({r["destination_id"] for r in replaced}):
         connector = data.connector(due.org_id, data.destination(due.org_id, destination_id))
         await connector.put_receipt(due.org_id, f"erasure-{due.id}", document)

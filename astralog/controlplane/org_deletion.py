@@ -15,11 +15,8 @@ operator and copied into the destinations while they still exist.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -27,14 +24,18 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from astralog.controlplane import events as ev
-from astralog.controlplane.checkpoints import _signed
 from astralog.controlplane.holds import _text
-from astralog.controlplane.store import Actor, EventStore, canonical_json
+from astralog.controlplane.signed_documents import (
+    SignedDocument,
+    file_stamp,
+    parse_object,
+    sha256_of,
+)
+from astralog.controlplane.store import Actor, EventStore
 from astralog.errors import Conflict, Gone, NotFound
 
 Side = Literal["owner", "operator"]
 FORMAT = "astralog-deletion-certificate/v1"
-_PREFIX = b"astralog-deletion-certificate:v1:"
 
 
 class OrgDeletions:
@@ -180,7 +181,10 @@ class DeletedFrom:
 
 
 @dataclass(frozen=True)
-class DeletionCertificate:
+class DeletionCertificate(SignedDocument):
+    PREFIX = b"astralog-deletion-certificate:v1:"
+    NOUN = "certificate"
+
     org_id: str
     org_name: str
     requested_at: str
@@ -207,13 +211,13 @@ class DeletionCertificate:
     @property
     def manifest(self) -> str:
         """SHA-256 of ``[[destination, key, rows, bytes], ...]`` sorted, canonical JSON."""
-        rows = sorted([d.destination_id, *o] for d in self.destinations for o in d.objects)
-        return hashlib.sha256(canonical_json(rows).encode()).hexdigest()
+        return sha256_of(
+            sorted([d.destination_id, *o] for d in self.destinations for o in d.objects)
+        )
 
     @property
     def name(self) -> str:
-        stamp = datetime.fromisoformat(self.at).strftime("%Y%m%dT%H%M%S%fZ")
-        return f"org-deletion-{stamp}-{self.manifest[:12]}"
+        return f"org-deletion-{file_stamp(self.at)}-{self.manifest[:12]}"
 
     def _body(self) -> dict[str, Any]:
         return {
@@ -232,21 +236,6 @@ class DeletionCertificate:
             "at": self.at,
         }
 
-    def message(self) -> bytes:
-        return _PREFIX + canonical_json(self._body()).encode()
-
-    def document(self) -> dict[str, Any]:
-        return self._body() | {"signature": self.signature}
-
-    def to_bytes(self) -> bytes:
-        return canonical_json(self.document()).encode()
-
-    def signed(self, sign: Callable[[bytes], bytes]) -> DeletionCertificate:
-        signature = base64.b64encode(sign(self.message())).decode()
-        return DeletionCertificate(
-            self.org_id, self.org_name, self.requested_at, self.destinations, self.at, signature
-        )
-
 
 def verify_certificate(doc: object, key: Ed25519PublicKey) -> list[str]:
     """Problems with a deletion certificate (empty: intact and signed by ``key``)."""
@@ -261,14 +250,7 @@ def verify_certificate(doc: object, key: Ed25519PublicKey) -> list[str]:
         ("bytes", cert.total_bytes),
         ("manifest_sha256", cert.manifest),
     )
-    problems = [
-        f"{name} says {doc.get(name)!r} but the objects listed give {actual!r}"
-        for name, actual in totals
-        if doc.get(name) != actual
-    ]
-    if not _signed(key, cert.signature, cert.message()):
-        problems.append("the signature does not match this certificate and public key")
-    return problems
+    return cert.problems(doc, totals, key)
 
 
 def _parse(doc: object) -> DeletionCertificate:
@@ -276,15 +258,7 @@ def _parse(doc: object) -> DeletionCertificate:
         raise ValueError(f"format {FORMAT!r} expected")
     texts = [str(doc[k]) for k in ("org_id", "org_name", "requested_at", "at", "signature")]
     destinations = tuple(
-        DeletedFrom(str(d["id"]), str(d["kind"]), tuple(_object(o) for o in d["objects"]))
+        DeletedFrom(str(d["id"]), str(d["kind"]), tuple(parse_object(o) for o in d["objects"]))
         for d in doc["destinations"]
     )
     return DeletionCertificate(texts[0], texts[1], texts[2], destinations, texts[3], texts[4])
-
-
-def _object(item: Any) -> tuple[str, int, int]:
-    if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)):
-        raise ValueError("each object is [key, rows, bytes]")
-    if not all(type(n) is int and n >= 0 for n in item[1:]):
-        raise ValueError(f"object {item[0]!r} has no valid rows or bytes")
-    return item[0], item[1], item[2]

@@ -10,20 +10,21 @@ customer can check offline, with the public key alone, what was deleted and that
 
 from __future__ import annotations
 
-import base64
-import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from astralog.controlplane.checkpoints import _signed
-from astralog.controlplane.store import canonical_json
+from astralog.controlplane.signed_documents import (
+    SignedDocument,
+    file_stamp,
+    parse_object,
+    sha256_of,
+)
 
 FORMAT = "astralog-purge-receipt/v1"
-_PREFIX = b"astralog-purge-receipt:v1:"
 
 
 @dataclass(frozen=True)
@@ -35,13 +36,15 @@ class PurgedObject:
 
 def manifest_sha256(objects: Iterable[PurgedObject]) -> str:
     """SHA-256 of the canonical manifest: ``[[key, rows, bytes], ...]`` sorted by key."""
-    manifest = sorted([o.key, o.rows, o.bytes] for o in objects)
-    return hashlib.sha256(canonical_json(manifest).encode()).hexdigest()
+    return sha256_of(sorted([o.key, o.rows, o.bytes] for o in objects))
 
 
 @dataclass(frozen=True)
-class PurgeReceipt:
+class PurgeReceipt(SignedDocument):
     """Whole hour partitions of ``source_id`` older than ``before`` left ``destination_id``."""
+
+    PREFIX = b"astralog-purge-receipt:v1:"
+    NOUN = "receipt"
 
     org_id: str
     source_id: str
@@ -66,8 +69,7 @@ class PurgeReceipt:
     @property
     def name(self) -> str:
         """File name in the destination: time first, so listing by name is by time."""
-        stamp = datetime.fromisoformat(self.at).strftime("%Y%m%dT%H%M%S%fZ")
-        return f"purge-{stamp}-{self.source_id}-{self.manifest[:12]}"
+        return f"purge-{file_stamp(self.at)}-{self.source_id}-{self.manifest[:12]}"
 
     def _body(self) -> dict[str, Any]:
         return {
@@ -83,27 +85,6 @@ class PurgeReceipt:
             "manifest_sha256": self.manifest,
             "at": self.at,
         }
-
-    def message(self) -> bytes:
-        return _PREFIX + canonical_json(self._body()).encode()
-
-    def document(self) -> dict[str, Any]:
-        return self._body() | {"signature": self.signature}
-
-    def to_bytes(self) -> bytes:
-        return canonical_json(self.document()).encode()
-
-    def signed(self, sign: Callable[[bytes], bytes]) -> PurgeReceipt:
-        signature = base64.b64encode(sign(self.message())).decode()
-        return PurgeReceipt(
-            self.org_id,
-            self.source_id,
-            self.destination_id,
-            self.before,
-            self.objects,
-            self.at,
-            signature,
-        )
 
 
 def _key(o: PurgedObject) -> str:
@@ -124,19 +105,13 @@ def verify_receipt(doc: object, key: Ed25519PublicKey) -> list[str]:
     except (ValueError, TypeError) as exc:
         return [f"not a readable purge receipt: {exc}"]
     assert isinstance(doc, dict)
-    problems = [
-        f"{field} says {doc.get(field)!r} but the objects listed give {actual!r}"
-        for field, actual in (
-            ("object_count", len(receipt.objects)),
-            ("rows", receipt.rows),
-            ("bytes", receipt.total_bytes),
-            ("manifest_sha256", receipt.manifest),
-        )
-        if doc.get(field) != actual
-    ]
-    if not _signed(key, receipt.signature, receipt.message()):
-        problems.append("the signature does not match this receipt and public key")
-    return problems
+    totals = (
+        ("object_count", len(receipt.objects)),
+        ("rows", receipt.rows),
+        ("bytes", receipt.total_bytes),
+        ("manifest_sha256", receipt.manifest),
+    )
+    return receipt.problems(doc, totals, key)
 
 
 def _parse(doc: object) -> PurgeReceipt:
@@ -148,15 +123,6 @@ def _parse(doc: object) -> PurgeReceipt:
     objects = doc.get("objects")
     if not isinstance(objects, list):
         raise ValueError("objects is not a list")
-    parsed = tuple(_object(o) for o in objects)
+    parsed = tuple(PurgedObject(*parse_object(o)) for o in objects)
     org, source, destination, before, at = (str(t) for t in texts)
     return PurgeReceipt(org, source, destination, before, parsed, at, str(doc["signature"]))
-
-
-def _object(item: object) -> PurgedObject:
-    if not (isinstance(item, list) and len(item) == 3 and isinstance(item[0], str)):
-        raise ValueError("each object is [key, rows, bytes]")
-    rows, size = item[1], item[2]
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in (rows, size)):
-        raise ValueError(f"object {item[0]!r} has no valid rows or bytes")
-    return PurgedObject(item[0], rows, size)
