@@ -7,10 +7,8 @@ from __future__ import annotations
 import io
 import json
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -18,45 +16,30 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
-from astralog import byob
-from astralog.connectors.clickhouse import ClickHouseConfig, ClickHouseConnector
 from astralog.erasure_pass import erase_once
 from astralog.query.engine import Session
 from astralog.query.plan import SearchScope, make_plan
 from astralog.query.remote import fetch_remote
 from astralog.runtime import Bootstrap, Runtime
-from astralog.settings import Settings, load_settings
 from tests.conftest import bearer
+from tests.lifecycle_helpers import Headers
+from tests.lifecycle_helpers import clickhouse as clickhouse
+from tests.lifecycle_helpers import op as op
+from tests.lifecycle_helpers import owner as owner
+from tests.lifecycle_helpers import settings as settings
 from tests.rbac_helpers import Member, add_member
 from tests.s3_server import S3Bucket
-from tests.test_byob import FAST, LOOPBACK, activate, create_s3
+from tests.test_byob import activate, create_s3
 from tests.test_holds import audit_types, committed, place, release
 
 pytest_plugins = ["tests.s3_server"]  # s3_bucket
-Headers = dict[str, str]
 SECRET = "ana@example.com"
 LATER = timedelta(days=2)  # past the default 24-hour cancel window
 
 
 @pytest.fixture
-def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
-    overrides = getattr(request, "param", FAST)  # indirect: a test's own WAL and flush settings
-    return load_settings(data_dir=tmp_path / "data", storage=LOOPBACK, **overrides)
-
-
-@pytest.fixture
-def owner(runtime: Runtime, boot: Bootstrap) -> Member:
-    return add_member(runtime, str(boot.org["id"]), "owner")
-
-
-@pytest.fixture
 def admin(runtime: Runtime, boot: Bootstrap) -> Member:
     return add_member(runtime, str(boot.org["id"]), "admin")
-
-
-@pytest.fixture
-def op(boot: Bootstrap) -> Headers:
-    return bearer(boot.operator_token)
 
 
 def ingest(client: TestClient, boot: Bootstrap, runtime: Runtime, count: int = 1) -> None:
@@ -292,35 +275,6 @@ def test_erasure_on_s3(
         return [b for data in objects for b in _bodies_of(data)]
 
     erases_everywhere(client, runtime, boot, owner, admin, stored)
-
-
-@pytest.fixture
-def clickhouse(
-    client: TestClient, boot: Bootstrap, chdb_engine: tuple[str, Client],
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[tuple[Client, str]]:  # fmt: skip
-    dsn, engine = chdb_engine
-    database = f"t_{uuid.uuid4().hex[:12]}"
-    real_build = byob.build
-
-    def build(kind: str, config: dict[str, Any], secrets: dict[str, str], storage: Any) -> Any:
-        if kind != "clickhouse":  # chDB has no HTTP endpoint to check and pin: use it directly
-            return real_build(kind, config, secrets, storage)
-        return ClickHouseConnector.for_dsn(dsn, ClickHouseConfig.model_validate(config))
-
-    monkeypatch.setattr(byob, "build", build)
-    headers = bearer(boot.admin_token)
-    body = {
-        "name": "warehouse", "kind": "clickhouse", "secrets": {"password": "ch-secret"},
-        "config": {"host": "clickhouse.example.com", "database": database},
-    }  # fmt: skip
-    created = client.post("/v1/connectors", json=body, headers=headers)
-    assert created.status_code == 201, created.text
-    activate(client, headers, created.json()["id"])
-    try:
-        yield engine, database
-    finally:
-        engine.command(f"DROP DATABASE IF EXISTS `{database}`")
 
 
 def test_erasure_on_clickhouse(

@@ -5,46 +5,30 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
-from astralog import byob
-from astralog.connectors.clickhouse import ClickHouseConfig, ClickHouseConnector
 from astralog.controlplane import projections
 from astralog.controlplane.store import Actor
 from astralog.retention import purge_once
 from astralog.runtime import Bootstrap, Runtime
-from astralog.settings import Settings, load_settings
 from tests.conftest import bearer
+from tests.lifecycle_helpers import Headers
+from tests.lifecycle_helpers import clickhouse as clickhouse
+from tests.lifecycle_helpers import op as op
+from tests.lifecycle_helpers import owner as owner
+from tests.lifecycle_helpers import settings as settings
 from tests.rbac_helpers import Member, add_member, session_cookie
 from tests.s3_server import S3Bucket
-from tests.test_byob import FAST, LOOPBACK, activate, create_s3
+from tests.test_byob import activate, create_s3
 
 pytest_plugins = ["tests.s3_server"]  # s3_bucket
-Headers = dict[str, str]
 ACTOR = Actor("test", "local")
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path / "data", storage=LOOPBACK, **FAST)
-
-
-@pytest.fixture
-def owner(runtime: Runtime, boot: Bootstrap) -> Member:
-    return add_member(runtime, str(boot.org["id"]), "owner")
-
-
-@pytest.fixture
-def op(boot: Bootstrap) -> Headers:
-    return bearer(boot.operator_token)
 
 
 def propose(client: TestClient, headers: Headers, path: str = "/v1/holds", **scope: Any) -> str:
@@ -309,31 +293,11 @@ def test_hold_blocks_purge_on_s3(
 
 def test_hold_blocks_purge_on_clickhouse(
     client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, op: Headers,
-    chdb_engine: tuple[str, Client], monkeypatch: pytest.MonkeyPatch,
+    clickhouse: tuple[Client, str],
 ) -> None:  # fmt: skip
-    dsn, engine = chdb_engine
-    database = f"t_{uuid.uuid4().hex[:12]}"
-    real_build = byob.build
-
-    def build(kind: str, config: dict[str, Any], secrets: dict[str, str], storage: Any) -> Any:
-        if kind != "clickhouse":  # chDB has no HTTP endpoint to check and pin: use it directly
-            return real_build(kind, config, secrets, storage)
-        return ClickHouseConnector.for_dsn(dsn, ClickHouseConfig.model_validate(config))
-
-    monkeypatch.setattr(byob, "build", build)
-    admin = bearer(boot.admin_token)
-    body = {
-        "name": "warehouse", "kind": "clickhouse", "secrets": {"password": "ch-secret"},
-        "config": {"host": "clickhouse.example.com", "database": database},
-    }  # fmt: skip
-    created = client.post("/v1/connectors", json=body, headers=admin)
-    assert created.status_code == 201, created.text
-    activate(client, admin, created.json()["id"])
+    engine, database = clickhouse
 
     def stored() -> int:
         return int(engine.query(f"SELECT count() FROM `{database}`.otel_logs").result_rows[0][0])
 
-    try:
-        hold_blocks_then_release_lets_purge(client, runtime, boot, owner, op, stored)
-    finally:
-        engine.command(f"DROP DATABASE IF EXISTS `{database}`")
+    hold_blocks_then_release_lets_purge(client, runtime, boot, owner, op, stored)

@@ -17,32 +17,18 @@ from astralog.cli import main
 from astralog.controlplane.checkpoints import load_public_key
 from astralog.controlplane.org_deletion import verify_certificate
 from astralog.runtime import LOCAL_DESTINATION, Bootstrap, Runtime
-from astralog.settings import Settings, load_settings
 from tests.conftest import bearer
+from tests.lifecycle_helpers import Headers
+from tests.lifecycle_helpers import op as op
+from tests.lifecycle_helpers import owner as owner
+from tests.lifecycle_helpers import settings as settings
 from tests.rbac_helpers import Member, add_member, session_cookie
-from tests.test_byob import FAST, LOOPBACK
 from tests.test_holds import committed, ingest_days_ago, place
 from tests.test_retention_purge import Activate, _receipts, _stored
 from tests.test_retention_purge import destination as destination  # the parametrized fixture
 
 pytest_plugins = ["tests.s3_server"]  # moto_server, s3_bucket
-Headers = dict[str, str]
 AFTER_GRACE = datetime.now(UTC) + timedelta(days=365)
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path / "data", storage=LOOPBACK, **FAST)
-
-
-@pytest.fixture
-def owner(runtime: Runtime, boot: Bootstrap) -> Member:
-    return add_member(runtime, str(boot.org["id"]), "owner")
-
-
-@pytest.fixture
-def op(boot: Bootstrap) -> Headers:
-    return bearer(boot.operator_token)
 
 
 def ask(client: TestClient, owner: Member, boot: Bootstrap) -> dict[str, Any]:

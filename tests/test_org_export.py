@@ -9,7 +9,6 @@ import io
 import json
 import tarfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,40 +21,26 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from fastapi.testclient import TestClient
 
-from astralog import byob
 from astralog.api.routes.exports import exports_of
 from astralog.cli import main as cli
-from astralog.connectors.clickhouse import ClickHouseConfig, ClickHouseConnector
 from astralog.connectors.local import LocalConnector
 from astralog.controlplane.audit_export import verify_export
 from astralog.controlplane.checkpoints import load_public_key
 from astralog.export_verify import ExportReport, verify_export_archive
 from astralog.org_export import Exports
 from astralog.runtime import Bootstrap, Runtime
-from astralog.settings import Settings, load_settings
 from tests.conftest import bearer
+from tests.lifecycle_helpers import Headers
+from tests.lifecycle_helpers import clickhouse as clickhouse
+from tests.lifecycle_helpers import owner as owner
+from tests.lifecycle_helpers import settings as settings
+from tests.lifecycle_helpers import signed_in as signed_in
 from tests.rbac_helpers import Member, add_member, session_cookie
 from tests.s3_server import S3Bucket
-from tests.test_byob import FAST, LOOPBACK, activate, create_s3
+from tests.test_byob import activate, create_s3
 from tests.test_holds import committed, ingest_days_ago
 
 pytest_plugins = ["tests.s3_server"]  # s3_bucket
-Headers = dict[str, str]
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path / "data", storage=LOOPBACK, **FAST)
-
-
-@pytest.fixture
-def owner(runtime: Runtime, boot: Bootstrap) -> Member:
-    return add_member(runtime, str(boot.org["id"]), "owner")
-
-
-@pytest.fixture
-def signed_in(runtime: Runtime, owner: Member) -> Headers:
-    return session_cookie(runtime, owner)
 
 
 def export(client: TestClient, headers: Headers, **body: Any) -> dict[str, Any]:
@@ -181,34 +166,11 @@ def test_export_from_s3_covers_every_destination_the_org_used(
 
 def test_export_from_clickhouse_writes_each_batch_as_parquet(
     client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, signed_in: Headers,
-    tmp_path: Path, chdb_engine: tuple[str, Client], monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path, clickhouse: tuple[Client, str],
 ) -> None:  # fmt: skip
-    dsn, engine = chdb_engine
-    database = f"t_{uuid.uuid4().hex[:12]}"
-    real_build = byob.build
-
-    def build(kind: str, config: dict[str, Any], secrets: dict[str, str], storage: Any) -> Any:
-        if kind != "clickhouse":  # chDB has no HTTP endpoint to check and pin: use it directly
-            return real_build(kind, config, secrets, storage)
-        return ClickHouseConnector.for_dsn(dsn, ClickHouseConfig.model_validate(config))
-
-    monkeypatch.setattr(byob, "build", build)
-    admin = bearer(boot.admin_token)
-    body = {
-        "name": "warehouse", "kind": "clickhouse", "secrets": {"password": "ch-secret"},
-        "config": {"host": "clickhouse.example.com", "database": database},
-    }  # fmt: skip
-    created = client.post("/v1/connectors", json=body, headers=admin)
-    assert created.status_code == 201, created.text
-    activate(client, admin, created.json()["id"])
-    try:
-        ingest_days_ago(client, boot, 2, 1)
-        committed(runtime, owner.org_id, 2)
-        files = exported_and_checked(
-            client, runtime, boot, signed_in, tmp_path, lambda key: None, 2
-        )
-    finally:
-        engine.command(f"DROP DATABASE IF EXISTS `{database}`")
+    ingest_days_ago(client, boot, 2, 1)
+    committed(runtime, owner.org_id, 2)
+    files = exported_and_checked(client, runtime, boot, signed_in, tmp_path, lambda key: None, 2)
     manifest = json.loads(files["manifest.json"])
     assert all(not o["as_stored"] for o in manifest["objects"])  # rows, re-encoded per batch
     for obj in manifest["objects"]:
