@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import selectors
 import signal
 import socket
 import subprocess
@@ -44,6 +45,14 @@ def stored_markers(bucket: Path) -> dict[str, int]:
         params={"files": files},
     ).fetchall()
     return {str(m): int(n) for m, n in rows}
+
+
+def readable(fileobj: object, timeout: float) -> bool:
+    """Whether ``fileobj`` has something to read within ``timeout`` seconds. Not select.select:
+    it refuses descriptors above 1023, which a long test run's process reaches."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(fileobj, selectors.EVENT_READ)  # type: ignore[arg-type]
+        return bool(selector.select(timeout))
 
 
 def free_port() -> int:

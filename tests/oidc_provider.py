@@ -22,7 +22,6 @@ import contextlib
 import json
 import os
 import re
-import select
 import shutil
 import subprocess
 import time
@@ -37,6 +36,8 @@ import httpx
 import pytest
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
+
+from tests.ingest_helpers import readable
 
 IDP_DIR = Path(__file__).resolve().parent / "idp"
 START_SECONDS = 30.0
@@ -121,8 +122,7 @@ def _wait_ready(process: subprocess.Popen[bytes], log: Path) -> dict[str, str]:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             break
-        ready, _, _ = select.select([process.stdout], [], [], 0.2)
-        if ready:
+        if readable(process.stdout, 0.2):
             line = process.stdout.readline().decode(errors="replace")
             with contextlib.suppress(ValueError):
                 return dict(json.loads(line)["ready"])

@@ -15,7 +15,6 @@ import base64
 import json
 import re
 import secrets
-import select
 import socket
 import string
 import time
@@ -44,6 +43,7 @@ from astralog.security.fieldcrypt import SecretUnavailable
 from astralog.settings import Settings, load_settings
 from tests.conftest import bearer
 from tests.connector_contract import T0, H, batch_key, make_events, run
+from tests.ingest_helpers import readable
 from tests.s3_server import MotoServer, S3Bucket
 
 pytest_plugins = ["tests.s3_server"]  # moto_server, moto_iam_server, s3_bucket
@@ -454,8 +454,7 @@ def test_unsafe_endpoints_fail_at_the_endpoint_check_without_a_request(
     assert result["ok"] is False
     assert [c["name"] for c in result["checks"]] == ["endpoint"]
     assert reason in result["checks"][0]["detail"]
-    pending, _, _ = select.select([silent_listener], [], [], 0.2)
-    assert pending == []  # nothing ever connected to the loopback listener
+    assert not readable(silent_listener, 0.2)  # nothing ever connected to the loopback listener
     problem(client.post(f"/v1/connectors/{created.json()['id']}/activate", headers=admin), 409)
 
 

@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import pty
-import select
 from collections.abc import Iterator
 from typing import IO
 
@@ -17,6 +16,7 @@ import pytest
 
 from astralog import logs
 from astralog.settings import load_settings
+from tests.ingest_helpers import readable
 
 ANSI = "\x1b["
 
@@ -61,7 +61,7 @@ def _through_terminal(fmt: str) -> list[str]:
         assert stream.isatty()
         _emit(stream, fmt)
         chunks = []  # a pty hands over what was written in pieces: read until it is drained
-        while select.select([leader], [], [], 0.5)[0]:
+        while readable(leader, 0.5):
             chunks.append(os.read(leader, 65536))
         text = b"".join(chunks).decode()
     os.close(leader)
