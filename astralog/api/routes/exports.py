@@ -53,6 +53,8 @@ async def serve(runtime: Runtime) -> None:
         await asyncio.Event().wait()
     finally:
         await exports.stop()
+        exports.close()  # its SQLite file: a server that stops leaves no descriptor open
+        _EXPORTS.pop(runtime, None)
 
 
 def export_owner(principal: ManagementDep) -> Principal:
