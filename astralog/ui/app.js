@@ -27,6 +27,12 @@ const PAGES = {
     load: () => import("./retention.js"),
   },
   "/audit": { name: "audit", title: "Audit", scope: "audit:read", load: () => import("./audit.js") },
+  "/data": {
+    name: "data",
+    title: "Data",
+    scope: "erasure:write",
+    load: () => import("./lifecycle.js"),
+  },
   "/members": {
     name: "members",
     title: "Members",
