@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
 
+from astralog.auth import totp
 from astralog.controlplane import events as ev
 from astralog.controlplane import projections
 from astralog.controlplane.people import Policy
@@ -104,8 +106,19 @@ def test_token_use_is_audited_once_per_hour(runtime: Runtime, boot: Bootstrap) -
 
 
 def test_secrets_never_enter_the_log(runtime: Runtime, boot: Bootstrap) -> None:
-    _people(runtime, boot)
+    """The facts of credential changes are in the log; the password, its hash, the TOTP seed and
+    the recovery codes are not (set for real here, so the test can fail)."""
+    ids = _people(runtime, boot)
+    org, owner, accounts = ids["org"], ids["owner"], runtime.accounts
+    password = "a long passphrase of my own"
+    accounts.set_password(org, owner, password)
+    seed = accounts.begin_totp(org, owner)
+    codes = accounts.confirm_totp(org, owner, totp.code_at(seed, time.time()))
+    with runtime.control.store.reading() as conn:
+        (phc,) = conn.execute(
+            "SELECT phc FROM account_passwords WHERE person_id = ?", (owner,)
+        ).fetchone()
     text = "\n".join(r.payload for r in runtime.control.store.records())
-    assert "totp_enrolled" in text
-    for word in ("password_hash", "argon2", "seed"):
-        assert word not in text
+    assert '"what":"password"' in text and "totp_enrolled" in text
+    for secret in (password, phc, seed, *codes):
+        assert secret not in text
