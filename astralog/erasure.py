@@ -70,13 +70,24 @@ class Matches:
     batches: list[BatchCommitted]
     pending: int  # matched rows not yet flushed from the WAL
 
-    def preview(self) -> dict[str, Any]:
+    def preview(self, held_by: list[str]) -> dict[str, Any]:
+        """What a request shows before it is approved; ``held_by``: the holds it would wait for."""
         return {
             "count": len(self.events),
             "sample": self.sample,
             "objects": [_object_view(b) for b in self.batches],
             "pending_rows": self.pending,
+            "held_by": held_by,
         }
+
+
+def holding(data: DataAccess, org_id: str, scope: ErasureScope) -> list[str]:
+    """The holds in force over any of the scope's sources and time range: a hold wins."""
+    return sorted(
+        h.id
+        for h in data.holds(org_id)
+        if any(h.covers(s, scope.start_ns, scope.end_ns) for s in scope.sources)
+    )
 
 
 def search_scope(scope: ErasureScope) -> SearchScope:

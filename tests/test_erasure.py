@@ -194,6 +194,61 @@ def test_who_may_ask_and_bad_input_is_a_4xx(
     assert missing.status_code == 404
 
 
+# ---- the dry-run preview -----------------------------------------------------------------------
+
+
+def dry_run(client: TestClient, headers: Headers, body: dict[str, Any]) -> Any:
+    return client.post("/v1/erasures/preview", json=body, headers=headers)
+
+
+def test_the_preview_answers_what_a_request_would_show_and_records_nothing(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, admin: Member,
+    op: Headers,
+) -> None:  # fmt: skip
+    ingest(client, boot, runtime)
+    body = {"query": f'"{SECRET}"', "start": "now-1h"}
+    before = audit_types(client, boot)
+    answer = dry_run(client, owner.headers, body)
+    assert answer.status_code == 200, answer.text
+    preview = answer.json()
+    assert preview["count"] == 1 and preview["held_by"] == [] and preview["pending_rows"] == 0
+    assert [e["body"] for e in preview["sample"]] == [f"login {SECRET}"]
+    assert [o["rows"] for o in preview["objects"]] == [3]
+    assert audit_types(client, boot) == before  # no request, no event
+    assert client.get("/v1/erasures", headers=owner.headers).json() == []
+    asked = ask(client, admin)
+    assert asked["preview"] == preview  # one shape: the UI renders both the same way
+    hold_id = place(client, owner, op, sources=[boot.source["id"]])
+    held = dry_run(client, bearer(boot.admin_token), body).json()  # an org token may look
+    assert held["held_by"] == [hold_id] and held["count"] == 1
+    assert ask(client, owner)["preview"]["held_by"] == [hold_id]
+
+
+def test_the_preview_checks_and_bounds_as_the_request_does(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    for role in ("retention_admin", "member", "viewer"):
+        who = add_member(runtime, owner.org_id, role)
+        answer = dry_run(client, who.headers, {"query": "x", "start": "now-1h"})
+        assert answer.status_code == 403, (role, answer.text)
+    for body in (
+        {"query": "x", "start": "now-1h", "sources": ["src_nope"]},
+        {"query": "x", "start": "now", "end": "now-1h"},
+        {"query": "level:(", "start": "now-1h"},
+        {"query": "x"},
+        {"query": "x" * 4097, "start": "now-1h"},
+        {"query": "x", "start": "now-1h", "sources": ["s"] * 101},
+        {"query": "x", "start": "now-1h", "extra": 1},
+    ):
+        answer = dry_run(client, owner.headers, body)
+        assert answer.status_code in (400, 422) and answer.json()["detail"], (body, answer.text)
+    ingest(client, boot, runtime)
+    monkeypatch.setattr("astralog.erasure.MAX_EVENTS", 2)  # the request's bound, lowered to see it
+    too_many = dry_run(client, owner.headers, {"query": "*", "start": "now-1h"})
+    assert too_many.status_code == 400 and "narrow the query" in too_many.json()["detail"]
+
+
 UNFLUSHED = {
     "wal": {"fsync": False, "segment_max_age_seconds": 3600.0},
     "flush": {"interval_seconds": 3600.0},

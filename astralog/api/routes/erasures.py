@@ -1,7 +1,9 @@
-"""Erasure of matching events: ask (with a preview), approve (a second admin), cancel.
+"""Erasure of matching events: preview, ask (with the preview), approve (a second admin), cancel.
 
 ``POST /v1/erasures`` answers with what the query matches now, found by the search planner and
-engine: the count, a few events in full and the objects that hold them. Nothing is hidden until
+engine: the count, a few events in full, the objects that hold them and the legal holds it would
+wait for; ``POST /v1/erasures/preview`` answers the same for the same body without asking for
+anything (no request, no event). Nothing is hidden until
 another admin of the org approves and the cancel window (``storage.erasure_cancel_window_seconds``)
 has passed; until the events are masked either admin may cancel. Both sides are people with the
 ``erasure:write`` scope (owner, admin): an org token belongs to no one, so two of them could be
@@ -20,7 +22,7 @@ from pydantic import BaseModel, Field
 from astralog.api.deps import ActorDep, ControlDep, ErasureWrite, ManagementDep, RuntimeDep
 from astralog.api.models import Strict
 from astralog.controlplane.erasures import ErasureScope
-from astralog.erasure import find
+from astralog.erasure import find, holding
 from astralog.errors import Forbidden
 from astralog.query.plan import SearchScope, make_plan
 from astralog.runtime import Runtime
@@ -52,6 +54,26 @@ class ErasureCancel(Strict):
     reason: str = Field("", max_length=2000)
 
 
+class ObjectView(BaseModel):
+    key: str
+    destination_id: str
+    source_id: str
+    rows: int
+    bytes: int
+
+
+class ErasurePreview(BaseModel):
+    """What a request matches: the same shape in a dry run and in a request asked for."""
+
+    count: int
+    sample: list[dict[str, Any]] = Field(description="A few matched events in full")
+    objects: list[ObjectView] = Field(description="The stored objects holding matched events")
+    pending_rows: int = Field(description="Matched rows still in the WAL, not yet in storage")
+    held_by: list[str] = Field(
+        [], description="Legal holds in force over the scope: the erasure waits for them"
+    )
+
+
 class Erasure(BaseModel):
     id: str
     org_id: str
@@ -59,7 +81,7 @@ class Erasure(BaseModel):
     start: str
     end: str
     sources: list[str]
-    preview: dict[str, Any]
+    preview: ErasurePreview
     state: str  # awaiting_approval | approved | held | masked | completed | cancelled
     requested_by: str
     requested_at: str
@@ -81,6 +103,23 @@ def _scope(runtime: Runtime, org_id: str, body: ErasureCreate) -> ErasureScope:
     return ErasureScope(body.query, plan.start_ns, plan.end_ns, sources)
 
 
+async def _preview(runtime: Runtime, org_id: str, scope: ErasureScope) -> dict[str, Any]:
+    """Bounded as a search is: the plan's query timeout, ``MAX_EVENTS`` ids, a small sample."""
+    matches = await find(runtime, org_id, scope)
+    return matches.preview(holding(runtime, org_id, scope))
+
+
+@router.post("/preview", response_model=ErasurePreview)
+async def preview_erasure(
+    body: ErasureCreate, org_id: ErasureWrite, runtime: RuntimeDep
+) -> dict[str, Any]:
+    """What ``POST /v1/erasures`` with this body would match now; creates and records nothing.
+
+    Any principal with ``erasure:write`` may look: the two-people rule guards the request, and a
+    preview shows no more than a search of the org does."""
+    return await _preview(runtime, org_id, _scope(runtime, org_id, body))
+
+
 @router.post("", response_model=Erasure, status_code=201)
 async def request_erasure(
     body: ErasureCreate, org_id: ErasureWrite, person: PersonId, runtime: RuntimeDep,
@@ -88,10 +127,10 @@ async def request_erasure(
 ) -> dict[str, Any]:  # fmt: skip
     """Asks to erase what ``query`` matches; answers with the preview. Another admin approves."""
     scope = _scope(runtime, org_id, body)
-    matches = await find(runtime, org_id, scope)
+    preview = await _preview(runtime, org_id, scope)
     window = runtime.settings.storage.erasure_cancel_window_seconds
     control = runtime.control.erasures
-    return control.request(org_id, person, scope, matches.preview(), window, actor)
+    return control.request(org_id, person, scope, preview, window, actor)
 
 
 @router.get("", response_model=list[Erasure])
