@@ -7,7 +7,9 @@ from WAL rows that were still pending then, and of the rewritten objects that re
 planner adds the ids of the hours a search reads to its WHERE, so an erased event leaves search,
 histogram, facets, tail and export at once, from every destination. Vectors are kept after the
 rewrite: they cost a few bytes an event and keep a late copy (a WAL segment replayed after a
-crash) hidden too. Durable when :meth:`DeletionVectors.add` returns (SQLite, synchronous=FULL).
+crash) hidden too; an org export leaves them out of its copy of an object not yet rewritten.
+They go with the org's data when the org is deleted. Durable when :meth:`DeletionVectors.add`
+returns (SQLite, synchronous=FULL).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from astralog import sqlite
 
-__all__ = ["DeletionVectors"]
+__all__ = ["DeletionVectors", "hour_of"]
 
 HOUR_NS = 3600 * 10**9
 _SCHEMA = """
@@ -34,6 +36,11 @@ CREATE INDEX IF NOT EXISTS deletion_vectors_erasure ON deletion_vectors (erasure
 """
 
 
+def hour_of(ts_ns: int) -> int:
+    """The start of the hour partition holding ``ts_ns``: what a vector is keyed by."""
+    return ts_ns - ts_ns % HOUR_NS
+
+
 class DeletionVectors:
     def __init__(self, path: Path) -> None:
         self._lock = threading.Lock()
@@ -47,7 +54,7 @@ class DeletionVectors:
 
     def add(self, org_id: str, erasure_id: str, events: Iterable[tuple[str, int, str]]) -> int:
         """Hide ``(source_id, timestamp_ns, event_id)`` events; return how many were new."""
-        rows = [(org_id, s, ts - ts % HOUR_NS, e, erasure_id) for s, ts, e in events]
+        rows = [(org_id, s, hour_of(ts), e, erasure_id) for s, ts, e in events]
         with sqlite.transaction(self._conn, self._lock) as conn:
             before = conn.total_changes
             conn.executemany("INSERT OR IGNORE INTO deletion_vectors VALUES (?, ?, ?, ?, ?)", rows)
@@ -70,9 +77,21 @@ class DeletionVectors:
 
     def of_erasure(self, erasure_id: str) -> dict[tuple[str, int], set[str]]:
         """``(source_id, hour_ns)`` -> the event ids one erasure hides there."""
-        query = "SELECT source_id, hour_ns, event_id FROM deletion_vectors WHERE erasure_id = ?"
+        return self._by_partition("erasure_id", erasure_id)
+
+    def of_org(self, org_id: str) -> dict[tuple[str, int], set[str]]:
+        """``(source_id, hour_ns)`` -> the event ids every erasure of the org hides there."""
+        return self._by_partition("org_id", org_id)
+
+    def forget_org(self, org_id: str) -> int:
+        """Drop the org's vectors once its data is purged everywhere; how many rows went."""
+        with sqlite.transaction(self._conn, self._lock) as conn:
+            return conn.execute("DELETE FROM deletion_vectors WHERE org_id = ?", (org_id,)).rowcount
+
+    def _by_partition(self, column: str, value: str) -> dict[tuple[str, int], set[str]]:
+        query = f"SELECT source_id, hour_ns, event_id FROM deletion_vectors WHERE {column} = ?"
         out: dict[tuple[str, int], set[str]] = {}
         with self._lock:
-            for source_id, hour_ns, event_id in self._conn.execute(query, (erasure_id,)):
+            for source_id, hour_ns, event_id in self._conn.execute(query, (value,)):
                 out.setdefault((str(source_id), int(hour_ns)), set()).add(str(event_id))
         return out

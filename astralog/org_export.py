@@ -3,12 +3,16 @@
 Stage: beside the control plane and the data plane, on the serving process's event loop. A job
 copies, through the connectors, every batch the catalog knows of the org in every destination it
 used (the Parquet objects byte for byte; a ClickHouse destination stores rows, not objects, so
-each of its batches is re-encoded as one Parquet file), the org's projection rows as NDJSON
+each of its batches is re-encoded as one Parquet file; so is a batch holding events an erasure
+masked and has not rewritten yet, without them: an export never carries an erased event), the
+org's projection rows as NDJSON
 (secret columns, such as key digests and sealed credentials, left out) and its audit records with
 their chain (:mod:`astralog.controlplane.audit_export`). ``manifest.json`` lists the SHA-256 of
 every file and is signed with the instance's Ed25519 key; :mod:`astralog.export_verify` checks it
 offline. The job's state lives in its own SQLite file under the data dir: each file copied is
 recorded as it lands, so a job interrupted (a restart, a crash) continues where it stopped.
+Rows acknowledged but still in the WAL when the job starts are waited for (flushed into objects)
+rather than read from the WAL, so they are exported once, and masked like any other row.
 """
 
 from __future__ import annotations
@@ -24,18 +28,21 @@ import shutil
 import sqlite3
 import tarfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from astralog import export_crypto, sqlite
 from astralog.catalog import BatchCommitted
-from astralog.connectors.base import Connector
+from astralog.connectors.base import Connector, without_events
+from astralog.connectors.parquet import read_parquet
 from astralog.controlplane import projections
 from astralog.controlplane.audit_export import org_view
 from astralog.controlplane.checkpoints import Signer, org_checkpoints
@@ -45,7 +52,8 @@ from astralog.controlplane.export_events import (
     ExportRequested,
 )
 from astralog.controlplane.store import Actor, EventStore, canonical_json
-from astralog.dataplane import Destination
+from astralog.dataplane import Destination, PendingData
+from astralog.deletion_vectors import DeletionVectors, hour_of
 from astralog.errors import AstralogError, Conflict, NotFound
 from astralog.ids import new_id
 
@@ -75,6 +83,15 @@ class ExportData(Protocol):
     def destination(self, org_id: str, destination_id: str) -> Destination: ...
 
     def connector(self, org_id: str, destination: Destination) -> Connector: ...
+
+    def pending(self) -> Sequence[PendingData]:
+        """Rows this node acknowledged and has not flushed yet, per WAL segment."""
+        ...
+
+    @property
+    def vectors(self) -> DeletionVectors:
+        """The event ids erasures hide (masked, not yet or never rewritten)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -209,6 +226,7 @@ class Exports:
             return
         org_id, recipient = str(row[0]), row[1]
         try:
+            await self._flushed(org_id)
             await self._copy_objects(export_id, org_id)
             await asyncio.to_thread(self._write_state, export_id, org_id)
             await asyncio.to_thread(self._finish, export_id, org_id, recipient)
@@ -227,6 +245,18 @@ class Exports:
             ).fetchall()
         return {str(r[0]) for r in rows}
 
+    async def _flushed(self, org_id: str) -> None:
+        """Wait until the WAL segments that hold rows of the org when the job starts are
+        flushed: the export then has them as objects, and what an erasure masked among them is
+        left out like any masked row. Later ingest (new segments) is not waited for."""
+        waiting = _segments_of(self.sources.data.pending(), org_id)
+        pause = 0.05
+        while waiting:
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)  # a destination down can take long: back off
+            left = {p.segment_id for p in self.sources.data.pending()}
+            waiting &= left
+
     async def _copy_objects(self, export_id: str, org_id: str) -> None:
         batches = self.sources.batches(org_id)
         with self._tx() as conn:
@@ -234,6 +264,7 @@ class Exports:
                 "UPDATE exports SET objects_total = ? WHERE id = ?", (len(batches), export_id)
             )
         done = self._done_paths(export_id)
+        erased = self.sources.data.vectors.of_org(org_id)
         for batch in batches:
             destination = self.sources.data.destination(org_id, batch.destination_id)
             as_stored = destination.kind != "clickhouse"
@@ -242,16 +273,18 @@ class Exports:
             if path in done:
                 continue
             connector = self.sources.data.connector(org_id, destination)
-            payload = await _read(connector, batch.object_key, as_stored)
+            hidden = erased.get((batch.source_id, hour_of(batch.min_ts_ns)), set())
+            copy = await _read(connector, batch.object_key, as_stored, hidden)
             about = {
                 "destination_id": batch.destination_id,
                 "destination_kind": destination.kind,
                 "key": batch.object_key,
                 "source_id": batch.source_id,
-                "rows": batch.rows,
-                "as_stored": as_stored,
+                "rows": batch.rows - copy.erased_rows,
+                "erased_rows": copy.erased_rows,
+                "as_stored": as_stored and not copy.erased_rows,
             }
-            await asyncio.to_thread(self._stage, export_id, path, payload, about)
+            await asyncio.to_thread(self._stage, export_id, path, copy.payload, about)
 
     def _stage(
         self, export_id: str, path: str, payload: bytes, about: dict[str, Any] | None = None
@@ -353,13 +386,36 @@ def _add(tar: tarfile.TarFile, name: str, handle: Any, size: int) -> None:
     tar.addfile(info, handle)
 
 
-async def _read(connector: Connector, key: str, as_stored: bool) -> bytes:
-    if as_stored:
-        return await connector.read_object(key)
-    table = await connector.read_batches([key])
+@dataclass(frozen=True)
+class _Copy:
+    payload: bytes
+    erased_rows: int  # rows a deletion vector hides, left out of ``payload``
+
+
+async def _read(connector: Connector, key: str, as_stored: bool, erased: set[str]) -> _Copy:
+    """The batch as stored; re-encoded as Parquet when the destination stores rows, or when an
+    erasure masked some of its rows and has not rewritten it yet (the copy leaves them out)."""
+    raw = await connector.read_object(key) if as_stored else None
+    if raw is not None and not erased:
+        return _Copy(raw, 0)
+    if raw is not None:
+        table = await asyncio.to_thread(read_parquet, pa.BufferReader(raw), key)
+    else:
+        table = await connector.read_batches([key])
+    kept = without_events(table, erased) if erased else table
+    if raw is not None and kept.num_rows == table.num_rows:
+        return _Copy(raw, 0)  # the vector's rows are in another object of the hour
+    return _Copy(await asyncio.to_thread(_parquet, kept), table.num_rows - kept.num_rows)
+
+
+def _parquet(table: pa.Table) -> bytes:
     sink = io.BytesIO()
-    await asyncio.to_thread(pq.write_table, table, sink, compression="zstd")
+    pq.write_table(table, sink, compression="zstd")
     return sink.getvalue()
+
+
+def _segments_of(pending: Sequence[PendingData], org_id: str) -> set[str]:
+    return {p.segment_id for p in pending if pc.any(pc.equal(p.table["OrgId"], org_id)).as_py()}
 
 
 def _org_rows(conn: sqlite3.Connection, table: str, org_id: str) -> list[dict[str, Any]]:

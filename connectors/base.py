@@ -8,6 +8,7 @@ connector stores it in the customer's storage. Every connector promises:
 * objects follow the Hive layout of :mod:`astralog.connectors.layout`, so any engine can read
   them without us;
 * ``list_objects`` and ``delete_expired`` prune by the partition path, never by reading data;
+  ``delete_expired`` spares the hours a legal hold keeps, and only those;
 * ``probe`` says exactly which step (write, read, list, delete, ...) failed
   (:mod:`astralog.connectors.probe` runs the steps);
 * ``put_checkpoint`` / ``list_checkpoints`` keep the org's signed audit checkpoints in its own
@@ -37,14 +38,18 @@ from astralog.schema import log_schema
 
 from .layout import BatchKey
 
+Spans = Sequence[tuple[datetime, datetime]]  # time spans whose hour partitions a purge keeps
+
 __all__ = [
     "BatchKey",
     "Check",
     "Connector",
     "ConnectorError",
     "Pushdown",
+    "Spans",
     "WrittenBatch",
     "canonical_rows",
+    "without_events",
 ]
 
 
@@ -102,9 +107,10 @@ class Connector(ABC):
 
     @abstractmethod
     async def delete_expired(
-        self, org_id: str, source_id: str | None, before: datetime
+        self, org_id: str, source_id: str | None, before: datetime, keep: Spans = ()
     ) -> list[str]:
-        """Delete every hour partition ending at or before ``before``; return deleted keys."""
+        """Delete every hour partition ending at or before ``before``, except the hours that
+        overlap a span ``[start, end)`` of ``keep`` (legal holds); return the deleted keys."""
 
     @abstractmethod
     async def list_objects(
@@ -164,8 +170,7 @@ class Connector(ABC):
         so a reader that planned with it still finds it; a retry writes the same replacement.
         """
         table = await self.read_batches([object_key])
-        erased = pc.is_in(table["EventId"], value_set=pa.array(sorted(event_ids), pa.string()))
-        kept = table.filter(pc.invert(erased))
+        kept = without_events(table, event_ids)
         if kept.num_rows == table.num_rows:
             return None
         if not kept.num_rows:
@@ -182,6 +187,14 @@ class Connector(ABC):
 
     async def close(self) -> None:  # noqa: B027 - optional hook, most connectors hold nothing
         """Release clients and connections."""
+
+
+def without_events(table: pa.Table, event_ids: Collection[str]) -> pa.Table:
+    """``table`` without the rows whose EventId is in ``event_ids``: what an erasure keeps of a
+    batch, whether it rewrites it in place (:meth:`Connector.erase_rows`) or an org export
+    copies it."""
+    erased = pc.is_in(table["EventId"], value_set=pa.array(sorted(event_ids), pa.string()))
+    return table.filter(pc.invert(erased))
 
 
 def canonical_rows(tables: Sequence[pa.Table], what: str) -> pa.Table:
