@@ -1,0 +1,236 @@
+"""One delivery attempt over one channel: a signed webhook POST, or an e-mail over SMTP.
+
+Stage: alert delivery (channels). What it promises:
+
+* :func:`post_webhook` checks the endpoint URL again at every attempt (a host that now resolves
+  to a private or metadata address is refused: DNS rebinding between creation and delivery gets
+  nowhere) and connects only to the addresses that check returned (aiohttp with
+  :func:`~astralog.security.egress.pinned_connector_args`). It follows no redirect, ignores
+  environment proxies (``trust_env=False``: a proxy would be an unchecked hop), sends no
+  caller-chosen header on the deny-list, gives up after a total timeout and reads at most
+  ``max_response_bytes`` of the answer. It never raises for the receiver's sake: every outcome
+  is a :class:`Outcome`.
+* :func:`send_email` hands one message to the operator's SMTP server (stdlib ``smtplib`` in a
+  worker thread: alert mail is rare, and the standard library needs no new dependency), with
+  STARTTLS or implicit TLS as configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.policy
+import re
+import smtplib
+import socket
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+import aiohttp
+
+from astralog.errors import AstralogError, BadRequest
+from astralog.security.egress import (
+    CheckedEndpoint,
+    UnsafeEndpoint,
+    check_endpoint,
+    pinned_connector_args,
+)
+from astralog.security.egress.addresses import ALLOW_SETTING
+from astralog.security.egress.endpoint import Resolve
+
+__all__ = [
+    "DENIED_HEADERS",
+    "Outcome",
+    "SmtpConfig",
+    "Target",
+    "WebhookPolicy",
+    "check_email",
+    "check_headers",
+    "post_webhook",
+    "send_email",
+]
+
+ALLOW_WEBHOOK_SETTING = "ASTRALOG_ALERTS__WEBHOOK_ALLOW_PRIVATE_NETWORKS"
+USER_AGENT = "Astralog-Webhooks/1"
+
+# Headers an endpoint's configuration may not set: framing and hop-by-hop headers (request
+# smuggling), the signature headers (a receiver must trust only ours), forwarding and proxy
+# headers (they lie to the receiver's access control about who is calling), and cookies.
+DENIED_HEADERS = frozenset(
+    {
+        "host", "content-length", "content-type", "content-encoding", "transfer-encoding",
+        "connection", "keep-alive", "upgrade", "te", "trailer", "expect", "cookie",
+        "forwarded", "via", "user-agent", "x-real-ip", "true-client-ip",
+    }
+)  # fmt: skip
+DENIED_PREFIXES = ("webhook-", "proxy-", "x-forwarded-", "sec-")
+_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$")
+_MAX_HEADERS = 10
+_MAX_VALUE = 1024
+_EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to. ``status`` None: no HTTP answer (or an e-mail)."""
+
+    status: int | None
+    error: str = ""  # "" when delivered
+    retry_after: float | None = None  # seconds the receiver asked us to wait
+
+    @property
+    def delivered(self) -> bool:
+        return not self.error
+
+
+@dataclass(frozen=True)
+class Target:
+    """What the worker needs to send to one endpoint (secrets in force now, newest first)."""
+
+    endpoint_id: str
+    org_id: str
+    kind: str  # "webhook" | "email"
+    target: str  # the URL or the address
+    enabled: bool
+    secrets: tuple[str, ...]
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class WebhookPolicy:
+    allow_networks: tuple[str, ...] = ()
+    allow_http: bool = False
+    timeout_seconds: float = 10.0
+    max_response_bytes: int = 64 * 1024
+    resolve: Resolve = field(default=socket.getaddrinfo)
+
+    def check(self, url: str) -> CheckedEndpoint:
+        """The URL as a checked request target; :class:`UnsafeEndpoint` names what is wrong."""
+        try:
+            return check_endpoint(
+                url,
+                schemes=("https",),
+                allow_http=self.allow_http,
+                allow_networks=self.allow_networks,
+                resolve=self.resolve,
+            )
+        except UnsafeEndpoint as exc:
+            raise UnsafeEndpoint(exc.detail.replace(ALLOW_SETTING, ALLOW_WEBHOOK_SETTING)) from None
+
+
+def check_headers(headers: Mapping[str, Any]) -> dict[str, str]:
+    """An endpoint's extra headers, refused if any is on the deny-list or malformed."""
+    if len(headers) > _MAX_HEADERS:
+        raise BadRequest(f"at most {_MAX_HEADERS} extra headers per endpoint")
+    clean: dict[str, str] = {}
+    for name, value in headers.items():
+        lower = str(name).lower()
+        if not _TOKEN.match(str(name)):
+            raise BadRequest(f"header name {str(name)[:40]!r} is not a valid HTTP token")
+        if lower in DENIED_HEADERS or lower.startswith(DENIED_PREFIXES):
+            raise BadRequest(f"header {name!r} is set by Astralog and cannot be configured")
+        if not isinstance(value, str) or len(value) > _MAX_VALUE:
+            raise BadRequest(f"header {name!r}: the value must be a string of at most 1024 chars")
+        if any(not ch.isprintable() or ch in "\r\n" for ch in value):
+            raise BadRequest(f"header {name!r}: the value holds control characters")
+        clean[lower] = value
+    return clean
+
+
+def check_email(address: str) -> str:
+    if len(address) > 254 or not _EMAIL.match(address):
+        raise BadRequest(f"{address[:80]!r} is not a plain e-mail address (local@domain)")
+    return address
+
+
+async def post_webhook(
+    policy: WebhookPolicy, url: str, headers: Mapping[str, str], body: bytes
+) -> Outcome:
+    try:
+        checked = await asyncio.to_thread(policy.check, url)
+    except AstralogError as exc:
+        return Outcome(None, f"refused at delivery time: {exc.detail}")
+    try:
+        return await _post(policy, checked, headers, body)
+    except TimeoutError:
+        return Outcome(None, f"no answer within {policy.timeout_seconds:g} s")
+    except (aiohttp.ClientError, OSError) as exc:
+        return Outcome(None, f"connection failed: {type(exc).__name__}: {exc}"[:500])
+
+
+async def _post(
+    policy: WebhookPolicy, checked: CheckedEndpoint, headers: Mapping[str, str], body: bytes
+) -> Outcome:
+    connector = aiohttp.TCPConnector(**pinned_connector_args(checked))
+    timeout = aiohttp.ClientTimeout(total=policy.timeout_seconds)
+    sent = {**headers, "content-type": "application/json", "user-agent": USER_AGENT}
+    async with (
+        aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=False) as session,
+        session.post(checked.url, data=body, headers=sent, allow_redirects=False) as response,
+    ):
+        await response.content.read(policy.max_response_bytes)  # bounded; the rest is dropped
+        return _judge(response.status, response.headers)
+
+
+def _judge(status: int, headers: Mapping[str, str]) -> Outcome:
+    if 200 <= status < 300:
+        return Outcome(status)
+    if 300 <= status < 400:
+        where = headers.get("location", "")[:200]
+        return Outcome(status, f"answered {status} (redirect to {where!r} not followed)")
+    return Outcome(status, f"answered {status}", _retry_after(headers.get("retry-after")))
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from ``Retry-After`` (delta-seconds form; an HTTP date is rare for webhooks)."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return float(value.strip())
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    host: str
+    port: int
+    sender: str
+    security: str = "starttls"  # "starttls" | "tls" | "none"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    timeout_seconds: float = 10.0
+
+
+def _email(config: SmtpConfig, to: str, subject: str, text: str, msg_id: str) -> EmailMessage:
+    message = EmailMessage(policy=email.policy.SMTP)
+    message["From"] = config.sender
+    message["To"] = to
+    message["Subject"] = "".join(ch for ch in subject if ch.isprintable())[:200]
+    message["Message-ID"] = f"<{msg_id}@astralog>"  # the same across retries: mail dedupes too
+    message.set_content(text)
+    return message
+
+
+def _send(config: SmtpConfig, message: EmailMessage) -> None:
+    context = ssl.create_default_context()
+    timeout = config.timeout_seconds
+    if config.security == "tls":
+        smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+            config.host, config.port, timeout=timeout, context=context
+        )
+    else:
+        smtp = smtplib.SMTP(config.host, config.port, timeout=timeout)
+    with smtp:
+        if config.security == "starttls":
+            smtp.starttls(context=context)
+        if config.username:
+            smtp.login(config.username, config.password)
+        smtp.send_message(message)
+
+
+async def send_email(config: SmtpConfig, to: str, subject: str, text: str, msg_id: str) -> Outcome:
+    try:
+        await asyncio.to_thread(_send, config, _email(config, to, subject, text, msg_id))
+    except (smtplib.SMTPException, OSError, ValueError) as exc:
+        return Outcome(None, f"SMTP: {type(exc).__name__}: {exc}"[:500])
+    return Outcome(None)
