@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -290,6 +291,10 @@ class Exports:
         self, export_id: str, path: str, payload: bytes, about: dict[str, Any] | None = None
     ) -> None:
         """Write one file of the export durably, then record it: a file recorded is complete."""
+        with self._lock:
+            exists = self._conn.execute("SELECT 1 FROM exports WHERE id = ?", (export_id,))
+            if exists.fetchone() is None:  # deleted with its org while the job ran
+                raise NotFound(f"export {export_id} was deleted with its org")
         target = self._dir(export_id) / "files" / path
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".partial")
@@ -374,6 +379,33 @@ class Exports:
                 " manifest_sha256 = ?, error = NULL WHERE id = ?",
                 (_now(), size, digest, export_id),
             )
+
+
+def exports_root(data_dir: Path) -> Path:
+    """Where the export jobs of an instance keep their state, staged files and archives."""
+    return data_dir / "exports"
+
+
+def forget_org(root: Path, org_id: str) -> list[str]:
+    """Delete every export of a deleted org (archives, staged files, then the job rows, so a
+    retry after a crash finds what is left); the export ids."""
+    database = root / "exports.sqlite3"
+    if not database.exists():
+        return []
+    with contextlib.closing(sqlite.connect(database)) as conn:
+        ids = [
+            str(r[0]) for r in conn.execute("SELECT id FROM exports WHERE org_id = ?", (org_id,))
+        ]
+        for export_id in ids:
+            shutil.rmtree(root / export_id, ignore_errors=True)
+        with sqlite.transaction(conn, threading.Lock()):
+            conn.execute(
+                "DELETE FROM export_files WHERE export_id IN"
+                " (SELECT id FROM exports WHERE org_id = ?)",
+                (org_id,),
+            )
+            conn.execute("DELETE FROM exports WHERE org_id = ?", (org_id,))
+    return ids
 
 
 def _archive_name(export_id: str, encrypted: bool) -> str:

@@ -219,6 +219,16 @@ class IdempotencyStore:
             ).rowcount
         return int(deleted)
 
+    def forget_org(self, org_id: str) -> int:
+        """Forget every receipt of a deleted org at once, window or not; SQLite rows deleted."""
+        with self._mem_lock:
+            self._answers = {k: v for k, v in self._answers.items() if k[0] != org_id}
+            self._ids = {k: v for k, v in self._ids.items() if k[0] != org_id}
+        with sqlite.transaction(self._conn, self._db_lock) as conn:
+            deleted = conn.execute("DELETE FROM answers WHERE org_id = ?", (org_id,)).rowcount
+            deleted += conn.execute("DELETE FROM document_ids WHERE org_id = ?", (org_id,)).rowcount
+        return int(deleted)
+
     def close(self) -> None:
         with self._db_lock:
             self._conn.close()

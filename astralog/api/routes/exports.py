@@ -23,7 +23,7 @@ from astralog.api.models import Strict
 from astralog.api.signin import require_recent
 from astralog.auth.principal import Principal
 from astralog.errors import Forbidden
-from astralog.org_export import Exports, Sources
+from astralog.org_export import Exports, Sources, exports_root
 from astralog.runtime import Runtime
 
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
@@ -41,7 +41,7 @@ def exports_of(runtime: Runtime) -> Exports:
             runtime,
             lambda org_id: runtime.data.catalog.batches(org_id, None, 0, _END),
         )
-        _EXPORTS[runtime] = Exports(runtime.settings.data_dir / "exports", sources)
+        _EXPORTS[runtime] = Exports(exports_root(runtime.settings.data_dir), sources)
     return _EXPORTS[runtime]
 
 
