@@ -1,11 +1,13 @@
 """Retention purge: delete what is past each source's retention from every destination it used.
 
 Queries hide expired data at once (the plan clamps the time range); this job frees the storage
-on a schedule. Only whole hour partitions entirely older than the cutoff are deleted, each purge
-is a ``RetentionPurged`` event in the audit log with what was deleted, and the catalog forgets
-the deleted batches in the same pass. Each purge also leaves a signed receipt
+on a schedule. Only whole hour partitions entirely older than the cutoff are deleted, except the
+hours a legal hold keeps (:mod:`astralog.retention_holds`); each purge is a ``RetentionPurged``
+event in the audit log with what was deleted, and the catalog forgets the deleted batches in the
+same pass. Each purge also leaves a signed receipt
 (:mod:`astralog.controlplane.purge_receipts`) in the audit record and in the destination it
-purged. :func:`preview` answers, from the catalog alone, what a retention would delete and when.
+purged. :func:`preview` answers, from the catalog alone, what a retention would delete and when,
+and what the holds would keep.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ from typing import Any
 
 from astralog.catalog import BatchCommitted
 from astralog.connectors.base import Connector
-from astralog.connectors.layout import HOUR, partition_hour
+from astralog.connectors.layout import HOUR, kept, partition_hour
 from astralog.controlplane import events as ev
+from astralog.controlplane.holds import purge_keeps
 from astralog.controlplane.purge_receipts import PurgedObject, PurgeReceipt, new_receipt
 from astralog.controlplane.store import Actor
 from astralog.dataplane import DataAccess
-from astralog.retention_holds import held_cutoff
+from astralog.retention_holds import held_spans, split
 
 log = logging.getLogger("astralog.retention")
 PURGER = Actor("system:retention", "local")
@@ -48,9 +51,11 @@ def cutoff_hour(cutoff_ns: int) -> datetime:
 def expired_batches(
     data: DataAccess, org_id: str, source_id: str, cutoff_ns: int
 ) -> list[BatchCommitted]:
-    """The source's committed batches a purge at ``cutoff_ns`` deletes."""
+    """The source's committed batches in the hour partitions a purge at ``cutoff_ns`` deletes
+    (holds aside): those ending at or before the cutoff's hour."""
+    before = cutoff_hour(cutoff_ns)
     expired = data.batches(org_id, [source_id], 0, cutoff_ns)
-    return [b for b in expired if b.max_ts_ns < cutoff_ns]
+    return [b for b in expired if b.max_ts_ns < cutoff_ns and _hour_of(b) + HOUR <= before]
 
 
 async def purge_once(data: DataAccess, now_ns: int | None = None) -> int:
@@ -60,13 +65,14 @@ async def purge_once(data: DataAccess, now_ns: int | None = None) -> int:
     for org_id in data.org_ids():
         for source in data.retention_policy(org_id).sources:
             cutoff_ns = now_ns - source.effective_days * DAY_NS
-            cutoff_ns = held_cutoff(data, org_id, source.source_id, cutoff_ns, PURGER)  # holds win
             deleted += await _purge_source(data, org_id, source.source_id, cutoff_ns)
     return deleted
 
 
 async def _purge_source(data: DataAccess, org_id: str, source_id: str, cutoff_ns: int) -> int:
     expired = expired_batches(data, org_id, source_id, cutoff_ns)
+    keep = held_spans(data, org_id, source_id, cutoff_ns, expired, _hour_ns, PURGER)  # holds win
+    expired = [b for b in expired if not kept(_hour_of(b), keep)]
     before = cutoff_hour(cutoff_ns)
     total = 0
     for destination_id in sorted({b.destination_id for b in expired}):
@@ -75,7 +81,7 @@ async def _purge_source(data: DataAccess, org_id: str, source_id: str, cutoff_ns
         # stop the others or the other orgs: it is retried on the next pass.
         try:
             connector = data.connector(org_id, data.destination(org_id, destination_id))
-            keys = await connector.delete_expired(org_id, source_id, before)
+            keys = await connector.delete_expired(org_id, source_id, before, keep)
         except Exception:
             log.exception(
                 "retention purge failed", extra={"org": org_id, "destination": destination_id}
@@ -156,14 +162,16 @@ async def run(
 def preview(
     data: DataAccess, org_id: str, source_id: str, days: int, next_purge: float
 ) -> dict[str, Any]:
-    """What a retention of ``days`` hides at once and what the next purge then deletes."""
+    """What a retention of ``days`` hides at once, what the next purge then deletes, and what
+    the legal holds in force keep from it (``held_*``: not counted as deleted)."""
     now_ns = time.time_ns()
     next_ns = max(int(next_purge * 10**9), now_ns)
     cutoff_ns = next_ns - days * DAY_NS
     expired = expired_batches(data, org_id, source_id, cutoff_ns)
+    keeps = purge_keeps(data.holds(org_id), source_id, cutoff_ns)
+    deleted, held = split(keeps, expired, _hour_ns)
     before = cutoff_hour(cutoff_ns)
-    deleted = [b for b in expired if _hour_of(b) + HOUR <= before]
-    return {
+    return held | {
         "source_id": source_id,
         "days": days,
         "hidden_before": _iso(now_ns - days * DAY_NS),
@@ -182,6 +190,10 @@ def _hour_of(batch: BatchCommitted) -> datetime:
     """The batch's hour partition (from its key; its first event's hour if the key has none)."""
     hour = partition_hour(batch.object_key)
     return hour if hour is not None else cutoff_hour(batch.min_ts_ns)
+
+
+def _hour_ns(batch: BatchCommitted) -> int:
+    return int(_hour_of(batch).timestamp()) * 10**9
 
 
 def _hour(batches: list[BatchCommitted], pick: Any) -> str | None:

@@ -23,6 +23,7 @@ __all__ = [
     "checkpoint_key",
     "floor_hour",
     "hours_overlap",
+    "kept",
     "keys_in_range",
     "object_key",
     "parse_object_key",
@@ -142,6 +143,12 @@ def partition_hour(path: str) -> datetime | None:
 def hours_overlap(hour: datetime, start: datetime, end: datetime) -> bool:
     """Whether the hour partition starting at ``hour`` overlaps ``[start, end)``."""
     return hour < end and hour + HOUR > start
+
+
+def kept(hour: datetime, keep: Iterable[tuple[datetime, datetime]]) -> bool:
+    """Whether the hour partition starting at ``hour`` overlaps one of the spans ``keep`` (what
+    legal holds keep from a purge): a span keeps every hour it touches."""
+    return any(hours_overlap(hour, start, end) for start, end in keep)
 
 
 def keys_in_range(keys: Iterable[str], start: datetime, end: datetime) -> list[str]:

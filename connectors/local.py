@@ -24,12 +24,22 @@ import pyarrow as pa
 
 from astralog.durable import fsync_dir
 
-from .base import BatchKey, Check, Connector, ConnectorError, Pushdown, WrittenBatch, canonical_rows
+from .base import (
+    BatchKey,
+    Check,
+    Connector,
+    ConnectorError,
+    Pushdown,
+    Spans,
+    WrittenBatch,
+    canonical_rows,
+)
 from .layout import (
     CHECKPOINT_DIR,
     HOUR,
     checkpoint_key,
     hours_overlap,
+    kept,
     object_key,
     parse_object_key,
     partition_hour,
@@ -84,7 +94,7 @@ class LocalConnector(Connector):
         return await self._guarded(f"writing {relative}", self._write_sync, relative, table)
 
     async def delete_expired(
-        self, org_id: str, source_id: str | None, before: datetime
+        self, org_id: str, source_id: str | None, before: datetime, keep: Spans = ()
     ) -> list[str]:
         return await self._guarded(
             f"deleting partitions of org {org_id} before {before.isoformat()}",
@@ -92,6 +102,7 @@ class LocalConnector(Connector):
             org_id,
             source_id,
             before,
+            keep,
         )
 
     async def list_objects(
@@ -221,9 +232,12 @@ class LocalConnector(Connector):
                         yield hour_dir, hour
 
     def _delete_expired_sync(
-        self, org_id: str, source_id: str | None, before: datetime
+        self, org_id: str, source_id: str | None, before: datetime, keep: Spans
     ) -> list[str]:
-        expired = list(self._hour_dirs(org_id, source_id, lambda h: h + HOUR <= before))
+        def expired_hour(hour: datetime) -> bool:
+            return hour + HOUR <= before and not kept(hour, keep)
+
+        expired = list(self._hour_dirs(org_id, source_id, expired_hour))
         deleted: list[str] = []
         for hour_dir, _ in expired:
             deleted.extend(self._relative(path) for path in _objects_in(hour_dir))

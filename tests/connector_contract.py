@@ -127,6 +127,24 @@ class ConnectorContract:
         assert run(connector.list_objects("globex", None, T0, T0 + 3 * H)) == [other_org]
         assert run(connector.delete_expired("acme", None, T0 + 3 * H)) == []
 
+    def test_delete_expired_keeps_the_hours_a_hold_keeps(self, connector: Connector) -> None:
+        hours = (-30, -11, -10, -9, 0, 2, 3, 5, 6)  # over three days: whole days can go at once
+        keys = {
+            i: self.write(connector, batch_key("acme", "web", T0 + i * H, f"b{i}")) for i in hours
+        }
+        # the first span crosses midnight; the second touches only part of the hour T0+2h
+        keep = [(T0 - 11 * H, T0 - 9 * H), (T0 + 2.5 * H, T0 + 2.75 * H)]
+        deleted = run(connector.delete_expired("acme", None, T0 + 6 * H, keep))
+        assert deleted == sorted(keys[i] for i in (-30, -9, 0, 3, 5))
+        remaining = run(connector.list_objects("acme", None, T0 - 48 * H, T0 + 48 * H))
+        assert remaining == sorted(keys[i] for i in (-11, -10, 2, 6))
+        rows = {i: self.stored_rows(connector, keys[i]) for i in (-11, -10, 2, 6)}
+        assert rows == dict.fromkeys(rows, 5), rows  # rows kept, not only keys
+        assert run(connector.delete_expired("acme", "web", T0 + 6 * H, keep)) == []
+        assert run(connector.delete_expired("acme", "web", T0 + 7 * H)) == sorted(
+            keys[i] for i in (-11, -10, 2, 6)
+        )
+
     def test_probe_passes_every_step(self, connector: Connector) -> None:
         checks = run(connector.probe())
         assert checks, "probe must report its steps"

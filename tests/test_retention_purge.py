@@ -23,14 +23,17 @@ from astralog import byob
 from astralog.cli import main
 from astralog.connectors.base import Connector
 from astralog.connectors.clickhouse import ClickHouseConfig, ClickHouseConnector
+from astralog.connectors.layout import parse_object_key
 from astralog.controlplane.checkpoints import Signer, load_public_key
 from astralog.controlplane.purge_receipts import PurgedObject, new_receipt, verify_receipt
 from astralog.retention import purge_once
 from astralog.runtime import LOCAL_DESTINATION, Bootstrap, Runtime
 from astralog.settings import Settings, load_settings
 from tests.conftest import bearer
+from tests.rbac_helpers import add_member
 from tests.s3_server import S3Bucket
 from tests.test_byob import FAST, LOOPBACK, activate, committed, create_s3
+from tests.test_holds import place
 
 pytest_plugins = ["tests.s3_server"]  # moto_server, s3_bucket
 
@@ -148,6 +151,7 @@ def test_purge_deletes_from_the_destination_with_a_signed_receipt(
         "source_id": source, "days": 5, "objects": 1, "rows": 1, "bytes": old.bytes,
         "oldest_hour": old_hour.isoformat(), "newest_hour": old_hour.isoformat(),
         "destinations": [cid], "hidden_before": 0, "next_purge_at": 0, "deletes_before": 0,
+        "held_by": [], "held_hours": [], "held_objects": 0, "held_rows": 0, "held_bytes": 0,
     }  # fmt: skip
     assert _preview(client, source, 30, admin).json()["objects"] == 0
 
@@ -214,3 +218,57 @@ def test_preview_refuses_days_outside_the_plan_and_needs_retention_write(
     assert token.status_code == 201, token.text
     reader = bearer(token.json()["token"])
     assert _preview(client, source, 5, reader).status_code == 403
+
+
+# ---- a time-range hold keeps exactly the hours it covers ---------------------------------------
+
+
+def _ingest_hours(client: TestClient, boot: Bootstrap, h0: datetime, hours: int) -> None:
+    lines = [
+        {"timestamp": (h0 + timedelta(hours=i, minutes=30)).isoformat(), "message": f"h{i}"}
+        for i in range(hours)
+    ]
+    body = "\n".join(json.dumps(line) for line in lines)
+    response = client.post("/v1/ingest", content=body, headers=bearer(boot.ingest_key))
+    assert response.json()["accepted"] == hours, response.text
+
+
+def _hours_of(keys: list[str], h0: datetime) -> list[int]:
+    return sorted((parse_object_key(k).hour - h0) // timedelta(hours=1) for k in keys)
+
+
+def test_a_time_range_hold_keeps_only_its_hours_from_the_purge(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, destination: Activate
+) -> None:
+    """Hours h0..h8 all expired, a hold on [h3, h5): the purge leaves exactly h3 and h4."""
+    admin, org, source = bearer(boot.admin_token), boot.org["id"], boot.source["id"]
+    cid = destination(client, admin)
+    h0 = (datetime.now(UTC) - timedelta(days=10)).replace(minute=0, second=0, microsecond=0)
+    _ingest_hours(client, boot, h0, 9)
+    committed(runtime, org, 9)
+    assert _hours_of(_stored(runtime, client, org, cid), h0) == list(range(9))
+    owner, op = add_member(runtime, org, "owner"), bearer(boot.operator_token)
+    span = {"start": (h0 + timedelta(hours=3)).isoformat(), "end": (h0 + timedelta(hours=5))}
+    hold_id = place(client, owner, op, start=span["start"], end=span["end"].isoformat())
+
+    preview = _preview(client, source, 5, admin).json()
+    assert (preview["objects"], preview["held_objects"], preview["held_by"]) == (7, 2, [hold_id])
+    assert preview["held_hours"] == [
+        {"start": span["start"], "end": span["end"].isoformat(), "holds": [hold_id]}
+    ]
+    assert client.put(f"/v1/sources/{source}/retention", json={"days": 5}, headers=admin).is_success
+    assert client.portal.call(purge_once, runtime) == 7  # type: ignore[union-attr]
+    left = _stored(runtime, client, org, cid)
+    assert _hours_of(left, h0) == [3, 4]
+    assert client.portal.call(purge_once, runtime) == 0  # type: ignore[union-attr]
+    assert _hours_of(_stored(runtime, client, org, cid), h0) == [3, 4]
+
+    audit = client.get("/v1/audit?limit=1000", headers=admin).json()["events"]
+    purged = [e["payload"] for e in audit if e["type"] == "RetentionPurged"]
+    assert _hours_of([k for p in purged for k in p["object_keys"]], h0) == [0, 1, 2, 5, 6, 7, 8]
+    (held,) = [e["payload"] for e in audit if e["type"] == "PurgeHeld"]
+    assert (held["holds"], held["objects"], held["rows"]) == ([hold_id], 2, 2)
+    receipts = _receipts(runtime, client, org, cid)
+    gone = [key for r in receipts for key, _, _ in r["objects"]]
+    assert sorted(gone) == sorted(k for p in purged for k in p["object_keys"])
+    assert not set(gone) & set(left)

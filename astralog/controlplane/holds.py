@@ -8,7 +8,8 @@ side. Each step is an event in the hash-chained log (``HoldProposed``, ``HoldPla
 ``HoldReleaseProposed``, ``HoldReleased``, ``HoldRequestWithdrawn``).
 
 A hold in force (placed, release not yet approved) stops the purge of every hour partition it
-covers (:mod:`astralog.retention_holds`). It keeps data; it never widens what searches show.
+covers, and only those (:func:`purge_keeps`, :mod:`astralog.retention_holds`). It keeps data;
+it never widens what searches show.
 """
 
 from __future__ import annotations
@@ -57,23 +58,48 @@ class Hold:
         starts_before_end = self.start_ns is None or self.start_ns < end_ns
         return starts_before_end and (self.end_ns is None or self.end_ns > start_ns)
 
+    def kept_hours(self, before_ns: int) -> tuple[int, int]:
+        """The hour partitions ``[first, end)`` before ``before_ns`` (an hour) the hold keeps:
+        every hour it touches, the partial first and last ones too."""
+        first = 0 if self.start_ns is None else self.start_ns - self.start_ns % HOUR_NS
+        end = before_ns if self.end_ns is None else min(_ceil_hour(self.end_ns), before_ns)
+        return first, end
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What the holds keep from a purge: hour spans ``[start_ns, end_ns)`` (sorted, disjoint)
+    and the holds, by id, that cover each."""
+
+    spans: list[tuple[int, int, list[str]]]
+
     @property
-    def first_hour_ns(self) -> int:
-        """The start of the first hour partition the hold covers (0: from the beginning)."""
-        return 0 if self.start_ns is None else self.start_ns - self.start_ns % HOUR_NS
+    def holds(self) -> list[str]:
+        return sorted({h for _, _, ids in self.spans for h in ids})
+
+    def keeps(self, hour_ns: int) -> bool:
+        return any(start <= hour_ns < end for start, end, _ in self.spans)
 
 
-def purge_cutoff(holds: Sequence[Hold], source_id: str, cutoff_ns: int) -> tuple[int, list[str]]:
-    """How far back a purge of ``source_id`` may delete, and the holds that stopped it earlier.
+def purge_keeps(holds: Sequence[Hold], source_id: str, cutoff_ns: int) -> Kept:
+    """The expired hours of ``source_id`` (before the cutoff's hour) that holds keep.
 
-    A purge deletes every hour partition ending at or before its cutoff's hour; so the cutoff
-    moves back to the first hour a hold covers. (The younger expired hours after a time-range
-    hold are therefore kept too until it is released.)"""
-    cutoff_hour = cutoff_ns - cutoff_ns % HOUR_NS
-    holding = [h for h in holds if h.covers(source_id, 0, cutoff_hour)]
-    if not holding:
-        return cutoff_ns, []
-    return min(h.first_hour_ns for h in holding), sorted(h.id for h in holding)
+    The purge deletes every other expired hour partition: a time-range hold keeps exactly the
+    hours it touches, not the younger expired hours after it."""
+    before = cutoff_ns - cutoff_ns % HOUR_NS
+    covering = [h for h in holds if h.covers(source_id, 0, before)]
+    spans: list[tuple[int, int, list[str]]] = []
+    for start, end, hold_id in sorted((*h.kept_hours(before), h.id) for h in covering):
+        if spans and start <= spans[-1][1]:  # overlapping or adjacent: one span
+            last = spans[-1]
+            spans[-1] = (last[0], max(last[1], end), sorted({*last[2], hold_id}))
+        else:
+            spans.append((start, end, [hold_id]))
+    return Kept(spans)
+
+
+def _ceil_hour(ns: int) -> int:
+    return -(-ns // HOUR_NS) * HOUR_NS
 
 
 class Holds:

@@ -16,7 +16,8 @@ server over HTTP(S) and on the in-process chDB engine alike (both through
 * ``delete_expired`` drops whole ``(org, day)`` partitions (metadata only, instant) when a whole
   org's days expire, and removes the remaining expired hours -- or one source's rows, which share
   partitions with other sources -- with a lightweight ``DELETE``: rows disappear from queries at
-  once and leave the disk when their part is merged or its day is dropped.
+  once and leave the disk when their part is merged or its day is dropped. The hours a legal
+  hold keeps are left out of both: no day holding one is dropped, the ``DELETE`` spares them.
 * ``put_checkpoint`` keeps the org's signed audit checkpoints in ``astralog_checkpoints`` beside
   the log table (``schemas/audit_checkpoints.sql``), created on first use; ``put_receipt`` keeps
   the signed receipts of retention purges in ``astralog_receipts`` (``schemas/purge_receipts.sql``).
@@ -54,15 +55,16 @@ from ..base import (
     Connector,
     ConnectorError,
     Pushdown,
+    Spans,
     WrittenBatch,
     canonical_rows,
 )
 from ..layout import (
     HOUR,
     floor_hour,
+    kept,
     object_key,
     parse_object_key,
-    partition_hour,
     receipt_key,
     validate_id,
 )
@@ -175,15 +177,17 @@ class ClickHouseConnector(Connector):
         )
 
     async def delete_expired(
-        self, org_id: str, source_id: str | None, before: datetime
+        self, org_id: str, source_id: str | None, before: datetime, keep: Spans = ()
     ) -> list[str]:
         _validate_scope(org_id, source_id)
+        cutoff = floor_hour(before)
         return await self._guarded(
             f"deleting rows of org {org_id} before {before.isoformat()}",
             self._delete_expired_sync,
             org_id,
             source_id,
-            floor_hour(before),
+            cutoff,
+            _hour_spans(keep, cutoff),
         )
 
     async def list_objects(
@@ -447,18 +451,20 @@ class ClickHouseConnector(Connector):
         )
 
     def _delete_expired_sync(
-        self, org_id: str, source_id: str | None, cutoff: datetime
+        self, org_id: str, source_id: str | None, cutoff: datetime, keep: list[_Span]
     ) -> list[str]:
-        deleted = self._batch_keys(org_id, source_id, None, cutoff)
+        found = self._batch_keys(org_id, source_id, None, cutoff)
+        deleted = [k for k in found if not kept(parse_object_key(k).hour, keep)]
         if not deleted:
             return []
         rows_left = True
         if source_id is None and self._org_day_partitions:
-            self._drop_whole_days(org_id, cutoff)
-            day = cutoff.replace(hour=0)
-            rows_left = any((partition_hour(k) or day) >= day for k in deleted)
+            whole_days_before = min([cutoff, *(start for start, _ in keep)])  # no held day
+            self._drop_whole_days(org_id, whole_days_before)
+            day = whole_days_before.replace(hour=0)
+            rows_left = any(parse_object_key(k).hour >= day for k in deleted)
         if rows_left:
-            where, params = _scope_filter(org_id, source_id, None, cutoff)
+            where, params = _sparing(*_scope_filter(org_id, source_id, None, cutoff), keep)
             self._client().command(
                 f"DELETE FROM {self._table} WHERE {where}",
                 parameters=params,
@@ -643,6 +649,35 @@ def _scope_filter(
         where.append("Timestamp >= fromUnixTimestamp64Nano({first:Int64}, 'UTC')")
         params["first"] = _ns(first)
     return " AND ".join(where), params
+
+
+_Span = tuple[datetime, datetime]
+
+
+def _hour_spans(keep: Spans, cutoff: datetime) -> list[_Span]:
+    """``keep`` widened to whole hours, cut at ``cutoff``, sorted and merged: a short list of
+    parameters for the ``DELETE`` however many holds overlap."""
+    spans: list[_Span] = []
+    for start, end in sorted((floor_hour(s), min(_ceil_hour(e), cutoff)) for s, e in keep):
+        if start >= end:
+            continue
+        if spans and start <= spans[-1][1]:
+            spans[-1] = (spans[-1][0], max(spans[-1][1], end))
+        else:
+            spans.append((start, end))
+    return spans
+
+
+def _sparing(where: str, params: dict[str, Any], keep: list[_Span]) -> tuple[str, dict[str, Any]]:
+    """The WHERE clause without the rows of the hours ``keep`` holds (parameters, never SQL)."""
+    clauses = [where]
+    for i, (start, end) in enumerate(keep):
+        clauses.append(
+            f"NOT (Timestamp >= fromUnixTimestamp64Nano({{keep_from_{i}:Int64}}, 'UTC') AND "
+            f"Timestamp < fromUnixTimestamp64Nano({{keep_to_{i}:Int64}}, 'UTC'))"
+        )
+        params = params | {f"keep_from_{i}": _ns(start), f"keep_to_{i}": _ns(end)}
+    return " AND ".join(clauses), params
 
 
 def _batch_key(org_id: str, source_id: str, hour_epoch: int, batch_id: str) -> BatchKey | None:

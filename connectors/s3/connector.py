@@ -67,6 +67,7 @@ from ..base import (
     Connector,
     ConnectorError,
     Pushdown,
+    Spans,
     WrittenBatch,
     canonical_rows,
 )
@@ -74,6 +75,7 @@ from ..layout import (
     CHECKPOINT_DIR,
     HOUR,
     checkpoint_key,
+    kept,
     keys_in_range,
     object_key,
     parse_object_key,
@@ -175,12 +177,12 @@ class S3Connector(Connector):
         return keys_in_range(keys, start, end)
 
     async def delete_expired(
-        self, org_id: str, source_id: str | None, before: datetime
+        self, org_id: str, source_id: str | None, before: datetime, keep: Spans = ()
     ) -> list[str]:
         doing = f"deleting batches of org {org_id} before {before.isoformat()}"
         # A day that starts before `before` may hold expired hours; the hour decides.
         keys = await self._batch_keys(org_id, source_id, lambda day: day < before, doing)
-        expired = [k for k in keys if (h := partition_hour(k)) is not None and h + HOUR <= before]
+        expired = [k for k in keys if _expired(partition_hour(k), before, keep)]
         await self._delete(expired, doing)
         return sorted(expired)
 
@@ -570,6 +572,10 @@ def _keep(day_prefix: str, keep_day: Callable[[datetime], bool]) -> bool:
     except ValueError:
         return False
     return keep_day(day)
+
+
+def _expired(hour: datetime | None, before: datetime, keep: Spans) -> bool:
+    return hour is not None and hour + HOUR <= before and not kept(hour, keep)
 
 
 def _chunks(items: Sequence[_T], size: int) -> Iterator[Sequence[_T]]:
