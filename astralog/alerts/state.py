@@ -99,7 +99,7 @@ def _advance(prev: InstanceState, hit: bool, now_ns: int, policy: Policy) -> Ins
         )
     if prev.condition == "firing":
         last = prev.last_hit_ns if prev.last_hit_ns is not None else now_ns
-        if now_ns - last < policy.keep_firing_for_ns:
+        if policy.keep_firing_for_ns and now_ns - last < policy.keep_firing_for_ns:
             return replace(prev, hits=0)
     return replace(prev, condition="normal", hits=0)
 

@@ -1,0 +1,101 @@
+"""When an alert runs: every N seconds, or on a cron expression read in a time zone.
+
+Cron is read by ``cronsim`` (small, typed, maintained; it walks wall-clock time in the zone, so
+"09:00 Europe/Paris" stays 09:00 across daylight-saving changes and a skipped hour is skipped, not
+run twice). A schedule is validated when the alert is saved: a bad expression or zone is a 400
+that says what is wrong, never an error at evaluation time.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from cronsim import CronSim, CronSimError
+
+from astralog.errors import BadRequest
+
+S = 10**9
+MAX_CRON_LENGTH = 120
+
+
+@dataclass(frozen=True)
+class Schedule:
+    interval_seconds: int | None = None
+    cron: str | None = None
+    timezone: str = "UTC"
+
+    def check(self, min_interval_seconds: int) -> Schedule:
+        """This schedule, or a 400: exactly one of interval and cron, no more often than the
+        org's minimum interval."""
+        if (self.interval_seconds is None) == (self.cron is None):
+            raise BadRequest("give the schedule either 'interval_seconds' or 'cron', not both")
+        zone = _zone(self.timezone)
+        if self.interval_seconds is not None:
+            gap = self.interval_seconds
+        else:
+            gap = _shortest_gap(_cron_text(self.cron or ""), zone)
+        if gap < min_interval_seconds:
+            raise BadRequest(
+                f"this schedule runs every {gap} s; this org's alerts may run at most every "
+                f"{min_interval_seconds} s: choose a longer interval"
+            )
+        return self
+
+    def latest(self, now_ns: int) -> int:
+        """The last run at or before ``now_ns``: an evaluator that fell behind evaluates the
+        newest window, not each one it missed."""
+        if self.interval_seconds is not None:
+            step = self.interval_seconds * S
+            return now_ns // step * step
+        start = datetime.fromtimestamp(now_ns / S + 1, _zone(self.timezone))
+        prev = next(CronSim(self.cron or "", start, reverse=True))
+        return min(now_ns, int(prev.astimezone(UTC).timestamp()) * S)
+
+    def next_after(self, after_ns: int) -> int:
+        """The first run strictly after ``after_ns``."""
+        if self.interval_seconds is not None:
+            step = self.interval_seconds * S
+            return (after_ns // step + 1) * step  # on the grid: alerts alike run together
+        start = datetime.fromtimestamp(after_ns / S, _zone(self.timezone))
+        nxt = next(CronSim(self.cron or "", start))
+        return int(nxt.astimezone(UTC).timestamp()) * S
+
+
+def _zone(name: str) -> ZoneInfo:
+    if not name or len(name) > 64 or name.startswith(("/", ".")) or ".." in name:
+        raise BadRequest(f"unknown time zone {name[:64]!r}: use an IANA name like 'Europe/Paris'")
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise BadRequest(
+            f"unknown time zone {name[:64]!r}: use an IANA name like 'Europe/Paris'"
+        ) from None
+
+
+def _cron_text(cron: str) -> str:
+    if len(cron) > MAX_CRON_LENGTH or not cron.isascii() or not cron.isprintable():
+        raise BadRequest(f"the cron expression must be 1 to {MAX_CRON_LENGTH} printable characters")
+    if len(cron.split()) != 5:
+        raise BadRequest(
+            f"invalid cron expression {cron[:60]!r}: use five fields, minute hour day month "
+            "weekday (e.g. '*/5 * * * *')"
+        )
+    return cron
+
+
+def _shortest_gap(cron: str, zone: ZoneInfo) -> int:
+    """The shortest gap between runs over a day's worth of runs (at least two runs)."""
+    try:
+        runs = CronSim(cron, datetime(2026, 1, 5, tzinfo=zone))
+        times = [next(runs), next(runs)]
+        while len(times) < 1441 and (times[-1] - times[0]).total_seconds() < 86_400:
+            times.append(next(runs))
+    except (CronSimError, StopIteration, ValueError) as exc:
+        raise BadRequest(f"invalid cron expression {cron[:60]!r}: {exc}"[:200]) from None
+    return int(min((b - a).total_seconds() for a, b in itertools.pairwise(times)))
+
+
+__all__ = ["Schedule"]
