@@ -32,7 +32,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -50,12 +50,13 @@ from astralog.controlplane.checkpoints import Signer, org_checkpoints
 from astralog.controlplane.export_events import (
     ExportCompleted,
     ExportDownloaded,
+    ExportExpired,
     ExportRequested,
 )
 from astralog.controlplane.store import Actor, EventStore, canonical_json
 from astralog.dataplane import Destination, PendingData
 from astralog.deletion_vectors import DeletionVectors, hour_of
-from astralog.errors import AstralogError, Conflict, NotFound
+from astralog.errors import AstralogError, Conflict, Gone, NotFound
 from astralog.ids import new_id
 
 log = logging.getLogger("astralog.export")
@@ -69,7 +70,7 @@ CREATE TABLE IF NOT EXISTS exports (
     id TEXT PRIMARY KEY, org_id TEXT NOT NULL, person_id TEXT NOT NULL, recipient TEXT,
     state TEXT NOT NULL, created_at TEXT NOT NULL, completed_at TEXT,
     objects_total INTEGER NOT NULL DEFAULT 0, error TEXT, archive_bytes INTEGER,
-    manifest_sha256 TEXT
+    manifest_sha256 TEXT, expired_at TEXT
 );
 CREATE TABLE IF NOT EXISTS export_files (
     export_id TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, bytes INTEGER NOT NULL,
@@ -114,13 +115,17 @@ def signed_message(body: dict[str, Any]) -> bytes:
 class Exports:
     """The org export jobs of this instance and their files, under ``root``."""
 
-    def __init__(self, root: Path, sources: Sources) -> None:
+    def __init__(self, root: Path, sources: Sources, retention_hours: float = 72.0) -> None:
         self.root = root
         self.sources = sources
+        self.retention = timedelta(hours=retention_hours)
         self._lock = threading.Lock()
         self._conn = sqlite.connect(root / "exports.sqlite3")
         with self._lock:
             self._conn.executescript(_SCHEMA)
+            columns = {str(c[1]) for c in self._conn.execute("PRAGMA table_info(exports)")}
+            if "expired_at" not in columns:  # a job table from before archives expired
+                self._conn.execute("ALTER TABLE exports ADD COLUMN expired_at TEXT")
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     @contextmanager
@@ -155,7 +160,8 @@ class Exports:
         with self._lock:
             row = self._conn.execute(
                 "SELECT id, state, created_at, completed_at, objects_total, error, archive_bytes,"
-                " manifest_sha256, recipient IS NOT NULL FROM exports WHERE id = ? AND org_id = ?",
+                " manifest_sha256, recipient IS NOT NULL, expired_at FROM exports"
+                " WHERE id = ? AND org_id = ?",
                 (export_id, org_id),
             ).fetchone()
             done = self._conn.execute(
@@ -173,7 +179,13 @@ class Exports:
             "archive_bytes": row[6],
             "manifest_sha256": row[7],
             "encrypted": bool(row[8]),
+            "expires_at": row[9] or self._expires_at(view["state"], view["completed_at"]),
         }
+
+    def _expires_at(self, state: str, completed_at: str | None) -> str | None:
+        if state != "done" or completed_at is None:
+            return None
+        return (datetime.fromisoformat(completed_at) + self.retention).isoformat()
 
     def list(self, org_id: str) -> list[dict[str, Any]]:
         with self._lock:
@@ -185,9 +197,17 @@ class Exports:
     def archive(self, org_id: str, export_id: str) -> Path:
         """The finished archive's path; NotFound, or Conflict while it is not done."""
         state = self.get(org_id, export_id)
+        path = self._dir(export_id) / _archive_name(export_id, state["encrypted"])
+        if state["state"] == "expired" or (state["state"] == "done" and not path.is_file()):
+            raise Gone(
+                f"export {export_id} expired at {state['expires_at']}: an archive is kept "
+                f"{self.retention.total_seconds() / 3600:g} hours after it is done, then "
+                "deleted; ask for a new export (POST /v1/exports)",
+                code="export_expired",
+            )
         if state["state"] != "done":
             raise Conflict(f"export {export_id} is {state['state']}: download it once it is done")
-        return self._dir(export_id) / _archive_name(export_id, state["encrypted"])
+        return path
 
     def downloaded(self, org_id: str, export_id: str, person_id: str, actor: Actor) -> None:
         event = ExportDownloaded(export_id, org_id, person_id)
@@ -197,6 +217,34 @@ class Exports:
 
     def _dir(self, export_id: str) -> Path:
         return self.root / export_id
+
+    # ---- expiring --------------------------------------------------------------------------
+
+    def expire(self, now: datetime | None = None) -> Sequence[str]:
+        """Delete the archives done, and the staged files of jobs failed, longer ago than the
+        retention; each is audited (``ExportExpired``). Returns the export ids."""
+        cutoff = (now or datetime.now(UTC)) - self.retention
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, org_id FROM exports WHERE state IN ('done', 'failed')"
+                " AND COALESCE(completed_at, created_at) <= ? ORDER BY created_at",
+                (cutoff.isoformat(timespec="microseconds"),),
+            ).fetchall()
+        for export_id, org_id in rows:
+            self._expire_one(str(export_id), str(org_id))
+        return [str(r[0]) for r in rows]
+
+    def _expire_one(self, export_id: str, org_id: str) -> None:
+        shutil.rmtree(self._dir(export_id), ignore_errors=True)
+        event = ExportExpired(export_id, org_id)
+        store = self.sources.store
+        with store.transaction():
+            store.append(event, Actor("system:export", "local"), store.version(event.aggregate_id))
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE exports SET state = 'expired', expired_at = ? WHERE id = ?",
+                (_now(), export_id),
+            )
 
     # ---- running ---------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The audit records of org exports: asked for, finished, downloaded.
+"""The audit records of org exports: asked for, finished, downloaded, expired.
 
 They live beside the job (:mod:`astralog.org_export`) rather than in ``events.py``; the package
 imports this module, so every reader of the log (replay, verification) knows them. They change
@@ -46,8 +46,17 @@ class ExportDownloaded(Event, aggregate="export:{export_id}"):
     person_id: str
 
 
+@dataclass(frozen=True)
+class ExportExpired(Event, aggregate="export:{export_id}"):
+    """The archive (or a failed job's staged files) was deleted: its retention was over."""
+
+    export_id: str
+    org_id: str
+
+
 @handles(ExportRequested)
 @handles(ExportCompleted)
 @handles(ExportDownloaded)
+@handles(ExportExpired)
 def _recorded(conn: sqlite3.Connection, e: Event, r: Recorded) -> None:
     """An export is its own record in the audit log; no projection changes."""

@@ -8,6 +8,7 @@ whole org, so a leaked token (personal or the org's) must not be enough to carry
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ from astralog.errors import Forbidden
 from astralog.org_export import Exports, Sources, exports_root
 from astralog.runtime import Runtime
 
+log = logging.getLogger("astralog.export")
 router = APIRouter(prefix="/v1/exports", tags=["exports"])
 ExportId = Annotated[str, PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_]+$")]
 _EXPORTS: weakref.WeakKeyDictionary[Runtime, Exports] = weakref.WeakKeyDictionary()
@@ -41,16 +43,24 @@ def exports_of(runtime: Runtime) -> Exports:
             runtime,
             lambda org_id: runtime.data.catalog.batches(org_id, None, 0, _END),
         )
-        _EXPORTS[runtime] = Exports(exports_root(runtime.settings.data_dir), sources)
+        root = exports_root(runtime.settings.data_dir)
+        hours = runtime.settings.storage.export_retention_hours
+        _EXPORTS[runtime] = Exports(root, sources, retention_hours=hours)
     return _EXPORTS[runtime]
 
 
 async def serve(runtime: Runtime) -> None:
-    """Beside the server: resume interrupted exports, and stop the running ones at shutdown."""
+    """Beside the server: resume interrupted exports, delete expired archives at the purge's
+    pace (``storage.purge_interval_seconds``), and stop the running jobs at shutdown."""
     exports = exports_of(runtime)
     try:
         await exports.resume_all()
-        await asyncio.Event().wait()
+        while True:
+            try:
+                await asyncio.to_thread(exports.expire)
+            except Exception:  # a full disk or a locked file: the next pass tries again
+                log.exception("expiring org exports failed")
+            await asyncio.sleep(runtime.settings.storage.purge_interval_seconds)
     finally:
         await exports.stop()
         exports.close()  # its SQLite file: a server that stops leaves no descriptor open
@@ -96,7 +106,7 @@ class ExportCreate(Strict):
 
 class ExportState(BaseModel):
     id: str
-    state: str  # running | done | failed
+    state: str  # running | done | failed | expired
     created_at: str
     completed_at: str | None
     objects_total: int
@@ -106,6 +116,9 @@ class ExportState(BaseModel):
     manifest_sha256: str | None
     encrypted: bool
     error: str | None
+    expires_at: str | None = Field(
+        None, description="When the archive is (or was) deleted; ask for a new export after."
+    )
 
 
 @router.post("", response_model=ExportState, status_code=202)
@@ -136,7 +149,8 @@ def get_export(export_id: ExportId, owner: Owner, runtime: RuntimeDep) -> dict[s
 def download_export(
     request: Request, export_id: ExportId, owner: Owner, runtime: RuntimeDep, actor: ActorDep
 ) -> StreamingResponse:
-    """The archive, streamed: verify it offline with ``astralog export verify``."""
+    """The archive, streamed: verify it offline with ``astralog export verify``. Once its
+    retention is over (``storage.export_retention_hours``) it is deleted: 410 Gone."""
     org_id = _in_person(request, owner)
     exports = exports_of(runtime)
     path = exports.archive(org_id, export_id)
