@@ -232,6 +232,11 @@ def test_the_preview_checks_and_bounds_as_the_request_does(
         who = add_member(runtime, owner.org_id, role)
         answer = dry_run(client, who.headers, {"query": "x", "start": "now-1h"})
         assert answer.status_code == 403, (role, answer.text)
+    for scopes, status in ((["erasure:write"], 403), (["erasure:write", "logs:read"], 200)):
+        body = {"name": "eraser", "scopes": scopes}
+        token = client.post("/v1/tokens", json=body, headers=bearer(boot.admin_token)).json()
+        answer = dry_run(client, bearer(token["token"]), {"query": "x", "start": "now-1h"})
+        assert answer.status_code == status, (scopes, answer.text)  # it shows events in full
     for body in (
         {"query": "x", "start": "now-1h", "sources": ["src_nope"]},
         {"query": "x", "start": "now", "end": "now-1h"},

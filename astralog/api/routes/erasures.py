@@ -43,6 +43,16 @@ def admin_in_person(principal: ManagementDep) -> str:
 PersonId = Annotated[str, Depends(admin_in_person)]
 
 
+def events_reader(org_id: ErasureWrite, principal: ManagementDep) -> str:
+    """A preview shows matched events in full: a token narrowed to ``erasure:write`` alone must
+    not read through it what ``logs:read`` would refuse."""
+    principal.require("logs:read")
+    return org_id
+
+
+ErasureReader = Annotated[str, Depends(events_reader)]
+
+
 class ErasureCreate(Strict):
     query: str = Field(max_length=4096, examples=['user.email:"ana@example.com"'])
     start: str | int = Field(examples=["now-30d", "2026-01-01T00:00:00Z"])
@@ -111,18 +121,18 @@ async def _preview(runtime: Runtime, org_id: str, scope: ErasureScope) -> dict[s
 
 @router.post("/preview", response_model=ErasurePreview)
 async def preview_erasure(
-    body: ErasureCreate, org_id: ErasureWrite, runtime: RuntimeDep
+    body: ErasureCreate, org_id: ErasureReader, runtime: RuntimeDep
 ) -> dict[str, Any]:
     """What ``POST /v1/erasures`` with this body would match now; creates and records nothing.
 
-    Any principal with ``erasure:write`` may look: the two-people rule guards the request, and a
-    preview shows no more than a search of the org does."""
+    Any principal with ``erasure:write`` and ``logs:read`` may look, an org token too: the
+    two-people rule guards the request, and a preview shows no more than a search does."""
     return await _preview(runtime, org_id, _scope(runtime, org_id, body))
 
 
 @router.post("", response_model=Erasure, status_code=201)
 async def request_erasure(
-    body: ErasureCreate, org_id: ErasureWrite, person: PersonId, runtime: RuntimeDep,
+    body: ErasureCreate, org_id: ErasureReader, person: PersonId, runtime: RuntimeDep,
     actor: ActorDep,
 ) -> dict[str, Any]:  # fmt: skip
     """Asks to erase what ``query`` matches; answers with the preview. Another admin approves."""
