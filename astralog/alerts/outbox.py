@@ -125,14 +125,14 @@ class Outbox:
         body = _body(message)
         rows = [
             (delivery_id(message.id, endpoint), message.id, endpoint, message.org_id,
-             message.event, body, message.created_ns, message.created_ns, message.created_ns)
+             message.event, body, message.created_ns, message.created_ns)
             for endpoint in dict.fromkeys(message.endpoint_ids)
         ]  # fmt: skip
         with self._tx() as conn:
             conn.executemany(
                 "INSERT OR IGNORE INTO outbox (delivery_id, message_id, endpoint_id, org_id, "
                 "event, body, created_ns, state, next_at_ns, updated_ns) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?)",  # due at once, whatever the clock
                 rows,
             )
 
