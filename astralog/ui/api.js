@@ -41,6 +41,9 @@ export async function api(method, path, body, { signal, quiet401 = false } = {})
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
       credentials: "same-origin",
+      // Chrome keeps a 410 without Cache-Control forever: an org restored after its deletion
+      // would stay "gone" in this browser. API answers are live state: never from the cache.
+      cache: "no-store",
       signal,
     });
   } catch (error) {

@@ -17,6 +17,7 @@ import {
   openDialog,
   pageHead,
   replace,
+  stateView,
   toast,
 } from "./dom.js";
 import { list } from "./members.js";
@@ -57,7 +58,7 @@ export async function mount(main, app) {
   if (scopes.has("retention:write")) cards.push(holdsCard(scopes.has("holds:write"), sources));
   if (scopes.has("erasure:write")) cards.push(erasuresCard(sources, app.session?.me?.id));
   if (scopes.has("exports:write")) cards.push(exportCard(timers));
-  if (scopes.has("org:delete")) cards.push(deletionCard(app));
+  if (scopes.has("org:delete")) cards.push(deletionCard(main, app));
   replace(page, head(), h("div", { class: "stack-lg" }, cards));
   return {
     unmount() {
@@ -324,71 +325,141 @@ function erasureRow(item, me, reload) {
   );
 }
 
-// The API answers a request with its preview; nothing is hidden before a second admin approves,
-// so the request is the preview, and cancelling it from the preview leaves no trace but the audit.
+// Preview and request are two steps in one dialog: "Preview" asks the server what the form
+// matches now and creates nothing; "Request erasure" asks for exactly what was previewed, and is
+// offered again only after a fresh preview once any field changes.
 function requestErasure(sources, reload) {
   const query = textInput("erasure-query", { class: "input input-mono", maxlength: "4096" });
   const start = textInput("erasure-start", { value: "now-30d" });
   const end = textInput("erasure-end", { value: "now" });
   const picked = sourceBoxes("erasure", sources);
-  formDialog({
-    id: "erasure-form",
+  const error = h("p", { class: "field-error", role: "alert" });
+  const result = h("div", { class: "stack", id: "erasure-preview", "aria-live": "polite" });
+  const previewButton = h("button", { type: "submit", class: "btn", form: "erasure-form" }, "Preview");
+  const ask = h("button", { type: "button", class: "btn btn-danger-solid", id: "erasure-ask", disabled: true }, "Request erasure");
+  const cancel = h("button", { type: "button", class: "btn" }, "Cancel");
+  const form = h(
+    "form",
+    { id: "erasure-form", class: "stack", novalidate: true },
+    field("erasure-query", "Query", query, 'As in search, e.g. user.email:"ana@example.com"'),
+    field("erasure-start", "From", start, "now-30d, or an ISO time"),
+    field("erasure-end", "Until", end),
+    picked.el,
+    error,
+  );
+  const { close } = openDialog({
     title: "Request an erasure",
-    description: "You see what matches before anything is hidden; a second admin approves.",
-    fields: [
-      field("erasure-query", "Query", query, 'As in search, e.g. user.email:"ana@example.com"'),
-      field("erasure-start", "From", start, "now-30d, or an ISO time"),
-      field("erasure-end", "Until", end),
-      picked.el,
-    ],
-    submitLabel: "Preview",
-    async onSubmit(close) {
-      if (!query.value.trim()) throw { detail: "Enter the query of the events to erase." };
-      const body = {
-        query: query.value.trim(),
-        start: start.value.trim() || "now-30d",
-        end: end.value.trim() || "now",
-        sources: picked.value(),
-      };
-      const created = await post("/v1/erasures", body);
-      close();
-      reload();
-      showPreview(created, reload);
-    },
+    description: "Preview what matches first: nothing is asked for until you request it, and a second admin approves.",
+    body: [form, result],
+    actions: [cancel, previewButton, ask],
   });
+  let previewed = null; // the body the shown preview answers
+  const stale = () => {
+    previewed = null;
+    ask.disabled = true;
+    replace(result);
+  };
+  form.addEventListener("input", stale);
+  cancel.addEventListener("click", () => close());
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    error.textContent = "";
+    stale();
+    const body = erasureBody(query, start, end, picked);
+    if (!body) {
+      error.textContent = "Enter the query of the events to erase.";
+      return;
+    }
+    previewButton.disabled = true;
+    try {
+      const [preview, holds] = await Promise.all([post("/v1/erasures/preview", body), holdNames()]);
+      replace(result, previewView(preview, holds));
+      previewed = body;
+      ask.disabled = false;
+    } catch (err) {
+      error.textContent = err.detail || String(err);
+    } finally {
+      previewButton.disabled = false;
+    }
+  });
+  ask.addEventListener("click", async () => {
+    if (!previewed) return;
+    ask.disabled = true;
+    try {
+      await post("/v1/erasures", previewed);
+      close();
+      toast("Erasure requested: another admin approves it");
+      reload();
+    } catch (err) {
+      error.textContent = err.detail || String(err);
+      ask.disabled = false;
+    }
+  });
+  query.focus();
 }
 
-function showPreview(item, reload) {
-  const preview = item.preview || {};
+function erasureBody(query, start, end, picked) {
+  if (!query.value.trim()) return null;
+  return {
+    query: query.value.trim(),
+    start: start.value.trim() || "now-30d",
+    end: end.value.trim() || "now",
+    sources: picked.value(),
+  };
+}
+
+const OBJECTS_SHOWN = 20;
+
+function objectList(objects) {
+  const more = objects.length - OBJECTS_SHOWN;
+  return h(
+    "div",
+    { id: "erasure-objects", class: "stack" },
+    h("p", { class: "muted" }, "Objects rewritten without these events:"),
+    h(
+      "ul",
+      { class: "erasure-objects" },
+      objects.slice(0, OBJECTS_SHOWN).map((o) =>
+        h("li", {}, h("code", {}, o.key), h("span", { class: "ln-sub" }, ` ${fmtNumber(o.rows)} rows, ${fmtBytes(o.bytes)}`)),
+      ),
+      more > 0 ? h("li", { class: "muted" }, `and ${fmtNumber(more)} more`) : null,
+    ),
+  );
+}
+
+// Hold ids as the case ids people know them by; the ids alone when the holds cannot be read.
+async function holdNames() {
+  try {
+    return new Map(list(await get("/v1/holds"), "holds").map((hold) => [hold.id, hold.case_id]));
+  } catch {
+    return new Map();
+  }
+}
+
+function previewView(preview, holds) {
+  const objects = preview.objects || [];
+  const held = preview.held_by || [];
   const sample = (preview.sample || []).map((event) =>
     h("pre", { class: "code erasure-sample", tabindex: "0" }, JSON.stringify(event, null, 2)),
   );
-  const keep = h("button", { type: "button", class: "btn btn-primary" }, "Ask for approval");
-  const drop = h("button", { type: "button", class: "btn btn-danger-solid" }, "Cancel request");
   const pending = preview.pending_rows ? ` (${fmtNumber(preview.pending_rows)} not yet in storage)` : "";
-  const { close } = openDialog({
-    title: "Erasure preview",
-    description: "What the query matches now. Another admin approves before anything is hidden.",
-    body: [
-      h(
-        "p",
-        { id: "erasure-count" },
-        h("strong", {}, fmtNumber(preview.count)),
-        ` ${preview.count === 1 ? "event matches" : "events match"}, in ${fmtNumber((preview.objects || []).length)} objects${pending}.`,
-      ),
-      sample.length ? h("div", { class: "stack" }, h("p", { class: "muted" }, "A few of them:"), sample) : null,
-    ],
-    actions: [drop, keep],
-  });
-  keep.addEventListener("click", () => {
-    close();
-    toast("Erasure requested: another admin approves it");
-  });
-  drop.addEventListener("click", async () => {
-    close();
-    await cancelNow(item, "cancelled from the preview");
-    reload();
-  });
+  return [
+    h(
+      "p",
+      { id: "erasure-count" },
+      h("strong", {}, fmtNumber(preview.count)),
+      ` ${preview.count === 1 ? "event matches" : "events match"}, in ${fmtNumber(objects.length)} ${objects.length === 1 ? "object" : "objects"}${pending}.`,
+    ),
+    sample.length ? h("div", { class: "stack" }, h("p", { class: "muted" }, "A few of them:"), sample) : null,
+    objects.length ? objectList(objects) : null,
+    h(
+      "p",
+      { id: "erasure-holds", class: held.length ? "field-error" : "muted" },
+      held.length
+        ? `Legal holds in force cover these events: ${held.map((id) => holds.get(id) || id).join(", ")}. The erasure waits until they are released.`
+        : "No legal hold covers these events.",
+    ),
+  ];
 }
 
 async function cancelNow(item, reason) {
@@ -507,7 +578,7 @@ function exportView(state) {
 
 // ------------------------------------------------------------------ org deletion
 
-function deletionCard(app) {
+function deletionCard(main, app) {
   const reason = textInput("delete-reason", { maxlength: "2000" });
   const confirmName = textInput("delete-confirm", { maxlength: "200" });
   const error = h("p", { class: "field-error", role: "alert" });
@@ -539,10 +610,10 @@ function deletionCard(app) {
         confirm: "Delete the org",
       },
       async () => {
-        await withReauth(() =>
+        const state = await withReauth(() =>
           post("/v1/org/deletion", { reason: reason.value.trim(), confirm: confirmName.value }),
         );
-        location.assign("/");
+        showPending(main, org.name, state);
       },
     );
   });
@@ -552,4 +623,22 @@ function deletionCard(app) {
     lede: "Stops the org at once; its data is gone after the grace period. Legal holds in force keep it.",
     body: form,
   });
+}
+
+// The server ended every session of the org with the request: what is left to show is what
+// happens next, and the way back to the sign-in page (which answers the same when and why).
+function showPending(main, name, state) {
+  replace(
+    main,
+    h(
+      "div",
+      { class: "page", id: "org-pending" },
+      stateView({
+        iconName: "lock",
+        title: `${name} is pending deletion`,
+        text: `Reason: ${state.reason}. Everyone is signed out and nothing is accepted or served. Its data is purged after ${when(state.purge_after)}; until then an operator can restore the org.`,
+        actions: [h("button", { type: "button", class: "btn", onclick: () => location.assign("/") }, "Sign in")],
+      }),
+    ),
+  );
 }
