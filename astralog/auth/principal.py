@@ -27,6 +27,9 @@ SCOPES: dict[str, str] = {
     "org:delete": "Delete the whole org (an owner in person, freshly signed in).",
     "exports:write": "Export the whole org (an owner at a browser, freshly signed in).",
     "erasure:write": "Ask for, approve and cancel erasures of matching events (two admins).",
+    "alerts:read": "See saved searches, alerts, their instances and history, and silences.",
+    "alerts:write": "Save searches; create, change and silence alerts on the sources one reads.",
+    "alerts:admin": "Alert endpoints: webhooks and e-mail, their secrets and delivery log.",
 }
 
 PrincipalKind = Literal["ingest", "management", "operator", "person", "service"]

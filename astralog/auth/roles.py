@@ -55,14 +55,14 @@ ROLES: dict[str, Role] = {
         _role(
             "member",
             30,
-            {"sources:read", "logs:read", "searches:write"},
+            {"sources:read", "logs:read", "searches:write", "alerts:read", "alerts:write"},
             "Search the sources granted, and save searches.",
             source_grants=True,
         ),
         _role(
             "viewer",
             20,
-            {"sources:read", "logs:read"},
+            {"sources:read", "logs:read", "alerts:read"},
             "Read-only search of the sources granted.",
             source_grants=True,
         ),
