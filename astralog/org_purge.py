@@ -36,6 +36,11 @@ class OrgPurgeAccess(DataAccess, Protocol):
 
     def org_name(self, org_id: str) -> str: ...
 
+    def forget_org(self, org_id: str) -> None:
+        """Drop what this instance keeps of the org beside its destinations and its log
+        (deletion vectors, export jobs and archives, idempotency receipts)."""
+        ...
+
 
 async def purge_due(
     data: OrgPurgeAccess, deletions: OrgDeletions, now: datetime | None = None
@@ -70,6 +75,7 @@ async def purge_org(
     deleted = [await _purge_destination(data, org_id, d) for d in _destinations(data, org_id)]
     if any(d is None for d in deleted):
         return None
+    data.forget_org(org_id)  # before the record: a crash in between retries it all
     certificate = DeletionCertificate(
         org_id, data.org_name(org_id), deletion["requested_at"],
         tuple(d for d in deleted if d is not None), datetime.now(UTC).isoformat(),

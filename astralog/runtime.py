@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from astralog import byob
+from astralog import byob, org_export
 from astralog.auth.oidc import Providers
 from astralog.auth.principal import SCOPES
 from astralog.auth.sessions import SessionStore
@@ -361,6 +361,11 @@ class Runtime:
 
     def org_name(self, org_id: str) -> str:
         return str(self.control.org(org_id)["name"])
+
+    def forget_org(self, org_id: str) -> None:
+        self.data.vectors.forget_org(org_id)
+        self.data.idempotency.forget_org(org_id)
+        org_export.forget_org(org_export.exports_root(self.settings.data_dir), org_id)
 
     def record_purge(self, event: RetentionPurged | PurgeHeld, actor: Actor) -> None:
         store = self.control.store

@@ -5,6 +5,8 @@ org used (embedded bucket, S3 on moto_server, ClickHouse on chDB) with a signed 
 from __future__ import annotations
 
 import json
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from astralog import org_purge
+from astralog.api.routes.exports import exports_of
 from astralog.cli import main
 from astralog.controlplane.checkpoints import load_public_key
 from astralog.controlplane.org_deletion import verify_certificate
@@ -22,8 +25,14 @@ from tests.lifecycle_helpers import Headers
 from tests.lifecycle_helpers import op as op
 from tests.lifecycle_helpers import owner as owner
 from tests.lifecycle_helpers import settings as settings
+from tests.lifecycle_helpers import signed_in as signed_in
 from tests.rbac_helpers import Member, add_member, session_cookie
+from tests.test_erasure import admin as admin
+from tests.test_erasure import approve, erase
+from tests.test_erasure import ask as erasure_ask
+from tests.test_erasure import ingest as erasure_ingest
 from tests.test_holds import committed, ingest_days_ago, place
+from tests.test_org_export import export
 from tests.test_retention_purge import Activate, _receipts, _stored
 from tests.test_retention_purge import destination as destination  # the parametrized fixture
 
@@ -211,3 +220,52 @@ def test_certificate_documents_are_checked_not_trusted(runtime: Runtime) -> None
     key = load_public_key(runtime.signer.public_pem())
     for doc in (None, {}, {"format": "astralog-deletion-certificate/v1"}, json.loads("[1]")):
         assert verify_certificate(doc, key)[0].startswith("not a readable deletion certificate")
+
+
+def _side_state(runtime: Runtime, org: str) -> dict[str, Any]:
+    """What this instance keeps of an org beside its destinations and its control plane."""
+    with closing(sqlite3.connect(runtime.settings.data_dir / "idempotency.sqlite3")) as db:
+        receipts = sum(
+            db.execute(f"SELECT count(*) FROM {table} WHERE org_id = ?", (org,)).fetchone()[0]
+            for table in ("answers", "document_ids")
+        )
+    exports = exports_of(runtime)
+    return {
+        "vectors": runtime.data.vectors.of_org(org),
+        "exports": exports.list(org),
+        "export_files": sorted(p.name for p in exports.root.iterdir() if p.is_dir()),
+        "receipts": receipts,
+        "remembered": runtime.data.idempotency.lookup(org, _source(runtime, org), "k1"),
+        "batches": runtime.data.catalog.batches(org, None, 0, 2**62),
+    }
+
+
+def _source(runtime: Runtime, org: str) -> str:
+    return str(runtime.retention_policy(org).sources[0].source_id)
+
+
+def test_the_purge_leaves_nothing_of_the_org_but_its_tombstone(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, admin: Member,
+    signed_in: Headers,
+) -> None:  # fmt: skip
+    """Deletion vectors, export jobs and their archives, idempotency receipts: all go too."""
+    org = str(boot.org["id"])
+    headers = bearer(boot.ingest_key) | {"Idempotency-Key": "k1"}
+    assert client.post("/v1/ingest", content='{"message": "hi"}', headers=headers).is_success
+    committed(runtime, org, 1)
+    erasure_ingest(client, boot, runtime, count=2)
+    approve(client, admin, erasure_ask(client, owner)["id"])
+    assert erase(client, runtime) == 1  # masked: the org has a deletion vector
+    export(client, signed_in)  # an archive of the whole org on this machine
+    kept = _side_state(runtime, org)
+    assert kept["vectors"] and kept["exports"] and kept["export_files"], kept
+    assert kept["receipts"] and kept["remembered"], kept  # released to SQLite with the segment
+
+    ask(client, owner, boot)
+    (certificate,) = purge_due(client, runtime)
+    assert _side_state(runtime, org) == {
+        "vectors": {}, "exports": [], "export_files": [], "receipts": 0, "remembered": None,
+        "batches": [],
+    }  # fmt: skip
+    state = client.get(f"/v1/orgs/{org}/deletion", headers=bearer(boot.operator_token)).json()
+    assert state["state"] == "deleted" and state["certificate"] == certificate
