@@ -206,6 +206,13 @@ class StorageSettings(BaseModel):
     erasure_interval_seconds: float = Field(
         60.0, gt=0, description="How often due erasures are masked, rewritten and verified."
     )
+    export_retention_hours: float = Field(
+        72.0,
+        gt=0,
+        le=24 * 365,
+        description="How long a finished org export stays downloadable; then its archive is "
+        "deleted (at the next purge pass) and the owner asks for a new one.",
+    )
     allow_http_endpoints: bool = Field(
         False, description="Allow plain-http customer endpoints (on-prem MinIO, tests)."
     )
