@@ -164,7 +164,10 @@ class Plans:
             limits = {**self._stored(conn, name), **changes}
             clamped = _clamped_sources(conn, name, limits["retention_days"])
             if clamped and not clamp:
-                raise Conflict(_clamp_message(clamped, limits["retention_days"]))
+                # The sources as data too (the first 100), for a client to list them.
+                message = _clamp_message(clamped, limits["retention_days"])
+                raise Conflict(message, code="clamp_required", clamped_sources=clamped[:100],
+                               clamped_count=len(clamped))  # fmt: skip
             version = self.store.version(f"plan:{name}")
             self.store.append(ev.PlanDefined(name, limits), actor, version)
         return {**self.get(name), "clamped_sources": clamped}

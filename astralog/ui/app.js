@@ -273,6 +273,14 @@ async function boot() {
   onSignedOut(() => {
     if (session) showSignIn("Your session ended. Sign in again to continue.");
   });
+  if (location.pathname === "/plans") {
+    // The operator's page: browser sessions belong to an org, so it takes the operator's token
+    // itself (plans.js) and shows nothing of any org's navigation.
+    topbar.hidden = true;
+    app.setTitle("Plans");
+    (await import("./plans.js")).mount(main);
+    return;
+  }
   if (location.pathname === "/invitation") {
     // An invitation link signs its person in once they chose a password, whoever was signed in.
     showSignIn("", "invitation");
