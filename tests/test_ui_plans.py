@@ -5,13 +5,11 @@ below a source's own retention is refused with that source named until the opera
 
 from __future__ import annotations
 
-import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser import UI, shot
 
 pytest_plugins = ["tests.browser"]
-pytestmark = pytest.mark.slow
 
 
 def open_with(page: Page, token: str) -> None:
