@@ -359,6 +359,12 @@ class Runtime:
     def destination_ids(self, org_id: str) -> list[str]:
         return [str(c["id"]) for c in self.destinations.list(org_id)]
 
+    def source_ids(self, org_id: str) -> list[str]:
+        return [str(s["id"]) for s in self.control.sources(org_id)]
+
+    def connector_used(self, connector_id: str) -> bool:
+        return self.destinations.ever_active(connector_id)
+
     def org_name(self, org_id: str) -> str:
         return str(self.control.org(org_id)["name"])
 

@@ -197,6 +197,20 @@ class StorageSettings(BaseModel):
         description="How long a deleted org stays pending (stopped, restorable by an operator) "
         "before its data is purged from every destination it used.",
     )
+    source_deletion_grace_days: float = Field(
+        30.0,
+        ge=0,
+        le=3650,
+        description="How long a deleted source stays pending (its keys answer 410, searches "
+        "leave it out, an admin can restore it) before its data is purged everywhere.",
+    )
+    connector_deletion_grace_days: float = Field(
+        30.0,
+        ge=0,
+        le=3650,
+        description="How long a deleted connector stays pending (no new batches, an admin can "
+        "restore it) before the org's data in it is purged and its secrets dropped.",
+    )
     erasure_cancel_window_seconds: int = Field(
         86_400,
         ge=0,

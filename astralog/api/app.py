@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from astralog import __version__, org_purge, retention
+from astralog import __version__, org_purge, retention, scope_purge
 from astralog.api import problems
 from astralog.api.middleware import AccessLog, BodyLimit, SecurityHeaders
 from astralog.api.routes import (
@@ -65,6 +65,12 @@ async def _checkpoints(runtime: Runtime) -> None:
             log.exception("signing a checkpoint failed")
 
 
+async def _deletions_due(runtime: Runtime) -> None:
+    """After each retention pass: orgs, sources and connectors whose deletion grace is over."""
+    await org_purge.purge_due(runtime, runtime.control.deletions)
+    await scope_purge.purge_due(runtime, runtime.control.scope_deletions)
+
+
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     runtime = runtime or Runtime(settings)
 
@@ -86,7 +92,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                     runtime,
                     runtime.settings.storage.purge_interval_seconds,
                     runtime.purge_schedule,
-                    lambda: org_purge.purge_due(runtime, runtime.control.deletions),
+                    lambda: _deletions_due(runtime),
                 )
             ),
         ]

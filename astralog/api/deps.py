@@ -116,6 +116,7 @@ def authenticate(request: Request, runtime: RuntimeDep) -> Principal:
     else:
         principal = runtime.control.authenticate(presented_secret(request))
     runtime.control.deletions.refuse(principal.org_id)  # 410 while pending deletion, and after
+    runtime.control.scope_deletions.refuse(principal)  # the same for a source's ingest keys
     request.state.principal_id = principal.id
     request.state.principal = principal
     return principal

@@ -27,6 +27,9 @@ class Source(BaseModel):
     description: str
     created_at: str
     retention_days: int | None = None
+    deletion: dict[str, Any] | None = Field(
+        None, description="Pending deletion (or held): when, why, when it is purged; null: active."
+    )
 
 
 class RetentionSet(Strict):

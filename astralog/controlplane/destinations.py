@@ -53,7 +53,7 @@ class Destinations:
         previous = json.loads(row["config"])
         clean = byob.validate_config(row["kind"], config, previous)
         moved = [f for f in byob.LOCATION_FIELDS[row["kind"]] if clean.get(f) != previous.get(f)]
-        if moved and self._ever_active(connector_id):
+        if moved and self.ever_active(connector_id):
             raise Conflict(
                 f"this connector has stored data, so {moved} cannot change (earlier batches must "
                 "stay readable); create a new connector for the new location and activate it"
@@ -160,7 +160,8 @@ class Destinations:
             count += 1
         return count
 
-    def _ever_active(self, connector_id: str) -> bool:
+    def ever_active(self, connector_id: str) -> bool:
+        """Whether the connector was ever an org's active destination (it may hold data)."""
         with self.store.reading() as conn:
             row = conn.execute(
                 "SELECT 1 FROM events WHERE type = 'DestinationChanged' "

@@ -567,4 +567,58 @@ class OrgDeleted(Event, aggregate="deletion:{org_id}"):
     certificate: dict[str, Any] = field(default_factory=dict)
 
 
+# ---- deletion of one source or one connector (the org deletion's rules at their scope) ----------
+
+
+@dataclass(frozen=True)
+class ScopeDeletionRequested(Event, aggregate="deletion:{target_id}"):
+    """A source or a connector (``scope``: "source" or "connector") of the org stops at once: a
+    source's keys answer 410 and searches leave it out; no new batch goes to a connector (the
+    org falls back to the embedded bucket if it was active). Its data is purged once
+    ``purge_after`` (ISO 8601) has passed, unless an admin restores it first."""
+
+    org_id: str
+    scope: str
+    target_id: str
+    name: str
+    reason: str
+    purge_after: str
+
+
+@dataclass(frozen=True)
+class ScopeRestored(Event, aggregate="deletion:{target_id}"):
+    """An admin took the source or connector back out of pending deletion, within the grace."""
+
+    org_id: str
+    scope: str
+    target_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ScopeDeletionHeld(Event, aggregate="deletion:{target_id}"):
+    """The grace is over but legal holds in force over its data stop the final purge."""
+
+    org_id: str
+    scope: str
+    target_id: str
+    holds: list[str]
+
+
+@dataclass(frozen=True)
+class ScopeDeleted(Event, aggregate="deletion:{target_id}"):
+    """Its data was purged from every destination it used (a connector: from that one) and a
+    signed deletion certificate issued (``certificate``, the whole document). A source's keys
+    are revoked and its name is free again; a connector's sealed secrets leave the state."""
+
+    org_id: str
+    scope: str
+    target_id: str
+    objects: int
+    rows: int
+    bytes: int
+    manifest_sha256: str
+    certificate: dict[str, Any] = field(default_factory=dict)
+
+
 # ---- erasure of matching events -----------------------------------------------------------------

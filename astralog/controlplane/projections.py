@@ -84,15 +84,21 @@ CREATE TABLE IF NOT EXISTS org_deletions (
     requested_by TEXT NOT NULL, requested_at TEXT NOT NULL, purge_after TEXT NOT NULL,
     held_by TEXT, deleted_at TEXT, certificate TEXT
 );
+CREATE TABLE IF NOT EXISTS scope_deletions (
+    target_id TEXT PRIMARY KEY, org_id TEXT NOT NULL, scope TEXT NOT NULL, name TEXT NOT NULL,
+    state TEXT NOT NULL, reason TEXT NOT NULL, requested_by TEXT NOT NULL,
+    requested_at TEXT NOT NULL, purge_after TEXT NOT NULL, held_by TEXT, deleted_at TEXT,
+    certificate TEXT
+);
 """
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 """Raised whenever a projection table changes shape: an older database is rebuilt from its log."""
 
 TABLES = (
     "plans", "orgs", "sources", "ingest_keys", "tokens", "connectors", "destinations", "people",
     "identities", "idp_connections", "domains", "org_policies", "holds", "org_deletions",
-    "erasures",
+    "erasures", "scope_deletions",
 )  # fmt: skip
 
 Handler = Callable[[sqlite3.Connection, Any, Recorded], None]
@@ -436,6 +442,46 @@ def _org_deleted(conn: sqlite3.Connection, e: ev.OrgDeleted, r: Recorded) -> Non
         "certificate = ? WHERE org_id = ?",
         (r.at, json.dumps(e.certificate, sort_keys=True), e.org_id),
     )
+
+
+@handles(ev.ScopeDeletionRequested)
+def _scope_deletion(conn: sqlite3.Connection, e: ev.ScopeDeletionRequested, r: Recorded) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO scope_deletions (target_id, org_id, scope, name, state, reason, "
+        "requested_by, requested_at, purge_after) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+        (e.target_id, e.org_id, e.scope, e.name, e.reason, r.actor, r.at, e.purge_after),
+    )
+
+
+@handles(ev.ScopeRestored)
+def _scope_restored(conn: sqlite3.Connection, e: ev.ScopeRestored, r: Recorded) -> None:
+    conn.execute("DELETE FROM scope_deletions WHERE target_id = ?", (e.target_id,))
+
+
+@handles(ev.ScopeDeletionHeld)
+def _scope_deletion_held(conn: sqlite3.Connection, e: ev.ScopeDeletionHeld, r: Recorded) -> None:
+    held = json.dumps(e.holds)
+    conn.execute("UPDATE scope_deletions SET held_by = ? WHERE target_id = ?", (held, e.target_id))
+
+
+@handles(ev.ScopeDeleted)
+def _scope_deleted(conn: sqlite3.Connection, e: ev.ScopeDeleted, r: Recorded) -> None:
+    conn.execute(
+        "UPDATE scope_deletions SET state = 'deleted', held_by = NULL, deleted_at = ?, "
+        "certificate = ? WHERE target_id = ?",
+        (r.at, json.dumps(e.certificate, sort_keys=True), e.target_id),
+    )
+    # The tombstone is the row above and the log: a source's keys stop for good and its name is
+    # free again; a connector's row, with its sealed secrets, leaves the state.
+    if e.scope == "source":
+        conn.execute(
+            "UPDATE ingest_keys SET revoked_at = ? WHERE source_id = ? AND revoked_at IS NULL",
+            (r.at, e.target_id),
+        )
+        conn.execute("DELETE FROM sources WHERE id = ?", (e.target_id,))
+    else:
+        conn.execute("DELETE FROM destinations WHERE connector_id = ?", (e.target_id,))
+        conn.execute("DELETE FROM connectors WHERE id = ?", (e.target_id,))
 
 
 @handles(ev.SignedIn)

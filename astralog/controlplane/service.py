@@ -9,6 +9,7 @@ reads for the hot path go through :class:`astralog.auth.authenticator.Authentica
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from astralog.controlplane.org_deletion import OrgDeletions
 from astralog.controlplane.orgs import Orgs
 from astralog.controlplane.people import People
 from astralog.controlplane.plans import PlanLimits, Plans
+from astralog.controlplane.scope_deletion import ScopeDeletions
 from astralog.controlplane.sources import Retention, Sources
 from astralog.controlplane.store import Actor, EventStore
 from astralog.controlplane.tokens import Tokens
@@ -51,6 +53,7 @@ class ControlPlane:
         self.people = People(self.store, self.auth)
         self.holds = Holds(self.store)
         self.deletions = OrgDeletions(self.store, min(cache_seconds, 1.0))
+        self.scope_deletions = ScopeDeletions(self.store, min(cache_seconds, 1.0))
         self.erasures = Erasures(self.store)
         self._use_audited: dict[str, int] = {}  # token id -> hour of its last TokenUsed record
         self.auth.on_used = self._audit_token_use
@@ -99,8 +102,12 @@ class ControlPlane:
         return self._sources.set_retention(org_id, source_id, days, actor)
 
     def retention_policy(self, org_id: str) -> Retention:
-        """The plan's retention and each source's effective retention, in days."""
-        return self._sources.retention(org_id, self._orgs.get(org_id)["plan"])
+        """The plan's retention and each source's effective retention, in days. A source
+        pending deletion is left out, so searches and the retention purge no longer see it."""
+        policy = self._sources.retention(org_id, self._orgs.get(org_id)["plan"])
+        stopped = self.scope_deletions.of_org(org_id, "source")
+        live = tuple(s for s in policy.sources if s.source_id not in stopped)
+        return replace(policy, sources=live) if stopped else policy
 
     def retention(self, org_id: str) -> dict[str, Any]:
         return self.retention_policy(org_id).as_json()

@@ -1,12 +1,18 @@
 """Sources and their ingest keys, scoped to the caller's org and to the sources a member, viewer
 or ingest service account is granted: any other source is absent to them (404, like an unknown
-one)."""
+one).
+
+``DELETE`` puts a source in pending deletion (its keys answer 410, searches leave it out, its keys
+cannot be issued, rotated or its retention set) until the grace ends and its data is purged from
+every destination (:mod:`astralog.controlplane.scope_deletion`); ``POST .../restore`` takes it
+back within the grace. A purged source answers 410 and its certificate stays at ``.../deletion``.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Body
 
 from astralog import retention
 from astralog.api.deps import (
@@ -29,6 +35,7 @@ from astralog.api.models import (
     Source,
     SourceCreate,
 )
+from astralog.api.routes.org_deletion import DeletionRequest
 from astralog.auth.principal import Principal
 from astralog.controlplane.service import ControlPlane
 from astralog.errors import BadRequest, NotFound
@@ -40,7 +47,12 @@ router = APIRouter(prefix="/v1/sources", tags=["sources"])
 def list_sources(
     org_id: SourcesRead, principal: ManagementDep, control: ControlDep
 ) -> list[dict[str, Any]]:
-    return [s for s in control.sources(org_id) if _granted(principal, s["id"])]
+    stopped = control.scope_deletions.of_org(org_id, "source")
+    return [
+        s | {"deletion": stopped.get(s["id"])}
+        for s in control.sources(org_id)
+        if _granted(principal, s["id"])
+    ]
 
 
 @router.post("", response_model=Source, status_code=201)
@@ -63,7 +75,7 @@ def set_retention(
     control: ControlDep, actor: ActorDep,
 ) -> dict[str, Any]:  # fmt: skip
     """Takes effect at once at query time; storage is purged on the retention schedule."""
-    _source(control, principal, org_id, source_id)
+    _source(control, principal, org_id, source_id, live=True)
     return control.set_retention(org_id, source_id, body.days, actor)
 
 
@@ -103,7 +115,7 @@ def issue_key(
     actor: ActorDep,
     body: KeyCreate | None = None,
 ) -> dict[str, Any]:
-    _source(control, principal, org_id, source_id)
+    _source(control, principal, org_id, source_id, live=True)
     issued = control.issue_key(org_id, source_id, actor, body.expires_in_days if body else None)
     return {"key": issued.credential.secret, "info": issued.info}
 
@@ -119,7 +131,7 @@ def rotate_key(
     actor: ActorDep,
     body: KeyRotate | None = None,
 ) -> dict[str, Any]:
-    _source(control, principal, org_id, source_id)
+    _source(control, principal, org_id, source_id, live=True)
     _key_of_source(control, org_id, source_id, key_id)
     grace = body.grace_minutes if body and body.grace_minutes is not None else None
     grace = settings.auth.default_grace_minutes if grace is None else grace
@@ -137,6 +149,39 @@ def revoke_key(
     return control.revoke_key(org_id, key_id, actor)
 
 
+@router.delete("/{source_id}", status_code=202, summary="Delete a source (restorable in the grace)")
+def delete_source(
+    source_id: str, org_id: SourcesWrite, principal: ManagementDep, runtime: RuntimeDep,
+    actor: ActorDep, body: Annotated[DeletionRequest | None, Body()] = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Stops the source at once (its keys answer 410, searches leave it out); its data is purged
+    from every destination after the grace unless restored first or a legal hold covers it."""
+    control = runtime.control
+    _visible(principal, source_id)  # deleting twice, or a purged source, is a 409 that says so
+    grace = runtime.settings.storage.source_deletion_grace_days
+    reason = body.reason if body else "no reason given"
+    return control.scope_deletions.request(org_id, "source", source_id, reason, grace, actor)
+
+
+@router.post("/{source_id}/restore", summary="Take a source back out of pending deletion")
+def restore_source(
+    source_id: str, body: DeletionRequest, org_id: SourcesWrite, principal: ManagementDep,
+    control: ControlDep, actor: ActorDep,
+) -> dict[str, Any]:  # fmt: skip
+    _visible(principal, source_id)
+    return control.scope_deletions.restore(org_id, "source", source_id, body.reason, actor)
+
+
+@router.get("/{source_id}/deletion", summary="The source's deletion: pending, held or deleted")
+def source_deletion(
+    source_id: str, org_id: SourcesRead, principal: ManagementDep, control: ControlDep
+) -> dict[str, Any]:
+    """``state`` active, pending (``held_by``: the holds keeping it) or deleted, with the
+    signed deletion certificate."""
+    _visible(principal, source_id)
+    return control.scope_deletions.state(org_id, "source", source_id)
+
+
 def _key_of_source(control: ControlPlane, org_id: str, source_id: str, key_id: str) -> None:
     if control.key(org_id, key_id)["source_id"] != source_id:
         raise NotFound(f"key {key_id[:40]!r} does not belong to source {source_id[:40]!r}")
@@ -146,11 +191,17 @@ def _granted(principal: Principal, source_id: str) -> bool:
     return principal.readable is None or source_id in principal.readable
 
 
-def _source(
-    control: ControlPlane, principal: Principal, org_id: str, source_id: str
-) -> dict[str, Any]:
-    """The source, if the caller may see it; one it is not granted is reported exactly like a
-    missing one (tests compare the two answers)."""
+def _visible(principal: Principal, source_id: str) -> None:
     if not _granted(principal, source_id):
         raise NotFound(f"source {source_id[:40]!r} does not exist in this org")
-    return control.source(org_id, source_id)
+
+
+def _source(
+    control: ControlPlane, principal: Principal, org_id: str, source_id: str, live: bool = False
+) -> dict[str, Any]:
+    """The source, if the caller may see it; one it is not granted is reported exactly like a
+    missing one (tests compare the two answers). A purged source is gone (410); with ``live``,
+    one pending deletion is refused too (409)."""
+    _visible(principal, source_id)
+    deletion = control.scope_deletions.check(org_id, "source", source_id, live=live)
+    return control.source(org_id, source_id) | {"deletion": deletion}
