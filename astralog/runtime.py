@@ -22,6 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from astralog import byob, org_export
+from astralog.alerts.deliver import build_worker, webhook_policy
+from astralog.alerts.outbox import Outbox
+from astralog.alerts.store import AlertStore
 from astralog.auth.oidc import Providers
 from astralog.auth.principal import SCOPES
 from astralog.auth.sessions import SessionStore
@@ -29,14 +32,17 @@ from astralog.catalog import BatchCommitted, Catalog
 from astralog.connectors.base import Connector
 from astralog.connectors.local import LocalConnector
 from astralog.controlplane.accounts import Accounts
+from astralog.controlplane.alert_rules import AlertLimits, AlertRules
 from astralog.controlplane.checkpoints import Signer
 from astralog.controlplane.destinations import Destinations
+from astralog.controlplane.endpoints import Endpoints
 from astralog.controlplane.erasures import Erasures
 from astralog.controlplane.events import PurgeHeld, RetentionPurged
 from astralog.controlplane.holds import Hold
 from astralog.controlplane.idp import IdentityProviders
 from astralog.controlplane.passkeys import Passkeys
 from astralog.controlplane.plans import PlanLimits
+from astralog.controlplane.saved_searches import SavedSearches
 from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.sources import Retention
 from astralog.controlplane.store import Actor
@@ -249,6 +255,20 @@ class Runtime:
         self.sessions = SessionStore(settings.data_dir / "sessions.sqlite3")
         self.accounts = Accounts(self.control, self.destinations.cipher)
         self.passkeys = Passkeys(self.control, self.sessions, settings.server.url())
+        alerts = settings.alerts
+        self.outbox = Outbox(settings.data_dir / "alerts.sqlite3")  # alert messages to deliver
+        self.alert_endpoints = Endpoints(
+            self.control, self.destinations.cipher, webhook_policy(alerts),
+            email_enabled=bool(alerts.smtp_host), max_per_org=alerts.endpoints_per_org,
+        )  # fmt: skip
+        self.delivery = build_worker(
+            self.outbox, self.alert_endpoints, alerts, self.metrics.registry
+        )
+        self.saved_searches = SavedSearches(self.control.store, settings.server.url())
+        self.alert_rules = AlertRules(self.control.store, AlertLimits(
+            alerts.max_alerts_per_org, alerts.min_interval_seconds, alerts.max_window_seconds
+        ))  # fmt: skip
+        self.alert_state = AlertStore(settings.data_dir / "alerts.sqlite3")  # instances, history
         self._data: DataPlane | None = None
 
     @property
@@ -389,4 +409,6 @@ class Runtime:
 
     def close(self) -> None:
         self.sessions.close()
+        self.outbox.close()
+        self.alert_state.close()
         self.control.close()

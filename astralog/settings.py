@@ -317,6 +317,81 @@ class SsoSettings(BaseModel):
         return value
 
 
+class AlertsSettings(BaseModel):
+    """Alerts and their delivery (signed webhooks, e-mail)."""
+
+    webhook_allow_private_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDR networks an alert webhook may resolve to although private or loopback "
+        "(an on-prem receiver, tests); everything else must be public.",
+    )
+    webhook_allow_http: bool = Field(
+        False, description="Allow plain-http alert webhooks (loopback test receivers only)."
+    )
+    webhook_timeout_seconds: float = Field(
+        10.0, gt=0, le=60, description="Total time one webhook attempt may take."
+    )
+    webhook_max_response_bytes: int = Field(
+        64 * 1024, ge=0, description="Most of a receiver's answer read; the rest is dropped."
+    )
+    retry_schedule_seconds: list[float] = Field(
+        default_factory=lambda: [5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0],
+        description="Waits between delivery attempts (Standard Webhooks' schedule); a delivery "
+        "is failed after the last one.",
+    )
+    retry_jitter: float = Field(0.2, ge=0, lt=1, description="Each wait varies by +- this share.")
+    retry_after_max_seconds: float = Field(
+        3600.0, ge=0, description="Longest Retry-After a receiver's answer is honoured for."
+    )
+    delivery_poll_seconds: float = Field(
+        1.0, gt=0, description="How often the delivery worker looks for due messages."
+    )
+    delivery_concurrency: int = Field(8, ge=1, le=256, description="Attempts run at once.")
+    endpoints_per_org: int = Field(50, ge=1, description="Most notification endpoints per org.")
+    secret_overlap_hours: float = Field(
+        24.0,
+        ge=0,
+        le=168,
+        description="How long a rotated webhook secret still signs, beside the new one.",
+    )
+    smtp_host: str = Field("", description="SMTP server for alert e-mail; empty: e-mail is off.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP server port.")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="STARTTLS, implicit TLS, or none (a loopback relay only)."
+    )
+    smtp_username: str = Field("", description="SMTP login; empty: no AUTH.")
+    smtp_password: str = Field("", description="SMTP password.")
+    smtp_from: str = Field("", description="The From address of alert e-mail.")
+    smtp_timeout_seconds: float = Field(10.0, gt=0, le=120, description="SMTP timeout.")
+    evaluate_every_seconds: float = Field(
+        5.0, gt=0, le=60, description="How often the evaluator looks for due alerts."
+    )
+    ingest_settle_seconds: float = Field(
+        5.0,
+        ge=0,
+        le=120,
+        description="'Any new match' alerts count events received up to this long before the "
+        "evaluation: an acked event is readable by then, so moving the watermark past it never "
+        "skips one.",
+    )
+    max_alerts_per_org: int = Field(1000, ge=1, description="Most alert rules per org.")
+    min_interval_seconds: int = Field(
+        60, ge=1, description="The shortest schedule an alert may have (interval or cron)."
+    )
+    max_window_seconds: int = Field(
+        7 * 86_400, ge=60, description="The longest look-back window of an alert."
+    )
+    max_groups: int = Field(
+        100, ge=1, le=10_000, description="Most group_by instances one alert tracks."
+    )
+    backtest_max_evaluations: int = Field(
+        1440,
+        ge=1,
+        description="Most evaluations a backtest replays (24 h of a 1-minute alert); a longer "
+        "backtest steps coarser.",
+    )
+
+
 class Settings(BaseSettings):
     """The root of all configuration."""
 
@@ -350,6 +425,7 @@ class Settings(BaseSettings):
     query: QuerySettings = Field(default_factory=QuerySettings)  # type: ignore[arg-type]
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)  # type: ignore[arg-type]
     sso: SsoSettings = Field(default_factory=SsoSettings)  # type: ignore[arg-type]
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)  # type: ignore[arg-type]
 
     @classmethod
     def settings_customise_sources(

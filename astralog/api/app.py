@@ -11,14 +11,18 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from astralog import __version__, org_purge, retention, scope_purge
+from astralog.alerts.evaluate import Config as EvaluatorConfig
+from astralog.alerts.evaluate import Evaluator
 from astralog.api import problems
 from astralog.api.middleware import AccessLog, BodyLimit, SecurityHeaders
 from astralog.api.routes import (
+    alerts,
     audit,
     auth,
     connectors,
     docs,
     elasticsearch,
+    endpoints,
     erasures,
     exports,
     health,
@@ -30,6 +34,7 @@ from astralog.api.routes import (
     orgs,
     passkeys,
     plans,
+    saved_searches,
     search,
     session,
     sources,
@@ -71,6 +76,15 @@ async def _deletions_due(runtime: Runtime) -> None:
     await scope_purge.purge_due(runtime, runtime.control.scope_deletions)
 
 
+async def _alert_evaluator(runtime: Runtime) -> None:
+    alerts = runtime.settings.alerts
+    config = EvaluatorConfig(runtime.settings.server.url(), int(alerts.ingest_settle_seconds * 1e9),
+                             alerts.max_groups, runtime.settings.query.engine_threads)  # fmt: skip
+    evaluator = Evaluator(runtime.alert_rules, runtime.control.auth, runtime, runtime.outbox,
+                          runtime.alert_state, config)  # fmt: skip
+    await evaluator.serve(alerts.evaluate_every_seconds)
+
+
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     runtime = runtime or Runtime(settings)
 
@@ -84,6 +98,8 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         tasks = [
             asyncio.create_task(_checkpoints(runtime)),
             asyncio.create_task(exports.serve(runtime)),  # resumes interrupted exports
+            asyncio.create_task(runtime.delivery.run()),  # alert webhooks and e-mail
+            asyncio.create_task(_alert_evaluator(runtime)),  # due alerts, one scan per window
             asyncio.create_task(
                 run_erasures(runtime, runtime.settings.storage.erasure_interval_seconds)
             ),
@@ -121,7 +137,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     problems.install(app)
     for module in (
         health, ingest, elasticsearch, session, orgs, sources, tokens, connectors, audit, search,
-        members, plans, holds, org_deletion, erasures,
+        members, plans, holds, org_deletion, erasures, endpoints, saved_searches, alerts,
         exports, auth, me, passkeys, sso, docs, ui,
     ):  # fmt: skip
         app.include_router(module.router)

@@ -217,6 +217,10 @@ ConnectorsWrite = Annotated[str, Depends(scoped("connectors:write"))]
 RetentionWrite = Annotated[str, Depends(scoped("retention:write"))]
 HoldsWrite = Annotated[str, Depends(scoped("holds:write"))]
 ErasureWrite = Annotated[str, Depends(scoped("erasure:write"))]
+AlertsAdmin = Annotated[str, Depends(scoped("alerts:admin"))]
+AlertsRead = Annotated[str, Depends(scoped("alerts:read"))]
+SearchesWrite = Annotated[str, Depends(scoped("searches:write"))]
+AlertsWrite = Annotated[str, Depends(scoped("alerts:write"))]
 
 
 @_principal_check

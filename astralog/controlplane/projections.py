@@ -67,6 +67,12 @@ CREATE TABLE IF NOT EXISTS org_policies (
     org_id TEXT PRIMARY KEY, require_mfa INTEGER NOT NULL, enforce_sso INTEGER NOT NULL,
     session_idle_minutes INTEGER NOT NULL, session_absolute_hours INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS alert_endpoints (
+    id TEXT PRIMARY KEY, org_id TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
+    target TEXT NOT NULL, header_names TEXT NOT NULL, enabled INTEGER NOT NULL,
+    disabled_reason TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+    secret_rotated_at TEXT, UNIQUE (org_id, name)
+);
 CREATE TABLE IF NOT EXISTS holds (
     id TEXT PRIMARY KEY, org_id TEXT NOT NULL, sources TEXT, start_at TEXT, end_at TEXT,
     reason TEXT NOT NULL, case_id TEXT NOT NULL, state TEXT NOT NULL,
@@ -78,6 +84,22 @@ CREATE TABLE IF NOT EXISTS erasures (
     end_at TEXT NOT NULL, sources TEXT NOT NULL, preview TEXT NOT NULL, state TEXT NOT NULL,
     requested_by TEXT NOT NULL, requested_at TEXT NOT NULL, cancel_window_seconds INTEGER NOT NULL,
     approved_by TEXT, due_at TEXT, held_by TEXT, events INTEGER, receipt TEXT, updated_at TEXT
+);
+CREATE TABLE IF NOT EXISTS saved_searches (
+    id TEXT PRIMARY KEY, org_id TEXT NOT NULL, owner TEXT NOT NULL, name TEXT NOT NULL,
+    visibility TEXT NOT NULL, query TEXT NOT NULL, sources TEXT, start_at TEXT NOT NULL,
+    end_at TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alert_rules (
+    id TEXT PRIMARY KEY, org_id TEXT NOT NULL, owner TEXT NOT NULL, owner_person TEXT,
+    name TEXT NOT NULL, spec TEXT NOT NULL, state TEXT NOT NULL, paused_reason TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_rules_org ON alert_rules (org_id);
+CREATE TABLE IF NOT EXISTS silences (
+    id TEXT PRIMARY KEY, org_id TEXT NOT NULL, matchers TEXT NOT NULL, starts_at TEXT NOT NULL,
+    ends_at TEXT NOT NULL, comment TEXT NOT NULL, created_by TEXT NOT NULL,
+    created_at TEXT NOT NULL, ended_at TEXT
 );
 CREATE TABLE IF NOT EXISTS org_deletions (
     org_id TEXT PRIMARY KEY, state TEXT NOT NULL, side TEXT NOT NULL, reason TEXT NOT NULL,
@@ -92,13 +114,14 @@ CREATE TABLE IF NOT EXISTS scope_deletions (
 );
 """
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 """Raised whenever a projection table changes shape: an older database is rebuilt from its log."""
 
 TABLES = (
+    "alert_endpoints",
     "plans", "orgs", "sources", "ingest_keys", "tokens", "connectors", "destinations", "people",
     "identities", "idp_connections", "domains", "org_policies", "holds", "org_deletions",
-    "erasures", "scope_deletions",
+    "erasures", "saved_searches", "alert_rules", "silences", "scope_deletions",
 )  # fmt: skip
 
 Handler = Callable[[sqlite3.Connection, Any, Recorded], None]
