@@ -215,6 +215,29 @@ class Session:
         rows = self.conn.execute(sql, params).to_arrow_table()
         return [event_view(r) | {"_observed_us": r["observed_us"]} for r in rows.to_pylist()]
 
+    def find(self, event_id: str) -> dict[str, Any] | None:
+        """The event with this id among the plan's data, or None."""
+        where, params = self.plan.where()
+        sql = f"SELECT {EVENT_COLUMNS} FROM logs WHERE {where} AND EventId = $eid LIMIT 1"
+        rows = self.conn.execute(sql, params | {"eid": event_id}).to_arrow_table().to_pylist()
+        return event_view(rows[0]) | {"_ts_us": rows[0]["ts_us"]} if rows else None
+
+    def neighbours(
+        self, ts_us: int, event_id: str, *, older: bool, limit: int
+    ) -> list[dict[str, Any]]:
+        """Up to ``limit`` events next to ``(ts_us, event_id)`` in search order's keyset, the
+        nearest first: older ones when ``older``, else newer ones."""
+        where, params = self.plan.where()
+        cmp, order = ("<", "DESC") if older else (">", "ASC")
+        ts = "epoch_us(Timestamp)"
+        sql = (
+            f"SELECT {EVENT_COLUMNS} FROM logs WHERE {where} AND "
+            f"({ts} {cmp} $nts OR ({ts} = $nts AND EventId {cmp} $nid)) "
+            f"ORDER BY Timestamp {order}, EventId {order} LIMIT {int(limit)}"
+        )
+        params |= {"nts": ts_us, "nid": event_id}
+        return [event_view(r) for r in self.conn.execute(sql, params).to_arrow_table().to_pylist()]
+
     def interrupt(self) -> None:
         self.conn.interrupt()
 

@@ -1,6 +1,7 @@
-"""The search API: search, histogram, facets, live tail and export, scoped to the caller's org
-and to the sources the caller is granted. Every read leaves a LogsRead record in the audit log
-(who, which sources, which time range, how many events); a tail leaves one when it starts.
+"""The search API: search, histogram, facets, context, live tail and export, scoped to the
+caller's org and to the sources the caller is granted. Every read leaves a LogsRead record in the
+audit log (who, which sources, which time range, how many events); a tail leaves one when it
+starts.
 
 Query text is never logged in clear: a SHA-256 prefix and a length identify it. When a BYOB
 destination cannot be read, search, histogram and facets answer with the rest and say what is
@@ -33,6 +34,8 @@ from astralog.controlplane import events as ev
 from astralog.controlplane.store import Actor
 from astralog.errors import Unauthenticated
 from astralog.ids import new_id
+from astralog.query import fields as field_sample
+from astralog.query.context import MAX_SIDE, ContextAsk, Same, surrounding
 from astralog.query.engine import Cursor, Session, run
 from astralog.query.plan import Plan, SearchScope, make_plan
 from astralog.query.remote import fetch_remote
@@ -164,8 +167,69 @@ async def facets(
     return {"facets": result, "range": plan.range_view(), **plan.completeness()}
 
 
+@router.get("/context", summary="The events just before and after one event, from its source")
+async def context(
+    org_id: LogsRead,
+    reader: ManagementDep,
+    client: ClientDep,
+    runtime: RuntimeDep,
+    request: Request,
+    event_id: Annotated[str, Query(min_length=1, max_length=64, pattern=r"^[0-9A-Za-z_.:-]+$")],
+    before: Annotated[int, Query(ge=0, le=MAX_SIDE)] = 10,
+    after: Annotated[int, Query(ge=0, le=MAX_SIDE)] = 10,
+    same: Annotated[Same | None, Query(description="Also the anchor's host or service")] = None,
+    start: Annotated[str | None, Query(max_length=64, description="Where the anchor is")] = None,
+    end: Annotated[str | None, Query(max_length=64)] = None,
+) -> Any:
+    started = time.perf_counter()
+    ask = ContextAsk(event_id, before, after, same, start, end)
+    found = await surrounding(runtime, org_id, reader.readable, ask, request.is_disconnected)
+    answer = found.view()
+    await _audit(runtime, reader, client, "context", found.audit_plan(), len(answer["events"]))
+    runtime.metrics.query_seconds.labels("context").observe(time.perf_counter() - started)
+    return answer
+
+
 def _sources(sources: str | None) -> list[str] | None:
     return [s for s in sources.split(",") if s] if sources else None
+
+
+@router.get("/fields", summary="Field names the range holds, with counts, from a bounded sample")
+async def fields(
+    org_id: LogsRead,
+    reader: ManagementDep,
+    client: ClientDep,
+    runtime: RuntimeDep,
+    request: Request,
+    start: Annotated[str, Query(max_length=64)] = "now-15m",
+    end: Annotated[str, Query(max_length=64)] = "now",
+    sources: Annotated[str | None, Query(max_length=4096, description="Comma-separated")] = None,
+    prefix: Annotated[str, Query(max_length=256, description="Names starting so, any case")] = "",
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Any:
+    """For the search box's suggestions: the well-known fields, then the attributes of up to
+    10,000 events of the range, each with how many of those events hold it."""
+    started = time.perf_counter()
+    checked = field_sample.check_prefix(prefix)
+    scope = SearchScope("", start, end, _sources(sources))
+    plan = make_plan(runtime, org_id, scope, now_ns=time.time_ns(), readable=reader.readable)
+    plan.remote = field_sample.newest(plan.remote, field_sample.SAMPLE_ROWS)
+    plan.timeout_seconds = min(plan.timeout_seconds, field_sample.TIMEOUT_SECONDS)
+    await fetch_remote(runtime, plan)
+    session = Session(plan, runtime.settings.query.engine_threads)
+    work = functools.partial(field_sample.sample, sample_rows=field_sample.SAMPLE_ROWS,
+                             prefix=checked, limit=limit)  # fmt: skip
+    found = await run(session, work, request.is_disconnected)
+    await _audit(runtime, reader, client, "fields", plan, found.events)
+    runtime.metrics.query_seconds.labels("fields").observe(time.perf_counter() - started)
+    return {
+        "fields": found.fields,
+        "truncated": found.truncated,
+        "sampled": found.events,
+        "sample_limit": field_sample.SAMPLE_ROWS,
+        "range": plan.range_view(),
+        **plan.completeness(),
+    }
 
 
 @router.get("/tail", summary="Server-sent events: new matching events as they arrive")
