@@ -9,8 +9,7 @@ from datetime import UTC, datetime
 
 from astralog.controlplane import events as ev
 from astralog.controlplane.erasures import Due
-from astralog.dataplane import DataAccess
-from astralog.erasure import ERASER, ErasureData, mask
+from astralog.erasure import ERASER, ErasureData, holding, mask
 from astralog.erasure_rewrite import rewrite
 
 log = logging.getLogger("astralog.erasure")
@@ -31,26 +30,17 @@ async def erase_once(data: ErasureData, now: datetime | None = None) -> int:
 
 async def _advance(data: ErasureData, due: Due, now: datetime) -> int:
     if due.state in ("approved", "held"):
-        holding = _holding(data, due)
-        if holding:
-            if tuple(holding) != due.held_by:
-                data.erasure_requests.record(ev.ErasureHeld(due.id, due.org_id, holding), ERASER)
+        holds = holding(data, due.org_id, due.scope)
+        if holds:
+            if tuple(holds) != due.held_by:
+                data.erasure_requests.record(ev.ErasureHeld(due.id, due.org_id, holds), ERASER)
             return 0
         await mask(data, due)
         return 1
-    if _holding(data, due):  # a hold placed after masking keeps the bytes; the mask stays
+    # A hold placed after masking keeps the bytes; the mask stays.
+    if holding(data, due.org_id, due.scope):
         return 0
     return int(await rewrite(data, due, now))
-
-
-def _holding(data: DataAccess, due: Due) -> list[str]:
-    """The holds in force over any of the request's sources and time range: a hold wins."""
-    scope = due.scope
-    return sorted(
-        h.id
-        for h in data.holds(due.org_id)
-        if any(h.covers(s, scope.start_ns, scope.end_ns) for s in scope.sources)
-    )
 
 
 async def run_erasures(data: ErasureData, interval_seconds: float) -> None:

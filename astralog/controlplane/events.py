@@ -429,8 +429,9 @@ class HoldRequestWithdrawn(Event, aggregate="hold:{hold_id}"):
 
 @dataclass(frozen=True)
 class PurgeHeld(Event, aggregate="purge:{org_id}"):
-    """The purge kept expired hour partitions of a source, from ``kept_from`` up to the
-    retention cutoff ``before``, because the legal holds ``holds`` cover some of them."""
+    """The purge kept the expired hour partitions of a source that the legal holds ``holds``
+    cover (it deleted the other expired hours, before the retention cutoff ``before``);
+    ``kept_from`` is the first of the kept hours, ``objects`` and ``rows`` what they hold."""
 
     org_id: str
     source_id: str

@@ -38,14 +38,56 @@ Side = Literal["owner", "operator"]
 FORMAT = "astralog-deletion-certificate/v1"
 
 
-class OrgDeletions:
-    """The deletion state of every org, and the commands that move it."""
+class DeletionLog:
+    """What org, source and connector deletions share: their records in the log (one stream per
+    deleted thing, ``deletion:<id>``) and a cached view of what is stopped."""
 
     def __init__(self, store: EventStore, cache_seconds: float = 1.0) -> None:
         self.store = store
         self.cache_seconds = cache_seconds
         self._stopped: dict[str, dict[str, Any]] = {}
         self._loaded = -1e9
+
+    def _append(self, target_id: str, event: ev.Event, actor: Actor) -> None:
+        self.store.append(event, actor, self.store.version(f"deletion:{target_id}"))
+
+    def _stopped_rows(self, query: str, key: str) -> dict[str, dict[str, Any]]:
+        """``query``'s rows by ``key``, read at most once per ``cache_seconds``: the gateway
+        asks on every request."""
+        if time.monotonic() - self._loaded > self.cache_seconds:
+            with self.store.reading() as conn:
+                rows = conn.execute(query).fetchall()
+            self._stopped = {str(r[key]): _view(dict(r)) for r in rows}
+            self._loaded = time.monotonic()
+        return self._stopped
+
+    def _forget_cache(self) -> None:
+        self._loaded = -1e9
+
+    def _due_rows(self, table: str, columns: str, now: datetime | None) -> list[Any]:
+        """``columns`` of the pending deletions whose grace is over, oldest request first."""
+        moment = (now or datetime.now(UTC)).isoformat(timespec="seconds")
+        with self.store.reading() as conn:
+            return conn.execute(
+                f"SELECT {columns} FROM {table} WHERE state = 'pending' AND purge_after <= ? "
+                "ORDER BY requested_at",
+                (moment,),
+            ).fetchall()
+
+
+def pending_or_conflict(current: dict[str, Any] | None, what: str) -> dict[str, Any]:
+    if current is None or current["state"] != "pending":
+        raise Conflict(f"{what} is not pending deletion")
+    return current
+
+
+def holds_changed(current: dict[str, Any] | None, holds: list[str]) -> bool:
+    """Whether ``holds`` keeping a pending deletion is news (recorded once per change)."""
+    return current is not None and current["state"] == "pending" and current["held_by"] != holds
+
+
+class OrgDeletions(DeletionLog):
+    """The deletion state of every org, and the commands that move it."""
 
     def request(
         self, org_id: str, side: Side, reason: str, grace_days: float, actor: Actor
@@ -57,11 +99,11 @@ class OrgDeletions:
                 raise NotFound(f"org {org_id[:40]!r} does not exist")
             current = self.get(org_id)
             if current is not None:
-                raise Conflict(f"org {org_id} is already {_state_words(current)}")
+                raise Conflict(f"org {org_id} is already {state_words(current)}")
             event = ev.OrgDeletionRequested(
                 org_id, side, reason, purge_after.isoformat(timespec="seconds")
             )
-            self.store.append(event, actor, self.store.version(f"deletion:{org_id}"))
+            self._append(org_id, event, actor)
         return self._changed(org_id)
 
     def restore(self, org_id: str, reason: str, actor: Actor) -> dict[str, Any]:
@@ -71,32 +113,27 @@ class OrgDeletions:
             if current is None or current["state"] != "pending":
                 what = "is not pending deletion" if current is None else "is already deleted"
                 raise Conflict(f"org {org_id[:40]} {what}: there is nothing to restore")
-            event = ev.OrgRestored(org_id, reason)
-            self.store.append(event, actor, self.store.version(f"deletion:{org_id}"))
+            self._append(org_id, ev.OrgRestored(org_id, reason), actor)
         return self._changed(org_id)
 
     def held(self, org_id: str, holds: list[str], actor: Actor) -> None:
         """Record, once per change of the set, that holds keep the org from its purge."""
         with self.store.transaction():
-            current = self.get(org_id)
-            if current is None or current["state"] != "pending" or current["held_by"] == holds:
+            if not holds_changed(self.get(org_id), holds):
                 return
-            event = ev.OrgDeletionHeld(org_id, sorted(holds))
-            self.store.append(event, actor, self.store.version(f"deletion:{org_id}"))
+            self._append(org_id, ev.OrgDeletionHeld(org_id, sorted(holds)), actor)
         self._changed(org_id)
 
     def deleted(self, certificate: DeletionCertificate, actor: Actor) -> dict[str, Any]:
         org_id = certificate.org_id
         with self.store.transaction():
-            current = self.get(org_id)
-            if current is None or current["state"] != "pending":
-                raise Conflict(f"org {org_id} is not pending deletion")
+            pending_or_conflict(self.get(org_id), f"org {org_id}")
             event = ev.OrgDeleted(
                 org_id, certificate.destination_ids, certificate.objects, certificate.rows,
                 certificate.total_bytes, certificate.manifest, certificate.signature,
                 certificate.document(),
             )  # fmt: skip
-            self.store.append(event, actor, self.store.version(f"deletion:{org_id}"))
+            self._append(org_id, event, actor)
         return self._changed(org_id)
 
     def get(self, org_id: str) -> dict[str, Any] | None:
@@ -107,34 +144,23 @@ class OrgDeletions:
 
     def due(self, now: datetime | None = None) -> list[str]:
         """Orgs pending deletion whose grace is over, oldest request first."""
-        moment = (now or datetime.now(UTC)).isoformat(timespec="seconds")
-        with self.store.reading() as conn:
-            rows = conn.execute(
-                "SELECT org_id FROM org_deletions WHERE state = 'pending' AND purge_after <= ? "
-                "ORDER BY requested_at",
-                (moment,),
-            ).fetchall()
-        return [str(r[0]) for r in rows]
+        return [str(r[0]) for r in self._due_rows("org_deletions", "org_id", now)]
 
     def refuse(self, org_id: str | None) -> None:
         """Gone (410) for anything an org pending deletion (or deleted) would do."""
         if org_id is None:
             return
-        stopped = self._stopped_orgs().get(org_id)
+        stopped = self.stopped(org_id)
         if stopped is not None:
-            raise Gone(_gone_detail(stopped), code=f"org_{stopped['state']}", deletion=stopped)
+            view = _public(stopped)
+            raise Gone(_gone_detail(view), code=f"org_{view['state']}", deletion=view)
 
-    def _stopped_orgs(self) -> dict[str, dict[str, Any]]:
-        # The gateway asks on every request: one read per second at most, not one per request.
-        if time.monotonic() - self._loaded > self.cache_seconds:
-            with self.store.reading() as conn:
-                rows = conn.execute("SELECT * FROM org_deletions").fetchall()
-            self._stopped = {str(r["org_id"]): _public(_view(dict(r))) for r in rows}
-            self._loaded = time.monotonic()
-        return self._stopped
+    def stopped(self, org_id: str) -> dict[str, Any] | None:
+        """The org's deletion if it is pending or done (cached for ``cache_seconds``)."""
+        return self._stopped_rows("SELECT * FROM org_deletions", "org_id").get(org_id)
 
     def _changed(self, org_id: str) -> dict[str, Any]:
-        self._loaded = -1e9
+        self._forget_cache()
         return self.get(org_id) or {"org_id": org_id, "state": "active"}
 
 
@@ -153,10 +179,10 @@ def _public(view: dict[str, Any]) -> dict[str, Any]:
     return {k: view[k] for k in keep}
 
 
-def _state_words(view: dict[str, Any]) -> str:
+def state_words(view: dict[str, Any], restore: str = "") -> str:
     if view["state"] == "deleted":
         return f"deleted (at {view['deleted_at']})"
-    return f"pending deletion (its data is purged after {view['purge_after']})"
+    return f"pending deletion (its data is purged after {view['purge_after']}{restore})"
 
 
 def _gone_detail(view: dict[str, Any]) -> str:
@@ -219,6 +245,15 @@ class DeletionCertificate(SignedDocument):
     def name(self) -> str:
         return f"org-deletion-{file_stamp(self.at)}-{self.manifest[:12]}"
 
+    def totals(self) -> tuple[tuple[str, object], ...]:
+        """The document's totals, as they must read for its objects."""
+        return (
+            ("object_count", self.objects),
+            ("rows", self.rows),
+            ("bytes", self.total_bytes),
+            ("manifest_sha256", self.manifest),
+        )
+
     def _body(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
@@ -244,13 +279,7 @@ def verify_certificate(doc: object, key: Ed25519PublicKey) -> list[str]:
     except (ValueError, TypeError, KeyError) as exc:
         return [f"not a readable deletion certificate: {exc}"]
     assert isinstance(doc, dict)
-    totals = (
-        ("object_count", cert.objects),
-        ("rows", cert.rows),
-        ("bytes", cert.total_bytes),
-        ("manifest_sha256", cert.manifest),
-    )
-    return cert.problems(doc, totals, key)
+    return cert.problems(doc, cert.totals(), key)
 
 
 def _parse(doc: object) -> DeletionCertificate:

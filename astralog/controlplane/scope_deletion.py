@@ -15,7 +15,6 @@ format of the org's, naming the scope (:class:`ScopeDeletionCertificate`).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -28,12 +27,16 @@ from astralog.controlplane.holds import _text
 from astralog.controlplane.org_deletion import (
     FORMAT,
     DeletionCertificate,
+    DeletionLog,
     _parse,
     _public,
     _view,
+    holds_changed,
+    pending_or_conflict,
+    state_words,
 )
 from astralog.controlplane.signed_documents import file_stamp
-from astralog.controlplane.store import Actor, EventStore
+from astralog.controlplane.store import Actor
 from astralog.errors import Conflict, Gone
 
 Scope = Literal["source", "connector"]
@@ -41,14 +44,8 @@ SCOPE_FORMAT = "astralog-scope-deletion-certificate/v1"
 _TABLES: dict[str, str] = {"source": "sources", "connector": "connectors"}
 
 
-class ScopeDeletions:
+class ScopeDeletions(DeletionLog):
     """The deletion state of every source and connector, and the commands that move it."""
-
-    def __init__(self, store: EventStore, cache_seconds: float = 1.0) -> None:
-        self.store = store
-        self.cache_seconds = cache_seconds
-        self._stopped: dict[str, dict[str, Any]] = {}
-        self._loaded = -1e9
 
     def request(
         self, org_id: str, scope: Scope, target_id: str, reason: str, grace_days: float,
@@ -59,14 +56,15 @@ class ScopeDeletions:
         with self.store.transaction():
             current = self.get(org_id, scope, target_id)
             if current is not None:
-                raise Conflict(f"{scope} {target_id} is already {_state_words(current)}")
+                restore = "; POST .../restore takes it back until then"
+                raise Conflict(f"{scope} {target_id} is already {state_words(current, restore)}")
             row = self.store.tenant_row(_TABLES[scope], target_id, org_id, scope)
             if scope == "connector":
                 self._fall_back(org_id, target_id, actor)
             event = ev.ScopeDeletionRequested(
                 org_id, scope, target_id, str(row["name"]), reason, purge_after
             )
-            self.store.append(event, actor, self.store.version(f"deletion:{target_id}"))
+            self._append(target_id, event, actor)
         return self._changed(org_id, scope, target_id)
 
     def _fall_back(self, org_id: str, connector_id: str, actor: Actor) -> None:
@@ -91,8 +89,7 @@ class ScopeDeletions:
                 self.state(org_id, scope, target_id)  # another org's: 404 like any missing one
                 what = "is not pending deletion" if current is None else "is already deleted"
                 raise Conflict(f"{scope} {target_id[:40]} {what}: there is nothing to restore")
-            event = ev.ScopeRestored(org_id, scope, target_id, reason)
-            self.store.append(event, actor, self.store.version(f"deletion:{target_id}"))
+            self._append(target_id, ev.ScopeRestored(org_id, scope, target_id, reason), actor)
         return self._changed(org_id, scope, target_id)
 
     def held(
@@ -100,24 +97,21 @@ class ScopeDeletions:
     ) -> None:
         """Record, once per change of the set, that holds keep it from its purge."""
         with self.store.transaction():
-            current = self.get(org_id, scope, target_id)
-            if current is None or current["state"] != "pending" or current["held_by"] == holds:
+            if not holds_changed(self.get(org_id, scope, target_id), holds):
                 return
             event = ev.ScopeDeletionHeld(org_id, scope, target_id, sorted(holds))
-            self.store.append(event, actor, self.store.version(f"deletion:{target_id}"))
+            self._append(target_id, event, actor)
         self._changed(org_id, scope, target_id)
 
     def deleted(self, certificate: ScopeDeletionCertificate, actor: Actor) -> dict[str, Any]:
         org_id, scope, target_id = certificate.org_id, certificate.scope, certificate.target_id
         with self.store.transaction():
-            current = self.get(org_id, scope, target_id)
-            if current is None or current["state"] != "pending":
-                raise Conflict(f"{scope} {target_id} is not pending deletion")
+            pending_or_conflict(self.get(org_id, scope, target_id), f"{scope} {target_id}")
             event = ev.ScopeDeleted(
                 org_id, scope, target_id, certificate.objects, certificate.rows,
                 certificate.total_bytes, certificate.manifest, certificate.document(),
             )  # fmt: skip
-            self.store.append(event, actor, self.store.version(f"deletion:{target_id}"))
+            self._append(target_id, event, actor)
         return self._changed(org_id, scope, target_id)
 
     def get(self, org_id: str, scope: Scope, target_id: str) -> dict[str, Any] | None:
@@ -159,13 +153,7 @@ class ScopeDeletions:
 
     def due(self, now: datetime | None = None) -> list[tuple[str, Scope, str]]:
         """``(org, scope, id)`` pending deletion whose grace is over, oldest request first."""
-        moment = (now or datetime.now(UTC)).isoformat(timespec="seconds")
-        with self.store.reading() as conn:
-            rows = conn.execute(
-                "SELECT org_id, scope, target_id FROM scope_deletions WHERE state = 'pending' "
-                "AND purge_after <= ? ORDER BY requested_at",
-                (moment,),
-            ).fetchall()
+        rows = self._due_rows("scope_deletions", "org_id, scope, target_id", now)
         return [(str(r[0]), r[1], str(r[2])) for r in rows]
 
     def refuse(self, principal: Principal) -> None:
@@ -178,15 +166,8 @@ class ScopeDeletions:
             raise Gone(_gone_detail(stopped), code=code, deletion=_public(stopped))
 
     def _stopped_sources(self) -> dict[str, dict[str, Any]]:
-        # The gateway asks on every request: one read per second at most, not one per request.
-        if time.monotonic() - self._loaded > self.cache_seconds:
-            with self.store.reading() as conn:
-                rows = conn.execute(
-                    "SELECT * FROM scope_deletions WHERE scope = 'source'"
-                ).fetchall()
-            self._stopped = {str(r["target_id"]): _view(dict(r)) for r in rows}
-            self._loaded = time.monotonic()
-        return self._stopped
+        query = "SELECT * FROM scope_deletions WHERE scope = 'source'"
+        return self._stopped_rows(query, "target_id")
 
     def state(self, org_id: str, scope: Scope, target_id: str) -> dict[str, Any]:
         """Its deletion, or ``state`` "active"; NotFound when it is not ``org_id``'s."""
@@ -197,17 +178,8 @@ class ScopeDeletions:
         return {"org_id": org_id, "scope": scope, "target_id": target_id, "state": "active"}
 
     def _changed(self, org_id: str, scope: Scope, target_id: str) -> dict[str, Any]:
-        self._loaded = -1e9
+        self._forget_cache()
         return self.state(org_id, scope, target_id)
-
-
-def _state_words(view: dict[str, Any]) -> str:
-    if view["state"] == "deleted":
-        return f"deleted (at {view['deleted_at']})"
-    return (
-        f"pending deletion (its data is purged after {view['purge_after']}; "
-        f"POST .../restore takes it back until then)"
-    )
 
 
 def _gone_detail(view: dict[str, Any]) -> str:
@@ -259,10 +231,4 @@ def verify_scope_certificate(doc: object, key: Ed25519PublicKey) -> list[str]:
         )  # fmt: skip
     except (ValueError, TypeError, KeyError) as exc:
         return [f"not a readable deletion certificate: {exc}"]
-    totals = (
-        ("object_count", cert.objects),
-        ("rows", cert.rows),
-        ("bytes", cert.total_bytes),
-        ("manifest_sha256", cert.manifest),
-    )
-    return cert.problems(doc, totals, key)
+    return cert.problems(doc, cert.totals(), key)
