@@ -83,7 +83,10 @@ def is_ingest_path(path: str) -> bool:
 
 
 class SecurityHeaders:
-    """Give every response the security headers a route did not set itself."""
+    """Give every response the security headers a route did not set itself; an API answer
+    (anything under ``/v1/``, and a problem document anywhere) is ``no-store`` unless its route
+    chose its caching: a browser that kept a 410, or a list of keys, would show it long after
+    the state changed."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -93,9 +96,12 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        api = scope["path"].startswith("/v1/")
+
         async def add_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = _with_security_headers(list(message.get("headers", [])))
+                headers = _with_security_headers(list(message.get("headers", [])))
+                message["headers"] = _with_no_store(headers) if api else _problem_no_store(headers)
             await send(message)
 
         await self.app(scope, receive, add_headers)
@@ -107,6 +113,17 @@ def _with_security_headers(headers: list[tuple[bytes, bytes]]) -> list[tuple[byt
     csp = HTML_CSP if content_type.startswith(b"text/html") else OTHER_CSP
     wanted = (*_ALWAYS, (b"content-security-policy", csp.encode()))
     return headers + [(name, value) for name, value in wanted if name not in present]
+
+
+def _with_no_store(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    if any(name.lower() == b"cache-control" for name, _ in headers):
+        return headers
+    return [*headers, (b"cache-control", b"no-store")]
+
+
+def _problem_no_store(headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    content_type = next((v for n, v in headers if n.lower() == b"content-type"), b"")
+    return _with_no_store(headers) if content_type.startswith(b"application/problem") else headers
 
 
 class BodyTimeout(AstralogError, HTTPException):  # type: ignore[misc]
