@@ -27,6 +27,18 @@ const PAGES = {
     load: () => import("./retention.js"),
   },
   "/audit": { name: "audit", title: "Audit", scope: "audit:read", load: () => import("./audit.js") },
+  "/alert-endpoints": {
+    name: "alert-endpoints",
+    title: "Alert endpoints",
+    scope: "alerts:admin",
+    load: () => import("./endpoints.js"),
+  },
+  "/silences": {
+    name: "silences",
+    title: "Silences",
+    scope: "alerts:read",
+    load: () => import("./silences.js"),
+  },
   "/data": {
     name: "data",
     title: "Data",
