@@ -47,6 +47,12 @@ class Metrics:
             registry=r,
         )
         self.flush = FlushMetrics(r)
+        self.alert_outbox_rows = Gauge(
+            "astralog_alert_outbox_rows",
+            "Alert deliveries in the outbox by state (pending, delivering, delivered, failed)",
+            ["state"],
+            registry=r,
+        )
         self.query_seconds = Histogram(
             "astralog_query_seconds", "Search latency", ["endpoint"], registry=r
         )

@@ -347,6 +347,12 @@ class AlertsSettings(BaseModel):
         1.0, gt=0, description="How often the delivery worker looks for due messages."
     )
     delivery_concurrency: int = Field(8, ge=1, le=256, description="Attempts run at once.")
+    delivery_log_days: float = Field(
+        30.0,
+        gt=0,
+        description="How long delivered and failed messages stay in the delivery log (and can be "
+        "replayed); older ones are pruned by the delivery worker.",
+    )
     endpoints_per_org: int = Field(50, ge=1, description="Most notification endpoints per org.")
     secret_overlap_hours: float = Field(
         24.0,

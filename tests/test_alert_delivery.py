@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from astralog.alerts import signing
 from astralog.alerts.channels import WebhookPolicy
 from astralog.alerts.deliver import DeliveryMetrics, DeliveryWorker, RetryPolicy
-from astralog.alerts.outbox import Message, Outbox
+from astralog.alerts.outbox import Attempt, Message, Outbox
 from astralog.api.app import create_app
 from astralog.controlplane.endpoints import Endpoints
 from astralog.runtime import Bootstrap, Runtime
@@ -379,3 +380,91 @@ def test_payload_bytes_are_canonical_json(tmp_path: Path) -> None:
     assert due.body == '{"a":"é","b":1}'.encode()
     assert json.loads(due.body) == {"a": "é", "b": 1}
     outbox.close()
+
+
+# ---- Retry-After as an HTTP date, the delivery log's age, the outbox gauge --------------------
+
+
+def _one_attempt(
+    runtime: Runtime, boot: Bootstrap, tmp_path: Path, url: str, retry: RetryPolicy
+) -> dict[str, Any]:
+    org = str(boot.org["id"])
+    endpoints = _endpoints(runtime, LOOPBACK)
+    endpoint = endpoints.create(org, "dated", "webhook", url, {}, ACTOR)
+    outbox = Outbox(tmp_path / "alerts.sqlite3")
+    outbox.enqueue(Message("msg_d", org, "test", (endpoint["id"],), {}, time.time_ns()))
+    worker = DeliveryWorker(
+        outbox, endpoints, LOOPBACK, retry, DeliveryMetrics(CollectorRegistry())
+    )
+    assert asyncio.run(worker.run_once()) == 1
+    (row,) = outbox.deliveries(org, endpoint["id"])
+    outbox.close()
+    return row
+
+
+@pytest.mark.parametrize("ahead", [30, 86_400])
+def test_retry_after_as_an_http_date_is_honoured_up_to_its_cap(
+    runtime: Runtime, boot: Bootstrap, tmp_path: Path, url: str, script: Script, ahead: int
+) -> None:
+    """RFC 9110 allows ``Retry-After: <HTTP-date>``; it waits like the seconds form, capped."""
+    from email.utils import formatdate
+
+    script.answers = [(503, {"Retry-After": formatdate(time.time() + ahead, usegmt=True)}, 0.0)]
+    before = time.time_ns()
+    row = _one_attempt(runtime, boot, tmp_path, url, RetryPolicy((0.05,), 0.0, 120.0))
+    assert row["state"] == "pending" and row["attempts"][0]["status"] == 503
+    waited = (row["next_attempt_ns"] - before) / 1e9
+    expected = min(ahead, 120)
+    assert expected - 2 <= waited <= expected + 2, waited
+
+
+def test_old_delivered_and_failed_rows_leave_the_log(tmp_path: Path) -> None:
+    day = 86_400 * 10**9
+    now = time.time_ns()
+    outbox = Outbox(tmp_path / "alerts.sqlite3")
+    for n in range(3):
+        outbox.enqueue(Message(f"msg_{n}", "org_a", "test", ("aep_1",), {}, now - 40 * day))
+    old_ok, old_failed, still_due = outbox.claim(now - 40 * day, 10)
+    outbox.record(old_ok, Attempt(now - 40 * day, 200, "", 1), "delivered")
+    outbox.record(old_failed, Attempt(now - 40 * day, 500, "answered 500", 1), "failed")
+    outbox.record(still_due, Attempt(now - 40 * day, 500, "answered 500", 1), "pending", now + day)
+    outbox.enqueue(Message("msg_new", "org_a", "test", ("aep_1",), {}, now))
+    (recent,) = outbox.claim(now, 10)
+    outbox.record(recent, Attempt(now, 200, "", 1), "delivered")
+
+    class Nowhere:
+        def target(self, org_id: str, endpoint_id: str) -> None:
+            return None
+
+        def disable(self, org_id: str, endpoint_id: str, reason: str, actor: Any) -> None:
+            raise AssertionError("nothing is delivered here")
+
+    worker = DeliveryWorker(
+        outbox, Nowhere(), LOOPBACK, RetryPolicy(), DeliveryMetrics(CollectorRegistry()),
+        poll_seconds=0.01, log_days=30,
+    )  # fmt: skip
+
+    async def a_moment() -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(worker.run(), 0.3)
+
+    asyncio.run(a_moment())
+    left = outbox.deliveries("org_a", "aep_1", limit=10)
+    assert sorted(r["message_id"] for r in left) == ["msg_2", "msg_new"]  # pending and recent
+    assert outbox.counts() == {"pending": 1, "delivered": 1}
+    with outbox._tx() as conn:  # the attempts of pruned rows go with them
+        logged = {r[0] for r in conn.execute("SELECT delivery_id FROM delivery_attempts")}
+    assert logged == {r["id"] for r in left}
+    outbox.close()
+
+
+def test_outbox_rows_per_state_are_a_gauge(
+    client: TestClient, runtime: Runtime, boot: Bootstrap
+) -> None:
+    org = str(boot.org["id"])
+    runtime.outbox.enqueue(Message("msg_g", org, "test", ("aep_gone",), {}, time.time_ns()))
+    # The endpoint does not exist: the worker gives the row up at once, as failed.
+    _wait(lambda: runtime.outbox.counts().get("failed") == 1)
+    text = client.get("/metrics", headers=bearer(boot.operator_token)).text
+    for state, count in (("pending", 0), ("delivering", 0), ("delivered", 0), ("failed", 1)):
+        assert f'astralog_alert_outbox_rows{{state="{state}"}} {count}.0' in text, text[-2000:]

@@ -25,7 +25,9 @@ import socket
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -184,10 +186,18 @@ def _judge(status: int, headers: Mapping[str, str]) -> Outcome:
 
 
 def _retry_after(value: str | None) -> float | None:
-    """Seconds from ``Retry-After`` (delta-seconds form; an HTTP date is rare for webhooks)."""
-    if value is None or not value.strip().isdigit():
+    """Seconds from ``Retry-After``: delta-seconds, or an HTTP date (RFC 9110 10.2.3; its
+    obsolete forms too, and a date with no zone is GMT). A date in the past means now."""
+    text = (value or "").strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
         return None
-    return float(value.strip())
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 @dataclass(frozen=True)

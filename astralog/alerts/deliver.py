@@ -9,6 +9,8 @@ jitter, so receivers coming back from an outage are not hit by every sender at o
 endpoint (an event saying why) and nothing more is sent to it until an admin enables it again.
 A webhook's ``webhook-id`` is the message id on every attempt, and the signature is computed at
 each attempt with the secrets in force then. Each failure is one log line and a metric.
+Delivered and failed rows stay in the delivery log for ``log_days`` (a setting), then the worker
+prunes them, at most once an hour.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ __all__ = [
 log = logging.getLogger("astralog.alerts.delivery")
 WORKER = Actor("system:alert-delivery", "local")
 DEFAULT_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+PRUNE_EVERY_SECONDS = 3600.0
 
 
 class EndpointDirectory(Protocol):
@@ -103,13 +106,15 @@ class DeliveryWorker:
     def __init__(
         self, outbox: Outbox, endpoints: EndpointDirectory, policy: WebhookPolicy,
         retry: RetryPolicy, metrics: DeliveryMetrics, *, smtp: SmtpConfig | None = None,
-        concurrency: int = 8, poll_seconds: float = 1.0,
+        concurrency: int = 8, poll_seconds: float = 1.0, log_days: float = 30.0,
         clock: Callable[[], int] = time.time_ns,
     ) -> None:  # fmt: skip
         self.outbox, self.endpoints, self.policy = outbox, endpoints, policy
         self.retry, self.metrics, self.smtp = retry, metrics, smtp
         self.concurrency, self.poll_seconds, self.clock = concurrency, poll_seconds, clock
+        self.keep_ns = int(log_days * 86_400 * 1e9)
         self._wake = asyncio.Event()
+        self._pruned_at = -PRUNE_EVERY_SECONDS  # monotonic; the first round prunes
 
     def wake(self) -> None:
         """Look for due rows now (call from the event loop's thread)."""
@@ -121,6 +126,7 @@ class DeliveryWorker:
             log.info("alert deliveries interrupted by the last stop are due again: %d", recovered)
         while True:
             try:
+                await self._prune()
                 busy = await self.run_once()
             except Exception:  # a bad row or a full disk must not end delivery for good
                 log.exception("alert delivery round failed")
@@ -129,6 +135,14 @@ class DeliveryWorker:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+
+    async def _prune(self) -> None:
+        if time.monotonic() - self._pruned_at < PRUNE_EVERY_SECONDS:
+            return
+        self._pruned_at = time.monotonic()
+        pruned = await asyncio.to_thread(self.outbox.prune, self.clock() - self.keep_ns)
+        if pruned:
+            log.info("pruned %d delivered or failed alert deliveries from the log", pruned)
 
     async def run_once(self) -> int:
         """Attempt every due row (up to ``concurrency`` at a time); how many were due."""
@@ -251,5 +265,5 @@ def build_worker(
     return DeliveryWorker(
         outbox, endpoints, webhook_policy(settings), retry, DeliveryMetrics(registry),
         smtp=smtp_config(settings), concurrency=settings.delivery_concurrency,
-        poll_seconds=settings.delivery_poll_seconds,
+        poll_seconds=settings.delivery_poll_seconds, log_days=settings.delivery_log_days,
     )  # fmt: skip

@@ -216,6 +216,26 @@ class Outbox:
         with self._lock:
             return self._view(self._row(self._conn, org_id, delivery_id))
 
+    def prune(self, before_ns: int) -> int:
+        """Drop delivered and failed rows last changed before ``before_ns``, with their
+        attempts: the delivery log keeps a set age, not everything ever sent."""
+        with self._tx() as conn:
+            old = "SELECT delivery_id FROM outbox WHERE state IN ('delivered', 'failed') AND "
+            old += "updated_ns < ?"
+            conn.execute(
+                f"DELETE FROM delivery_attempts WHERE delivery_id IN ({old})", (before_ns,)
+            )
+            return conn.execute(
+                f"DELETE FROM outbox WHERE delivery_id IN ({old})", (before_ns,)
+            ).rowcount
+
+    def forget_org(self, org_id: str) -> int:
+        """Every row of the org and its attempts, whatever their state (the org is purged)."""
+        with self._tx() as conn:
+            mine = "SELECT delivery_id FROM outbox WHERE org_id = ?"
+            conn.execute(f"DELETE FROM delivery_attempts WHERE delivery_id IN ({mine})", (org_id,))
+            return conn.execute("DELETE FROM outbox WHERE org_id = ?", (org_id,)).rowcount
+
     def counts(self) -> dict[str, int]:
         """Rows per state (the metrics' gauge)."""
         with self._lock:

@@ -23,11 +23,12 @@ import threading
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from socketserver import ThreadingMixIn
-from typing import Any
+from typing import Any, get_args
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from astralog.alerts.outbox import State
 from astralog.errors import AstralogError, Unauthenticated
 from astralog.runtime import Runtime
 
@@ -37,13 +38,16 @@ CHALLENGE = {"WWW-Authenticate": 'Bearer realm="metrics"'}
 
 
 def render(runtime: Runtime) -> bytes:
-    """The exposition text, with the WAL gauges read at scrape time."""
+    """The exposition text, with the WAL and alert outbox gauges read at scrape time."""
     with suppress(RuntimeError):  # no data plane (not serving yet): the gauges keep their value
         stats = runtime.data.wal.stats()
         m = runtime.metrics
         m.wal_bytes.set(stats.unflushed_bytes)
         m.wal_segments.set(stats.segments)
         m.wal_oldest_seconds.set(stats.oldest_unflushed_age_seconds)
+    counts = runtime.outbox.counts()
+    for state in get_args(State):
+        runtime.metrics.alert_outbox_rows.labels(state).set(counts.get(state, 0))
     return runtime.metrics.render()
 
 
