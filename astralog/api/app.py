@@ -33,6 +33,7 @@ from astralog.api.routes import (
     org_deletion,
     orgs,
     passkeys,
+    patterns,
     plans,
     saved_searches,
     search,
@@ -137,7 +138,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     problems.install(app)
     for module in (
         health, ingest, elasticsearch, session, orgs, sources, tokens, connectors, audit, search,
-        members, plans, holds, org_deletion, erasures, endpoints, saved_searches, alerts,
+        patterns, members, plans, holds, org_deletion, erasures, endpoints, saved_searches, alerts,
         exports, auth, me, passkeys, sso, docs, ui,
     ):  # fmt: skip
         app.include_router(module.router)
