@@ -8,6 +8,12 @@ import { noteSsoReturn } from "./mfa.js";
 // to a page the role cannot use is hidden, and the page itself says so instead of failing later.
 const PAGES = {
   "/": { name: "search", title: "Search", scope: "logs:read", load: () => import("./search.js") },
+  "/alerts": {
+    name: "alerts",
+    title: "Alerts",
+    scope: "alerts:read",
+    load: () => import("./alerts.js"),
+  },
   "/sources": {
     name: "sources",
     title: "Sources & keys",

@@ -42,7 +42,7 @@ CONTENT_TYPES: Final = {
 # A page of the app: deep links and reloads land on the same shell, the script picks the view.
 PAGES: Final = (
     "/", "/sources", "/storage", "/retention", "/audit", "/data", "/members", "/security",
-    "/account", "/invitation", "/plans", "/alert-endpoints", "/silences",
+    "/account", "/invitation", "/plans", "/alerts", "/alert-endpoints", "/silences",
 )  # fmt: skip
 _NAME: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 _VERSION: Final = re.compile(r"^[0-9a-f]{12}$")
