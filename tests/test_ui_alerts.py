@@ -112,11 +112,8 @@ def test_save_a_search_and_open_it_by_its_url(ui: UI) -> None:
     fresh.context.close()
 
 
-def fill_alert(page: Page, source_id: str, endpoint_id: str) -> None:
+def fill_alert(page: Page, endpoint_id: str) -> None:
     page.fill("#alert-name", "Payment declines")
-    page.fill("#alert-query", '"payment declined"')
-    page.uncheck("#alert-src-all")
-    page.check(f"#alert-src-{source_id}")
     page.fill("#alert-interval", "5")
     page.select_option("#alert-interval-unit", "1")  # seconds
     expect(page.locator("#alert-window")).to_have_value("5")  # the default: 5 minutes
@@ -134,10 +131,14 @@ def test_an_alert_is_backtested_tested_created_and_fires_after_ingest(
     endpoint = ui.api("POST", "/v1/alert-endpoints", json={
         "name": "oncall", "kind": "webhook", "target": url}).json()  # fmt: skip
 
-    page = ui.page("/alerts")
-    expect(page.get_by_role("heading", name="No alerts yet")).to_be_visible()
-    page.click("#new-alert")
-    fill_alert(page, pay, endpoint["id"])
+    query = quote('"payment declined"')
+    page = ui.page(f"/?q={query}&sources={pay}")  # an alert on the search on screen
+    page.click("#saved-menu")
+    page.click("#alert-on-search")
+    expect(page.locator("#alert-query")).to_have_value('"payment declined"')
+    expect(page.locator(f"#alert-src-{pay}")).to_be_checked()
+    expect(page.locator("#alert-src-all")).not_to_be_checked()
+    fill_alert(page, endpoint["id"])
 
     choose(page, "#alert-schedule-cron")  # a refusal lands beside the field it names
     page.fill("#alert-cron", "61 * * * *")
@@ -181,6 +182,13 @@ def test_an_alert_is_backtested_tested_created_and_fires_after_ingest(
     expect(row).to_contain_text("paused by hand")
     row.get_by_role("button", name="Resume").click()
     expect(row.locator("[data-state]")).not_to_have_text("paused")
+    row.get_by_role("link", name="Edit").click()
+    expect(page.locator("#alert-interval")).to_have_value("5")  # the form shows what was saved
+    page.fill("#alert-threshold", "5")
+    page.click("#alert-save")
+    expect(page.locator("main h1 + p")).to_have_text("more than 5 in 5 minutes, every 5 seconds")
+    assert ui.api("GET", "/v1/alerts").json()[0]["spec"]["threshold"] == 5
+    page.get_by_role("link", name="← All alerts").click()
     row.get_by_role("button", name="Delete").click()
     page.get_by_role("dialog").get_by_role("button", name="Delete alert").click()
     expect(page.get_by_role("heading", name="No alerts yet")).to_be_visible()
