@@ -14,11 +14,14 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
+from hypothesis import given
+from hypothesis import strategies as st
 
 from astralog.query import patterns as pt
 from astralog.query.language import parse
 from astralog.runtime import Bootstrap, Runtime
 from tests.conftest import bearer
+from tests.fuzz_strategies import TIMES, budget, in_url, queries
 from tests.lifecycle_helpers import clickhouse as clickhouse
 from tests.lifecycle_helpers import owner as owner
 from tests.lifecycle_helpers import settings as settings
@@ -262,3 +265,25 @@ def test_clickhouse_destination_gets_the_same_view(
     stored = engine.query(f"SELECT count() FROM `{database}`.otel_logs").result_rows[0][0]
     assert stored == 47
     check_answer(client, bearer(boot.admin_token), "p6")
+
+
+@pytest.mark.fuzz
+def test_fuzzed_parameters_never_crash(client: TestClient, boot: Bootstrap) -> None:
+    send(client, boot.ingest_key, events("p7", {"login": 3, "odd": 2}))
+    admin = bearer(boot.admin_token)
+    keys = st.sampled_from(["query", "start", "end", "sources", "limit"])
+    values = st.one_of(queries(), TIMES.map(str), st.integers(-5, 500).map(str))
+
+    @budget(40)
+    @given(st.dictionaries(keys, values, max_size=5))
+    def run(params: dict[str, str]) -> None:
+        params = {k: in_url(v) for k, v in params.items()}
+        response = client.get("/v1/search/patterns", params=params, headers=admin)
+        assert response.status_code < 500, (params, response.text[:300])
+        if response.status_code == 200:
+            for found in response.json()["patterns"]:
+                parse(found["filter"])
+        else:
+            assert response.headers["content-type"].startswith(PROBLEM)
+
+    run()
