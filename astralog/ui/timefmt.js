@@ -12,8 +12,11 @@ const pad = (n, w = 2) => String(n).padStart(w, "0");
 
 // The server's pattern for relative times, whitespace and all.
 export const RELATIVE = /^now(?:\s*([-+])\s*(\d{1,7})\s*([smhdw]))?(?:\/([smhd]))?$/;
-const ABSOLUTE =
-  /^(\d{4})-(\d{2})-(\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d{1,9}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$/i;
+const ABSOLUTE = new RegExp(
+  "^(\\d{4})-(\\d{2})-(\\d{2})(?:[T ](\\d{2}):(\\d{2})(?::(\\d{2})(?:[.,](\\d{1,9}))?)?)?" +
+    "\\s*(Z|[+-]\\d{2}:?\\d{2})?$",
+  "i",
+);
 
 // ------------------------------------------------------------------ the zone
 
@@ -49,7 +52,7 @@ export function offsetMinutes(date, zone = getZone()) {
 // "UTC", or "UTC+01:00" / "UTC-05:00" / "UTC+05:30": the zone as it stood at that instant.
 export function zoneLabel(date = new Date(), zone = getZone()) {
   const offset = offsetMinutes(date, zone);
-  if (zone === "utc") return "UTC";
+  if (offset === 0) return "UTC";
   const sign = offset < 0 ? "-" : "+";
   const abs = Math.abs(offset);
   return `UTC${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
@@ -57,11 +60,17 @@ export function zoneLabel(date = new Date(), zone = getZone()) {
 
 // Where space is short (rows, the histogram's axis): "UTC", "UTC+1", "UTC-5", "UTC+5:30".
 export function zoneShort(date = new Date(), zone = getZone()) {
-  if (zone === "utc") return "UTC";
   const offset = offsetMinutes(date, zone);
+  if (offset === 0) return "UTC";
   const abs = Math.abs(offset);
   const minutes = abs % 60 ? `:${pad(abs % 60)}` : "";
   return `UTC${offset < 0 ? "-" : "+"}${Math.floor(abs / 60)}${minutes}`;
+}
+
+// A result row's zone, in the little room a row has: "UTC", or the offset alone ("+1", "+5:30").
+export function zoneTiny(date = new Date(), zone = getZone()) {
+  const short = zoneShort(date, zone);
+  return short === "UTC" ? short : short.slice(3);
 }
 
 // "UTC", or "Local (Europe/Paris)" where the browser names its zone.
@@ -104,7 +113,8 @@ export function fmtEventTime(value) {
   const date = toDateValue(value);
   if (Number.isNaN(date.getTime())) return String(value ?? "");
   const f = fields(date);
-  return `${MONTHS[f.month]} ${pad(f.day)} ${pad(f.hour)}:${pad(f.minute)}:${pad(f.second)}.${pad(f.ms, 3)}`;
+  const time = `${pad(f.hour)}:${pad(f.minute)}:${pad(f.second)}.${pad(f.ms, 3)}`;
+  return `${MONTHS[f.month]} ${pad(f.day)} ${time}`;
 }
 
 // "Nov 27, 15:03 UTC" (the year when it is not this one); zone: false leaves the zone out.
@@ -161,8 +171,8 @@ function fillTime(node) {
   else {
     const zone = document.createElement("span");
     zone.className = "tz";
-    zone.textContent = Number.isNaN(date.getTime()) ? "" : zoneShort(date);
-    node.replaceChildren(fmtEventTime(iso), " ", zone);
+    zone.textContent = Number.isNaN(date.getTime()) ? "" : `\u2009${zoneTiny(date)}`;
+    node.replaceChildren(fmtEventTime(iso), zone);
   }
   node.title = `${iso} (${zoneName()})`;
 }
