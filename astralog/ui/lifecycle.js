@@ -22,6 +22,7 @@ import {
 } from "./dom.js";
 import { list } from "./members.js";
 import { withReauth } from "./mfa.js";
+import { getZone, parseAbsolute, zoneLabel } from "./timefmt.js";
 
 const BADGES = {
   proposed: "badge-warn",
@@ -140,11 +141,12 @@ function sourceBoxes(prefix, sources) {
   return { el, value };
 }
 
-// datetime-local (the browser's zone) as an aware ISO time, or null when empty.
+// A typed 24-hour time (in the zone the person chose, see timefmt.js) as an ISO time, or null
+// when empty.
 function isoOrNull(input) {
-  if (!input.value) return null;
-  const date = new Date(input.value);
-  if (Number.isNaN(date.getTime())) throw { detail: `${input.id}: not a date and time` };
+  if (!input.value.trim()) return null;
+  const date = parseAbsolute(input.value);
+  if (!date) throw { detail: `${input.id}: not a time; write it as 2026-01-31 14:00, 24-hour` };
   return date.toISOString();
 }
 
@@ -218,8 +220,8 @@ function holdButton(hold, action, label, reload) {
 function proposeHold(sources, reload) {
   const reason = textInput("hold-reason", { maxlength: "2000", required: true });
   const caseId = textInput("hold-case", { maxlength: "100", required: true });
-  const start = h("input", { class: "input", id: "hold-start", type: "datetime-local" });
-  const end = h("input", { class: "input", id: "hold-end", type: "datetime-local" });
+  const start = h("input", { class: "input mono", id: "hold-start", placeholder: "2026-01-31 14:00" });
+  const end = h("input", { class: "input mono", id: "hold-end", placeholder: "2026-02-28 00:00" });
   const picked = sourceBoxes("hold", sources);
   formDialog({
     id: "hold-form",
@@ -230,7 +232,7 @@ function proposeHold(sources, reload) {
       field("hold-case", "Case id", caseId),
       picked.el,
       field("hold-start", "From (optional)", start),
-      field("hold-end", "Until (optional)", end, "Leave both empty to hold all time."),
+      field("hold-end", "Until (optional)", end, `24-hour, ${getZone() === "utc" ? "UTC" : `local time (${zoneLabel()})`}. Leave both empty to hold all time.`),
     ],
     submitLabel: "Propose",
     async onSubmit(close) {

@@ -1,7 +1,7 @@
 // Retention: the plan's limit and per-source overrides inside it.
 
 import { get, invalidate, put } from "./api.js";
-import { errorState, h, icon, replace, toast } from "./dom.js";
+import { errorState, fmtDateTime, h, icon, replace, toast } from "./dom.js";
 
 export async function mount(main) {
   const page = h("div", { class: "page" });
@@ -215,10 +215,10 @@ export async function mount(main) {
 }
 
 function previewText(p) {
-  const when = new Date(p.next_purge_at).toLocaleString();
-  const hidden = `Searches stop showing events before ${new Date(p.hidden_before).toLocaleString()} at once.`;
+  const when = fmtDateTime(p.next_purge_at); // 24-hour, in the chosen zone, named
+  const hidden = `Searches stop showing events before ${fmtDateTime(p.hidden_before)} at once.`;
   if (!p.objects) return `${hidden} Nothing is deleted from storage yet.`;
-  const range = `${new Date(p.oldest_hour).toLocaleString()} to ${new Date(p.newest_hour).toLocaleString()}`;
+  const range = `${fmtDateTime(p.oldest_hour)} to ${fmtDateTime(p.newest_hour)}`;
   return (
     `${hidden} The purge at ${when} deletes ${p.objects} objects ` +
     `(${p.rows.toLocaleString()} events, ${sizeText(p.bytes)}) from the hours ${range}.`
