@@ -71,6 +71,8 @@ const ICONS = {
   link: "M10 13a5 5 0 0 0 7.5.5l3-3a5 5 0 0 0-7-7l-1.8 1.7M14 11a5 5 0 0 0-7.5-.5l-3 3a5 5 0 0 0 7 7l1.7-1.7",
   lock: "M5 11h14v10H5zM8 11V7a4 4 0 0 1 8 0v4",
   arrowUp: "M12 19V5M5 12l7-7 7 7",
+  columns: "M4 4h16v16H4zM10 4v16M16 4v16",
+  chart: "M4 20V12M10 20V5M16 20v-9M2 20h20",
 };
 
 export function icon(name, cls = "") {
@@ -113,9 +115,6 @@ export function fmtBytes(n) {
   return `${n >= 100 || i === 0 ? Math.round(n) : n.toFixed(1)} ${units[i]}`;
 }
 
-const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-const pad = (n, w = 2) => String(n).padStart(w, "0");
-
 // An ISO time with nanoseconds ("...T01:02:03.123456789Z") as a Date plus its sub-ms digits.
 export function parseTime(iso) {
   if (!iso) return null;
@@ -124,25 +123,8 @@ export function parseTime(iso) {
   return Number.isNaN(date.getTime()) ? null : { date, fraction: match ? match[1] : "" };
 }
 
-export function fmtEventTime(iso) {
-  const t = parseTime(iso);
-  if (!t) return iso || "";
-  const d = t.date;
-  return (
-    `${MONTHS[d.getMonth()]} ${pad(d.getDate())} ` +
-    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}.${pad(d.getMilliseconds(), 3)}`
-  );
-}
-
-export function fmtDateTime(value, { seconds = false } = {}) {
-  const d = value instanceof Date ? value : new Date(value);
-  if (Number.isNaN(d.getTime())) return String(value ?? "");
-  const now = new Date();
-  const sameYear = d.getFullYear() === now.getFullYear();
-  const date = `${MONTHS[d.getMonth()]} ${d.getDate()}${sameYear ? "" : `, ${d.getFullYear()}`}`;
-  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}${seconds ? `:${pad(d.getSeconds())}` : ""}`;
-  return `${date}, ${time}`;
-}
+// Times follow the person's UTC/local choice and always name their zone: see timefmt.js.
+export { fmtDateTime, fmtEventTime } from "./timefmt.js";
 
 export function fmtRelative(value) {
   const d = value instanceof Date ? value : new Date(value);

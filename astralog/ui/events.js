@@ -1,7 +1,8 @@
 // One search result: a single line (time, level, service, message) that expands to the whole
 // event as a field table and as raw JSON. Field values add filters to the query.
 
-import { copyText, fmtEventTime, h, icon, replace } from "./dom.js";
+import { copyText, h, icon, replace } from "./dom.js";
+import { timeNode } from "./timefmt.js";
 
 // Bottom to top in the histogram, most severe first in legends read in reverse.
 export const LEVEL_ORDER = ["FATAL", "ERROR", "WARN", "INFO", "DEBUG", "TRACE", "OTHER"];
@@ -90,13 +91,13 @@ export function eventRow(event, ctx, { fresh = false } = {}) {
   const row = h(
     "button",
     { type: "button", class: "ev-row", "aria-expanded": "false", "aria-controls": `${id}-detail` },
-    h(
-      "time",
-      { class: "ev-time", datetime: event.timestamp, title: event.timestamp },
-      fmtEventTime(event.timestamp),
-    ),
+    timeNode(event.timestamp, "event", "ev-time"),
     badge(event.level, level),
-    h("span", { class: "ev-svc", title: event.service || "" }, event.service || "—"),
+    (ctx.columns || ["service"]).map((field) => {
+      const text = ctx.cell ? ctx.cell(event, field) : event[field];
+      const cls = field === "service" ? "ev-svc" : "ev-svc ev-col";
+      return h("span", { class: cls, title: text || "", dataset: { col: field } }, text || "—");
+    }),
     h("span", { class: "ev-msg" }, firstLine(event.body)),
   );
   const detail = h("div", { class: "ev-detail", id: `${id}-detail`, hidden: true });
@@ -147,6 +148,15 @@ function eventDetail(event, ctx) {
     h("span", { class: "btn-label" }, "Copy link"),
   );
   link.addEventListener("click", () => copyText(ctx.linkTo(event), "Link to this event copied"));
+  // The events around this one, from its source: why it happened is often just before it.
+  const around = ctx.showContext
+    ? h(
+        "button",
+        { type: "button", class: "btn btn-sm btn-ghost ctx-open", onclick: () => ctx.showContext(event) },
+        icon("history", "icon-sm"),
+        h("span", { class: "btn-label" }, "Show context"),
+      )
+    : null;
   return [
     h(
       "div",
@@ -158,6 +168,7 @@ function eventDetail(event, ctx) {
         tabJson,
       ),
       h("span", { class: "spacer" }),
+      around,
       link,
       copy,
     ),
@@ -174,8 +185,10 @@ function fieldTable(event, ctx) {
     const text = typeof value === "string" ? value : JSON.stringify(value);
     rows.push(fieldRow(label, text, field, display, ctx));
   };
-  add("timestamp", event.timestamp);
-  add("observed_timestamp", event.observed_timestamp);
+  for (const key of ["timestamp", "observed_timestamp"]) {
+    const when = event[key] && timeNode(event[key], "full", "value-text");
+    if (when) rows.push(h("tr", {}, h("th", { scope: "row" }, key), h("td", {}, when), h("td", { class: "fact" })));
+  }
   add("level", event.level, "level");
   add("severity_number", event.severity_number || null);
   add("service", event.service, "service");
@@ -254,12 +267,27 @@ function fieldRow(label, text, field, display, ctx) {
   );
   plus.addEventListener("click", () => ctx.filter(field, text, false));
   minus.addEventListener("click", () => ctx.filter(field, text, true));
+  const isColumn = Boolean(ctx.columns?.includes(field));
+  const column = ctx.toggleColumn
+    ? h(
+        "button",
+        {
+          type: "button",
+          class: "icon-btn icon-btn-sm col-toggle",
+          "aria-label": `${isColumn ? "Remove" : "Add"} column ${field}`,
+          "aria-pressed": String(isColumn),
+          title: isColumn ? "Remove the column" : "Show as a column",
+          onclick: () => ctx.toggleColumn(field),
+        },
+        icon("columns", "icon-sm"),
+      )
+    : null;
   return h(
     "tr",
     { dataset: { field } },
     h("th", { scope: "row" }, label),
     h("td", {}, value),
-    h("td", { class: "fact" }, plus, minus),
+    h("td", { class: "fact" }, plus, minus, column),
   );
 }
 

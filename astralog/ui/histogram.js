@@ -1,8 +1,10 @@
-// The event-count histogram: SVG bars stacked by level. Dragging across it selects a new range,
-// clicking a bar narrows to that bucket; arrow keys and Enter do the same from the keyboard.
+// The event-count histogram: SVG bars stacked by level, or by the top values of one field (a
+// "visualise"). Dragging across it selects a new range, clicking a bar narrows to that bucket;
+// arrow keys and Enter do the same from the keyboard. Live tail adds events as they arrive.
 
 import { fmtCompact, fmtNumber, h, parseTime, replace, svg } from "./dom.js";
 import { LEVEL_ORDER, levelOf } from "./events.js";
+import { fmtDateTime, fmtTick, offsetMinutes, onZoneChange, zoneShort } from "./timefmt.js";
 
 const MARGIN = { top: 8, right: 4, bottom: 20, left: 38 };
 const TICKS_MS = [
@@ -23,8 +25,6 @@ const TICKS_MS = [
   2 * 86400e3,
   7 * 86400e3,
 ];
-const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-const pad = (n) => String(n).padStart(2, "0");
 
 // A round axis maximum whose half is a whole number too (the middle grid line is labelled).
 function niceMax(value) {
@@ -34,20 +34,9 @@ function niceMax(value) {
   return 10 * power;
 }
 
-function tickLabel(ms, interval) {
-  const d = new Date(ms);
-  if (interval >= 86400e3 || (d.getHours() === 0 && d.getMinutes() === 0 && interval >= 3600e3)) {
-    return `${MONTHS[d.getMonth()]} ${d.getDate()}`;
-  }
-  const hm = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  return interval < 60e3 ? `${hm}:${pad(d.getSeconds())}` : hm;
-}
-
-function timeText(ms, spanMs) {
-  const d = new Date(ms);
-  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}${spanMs < 3600e3 ? `:${pad(d.getSeconds())}` : ""}`;
-  return `${MONTHS[d.getMonth()]} ${d.getDate()}, ${time}`;
-}
+// In the zone the person chose (timefmt.js), with the zone named.
+const tickLabel = fmtTick;
+const timeText = (ms, spanMs) => fmtDateTime(ms, { seconds: spanMs < 3600e3 });
 
 export function createHistogram({ onRange }) {
   const el = h("div", {
@@ -64,8 +53,27 @@ export function createHistogram({ onRange }) {
   let keyIndex = -1;
   let groups = [];
   let selection = null;
+  let series = null; // [{ key, label }] when the bars are a field's values, not levels
+  let interval = 0;
 
-  function render(response) {
+  // Levels fold into the fixed order; a field's values keep the order they were given in.
+  function stackOf(bucket) {
+    if (series) return [series.map((s) => s.key), { ...bucket.levels }];
+    const counts = {};
+    for (const [level, count] of Object.entries(bucket.levels)) {
+      const key = levelOf(level);
+      counts[key] = (counts[key] || 0) + count;
+    }
+    const known = Object.values(counts).reduce((a, b) => a + b, 0);
+    if (bucket.total > known) counts.OTHER = (counts.OTHER || 0) + bucket.total - known;
+    return [LEVEL_ORDER, counts];
+  }
+  const labelOf = (key) =>
+    series ? series.find((s) => s.key === key)?.label : key === "OTHER" ? "other" : key.toLowerCase();
+
+  function render(response, options = {}) {
+    series = options.series || null;
+    interval = response.interval_ms || 0;
     const buckets = (response.buckets || []).map((b) => ({
       from: parseTime(b.start).date.getTime(),
       to: parseTime(b.end).date.getTime(),
@@ -89,7 +97,8 @@ export function createHistogram({ onRange }) {
     const plotW = width - MARGIN.left - MARGIN.right;
     const plotH = height - MARGIN.top - MARGIN.bottom;
     const n = data.buckets.length;
-    const max = niceMax(Math.max(...data.buckets.map((b) => b.total), 1));
+    const highest = Math.max(...data.buckets.map((b) => b.total));
+    const max = niceMax(Math.max(highest, 1));
     const span = data.to - data.from;
     const x = (ms) => MARGIN.left + ((ms - data.from) / span) * plotW;
     const y = (count) => MARGIN.top + plotH - (count / max) * plotH;
@@ -102,7 +111,8 @@ export function createHistogram({ onRange }) {
     });
     const grid = svg("g", { class: "grid" });
     const axis = svg("g", { class: "axis" });
-    for (const value of [0, max / 2, max]) {
+    // Nothing counted: a baseline only, never a made-up 0-4 scale.
+    for (const value of highest > 0 ? [0, max / 2, max] : [0]) {
       const yy = Math.round(y(value)) + 0.5;
       grid.append(svg("line", { x1: MARGIN.left, x2: width - MARGIN.right, y1: yy, y2: yy }));
       axis.append(
@@ -111,13 +121,13 @@ export function createHistogram({ onRange }) {
     }
     const interval =
       TICKS_MS.find((t) => span / t <= Math.max(2, plotW / 110)) || TICKS_MS[TICKS_MS.length - 1];
-    const offset = new Date(data.from).getTimezoneOffset() * 60e3;
+    const offset = -offsetMinutes(new Date(data.from)) * 60e3;
     const aligned = interval >= 3600e3 ? (ms) => ms - offset : (ms) => ms;
     let tick = Math.ceil(aligned(data.from) / interval) * interval;
     for (; tick <= aligned(data.to); tick += interval) {
       const ms = interval >= 3600e3 ? tick + offset : tick;
       const xx = x(ms);
-      if (xx < MARGIN.left + 14 || xx > width - 14) continue;
+      if (xx < MARGIN.left + 24 || xx > width - 14) continue; // clear of the zone's label
       axis.append(
         svg("text", { x: xx, y: height - 5, "text-anchor": "middle" }, tickLabel(ms, interval)),
       );
@@ -125,6 +135,7 @@ export function createHistogram({ onRange }) {
         svg("line", { x1: xx, x2: xx, y1: MARGIN.top + plotH, y2: MARGIN.top + plotH + 4 }),
       );
     }
+    axis.append(svg("text", { x: 2, y: height - 5, class: "tz" }, zoneShort(new Date(data.to))));
     root.append(grid, axis);
 
     const bars = svg("g", { class: "bars" });
@@ -134,15 +145,9 @@ export function createHistogram({ onRange }) {
       const gap = w > 6 ? 1.5 : w > 3 ? 0.75 : 0;
       const g = svg("g", { class: "bucket" });
       g.append(svg("rect", { class: "bar-bg", x: x0, y: MARGIN.top, width: w, height: plotH }));
-      const counts = {};
-      for (const [level, count] of Object.entries(bucket.levels)) {
-        const key = levelOf(level);
-        counts[key] = (counts[key] || 0) + count;
-      }
-      const known = Object.values(counts).reduce((a, b) => a + b, 0);
-      if (bucket.total > known) counts.OTHER = (counts.OTHER || 0) + bucket.total - known;
+      const [order, counts] = stackOf(bucket);
       let base = 0;
-      for (const level of LEVEL_ORDER) {
+      for (const level of order) {
         const count = counts[level];
         if (!count) continue;
         const top = y(base + count);
@@ -209,7 +214,7 @@ export function createHistogram({ onRange }) {
       return;
     }
     const bucket = data.buckets[index];
-    const rows = LEVEL_ORDER.filter((l) => bucket.counts[l]).reverse();
+    const rows = stackOf(bucket)[0].filter((l) => bucket.counts[l]).reverse();
     replace(
       tip,
       h(
@@ -223,7 +228,7 @@ export function createHistogram({ onRange }) {
           "div",
           {},
           h("i", { class: `fill-${level}` }),
-          level === "OTHER" ? "other" : level.toLowerCase(),
+          labelOf(level),
           h("b", {}, fmtNumber(bucket.counts[level])),
         ),
       ),
@@ -323,16 +328,45 @@ export function createHistogram({ onRange }) {
 
   const observer = new ResizeObserver(() => draw());
   observer.observe(el);
+  const stopZone = onZoneChange(() => draw());
+
+  // Live tail: count events into their buckets. With `slide`, a range that ends now moves on:
+  // buckets are added at the end and as many dropped at the start.
+  function add(events, { slide = false } = {}) {
+    if (!data || series || !interval) return 0;
+    let added = 0;
+    for (const event of events) {
+      const ms = parseTime(event.timestamp).date.getTime();
+      while (slide && ms >= data.to) {
+        data.buckets.push({ from: data.to, to: data.to + interval, total: 0, levels: {} });
+        data.buckets.shift();
+        data.from = data.buckets[0].from;
+        data.to += interval;
+      }
+      const bucket = data.buckets.find((b) => ms >= b.from && ms < b.to);
+      if (!bucket) continue;
+      const level = event.level || "UNSET";
+      bucket.levels[level] = (bucket.levels[level] || 0) + 1;
+      bucket.total += 1;
+      added += 1;
+    }
+    if (added || slide) draw();
+    return added;
+  }
 
   return {
     el,
     render,
+    add,
+    buckets: () => data?.buckets || [],
+    isSeries: () => Boolean(series),
     clear() {
       data = null;
       replace(el);
     },
     destroy() {
       observer.disconnect();
+      stopZone();
     },
   };
 }
