@@ -328,7 +328,8 @@ function valueSyntax(field) {
     items: [
       syntax("s:any", `${field}:*`, "the field is present", "* "),
       syntax("s:range", `${field}:[a TO b]`, "a range, bounds included", "[ TO ]", 1),
-      { ...syntax("s:gte", `${field}>=`, "compare: > >= < <=", ">="), insert: { text: ">=", back: 1 } },
+      // replaces the colon too: field>= rather than field:>=
+      { ...syntax("s:gte", `${field}>=`, "compare: > >= < <="), insert: { text: ">=", back: 1 } },
       syntax("s:or", `${field}:(a OR b)`, "any of several values", "()", 1),
       syntax("s:quote", `${field}:"…"`, "a value with spaces or symbols", '""', 1),
     ],
@@ -476,7 +477,9 @@ export function createQueryBar({ value = "", onSubmit, getScope = null, describe
           [
             h("span", { class: "sg-text" }, item.text),
             item.desc ? h("span", { class: "sg-desc" }, item.desc) : null,
-            item.count === undefined ? null : h("span", { class: "sg-count" }, fmtNumber(item.count)),
+            item.count === undefined
+              ? null
+              : h("span", { class: "sg-count" }, fmtNumber(item.count)),
           ],
           () => accept(ctx, item.insert),
           item.key,
