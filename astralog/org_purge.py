@@ -49,7 +49,10 @@ class OrgPurgeAccess(DataAccess, Protocol):
 
     def forget_org(self, org_id: str) -> None:
         """Drop what this instance keeps of the org beside its destinations and its log
-        (deletion vectors, export jobs and archives, idempotency receipts)."""
+        (deletion vectors, export jobs and archives, idempotency receipts, alert instances and
+        history, the alert outbox and delivery log, endpoint secrets, credential use); its
+        saved searches, alerts, silences and endpoints leave the projections with
+        ``OrgDeleted``."""
         ...
 
 

@@ -256,14 +256,18 @@ class Runtime:
         self.accounts = Accounts(self.control, self.destinations.cipher)
         self.passkeys = Passkeys(self.control, self.sessions, settings.server.url())
         alerts = settings.alerts
-        self.outbox = Outbox(settings.data_dir / "alerts.sqlite3")  # alert messages to deliver
         self.alert_endpoints = Endpoints(
             self.control, self.destinations.cipher, webhook_policy(alerts),
             email_enabled=bool(alerts.smtp_host), max_per_org=alerts.endpoints_per_org,
         )  # fmt: skip
-        self.delivery = build_worker(
-            self.outbox, self.alert_endpoints, alerts, self.metrics.registry
+        self.outbox = Outbox(  # alert messages to deliver; errors to the admins' endpoints too
+            settings.data_dir / "alerts.sqlite3", error_endpoints=self.alert_endpoints.for_errors
         )
+        deletions = self.control.deletions
+        self.delivery = build_worker(
+            self.outbox, self.alert_endpoints, alerts, self.metrics.registry,
+            lambda org_id: deletions.stopped(org_id) is not None,
+        )  # fmt: skip
         self.saved_searches = SavedSearches(self.control.store, settings.server.url())
         self.alert_rules = AlertRules(self.control.store, AlertLimits(
             alerts.max_alerts_per_org, alerts.min_interval_seconds, alerts.max_window_seconds
@@ -392,6 +396,10 @@ class Runtime:
         self.data.vectors.forget_org(org_id)
         self.data.idempotency.forget_org(org_id)
         org_export.forget_org(org_export.exports_root(self.settings.data_dir), org_id)
+        self.alert_state.forget_alerts(self.alert_rules.ever(org_id))
+        self.outbox.forget_org(org_id)
+        self.alert_endpoints.forget_org(org_id)
+        self.control.auth.forget_org_usage(org_id)
 
     def record_purge(self, event: RetentionPurged | PurgeHeld, actor: Actor) -> None:
         store = self.control.store

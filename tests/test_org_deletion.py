@@ -4,8 +4,10 @@ org used (embedded bucket, S3 on moto_server, ClickHouse on chDB) with a signed 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
+import time
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,9 +17,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from astralog import org_purge
+from astralog.alerts.channels import WebhookPolicy
+from astralog.alerts.outbox import Attempt, Message
+from astralog.alerts.state import InstanceState
 from astralog.api.routes.exports import exports_of
 from astralog.cli import main
 from astralog.controlplane.checkpoints import load_public_key
+from astralog.controlplane.endpoints import Endpoints
 from astralog.controlplane.org_deletion import verify_certificate
 from astralog.runtime import LOCAL_DESTINATION, Bootstrap, Runtime
 from tests.conftest import bearer
@@ -26,7 +32,7 @@ from tests.lifecycle_helpers import op as op
 from tests.lifecycle_helpers import owner as owner
 from tests.lifecycle_helpers import settings as settings
 from tests.lifecycle_helpers import signed_in as signed_in
-from tests.rbac_helpers import Member, add_member, session_cookie
+from tests.rbac_helpers import ACTOR, Member, add_member, session_cookie
 from tests.test_erasure import admin as admin
 from tests.test_erasure import approve, erase
 from tests.test_erasure import ask as erasure_ask
@@ -237,7 +243,69 @@ def _side_state(runtime: Runtime, org: str) -> dict[str, Any]:
         "receipts": receipts,
         "remembered": runtime.data.idempotency.lookup(org, _source(runtime, org), "k1"),
         "batches": runtime.data.catalog.batches(org, None, 0, 2**62),
+        "alerts": _alert_rows(runtime, org),
     }
+
+
+def _alert_things(client: TestClient, runtime: Runtime, boot: Bootstrap) -> None:
+    """One of each: a saved search, an endpoint (with its sealed secret), an alert, a silence,
+    a delivery attempted, instance state and history, credential use recorded."""
+    org, admin = str(boot.org["id"]), bearer(boot.admin_token)
+    policy = WebhookPolicy(allow_networks=("127.0.0.1/32",), allow_http=True, timeout_seconds=1)
+    endpoints = Endpoints(runtime.control, runtime.destinations.cipher, policy)
+    hook = endpoints.create(org, "hook", "webhook", "http://127.0.0.1:59999/hook", {}, ACTOR)
+    made = [
+        client.post("/v1/saved-searches", json={"name": "errors", "query": "level:error"},
+                    headers=admin),
+        client.post("/v1/alerts", json={"name": "errors", "endpoint_ids": [hook["id"]]},
+                    headers=admin),
+        client.post("/v1/silences", json={"matchers": [{"name": "service", "value": "api"}],
+                    "ends_at": "2100-01-01T00:00:00Z"}, headers=admin),
+    ]  # fmt: skip
+    assert all(m.status_code == 201 for m in made), [m.text for m in made]
+    alert_id = made[1].json()["id"]
+    now = time.time_ns()
+    runtime.outbox.enqueue(Message("msg_t", org, "test", (hook["id"],), {}, now))
+    (due,) = runtime.outbox.claim(now, 10)
+    runtime.outbox.record(due, Attempt(now, None, "connection refused", 1), "failed")
+    runtime.alert_state.fail(alert_id, now, "the scan failed", now)  # a run and its history
+    with closing(sqlite3.connect(runtime.settings.data_dir / "alerts.sqlite3")) as db, db:
+        state = json.dumps(dataclasses.asdict(InstanceState()))
+        db.execute("INSERT INTO alert_instances (alert_id, key, labels, state, value, updated_ns)"
+                   " VALUES (?, 'k', '{}', ?, 1, ?)", (alert_id, state, now))  # fmt: skip
+    runtime.control.record_usage()
+
+
+def _alert_rows(runtime: Runtime, org: str) -> dict[str, int]:
+    """The org's rows in every table of alert data and credential use, by table."""
+    counts = {}
+    with closing(sqlite3.connect(runtime.settings.path(runtime.settings.control.database))) as db:
+        for table in ("saved_searches", "alert_rules", "silences", "alert_endpoints",
+                      "alert_endpoint_secrets"):  # fmt: skip
+            counts[table] = _count(db, f"SELECT count(*) FROM {table} WHERE org_id = ?", org)
+        counts["credential_usage"] = _count(
+            db, "SELECT count(*) FROM credential_usage WHERE id IN (SELECT id FROM ingest_keys "
+            "WHERE org_id = ?1 UNION SELECT id FROM tokens WHERE org_id = ?1)", org,
+        )  # fmt: skip
+        alerts = [r[0].removeprefix("alert:") for r in db.execute(
+            "SELECT DISTINCT aggregate_id FROM events WHERE org_id = ? AND aggregate_id LIKE "
+            "'alert:%'", (org,))]  # fmt: skip
+    marks = ",".join("?" * len(alerts))
+    with closing(sqlite3.connect(runtime.settings.data_dir / "alerts.sqlite3")) as db:
+        for table in ("alert_instances", "alert_history", "alert_runs"):
+            counts[table] = _count(db, f"SELECT count(*) FROM {table} WHERE alert_id IN "
+                                   f"({marks})", *alerts)  # fmt: skip
+        counts["outbox"] = _count(db, "SELECT count(*) FROM outbox WHERE org_id = ?", org)
+        counts["delivery_attempts"] = _count(
+            db, "SELECT count(*) FROM delivery_attempts WHERE delivery_id IN (SELECT "
+            "delivery_id FROM outbox WHERE org_id = ?) OR delivery_id NOT IN (SELECT "
+            "delivery_id FROM outbox)", org,
+        )  # fmt: skip
+    return counts
+
+
+def _count(db: sqlite3.Connection, query: str, *args: str) -> int:
+    return int(db.execute(query, args).fetchone()[0])
 
 
 def _source(runtime: Runtime, org: str) -> str:
@@ -248,7 +316,9 @@ def test_the_purge_leaves_nothing_of_the_org_but_its_tombstone(
     client: TestClient, runtime: Runtime, boot: Bootstrap, owner: Member, admin: Member,
     signed_in: Headers,
 ) -> None:  # fmt: skip
-    """Deletion vectors, export jobs and their archives, idempotency receipts: all go too."""
+    """Deletion vectors, export jobs and their archives, idempotency receipts, the alert data
+    (saved searches, alerts, silences, endpoints and their sealed secrets, the outbox and its
+    delivery log, instance state and history), credential use: all go too."""
     org = str(boot.org["id"])
     headers = bearer(boot.ingest_key) | {"Idempotency-Key": "k1"}
     assert client.post("/v1/ingest", content='{"message": "hi"}', headers=headers).is_success
@@ -257,15 +327,21 @@ def test_the_purge_leaves_nothing_of_the_org_but_its_tombstone(
     approve(client, admin, erasure_ask(client, owner)["id"])
     assert erase(client, runtime) == 1  # masked: the org has a deletion vector
     export(client, signed_in)  # an archive of the whole org on this machine
+    _alert_things(client, runtime, boot)
     kept = _side_state(runtime, org)
     assert kept["vectors"] and kept["exports"] and kept["export_files"], kept
     assert kept["receipts"] and kept["remembered"], kept  # released to SQLite with the segment
+    assert all(kept["alerts"].values()), kept["alerts"]
 
     ask(client, owner, boot)
     (certificate,) = purge_due(client, runtime)
+    # The org's credentials still answer 410 after the purge; that leaves no trace either.
+    assert ingest(client, boot).status_code == 410
+    assert client.get("/v1/sources", headers=bearer(boot.admin_token)).status_code == 410
+    runtime.control.record_usage()
     assert _side_state(runtime, org) == {
         "vectors": {}, "exports": [], "export_files": [], "receipts": 0, "remembered": None,
-        "batches": [],
+        "batches": [], "alerts": dict.fromkeys(kept["alerts"], 0),
     }  # fmt: skip
     state = client.get(f"/v1/orgs/{org}/deletion", headers=bearer(boot.operator_token)).json()
     assert state["state"] == "deleted" and state["certificate"] == certificate

@@ -9,8 +9,9 @@ jitter, so receivers coming back from an outage are not hit by every sender at o
 endpoint (an event saying why) and nothing more is sent to it until an admin enables it again.
 A webhook's ``webhook-id`` is the message id on every attempt, and the signature is computed at
 each attempt with the secrets in force then. Each failure is one log line and a metric.
-Delivered and failed rows stay in the delivery log for ``log_days`` (a setting), then the worker
-prunes them, at most once an hour.
+Nothing is sent for an org pending deletion: its rows fail, saying so (replayable if an
+operator restores it). Delivered and failed rows stay in the delivery log for ``log_days`` (a
+setting), then the worker prunes them, at most once an hour.
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ log = logging.getLogger("astralog.alerts.delivery")
 WORKER = Actor("system:alert-delivery", "local")
 DEFAULT_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 PRUNE_EVERY_SECONDS = 3600.0
+
+
+def _never(org_id: str) -> bool:
+    return False
 
 
 class EndpointDirectory(Protocol):
@@ -107,12 +112,13 @@ class DeliveryWorker:
         self, outbox: Outbox, endpoints: EndpointDirectory, policy: WebhookPolicy,
         retry: RetryPolicy, metrics: DeliveryMetrics, *, smtp: SmtpConfig | None = None,
         concurrency: int = 8, poll_seconds: float = 1.0, log_days: float = 30.0,
-        clock: Callable[[], int] = time.time_ns,
+        clock: Callable[[], int] = time.time_ns, org_stopped: Callable[[str], bool] = _never,
     ) -> None:  # fmt: skip
         self.outbox, self.endpoints, self.policy = outbox, endpoints, policy
         self.retry, self.metrics, self.smtp = retry, metrics, smtp
         self.concurrency, self.poll_seconds, self.clock = concurrency, poll_seconds, clock
         self.keep_ns = int(log_days * 86_400 * 1e9)
+        self.org_stopped = org_stopped
         self._wake = asyncio.Event()
         self._pruned_at = -PRUNE_EVERY_SECONDS  # monotonic; the first round prunes
 
@@ -151,6 +157,10 @@ class DeliveryWorker:
         return len(due)
 
     async def _deliver(self, delivery: Delivery) -> None:
+        if await asyncio.to_thread(self.org_stopped, delivery.org_id):
+            why = "not sent: the org is pending deletion"
+            await asyncio.to_thread(self.outbox.skip, delivery, self.clock(), why)
+            return
         try:
             target = await asyncio.to_thread(
                 self.endpoints.target, delivery.org_id, delivery.endpoint_id
@@ -255,9 +265,10 @@ def smtp_config(settings: AlertsSettings) -> SmtpConfig | None:
 
 def build_worker(
     outbox: Outbox, endpoints: EndpointDirectory, settings: AlertsSettings,
-    registry: CollectorRegistry,
+    registry: CollectorRegistry, org_stopped: Callable[[str], bool] = _never,
 ) -> DeliveryWorker:  # fmt: skip
-    """The worker as ``ASTRALOG_ALERTS__*`` configures it."""
+    """The worker as ``ASTRALOG_ALERTS__*`` configures it; ``org_stopped``: is the org pending
+    deletion (or deleted)."""
     retry = RetryPolicy(
         tuple(settings.retry_schedule_seconds), settings.retry_jitter,
         settings.retry_after_max_seconds,
@@ -266,4 +277,5 @@ def build_worker(
         outbox, endpoints, webhook_policy(settings), retry, DeliveryMetrics(registry),
         smtp=smtp_config(settings), concurrency=settings.delivery_concurrency,
         poll_seconds=settings.delivery_poll_seconds, log_days=settings.delivery_log_days,
+        org_stopped=org_stopped,
     )  # fmt: skip

@@ -17,7 +17,7 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,9 +105,16 @@ def _body(message: Message) -> str:
 
 
 class Outbox:
-    def __init__(self, path: Path, *, lease_seconds: float = 120.0) -> None:
+    """``error_endpoints(org)``: where an org's ``error`` messages go besides their own
+    endpoints (the endpoints its admins flagged for every alert's errors)."""
+
+    def __init__(
+        self, path: Path, *, lease_seconds: float = 120.0,
+        error_endpoints: Callable[[str], Iterable[str]] = lambda org_id: (),
+    ) -> None:  # fmt: skip
         self.path = path
         self.lease_ns = int(lease_seconds * 1e9)
+        self.error_endpoints = error_endpoints
         self._conn = sqlite.connect(path)
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
@@ -121,12 +128,16 @@ class Outbox:
             yield conn
 
     def enqueue(self, message: Message) -> None:
-        """One row per endpoint, committed before it returns; a repeat is a no-op."""
+        """One row per endpoint, committed before it returns; a repeat is a no-op. An error
+        goes to the org's error endpoints too."""
         body = _body(message)
+        endpoints = list(message.endpoint_ids)
+        if message.event == "error":
+            endpoints += self.error_endpoints(message.org_id)
         rows = [
             (delivery_id(message.id, endpoint), message.id, endpoint, message.org_id,
              message.event, body, message.created_ns, message.created_ns)
-            for endpoint in dict.fromkeys(message.endpoint_ids)
+            for endpoint in dict.fromkeys(endpoints)
         ]  # fmt: skip
         with self._tx() as conn:
             conn.executemany(

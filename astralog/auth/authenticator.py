@@ -28,6 +28,12 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+_OF_DELETED_ORG = (
+    "SELECT 1 FROM org_deletions WHERE state = 'deleted' AND org_id IN (SELECT org_id FROM "
+    "ingest_keys WHERE id = ?1 UNION ALL SELECT org_id FROM tokens WHERE id = ?1)"
+)
+
+
 class Projections(Protocol):
     """Where the key and token projections are read (the control-plane store)."""
 
@@ -105,13 +111,24 @@ class Authenticator:
         items = list(used.items())  # one C-level copy: a late writer cannot break the loop
         if items:
             with self._store.transaction() as conn:
+                # A purged org's credentials still answer (410 Gone) but leave no trace.
                 conn.executemany(
-                    "INSERT INTO credential_usage (id, last_used) VALUES (?, ?) "
+                    "INSERT INTO credential_usage (id, last_used) SELECT ?1, ?2 WHERE NOT EXISTS "
+                    f"({_OF_DELETED_ORG}) "
                     "ON CONFLICT (id) DO UPDATE SET last_used = max(last_used, excluded.last_used)",
                     items,
                 )
             self.on_used(items)
         return len(items)
+
+    def forget_org_usage(self, org_id: str) -> None:
+        """When the org's keys and tokens were last used: gone with the org's purge."""
+        with self._store.transaction() as conn:
+            conn.execute(
+                "DELETE FROM credential_usage WHERE id IN (SELECT id FROM ingest_keys WHERE "
+                "org_id = ?1 UNION ALL SELECT id FROM tokens WHERE org_id = ?1)",
+                (org_id,),
+            )
 
     def _entry(self, key_id: str, load: Callable[[], _CacheEntry]) -> _CacheEntry:
         entry = self._cache.get(key_id)

@@ -41,7 +41,7 @@ MAX_OVERLAP_HOURS = 168
 @dataclass(frozen=True)
 class EndpointCreated(Event, aggregate="endpoint:{endpoint_id}"):
     """``target`` is the webhook URL or the e-mail address; ``header_names`` only name the
-    sealed extra headers."""
+    sealed extra headers; ``errors``: it also receives every alert's errors in the org."""
 
     endpoint_id: str
     org_id: str
@@ -49,6 +49,7 @@ class EndpointCreated(Event, aggregate="endpoint:{endpoint_id}"):
     kind: str
     target: str
     header_names: list[str]
+    errors: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class EndpointUpdated(Event, aggregate="endpoint:{endpoint_id}"):
     target: str
     header_names: list[str]
     enabled: bool
+    errors: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,9 +93,9 @@ class EndpointSecretRotated(Event, aggregate="endpoint:{endpoint_id}"):
 def _created(conn: sqlite3.Connection, e: EndpointCreated, r: Recorded) -> None:
     conn.execute(
         "INSERT INTO alert_endpoints (id, org_id, name, kind, target, header_names, enabled, "
-        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
-        (e.endpoint_id, e.org_id, e.name, e.kind, e.target, json.dumps(e.header_names), r.at,
-         r.at),
+        "errors, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
+        (e.endpoint_id, e.org_id, e.name, e.kind, e.target, json.dumps(e.header_names),
+         int(e.errors), r.at, r.at),
     )  # fmt: skip
 
 
@@ -101,10 +103,10 @@ def _created(conn: sqlite3.Connection, e: EndpointCreated, r: Recorded) -> None:
 def _updated(conn: sqlite3.Connection, e: EndpointUpdated, r: Recorded) -> None:
     conn.execute(
         "UPDATE alert_endpoints SET name = ?, target = ?, header_names = ?, enabled = ?, "
-        "disabled_reason = CASE WHEN ? THEN NULL ELSE disabled_reason END, updated_at = ? "
-        "WHERE id = ?",
+        "disabled_reason = CASE WHEN ? THEN NULL ELSE disabled_reason END, updated_at = ?, "
+        "errors = ? WHERE id = ?",
         (e.name, e.target, json.dumps(e.header_names), int(e.enabled), e.enabled, r.at,
-         e.endpoint_id),
+         int(e.errors), e.endpoint_id),
     )  # fmt: skip
 
 
@@ -152,7 +154,7 @@ class Endpoints(SecretTables):
 
     def create(
         self, org_id: str, name: str, kind: Kind, target: str, headers: Mapping[str, Any],
-        actor: Actor,
+        actor: Actor, *, errors: bool = False,
     ) -> dict[str, Any]:  # fmt: skip
         """The new endpoint's view; a webhook's also carries its ``secret``, shown this once."""
         check_name(name, "endpoint")
@@ -160,7 +162,8 @@ class Endpoints(SecretTables):
         endpoint_id, secret = new_id("aep"), signing.new_secret()
         with self._tx() as conn:
             self._check_room(conn, org_id, name)
-            event = EndpointCreated(endpoint_id, org_id, name, kind, target, sorted(clean))
+            event = EndpointCreated(endpoint_id, org_id, name, kind, target, sorted(clean),
+                                    errors)  # fmt: skip
             self.store.append(event, actor, 0)
             self._store_sealed(conn, org_id, endpoint_id, {"secret": secret}, clean, 0.0)
         view = self.get(org_id, endpoint_id)
@@ -169,13 +172,14 @@ class Endpoints(SecretTables):
     def update(
         self, org_id: str, endpoint_id: str, changes: Mapping[str, Any], actor: Actor
     ) -> dict[str, Any]:
-        """``changes``: any of name, target, headers (replaces them all), enabled."""
+        """``changes``: any of name, target, headers (replaces them all), enabled, errors."""
         row = self._row(org_id, endpoint_id)
         name = check_name(changes.get("name") or row["name"], "endpoint")
         target = row["target"]
         if changes.get("target") is not None:
             target = self._check_target(row["kind"], changes["target"])
         enabled = bool(row["enabled"] if changes.get("enabled") is None else changes["enabled"])
+        errors = bool(row["errors"] if changes.get("errors") is None else changes["errors"])
         with self._tx() as conn:
             secrets, headers, until = self._open(conn, org_id, endpoint_id)
             if changes.get("headers") is not None:
@@ -183,7 +187,8 @@ class Endpoints(SecretTables):
                 self._store_sealed(conn, org_id, endpoint_id, secrets, headers, until)
             if name != row["name"] and self._named(conn, org_id, name):
                 raise Conflict(f"an endpoint named {name!r} already exists in this org")
-            event = EndpointUpdated(endpoint_id, org_id, name, target, sorted(headers), enabled)
+            event = EndpointUpdated(endpoint_id, org_id, name, target, sorted(headers), enabled,
+                                    errors)  # fmt: skip
             self.store.append(event, actor, self.store.version(event.aggregate_id))
         return self.get(org_id, endpoint_id)
 
@@ -198,6 +203,11 @@ class Endpoints(SecretTables):
             event = EndpointDeleted(endpoint_id, org_id)
             self.store.append(event, actor, self.store.version(event.aggregate_id))
             conn.execute("DELETE FROM alert_endpoint_secrets WHERE endpoint_id = ?", (endpoint_id,))
+
+    def forget_org(self, org_id: str) -> None:
+        """The org's sealed secrets and headers (its endpoints leave with ``OrgDeleted``)."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM alert_endpoint_secrets WHERE org_id = ?", (org_id,))
 
     def rotate(
         self, org_id: str, endpoint_id: str, overlap_hours: float, actor: Actor
@@ -230,6 +240,15 @@ class Endpoints(SecretTables):
 
     def get(self, org_id: str, endpoint_id: str) -> dict[str, Any]:
         return _view(self._row(org_id, endpoint_id))
+
+    def for_errors(self, org_id: str) -> tuple[str, ...]:
+        """The org's enabled endpoints that receive every alert's errors."""
+        with self.store.reading() as conn:
+            rows = conn.execute(
+                "SELECT id FROM alert_endpoints WHERE org_id = ? AND errors = 1 AND enabled = 1",
+                (org_id,),
+            ).fetchall()
+        return tuple(str(r[0]) for r in rows)
 
     def require(self, org_id: str, endpoint_ids: tuple[str, ...]) -> None:
         """404 unless every id is an endpoint of this org (for the alerts that name them)."""
@@ -328,6 +347,7 @@ def _view(row: dict[str, Any]) -> dict[str, Any]:
         "target": row["target"],
         "headers_set": json.loads(row["header_names"]),
         "enabled": bool(row["enabled"]),
+        "errors": bool(row["errors"]),
         "disabled_reason": row["disabled_reason"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],

@@ -71,7 +71,7 @@ CREATE TABLE IF NOT EXISTS alert_endpoints (
     id TEXT PRIMARY KEY, org_id TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
     target TEXT NOT NULL, header_names TEXT NOT NULL, enabled INTEGER NOT NULL,
     disabled_reason TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
-    secret_rotated_at TEXT, UNIQUE (org_id, name)
+    secret_rotated_at TEXT, errors INTEGER NOT NULL DEFAULT 0, UNIQUE (org_id, name)
 );
 CREATE TABLE IF NOT EXISTS holds (
     id TEXT PRIMARY KEY, org_id TEXT NOT NULL, sources TEXT, start_at TEXT, end_at TEXT,
@@ -114,7 +114,7 @@ CREATE TABLE IF NOT EXISTS scope_deletions (
 );
 """
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 """Raised whenever a projection table changes shape: an older database is rebuilt from its log."""
 
 TABLES = (
@@ -465,6 +465,9 @@ def _org_deleted(conn: sqlite3.Connection, e: ev.OrgDeleted, r: Recorded) -> Non
         "certificate = ? WHERE org_id = ?",
         (r.at, json.dumps(e.certificate, sort_keys=True), e.org_id),
     )
+    # The tombstone is the org's row, this one and the log: its alerting state leaves.
+    for table in ("saved_searches", "alert_rules", "silences", "alert_endpoints"):
+        conn.execute(f"DELETE FROM {table} WHERE org_id = ?", (e.org_id,))
 
 
 @handles(ev.ScopeDeletionRequested)

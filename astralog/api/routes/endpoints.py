@@ -25,6 +25,12 @@ PREFIX = "/v1/alert-endpoints"
 Headers = dict[str, str]
 
 
+ERRORS = (
+    "true: it also receives every alert's error messages in the org (an evaluation that failed, "
+    "an alert paused because its owner lost access), besides the alert's own endpoints."
+)
+
+
 class EndpointCreate(Strict):
     name: str = Field(min_length=1, max_length=63, examples=["oncall-webhook"])
     kind: Literal["webhook", "email"]
@@ -36,6 +42,7 @@ class EndpointCreate(Strict):
         max_length=10,
         description="Write-only extra headers (e.g. the receiver's own token); never returned.",
     )
+    errors: StrictBool = Field(False, description=ERRORS)
 
 
 class EndpointChange(Strict):
@@ -43,6 +50,7 @@ class EndpointChange(Strict):
     target: str | None = Field(None, min_length=1, max_length=2048)
     headers: Headers | None = Field(None, max_length=10, description="Replaces all of them.")
     enabled: StrictBool | None = Field(None, description="true enables a disabled endpoint.")
+    errors: StrictBool | None = Field(None, description=ERRORS)
 
 
 class Rotation(Strict):
@@ -61,7 +69,7 @@ def create(
     body: EndpointCreate, org_id: AlertsAdmin, runtime: RuntimeDep, actor: ActorDep
 ) -> dict[str, Any]:
     return runtime.alert_endpoints.create(
-        org_id, body.name, body.kind, body.target, body.headers, actor
+        org_id, body.name, body.kind, body.target, body.headers, actor, errors=body.errors
     )
 
 
