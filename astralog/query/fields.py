@@ -82,14 +82,14 @@ class FieldSample:
 def sample(session: Session, sample_rows: int, prefix: str, limit: int) -> FieldSample:
     """Well-known fields and attributes starting with ``prefix`` (any case), by presence."""
     where, params = session.plan.where()
-    presence = ", ".join(
-        f"count(*) FILTER (WHERE {sql}) AS {name}" for name, sql in WELL_KNOWN_PRESENT.items()
-    )
+    # Only what is counted is kept: a flag per well-known field and the two maps.
+    flags = ", ".join(f"({sql}) AS {name}" for name, sql in WELL_KNOWN_PRESENT.items())
     session.conn.execute(
-        "CREATE OR REPLACE TEMP TABLE field_sample AS SELECT * FROM logs "
-        f"WHERE {where} LIMIT {int(sample_rows)}",
+        f"CREATE OR REPLACE TEMP TABLE field_sample AS SELECT {flags}, LogAttributes, "
+        f"ResourceAttributes FROM logs WHERE {where} LIMIT {int(sample_rows)}",
         params,
     )
+    presence = ", ".join(f"count(*) FILTER (WHERE {name})" for name in WELL_KNOWN_PRESENT)
     row = session.conn.execute(f"SELECT count(*), {presence} FROM field_sample").fetchone()
     assert row is not None
     events, counts = int(row[0]), row[1:]
