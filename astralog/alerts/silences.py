@@ -10,6 +10,7 @@ make matching slow. :func:`preview` lists the instances a silence would mute now
 from __future__ import annotations
 
 import fnmatch
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,7 @@ from astralog.errors import BadRequest
 
 OPS = ("=", "!=", "=~", "!~")
 MAX_MATCHERS = 20
+_BRACKETS = re.compile(r"\[!?\]?[^\]]*\]")  # a glob's character class, as fnmatch reads it
 
 
 @dataclass(frozen=True)
@@ -56,9 +58,22 @@ def check_matchers(raw: Sequence[dict[str, str]]) -> list[dict[str, str]]:
         if not 0 < len(name) <= 256 or len(value) > 256:
             raise BadRequest("a matcher's name is 1 to 256 characters and its value at most 256")
         out.append({"name": name, "op": op, "value": value})
-    if all(m["op"] in ("!=", "!~") or (m["op"] == "=~" and m["value"] == "*") for m in out):
-        raise BadRequest("a silence needs at least one matcher that narrows it (= or =~)")
+    if not any(_narrows(m) for m in out):
+        raise BadRequest(
+            "a silence needs at least one matcher that narrows it: = with a value, or =~ with "
+            "a pattern that holds a literal character (not only * ? and [...])"
+        )
     return out
+
+
+def _narrows(matcher: dict[str, str]) -> bool:
+    """Whether a matcher can leave some instance out: ``=~ "?*"`` matches every label value
+    there is, and ``= ""`` every instance without the label, as ``=~ "*"`` does."""
+    if matcher["op"] == "=":
+        return matcher["value"] != ""
+    if matcher["op"] == "=~":
+        return _BRACKETS.sub("", matcher["value"]).strip("*?") != ""
+    return False
 
 
 def silence_of(view: dict[str, Any]) -> Silence:

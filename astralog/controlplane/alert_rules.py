@@ -25,11 +25,11 @@ from astralog.alerts.state import Policy
 from astralog.auth.principal import Principal
 from astralog.controlplane.events import Event
 from astralog.controlplane.projections import handles
-from astralog.controlplane.saved_searches import check_sources
+from astralog.controlplane.saved_searches import check_sources, org_sources
 from astralog.controlplane.store import Actor, EventStore, Recorded
 from astralog.errors import BadRequest, Conflict, Forbidden, NotFound
 from astralog.ids import new_id
-from astralog.query.language import parse, resolve_field
+from astralog.query.language import Exists, parse
 
 ConditionKind = Literal["count_above", "count_below", "new_match", "absence"]
 S = 10**9
@@ -97,6 +97,7 @@ class AlertLimits:
     max_alerts: int = 1000
     min_interval_seconds: int = 60
     max_window_seconds: int = 7 * 86_400
+    max_active_silences: int = 1000  # in force or still to come; ended ones cost nothing
 
 
 @dataclass(frozen=True)
@@ -156,9 +157,7 @@ class AlertSpec:
         if len(self.group_by) > 5 or len(set(self.group_by)) != len(self.group_by):
             raise BadRequest("group_by takes at most 5 distinct fields")
         for name in self.group_by:
-            if not 0 < len(name) <= 256:
-                raise BadRequest("a group_by field name is 1 to 256 characters")
-            resolve_field(name)
+            _check_field(name)
         self.schedule.check(limits.min_interval_seconds)
         try:
             self.policy  # noqa: B018 - validates its bounds
@@ -166,6 +165,21 @@ class AlertSpec:
             raise BadRequest(str(exc)) from None
         if len(self.endpoint_ids) > 20:
             raise BadRequest("an alert notifies at most 20 endpoints")
+
+
+def _check_field(name: str) -> None:
+    """A group_by name is a field name as the search language reads one (``_exists_:name``)."""
+    if 0 < len(name) <= 256 and name.strip() == name:
+        try:
+            node = parse(f"_exists_:{name}")
+        except BadRequest:
+            node = None
+        if isinstance(node, Exists) and node.field.name == name:
+            return
+    raise BadRequest(
+        f"group_by field {name[:60]!r} is not a field name: 1 to 256 letters, digits and "
+        "_ . - @ / (as in the search box, e.g. 'service' or 'http.status')"
+    )
 
 
 # ---- commands ----------------------------------------------------------------------------------
@@ -197,28 +211,37 @@ class AlertRules:
     ) -> dict[str, Any]:
         self.check(org_id, who, spec)
         with self.store.transaction():
-            self._writable(org_id, alert_id, who)
+            self.writable(org_id, alert_id, who)
             event = AlertUpdated(alert_id, org_id, asdict(spec))
             self.store.append(event, actor, self.store.version(f"alert:{alert_id}"))
         return self.get(org_id, alert_id)
 
-    def pause(self, org_id: str, alert_id: str, reason: str, actor: Actor) -> dict[str, Any]:
+    def pause(
+        self, org_id: str, alert_id: str, reason: str, actor: Actor, who: Principal | None = None
+    ) -> dict[str, Any]:
+        """Pause it: a person or token (``who``) only as its owner or an org admin; without
+        ``who``, the evaluator pausing an alert whose owner lost access."""
         with self.store.transaction():
-            if self.get(org_id, alert_id)["state"] != "paused":
+            view = (
+                self.get(org_id, alert_id) if who is None else self.writable(org_id, alert_id, who)
+            )
+            if view["state"] != "paused":
                 event = AlertPaused(alert_id, org_id, reason[:500])
                 self.store.append(event, actor, self.store.version(f"alert:{alert_id}"))
         return self.get(org_id, alert_id)
 
-    def resume(self, org_id: str, alert_id: str, actor: Actor) -> dict[str, Any]:
+    def resume(self, org_id: str, alert_id: str, who: Principal, actor: Actor) -> dict[str, Any]:
+        """Only its owner or an org admin resumes it (the caller checks first that its owner
+        may still run it, or it would pause again at the next round)."""
         with self.store.transaction():
-            if self.get(org_id, alert_id)["state"] == "paused":
+            if self.writable(org_id, alert_id, who)["state"] == "paused":
                 event = AlertResumed(alert_id, org_id)
                 self.store.append(event, actor, self.store.version(f"alert:{alert_id}"))
         return self.get(org_id, alert_id)
 
     def delete(self, org_id: str, alert_id: str, who: Principal, actor: Actor) -> None:
         with self.store.transaction():
-            self._writable(org_id, alert_id, who)
+            self.writable(org_id, alert_id, who)
             event = AlertDeleted(alert_id, org_id)
             self.store.append(event, actor, self.store.version(f"alert:{alert_id}"))
 
@@ -228,6 +251,17 @@ class AlertRules:
                 "SELECT * FROM alert_rules WHERE org_id = ? ORDER BY name, id", (org_id,)
             ).fetchall()
         return [_view(dict(r)) for r in rows]
+
+    def ever(self, org_id: str) -> list[str]:
+        """Every alert the org ever defined, deleted ones too (from the log): what its purge
+        forgets beside the log."""
+        with self.store.reading() as conn:
+            rows = conn.execute(
+                "SELECT DISTINCT aggregate_id FROM events WHERE org_id = ? AND aggregate_id "
+                "LIKE 'alert:%'",
+                (org_id,),
+            ).fetchall()
+        return [str(r[0]).removeprefix("alert:") for r in rows]
 
     def get(self, org_id: str, alert_id: str) -> dict[str, Any]:
         with self.store.reading() as conn:
@@ -239,22 +273,21 @@ class AlertRules:
         return _view(dict(row))
 
     def active(self) -> list[dict[str, Any]]:
-        """Every alert of every org that runs (the evaluator's work list)."""
+        """Every alert of every org that runs (the evaluator's work list): an org pending
+        deletion (or deleted) is stopped, its alerts too."""
         with self.store.reading() as conn:
-            rows = conn.execute("SELECT * FROM alert_rules WHERE state = 'active'").fetchall()
+            rows = conn.execute(
+                "SELECT * FROM alert_rules WHERE state = 'active' "
+                "AND org_id NOT IN (SELECT org_id FROM org_deletions)"
+            ).fetchall()
         return [_view(dict(r)) for r in rows]
 
     def check(self, org_id: str, who: Principal, spec: AlertSpec) -> None:
         spec.check(self.limits)
         if spec.sources is not None:
-            check_sources(spec.sources, who.readable, self._org_sources(org_id))
+            check_sources(spec.sources, who.readable, org_sources(self.store, org_id))
 
-    def _org_sources(self, org_id: str) -> set[str]:
-        with self.store.reading() as conn:
-            rows = conn.execute("SELECT id FROM sources WHERE org_id = ?", (org_id,)).fetchall()
-        return {r[0] for r in rows}
-
-    def _writable(self, org_id: str, alert_id: str, who: Principal) -> dict[str, Any]:
+    def writable(self, org_id: str, alert_id: str, who: Principal) -> dict[str, Any]:
         view = self.get(org_id, alert_id)
         if view["owner"] != who.id and "members:write" not in who.scopes:
             raise Forbidden("only the alert's owner or an org admin can change or delete it")
@@ -267,9 +300,19 @@ class AlertRules:
         comment: str, actor: Actor,
     ) -> dict[str, Any]:  # fmt: skip
         silence_id = new_id("sil")
-        event = SilenceCreated(silence_id, org_id, matchers, starts.astimezone(UTC).isoformat(),
-                               ends.astimezone(UTC).isoformat(), comment)  # fmt: skip
-        with self.store.transaction():
+        start, end = utc_bounds(starts, ends)
+        event = SilenceCreated(silence_id, org_id, matchers, start, end, comment)
+        with self.store.transaction() as conn:
+            (count,) = conn.execute(
+                "SELECT COUNT(*) FROM silences WHERE org_id = ? AND ended_at IS NULL "
+                "AND ends_at > ?",
+                (org_id, _now_text()),
+            ).fetchone()
+            if count >= self.limits.max_active_silences:
+                raise Forbidden(
+                    f"this org has {count} silences in force or to come, its quota is "
+                    f"{self.limits.max_active_silences}; end those it no longer needs"
+                )
             self.store.append(event, actor, 0)
         return self.get_silence(org_id, silence_id)
 
@@ -280,6 +323,16 @@ class AlertRules:
             event = SilenceEnded(silence_id, org_id)
             self.store.append(event, actor, self.store.version(f"silence:{silence_id}"))
         return self.get_silence(org_id, silence_id)
+
+    def silences_in_force(self, org_id: str, now: datetime) -> list[dict[str, Any]]:
+        """The silences not ended and not past their end at ``now`` (in force or still to
+        come): ended ones, however many, are never read again."""
+        with self.store.reading() as conn:
+            rows = conn.execute(
+                "SELECT * FROM silences WHERE org_id = ? AND ended_at IS NULL AND ends_at > ?",
+                (org_id, _text(now)),
+            ).fetchall()
+        return [_silence_view(dict(row)) for row in rows]
 
     def silences(self, org_id: str) -> list[dict[str, Any]]:
         with self.store.reading() as conn:
@@ -296,6 +349,41 @@ class AlertRules:
         if row is None:
             raise NotFound(f"silence {silence_id[:40]!r} does not exist in this org")
         return _silence_view(dict(row))
+
+
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def utc_bounds(starts: datetime, ends: datetime) -> tuple[str, str]:
+    """A silence's bounds as UTC text, or a 400: both aware, from 1970 to 2200 in UTC (a far
+    offset must not overflow), the end after the start and still to come."""
+    texts = []
+    for moment, what in ((starts, "starts_at"), (ends, "ends_at")):
+        try:
+            ok = moment.tzinfo is not None and EARLIEST <= moment < LATEST
+        except (OverflowError, TypeError):
+            ok = False
+        if not ok:
+            raise BadRequest(
+                f"{what} must be a time with its offset from 1970 to 2200, e.g. "
+                "'2030-01-01T00:00:00Z'"
+            )
+        texts.append(_text(moment))
+    if ends <= datetime.now(UTC):
+        raise BadRequest("ends_at is in the past: a silence must end in the future")
+    if ends <= starts:
+        raise BadRequest("a silence must end after it starts (ends_at after starts_at)")
+    return texts[0], texts[1]
+
+
+def _text(moment: datetime) -> str:
+    """Fixed-width UTC text (microseconds always written), so text order is time order."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _now_text() -> str:
+    return _text(datetime.now(UTC))
 
 
 def spec_of(view: dict[str, Any]) -> AlertSpec:

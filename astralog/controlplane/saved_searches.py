@@ -60,7 +60,7 @@ class SearchDefinition:
     end: str = "now"
     visibility: Visibility = "private"
 
-    def check(self, readable: frozenset[str] | None, org_sources: set[str]) -> None:
+    def check(self, readable: frozenset[str] | None, org_sources: OrgSources) -> None:
         _check_name(self.name)
         if len(self.query) > MAX_QUERY:
             raise BadRequest(f"the query is longer than {MAX_QUERY} characters")
@@ -73,20 +73,50 @@ class SearchDefinition:
             check_sources(self.sources, readable, org_sources)
 
 
-def check_sources(
-    sources: list[str], readable: frozenset[str] | None, org_sources: set[str]
-) -> None:
+@dataclass(frozen=True)
+class OrgSources:
+    """The org's source ids, and those of them pending deletion (or deleted) by id, with the
+    words that say so: searches leave such a source out, so nothing saved may watch it."""
+
+    ids: frozenset[str]
+    stopped: dict[str, str]
+
+
+def org_sources(store: EventStore, org_id: str) -> OrgSources:
+    with store.reading() as conn:
+        rows = conn.execute(
+            "SELECT s.id, d.state, d.purge_after FROM sources s LEFT JOIN scope_deletions d "
+            "ON d.target_id = s.id AND d.scope = 'source' WHERE s.org_id = ?",
+            (org_id,),
+        ).fetchall()
+    stopped = {
+        r[0]: "was deleted" if r[1] == "deleted" else f"is pending deletion (purged after {r[2]})"
+        for r in rows
+        if r[1] is not None
+    }
+    return OrgSources(frozenset(r[0] for r in rows), stopped)
+
+
+def check_sources(sources: list[str], readable: frozenset[str] | None, org: OrgSources) -> None:
     """Only sources the caller may read: a source they are not granted is named like an unknown
-    one, so the answer says nothing of sources they cannot see."""
+    one, so the answer says nothing of sources they cannot see. A readable source pending
+    deletion is named, with how to take it back."""
     if not 0 < len(sources) <= 100:
         raise BadRequest("name 1 to 100 sources, or leave 'sources' out for every source")
-    visible = org_sources if readable is None else org_sources & readable
+    visible = org.ids if readable is None else org.ids & readable
     unknown = [s[:40] for s in sources if s not in visible]
     if unknown:
         raise BadRequest(
             f"unknown sources {unknown[:5]}: you can only use sources you may search "
             "(GET /v1/sources lists them)"
         )
+    for source in sources:
+        if source in org.stopped:
+            raise BadRequest(
+                f"source {source} {org.stopped[source]}: searches leave it out, so nothing "
+                f"saved can watch it; restore it first (POST /v1/sources/{source}/restore) or "
+                "leave it out"
+            )
 
 
 def _check_name(name: str) -> None:
@@ -114,7 +144,7 @@ class SavedSearches:
         actor: Actor,
         search_id: str | None = None,
     ) -> dict[str, Any]:
-        definition.check(who.readable, self._org_sources(org_id))
+        definition.check(who.readable, org_sources(self.store, org_id))
         with self.store.transaction() as conn:
             if search_id is None:
                 search_id, owner = new_id("ss"), who.id
@@ -157,11 +187,6 @@ class SavedSearches:
         if view["owner"] != who.id and "members:write" not in who.scopes:
             raise Forbidden("only its owner or an org admin can change a shared saved search")
         return view
-
-    def _org_sources(self, org_id: str) -> set[str]:
-        with self.store.reading() as conn:
-            rows = conn.execute("SELECT id FROM sources WHERE org_id = ?", (org_id,)).fetchall()
-        return {r[0] for r in rows}
 
     def _view(self, row: dict[str, Any]) -> dict[str, Any]:
         sources = None if row["sources"] is None else json.loads(row["sources"])

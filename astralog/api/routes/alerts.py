@@ -3,12 +3,14 @@ pause and resume) and ``/v1/silences`` (+ ``/preview``).
 
 Reading needs ``alerts:read`` (viewers and up); defining, changing, silencing and backtesting
 need ``alerts:write`` (members and up) and only on sources the caller may read: an alert runs as
-its owner, and a member cannot watch what they could not search. Another org's ids answer 404.
+its owner, and a member cannot watch what they could not search. Another org's ids answer 404,
+and so does an alert over sources the reader may not all read (its spec, instances and history
+hold values of those sources); admins see every alert. Pausing, resuming, changing and deleting
+are its owner's or an admin's.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -17,12 +19,13 @@ from fastapi import APIRouter, Response
 from pydantic import AwareDatetime, Field
 
 from astralog.alerts import backtest as bt
-from astralog.alerts.evaluate import instance_labels, plan_for
+from astralog.alerts.evaluate import instance_labels, owner_access, plan_for
 from astralog.alerts.silences import check_matchers, preview, silence_of
 from astralog.api.deps import ActorDep, AlertsRead, AlertsWrite, ManagementDep, RuntimeDep
 from astralog.api.models import Strict
-from astralog.controlplane.alert_rules import AlertSpec
-from astralog.errors import BadRequest
+from astralog.auth.principal import Principal
+from astralog.controlplane.alert_rules import AlertSpec, spec_of, utc_bounds
+from astralog.errors import BadRequest, Conflict, NotFound
 from astralog.query.engine import Session, run
 from astralog.query.remote import fetch_remote
 from astralog.query.timerange import iso
@@ -52,27 +55,42 @@ class AlertBody(Strict):
     evaluation_delay_seconds: int = Field(0, ge=0, le=3600)
     endpoint_ids: list[str] = Field(default_factory=list, max_length=20)
 
-    def spec(self, runtime: Runtime, org_id: str) -> AlertSpec:
+    def spec(self, runtime: Runtime, org_id: str, who: Principal) -> AlertSpec:
         fields = self.model_dump(exclude={"hours"})
         if self.cron is not None and "interval_seconds" not in self.model_fields_set:
             fields["interval_seconds"] = None  # a cron schedule replaces the default interval
         if self.saved_search_id is not None:
-            fields.update(_from_saved(runtime, org_id, self))
+            fields.update(_from_saved(runtime, org_id, who, self.saved_search_id))
         runtime.alert_endpoints.require(org_id, tuple(self.endpoint_ids))
         return AlertSpec(**fields)
 
 
-def _from_saved(runtime: Runtime, org_id: str, body: AlertBody) -> dict[str, Any]:
+def _from_saved(runtime: Runtime, org_id: str, who: Principal, search_id: str) -> dict[str, Any]:
     """An alert on a saved search watches its query and sources (a copy: editing the search
-    later does not change what a running alert watches)."""
-    with runtime.control.store.reading() as conn:
-        row = conn.execute(
-            "SELECT query, sources FROM saved_searches WHERE id = ? AND org_id = ?",
-            (body.saved_search_id, org_id),
-        ).fetchone()
-    if row is None:
-        raise BadRequest(f"saved search {str(body.saved_search_id)[:40]!r} does not exist")
-    return {"query": row["query"], "sources": json.loads(row["sources"] or "null")}
+    later does not change what a running alert watches). Someone else's private search answers
+    404, as it does when opened."""
+    saved = runtime.saved_searches.get(org_id, search_id, who)
+    return {"query": saved["query"], "sources": saved["sources"]}
+
+
+def may_see(who: Principal, alert: dict[str, Any]) -> bool:
+    """Whether ``who`` may read an alert's spec, instances and history: they hold values of its
+    sources, so a reader must be able to read every one of them. An alert over every source
+    (``sources`` null) runs with its owner's grants: only its owner and readers of every source
+    see it."""
+    if who.readable is None or "members:write" in who.scopes:
+        return True
+    sources = alert["spec"]["sources"]
+    if sources is None:
+        return bool(alert["owner"] == who.id)
+    return set(sources) <= who.readable
+
+
+def _alert(runtime: Runtime, org_id: str, alert_id: str, who: Principal) -> dict[str, Any]:
+    alert = runtime.alert_rules.get(org_id, alert_id)
+    if not may_see(who, alert):  # answers like a missing one: its name says enough already
+        raise NotFound(f"alert {alert_id[:40]!r} does not exist in this org")
+    return alert
 
 
 class SilenceMatcher(Strict):
@@ -83,8 +101,8 @@ class SilenceMatcher(Strict):
 
 class SilenceBody(Strict):
     matchers: list[SilenceMatcher] = Field(min_length=1, max_length=20)
-    starts_at: AwareDatetime | None = Field(None, description="Default: now")
-    ends_at: AwareDatetime
+    starts_at: AwareDatetime | None = Field(None, description="Default: now; 1970 to 2200")
+    ends_at: AwareDatetime = Field(description="In the future, before 2200")
     comment: str = Field("", max_length=1000)
 
 
@@ -96,15 +114,18 @@ class BacktestBody(AlertBody):
 
 
 @router.get("/v1/alerts", summary="The org's alerts with their state")
-def list_alerts(org_id: AlertsRead, runtime: RuntimeDep) -> list[dict[str, Any]]:
-    return [_with_run(runtime, a) for a in runtime.alert_rules.for_org(org_id)]
+def list_alerts(
+    org_id: AlertsRead, who: ManagementDep, runtime: RuntimeDep
+) -> list[dict[str, Any]]:
+    alerts = runtime.alert_rules.for_org(org_id)
+    return [_with_run(runtime, a) for a in alerts if may_see(who, a)]
 
 
 @router.post("/v1/alerts", status_code=201, summary="Define an alert")
 def create_alert(
     body: AlertBody, org_id: AlertsWrite, who: ManagementDep, runtime: RuntimeDep, actor: ActorDep
 ) -> dict[str, Any]:
-    alert = runtime.alert_rules.define(org_id, who, body.spec(runtime, org_id), actor)
+    alert = runtime.alert_rules.define(org_id, who, body.spec(runtime, org_id, who), actor)
     return _with_run(runtime, alert)
 
 
@@ -112,29 +133,30 @@ def create_alert(
 async def backtest(
     body: BacktestBody, org_id: AlertsWrite, who: ManagementDep, runtime: RuntimeDep
 ) -> dict[str, Any]:
-    spec = body.spec(runtime, org_id)
+    spec = body.spec(runtime, org_id, who)
     runtime.alert_rules.check(org_id, who, spec)
     now = time.time_ns()
     cap = runtime.settings.alerts.backtest_max_evaluations
-    times = bt.evaluation_times(spec, now - body.hours * 3600 * S, now, cap)
-    if not times:
+    runs = bt.evaluation_times(spec, now - body.hours * 3600 * S, now, cap)
+    if not runs:
         raise BadRequest("the schedule does not run inside the backtest's span; widen 'hours'")
-    width = bt.bucket_ns(spec, times)
-    origin = times[0] - spec.window_seconds * S - spec.evaluation_delay_seconds * S
+    width = bt.bucket_ns(spec, runs)
+    origin = runs.first - spec.window_seconds * S - spec.evaluation_delay_seconds * S
     origin -= origin % width
     plan = plan_for(runtime, org_id, spec, who, origin, now, now)
     await fetch_remote(runtime, plan)
     session = Session(plan, runtime.settings.query.engine_threads)
     max_groups = runtime.settings.alerts.max_groups
     counts = await run(session, lambda s: bt.bucket_counts(s, spec, width, origin, max_groups))
-    result = bt.replay(spec, times, width, origin, counts)
-    return {**result, "start": iso(times[0]), "end": iso(times[-1]),
-            "scanned_bytes": plan.scanned_bytes}  # fmt: skip
+    result = bt.replay(spec, runs, width, origin, counts)
+    return {**result, **runs.covered(), "scanned_bytes": plan.scanned_bytes}
 
 
 @router.get("/v1/alerts/{alert_id}", summary="One alert, its schedule and last evaluation")
-def get_alert(alert_id: str, org_id: AlertsRead, runtime: RuntimeDep) -> dict[str, Any]:
-    return _with_run(runtime, runtime.alert_rules.get(org_id, alert_id))
+def get_alert(
+    alert_id: str, org_id: AlertsRead, who: ManagementDep, runtime: RuntimeDep
+) -> dict[str, Any]:
+    return _with_run(runtime, _alert(runtime, org_id, alert_id, who))
 
 
 @router.put("/v1/alerts/{alert_id}", summary="Replace an alert's definition (it starts over)")
@@ -142,7 +164,8 @@ def update_alert(
     alert_id: str, body: AlertBody, org_id: AlertsWrite, who: ManagementDep, runtime: RuntimeDep,
     actor: ActorDep,
 ) -> dict[str, Any]:  # fmt: skip
-    alert = runtime.alert_rules.update(org_id, alert_id, who, body.spec(runtime, org_id), actor)
+    spec = body.spec(runtime, org_id, who)
+    alert = runtime.alert_rules.update(org_id, alert_id, who, spec, actor)
     runtime.alert_state.forget(alert_id)
     return _with_run(runtime, alert)
 
@@ -158,26 +181,40 @@ def delete_alert(
 
 @router.post("/v1/alerts/{alert_id}/pause", summary="Stop evaluating an alert")
 def pause_alert(
-    alert_id: str, org_id: AlertsWrite, runtime: RuntimeDep, actor: ActorDep
+    alert_id: str, org_id: AlertsWrite, who: ManagementDep, runtime: RuntimeDep, actor: ActorDep
 ) -> dict[str, Any]:
-    return runtime.alert_rules.pause(org_id, alert_id, "paused by hand", actor)
+    return runtime.alert_rules.pause(org_id, alert_id, "paused by hand", actor, who)
 
 
 @router.post("/v1/alerts/{alert_id}/resume", summary="Evaluate a paused alert again")
 def resume_alert(
-    alert_id: str, org_id: AlertsWrite, runtime: RuntimeDep, actor: ActorDep
+    alert_id: str, org_id: AlertsWrite, who: ManagementDep, runtime: RuntimeDep, actor: ActorDep
 ) -> dict[str, Any]:
-    return runtime.alert_rules.resume(org_id, alert_id, actor)
+    alert = runtime.alert_rules.writable(org_id, alert_id, who)  # its owner's or an admin's
+    if alert["state"] == "paused":
+        # Resumed as it is, an alert whose owner lost access pauses again at the next round
+        # and tells its endpoints once more: refuse, saying why, until it can run.
+        reader = owner_access(runtime.control.auth, alert, spec_of(alert))
+        if isinstance(reader, str):
+            raise Conflict(
+                f"this alert cannot run as its owner ({reader}): change its sources "
+                f"(PUT /v1/alerts/{alert_id}) or define it again as someone who may read them"
+            )
+    return runtime.alert_rules.resume(org_id, alert_id, who, actor)
 
 
 @router.get("/v1/alerts/{alert_id}/instances", summary="Each group's state")
-def alert_instances(alert_id: str, org_id: AlertsRead, runtime: RuntimeDep) -> Any:
-    return _instances(runtime, runtime.alert_rules.get(org_id, alert_id))
+def alert_instances(
+    alert_id: str, org_id: AlertsRead, who: ManagementDep, runtime: RuntimeDep
+) -> Any:
+    return _instances(runtime, _alert(runtime, org_id, alert_id, who))
 
 
 @router.get("/v1/alerts/{alert_id}/history", summary="Transitions, holds and errors, newest first")
-def alert_history(alert_id: str, org_id: AlertsRead, runtime: RuntimeDep) -> Any:
-    runtime.alert_rules.get(org_id, alert_id)
+def alert_history(
+    alert_id: str, org_id: AlertsRead, who: ManagementDep, runtime: RuntimeDep
+) -> Any:
+    _alert(runtime, org_id, alert_id, who)
     return [
         {"at": iso(h["at_ns"]), "event": h["event"], "key": h["key"], "value": h["value"],
          "detail": h["detail"]}
@@ -210,8 +247,7 @@ def _instances(runtime: Runtime, alert: dict[str, Any]) -> list[dict[str, Any]]:
 def _silence_parts(body: SilenceBody) -> tuple[list[dict[str, str]], datetime, datetime]:
     matchers = check_matchers([m.model_dump() for m in body.matchers])
     starts = body.starts_at or datetime.now(UTC)
-    if body.ends_at <= starts or body.ends_at.year > 2200:
-        raise BadRequest("a silence must end after it starts (and before 2200)")
+    utc_bounds(starts, body.ends_at)  # a 400 for what cannot be a silence's time
     return matchers, starts, body.ends_at
 
 
@@ -229,12 +265,18 @@ def create_silence(
 
 
 @router.post("/v1/silences/preview", summary="The instances a silence would mute now")
-def preview_silence(body: SilenceBody, org_id: AlertsWrite, runtime: RuntimeDep) -> Any:
+def preview_silence(
+    body: SilenceBody, org_id: AlertsWrite, who: ManagementDep, runtime: RuntimeDep
+) -> Any:
+    """Among the alerts the caller may see (:func:`may_see`): a preview must not show the
+    labels of alerts over sources the caller may not read."""
     matchers, starts, ends = _silence_parts(body)
     view = {"id": "preview", "matchers": matchers, "starts_at": starts.isoformat(),
             "ends_at": ends.isoformat()}  # fmt: skip
     instances = []
     for alert in runtime.alert_rules.for_org(org_id):
+        if not may_see(who, alert):
+            continue
         for instance in _instances(runtime, alert):
             instances.append({**instance, "alert_id": alert["id"], "alert": alert["name"]})
     muted = preview(silence_of(view), instances)
