@@ -96,6 +96,7 @@ class Evaluator:
     ) -> None:  # fmt: skip
         self.rules, self.owners, self.data = rules, owners, data
         self.outbox, self.store, self.config, self.clock = outbox, store, config, clock
+        self._silenced: tuple[int, dict[str, list[Silence]]] = (-1, {})  # this round's, by org
 
     async def tick(self) -> int:
         """One round: every due alert evaluated once. Returns how many ran."""
@@ -190,10 +191,21 @@ class Evaluator:
         wm_now_us = (now - self.config.settle_ns) // 1000
         await run(session, lambda s: _count_all(s, jobs, wm_now_us, self.config.max_groups))
 
+    def _silences(self, org_id: str, now: int) -> list[Silence]:
+        """The org's silences in force, read once per round (``now`` names the round) and only
+        those not ended: a pile of ended silences costs no evaluation anything."""
+        if self._silenced[0] != now:
+            self._silenced = (now, {})
+        by_org = self._silenced[1]
+        if org_id not in by_org:
+            views = self.rules.silences_in_force(org_id, datetime.fromtimestamp(now / S, UTC))
+            by_org[org_id] = active_silences(views, now)
+        return by_org[org_id]
+
     def _step(self, job: Due, now: int) -> None:
         alert, spec = job.alert, job.spec
         known = self.store.instances(alert["id"])
-        silences = active_silences(self.rules.silences(alert["org_id"]), now)
+        silences = self._silences(alert["org_id"], now)
         keys = set(known) | {_key(k) for k in job.counts}
         labels_of = {_key(k): _labels(spec.group_by, k) for k in job.counts}
         by_key = {_key(k): v for k, v in job.counts.items()}
