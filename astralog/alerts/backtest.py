@@ -146,38 +146,41 @@ def replay(
     fired_at: list[dict[str, Any]] = []
     groups = runs.groups
     spans = _spans(spec, groups, runs.first, width_ns, origin_ns)
+    size = max((last for windows in spans for _, last in windows), default=0)
+    flat = [
+        (_clamp(first, size), _clamp(last, size)) for windows in spans for first, last in windows
+    ]
+    ends = list(itertools.accumulate(len(windows) for windows in spans))
     pick = max if spec.condition in ("count_above", "new_match") else min
+    policy = spec.policy
     for key in keys:
-        sums = _Prefix(counts.get(key, {}))
-        state = InstanceState()
-        for group, windows in zip(groups, spans, strict=True):
-            t = group[-1]
-            value = pick(sums.between(first, last) for first, last in windows)
-            out = step(state, spec.hit(value), t, spec.policy)
+        total = _prefix(counts.get(key, {}), size)
+        values = [total[last] - total[first] if last > first else 0 for first, last in flat]
+        state, begin = InstanceState(), 0
+        for group, end in zip(groups, ends, strict=True):
+            value, begin = pick(values[begin:end]), end
+            hit = spec.hit(value)
+            if not hit and state.condition == "normal" and state.notified == "normal":
+                continue  # a miss leaves a quiet instance as it is: no need to step it
+            out = step(state, hit, group[-1], policy)
             state = out.state
             if out.transition is not None and out.transition.event == "firing":
                 labels = dict(zip(spec.group_by, key, strict=True))
-                fired_at.append({"at": iso(t), "labels": labels, "value": value})
+                fired_at.append({"at": iso(group[-1]), "labels": labels, "value": value})
     return {"fired": len(fired_at), "evaluations": len(groups), "firings": fired_at[:100]}
 
 
-class _Prefix:
-    """Sums of a group's buckets over any index range in constant time."""
+def _prefix(buckets: dict[int, int], size: int) -> list[int]:
+    """``total[i]``: the matches of buckets ``0 <= b < i``, for any window sum in constant time."""
+    dense = [0] * size
+    for b, n in buckets.items():
+        if 0 <= b < size:
+            dense[b] = n
+    return [0, *itertools.accumulate(dense)]
 
-    def __init__(self, buckets: dict[int, int]) -> None:
-        self.low = min(buckets, default=0)
-        size = max(buckets, default=0) - self.low + 1
-        dense = [0] * size
-        for b, n in buckets.items():
-            dense[b - self.low] = n
-        self.total = [0, *itertools.accumulate(dense)]
 
-    def between(self, first: int, last: int) -> int:
-        """The matches of buckets ``first <= b < last``."""
-        size = len(self.total) - 1
-        lo = min(size, max(0, first - self.low))
-        hi = min(size, max(0, last - self.low))
-        return self.total[hi] - self.total[lo] if hi > lo else 0
+def _clamp(index: int, size: int) -> int:
+    return min(size, max(0, index))
 
 
 def _spans(
