@@ -347,6 +347,22 @@ class AlertsSettings(BaseModel):
         1.0, gt=0, description="How often the delivery worker looks for due messages."
     )
     delivery_concurrency: int = Field(8, ge=1, le=256, description="Attempts run at once.")
+    delivery_concurrency_per_endpoint: int = Field(
+        2, ge=1, le=256, description="Attempts run at once to one endpoint."
+    )
+    delivery_concurrency_per_org: int = Field(
+        4,
+        ge=1,
+        le=256,
+        description="Attempts run at once for one org; never more than half of "
+        "delivery_concurrency, so no org takes every slot.",
+    )
+    manual_sends_per_endpoint_per_minute: int = Field(
+        10, ge=1, description="Test sends and replays per minute to one endpoint (then 429)."
+    )
+    manual_sends_per_org_per_minute: int = Field(
+        60, ge=1, description="Test sends and replays per minute from one org (then 429)."
+    )
     delivery_log_days: float = Field(
         30.0,
         gt=0,

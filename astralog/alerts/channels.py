@@ -7,9 +7,9 @@ Stage: alert delivery (channels). What it promises:
   nowhere) and connects only to the addresses that check returned (aiohttp with
   :func:`~astralog.security.egress.pinned_connector_args`). It follows no redirect, ignores
   environment proxies (``trust_env=False``: a proxy would be an unchecked hop), sends no
-  caller-chosen header on the deny-list, gives up after a total timeout and reads at most
-  ``max_response_bytes`` of the answer. It never raises for the receiver's sake: every outcome
-  is a :class:`Outcome`.
+  caller-chosen header on the deny-list, gives up after a total timeout (the address check
+  included) and reads at most ``max_response_bytes`` of the answer. It never raises for the
+  receiver's sake: every outcome is a :class:`Outcome`.
 * :func:`send_email` hands one message to the operator's SMTP server (stdlib ``smtplib`` in a
   worker thread: alert mail is rare, and the standard library needs no new dependency), with
   STARTTLS or implicit TLS as configured.
@@ -151,11 +151,12 @@ async def post_webhook(
     policy: WebhookPolicy, url: str, headers: Mapping[str, str], body: bytes
 ) -> Outcome:
     try:
-        checked = await asyncio.to_thread(policy.check, url)
+        # One deadline over the address check too: a tenant's slow DNS must not hold a slot.
+        async with asyncio.timeout(policy.timeout_seconds):
+            checked = await asyncio.to_thread(policy.check, url)
+            return await _post(policy, checked, headers, body)
     except AstralogError as exc:
         return Outcome(None, f"refused at delivery time: {exc.detail}")
-    try:
-        return await _post(policy, checked, headers, body)
     except TimeoutError:
         return Outcome(None, f"no answer within {policy.timeout_seconds:g} s")
     except (aiohttp.ClientError, OSError) as exc:

@@ -17,6 +17,7 @@ setting), then the worker prunes them, at most once an hour.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -37,7 +38,8 @@ from astralog.alerts.channels import (
     post_webhook,
     send_email,
 )
-from astralog.alerts.outbox import Attempt, Delivery, Outbox
+from astralog.alerts.outbox import Attempt, Delivery, Outbox, Share
+from astralog.alerts.sendlimits import ManualSends
 from astralog.controlplane.store import Actor
 from astralog.errors import AstralogError
 from astralog.settings import AlertsSettings
@@ -108,19 +110,30 @@ class DeliveryMetrics:
 
 
 class DeliveryWorker:
+    """Keeps up to ``concurrency`` attempts running; a slot freed by one attempt is refilled
+    at once, never after the slowest of a batch. One endpoint holds at most ``per_endpoint``
+    slots and one org at most ``per_org`` (and never more than half of them), so a receiver
+    that never answers costs its own org a slot or two until its attempts time out, and the
+    other orgs' rows, dealt round-robin by :meth:`Outbox.claim`, go out meanwhile."""
+
     def __init__(
         self, outbox: Outbox, endpoints: EndpointDirectory, policy: WebhookPolicy,
         retry: RetryPolicy, metrics: DeliveryMetrics, *, smtp: SmtpConfig | None = None,
-        concurrency: int = 8, poll_seconds: float = 1.0, log_days: float = 30.0,
-        clock: Callable[[], int] = time.time_ns, org_stopped: Callable[[str], bool] = _never,
+        concurrency: int = 8, per_endpoint: int = 2, per_org: int = 4, poll_seconds: float = 1.0,
+        log_days: float = 30.0, clock: Callable[[], int] = time.time_ns,
+        org_stopped: Callable[[str], bool] = _never, manual: ManualSends | None = None,
     ) -> None:  # fmt: skip
         self.outbox, self.endpoints, self.policy = outbox, endpoints, policy
         self.retry, self.metrics, self.smtp = retry, metrics, smtp
         self.concurrency, self.poll_seconds, self.clock = concurrency, poll_seconds, clock
+        self.per_endpoint = per_endpoint
+        self.per_org = max(1, min(per_org, concurrency // 2))
         self.keep_ns = int(log_days * 86_400 * 1e9)
         self.org_stopped = org_stopped
+        self.manual = manual or ManualSends()
         self._wake = asyncio.Event()
         self._pruned_at = -PRUNE_EVERY_SECONDS  # monotonic; the first round prunes
+        self._running: dict[asyncio.Task[None], Delivery] = {}
 
     def wake(self) -> None:
         """Look for due rows now (call from the event loop's thread)."""
@@ -130,17 +143,27 @@ class DeliveryWorker:
         recovered = await asyncio.to_thread(self.outbox.recover)
         if recovered:
             log.info("alert deliveries interrupted by the last stop are due again: %d", recovered)
-        while True:
-            try:
-                await self._prune()
-                busy = await self.run_once()
-            except Exception:  # a bad row or a full disk must not end delivery for good
-                log.exception("alert delivery round failed")
-                busy = 0
-            if not busy:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+        try:
+            while True:
+                self._wake.clear()  # set again by wake() or by an attempt that ends
+                try:
+                    await self._prune()
+                    started = await self._start_due()
+                except Exception:  # a bad row or a full disk must not end delivery for good
+                    log.exception("alert delivery round failed")
+                    started = []
+                if not started:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), self.poll_seconds)
+        finally:
+            await self._stop()
+
+    async def _stop(self) -> None:
+        """Attempts still running end with the worker; their rows are leased, and due again
+        at the next start (:meth:`Outbox.recover`) under the same id."""
+        for task in list(self._running):
+            task.cancel()
+        await asyncio.gather(*self._running, return_exceptions=True)
 
     async def _prune(self) -> None:
         if time.monotonic() - self._pruned_at < PRUNE_EVERY_SECONDS:
@@ -151,10 +174,38 @@ class DeliveryWorker:
             log.info("pruned %d delivered or failed alert deliveries from the log", pruned)
 
     async def run_once(self) -> int:
-        """Attempt every due row (up to ``concurrency`` at a time); how many were due."""
-        due = await asyncio.to_thread(self.outbox.claim, self.clock(), self.concurrency)
-        await asyncio.gather(*(self._deliver(d) for d in due))
-        return len(due)
+        """Start what is due and fits the free slots, and wait for those attempts; how many."""
+        started = await self._start_due()
+        await asyncio.gather(*started)
+        return len(started)
+
+    async def _start_due(self) -> list[asyncio.Task[None]]:
+        free = self.concurrency - len(self._running)
+        if free <= 0:
+            return []
+        due = await asyncio.to_thread(self.outbox.claim, self.clock(), free, self._share())
+        return [self._start(delivery) for delivery in due]
+
+    def _share(self) -> Share:
+        endpoints = collections.Counter(d.endpoint_id for d in self._running.values())
+        orgs = collections.Counter(d.org_id for d in self._running.values())
+        return Share(self.per_endpoint, self.per_org, endpoints, orgs)
+
+    def _start(self, delivery: Delivery) -> asyncio.Task[None]:
+        task = asyncio.create_task(self._guarded(delivery))
+        self._running[task] = delivery
+        task.add_done_callback(self._ended)
+        return task
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        self._running.pop(task, None)
+        self._wake.set()  # a slot is free: claim the next row now, not at the next poll
+
+    async def _guarded(self, delivery: Delivery) -> None:
+        try:
+            await self._deliver(delivery)
+        except Exception:  # the row stays leased and is attempted again when the lease ends
+            log.exception("alert delivery %s failed unexpectedly", delivery.delivery_id)
 
     async def _deliver(self, delivery: Delivery) -> None:
         if await asyncio.to_thread(self.org_stopped, delivery.org_id):
@@ -276,6 +327,10 @@ def build_worker(
     return DeliveryWorker(
         outbox, endpoints, webhook_policy(settings), retry, DeliveryMetrics(registry),
         smtp=smtp_config(settings), concurrency=settings.delivery_concurrency,
+        per_endpoint=settings.delivery_concurrency_per_endpoint,
+        per_org=settings.delivery_concurrency_per_org,
         poll_seconds=settings.delivery_poll_seconds, log_days=settings.delivery_log_days,
-        org_stopped=org_stopped,
+        org_stopped=org_stopped, manual=ManualSends(
+            settings.manual_sends_per_endpoint_per_minute, settings.manual_sends_per_org_per_minute
+        ),
     )  # fmt: skip

@@ -7,6 +7,8 @@ after the call loses nothing. The body is serialised once, at enqueue, so every 
 every replay sends the same bytes under the same ``webhook-id`` (the message id). A row is
 claimed with a lease: a worker that dies mid-attempt leaves it to be claimed again (at once by
 :meth:`Outbox.recover` at the next start, or when the lease runs out), never under a new id.
+Claims are fair: due rows are dealt round-robin over orgs, then over an org's endpoints, under
+per-endpoint and per-org caps, so one tenant's backlog never queues in front of the others'.
 Each attempt is a row of ``delivery_attempts``: the delivery log an admin reads and replays.
 """
 
@@ -17,16 +19,25 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from astralog import sqlite
 from astralog.errors import BadRequest, NotFound
 
-__all__ = ["EVENTS", "Attempt", "Delivery", "Message", "Outbox", "State", "delivery_id"]
+__all__ = [
+    "EVENTS",
+    "Attempt",
+    "Delivery",
+    "Message",
+    "Outbox",
+    "Share",
+    "State",
+    "delivery_id",
+]
 
 EVENTS = ("firing", "resolved", "error", "test")
 State = Literal["pending", "delivering", "delivered", "failed"]
@@ -44,6 +55,8 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at_ns);
 CREATE INDEX IF NOT EXISTS outbox_endpoint ON outbox (org_id, endpoint_id, created_ns);
+CREATE INDEX IF NOT EXISTS outbox_endpoint_due
+    ON outbox (endpoint_id, state, next_at_ns, created_ns);
 CREATE TABLE IF NOT EXISTS delivery_attempts (
     delivery_id TEXT NOT NULL, attempt INTEGER NOT NULL, at_ns INTEGER NOT NULL,
     status INTEGER, error TEXT NOT NULL, duration_ms INTEGER NOT NULL, outcome TEXT NOT NULL,
@@ -75,6 +88,58 @@ class Delivery:
     created_ns: int
     attempts: int  # made before this one, over the row's whole life
     round_attempts: int  # made since it was enqueued or last replayed (indexes the schedule)
+
+
+@dataclass(frozen=True)
+class Share:
+    """How many attempts one endpoint and one org may have running at once, and how many
+    each has running now (endpoint or org id -> count)."""
+
+    per_endpoint: int
+    per_org: int
+    endpoints: Mapping[str, int] = field(default_factory=dict)
+    orgs: Mapping[str, int] = field(default_factory=dict)
+
+
+# Take each endpoint's first due rows by a skip-scan of ``outbox_endpoint_due`` (one index
+# probe per endpoint, however deep a flooded endpoint's backlog), plus rows whose lease ran out;
+# rank them within their endpoint, then within their org, counting the attempts already
+# running there; keep the rows under both caps; deal them out by org rank first (round-robin
+# over orgs), then endpoint rank (round-robin over an org's endpoints), then age (due time,
+# creation, insertion order).
+_CLAIM = """
+WITH RECURSIVE endpoint(id) AS (
+    SELECT min(endpoint_id) FROM outbox
+    UNION ALL
+    SELECT (SELECT min(endpoint_id) FROM outbox WHERE endpoint_id > endpoint.id)
+    FROM endpoint WHERE endpoint.id IS NOT NULL
+), heads AS (
+    SELECT o.rowid AS n, o.endpoint_id, o.org_id, o.next_at_ns, o.created_ns
+    FROM endpoint JOIN outbox AS o ON o.rowid IN (
+        SELECT rowid FROM outbox
+        WHERE endpoint_id = endpoint.id AND state = 'pending' AND next_at_ns <= :now
+        ORDER BY next_at_ns, created_ns, rowid LIMIT :per_endpoint
+    )
+    UNION
+    SELECT rowid, endpoint_id, org_id, next_at_ns, created_ns FROM outbox
+    WHERE state = 'delivering' AND lease_until_ns <= :now
+), due AS (
+    SELECT n, org_id, next_at_ns, created_ns,
+        row_number() OVER (PARTITION BY endpoint_id ORDER BY next_at_ns, created_ns, n)
+        + coalesce((SELECT value FROM json_each(:endpoints) WHERE key = endpoint_id), 0)
+        AS endpoint_rank
+    FROM heads
+), fair AS (
+    SELECT n, next_at_ns, created_ns, endpoint_rank,
+        row_number() OVER (PARTITION BY org_id ORDER BY endpoint_rank, next_at_ns, created_ns, n)
+        + coalesce((SELECT value FROM json_each(:orgs) WHERE key = org_id), 0) AS org_rank
+    FROM due WHERE endpoint_rank <= :per_endpoint
+)
+SELECT outbox.* FROM fair JOIN outbox ON outbox.rowid = fair.n
+WHERE org_rank <= :per_org
+ORDER BY org_rank, endpoint_rank, fair.next_at_ns, fair.created_ns, fair.n
+LIMIT :limit
+"""
 
 
 @dataclass(frozen=True)
@@ -147,15 +212,19 @@ class Outbox:
                 rows,
             )
 
-    def claim(self, now_ns: int, limit: int) -> list[Delivery]:
-        """Due rows, leased to the caller; a row whose lease ran out is due again."""
+    def claim(self, now_ns: int, limit: int, share: Share | None = None) -> list[Delivery]:
+        """Due rows, leased to the caller; a row whose lease ran out is due again. With a
+        ``share``, no endpoint or org goes past its cap, and the rows are dealt round-robin:
+        each org's first row before any org's second, and within an org each endpoint's
+        oldest first, so one busy tenant's backlog does not sit in front of everyone else's."""
+        share = share or Share(limit, limit)
         with self._tx() as conn:
             rows = conn.execute(
-                "SELECT * FROM outbox WHERE (state = 'pending' AND next_at_ns <= ?) "
-                "OR (state = 'delivering' AND lease_until_ns <= ?) "
-                "ORDER BY next_at_ns LIMIT ?",
-                (now_ns, now_ns, limit),
-            ).fetchall()
+                _CLAIM,
+                {"now": now_ns, "limit": limit, "per_endpoint": share.per_endpoint,
+                 "per_org": share.per_org, "endpoints": json.dumps(share.endpoints),
+                 "orgs": json.dumps(share.orgs)},
+            ).fetchall()  # fmt: skip
             conn.executemany(
                 "UPDATE outbox SET state = 'delivering', lease_until_ns = ? WHERE delivery_id = ?",
                 [(now_ns + self.lease_ns, r["delivery_id"]) for r in rows],

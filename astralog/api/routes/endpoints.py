@@ -105,8 +105,10 @@ def rotate(
 
 @router.post(PREFIX + "/{endpoint_id}/test", status_code=202, summary="Send a test event")
 async def send_test(endpoint_id: str, org_id: AlertsAdmin, runtime: RuntimeDep) -> dict[str, Any]:
-    """Through the outbox like any alert: signed, retried, in the delivery log."""
+    """Through the outbox like any alert: signed, retried, in the delivery log. Rate limited
+    per endpoint and per org (429 with Retry-After), like replays."""
     endpoint = await asyncio.to_thread(runtime.alert_endpoints.get, org_id, endpoint_id)
+    runtime.delivery.manual.take(org_id, endpoint["id"])
     message = probe_message(runtime, org_id, endpoint["id"], time.time_ns())
     await asyncio.to_thread(runtime.outbox.enqueue, message)
     runtime.delivery.wake()
@@ -127,7 +129,10 @@ def deliveries(
 @router.post("/v1/alert-deliveries/{delivery_id}/replay", status_code=202)
 async def replay(delivery_id: str, org_id: AlertsAdmin, runtime: RuntimeDep) -> dict[str, Any]:
     """Send a delivered or failed message again: same body, same ``webhook-id`` (receivers that
-    already processed it may ignore it), a fresh retry schedule."""
+    already processed it may ignore it), a fresh retry schedule. Rate limited like tests."""
+    row = await asyncio.to_thread(runtime.outbox.delivery, org_id, delivery_id)
+    if row["state"] in ("delivered", "failed"):  # else replay refuses it: no token spent
+        runtime.delivery.manual.take(org_id, row["endpoint_id"])
     view = await asyncio.to_thread(runtime.outbox.replay, org_id, delivery_id, time.time_ns())
     runtime.delivery.wake()
     return view
