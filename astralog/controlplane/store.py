@@ -17,7 +17,7 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -284,15 +284,17 @@ class EventStore:
                 self._link(row["org_id"], Recorded(**dict(row)))
 
     def org_records(
-        self, org_id: str, *, after: int = 0, limit: int | None = None
+        self, org_id: str, *, after: int = 0, limit: int | None = None, types: Sequence[str] = ()
     ) -> list[tuple[Recorded, OrgLink]]:
-        """The org's records after its own sequence number ``after``, with their org links."""
+        """The org's records after its own sequence number ``after``, with their org links
+        (only those of ``types``, when given)."""
         sql = (
             "SELECT e.*, c.org_seq, c.org_prev_hash, c.org_hash FROM org_chain c"
             " JOIN events e ON e.seq = c.seq WHERE c.org_id = ? AND c.org_seq > ?"
-            " ORDER BY c.org_seq"
+            + _of_types(types, "e.")
+            + " ORDER BY c.org_seq"
         )
-        args: list[Any] = [org_id, after]
+        args: list[Any] = [org_id, after, *types]
         if limit is not None:
             sql += " LIMIT ?"
             args.append(limit)
@@ -301,10 +303,15 @@ class EventStore:
         return [(_recorded(row), _org_link(row)) for row in rows]
 
     def records(
-        self, *, after: int = 0, org_id: str | None = None, limit: int | None = None
+        self,
+        *,
+        after: int = 0,
+        org_id: str | None = None,
+        limit: int | None = None,
+        types: Sequence[str] = (),
     ) -> list[Recorded]:
-        sql = "SELECT * FROM events WHERE seq > ?"
-        args: list[Any] = [after]
+        sql = "SELECT * FROM events WHERE seq > ?" + _of_types(types)
+        args: list[Any] = [after, *types]
         if org_id is not None:
             sql += " AND org_id = ?"
             args.append(org_id)
@@ -317,6 +324,10 @@ class EventStore:
 
     def close(self) -> None:
         self._conn.close()
+
+
+def _of_types(types: Sequence[str], prefix: str = "") -> str:
+    return f" AND {prefix}type IN ({', '.join('?' * len(types))})" if types else ""
 
 
 def _recorded(row: dict[str, Any]) -> Recorded:

@@ -14,13 +14,17 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
 
 from astralog.api.deps import AuditRead, RuntimeDep
-from astralog.api.models import AuditPage, Verification
+from astralog.api.models import AuditEvent, Verification
 from astralog.controlplane.audit_export import org_view
 from astralog.controlplane.audit_verify import OrgReport, Report, max_checkpoint_age, verify
+from astralog.controlplane.audit_view import Names, befores, display
 from astralog.controlplane.checkpoints import SignedCheckpoint, load_public_key, org_checkpoints
+from astralog.controlplane.events import Event
 from astralog.controlplane.store import EventStore, OrgLink, Recorded
+from astralog.errors import BadRequest
 from astralog.runtime import Runtime
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -42,8 +46,41 @@ def _view(record: Recorded) -> dict[str, Any]:
     }
 
 
+class AuditDisplay(BaseModel):
+    """How a person reads the record; not part of the chain (nothing here is hashed)."""
+
+    action: str
+    actor: dict[str, str] = Field(description="id, current name, kind and a detail line.")
+    target: dict[str, str] = Field(description="The entity the record is about, named.")
+    summary: str = Field(description="An update's before → after, in one line.")
+    changes: list[dict[str, str]] = Field(description="field, label, before, after")
+    fields: list[dict[str, str]] = Field(description="field, label, value; never a secret")
+
+
+class ReadableAuditEvent(AuditEvent):
+    chain: str = Field(description="org: seq numbers the org's own records 1..n; global: all")
+    display: AuditDisplay
+
+
+class ReadableAuditPage(BaseModel):
+    events: list[ReadableAuditEvent]
+    next_after: int | None = Field(description="Pass as ?after= to read the next page.")
+
+
+TypeFilter = Annotated[
+    list[str],
+    Query(
+        max_length=100,
+        description="Only records of these types (e.g. SourceRetentionSet); repeatable. "
+        "The numbering stays the chain's, so a filtered page shows where the records sit.",
+    ),
+]
+
+
 @router.get(
-    "", response_model=AuditPage, responses={200: {"content": {"application/x-ndjson": {}}}}
+    "",
+    response_model=ReadableAuditPage,
+    responses={200: {"content": {"application/x-ndjson": {}}}},
 )
 def list_events(
     org_id: AuditRead,
@@ -53,9 +90,13 @@ def list_events(
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     format: Annotated[Literal["json", "ndjson"], Query(description="ndjson streams all")] = "json",
+    type: TypeFilter = [],  # noqa: B006 (FastAPI copies the default)
 ) -> Any:
     store = runtime.control.store
+    types = _types(type)
     if format == "ndjson":
+        if types:  # a filtered export has gaps, and an export is for verifying
+            raise BadRequest("the NDJSON export is the whole chain; leave out ?type= to export")
         lines = _export(store, after) if org_id is None else _org_export(runtime, org_id, after)
         return StreamingResponse(
             lines,
@@ -63,12 +104,41 @@ def list_events(
             headers={"Content-Disposition": 'attachment; filename="audit.ndjson"'},
         )
     if org_id is not None:  # the org's own sequence numbers: `after` counts its records only
-        page = store.org_records(org_id, after=after, limit=limit)
+        page = store.org_records(org_id, after=after, limit=limit, types=types)
         next_after = page[-1][1].org_seq if len(page) == limit else None
-        return {"events": [org_view(r, link) for r, link in page], "next_after": next_after}
-    records = store.records(after=after, limit=limit)
+        views = [org_view(r, link) for r, link in page]
+        return {
+            "events": _readable(store, org_id, views, [r for r, _ in page]),
+            "next_after": next_after,
+        }
+    records = store.records(after=after, limit=limit, types=types)
     next_after = records[-1].seq if len(records) == limit else None
-    return {"events": [_view(r) for r in records], "next_after": next_after}
+    return {
+        "events": _readable(store, None, [_view(r) for r in records], records),
+        "next_after": next_after,
+    }
+
+
+def _types(names: list[str]) -> list[str]:
+    unknown = sorted({n for n in names if n not in Event.registry})
+    if unknown:
+        known = ", ".join(sorted(Event.registry))
+        raise BadRequest(
+            f"unknown record type {unknown[0][:64]!r}; ?type= takes one of: {known}",
+        )
+    return sorted(set(names))
+
+
+def _readable(
+    store: EventStore, org_id: str | None, views: list[dict[str, Any]], records: list[Recorded]
+) -> list[dict[str, Any]]:
+    """Each view with its display: names in the reader's org, an update's before and after."""
+    with store.reading() as conn:
+        names = Names(conn, org_id)
+        earlier = befores(conn, records, org_id)
+        for view, record in zip(views, records, strict=True):
+            view["display"] = display(record, names, earlier.get(record.seq))
+    return views
 
 
 def _export(store: EventStore, after: int) -> Iterator[bytes]:
