@@ -140,6 +140,9 @@ class DeliveryWorker:
         self._wake.set()
 
     async def run(self) -> None:
+        # An event binds to the loop that first waits on it; a server started again in the
+        # same process (a second lifespan) runs on a new loop.
+        self._wake = asyncio.Event()
         recovered = await asyncio.to_thread(self.outbox.recover)
         if recovered:
             log.info("alert deliveries interrupted by the last stop are due again: %d", recovered)
