@@ -3,9 +3,13 @@
 Stage: alert rule -> **evaluate** -> outbox. Each round takes the alerts whose schedule is due,
 checks each owner's access *now* (a revoked token, a deprovisioned person or a source no longer
 granted pauses the alert with the reason, and an ``error`` message goes to its endpoints, which
-only admins manage), then scans. Alerts that read the same org, sources, window and query share
-one scan: one plan (:func:`astralog.query.plan.make_plan`, the search API's, with the owner's
-``readable`` sources) and one DuckDB session, with one grouped count per distinct ``group_by``.
+only admins manage), then scans. Alerts that read the same org and sources with the same access
+share one scan, whatever their query and window: one plan (:func:`astralog.query.plan.make_plan`,
+the search API's, with the owner's ``readable`` sources) over the union of their windows, one
+DuckDB session, and one statement per distinct ``group_by`` holding a filtered count per
+distinct (query, window) — so 1,000 alerts on a few sources read the data a few times a minute,
+not 1,000. A round's evaluations of one scan commit in one transaction. Rounds start at the
+next due time (alerts on the same interval grid run together), not on a polling cadence.
 
 Windows. Count and absence conditions read the look-back window ending ``evaluation_delay``
 before the scheduled time, so alerts on the same grid share windows. "Any new match" reads by
@@ -24,31 +28,37 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import json
 import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from astralog.alerts.outbox import Message
 from astralog.alerts.silences import Silence, active_silences
 from astralog.alerts.state import InstanceState, Step, step
-from astralog.alerts.store import AlertStore
+from astralog.alerts.store import AlertStore, Evaluation, Instance, RunState
 from astralog.auth.principal import Principal
 from astralog.controlplane.alert_rules import AlertRules, AlertSpec, spec_of
 from astralog.controlplane.saved_searches import search_url
 from astralog.controlplane.store import Actor
 from astralog.dataplane import DataAccess
 from astralog.errors import AstralogError, Unauthenticated
+from astralog.query.compile import compile_where
 from astralog.query.engine import Session, facet_value, run
+from astralog.query.language import parse
 from astralog.query.plan import Plan, SearchScope, make_plan
 from astralog.query.remote import fetch_remote
 from astralog.query.timerange import iso
 
 log = logging.getLogger("astralog.alerts")
 S = 10**9
+MAX_COUNTS = 200  # filtered counts per statement over a shared scan
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MIN_SLEEP = 0.001  # past the due time, so the round that wakes finds the alert due
 SYSTEM = Actor("system:alerts", "evaluator")
 
 
@@ -73,12 +83,20 @@ class Due:
     end_ns: int = 0
     counts: dict[tuple[str, ...], int] = field(default_factory=dict)
     watermark_us: int | None = None
+    scan: str | None = None  # which shared scan read the data
 
     def scan_key(self) -> tuple[Any, ...]:
+        """Alerts reading the same sources as the same reader share one scan, whatever their
+        query and window: each gets its own filtered count over the data read once."""
         s = self.spec
         sources = tuple(s.sources) if s.sources is not None else None
         readable = None if self.reader.readable is None else tuple(sorted(self.reader.readable))
-        return (self.alert["org_id"], sources, readable, s.query, self.start_ns, self.end_ns)
+        return (self.alert["org_id"], sources, readable)
+
+    def shape(self) -> tuple[Any, ...]:
+        """What its count depends on: alerts of the same shape share one count."""
+        s = self.spec
+        return (tuple(s.group_by), s.query, self.start_ns, self.end_ns, self.watermark_us)
 
 
 @dataclass(frozen=True)
@@ -96,16 +114,14 @@ class Evaluator:
     ) -> None:  # fmt: skip
         self.rules, self.owners, self.data = rules, owners, data
         self.outbox, self.store, self.config, self.clock = outbox, store, config, clock
+        self.next_due_ns = 0  # the soonest alert due after the last round
+        self._scans = itertools.count(1)
         self._silenced: tuple[int, dict[str, list[Silence]]] = (-1, {})  # this round's, by org
 
     async def tick(self) -> int:
         """One round: every due alert evaluated once. Returns how many ran."""
         now = self.clock()
-        due = []
-        for alert in await asyncio.to_thread(self.rules.active):
-            job = await asyncio.to_thread(self._due, alert, now)
-            if job is not None:
-                due.append(job)
+        due = await asyncio.to_thread(self._select, now)
         groups: dict[tuple[Any, ...], list[Due]] = {}
         for job in due:
             groups.setdefault(job.scan_key(), []).append(job)
@@ -114,21 +130,42 @@ class Evaluator:
         return len(due)
 
     async def serve(self, interval_seconds: float) -> None:
+        """Rounds at the next due time (alerts on the same grid run together), and at least
+        every ``interval_seconds`` so new and resumed alerts start soon."""
         while True:
+            wait = interval_seconds
             try:
                 await self.tick()
+                wait = min(wait, max(MIN_SLEEP, (self.next_due_ns - self.clock()) / S + MIN_SLEEP))
             except Exception:
                 log.exception("evaluating alerts failed")
-            await asyncio.sleep(interval_seconds)
+            await asyncio.sleep(wait)
 
     # ---- which alerts, as whom --------------------------------------------------------------
 
-    def _due(self, alert: dict[str, Any], now: int) -> Due | None:
-        spec = spec_of(alert)
-        run_state = self.store.run(alert["id"])
-        due_ns = run_state.next_due_ns if run_state else _first_due(spec, now)
-        if due_ns > now:
-            return None
+    def _select(self, now: int) -> list[Due]:
+        """The alerts due now, from one read of the rules and one of their run states; notes
+        when the next one is due."""
+        runs = self.store.runs()
+        due, soonest = [], now + 3600 * S
+        for alert in self.rules.active():
+            spec = spec_of(alert)
+            run_state = runs.get(alert["id"])
+            due_ns = run_state.next_due_ns if run_state else _first_due(spec, now)
+            if due_ns > now:
+                soonest = min(soonest, due_ns)
+                continue
+            soonest = min(soonest, spec.schedule.next_after(max(now, due_ns)))
+            job = self._due(alert, spec, run_state, due_ns, now)
+            if job is not None:
+                due.append(job)
+        self.next_due_ns = soonest
+        return due
+
+    def _due(
+        self, alert: dict[str, Any], spec: AlertSpec, run_state: RunState | None, due_ns: int,
+        now: int,
+    ) -> Due | None:  # fmt: skip
         due_ns = max(due_ns, spec.schedule.latest(now))
         reader = self._reader(alert, spec)
         if isinstance(reader, str):
@@ -162,7 +199,7 @@ class Evaluator:
         log.warning("alert paused", extra={"alert_id": alert["id"], "reason": reason})
 
     def _enqueue(self, message: Message) -> None:
-        if message.endpoint_ids:
+        if message.endpoint_ids or message.event == "error":  # errors reach the admins' too
             self.outbox.enqueue(message)
 
     # ---- one shared scan ---------------------------------------------------------------------
@@ -172,24 +209,42 @@ class Evaluator:
         try:
             await self._scan(jobs, now)
         except AstralogError as exc:
-            for job in jobs:
-                await asyncio.to_thread(self._failed, job, exc.detail, now)
+            await asyncio.to_thread(self._failed_all, jobs, exc.detail, now)
             return
-        for job in jobs:
-            await asyncio.to_thread(self._step, job, now)
+        await asyncio.to_thread(self._step_all, jobs, now)
         log.debug("alert scan", extra={"alerts": len(jobs), "org_id": first.alert["org_id"]})
 
     async def _scan(self, jobs: list[Due], now: int) -> None:
         first = jobs[0]
-        scope = SearchScope(first.spec.query, first.start_ns // 1_000_000,
-                            max(first.end_ns // 1_000_000, first.start_ns // 1_000_000 + 1),
-                            first.spec.sources)  # fmt: skip
+        scan = f"{now:x}.{next(self._scans)}"
+        for job in jobs:
+            job.scan = scan
+        start_ms = min(job.start_ns for job in jobs) // 1_000_000
+        end_ms = -(-max(job.end_ns for job in jobs) // 1_000_000)  # rounded up: covers them all
+        scope = SearchScope("", start_ms, max(end_ms, start_ms + 1), first.spec.sources)
         plan = make_plan(self.data, first.alert["org_id"], scope, now_ns=now,
                          readable=first.reader.readable)  # fmt: skip
         await fetch_remote(self.data, plan)
         session = Session(plan, self.config.threads)
         wm_now_us = (now - self.config.settle_ns) // 1000
-        await run(session, lambda s: _count_all(s, jobs, wm_now_us, self.config.max_groups))
+        try:
+            await run(session, lambda s: _count_all(s, jobs, wm_now_us, self.config.max_groups))
+        finally:
+            session.close()
+
+    def _step_all(self, jobs: list[Due], now: int) -> None:
+        """Every alert of one scan moves on; their messages are committed in the outbox before
+        their new states are, in one transaction."""
+        silences = self._silences(jobs[0].alert["org_id"], now)
+        known = self.store.instances_of([job.alert["id"] for job in jobs])
+        evaluations, messages = [], []
+        for job in jobs:
+            evaluation, told = self._step(job, known.get(job.alert["id"], {}), silences, now)
+            evaluations.append(evaluation)
+            messages += told
+        for message in messages:
+            self._enqueue(message)  # committed in the outbox before the states below
+        self.store.commit(evaluations, now, prune=_quiet, done=self.clock)
 
     def _silences(self, org_id: str, now: int) -> list[Silence]:
         """The org's silences in force, read once per round (``now`` names the round) and only
@@ -202,10 +257,10 @@ class Evaluator:
             by_org[org_id] = active_silences(views, now)
         return by_org[org_id]
 
-    def _step(self, job: Due, now: int) -> None:
+    def _step(
+        self, job: Due, known: dict[str, Instance], silences: Sequence[Silence], now: int
+    ) -> tuple[Evaluation, list[Message]]:
         alert, spec = job.alert, job.spec
-        known = self.store.instances(alert["id"])
-        silences = self._silences(alert["org_id"], now)
         keys = set(known) | {_key(k) for k in job.counts}
         labels_of = {_key(k): _labels(spec.group_by, k) for k in job.counts}
         by_key = {_key(k): v for k, v in job.counts.items()}
@@ -219,12 +274,14 @@ class Evaluator:
             updates.append((key, labels, out, value))
             if out.transition is not None:
                 messages.append(self._message(job, key, labels, value, out))
-        for message in messages:
-            self._enqueue(message)  # committed in the outbox before the state below
         next_due = spec.schedule.next_after(max(now, job.due_ns))
         rows = [(k, lb, o.state, v, _event(o)) for k, lb, o, v in updates]
         watermark = _new_watermark(job, now, self.config)
-        self.store.commit(alert["id"], next_due, watermark, rows, now, prune=_quiet)
+        return Evaluation(alert["id"], job.due_ns, next_due, watermark, rows, job.scan), messages
+
+    def _failed_all(self, jobs: list[Due], error: str, now: int) -> None:
+        for job in jobs:
+            self._failed(job, error, now)
 
     def _failed(self, job: Due, error: str, now: int) -> None:
         """An evaluation that could not read: visible on the alert, told once per streak."""
@@ -277,37 +334,104 @@ def owner_access(owners: Owners, alert: dict[str, Any], spec: AlertSpec) -> Prin
 
 
 def _count_all(session: Session, jobs: Sequence[Due], wm_now_us: int, max_groups: int) -> None:
-    """Every job's counts from the one session: one statement per distinct query shape."""
-    done: dict[tuple[Any, ...], dict[tuple[str, ...], int]] = {}
+    """Every job's counts from the one session: alerts of the same shape share a count, and
+    the shapes that group by the same fields (or by none) share a statement, so the data is
+    read once per distinct ``group_by`` rather than once per alert."""
+    shapes: dict[tuple[Any, ...], list[Due]] = {}
     for job in jobs:
-        shape = (tuple(job.spec.group_by), job.watermark_us)
-        if shape not in done:
-            done[shape] = _counts(session, job, wm_now_us, max_groups)
-        job.counts = done[shape]
+        shapes.setdefault(job.shape(), []).append(job)
+    by_fields: dict[tuple[str, ...], list[list[Due]]] = {}
+    for shape, members in shapes.items():
+        by_fields.setdefault(shape[0], []).append(members)
+    for fields, same in by_fields.items():
+        for first in range(0, len(same), MAX_COUNTS):
+            chunk = same[first : first + MAX_COUNTS]
+            if fields:
+                _grouped_counts(session, chunk, wm_now_us, max_groups)
+            else:
+                _plain_counts(session, chunk, wm_now_us)
 
 
-def _counts(
-    session: Session, job: Due, wm_now_us: int, max_groups: int
-) -> dict[tuple[str, ...], int]:
+def _plain_counts(session: Session, shapes: Sequence[list[Due]], wm_now_us: int) -> None:
     where, params = session.plan.where()
-    if job.watermark_us is not None:
-        where += " AND epoch_us(ObservedTimestamp) > $wm0 AND epoch_us(ObservedTimestamp) <= $wm1"
-        params |= {"wm0": job.watermark_us, "wm1": max(wm_now_us, job.watermark_us)}
+    counts = []
+    for i, members in enumerate(shapes):
+        own, own_params = _own_where(members[0], _tag(i), wm_now_us)
+        counts.append(f"count(*) FILTER (WHERE {own})")
+        params |= own_params
+    sql = f"SELECT {', '.join(counts)} FROM logs WHERE {where}"
+    row = session.conn.execute(sql, params).fetchone() or (0,) * len(shapes)
+    for members, n in zip(shapes, row, strict=True):
+        for job in members:
+            job.counts = {(): int(n or 0)}
+
+
+def _grouped_counts(
+    session: Session, shapes: Sequence[list[Due]], wm_now_us: int, max_groups: int
+) -> None:
+    """Shapes grouping by the same fields: a filtered count per shape per group, and only each
+    shape's top ``max_groups`` groups come back (QUALIFY), however many values a field has."""
+    where, params = session.plan.where()
+    columns = _group_columns(shapes[0][0].spec.group_by, params)
+    owns, counts, tops = [], [], []
+    for i, members in enumerate(shapes):
+        own, own_params = _own_where(members[0], _tag(i), wm_now_us)
+        params |= own_params
+        owns.append(f"({own})")
+        counts.append(f"count(*) FILTER (WHERE {own}) AS n{i}")
+        tops.append(f"(n{i} > 0 AND row_number() OVER (ORDER BY n{i} DESC) <= {int(max_groups)})")
+    sql = (
+        f"SELECT {', '.join(columns)}, {', '.join(counts)} FROM logs "
+        f"WHERE {where} AND ({' OR '.join(owns)}) "
+        f"GROUP BY {', '.join(f'g{i}' for i in range(len(columns)))} QUALIFY {' OR '.join(tops)}"
+    )
+    rows = session.conn.execute(sql, params).fetchall()
+    width = len(columns)
+    for i, members in enumerate(shapes):
+        seen = [(tuple(r[:width]), int(r[width + i])) for r in rows if r[width + i]]
+        seen.sort(key=lambda group: -group[1])
+        for job in members:
+            job.counts = dict(seen[:max_groups])
+
+
+def _group_columns(group_by: Sequence[str], params: dict[str, Any]) -> list[str]:
     columns = []
-    for i, name in enumerate(job.spec.group_by):
+    for i, name in enumerate(group_by):
         value, extra = facet_value(name)
         if extra:
             value = value.replace("$fk", f"$gk{i}")
             params[f"gk{i}"] = extra["fk"]
-        columns.append(f"coalesce(CAST({value} AS VARCHAR), '')")
-    if not columns:
-        row = session.conn.execute(f"SELECT count(*) FROM logs WHERE {where}", params).fetchone()
-        return {(): int(row[0]) if row else 0}
-    sql = (
-        f"SELECT {', '.join(columns)}, count(*) AS n FROM logs WHERE {where} "
-        f"GROUP BY ALL ORDER BY n DESC LIMIT {int(max_groups)}"
-    )
-    return {tuple(r[:-1]): int(r[-1]) for r in session.conn.execute(sql, params).fetchall()}
+        columns.append(f"coalesce(CAST({value} AS VARCHAR), '') AS g{i}")
+    return columns
+
+
+def _own_where(job: Due, prefix: str, wm_now_us: int) -> tuple[str, dict[str, Any]]:
+    """The job's query and window inside the shared scan, its parameters named apart."""
+    query, compiled = compile_where(parse(job.spec.query), "duckdb", param_prefix=prefix + "p")
+    params: dict[str, Any] = dict(compiled)
+    params[prefix + "start"], params[prefix + "end"] = _dt(job.start_ns), _dt(job.end_ns)
+    where = f"({query}) AND Timestamp >= ${prefix}start AND Timestamp < ${prefix}end"
+    if job.watermark_us is not None:  # new match: by receive order, after the watermark
+        where += (f" AND epoch_us(ObservedTimestamp) > ${prefix}wm0"
+                  f" AND epoch_us(ObservedTimestamp) <= ${prefix}wm1")  # fmt: skip
+        params[prefix + "wm0"] = job.watermark_us
+        params[prefix + "wm1"] = max(wm_now_us, job.watermark_us)
+    return where, params
+
+
+def _tag(i: int) -> str:
+    """A parameter prefix of letters only (the compiler's rule): j + i in base 26 + _."""
+    letters = ""
+    while True:
+        i, digit = divmod(i, 26)
+        letters = chr(ord("a") + digit) + letters
+        if i == 0:
+            return f"j{letters}_"
+
+
+def _dt(ns: int) -> datetime:
+    """DuckDB timestamps are microseconds: bound as exact datetimes, like the planner's."""
+    return EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def _key(values: tuple[str, ...]) -> str:
