@@ -13,6 +13,11 @@ or ``--rate``. A scenario that fails is reported as failed and the others still 
 ``killtrial`` (SIGKILL rounds under retrying shippers, see :mod:`bench.killtrial`) runs only
 when asked for; it needs no corpus. ``attack`` (see :mod:`bench.attack`), also only when asked
 for: one tenant's ack p50/p99 alone and while ``--clients`` threads of another post hostile bodies.
+``alerts`` (see :mod:`bench.alerts`), also only when asked for: ``--alerts`` alerts evaluated
+every ``--alert-interval`` seconds for ``--duration`` seconds (3 minutes) beside steady ingest
+(``--rate``, default 1,000 events/s); it needs no corpus. ``patterns`` (see :mod:`bench.patterns`),
+only when asked for: grouping accuracy of the Patterns view on Loghub's labelled logs, from a
+checkout given as ``--loghub DIR``.
 """
 
 from __future__ import annotations
@@ -31,19 +36,22 @@ from typing import Any
 
 from bench import corpus as corpus_mod
 from bench import report
+from bench.alerts import AlertsPlan, alerts_env, run_alerts
 from bench.attack import run_attack
 from bench.freshness import run_freshness
 from bench.gateway import Gateway
 from bench.ingest import load, raw_baselines, run_ingest, summarise_pair
 from bench.killtrial import DESTINATIONS, run_killtrial
 from bench.memory import run_memory
+from bench.patterns import run_patterns
 from bench.query import run_queries
 from bench.storage import measure_storage
 
 DESCRIPTION = "Run the Astralog benchmark; write results.md and results.json to --out."
 SCENARIOS = ("ingest", "query", "storage", "freshness", "memory")
-OPT_IN = ("killtrial", "attack")  # minutes long and about correctness, not speed: only when named
-DEFAULT_DURATION = {"ingest": 30.0, "freshness": 30.0, "memory": 600.0}
+# minutes long (killtrial and attack about correctness, alerts about its own evaluator)
+OPT_IN = ("killtrial", "attack", "alerts", "patterns")
+DEFAULT_DURATION = {"ingest": 30.0, "freshness": 30.0, "memory": 600.0, "alerts": 180.0}
 STEADY_SHARE = 0.8
 PROBE_SECONDS = 10.0
 BUSY_LOAD_SHARE = 0.5  # a 1-minute load average above this share of the CPUs before we start
@@ -102,10 +110,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="extra ASTRALOG_* setting for the gateway (repeatable)",
     )
     p.add_argument("--keep-data", action="store_true", help="keep the gateways' data dirs")
+    p.add_argument("--loghub", type=Path, help="patterns: a checkout of logpai/loghub")
+    p.add_argument("--alerts", type=int, default=1000, help="alerts: how many (default 1000)")
+    p.add_argument(
+        "--alert-interval", type=int, default=60, help="alerts: seconds between evaluations (60)"
+    )
     args = p.parse_args(argv)
-    for name in ("events", "clients", "batch", "repeat", "iterations", "rounds"):
+    for name in ("events", "clients", "batch", "repeat", "iterations", "rounds", "alerts"):
         if getattr(args, name) < 1:
             p.error(f"--{name} must be at least 1")
+    if args.alert_interval < 1:
+        p.error("--alert-interval must be at least 1")
     if args.duration is not None and args.duration <= 0:
         p.error("--duration must be positive")
     for item in args.gateway_env:
@@ -153,10 +168,10 @@ class Bench:
 
     # -- gateways ----------------------------------------------------------------------------
 
-    def gateway(self, name: str) -> Gateway:
+    def gateway(self, name: str, env: dict[str, str] | None = None) -> Gateway:
         data_dir = self.work / name
         shutil.rmtree(data_dir, ignore_errors=True)
-        gw = Gateway.start(data_dir, self.gateway_env)
+        gw = Gateway.start(data_dir, {**(env or {}), **self.gateway_env})
         self._started.append(gw)
         return gw
 
@@ -276,6 +291,33 @@ class Bench:
             result = run_attack(gw, self.corpus, self.args.duration or 20.0, self.args.clients)
         finally:
             self.retire(gw)
+        return {"runs": [result], "median": result}
+
+    def alerts(self) -> dict[str, Any]:
+        args = self.args
+        interval = args.alert_interval
+        plan = AlertsPlan(
+            alerts=args.alerts,
+            interval=interval,
+            rounds=max(1, int(self.duration("alerts") // interval)),
+            rate=args.rate or AlertsPlan.rate,
+            baseline_seconds=min(AlertsPlan.baseline_seconds, float(interval) / 2),
+            backfill_events=int(300 * (args.rate or AlertsPlan.rate)),
+            seed=args.seed,
+        )
+        runs = []
+        for i in range(args.repeat):
+            gw = self.gateway(f"alerts-{i}", alerts_env(plan.alerts, interval))
+            try:
+                log(f"alerts run {i + 1}: {plan.alerts} alerts every {interval} s, "
+                    f"{plan.rounds} rounds, ingest at {plan.rate:,.0f} events/s")  # fmt: skip
+                runs.append(run_alerts(gw, plan))
+            finally:
+                self.retire(gw)
+        return {"runs": runs, "median": report.median_run(runs)}
+
+    def patterns(self) -> dict[str, Any]:
+        result = run_patterns(self.args.loghub)
         return {"runs": [result], "median": result}
 
     def run(self, scenario: str) -> bool:

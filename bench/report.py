@@ -182,6 +182,23 @@ def targets(summary: dict[str, Any]) -> list[Target]:
         _target("RSS late / RSS early under steady load", memory.get("rss_ratio"), "<= 1.2",
                 lambda v: v <= 1.2, "x"),
     ]  # fmt: skip
+    alerts = median("alerts")
+    if alerts:
+        every = f"every {alerts.get('interval_seconds')} s"
+        out += [
+            _target(f"alerts: all {alerts.get('alerts')} evaluated {every}",
+                    alerts.get("rounds_complete"), f"{alerts.get('rounds')} of "
+                    f"{alerts.get('rounds')} rounds", lambda v: v >= alerts.get("rounds", 0)),
+            _target("alerts: evaluation lag p99", alerts.get("lag_p99_ms"),
+                    f"< {alerts.get('interval_seconds')} s (the interval)",
+                    lambda v: v < 1000 * alerts.get("interval_seconds", 0), " ms"),
+        ]  # fmt: skip
+    if median("patterns"):
+        out.append(
+            _target("patterns: Loghub 2k grouping accuracy (mean of systems)",
+                    median("patterns").get("grouping_accuracy_mean"), ">= 0.75",
+                    lambda v: v >= 0.75)
+        )  # fmt: skip
     for run in summary.get("killtrial", {}).get("runs", []):
         where = f"kill trial into {run['destination']} ({run['rounds']} rounds)"
         out += [
@@ -329,7 +346,8 @@ def markdown(results: dict[str, Any]) -> str:
             [[t.name, t.measured, t.threshold, t.status] for t in results["targets"]],
         ),
     ]
-    for name in ("ingest", "query", "storage", "freshness", "memory", "killtrial"):
+    for name in ("ingest", "query", "storage", "freshness", "memory", "killtrial", "alerts",
+                 "patterns"):  # fmt: skip
         lines += _section(name, results["scenarios"])
     if results.get("notes"):
         lines += ["## Notes", "", *[f"* {n}" for n in results["notes"]], ""]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.alerts import alert_specs
 from bench.corpus import ensure_corpus
 
 REPO = Path(__file__).resolve().parent.parent
@@ -66,3 +67,69 @@ def test_every_scenario_runs(tmp_path: Path) -> None:
     assert {t["status"] for t in results["targets"]} <= {
         "met", "met (stretch)", "missed", "missed: wrong answer", "n/a",
     }  # fmt: skip
+
+
+def test_patterns_scenario_scores_a_labelled_corpus(tmp_path: Path) -> None:
+    """Loghub's layout at toy size: one system whose two labelled templates Drain separates."""
+    system = tmp_path / "loghub" / "Toy"
+    system.mkdir(parents=True)
+    lines = ["LineId,Content,EventId,EventTemplate"]
+    lines += [f"{i},connected to 10.0.0.{i} port {i + 9000},E1,connected to <*> port <*>"
+              for i in range(20)]  # fmt: skip
+    lines += [f"{i},disk sd{i} is full,E2,disk <*> is full" for i in range(20, 30)]
+    (system / "Toy_2k.log_structured.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "bench", "--scenario", "patterns",
+               "--loghub", str(tmp_path / "loghub"), "--out", str(out)]  # fmt: skip
+    done = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads((out / "results.json").read_text())["scenarios"]["patterns"]["median"]
+    assert result["systems"] == 1 and result["messages"] == 30
+    assert result["grouping_accuracy_mean"] == 1.0
+    assert "grouping accuracy" in (out / "results.md").read_text()
+
+
+def test_grouping_accuracy_counts_only_exact_groups() -> None:
+    from bench.patterns import grouping_accuracy
+
+    truth = ["a", "a", "b", "b", "c"]
+    assert grouping_accuracy(truth, [1, 1, 2, 2, 3]) == 1.0
+    assert grouping_accuracy(truth, [1, 1, 2, 2, 2]) == 0.4  # b and c merged: only a is right
+    assert grouping_accuracy(truth, [1, 2, 3, 3, 4]) == 0.6  # a split: b and c are right
+
+
+def test_alert_mix_shares_scans() -> None:
+    specs = alert_specs(1000, 60, seed=7)
+    scans = {(tuple(s["sources"] or ()), s["query"], s["window_seconds"]) for s in specs}
+    assert len(scans) <= 45  # 15 watched (sources, query) pairs x 3 windows
+    kinds = [s["condition"] for s in specs]
+    assert kinds.count("new_match") == 50 and kinds.count("absence") == 100
+    assert sum(1 for s in specs if s.get("group_by")) == 150
+    assert specs == alert_specs(1000, 60, seed=7)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(150)
+def test_alerts_scenario_runs(tmp_path: Path) -> None:
+    """20 alerts every 5 s for two rounds: each one evaluated in each round, scans shared."""
+    out = tmp_path / "bench-results"
+    command = [
+        sys.executable, "-m", "bench", "--scenario", "alerts", "--alerts", "20",
+        "--alert-interval", "5", "--duration", "10", "--rate", "100", "--out", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, cwd=REPO, capture_output=True, text=True, timeout=140, check=False
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    results = json.loads((out / "results.json").read_text())
+    alerts = results["scenarios"]["alerts"]["median"]
+    assert alerts["evaluations"] == alerts["evaluations_expected"] == 40, alerts
+    assert alerts["every_alert_every_round"] is True
+    assert alerts["alerts_per_scan"] > 1 and alerts["alerts_with_errors"] == 0, alerts
+    assert 0 < alerts["lag_p50_ms"] <= alerts["lag_p99_ms"] < 5000
+    assert alerts["cpu_seconds_per_evaluation"] > 0
+    assert "## Alerts" in (out / "results.md").read_text()
+    statuses = {t["name"]: t["status"] for t in results["targets"]}
+    assert statuses["alerts: all 20 evaluated every 5 s"] == "met"
