@@ -405,9 +405,9 @@ def test_retention_override_is_audited(ui: UI, seeded: dict[str, Any]) -> None:
     page.locator(".mainnav").get_by_role("link", name="Audit").click()
     expect(page.locator("#audit-verify")).to_contain_text("Chain intact")
     page.fill("#audit-filter", "retention")
-    expect(page.locator("#audit-table tbody tr[data-seq]").first).to_contain_text(
-        seeded["source_id"]
-    )
+    newest = page.locator("#audit-table tbody tr[data-seq]").first
+    expect(newest).to_contain_text("shop: Retention the plan's retention → 7 days")
+    expect(newest.locator("td.target .audit-name")).to_have_attribute("title", seeded["source_id"])
     page.context.close()
 
 

@@ -6,7 +6,7 @@ import { announce, errorState, fmtDateTime, fmtNumber, h, icon, replace } from "
 const PAGE = 1000;
 const MAX_EVENTS = 20000;
 
-// "IngestKeyRotated" -> "Ingest key rotated"
+// "IngestKeyRotated" -> "Ingest key rotated" (the action filter's labels; records carry theirs)
 function humanize(type) {
   const words = type.replace(/([a-z0-9])([A-Z])/g, "$1 $2").toLowerCase();
   return words.charAt(0).toUpperCase() + words.slice(1);
@@ -167,8 +167,22 @@ export async function mount(main, app) {
   function matches(event, text, type) {
     if (type && event.type !== type) return false;
     if (!text) return true;
-    const haystack =
-      `${event.type} ${humanize(event.type)} ${event.actor} ${event.client} ${event.aggregate_id} ${event.seq}`.toLowerCase();
+    const d = event.display;
+    const haystack = [
+      event.type,
+      d.action,
+      d.summary,
+      d.actor.name,
+      d.actor.detail,
+      event.actor,
+      event.client,
+      d.target.name,
+      event.aggregate_id,
+      `#${event.seq}`,
+      String(event.seq),
+    ]
+      .join(" ")
+      .toLowerCase();
     return text.split(/\s+/).every((word) => haystack.includes(word));
   }
 
@@ -187,55 +201,7 @@ export async function mount(main, app) {
       );
       return;
     }
-    const rows = [];
-    for (const event of shown.slice(0, 1000)) {
-      const toggle = h(
-        "button",
-        {
-          type: "button",
-          class: "icon-btn icon-btn-sm",
-          "aria-expanded": "false",
-          "aria-label": `Details of event ${event.seq}`,
-        },
-        icon("chevron", "icon-sm chev"),
-      );
-      const detailRow = h(
-        "tr",
-        { class: "payload", hidden: true },
-        h(
-          "td",
-          { colspan: "7" },
-          h(
-            "pre",
-            {},
-            JSON.stringify(
-              { payload: event.payload, hash: event.hash, prev_hash: event.prev_hash },
-              null,
-              2,
-            ),
-          ),
-        ),
-      );
-      toggle.addEventListener("click", () => {
-        const open = toggle.getAttribute("aria-expanded") !== "true";
-        toggle.setAttribute("aria-expanded", String(open));
-        detailRow.hidden = !open;
-      });
-      rows.push(
-        h(
-          "tr",
-          { dataset: { seq: String(event.seq) } },
-          h("td", { class: "expand" }, toggle),
-          h("td", { class: "seq num muted", "data-label": "#" }, String(event.seq)),
-          h("td", { class: "time", title: event.at }, fmtDateTime(event.at, { seconds: true })),
-          h("td", { class: "action" }, humanize(event.type)),
-          h("td", { class: "actor", "data-label": "Actor" }, h("code", {}, event.actor)),
-          h("td", { class: "client", "data-label": "Client" }, h("code", {}, event.client)),
-          h("td", { class: "target", "data-label": "Target" }, event.aggregate_id),
-        ),
-        detailRow,
-      );
-    }
+    const rows = shown.slice(0, 1000).flatMap(eventRows);
     replace(
       tableBox,
       h(
@@ -266,4 +232,121 @@ export async function mount(main, app) {
   verify();
   await loadEvents();
   return {};
+}
+
+// One record: its row, and the detail row its toggle opens.
+function eventRows(event) {
+  const d = event.display;
+  const detailId = `audit-detail-${event.seq}`;
+  const toggle = h(
+    "button",
+    {
+      type: "button",
+      class: "icon-btn icon-btn-sm",
+      "aria-expanded": "false",
+      "aria-controls": detailId,
+      "aria-label": `Details of record ${event.seq}`,
+    },
+    icon("chevron", "icon-sm chev"),
+  );
+  const detailRow = h(
+    "tr",
+    { class: "payload", id: detailId, hidden: true },
+    h("td", { colspan: "7" }, detail(event)),
+  );
+  toggle.addEventListener("click", () => {
+    const open = toggle.getAttribute("aria-expanded") !== "true";
+    toggle.setAttribute("aria-expanded", String(open));
+    detailRow.hidden = !open;
+  });
+  const row = h(
+    "tr",
+    { dataset: { seq: String(event.seq), type: event.type } },
+    h("td", { class: "expand" }, toggle),
+    h("td", { class: "seq num muted", "data-label": "#" }, String(event.seq)),
+    h("td", { class: "time", title: event.at }, fmtDateTime(event.at, { seconds: true })),
+    h(
+      "td",
+      { class: "action" },
+      d.action,
+      d.summary ? h("span", { class: "audit-sub" }, d.summary) : null,
+    ),
+    h("td", { class: "actor", "data-label": "Actor" }, named(d.actor, event.actor)),
+    h("td", { class: "client", "data-label": "Client" }, h("code", {}, event.client)),
+    h("td", { class: "target", "data-label": "Target" }, named(d.target, event.aggregate_id)),
+  );
+  return [row, detailRow];
+}
+
+// A name with its detail line; the id it stands for shows on hover (and in the detail).
+function named(thing, id) {
+  return h(
+    "span",
+    { class: "audit-name", title: id, dataset: { kind: thing.kind } },
+    h("span", { class: "audit-main" }, thing.name),
+    thing.detail ? h("span", { class: "audit-sub" }, thing.detail) : null,
+  );
+}
+
+function detail(event) {
+  const d = event.display;
+  return h(
+    "div",
+    { class: "audit-detail" },
+    d.changes.length ? changesList(d.changes) : null,
+    d.fields.length ? dl("audit-fields", d.fields.map((f) => [f.label, f.value])) : null,
+    !d.changes.length && !d.fields.length && !d.summary
+      ? h("p", { class: "muted" }, "Nothing more was recorded.")
+      : null,
+    h(
+      "details",
+      { class: "audit-record" },
+      h("summary", {}, "Record in the chain"),
+      dl("audit-fields", [
+        [chainLabel(event.chain), `#${event.seq}`],
+        ["Actor id", h("code", {}, event.actor)],
+        ["Target id", h("code", {}, event.aggregate_id)],
+        ["Recorded at", h("code", {}, event.at)],
+        ["Hash", h("code", { class: "audit-hash" }, event.hash)],
+        ["Previous hash", h("code", { class: "audit-hash" }, event.prev_hash)],
+      ]),
+    ),
+  );
+}
+
+// An org's records are numbered in its own chain; the operator reads the global one.
+function chainLabel(chain) {
+  return chain === "org" ? "Record (this org's chain)" : "Sequence (global chain)";
+}
+
+// Before → after per setting; the arrow is read out as "from … to …".
+function changesList(changes) {
+  return h(
+    "dl",
+    { class: "audit-fields audit-changes", "aria-label": "What changed" },
+    changes.map((c) =>
+      h(
+        "div",
+        { dataset: { field: c.field } },
+        h("dt", {}, c.label),
+        h(
+          "dd",
+          {},
+          h("span", { class: "sr-only" }, "from "),
+          h("span", { class: "before" }, c.before),
+          h("span", { class: "arrow", "aria-hidden": "true" }, " → "),
+          h("span", { class: "sr-only" }, " to "),
+          h("span", { class: "after" }, c.after),
+        ),
+      ),
+    ),
+  );
+}
+
+function dl(cls, pairs) {
+  return h(
+    "dl",
+    { class: cls },
+    pairs.map(([k, v]) => h("div", {}, h("dt", {}, k), h("dd", {}, v))),
+  );
 }
