@@ -7,6 +7,7 @@ is wrong. Rows are dicts keyed by the canonical column names, maps as dicts.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
@@ -23,7 +24,9 @@ from astralog.query.language import (
     Or,
     Pattern,
     Range,
+    Regex,
     Severity,
+    TimeRange,
     Wildcard,
     ascii_lower,
     is_number,
@@ -56,6 +59,12 @@ def matches(node: Node, row: Row) -> bool:
             number: int = row["SeverityNumber"]
             in_range = (low is None or number >= low) and (high is None or number <= high)
             return number > 0 and in_range
+        case Regex(field, pattern):
+            value = field_value(field, row)
+            return value is not None and _regex(field, pattern, value)
+        case TimeRange():
+            micros: int = row["Timestamp"] // 1000
+            return _between(micros, node.low_us, node.high_us, node)
     raise TypeError(f"not a query node: {node!r}")
 
 
@@ -72,6 +81,14 @@ def field_value(field: Field, row: Row) -> str | None:
         if field.target in attributes:
             return attributes[field.target] or ""  # a null map value is present and empty
     return None
+
+
+def _regex(field: Field, pattern: str, value: str) -> bool:
+    """The parser admits only what Python's re (ASCII classes, dot-all) reads as RE2 does."""
+    compiled = re.compile(pattern, re.ASCII | re.DOTALL)
+    if field.kind is FieldKind.BODY:
+        return compiled.search(value) is not None
+    return compiled.fullmatch(value) is not None
 
 
 def _match_value(field: Field, pattern: Pattern, value: str) -> bool:
@@ -127,7 +144,7 @@ def _in_range(node: Range, value: str) -> bool:
     return _between(value, node.low, node.high, node)
 
 
-def _between(value: Any, low: Any, high: Any, node: Range) -> bool:
+def _between(value: Any, low: Any, high: Any, node: Range | TimeRange) -> bool:
     if low is not None and (value < low or (value == low and not node.include_low)):
         return False
     return high is None or not (value > high or (value == high and not node.include_high))

@@ -76,7 +76,7 @@ PARSES = [
     ("a\\ b", '(body "a b")'),
     ("a\\:b", '(body "a:b")'),
     ("ANDROID", '(body "ANDROID")'),
-    ("and or not", '(and (body "and") (body "or") (body "not"))'),
+    ('"and" "or" "not"', '(and (body "and") (body "or") (body "not"))'),  # operators, quoted
     ("café", '(body "café")'),
     # wildcards, literal when quoted or escaped
     ("time*", '(body "time*")'),

@@ -41,7 +41,9 @@ from astralog.query.language import (
     Or,
     Pattern,
     Range,
+    Regex,
     Severity,
+    TimeRange,
     Wildcard,
     ascii_lower,
 )
@@ -153,6 +155,10 @@ class _Compiler(ABC):
                 return self.range(node)
             case Severity(low, high):
                 return self.severity(low, high)
+            case Regex(field, pattern):
+                return self.regex(field, pattern)
+            case TimeRange():
+                return self.time_range(node)
         raise TypeError(f"not a query node: {node!r}")
 
     def access(self, field: Field) -> _Access:
@@ -207,8 +213,34 @@ class _Compiler(ABC):
             conditions.append(f"{_SEVERITY_NUMBER} <= {self.bind(high, 'UInt8')}")
         return "(" + " AND ".join(conditions) + ")"
 
+    def regex(self, field: Field, pattern: str) -> str:
+        """RE2 in both engines; '.' crosses newlines in both (ClickHouse's default)."""
+        access = self.access(field)
+        if field.kind is FieldKind.BODY:
+            condition = self.regex_search(access.value, f"(?s){pattern}")
+        else:
+            condition = self.regex_search(access.value, f"(?s)^(?:{pattern})$")
+        return f"({access.presence} AND {condition})"
+
+    def time_range(self, node: TimeRange) -> str:
+        conditions = ["TRUE"]
+        for bound, op, inclusive in (
+            (node.low_us, ">", node.include_low),
+            (node.high_us, "<", node.include_high),
+        ):
+            if bound is not None:
+                comparator = op + ("=" if inclusive else "")
+                conditions.append(f"{self.micros()} {comparator} {self.bind(bound, 'Int64')}")
+        return "(" + " AND ".join(conditions) + ")"
+
     @abstractmethod
     def placeholder(self, name: str, ch_type: str) -> str: ...
+
+    @abstractmethod
+    def regex_search(self, value: str, pattern: str) -> str: ...
+
+    @abstractmethod
+    def micros(self) -> str: ...
 
     @abstractmethod
     def map_access(self, key: str, *, fallback: bool) -> _Access: ...
@@ -232,6 +264,12 @@ class _Compiler(ABC):
 class _DuckDB(_Compiler):
     def placeholder(self, name: str, ch_type: str) -> str:
         return f"${name}"
+
+    def regex_search(self, value: str, pattern: str) -> str:
+        return f"regexp_matches({value}, {self.bind(pattern, 'String')})"
+
+    def micros(self) -> str:
+        return "epoch_us(Timestamp)"
 
     def map_access(self, key: str, *, fallback: bool) -> _Access:
         if not fallback:
@@ -269,6 +307,12 @@ class _DuckDB(_Compiler):
 class _ClickHouse(_Compiler):
     def placeholder(self, name: str, ch_type: str) -> str:
         return f"{{{name}:{ch_type}}}"
+
+    def regex_search(self, value: str, pattern: str) -> str:
+        return f"match({value}, {self.bind(pattern, 'String')})"
+
+    def micros(self) -> str:
+        return "toUnixTimestamp64Micro(Timestamp)"
 
     def map_access(self, key: str, *, fallback: bool) -> _Access:
         if not fallback:

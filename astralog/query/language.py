@@ -67,11 +67,14 @@ from __future__ import annotations
 
 import re
 import string
+import time
+import warnings
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Final, TypeAlias
 
-from astralog.errors import SyntaxErrorAt
+from astralog.errors import BadRequest, SyntaxErrorAt
+from astralog.query.timerange import ROUNDING_UNITS_NS, parse_instant
 
 __all__ = [
     "BODY",
@@ -90,12 +93,16 @@ __all__ = [
     "Not",
     "Or",
     "Pattern",
+    "Query",
     "Range",
+    "Regex",
     "Severity",
+    "TimeRange",
     "Wildcard",
     "ascii_lower",
     "is_number",
     "parse",
+    "parse_query",
     "resolve_field",
 ]
 
@@ -256,6 +263,24 @@ class Severity:
 
 
 @dataclass(frozen=True)
+class Regex:
+    """An RE2 pattern (without delimiters): found anywhere in the body, else the whole value."""
+
+    field: Field
+    pattern: str
+
+
+@dataclass(frozen=True)
+class TimeRange:
+    """The event time in microseconds since the epoch within bounds (None is open)."""
+
+    low_us: int | None
+    high_us: int | None
+    include_low: bool
+    include_high: bool
+
+
+@dataclass(frozen=True)
 class Not:
     operand: Node
 
@@ -270,28 +295,48 @@ class Or:
     operands: tuple[Node, ...]
 
 
-Node: TypeAlias = MatchAll | Match | Exists | Range | Severity | Not | And | Or
+Node: TypeAlias = MatchAll | Match | Exists | Range | Regex | Severity | TimeRange | Not | And | Or
+
+
+@dataclass(frozen=True)
+class Query:
+    """A parsed query and the notices its answer carries (constructs accepted but ignored)."""
+
+    node: Node
+    notices: tuple[str, ...] = ()
 
 
 DEFAULT_LIMITS: Final = Limits()
 
 
-def parse(text: str, limits: Limits = DEFAULT_LIMITS) -> Node:
+def parse(text: str, limits: Limits = DEFAULT_LIMITS, *, now_ns: int | None = None) -> Node:
     """Parse a search query; raises :class:`SyntaxErrorAt` pointing at the first problem."""
+    return parse_query(text, limits, now_ns=now_ns).node
+
+
+def parse_query(text: str, limits: Limits = DEFAULT_LIMITS, *, now_ns: int | None = None) -> Query:
+    """Parse a search query with its notices; ``now_ns`` anchors date math (``now-1d``)."""
     if len(text) > limits.max_length:
         raise SyntaxErrorAt(
             f"query is longer than {limits.max_length} characters",
             limits.max_length,
             "shorten the query or split it into several searches",
         )
-    return _Parser(text, limits).parse()
+    parser = _Parser(text, limits, time.time_ns() if now_ns is None else now_ns)
+    node = parser.parse()
+    return Query(node, tuple(dict.fromkeys(parser.notices)))
 
 
-_KEYWORDS: Final = frozenset({"AND", "OR", "NOT"})
+# Operators in any case, as KQL writes them; Lucene's symbols mean the same.
+_KEYWORDS: Final = {"and": "AND", "or": "OR", "not": "NOT", "&&": "AND", "||": "OR"}
+TIME_FIELD: Final = "@timestamp"
+MAX_REGEX_LENGTH: Final = 256
+MAX_REGEX_REPEAT: Final = 1000  # RE2's own cap on one counted repetition
 _FIELD_PUNCTUATION: Final = frozenset("_.-@/")
 # Characters that end an unquoted word (besides whitespace) where they are not escaped.
-_WORD_STOP: Final = frozenset('()"')
-_BOUND_STOP: Final = frozenset('()"[]{}')
+# ``^`` (boost) and ``~`` (fuzzy, proximity) end a word too, so what follows them is seen.
+_WORD_STOP: Final = frozenset('()"^~')
+_BOUND_STOP: Final = frozenset('()"[]{}^~')
 _COMPARATORS: Final = (">=", "<=", ">", "<")
 _VALUE_HINT: Final = 'for example status:500, service:"my api" or host:web-*'
 
@@ -332,12 +377,14 @@ def _pattern(chars: list[tuple[str, bool]]) -> Pattern:
 class _Parser:
     """Recursive descent straight over the text: positions in errors are exact for free."""
 
-    def __init__(self, text: str, limits: Limits) -> None:
+    def __init__(self, text: str, limits: Limits, now_ns: int) -> None:
         self.text = text
         self.limits = limits
+        self.now_ns = now_ns
         self.pos = 0
         self.depth = 0
         self.terms = 0
+        self.notices: list[str] = []
 
     # -- scanning helpers ------------------------------------------------------------------
 
@@ -352,12 +399,18 @@ class _Parser:
     def at_delimiter(self, at: int) -> bool:
         return at >= len(self.text) or self.text[at].isspace() or self.text[at] in _WORD_STOP
 
-    def keyword(self) -> str | None:
+    def keyword_word(self) -> str:
         end = self.pos
         while not self.at_delimiter(end):
             end += 1
-        word = self.text[self.pos : end]
-        return word if word in _KEYWORDS else None
+        return self.text[self.pos : end]
+
+    def keyword(self) -> str | None:
+        """AND, OR or NOT when the next word is one, in any case or as ``&&`` / ``||``."""
+        return _KEYWORDS.get(ascii_lower(self.keyword_word()))
+
+    def take_keyword(self) -> None:
+        self.pos += len(self.keyword_word())
 
     def word(self, stop: frozenset[str]) -> list[tuple[str, bool]]:
         chars: list[tuple[str, bool]] = []
@@ -441,7 +494,7 @@ class _Parser:
     def or_(self, ctx: Field | None) -> Node:
         operands = [self.and_(ctx)]
         while self.keyword() == "OR":
-            self.pos += 2
+            self.take_keyword()
             self.require_term("OR")
             operands.append(self.and_(ctx))
         return _combine(Or, operands)
@@ -453,7 +506,7 @@ class _Parser:
             if self.peek() in (None, ")") or self.keyword() == "OR":
                 return _combine(And, operands)
             if self.keyword() == "AND":
-                self.pos += 3
+                self.take_keyword()
                 self.require_term("AND")
             operands.append(self.unary(ctx))
 
@@ -461,24 +514,60 @@ class _Parser:
         negations = 0
         while True:
             self.skip_ws()
-            if self.peek() == "-":
+            ch = self.peek()
+            if ch in ("-", "+"):
                 following = self.peek(1)
                 if following is None or following.isspace() or following == ")":
                     raise SyntaxErrorAt(
-                        "expected a term after '-'",
+                        f"expected a term after '{ch}'",
                         self.pos + 1,
-                        'write -term without a space, or "-" for a literal dash',
+                        f'write {ch}term without a space, or "{ch}" for a literal {ch}',
                     )
                 self.pos += 1
+                # Lucene's "+term" (must match) is what every term is under AND.
+                negations += ch == "-"
+            elif ch == "!":
+                self.pos += 1
+                self.require_term("!")
+                negations += 1
             elif self.keyword() == "NOT":
-                self.pos += 3
+                self.take_keyword()
                 self.require_term("NOT")
+                negations += 1
             else:
                 break
-            negations += 1
+        start = self.pos
         node = self.primary(ctx)
+        self.suffix(start)
         # Logic is two-valued, so a double negation is the operand itself.
         return Not(node) if negations % 2 else node
+
+    def suffix(self, start: int) -> None:
+        """A boost is accepted and ignored (with a notice); fuzzy and proximity are refused."""
+        at = self.pos
+        if self.peek() == "~":
+            phrase = self.text[at - 1 : at] == '"'
+            what = "proximity search" if phrase else "fuzzy search"
+            hint = (
+                "write the words as separate terms (both must appear) or as an exact phrase"
+                if phrase
+                else "use a wildcard (quick* or qu?ck) or an OR of the spellings"
+            )
+            raise SyntaxErrorAt(f"{what} ('~') is not supported", at, hint)
+        if self.peek() != "^":
+            return
+        self.pos += 1
+        digits = self.word(_WORD_STOP)
+        number = "".join(ch for ch, _ in digits)
+        if not is_number(number) or not self.at_delimiter(self.pos):
+            raise SyntaxErrorAt(
+                "a boost '^' takes a number, as in error^2",
+                at,
+                "write \\^ for a literal caret",
+            )
+        self.notices.append(
+            f"boost '^{number}' ignored: results are ordered by time, not by relevance"
+        )
 
     def primary(self, ctx: Field | None) -> Node:
         start = self.pos
@@ -501,19 +590,54 @@ class _Parser:
             if not text:
                 raise SyntaxErrorAt("empty quoted phrase", start, "put the text to find inside")
             return self.leaf(start, Match(BODY, Pattern.literal(text)))
+        if ch == "/" and self.regex_end() is not None:
+            return self.leaf(start, Regex(BODY, self.regex()))
         return self.term(start)
 
     def term(self, start: int) -> Node:
+        escaped = self.refuse_field_wildcard(start)
+        if escaped is not None:  # first\ name:Alice, a field name with escapes
+            self.pos = start + len(escaped)
+            return self.field_clause(re.sub(r"\\(.)", r"\1", escaped), start)
         name_end = self.scan_field_name(start)
-        if name_end > start and name_end < len(self.text) and self.text[name_end] in ":<>":
+        after = name_end
+        while after < len(self.text) and self.text[after] == " ":
+            after += 1  # KQL spaces its comparisons: bytes > 1000
+        if name_end > start and self.text[name_end : name_end + 1] == ":":
             self.pos = name_end
             return self.field_clause(self.text[start:name_end], start)
+        if name_end > start and self.text[after : after + 1] in ("<", ">"):
+            self.pos = after
+            return self.field_clause(self.text[start:name_end], start)
+        if name_end > start and self.text.startswith("!=", name_end):
+            name = self.text[start:name_end]
+            raise SyntaxErrorAt(
+                "'!=' is not an operator", name_end, f"write -{name}:value (or NOT {name}:value)"
+            )
         pattern = _pattern(self.word(_WORD_STOP))
         if pattern.parts == (Wildcard.ANY,):
             return self.leaf(start, MatchAll())
         return self.leaf(start, Match(BODY, pattern))
 
+    def refuse_field_wildcard(self, start: int) -> str | None:
+        """``machine.os*:win`` and ``book.\\*:x`` (Lucene's field-name wildcards) are refused;
+        a name with other escapes is returned as typed."""
+        found = _WILDCARD_FIELD.match(self.text, start)
+        if found is None:
+            return None
+        name = found.group(1)
+        if name.startswith("_exists_") or not any(ch in name for ch in "*?"):
+            return name if "\\" in name else None
+        raise SyntaxErrorAt(
+            f"field-name wildcards ('{name}:') are not supported",
+            start,
+            f"name each field, e.g. ({name.replace(chr(92), '').rstrip('*?')}a:x OR "
+            f"{name.replace(chr(92), '').rstrip('*?')}b:x)",
+        )
+
     def field_clause(self, name: str, start: int) -> Node:
+        if name == TIME_FIELD:
+            return self.time_clause(start)
         if name == "_exists_":
             if self.peek() != ":":
                 raise SyntaxErrorAt("_exists_ takes a field name", self.pos, "write _exists_:field")
@@ -543,13 +667,67 @@ class _Parser:
             raise SyntaxErrorAt(f"expected a value after '{label}'", self.pos, _VALUE_HINT)
         if ch == "(":
             return self.group(field)
+        if ch == "{" and ctx_is_nested(self.text, self.pos):
+            raise SyntaxErrorAt(
+                f"KQL nested queries ('{label}{{…}}') are not supported",
+                self.pos,
+                "write each condition with the full dotted name, e.g. items.name:banana",
+            )
         if ch in "[{":
             return self.range(field, start)
         if ch in "<>":
             return self.comparison(field, start, label=label)
         if ch == '"':
             return self.leaf(start, self.match(field, Pattern.literal(self.phrase())))
+        if ch == "/" and self.regex_end() is not None:
+            return self.leaf(start, Regex(field, self.regex()))
         return self.leaf(start, self.match(field, _pattern(self.word(_WORD_STOP))))
+
+    def regex_end(self) -> int | None:
+        """Where ``/…/`` closes when it stands alone (``/api/v1`` is a path, not a regex)."""
+        at = self.pos + 1
+        while at < len(self.text):
+            ch = self.text[at]
+            if ch == "\\":
+                at += 2
+                continue
+            if ch == "/":
+                after = at + 1
+                ok = (
+                    after >= len(self.text)
+                    or self.text[after].isspace()
+                    or self.text[after] in ")^"
+                )
+                return at if ok and at > self.pos + 1 else None
+            at += 1
+        return None
+
+    def regex(self) -> str:
+        start, end = self.pos, self.regex_end()
+        assert end is not None
+        body = self.text[start + 1 : end].replace("\\/", "/")
+        self.pos = end + 1
+        _check_regex(body, start)
+        return body
+
+    def time_clause(self, start: int) -> Node:
+        """``@timestamp`` is the event time: ranges and comparisons with date math."""
+        if self.peek() == ":":
+            self.pos += 1
+        else:
+            return self.comparison(_TIME, start, label=TIME_FIELD)
+        ch = self.peek()
+        if ch == "*" and self.at_delimiter(self.pos + 1):
+            self.pos += 1
+            return self.leaf(start, MatchAll())  # every event has a time
+        if ch is not None and ch in "[{<>":
+            return self.range(_TIME, start) if ch in "[{" else self.comparison(_TIME, start, "")
+        raise SyntaxErrorAt(
+            "@timestamp takes a range or a comparison",
+            self.pos,
+            "write @timestamp:[now-1d TO now], @timestamp>=now-15m or "
+            "@timestamp<2026-01-31T12:00:00Z",
+        )
 
     def match(self, field: Field, pattern: Pattern) -> Node:
         if pattern.parts == (Wildcard.ANY,):
@@ -597,6 +775,8 @@ class _Parser:
     def comparison(self, field: Field, start: int, label: str) -> Node:
         op = next(op for op in _COMPARATORS if self.text.startswith(op, self.pos))
         self.pos += len(op)
+        while self.peek() == " " and self.peek(1) not in (None, " ", ")"):
+            self.pos += 1  # KQL: bytes > 1000
         value_at = self.pos
         ch = self.peek()
         if ch is None or ch.isspace() or ch == ")":
@@ -657,6 +837,8 @@ class _Parser:
     def bounded(self, field: Field, bounds: _Bounds) -> Node:
         if field.kind is FieldKind.LEVEL:
             return _severity(bounds)
+        if field is _TIME:
+            return self.time_range(bounds)
         low, high = bounds.low, bounds.high
         if low is None and high is None:
             return Exists(field)
@@ -664,6 +846,75 @@ class _Parser:
             low, high = (None if b is None else ascii_lower(b) for b in (low, high))
         numeric = all(b is None or is_number(b) for b in (low, high))
         return Range(field, low, high, bounds.include_low, bounds.include_high, numeric)
+
+    def time_range(self, bounds: _Bounds) -> TimeRange:
+        low = self.instant(bounds.low, bounds.low_at, round_up=not bounds.include_low)
+        high = self.instant(bounds.high, bounds.high_at, round_up=bounds.include_high)
+        return TimeRange(low, high, bounds.include_low, bounds.include_high)
+
+    def instant(self, text: str | None, at: int, *, round_up: bool) -> int | None:
+        """Microseconds of a bound; like Elasticsearch, 'now/d' as an upper bound ends the day."""
+        if text is None:
+            return None
+        try:
+            ns = parse_instant(text, self.now_ns, TIME_FIELD)
+        except BadRequest as exc:
+            raise SyntaxErrorAt(exc.detail, at, "date math is now-1d, now-15m/m, ...") from None
+        rounding = re.search(r"/([smhd])$", text)
+        if round_up and rounding:
+            ns += ROUNDING_UNITS_NS[rounding.group(1)] - 1
+        return ns // 1000
+
+
+_TIME: Final = Field(TIME_FIELD, FieldKind.COLUMN, "Timestamp")
+# A field name with wildcards or escapes, up to its colon.
+_WILDCARD_FIELD: Final = re.compile(r"((?:[\w.\-@/*?]|\\.)+):")
+_REGEX_ESCAPES: Final = frozenset("dDwWsSbBntr")
+_REPEAT: Final = re.compile(r"\{(\d+)(?:,(\d*))?\}")
+
+
+def ctx_is_nested(text: str, at: int) -> bool:
+    """``field:{`` opens a KQL nested query unless it is a Lucene range ``{a TO b}``."""
+    close = text.find("}", at)
+    inner = text[at + 1 : close if close >= 0 else len(text)]
+    return re.search(r"\sTO\s", inner) is None
+
+
+def _check_regex(body: str, at: int) -> None:
+    """Refuse what RE2 (DuckDB, ClickHouse) and Python's reference would read differently."""
+    hint = "regular expressions are RE2: . * + ? | ( ) [ ] {n,m}, \\d \\w \\s, (?i) first"
+    if len(body) > MAX_REGEX_LENGTH:
+        raise SyntaxErrorAt(f"regular expression longer than {MAX_REGEX_LENGTH}", at, hint)
+    problem = _regex_problem(body)
+    if problem is None:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                re.compile(body, re.ASCII | re.DOTALL)
+        except (re.error, Warning, RecursionError, OverflowError) as exc:
+            problem = f"invalid regular expression: {exc}"
+    if problem is not None:
+        raise SyntaxErrorAt(problem, at, hint)
+
+
+def _regex_problem(body: str) -> str | None:
+    flagless = body.removeprefix("(?i)")
+    if "(?" in flagless.replace("(?:", ""):
+        return "only (?: groups and a leading (?i) are supported in a regular expression"
+    escapes = re.findall(r"\\(.)", flagless)
+    if any(e.isalnum() and e not in _REGEX_ESCAPES for e in escapes):
+        return "unsupported escape in a regular expression (no back-references or \\p classes)"
+    unescaped = re.sub(r"\\.", "", re.sub(r"\[[^\]]*\]", "", flagless))
+    if "^" in unescaped or "$" in unescaped:
+        return "anchors ^ and $ are implied: a regex matches a whole field value or part of a body"
+    product = 1
+    for low, high in _REPEAT.findall(flagless):
+        product *= max(int(low), int(high or 0))
+    if product > MAX_REGEX_REPEAT:
+        return f"counted repetitions multiply past {MAX_REGEX_REPEAT}"
+    if "[:" in flagless:
+        return "POSIX classes like [[:alpha:]] are not supported: write [a-zA-Z]"
+    return None
 
 
 @dataclass(frozen=True)

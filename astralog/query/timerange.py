@@ -15,6 +15,7 @@ _UNITS_NS = {
     "d": 86_400 * 10**9,
     "w": 7 * 86_400 * 10**9,
 }
+ROUNDING_UNITS_NS = _UNITS_NS  # what '/d' and friends round to, for rounding up
 _RELATIVE = re.compile(r"^now(?:\s*([-+])\s*(\d{1,7})\s*([smhdw]))?(?:/([smhd]))?$")
 
 
