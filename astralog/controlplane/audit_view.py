@@ -246,7 +246,7 @@ def befores(
         current = state.setdefault(row["aggregate_id"], {})
         if row["seq"] in wanted:
             found[row["seq"]] = dict(current)
-        current.update(json.loads(row["payload"]))
+        current.update(_payload(row["payload"]))
     return found
 
 
@@ -271,7 +271,7 @@ def _history(
 
 def display(record: Recorded, names: Names, before: dict[str, Any] | None) -> dict[str, Any]:
     """What the audit page shows of one record: names, a summary, changes or fields."""
-    payload = json.loads(record.payload)
+    payload = _payload(record.payload)
     target_field = _target_field(record.type)
     target = _target(record, payload, target_field, names)
     changes = _changes(record.type, payload, before, names)
@@ -289,6 +289,15 @@ def display(record: Recorded, names: Names, before: dict[str, Any] | None) -> di
         "changes": changes or [],
         "fields": fields,
     }
+
+
+def _payload(text: str) -> dict[str, Any]:
+    """A record's payload; a malformed one (the verifier reports it as tampering) shows empty."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _worth_showing(key: str, value: Any) -> bool:
