@@ -45,7 +45,7 @@ def test_loki_json_push() -> None:
     }
     assert (first["SeverityText"], second["SeverityText"]) == ("WARN", "ERROR")
     assert attrs(second) == {"trace_id": TRACE, "detected_level": "error"}
-    assert (third["ServiceName"], third["SeverityNumber"]) == ("", 0)
+    assert (third["ServiceName"], third["SeverityNumber"]) == ("batch", 0)  # Loki: job names it
     assert [(r.index, r.kind) for r in parsed.rejects] == [
         (2, "invalid_timestamp"),
         (4, "invalid_entry"),

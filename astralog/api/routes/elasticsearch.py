@@ -19,6 +19,9 @@ Documents: ``index`` and ``create`` store the event, from ``_bulk`` actions or f
 The index and the client's ``_id`` are kept as the resource attributes ``elasticsearch.index``
 and ``elasticsearch.id`` (search ``elasticsearch.id:<id>``); without an ``_id`` the answer names
 the stored event's id. ``update`` and ``delete`` are refused per item: events are immutable.
+Action metadata and the query parameters standing for it (``?pipeline=``, ``?require_alias=``,
+``?op_type=create``, ``?if_seq_no=``) are honoured or refused as
+:mod:`astralog.ingest.formats.elasticsearch` lists.
 An ``_id`` already stored by the source within the idempotency window is not stored again:
 ``create`` answers a per-item 409 ``version_conflict_engine_exception`` as Elasticsearch does,
 ``index`` answers 200 ``noop`` (:func:`astralog.ingest.idempotency.drop_known_documents`); the
@@ -215,7 +218,7 @@ async def _bulk(
     results: list[EsBulk] = []
 
     def parse(body: bytes, ctx: NormaliseContext) -> Parsed:
-        results.append(parse_es_bulk(body, index, ctx))
+        results.append(parse_es_bulk(body, index, ctx, _bulk_url(request)))
         return results[0].parsed
 
     guard = _dedupe(runtime, principal, results)
@@ -223,6 +226,12 @@ async def _bulk(
     took = int((time.perf_counter() - started) * 1000)
     quota = outcome.quota.headers() if outcome.quota else {}
     return _es(bulk_response(results[0].items, took), extra=quota)
+
+
+def _bulk_url(request: Request) -> dict[str, str]:
+    """The ``_bulk`` query parameters that are every action's metadata unless it names its own."""
+    query = request.query_params
+    return {key: query[key] for key in ("pipeline", "require_alias") if key in query}
 
 
 # Elasticsearch takes _bulk as POST or PUT, and the official 8.x clients send PUT.
@@ -247,7 +256,8 @@ async def _document(
     results: list[EsBulk] = []
 
     def parse(body: bytes, ctx: NormaliseContext) -> Parsed:
-        results.append(parse_es_document(body, index, doc_id, action, ctx))
+        url = dict(request.query_params)
+        results.append(parse_es_document(body, index, doc_id, action, ctx, url))
         return results[0].parsed
 
     guard = _dedupe(runtime, principal, results)
@@ -256,7 +266,7 @@ async def _document(
     if item.status >= 300:
         body = error_body(item.status, item.reason, item.error_type, instance=request.url.path)
         return _es(body, item.status)
-    answer = item.to_dict()[action]
+    answer = item.to_dict()[item.action]  # ?op_type=create makes an index a create
     del answer["status"]  # a bulk item carries it; a single-document answer does not
     return _es(answer, item.status, outcome.quota.headers() if outcome.quota else {})
 

@@ -312,7 +312,8 @@ async def ingest_otlp(request: Request, principal: IngestDep, runtime: RuntimeDe
 @router.post("/api/prom/push", status_code=204, include_in_schema=False)
 @router.post("/loki/api/v1/push", status_code=204, summary="Loki push API (JSON)")
 async def ingest_loki(request: Request, principal: IngestDep, runtime: RuntimeDep) -> Response:
-    content_type = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    # Whole, parameters too: the parser refuses a Content-Type it cannot read, as Loki does.
+    content_type = request.headers.get("content-type", "application/json")
 
     def parse(body: bytes, ctx: NormaliseContext) -> Parsed:
         return formats.parse_loki_push(body, content_type, ctx)

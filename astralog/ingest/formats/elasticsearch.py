@@ -3,11 +3,24 @@
 Promise: ``index`` and ``create`` store their document; every action gets an item in
 Elasticsearch's ``items`` shape (``delete`` and ``update`` a per-item error: log events are
 immutable), so clients see partial success the way they expect it.
+
+Action metadata is honoured or refused, never ignored (:func:`_metadata_problem`):
+
+* ``op_type: create`` on an ``index`` action makes it a ``create`` (its item key too);
+* ``if_seq_no``, ``if_primary_term``, ``version`` and ``version_type``: a per-item 400, since log
+  events are append-only and have no version to compare;
+* ``pipeline`` (per action or ``?pipeline=``): a per-item 400 "pipeline with id [..] does not
+  exist", as Elasticsearch answers for an unknown pipeline (``_none`` means no pipeline);
+* ``require_alias: true``: a per-item 404 ``index_not_found_exception``, as there are no aliases;
+* ``routing`` and ``_type`` (sent by Elasticsearch 7 shippers) only place a document in a shard
+  or a mapping type, neither of which exists here, so they change nothing stored;
+* any other name (``_version``, ``_routing``) fails the whole request, as in Elasticsearch.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -88,7 +101,20 @@ _BULK_ERROR_TYPES = {
     "invalid_utf8": "document_parsing_exception",
     "invalid_id_type": "mapper_parsing_exception",
     "invalid_id": "action_request_validation_exception",
+    "no_alias": "index_not_found_exception",
 }
+_BULK_STATUS = {"no_alias": 404}
+#: Every metadata name Elasticsearch 8 reads on an action line; ``_type`` is its 7.x mapping type.
+_KNOWN_METADATA = frozenset(
+    {
+        "_index", "_id", "_type", "routing", "op_type", "version", "version_type", "if_seq_no",
+        "if_primary_term", "retry_on_conflict", "pipeline", "_source", "require_alias",
+        "require_data_stream", "dynamic_templates", "list_executed_pipelines",
+    }
+)  # fmt: skip
+#: Query parameters of ``_bulk`` and the document APIs that act as every action's metadata.
+URL_METADATA = ("pipeline", "require_alias", "op_type", "if_seq_no", "if_primary_term", "version")
+_VERSIONING = ("if_seq_no", "if_primary_term", "version", "version_type")
 #: Elasticsearch's own bound on an ``_id``, in UTF-8 bytes.
 MAX_ID_BYTES = 512
 _JSON_TYPES = {dict: "an object", list: "an array", bool: "a boolean"}
@@ -103,14 +129,20 @@ class _BulkAction:
     doc_line: int | None = None  # of its document, where a document problem is
 
 
-def parse_es_bulk(body: bytes, default_index: str | None, ctx: NormaliseContext) -> EsBulk:
+def parse_es_bulk(
+    body: bytes,
+    default_index: str | None,
+    ctx: NormaliseContext,
+    url: Mapping[str, str] | None = None,
+) -> EsBulk:
     """Action lines ``index`` and ``create`` store their document; ``delete`` and ``update`` get
-    a per-item error, because stored log events are immutable.
+    a per-item error, because stored log events are immutable. ``url`` holds the request's
+    query parameters that stand for every action's metadata (``pipeline``, ``require_alias``).
 
     The index and the client's ``_id`` are stored as the resource attributes
     ``elasticsearch.index`` and ``elasticsearch.id`` (search ``elasticsearch.id:<id>``)."""
     check_nesting(body, ctx.limits.max_nesting)
-    actions, docs, doc_items, refused = _split_bulk(body, default_index)
+    actions, docs, doc_items, refused = _split_bulk(body, default_index, url or {})
     index_of_doc = pa.array([actions[i].index or None for i in doc_items], pa.string())
     id_of_doc = pa.array([actions[i].doc_id for i in doc_items], pa.string())
     resource = {"elasticsearch.index": index_of_doc, "elasticsearch.id": id_of_doc}
@@ -128,19 +160,27 @@ def parse_es_bulk(body: bytes, default_index: str | None, ctx: NormaliseContext)
 
 
 def parse_es_document(
-    body: bytes, index: str, doc_id: str | None, action: str, ctx: NormaliseContext
+    body: bytes,
+    index: str,
+    doc_id: str | None,
+    action: str,
+    ctx: NormaliseContext,
+    url: Mapping[str, str] | None = None,
 ) -> EsBulk:
     """One document of ``/{index}/_doc[/{id}]`` or ``/{index}/_create/{id}``: a bulk of one.
+    ``url`` holds the query parameters that are the action's metadata (``op_type``,
+    ``pipeline``, ``if_seq_no``...).
 
     A pretty-printed document is joined onto one line first; line breaks are only whitespace
     between JSON tokens (never inside a valid string), so the document means the same."""
-    meta = {"_index": index} | ({} if doc_id is None else {"_id": doc_id})
+    meta: dict[str, Any] = {key: value for key, value in (url or {}).items() if key in URL_METADATA}
+    meta |= {"_index": index} | ({} if doc_id is None else {"_id": doc_id})
     line = body.replace(b"\r", b" ").replace(b"\n", b" ")
     return parse_es_bulk(json.dumps({action: meta}).encode() + b"\n" + line + b"\n", None, ctx)
 
 
 def _split_bulk(
-    body: bytes, default_index: str | None
+    body: bytes, default_index: str | None, url: Mapping[str, str]
 ) -> tuple[list[_BulkAction], list[bytes], list[int], dict[int, Problem]]:
     lines = body.split(b"\n")
     actions: list[_BulkAction] = []
@@ -154,10 +194,9 @@ def _split_bulk(
         if not raw.strip():
             continue
         if raw not in cache:  # shippers repeat the same action line; parse each kind once
-            cache[raw] = _bulk_action_line(raw, i)
-        name, meta, bad_id = cache[raw]
-        doc_id = None if bad_id else meta.get("_id")
-        action = _BulkAction(name, str(meta.get("_index") or default_index or ""), doc_id, i)
+            cache[raw] = _bulk_action_line(raw, i, default_index, url)
+        name, meta, problem = cache[raw]
+        action = _BulkAction(name, str(meta.get("_index") or ""), meta.get("_id"), i)
         if name in ("index", "create", "update"):
             while i < len(lines) and not lines[i].strip():
                 i += 1
@@ -165,13 +204,13 @@ def _split_bulk(
                 raise BadRequest(
                     f"line {action.line}: the {name} action has no document line after it"
                 )
-            if name != "update" and bad_id is None:
+            if name != "update" and problem is None:
                 docs.append(lines[i])
                 doc_items.append(len(actions))
                 action.doc_line = i + 1
             i += 1
-        if bad_id is not None:
-            refused[len(actions)] = bad_id
+        if problem is not None:
+            refused[len(actions)] = problem
         elif name in ("delete", "update"):
             refused[len(actions)] = Problem(
                 "action_not_supported",
@@ -182,9 +221,12 @@ def _split_bulk(
     return actions, docs, doc_items, refused
 
 
-def _bulk_action_line(raw: bytes, line: int) -> tuple[str, dict[str, Any], Problem | None]:
-    """The action's name, its metadata with ``_id`` as a string, and why that ``_id`` is refused
-    (an item error, as Elasticsearch gives, not the whole request's)."""
+def _bulk_action_line(
+    raw: bytes, line: int, default_index: str | None, url: Mapping[str, str]
+) -> tuple[str, dict[str, Any], Problem | None]:
+    """The action's name (``op_type`` applied), its metadata with ``_index`` resolved and ``_id``
+    as a string, and why the action is refused (an item error, as Elasticsearch gives, not the
+    whole request's)."""
     try:
         document = loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -200,14 +242,66 @@ def _bulk_action_line(raw: bytes, line: int) -> tuple[str, dict[str, Any], Probl
             f"line {line}: malformed action/metadata line: expected one of create, delete, index, "
             f"update, but found {name!r}"
         )
+    name = _checked_metadata(name, meta, line)
     doc_id, bad_id = _document_id(meta)
-    meta = {**meta, "_id": doc_id}
+    meta = {**url, **meta, "_id": doc_id, "_index": meta.get("_index") or default_index or ""}
     for field in ("_index", "_id"):
         try:  # both are echoed in the per-item results, which must be valid UTF-8
             check_text(field, str(meta.get(field) or ""))
         except EventRefused as exc:
             raise BadRequest(f"line {line}: malformed action/metadata line: {exc}") from exc
-    return name, meta, bad_id
+    return name, meta, bad_id or _metadata_problem(meta)
+
+
+def _checked_metadata(name: str, meta: dict[str, Any], line: int) -> str:
+    """The action as ``op_type`` names it; a request-level 400 where Elasticsearch refuses the
+    whole request (an unknown name such as ``_version``, versioning on ``update``)."""
+    for key in meta:
+        if key not in _KNOWN_METADATA:
+            raise BadRequest(
+                f"line {line}: Action/metadata line [{line}] contains an unknown parameter [{key}]"
+            )
+    if name == "update" and ("version" in meta or "version_type" in meta):
+        raise BadRequest(
+            f"line {line}: Update requests do not support versioning (and log events are never "
+            "updated: send index or create)"
+        )
+    op_type = meta.get("op_type")
+    if name != "index" or op_type is None:
+        return name
+    if op_type not in ("index", "create"):
+        raise BadRequest(f"line {line}: opType must be 'create' or 'index', found: [{op_type}]")
+    return str(op_type)
+
+
+def _metadata_problem(meta: Mapping[str, Any]) -> Problem | None:
+    """Why metadata this store cannot honour refuses the action, or None when it can."""
+    versioning = [key for key in _VERSIONING if key in meta]
+    if versioning == ["version_type"] and meta["version_type"] == "internal":
+        versioning = []  # the default, with no version to check: nothing to honour
+    if versioning:
+        names = " and ".join(versioning)
+        reason = (
+            f"{names} cannot be honoured: log events are append-only and carry no version to "
+            "compare; send the action without them"
+        )
+        return Problem("versioning_not_supported", reason)
+    pipeline = meta.get("pipeline")
+    if pipeline is not None and pipeline != "_none":
+        return Problem("no_pipeline", f"pipeline with id [{pipeline}] does not exist")
+    if _flag(meta.get("require_alias")):
+        index = meta["_index"]
+        reason = (
+            f"no such index [{index}] and [require_alias] request flag is [true] and [{index}] "
+            "is not an alias (Astralog has no aliases)"
+        )
+        return Problem("no_alias", reason)
+    return None
+
+
+def _flag(value: object) -> bool:
+    """A boolean from JSON or from a query string, where a bare ``?require_alias`` means true."""
+    return value is True or (isinstance(value, str) and value.lower() in ("", "true"))
 
 
 def _document_id(meta: dict[str, Any]) -> tuple[str | None, Problem | None]:
@@ -251,7 +345,8 @@ def _bulk_items(
         else:
             problem = refused[i]
             kind = _BULK_ERROR_TYPES.get(problem.kind, "illegal_argument_exception")
+            status = _BULK_STATUS.get(problem.kind, 400)
             items.append(
-                BulkItem(action.action, action.index, action.doc_id, 400, kind, problem.reason)
+                BulkItem(action.action, action.index, action.doc_id, status, kind, problem.reason)
             )
     return items

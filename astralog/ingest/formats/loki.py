@@ -2,7 +2,11 @@
 
 Promise: the common JSON push (labels, then ``[timestamp, line]`` pairs) is read in bulk by
 pyarrow; every other shape (structured metadata, the legacy v0 streams, protobuf from Promtail
-and Alloy) entry by entry, with the same rows and rejects. Labels are unquoted as Go does.
+and Alloy) entry by entry, with the same rows and rejects. Labels are unquoted as Go does, names
+too when quoted (``{"service.name"="api"}``, Loki 3's UTF-8 label names). The service is the
+first label of :data:`LOKI_SERVICE_LABELS`, Loki's own ``discover_service_name`` order. A
+Content-Type whose parameters cannot be read (``application/json; charsetutf-8``) is a 415, as
+Loki answers, not a guess.
 """
 
 from __future__ import annotations
@@ -36,7 +40,6 @@ from astralog.ingest.normalise.records import (
     NormaliseContext,
     Parsed,
     Problem,
-    well_known_fields,
 )
 from astralog.ingest.normalise.severity import severity_of_text
 from astralog.ingest.normalise.text import json_text
@@ -64,7 +67,7 @@ _LOKI_SHAPES = (
 
 def parse_loki_push(body: bytes, content_type: str, ctx: NormaliseContext) -> Parsed:
     """Loki's push API: JSON, or snappy-compressed protobuf as Promtail and Alloy send it."""
-    media = media_type(content_type)
+    media = _loki_media_type(content_type)
     if media == "application/json":
         check_nesting(body, ctx.limits.max_nesting)
         columnar = _loki_columnar(body, ctx)
@@ -149,16 +152,49 @@ def _loki_streams_array(body: bytes) -> pa.StructArray | None:
     return None if streams.null_count else streams
 
 
+#: Loki's default ``discover_service_name`` labels, in its order, after ``service_name`` itself;
+#: the OpenTelemetry spelling of a name sits beside Loki's underscored one.
+LOKI_SERVICE_LABELS = (
+    "service_name", "service.name", "service", "app", "application", "app_name", "name",
+    "app_kubernetes_io_name", "app.kubernetes.io/name", "container", "container_name",
+    "k8s_container_name", "k8s.container.name", "component", "workload", "job", "k8s_job_name",
+    "k8s.job.name",
+)  # fmt: skip
+# RFC 9110 media type parameters: name=token or name="quoted string", after a semicolon.
+_MIME_WORD = r"[!#$%&'*+.^`|~\w-]+"
+_MEDIA_PARAMETER = re.compile(rf'\s*;\s*{_MIME_WORD}=(?:{_MIME_WORD}|"(?:[^"\\]|\\.)*")')
+
+
+def _loki_media_type(content_type: str) -> str:
+    """The media type, refusing parameters that cannot be read, as Go's mime.ParseMediaType
+    (which Loki uses) does."""
+    media, _, parameters = content_type.partition(";")
+    parameters = (";" + parameters) if parameters else ""
+    pos = 0
+    while pos < len(parameters.rstrip(" \t;")):
+        match = _MEDIA_PARAMETER.match(parameters, pos)
+        if match is None:
+            raise UnsupportedMediaType(
+                f"Content-Type {content_type[:100]!r} is malformed: its parameters must be "
+                "name=value pairs after a semicolon, such as application/json; charset=utf-8"
+            )
+        pos = match.end()
+    return media_type(media)
+
+
+def _service(labels: dict[str, str]) -> str:
+    return next((labels[k] for k in LOKI_SERVICE_LABELS if labels.get(k)), "")
+
+
 def _loki_stream_columns(streams: pa.StructArray) -> dict[str, pa.Array]:
     """Per stream (few of them): labels, service name and level, in Python."""
     has_labels = streams.type.get_field_index("stream") >= 0
     labels = streams.field("stream").to_pylist() if has_labels else [None] * len(streams)
-    roles = well_known_fields()
     resource, service, text, number = [], [], [], []
     for raw in labels:
         found = {str(k): _label_text(v) for k, v in (raw or {}).items() if v is not None}
         resource.append(list(found.items()))
-        service.append(next((found[k] for k in roles["service"] if found.get(k)), ""))
+        service.append(_service(found))
         level = next((found[k] for k in _LOKI_LEVEL if found.get(k)), "")
         severity = severity_of_text(level) if level else ("", 0)
         text.append(severity[0])
@@ -261,7 +297,7 @@ def _rfc3339_ns(values: list[Any]) -> list[int | None]:
         return [t for text in texts for t in _rfc3339_ns([text.as_py()])]
 
 
-_LABEL_NAME = re.compile(r"\s*([A-Za-z_][\w.]*)\s*=\s*")
+_LABEL_NAME = re.compile(r'\s*(?:([A-Za-z_][\w.]*)|"((?:[^"\\\n]|\\.)*)")\s*=\s*')
 _LABEL_VALUE = re.compile(r'"((?:[^"\\\n]|\\.)*)"|`([^`]*)`')
 _LABEL_END = re.compile(r"\s*(?:,|$)")
 # Every backslash sequence; the last group catches the ones Go's strconv.Unquote refuses.
@@ -285,7 +321,8 @@ def _parse_labels(text: str) -> dict[str, str]:
         if not (name and value and end):
             raise BadRequest(f"stream labels {text!r} cannot be read at character {pos + 2}")
         raw = value.group(1)
-        labels[name.group(1)] = value.group(2) if raw is None else _go_unquote(raw, text)
+        label = name.group(1) if name.group(2) is None else _go_unquote(name.group(2), text)
+        labels[label] = value.group(2) if raw is None else _go_unquote(raw, text)
         pos = end.end()
     return labels
 
@@ -432,11 +469,10 @@ class _Columns:
 
 def _loki_parsed(streams: list[_LokiStream], ctx: NormaliseContext) -> Parsed:
     columns, places = _Columns(), []
-    roles = well_known_fields()
     for s, stream in enumerate(streams):
         labels_problem = _loki_labels_problem(stream.labels, ctx)
         labels = {} if labels_problem else stream.labels
-        service = next((labels[k] for k in roles["service"] if labels.get(k)), "")
+        service = _service(labels)
         for e in range(len(stream.entries)):
             places.append(f"streams[{s}].{stream.key}[{e}]")
             ordinal = len(columns.ordinals)
