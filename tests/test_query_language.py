@@ -189,7 +189,7 @@ ERRORS = [
     ('a "b', 2, "unterminated quoted phrase"),
     ('x:"b\\"', 2, "unterminated quoted phrase"),
     ("status:", 7, "expected a value after 'status:'"),
-    ("status: 500", 7, "expected a value after 'status:'"),
+    ("status:  500", 7, "expected a value after 'status:'"),  # KQL allows one space
     ("(status:)", 8, "expected a value after 'status:'"),
     ("status>=", 8, "expected a value after 'status>='"),
     ("status:>", 8, "expected a value after 'status:>'"),

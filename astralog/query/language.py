@@ -646,6 +646,8 @@ class _Parser:
         field = resolve_field(name)
         if self.peek() == ":":
             self.pos += 1
+            while self.peek() == " " and self.peek(1) not in (None, " ", ")"):
+                self.pos += 1  # KQL: http.request.method: GET
             return self.value(field, start, label=f"{name}:")
         return self.comparison(field, start, label=name)
 

@@ -31,7 +31,7 @@ from astralog.dataplane import (
 )
 from astralog.errors import AstralogError, BadRequest
 from astralog.query.compile import compile_where
-from astralog.query.language import Node, parse
+from astralog.query.language import Node, parse_query
 from astralog.query.timerange import iso, parse_instant
 
 DAY_NS = 86_400 * 10**9
@@ -119,6 +119,7 @@ class Plan:
     scanned_bytes: int = 0
     timeout_seconds: float = 30.0
     max_scan_bytes: int = 0  # the plan's per-query budget, shared by every destination
+    notices: tuple[str, ...] = ()  # query constructs accepted but ignored (boosts)
 
     @property
     def clamped(self) -> bool:
@@ -135,7 +136,11 @@ class Plan:
 
     def completeness(self) -> dict[str, Any]:
         """Whether the answer holds every batch of the range, and what is missing if not."""
-        return {"partial": bool(self.missing), "warnings": [m.view() for m in self.missing]}
+        return {
+            "partial": bool(self.missing),
+            "warnings": [m.view() for m in self.missing],
+            "notices": list(self.notices),
+        }
 
     def where(self) -> tuple[str, dict[str, Any]]:
         """The full DuckDB WHERE clause: tenant, retention per source, time range, query."""
@@ -174,7 +179,7 @@ def make_plan(
 ) -> Plan:
     """``readable``: the sources the caller is granted (None: all). The rest are treated as
     absent, so a search never reads them and naming one answers like naming an unknown one."""
-    node = parse(scope.query)
+    query = parse_query(scope.query, now_ns=now_ns)
     start_ns = parse_instant(scope.start, now_ns, "start")
     end_ns = parse_instant(scope.end, now_ns, "end")
     if end_ns <= start_ns:
@@ -190,7 +195,8 @@ def make_plan(
     oldest = min(cutoffs.values(), default=end_ns)
     plan = Plan(
         org_id=org_id,
-        node=node,
+        node=query.node,
+        notices=query.notices,
         start_ns=max(start_ns, oldest),
         end_ns=end_ns,
         requested_start_ns=start_ns,
