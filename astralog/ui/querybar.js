@@ -19,7 +19,7 @@ const EXAMPLES = [
   ["service:(api OR web)", "any of several values"],
   ["host:web-*", "wildcards * and ?"],
   ["_exists_:http.status", "the field is present"],
-  ["level:error AND NOT service:db", "AND, OR, NOT, parentheses"],
+  ["level:error AND NOT service:db", "AND, OR, NOT (any case; && || !), parentheses"],
 ];
 
 export function loadHistory() {
