@@ -49,10 +49,12 @@ if [ "$want" = test ]; then
     download || { apt-get "${wait_lock[@]}" update -qq && download; }  # package lists not read yet
     for deb in "$rsyslog"/debs/*.deb; do dpkg -x "$deb" "$rsyslog"; done
   fi
-  # npm oidc-provider for the SSO tests, exactly as tests/idp/package-lock.json pins it.
-  idp=tests/idp
-  if [ ! -f "$idp/node_modules/.package-lock.json" ] \
-    || [ "$idp/package-lock.json" -nt "$idp/node_modules/.package-lock.json" ]; then
-    npm ci --prefix "$idp" --no-audit --no-fund --loglevel=error
-  fi
+  # npm packages the tests drive, exactly as each package-lock.json pins them: oidc-provider for
+  # the SSO tests (tests/idp), axe-core for the UI's accessibility audit (tests/axe).
+  for prefix in tests/idp tests/axe; do
+    if [ ! -f "$prefix/node_modules/.package-lock.json" ] \
+      || [ "$prefix/package-lock.json" -nt "$prefix/node_modules/.package-lock.json" ]; then
+      npm ci --prefix "$prefix" --no-audit --no-fund --loglevel=error
+    fi
+  done
 fi
