@@ -29,6 +29,27 @@ export function createResultList({ renderRow, label }) {
     schedule();
   });
 
+  // Keys, as in a mail client: arrows (or j/k) move between rows, Enter or Space opens one (a row
+  // is a button), Escape anywhere in an open event closes it and returns to its row.
+  el.addEventListener("keydown", (event) => {
+    if (event.altKey || event.ctrlKey || event.metaKey || event.defaultPrevented) return;
+    const item = event.target.closest?.("li.ev");
+    const row = item?.querySelector(".ev-row");
+    if (!row || item.parentElement !== el) return;
+    if (event.key === "Escape" && row.getAttribute("aria-expanded") === "true") {
+      event.preventDefault();
+      row.click();
+      row.focus();
+      return;
+    }
+    const step = { ArrowDown: 1, j: 1, ArrowUp: -1, k: -1 }[event.key];
+    if (!step || event.target !== row) return;
+    event.preventDefault();
+    let next = step > 0 ? item.nextElementSibling : item.previousElementSibling;
+    while (next && !next.matches("li.ev")) next = step > 0 ? next.nextElementSibling : next.previousElementSibling;
+    next?.querySelector(".ev-row")?.focus();
+  });
+
   const size = () => chunks.reduce((n, c) => n + c.items.length, 0);
   const heightOf = (c) => c.height ?? c.items.length * rowHeight;
 
@@ -93,9 +114,14 @@ export function createResultList({ renderRow, label }) {
       }
     }
     let cursor = top;
+    // ARIA puts the list's size on its items: only a window of them is in the DOM.
+    const total = size();
     for (const [chunk, start] of keep) {
       const rows = chunk.rows || build(chunk, start);
-      rows.forEach((row, i) => row.setAttribute("aria-posinset", String(start + i + 1)));
+      rows.forEach((row, i) => {
+        row.setAttribute("aria-posinset", String(start + i + 1));
+        row.setAttribute("aria-setsize", String(total));
+      });
       for (const row of rows) {
         if (cursor.nextSibling !== row) cursor.after(row);
         cursor = row;
@@ -103,7 +129,7 @@ export function createResultList({ renderRow, label }) {
     }
     top.style.height = `${above}px`;
     bottom.style.height = `${below}px`;
-    el.setAttribute("aria-setsize", String(size()));
+    el.dataset.size = String(total);
   }
 
   function schedule() {
