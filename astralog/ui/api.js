@@ -25,6 +25,12 @@ function csrf() {
   return match ? decodeURIComponent(match[1]) : csrfToken;
 }
 
+// Every session sets its CSRF cookie beside the (script-unreadable) session cookie, with the same
+// lifetime: without it there is no session to ask about, and asking would only log a 401.
+export function mayHaveSession() {
+  return /(?:^|;\s*)(?:__Host-)?astralog_csrf=/.test(document.cookie);
+}
+
 // Called with no argument when the session ended (401 anywhere): the app shows the sign-in page.
 export function onSignedOut(listener) {
   listeners.add(listener);

@@ -1,6 +1,15 @@
 // The shell: session, sign-in, navigation between pages, theme, global keys.
 
-import { ApiError, cached, del, get, invalidate, onSignedOut, setCsrf } from "./api.js";
+import {
+  ApiError,
+  cached,
+  del,
+  get,
+  invalidate,
+  mayHaveSession,
+  onSignedOut,
+  setCsrf,
+} from "./api.js";
 import { announce, h, icon, replace, stateView, toast } from "./dom.js";
 import { noteSsoReturn } from "./mfa.js";
 
@@ -302,6 +311,10 @@ async function boot() {
   if (location.pathname === "/invitation") {
     // An invitation link signs its person in once they chose a password, whoever was signed in.
     showSignIn("", "invitation");
+    return;
+  }
+  if (!mayHaveSession()) {
+    showSignIn(); // the server still decides: every API call checks the session cookie itself
     return;
   }
   try {

@@ -3,12 +3,20 @@
 // password and signs in. The admin token stays as the bootstrap path of a new install.
 
 import { ApiError, get, post, setCsrf } from "./api.js";
-import { h, icon, replace } from "./dom.js";
+import { codeBlock, h, icon, replace } from "./dom.js";
 import { codeInput, enrolTotp, fail } from "./mfa.js";
 import { passkeyEnrolment, passkeyStep } from "./passkeys.js";
 import { ssoErrorText } from "./sso_errors.js";
 
 const ORG_KEY = "astralog.org";
+// Every scope, as the first start's admin token has them (astralog/auth/principal.py SCOPES):
+// "Lost the token?" prints a whole command to paste, and a test runs it and signs in with it.
+const ADMIN_SCOPES = [
+  "alerts:admin", "alerts:read", "alerts:write", "audit:read", "connectors:write",
+  "erasure:write", "exports:write", "holds:write", "keys:write", "logs:read", "members:write",
+  "org:delete", "owners:write", "retention:write", "searches:write", "sources:read",
+  "sources:write", "sso:write", "tokens:write",
+];
 
 export function mountSignIn(main, { message = "", stage, onSignedIn }) {
   const body = h("div", { class: "signin-body" });
@@ -228,7 +236,7 @@ class SignIn {
         ? h("p", { class: "field-error", role: "alert" }, "This organization has no identity provider to sign in with. Ask an org admin.")
         : null,
       password,
-      this.tokenPath(),
+      this.tokenPath(this.org),
     );
     return true;
   }
@@ -445,7 +453,7 @@ class SignIn {
   }
 
   // ---- the bootstrap path: a management token printed by `astralog init`
-  tokenPath() {
+  tokenPath(org = "") {
     const token = h("input", {
       class: "input input-mono",
       id: "signin-token",
@@ -474,9 +482,9 @@ class SignIn {
           h("code", {}, "alt_…"),
           " token printed in the terminal when Astralog first started (",
           h("code", {}, "Admin token:"),
-          "). Lost it? ",
-          h("code", {}, "astralog tokens issue --org <org> --scope …"),
+          "). Lost it? Issue a new one where Astralog runs:",
         ),
+        codeBlock(issueCommand(org), { label: "Command that issues an admin token", what: "Command copied" }),
         error,
       ),
       submit,
@@ -508,4 +516,15 @@ class SignIn {
       form,
     );
   }
+}
+
+// A command a shell takes as it is: the org (the first start's is "demo"), quoted when it needs it.
+function issueCommand(org) {
+  const name = org || "demo";
+  const quoted = /^[\w.@-]+$/.test(name) ? name : `'${name.replaceAll("'", "'\\''")}'`;
+  const lines = [`astralog tokens issue --org ${quoted} --name admin`];
+  for (let i = 0; i < ADMIN_SCOPES.length; i += 4) {
+    lines.push(`  ${ADMIN_SCOPES.slice(i, i + 4).map((s) => `--scope ${s}`).join(" ")}`);
+  }
+  return lines.join(" \\\n");
 }
