@@ -217,6 +217,7 @@ function endpointRow(endpoint, isSelected, actions) {
       endpoint.disabled_reason
         ? h("div", { class: "ln-sub endpoint-reason" }, endpoint.disabled_reason)
         : null,
+      errorsToggle(endpoint, actions),
     ),
     h(
       "td",
@@ -229,6 +230,32 @@ function endpointRow(endpoint, isSelected, actions) {
     ),
     h("td", { class: "actions" }, buttons),
   );
+}
+
+// Whether the endpoint also gets every alert error of the org, not only its own alerts' messages.
+function errorsToggle(endpoint, actions) {
+  const box = h("input", {
+    type: "checkbox",
+    class: "endpoint-errors",
+    checked: Boolean(endpoint.errors),
+    onchange: () => setErrors(endpoint, box, actions),
+  });
+  return h("label", { class: "check", title: "Also receives the errors of alerts that do not name it" }, box, h("span", {}, "Every alert error in the org"));
+}
+
+async function setErrors(endpoint, box, actions) {
+  const errors = box.checked;
+  box.disabled = true;
+  try {
+    await patch(`${BASE}/${encodeURIComponent(endpoint.id)}`, { errors });
+    toast(errors ? `${endpoint.name} now receives every alert error` : `${endpoint.name} no longer receives every alert error`);
+  } catch (error) {
+    box.checked = !errors;
+    toast(error.detail || String(error), { error: true });
+  } finally {
+    box.disabled = false;
+    actions.refresh();
+  }
 }
 
 function field(id, label, input, hint) {
@@ -269,6 +296,13 @@ function createEndpoint(refresh) {
     headers,
     "One \"Name: value\" a line, e.g. the receiver's own token. Write-only: never shown again.",
   );
+  const errors = h("input", { type: "checkbox", id: "endpoint-errors", "aria-describedby": "endpoint-errors-hint" });
+  const errorsField = h(
+    "div",
+    { class: "field" },
+    h("label", { class: "check" }, errors, h("span", {}, "Also send every alert error in the org")),
+    h("p", { class: "field-hint", id: "endpoint-errors-hint" }, "An alert that cannot run (its query fails, its owner lost access) says so here, whichever endpoints it names."),
+  );
   const targetLabel = h("label", { for: "endpoint-target" }, "URL");
   kind.addEventListener("change", () => {
     const mail = kind.value === "email";
@@ -285,11 +319,12 @@ function createEndpoint(refresh) {
       field("endpoint-kind", "Kind", kind),
       h("div", { class: "field" }, targetLabel, target),
       headersField,
+      errorsField,
     ],
     submitLabel: "Create endpoint",
     async onSubmit(close) {
       if (!name.value.trim() || !target.value.trim()) throw { detail: "Enter a name and where to send." };
-      const body = { name: name.value.trim(), kind: kind.value, target: target.value.trim() };
+      const body = { name: name.value.trim(), kind: kind.value, target: target.value.trim(), errors: errors.checked };
       if (kind.value === "webhook") body.headers = parseHeaders(headers.value);
       const made = await post(BASE, body);
       close();
