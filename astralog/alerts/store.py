@@ -78,6 +78,36 @@ class RunState:
     errors: int
 
 
+@dataclass(frozen=True)
+class Summary:
+    """What a list of alerts shows per alert, without reading each alert's instances."""
+
+    counts: dict[str, int]  # instances by condition: normal, pending, firing
+    next_due_ns: int | None
+    last_run_ns: int | None
+    last_error: str | None
+
+    @property
+    def worst(self) -> str | None:
+        return next((c for c in WORST_FIRST if self.counts.get(c)), None)
+
+
+WORST_FIRST = ("firing", "pending", "normal")
+# One statement whatever the number of alerts: the ids travel as one JSON array, the instances
+# are counted per condition in SQL (the primary key serves the join), one row per (alert,
+# condition) or one row for an alert without instances.
+SUMMARIES = """
+WITH ids(alert_id) AS (SELECT DISTINCT value FROM json_each(?)),
+counts AS (
+    SELECT i.alert_id, json_extract(i.state, '$.condition') AS condition, count(*) AS n
+    FROM ids JOIN alert_instances i ON i.alert_id = ids.alert_id GROUP BY 1, 2
+)
+SELECT ids.alert_id, r.next_due_ns, r.last_run_ns, r.last_error, c.condition, c.n
+FROM ids LEFT JOIN alert_runs r ON r.alert_id = ids.alert_id
+LEFT JOIN counts c ON c.alert_id = ids.alert_id
+"""
+
+
 class AlertStore:
     def __init__(self, path: Path) -> None:
         self._conn = sqlite.connect(path)
@@ -106,6 +136,19 @@ class AlertStore:
         with self._lock:
             rows = self._conn.execute("SELECT * FROM alert_runs").fetchall()
         return {r["alert_id"]: _run_state(r) for r in rows}
+
+    def summaries(self, alert_ids: Sequence[str]) -> dict[str, Summary]:
+        """Each alert's instance counts by state and last run, in one query."""
+        with self._lock:
+            rows = self._conn.execute(SUMMARIES, (json.dumps(list(alert_ids)),)).fetchall()
+        out: dict[str, Summary] = {}
+        for r in rows:
+            summary = out.setdefault(
+                r["alert_id"], Summary({}, r["next_due_ns"], r["last_run_ns"], r["last_error"])
+            )
+            if r["condition"] is not None:
+                summary.counts[r["condition"]] = r["n"]
+        return out
 
     def instances(self, alert_id: str) -> dict[str, Instance]:
         return self.instances_of([alert_id]).get(alert_id, {})

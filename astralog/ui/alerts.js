@@ -60,19 +60,27 @@ const canWrite = (app) => (app.session?.scopes || []).includes("alerts:write");
 
 // ------------------------------------------------------------------ shared pieces
 
-// The alert's overall state: paused, else its worst instance, else "not run yet".
-export function overall(alert, instances) {
-  if (alert.state === "paused") return { name: "paused", cls: "" };
-  const worst = instances.reduce((a, i) => ((RANK[i.state] || 0) > (RANK[a] || 0) ? i.state : a), null);
-  if (!worst) return { name: alert.last_run ? "normal" : "not run yet", cls: alert.last_run ? "badge-ok" : "" };
-  const cls = { firing: "badge-danger", pending: "badge-warn", normal: "badge-ok" }[worst];
-  const many = instances.length > 1 && worst !== "normal";
-  const count = instances.filter((i) => i.state === worst).length;
-  return { name: many ? `${worst} (${count} of ${instances.length})` : worst, cls };
+// The list answer's per-alert summary, made from the instances on the alert's own page.
+function summarize(instances) {
+  const counts = { firing: 0, pending: 0, normal: 0 };
+  for (const i of instances) counts[i.state] = (counts[i.state] || 0) + 1;
+  const worst = Object.keys(RANK).reduce((a, s) => (counts[s] && (RANK[s] || 0) > (RANK[a] || 0) ? s : a), null);
+  return { instances: counts, worst };
 }
 
-function stateCell(alert, instances) {
-  const state = overall(alert, instances);
+// The alert's overall state: paused, else its worst instance, else "not run yet".
+export function overall(alert, summary) {
+  if (alert.state === "paused") return { name: "paused", cls: "" };
+  const worst = summary?.worst;
+  if (!worst) return { name: alert.last_run ? "normal" : "not run yet", cls: alert.last_run ? "badge-ok" : "" };
+  const cls = { firing: "badge-danger", pending: "badge-warn", normal: "badge-ok" }[worst];
+  const total = Object.values(summary.instances).reduce((a, n) => a + n, 0);
+  const many = total > 1 && worst !== "normal";
+  return { name: many ? `${worst} (${summary.instances[worst]} of ${total})` : worst, cls };
+}
+
+function stateCell(alert, summary) {
+  const state = overall(alert, summary);
   return [
     h("span", { class: ["badge", state.cls], "data-state": state.name.split(" ")[0] }, state.name),
     alert.state === "paused" && alert.paused_reason ? h("div", { class: "ln-sub alert-reason" }, alert.paused_reason) : null,
@@ -103,11 +111,6 @@ export function seconds(n) {
 
 function when(iso) {
   return iso ? h("time", { datetime: iso, title: fmtDateTime(iso, { seconds: true }) }, fmtRelative(iso)) : "—";
-}
-
-async function instancesOf(alerts) {
-  const lists = await Promise.all(alerts.map((a) => get(`/v1/alerts/${a.id}/instances`).catch(() => [])));
-  return new Map(alerts.map((a, i) => [a.id, lists[i]]));
 }
 
 function searchLink(spec) {
@@ -151,10 +154,9 @@ function listHead(app) {
 
 async function showList(ctx) {
   const { page, app, current } = ctx;
-  let alerts, instances;
+  let alerts;
   try {
     alerts = await get("/v1/alerts");
-    instances = await instancesOf(alerts);
   } catch (error) {
     if (current()) replace(page, listHead(app), errorState(error, () => showList(ctx)));
     return;
@@ -165,19 +167,19 @@ async function showList(ctx) {
     replace(page, listHead(app), stateView({ iconName: "alert", title: "No alerts yet", text: "Start one here, or from a search with Saved → Alert on this search.", actions: create }));
     return;
   }
-  const tbody = () => alerts.map((a) => alertRow(a, instances.get(a.id) || [], app, () => showList(ctx)));
+  const tbody = () => alerts.map((a) => alertRow(a, app, () => showList(ctx)));
   const table = actionTable("alerts-table", ["Alert", "State", "Condition", "Schedule", "Last run"], tbody());
   replace(page, listHead(app), card({ id: "alerts-title", title: "Alerts", body: h("div", { class: "card-body table-wrap" }, table) }));
   ctx.refresh(() => refreshStates(ctx, table));
 }
 
-function alertRow(alert, instances, app, after) {
+function alertRow(alert, app, after) {
   const spec = alert.spec;
   return h(
     "tr",
     { dataset: { alert: alert.id } },
     h("td", { "data-label": "Alert" }, h("a", { href: `/alerts?id=${encodeURIComponent(alert.id)}`, "data-internal": "", class: "ln-title" }, alert.name), h("div", { class: "ln-sub mono" }, spec.query || "(every event)")),
-    h("td", { "data-label": "State", class: "alert-state" }, stateCell(alert, instances)),
+    h("td", { "data-label": "State", class: "alert-state" }, stateCell(alert, alert.summary)),
     h("td", { "data-label": "Condition" }, describeCondition(spec)),
     h("td", { "data-label": "Schedule" }, describeSchedule(spec)),
     h("td", { "data-label": "Last run", class: "alert-last-run" }, when(alert.last_run)),
@@ -185,12 +187,12 @@ function alertRow(alert, instances, app, after) {
   );
 }
 
-// Only the state and last-run cells change: buttons and focus stay where they are.
+// Only the state and last-run cells change: buttons and focus stay where they are. One call
+// whatever the number of alerts: the list carries each alert's instance counts.
 async function refreshStates(ctx, table) {
-  let alerts, instances;
+  let alerts;
   try {
     alerts = await get("/v1/alerts");
-    instances = await instancesOf(alerts);
   } catch {
     return; // the next refresh tries again; the table shows what was last known
   }
@@ -199,7 +201,7 @@ async function refreshStates(ctx, table) {
   if (alerts.length !== known.size || alerts.some((a) => !known.has(a.id))) return showList(ctx);
   for (const alert of alerts) {
     const row = table.querySelector(`tr[data-alert="${CSS.escape(alert.id)}"]`);
-    replace(row.querySelector(".alert-state"), stateCell(alert, instances.get(alert.id) || []));
+    replace(row.querySelector(".alert-state"), stateCell(alert, alert.summary));
     replace(row.querySelector(".alert-last-run"), when(alert.last_run));
   }
 }
@@ -269,7 +271,7 @@ function summary(alert, instances, sources) {
   const spec = alert.spec;
   const names = (spec.sources || []).map((s) => sources.find((x) => x.id === s)?.name || s);
   const rows = [
-    ["State", stateCell(alert, instances)],
+    ["State", stateCell(alert, summarize(instances))],
     ["Watches", [h("span", { class: "mono" }, spec.query || "(every event)"), ` in ${names.length ? names.join(", ") : "every source its owner can read"}`]],
     ["Fires on", describeCondition(spec)],
     ["Runs", describeSchedule(spec)],

@@ -21,6 +21,7 @@ from pydantic import AwareDatetime, Field
 from astralog.alerts import backtest as bt
 from astralog.alerts.evaluate import instance_labels, owner_access, plan_for
 from astralog.alerts.silences import check_matchers, preview, silence_of
+from astralog.alerts.store import WORST_FIRST, Summary
 from astralog.api.deps import ActorDep, AlertsRead, AlertsWrite, ManagementDep, RuntimeDep
 from astralog.api.models import Strict
 from astralog.auth.principal import Principal
@@ -117,8 +118,9 @@ class BacktestBody(AlertBody):
 def list_alerts(
     org_id: AlertsRead, who: ManagementDep, runtime: RuntimeDep
 ) -> list[dict[str, Any]]:
-    alerts = runtime.alert_rules.for_org(org_id)
-    return [_with_run(runtime, a) for a in alerts if may_see(who, a)]
+    alerts = [a for a in runtime.alert_rules.for_org(org_id) if may_see(who, a)]
+    summaries = runtime.alert_state.summaries([a["id"] for a in alerts])
+    return [_with_summary(a, summaries.get(a["id"])) for a in alerts]
 
 
 @router.post("/v1/alerts", status_code=201, summary="Define an alert")
@@ -230,6 +232,22 @@ def _with_run(runtime: Runtime, alert: dict[str, Any]) -> dict[str, Any]:
         "last_run": iso(run_state.last_run_ns) if run_state and run_state.last_run_ns else None,
         "last_error": run_state.last_error if run_state else None,
     }
+
+
+def _with_summary(alert: dict[str, Any], summary: Summary | None) -> dict[str, Any]:
+    """A list entry: the alert, its schedule and last run, and its instances counted by state
+    (``worst`` is the worst of them, null before any), so a list needs no call per alert."""
+    counts = {c: 0 for c in WORST_FIRST} | (summary.counts if summary else {})
+    last_run = iso(summary.last_run_ns) if summary and summary.last_run_ns else None
+    last_error = summary.last_error if summary else None
+    return {
+        **alert,
+        "next_due": iso(summary.next_due_ns) if summary and summary.next_due_ns else None,
+        "last_run": last_run,
+        "last_error": last_error,
+        "summary": {"instances": counts, "worst": summary.worst if summary else None,
+                    "last_run": last_run, "last_error": last_error},
+    }  # fmt: skip
 
 
 def _instances(runtime: Runtime, alert: dict[str, Any]) -> list[dict[str, Any]]:
