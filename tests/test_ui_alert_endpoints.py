@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -88,6 +88,7 @@ def test_an_endpoint_is_created_tested_rotated_disabled_by_a_410_and_replayed(
     page.fill("#endpoint-name", "oncall")
     page.fill("#endpoint-target", url)
     page.fill("#endpoint-headers", "X-Receiver-Token: s3cret-token")
+    page.check("#endpoint-errors")
     page.click("button[form=endpoint-form]")
     secret = take_secret(page)
     assert secret not in page.content(), "the secret stayed on the page after its dialog"
@@ -96,6 +97,16 @@ def test_an_endpoint_is_created_tested_rotated_disabled_by_a_410_and_replayed(
     expect(row).to_contain_text("x-receiver-token")
     listed = ui.api("GET", "/v1/alert-endpoints").text
     assert secret not in listed and "s3cret-token" not in listed
+    # The errors flag: set at creation, turned off and on again from the list.
+    assert ui.api("GET", "/v1/alert-endpoints").json()[0]["errors"] is True
+    errors_box = row.get_by_role("checkbox", name="Every alert error in the org")
+    expect(errors_box).to_be_checked()
+    flag = lambda: ui.api("GET", "/v1/alert-endpoints").json()[0]["errors"]  # noqa: E731
+    errors_box.uncheck()
+    wait_until(lambda: flag() is False, "the errors flag off")
+    expect(errors_box).not_to_be_checked()
+    errors_box.check()
+    wait_until(flag, "the errors flag on")
 
     # A test event: delivered, in the log under its webhook-id, signed with the secret.
     row.get_by_role("button", name="Send test").click()
@@ -176,7 +187,7 @@ def firing_alert(ui: UI) -> str:
 
 def test_a_silence_previews_the_firing_instance_it_mutes_then_ends_early(ui: UI) -> None:
     alert_id = firing_alert(ui)
-    page = ui.page("/silences")
+    page = ui.page("/silences", timezone_id="Asia/Kolkata", locale="en-US")
     expect(page.locator("main h1")).to_have_text("Silences")
     preview = page.locator("#silence-preview")
     expect(preview).to_contain_text("Add a label matcher")
@@ -211,7 +222,14 @@ def test_a_silence_previews_the_firing_instance_it_mutes_then_ends_early(ui: UI)
     expect(item).to_contain_text("service=db")
     shot(page, "silence-preview")
 
+    # Times typed as in the time picker: 24-hour text in the zone it names, not the locale's.
+    expect(page.locator("#silence-zone")).to_contain_text("24-hour, in local time (UTC+05:30)")
+    kolkata = timezone(timedelta(hours=5, minutes=30))
+    start = datetime.now(kolkata).replace(second=0, microsecond=0) - timedelta(minutes=1)
+    page.fill("#silence-starts", start.strftime("%Y-%m-%d %H:%M"))
     page.get_by_role("group", name="Ends after").get_by_role("button", name="1 day").click()
+    end = start + timedelta(days=1)
+    expect(page.locator("#silence-ends")).to_have_value(end.strftime("%Y-%m-%d %H:%M"))
     page.fill("#silence-comment", "db maintenance")
     page.click("#create-silence")
     active = page.locator("#silences-active tr", has_text="db maintenance")
@@ -219,8 +237,8 @@ def test_a_silence_previews_the_firing_instance_it_mutes_then_ends_early(ui: UI)
     expect(active).to_contain_text("active")
     [made] = ui.api("GET", "/v1/silences").json()
     assert made["matchers"] == [{"name": "service", "op": "=~", "value": "d*"}]
-    hours = (_at(made["ends_at"]) - _at(made["starts_at"])) / 3600
-    assert 23.9 < hours < 24.1, made
+    assert _at(made["starts_at"]) == start.timestamp(), made
+    assert _at(made["ends_at"]) == end.timestamp(), made
 
     active.get_by_role("button", name="End now").click()
     page.get_by_role("dialog").get_by_role("button", name="End silence").click()

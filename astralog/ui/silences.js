@@ -5,6 +5,7 @@
 // need alerts:write; viewers see the lists.
 
 import { get, post } from "./api.js";
+import { fmtInput, getZone, onZoneChange, readTime, zoneLabel } from "./timefmt.js";
 import {
   actionTable,
   card,
@@ -73,8 +74,10 @@ export async function mount(main, app) {
 function silenceForm(lists) {
   const matchers = h("div", { class: "stack", id: "silence-matchers" });
   const names = h("datalist", { id: "silence-label-names" });
-  const starts = h("input", { class: "input", id: "silence-starts", type: "datetime-local" });
-  const ends = h("input", { class: "input", id: "silence-ends", type: "datetime-local" });
+  const starts = timeBox("silence-starts", "now");
+  const ends = timeBox("silence-ends", "2026-01-31 14:00");
+  const zoneHint = h("p", { class: "field-hint", id: "silence-zone" });
+  const zone = followZone([starts, ends], zoneHint);
   const comment = h("input", { class: "input", id: "silence-comment", maxlength: "1000", autocomplete: "off", placeholder: "Maintenance of the db cluster" });
   const error = h("p", { class: "field-error", role: "alert", id: "silence-error" });
   const submit = h("button", { type: "submit", class: "btn btn-primary", id: "create-silence" }, "Create silence");
@@ -94,10 +97,13 @@ function silenceForm(lists) {
     }));
     const used = rows.filter((m) => m.name);
     if (!used.length) return { empty: "Add a label matcher to see which alert instances it mutes." };
-    const start = localTime(starts);
-    const end = localTime(ends);
-    if (!end) return { empty: "Choose when the silence ends." };
-    return { matchers: used, starts_at: start, ends_at: end, comment: comment.value.trim() };
+    const start = starts.value.trim() ? readTime(starts.value) : { value: null };
+    if (start.error) return { empty: `Starts: ${start.error}` };
+    if (!ends.value.trim()) return { empty: "Choose when the silence ends." };
+    const end = readTime(ends.value);
+    if (end.error) return { empty: `Ends: ${end.error}` };
+    const iso = (read) => (read.date ? read.date.toISOString() : null);
+    return { matchers: used, starts_at: iso(start), ends_at: iso(end), comment: comment.value.trim() };
   }
 
   const durations = DURATIONS.map(([hours, label]) =>
@@ -107,8 +113,8 @@ function silenceForm(lists) {
         type: "button",
         class: "btn btn-xs",
         onclick: () => {
-          const from = localTime(starts) ? new Date(starts.value) : new Date();
-          ends.value = toLocalInput(new Date(from.getTime() + hours * HOUR_MS));
+          const from = readTime(starts.value).date || new Date();
+          ends.value = boxTime(new Date(from.getTime() + hours * HOUR_MS));
           preview.schedule();
         },
       },
@@ -151,6 +157,7 @@ function silenceForm(lists) {
           h("div", { class: "field" }, h("label", { for: "silence-starts" }, "Starts"), starts, h("p", { class: "field-hint" }, "Empty: now.")),
           h("div", { class: "field" }, h("label", { for: "silence-ends" }, "Ends"), ends, h("div", { class: "row", role: "group", "aria-label": "Ends after" }, durations)),
         ),
+        zoneHint,
         h("div", { class: "field" }, h("label", { for: "silence-comment" }, "Comment"), comment),
         error,
         h("div", { class: "form-actions" }, submit),
@@ -176,7 +183,7 @@ function silenceForm(lists) {
       addMatcher();
       starts.value = "";
       comment.value = "";
-      ends.value = toLocalInput(new Date(Date.now() + 2 * HOUR_MS));
+      ends.value = boxTime(new Date(Date.now() + 2 * HOUR_MS));
       preview.schedule();
       lists.reload();
     } catch (err) {
@@ -187,10 +194,16 @@ function silenceForm(lists) {
   });
 
   addMatcher();
-  ends.value = toLocalInput(new Date(Date.now() + 2 * HOUR_MS));
+  ends.value = boxTime(new Date(Date.now() + 2 * HOUR_MS));
   fillLabelNames(names);
   preview.schedule();
-  return { el, stop: preview.stop };
+  return {
+    el,
+    stop() {
+      preview.stop();
+      zone.stop();
+    },
+  };
 }
 
 function matcherRow(name, op, value, changed) {
@@ -404,14 +417,40 @@ function silenceRow(silence, canEnd, lists) {
 
 // ------------------------------------------------------------------ times
 
-// A datetime-local value (the browser's zone) as an aware ISO time; empty or invalid is null.
-function localTime(input) {
-  if (!input.value) return null;
-  const date = new Date(input.value);
-  return Number.isNaN(date.getTime()) ? null : date.toISOString();
+// Times are typed as in the time picker (timefmt.js): 24-hour "2026-01-31 14:00" in the zone
+// chosen there (UTC or local, named under the boxes), or relative ("now+2h"); a browser's
+// datetime-local box would follow its locale (12-hour in en-US) and hide the zone.
+function timeBox(id, placeholder) {
+  return h("input", {
+    class: "input mono",
+    type: "text",
+    id,
+    autocomplete: "off",
+    spellcheck: "false",
+    placeholder,
+    "aria-describedby": "silence-zone",
+  });
 }
 
-function toLocalInput(date) {
-  const pad = (n) => String(n).padStart(2, "0");
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+// What a box shows for an instant: to the minute, in the chosen zone.
+function boxTime(date) {
+  return fmtInput(date).slice(0, 16);
+}
+
+// The hint names the zone; a switch keeps typed absolute times on the same instants.
+function followZone(boxes, hint) {
+  let zone = getZone();
+  const describe = () => {
+    hint.textContent = `Times are 24-hour, ${zone === "utc" ? "in UTC" : `in local time (${zoneLabel()})`}; or relative: now+2h (s, m, h, d, w).`;
+  };
+  const stop = onZoneChange(() => {
+    for (const box of boxes) {
+      const read = box.value.trim() && !/^now/i.test(box.value.trim()) ? readTime(box.value, zone) : {};
+      if (read.date) box.value = boxTime(read.date);
+    }
+    zone = getZone();
+    describe();
+  });
+  describe();
+  return { stop };
 }
