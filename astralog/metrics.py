@@ -53,6 +53,7 @@ class Metrics:
             ["state"],
             registry=r,
         )
+        self.alerts = EvaluationMetrics(r)
         self.query_seconds = Histogram(
             "astralog_query_seconds", "Search latency", ["endpoint"], registry=r
         )
@@ -88,3 +89,31 @@ class FlushMetrics:
 
     def failed(self, retryable: bool) -> None:
         self.failures.labels(retryable=str(retryable).lower()).inc()
+
+
+class EvaluationMetrics:
+    """The alert evaluator's instruments, handed to the evaluator alone."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = registry if registry is not None else CollectorRegistry()
+        self.lag_seconds = Histogram(
+            "astralog_alert_evaluation_lag_seconds",
+            "Per shared scan: from the scheduled time of its longest-waiting alert to its "
+            "evaluations committed (how far the evaluator runs behind its schedule)",
+            registry=r,
+            buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300),
+        )
+        self.evaluations = Counter(
+            "astralog_alert_evaluations",
+            "Alert evaluations by outcome: ok (committed), error (its data could not be read), "
+            "paused (its owner lost access)",
+            ["outcome"],
+            registry=r,
+        )
+
+    def committed(self, evaluations: int, lag_ns: int) -> None:
+        self.evaluations.labels("ok").inc(evaluations)
+        self.lag_seconds.observe(max(0, lag_ns) / 1e9)
+
+    def ended(self, outcome: str, evaluations: int = 1) -> None:
+        self.evaluations.labels(outcome).inc(evaluations)

@@ -65,7 +65,8 @@ def clock() -> Clock:
 @pytest.fixture
 def evaluator(runtime: Runtime, clock: Clock, app: TestClient) -> Evaluator:
     return Evaluator(runtime.alert_rules, runtime.control.auth, runtime, runtime.outbox,
-                     runtime.alert_state, Config(settle_ns=0), clock)  # fmt: skip
+                     runtime.alert_state, Config(settle_ns=0), clock,
+                     metrics=runtime.metrics.alerts)  # fmt: skip
 
 
 @pytest.fixture
@@ -201,6 +202,59 @@ def test_group_by_instances_and_absence(
     assert told == {(grouped["id"], "firing"), (quiet["id"], "firing")}
     firing = [m for m in outbox(runtime) if m["payload"]["data"]["alert"]["id"] == grouped["id"]]
     assert firing[0]["payload"]["data"]["labels"] == {"service": "api"}
+
+
+def test_the_list_summarises_instances_in_one_query_under_the_readers_grants(
+    app: TestClient, admin: dict[str, str], boot: Bootstrap, runtime: Runtime,
+    evaluator: Evaluator, clock: Clock,
+) -> None:  # fmt: skip
+    """The Alerts page shows every alert's state from the list alone (no call per alert), and
+    a reader still sees only the alerts over sources they may all read."""
+    web, key = add_source(app, admin, "web")
+    other, _ = add_source(app, admin, "other")
+    grouped = define(app, admin, sources=[web], threshold=1, group_by=["service"])
+    hidden = define(app, admin, name="both", sources=[web, other])
+    ingest(app, key, events(["1", "2"], clock.now - 60 * S, service="api"))
+    ingest(app, key, events(["3"], clock.now - 60 * S, service="db"))
+    fresh = {a["id"]: a["summary"] for a in app.get("/v1/alerts", headers=admin).json()}
+    none = {"firing": 0, "pending": 0, "normal": 0}
+    assert fresh[grouped["id"]] == {"instances": none, "worst": None, "last_run": None,
+                                    "last_error": None}  # fmt: skip
+    tick(app, evaluator)
+    reads: list[str] = []
+    runtime.alert_state._conn.set_trace_callback(reads.append)
+    listed = {a["id"]: a for a in app.get("/v1/alerts", headers=admin).json()}
+    runtime.alert_state._conn.set_trace_callback(None)
+    assert len(reads) == 1, reads
+    summary = listed[grouped["id"]]["summary"]
+    assert summary["instances"] == {"firing": 1, "pending": 0, "normal": 1}
+    assert summary["worst"] == "firing" and summary["last_error"] is None
+    assert summary["last_run"] == listed[grouped["id"]]["last_run"] is not None
+    member = add_member(runtime, str(boot.org["id"]), "viewer", [web])
+    seen = [a["id"] for a in app.get("/v1/alerts", headers=member.headers).json()]
+    assert grouped["id"] in seen and hidden["id"] not in seen
+
+
+def test_evaluations_and_their_lag_are_on_metrics(
+    app: TestClient, admin: dict[str, str], boot: Bootstrap, runtime: Runtime,
+    evaluator: Evaluator, clock: Clock,
+) -> None:  # fmt: skip
+    web, key = add_source(app, admin, "web")
+    other, _ = add_source(app, admin, "other")
+    member = add_member(runtime, str(boot.org["id"]), "member", [web])
+    define(app, admin, sources=[web], threshold=0)
+    define(app, member.headers, name="theirs", sources=[web])
+    runtime.control.people.set_role(str(boot.org["id"]), member.id, "member", [other], ACTOR)
+    runtime.control.auth.clear()
+    ingest(app, key, events(["a"], clock.now - 60 * S))
+    assert tick(app, evaluator) == 1  # the member's alert paused: its owner lost access
+    text = app.get("/metrics", headers=bearer(boot.operator_token)).text
+    assert 'astralog_alert_evaluations_total{outcome="ok"} 1.0' in text, text
+    assert 'astralog_alert_evaluations_total{outcome="paused"} 1.0' in text
+    # Due on the minute grid, committed at the clock's 30 s past it: one scan, 30 s late.
+    assert "astralog_alert_evaluation_lag_seconds_count 1.0" in text
+    assert 'astralog_alert_evaluation_lag_seconds_bucket{le="20.0"} 0.0' in text
+    assert 'astralog_alert_evaluation_lag_seconds_bucket{le="30.0"} 1.0' in text
 
 
 def test_owner_losing_access_pauses_the_alert_and_tells_admins(

@@ -47,6 +47,7 @@ from astralog.controlplane.saved_searches import search_url
 from astralog.controlplane.store import Actor
 from astralog.dataplane import DataAccess
 from astralog.errors import AstralogError, Unauthenticated
+from astralog.metrics import EvaluationMetrics
 from astralog.query.compile import compile_where
 from astralog.query.engine import Session, facet_value, run
 from astralog.query.language import parse
@@ -111,9 +112,11 @@ class Evaluator:
     def __init__(
         self, rules: AlertRules, owners: Owners, data: DataAccess, outbox: Enqueue,
         store: AlertStore, config: Config, clock: Callable[[], int] = time.time_ns,
+        metrics: EvaluationMetrics | None = None,
     ) -> None:  # fmt: skip
         self.rules, self.owners, self.data = rules, owners, data
         self.outbox, self.store, self.config, self.clock = outbox, store, config, clock
+        self.metrics = metrics or EvaluationMetrics()  # unregistered when nobody scrapes
         self.next_due_ns = 0  # the soonest alert due after the last round
         self._scans = itertools.count(1)
         self._silenced: tuple[int, dict[str, list[Silence]]] = (-1, {})  # this round's, by org
@@ -196,6 +199,7 @@ class Evaluator:
         self._enqueue(message)  # before the pause is recorded: a crash repeats the same id
         self.rules.pause(alert["org_id"], alert["id"], reason, SYSTEM)
         self.store.record_history(alert["id"], "", now, "paused", None, reason)
+        self.metrics.ended("paused")
         log.warning("alert paused", extra={"alert_id": alert["id"], "reason": reason})
 
     def _enqueue(self, message: Message) -> None:
@@ -245,6 +249,7 @@ class Evaluator:
         for message in messages:
             self._enqueue(message)  # committed in the outbox before the states below
         self.store.commit(evaluations, now, prune=_quiet, done=self.clock)
+        self.metrics.committed(len(jobs), self.clock() - min(job.due_ns for job in jobs))
 
     def _silences(self, org_id: str, now: int) -> list[Silence]:
         """The org's silences in force, read once per round (``now`` names the round) and only
@@ -282,6 +287,7 @@ class Evaluator:
     def _failed_all(self, jobs: list[Due], error: str, now: int) -> None:
         for job in jobs:
             self._failed(job, error, now)
+        self.metrics.ended("error", len(jobs))
 
     def _failed(self, job: Due, error: str, now: int) -> None:
         """An evaluation that could not read: visible on the alert, told once per streak."""
