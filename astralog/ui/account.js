@@ -190,7 +190,13 @@ export async function mount(main, app) {
   function sessionRow(s, box) {
     const revoke = h(
       "button",
-      { type: "button", class: "btn btn-sm btn-danger", "aria-label": `Revoke session from ${browserName(s.user_agent)}` },
+      {
+        type: "button",
+        class: "btn btn-sm btn-danger",
+        "aria-label": s.current
+          ? `Sign out this session (${browserName(s.user_agent)})`
+          : `Revoke session from ${browserName(s.user_agent)}`,
+      },
       s.current ? "Sign out" : "Revoke",
     );
     revoke.addEventListener("click", async () => {

@@ -71,7 +71,7 @@ export function columnHeader(columns, { onOpen, onMove, onRemove }) {
       );
     const cell = h(
       "div",
-      { class: "col-head", role: "columnheader", draggable: "true", dataset: { field } },
+      { class: "col-head", draggable: "true", dataset: { field } },
       name,
       h(
         "span",
@@ -104,11 +104,12 @@ export function columnHeader(columns, { onOpen, onMove, onRemove }) {
   });
   return h(
     "div",
-    { class: "results-head", role: "row", "aria-label": "Columns" },
-    h("span", { role: "columnheader" }, "Time"),
-    h("span", { role: "columnheader" }, "Level"),
+    // The rows are list items, not a grid's rows: the head is a labelled group, not a row.
+    { class: "results-head", role: "group", "aria-label": "Columns" },
+    h("span", {}, "Time"),
+    h("span", {}, "Level"),
     cells,
-    h("span", { role: "columnheader" }, "Message"),
+    h("span", {}, "Message"),
   );
 }
 

@@ -79,8 +79,9 @@ export function createFacets(ctx) {
         type: "button",
         class: "facet-btn",
         title: `${field}:${value}`,
-        "aria-label": `Filter ${title(field)} ${label}: ${fmtNumber(item.count)} events`,
       },
+      // Named by its own text (what speech control users say), with the hidden words around it.
+      h("span", { class: "sr-only" }, `Filter ${title(field)} `),
       h(
         "span",
         { class: "fv" },
@@ -88,7 +89,9 @@ export function createFacets(ctx) {
           ? h("span", { class: `lvl lvl-${levelOf(value)}` }, value.toUpperCase())
           : label,
       ),
+      h("span", { class: "sr-only" }, ": "),
       h("span", { class: "fc" }, fmtNumber(item.count)),
+      h("span", { class: "sr-only" }, " events"),
       h("span", { class: "facet-bar", "aria-hidden": "true" }, bar),
     );
     include.addEventListener("click", (event) =>

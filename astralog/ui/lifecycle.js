@@ -502,6 +502,7 @@ function cancelErasure(item, reload) {
 
 function exportCard(timers) {
   const box = h("div", { class: "card-body stack", id: "export-status", "aria-live": "polite" });
+  const button = h("button", { type: "button", class: "btn btn-primary", id: "start-export", onclick: start }, "Export the org");
   async function follow(id) {
     let state;
     try {
@@ -528,6 +529,12 @@ function exportCard(timers) {
       }
       follow(items[items.length - 1].id);
     } catch (error) {
+      if (error.status === 403) {
+        // Not an owner signed in: say who can export, rather than an error with "Try again".
+        button.disabled = true;
+        replace(box, h("p", { class: "muted", id: "export-not-allowed" }, sentence(error.detail)));
+        return;
+      }
       replace(box, errorState(error, latest));
     }
   }
@@ -545,7 +552,7 @@ function exportCard(timers) {
     id: "export-title",
     title: "Export",
     lede: "An archive of everything the org keeps here, with a signed manifest to verify offline.",
-    action: h("button", { type: "button", class: "btn btn-primary", id: "start-export", onclick: start }, "Export the org"),
+    action: button,
     body: box,
   });
 }
@@ -643,4 +650,9 @@ function showPending(main, name, state) {
       }),
     ),
   );
+}
+
+function sentence(text) {
+  const line = String(text || "");
+  return line ? `${line[0].toUpperCase()}${line.slice(1)}${/[.)]$/.test(line) ? "" : "."}` : "";
 }

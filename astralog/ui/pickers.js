@@ -179,6 +179,7 @@ export function createTimePicker({ getRange, onChange }) {
     { type: "button", class: "btn picker-btn", id: "time-picker", "aria-label": "Time range" },
     icon("clock"),
     label,
+    " ", // the text reads "Last 15 minutes UTC", not "minutesUTC" (a flex gap is no space)
     zoneBadge,
     icon("down", "icon-sm"),
   );
@@ -233,7 +234,9 @@ export function createTimePicker({ getRange, onChange }) {
     label.textContent = absolute ? text.replace(/ UTC[+-]?[\d:]*$/, "") : text;
     zoneBadge.textContent = zoneShort(toDate(end) || new Date());
     button.title = `${text} (times in ${zoneName()})`;
-    button.setAttribute("aria-label", `Time range: ${text}, times in ${zoneName()}`);
+    // The name starts with what the button shows, so speech control ("click Last 15 minutes") works.
+    const shown = `${label.textContent} ${zoneBadge.textContent}`;
+    button.setAttribute("aria-label", `${shown}: time range, times in ${zoneName()}`);
   }
   const stop = onZoneChange(() => (wrap.isConnected ? update() : stop()));
   update();
