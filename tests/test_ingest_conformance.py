@@ -15,10 +15,12 @@ import cramjam
 import pytest
 from fastapi.testclient import TestClient
 
-from astralog.ingest.formats import loki, parse_loki_push
+from astralog.ingest.formats import loki, parse_loki_push, parse_otlp_logs
+from astralog.ingest.formats.otlp import DROPPED_ATTRIBUTES
+from astralog.query.timerange import iso
 from astralog.runtime import Bootstrap
 from tests.conftest import bearer
-from tests.ingest.parsing import attrs, ctx, rows
+from tests.ingest.parsing import NOW_NS, attrs, ctx, rows
 
 
 def _ndjson(*lines: dict[str, Any]) -> bytes:
@@ -197,3 +199,122 @@ def test_loki_malformed_content_type_is_a_415(client: TestClient, boot: Bootstra
         assert answer.status_code == status, (content_type, answer.text)
         if status == 415:
             assert "charset=utf-8" in answer.json()["detail"]
+
+
+# ---- OTLP: every field of the log data model ---------------------------------------------------
+
+
+def _attribute(key: str, value: dict[str, Any]) -> dict[str, Any]:
+    return {"key": key, "value": value}
+
+
+def _otlp_example(time_ns: int) -> dict[str, Any]:
+    """The shape of opentelemetry-proto's examples/logs.json, with one record of each kind of
+    value it shows, an event (events.json) and the fields that example leaves at zero."""
+    record = {
+        "timeUnixNano": str(time_ns),
+        "observedTimeUnixNano": str(time_ns + 123),
+        "severityNumber": 10,
+        "severityText": "Information",
+        "traceId": "5b8efff798038103d269b633813fc60c",
+        "spanId": "eee19b7ec3c1b174",
+        "flags": 1,
+        "eventName": "browser.page_view",
+        "droppedAttributesCount": 3,
+        "body": {"stringValue": "Example log record"},
+        "attributes": [
+            _attribute("string.attribute", {"stringValue": "some string"}),
+            _attribute("boolean.attribute", {"boolValue": True}),
+            _attribute("int.attribute", {"intValue": "10"}),
+            _attribute("double.attribute", {"doubleValue": 637.704}),
+            _attribute("array.attribute", {"arrayValue": {"values": [{"stringValue": "many"}]}}),
+            _attribute("map.attribute", {"kvlistValue": {"values": [_attribute("some.map.key", {"stringValue": "some value"})]}}),  # noqa: E501
+            _attribute("empty.map", {"kvlistValue": {}}),
+            _attribute("empty.string", {"stringValue": ""}),
+        ],
+    }  # fmt: skip
+    scope = {
+        "name": "my.library",
+        "version": "1.0.0",
+        "attributes": [_attribute("my.scope.attribute", {"stringValue": "some scope attribute"})],
+        "droppedAttributesCount": 1,
+    }
+    resource = {
+        "attributes": [_attribute("service.name", {"stringValue": "my.service"})],
+        "droppedAttributesCount": 2,
+    }
+    return {
+        "resourceLogs": [
+            {
+                "resource": resource,
+                "schemaUrl": "https://opentelemetry.io/schemas/1.24.0",
+                "scopeLogs": [
+                    {
+                        "scope": scope,
+                        "schemaUrl": "https://example.com/scope/1.0",
+                        "logRecords": [record],
+                    }
+                ],
+            }
+        ]
+    }
+
+
+def _one_event(client: TestClient, admin: dict[str, str], query: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 10
+    while True:  # the WAL is searched, but the ack comes before the rows are readable
+        answer = client.post("/v1/search", json={"query": query}, headers=admin)
+        assert answer.status_code == 200, answer.text
+        if answer.json()["events"] or time.monotonic() > deadline:
+            [event] = answer.json()["events"]
+            return dict(event)
+        time.sleep(0.05)
+
+
+def test_otlp_example_keeps_every_field_in_search_and_export(
+    client: TestClient, boot: Bootstrap
+) -> None:
+    sent_ns = time.time_ns() - 10**9 - 987  # nanoseconds a microsecond clock would cut
+    answer = client.post("/v1/logs", json=_otlp_example(sent_ns), headers=bearer(boot.ingest_key))
+    assert answer.status_code == 200 and "partialSuccess" not in answer.json(), answer.text
+    admin = bearer(boot.admin_token)
+    event = _one_event(client, admin, '"Example log record"')
+    # Search answers in microseconds (DuckDB's time zone aware timestamps); Parquet keeps ns.
+    assert event["timestamp"] == iso(sent_ns // 1000 * 1000)
+    observed_ns = sent_ns + 123
+    assert event["observed_timestamp"] == iso(observed_ns // 1000 * 1000)  # as sent
+    assert (event["level"], event["severity_number"]) == ("Information", 10)
+    assert (event["trace_flags"], event["event_name"]) == (1, "browser.page_view")
+    assert event["resource_schema_url"] == "https://opentelemetry.io/schemas/1.24.0"
+    assert event["scope"] == {
+        "name": "my.library",
+        "version": "1.0.0",
+        "attributes": {"my.scope.attribute": "some scope attribute", DROPPED_ATTRIBUTES: "1"},
+        "schema_url": "https://example.com/scope/1.0",
+    }
+    assert event["resource"] == {"service.name": "my.service", DROPPED_ATTRIBUTES: "2"}
+    assert event["attributes"] == {
+        "string.attribute": "some string",
+        "boolean.attribute": "true",
+        "int.attribute": "10",
+        "double.attribute": "637.704",
+        "array.attribute": '["many"]',
+        "map.attribute.some.map.key": "some value",
+        "empty.map": "{}",
+        "empty.string": "",
+        DROPPED_ATTRIBUTES: "3",
+    }
+    # Searchable, and the level filter reads the text as sent without case.
+    assert _one_event(client, admin, "level:information")["event_id"] == event["event_id"]
+    params = {"query": '"Example log record"'}
+    exported = client.get("/v1/search/export", params=params, headers=admin)
+    assert exported.status_code == 200, exported.text
+    [line] = exported.text.splitlines()
+    assert json.loads(line) == event
+
+
+def test_otlp_observed_time_is_the_receive_time_only_when_absent() -> None:
+    doc = _otlp_example(1_717_243_000 * 10**9)
+    del doc["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]["observedTimeUnixNano"]
+    [row] = rows(parse_otlp_logs(json.dumps(doc).encode(), "application/json", ctx()))
+    assert row["ObservedTimestamp"].value == NOW_NS

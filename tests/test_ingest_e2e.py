@@ -219,7 +219,7 @@ def test_otlp_json_with_httpx_and_partial_success(gateway: Gateway) -> None:
     (row,) = gateway.wait_for_rows(1, BY_MARKER, {"marker": marker})
     _assert_tenant([row], gateway)
     assert row["Timestamp"] == ns
-    assert (row["SeverityText"], row["SeverityNumber"]) == ("ERROR", 17)
+    assert (row["SeverityText"], row["SeverityNumber"]) == ("Error", 17)  # as sent
     assert (row["ServiceName"], row["Body"]) == ("gateway", "upstream timed out")
     assert (row["ScopeName"], row["ScopeVersion"]) == ("nginx", "1.2")
     assert (row["TraceId"], row["SpanId"], row["TraceFlags"]) == (

@@ -34,10 +34,13 @@ NICE_INTERVALS_MS = [
     1_000, 5_000, 10_000, 30_000, 60_000, 300_000, 600_000, 1_800_000, 3_600_000,
     3 * 3_600_000, 6 * 3_600_000, 12 * 3_600_000, 86_400_000, 7 * 86_400_000,
 ]  # fmt: skip
+# Microseconds: DuckDB reads the nanosecond UTC column as TIMESTAMP WITH TIME ZONE, which holds
+# microseconds (docs/otel-mapping.md); Parquet and ClickHouse keep the nanoseconds.
 EVENT_COLUMNS = (
     "EventId, epoch_us(Timestamp) AS ts_us, epoch_us(ObservedTimestamp) AS observed_us, "
-    "SeverityText, SeverityNumber, ServiceName, Body, SourceId, TraceId, SpanId, "
-    "LogAttributes, ResourceAttributes, ScopeName, ScopeVersion"
+    "SeverityText, SeverityNumber, ServiceName, Body, SourceId, TraceId, SpanId, TraceFlags, "
+    "EventName, LogAttributes, ResourceAttributes, ResourceSchemaUrl, ScopeName, ScopeVersion, "
+    "ScopeAttributes, ScopeSchemaUrl"
 )
 
 
@@ -151,7 +154,9 @@ class Session:
         where, params = plan.where()
         params |= {"origin": origin_ms, "interval": interval}
         sql = (
-            "SELECT (epoch_ms(Timestamp) - $origin) // $interval AS b, SeverityText, count(*) "
+            # One series per level whatever its case: OTLP severity text is kept as sent.
+            "SELECT (epoch_ms(Timestamp) - $origin) // $interval AS b, upper(SeverityText), "
+            "count(*) "
             f"FROM logs WHERE {where} GROUP BY ALL"
         )
         counts: dict[int, dict[str, int]] = {}
@@ -280,9 +285,17 @@ def event_view(row: dict[str, Any]) -> dict[str, Any]:
         "source_id": row["SourceId"],
         "trace_id": row["TraceId"],
         "span_id": row["SpanId"],
+        "trace_flags": row["TraceFlags"],
+        "event_name": row["EventName"],
         "attributes": dict(row["LogAttributes"] or {}),
         "resource": dict(row["ResourceAttributes"] or {}),
-        "scope": {"name": row["ScopeName"], "version": row["ScopeVersion"]},
+        "resource_schema_url": row["ResourceSchemaUrl"],
+        "scope": {
+            "name": row["ScopeName"],
+            "version": row["ScopeVersion"],
+            "attributes": dict(row["ScopeAttributes"] or {}),
+            "schema_url": row["ScopeSchemaUrl"],
+        },
     }
 
 

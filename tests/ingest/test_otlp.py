@@ -100,7 +100,7 @@ def _check_otlp(parsed: Parsed) -> None:
     assert parsed.rejects[0].reason.startswith("log record 2: ")
     first, second, fourth = rows(parsed)
     assert ts_ns(first) == ns(T0)
-    assert (first["SeverityText"], first["SeverityNumber"]) == ("ERROR", 17)
+    assert (first["SeverityText"], first["SeverityNumber"]) == ("Error", 17)  # as sent
     assert (first["Body"], first["ServiceName"]) == ("boom", "checkout")
     assert attrs(first) == {
         "http.status": "500",
@@ -118,7 +118,7 @@ def _check_otlp(parsed: Parsed) -> None:
     assert (second["SeverityText"], second["Body"]) == ("INFO", '{"k":1}')
     assert (second["TraceId"], second["SpanId"]) == ("", "")
     assert ts_ns(fourth) == NOW_NS
-    assert (fourth["SeverityText"], fourth["SeverityNumber"]) == ("WARN", 13)
+    assert (fourth["SeverityText"], fourth["SeverityNumber"]) == ("warning", 13)
     assert parsed.table.schema.equals(log_schema())
 
 
@@ -265,8 +265,8 @@ def test_otlp_limits_reject_the_record() -> None:
         (6, "", ("DEBUG2", 6)),
         (10, "", ("INFO2", 10)),
         (21, "", ("FATAL", 21)),
-        (0, "warning", ("WARN", 13)),
-        (13, "Warning", ("WARNING", 13)),  # both given: kept as sent, upper case
+        (0, "warning", ("warning", 13)),  # the text as sent, its level in the number
+        (13, "Warning", ("Warning", 13)),  # both given: both kept as sent
         (0, "", ("", 0)),
     ],
 )

@@ -12,6 +12,12 @@ format refuses a future timestamp, never stored at the time it arrived. A ``trac
 OTLP protocol calls such ids invalid and lets a receiver reject the data, and dropping the id
 would lose the link to the trace without telling anyone. An all-zero id, which SDKs send for
 "no trace", is taken as absent.
+
+Every field of the log data model is kept (docs/otel-mapping.md): the severity text exactly as
+sent (its level for filtering is the severity number), the observed time as sent (the receive
+time only when absent), an empty string or an empty map as a value (``""``, ``{}``), and a
+non-zero ``droppedAttributesCount`` of a record, scope or resource as the attribute
+:data:`DROPPED_ATTRIBUTES` of that same map, since the schema has no column for it.
 """
 
 from __future__ import annotations
@@ -50,6 +56,9 @@ from astralog.ingest.normalise.records import (
 from astralog.ingest.normalise.severity import otel_severity_text, severity_of_text
 from astralog.ingest.normalise.text import float_text, json_text
 from astralog.ingest.prescan import check_nesting
+
+#: The attribute holding a ``droppedAttributesCount`` (reserved: a client's own is overwritten).
+DROPPED_ATTRIBUTES = "astralog.otlp.dropped_attributes_count"
 
 
 def parse_otlp_logs(body: bytes, content_type: str, ctx: NormaliseContext) -> Parsed:
@@ -128,10 +137,10 @@ def _otlp_parsed(
     records = _OtlpRecords(ctx, check_sizes)
     shared: list[dict[str, Any]] = []  # per (resource, scope): the columns its records share
     for resource_logs in request.resource_logs:
-        resource, resource_problem = _shared_attributes(resource_logs.resource.attributes, ctx)
+        resource, resource_problem = _shared_attributes(resource_logs.resource, ctx)
         for scope_logs in resource_logs.scope_logs:
             scope = scope_logs.scope
-            scope_attributes, scope_problem = _shared_attributes(scope.attributes, ctx)
+            scope_attributes, scope_problem = _shared_attributes(scope, ctx)
             shared.append(
                 {
                     "ServiceName": dict(resource).get("service.name", ""),
@@ -199,7 +208,7 @@ class _OtlpRecords:
                 check_record_size(record.ByteSize(), self.ctx)
             _check_times(record, self.ctx)
             _check_ids(record)
-            attributes = _record_attributes(record.attributes, self.ctx)
+            attributes = _with_dropped(record, self.ctx)
             body = _body_text(record.body, self.ctx) if record.HasField("body") else ""
         except EventRefused as exc:
             self.problems[row] = exc.problem
@@ -211,11 +220,13 @@ class _OtlpRecords:
             # column is 0-255), so it is unspecified, as the spec treats an unknown severity:
             # the record is kept (its severity text, if any, still gives a level), not lost.
             number = 0
-        text = record.severity_text.strip().upper()
+        # The text as sent ("Information" stays so): level filters read it without case, and
+        # the number, normalised, is what severity ranges compare.
+        text = record.severity_text
         if number and not text:
             text = otel_severity_text(number)
         elif text and not number:
-            text, number = severity_of_text(text)
+            number = severity_of_text(text)[1]
         self.attributes.append(attributes)
         for name, value in (
             ("Body", body),
@@ -247,11 +258,11 @@ class _OtlpRecords:
 
 
 def _shared_attributes(
-    pairs: Any, ctx: NormaliseContext
+    holder: Any, ctx: NormaliseContext
 ) -> tuple[list[tuple[str, str]], Problem | None]:
     """Resource or scope attributes; over a limit, every record under them is refused."""
     try:
-        return _record_attributes(pairs, ctx), None
+        return _with_dropped(holder, ctx), None
     except EventRefused as exc:
         return [], Problem(exc.problem.kind, "its resource or scope: " + exc.problem.reason)
 
@@ -322,6 +333,17 @@ def _body_text(value: AnyValue, ctx: NormaliseContext) -> str:
     return text
 
 
+def _with_dropped(holder: Any, ctx: NormaliseContext) -> list[tuple[str, str]]:
+    """A record's, scope's or resource's attributes, with its dropped count when not zero."""
+    pairs = _record_attributes(holder.attributes, ctx)
+    dropped = int(holder.dropped_attributes_count)
+    if not dropped:
+        return pairs
+    return [(k, v) for k, v in pairs if k != DROPPED_ATTRIBUTES] + [
+        (DROPPED_ATTRIBUTES, str(dropped))
+    ]
+
+
 def _record_attributes(pairs: Any, ctx: NormaliseContext) -> list[tuple[str, str]]:
     """OTLP key-values -> flat text attributes: kvlists flattened with dots, arrays as JSON."""
     out: dict[str, str] = {}
@@ -356,7 +378,9 @@ def _record_attributes(pairs: Any, ctx: NormaliseContext) -> list[tuple[str, str
 
 
 def _put_nested(out: dict[str, str], prefix: str, value: Any, ctx: NormaliseContext) -> None:
-    if isinstance(value, dict):
+    if value == {}:  # an empty map is a value too; flattening would leave no key for it
+        out.setdefault(prefix, "{}")
+    elif isinstance(value, dict):
         for key, inner in value.items():
             _put_nested(out, f"{prefix}.{key}", inner, ctx)
     elif value is not None:
