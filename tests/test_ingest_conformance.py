@@ -142,6 +142,11 @@ def test_document_api_query_metadata_is_honoured_or_refused(
     key = bearer(boot.ingest_key)
     stale = client.put("/logs/_doc/v-1?if_seq_no=1&if_primary_term=1", json={}, headers=key)
     assert stale.status_code == 400 and "append-only" in stale.json()["error"]["reason"]
+    external = client.put("/logs/_doc/v-2?version=7&version_type=external", json={}, headers=key)
+    assert external.status_code == 400, external.text
+    assert "version and version_type" in external.json()["error"]["reason"]
+    created = client.put("/logs/_doc/v-3?version_type=internal", json={}, headers=key)
+    assert created.status_code == 201, created.text
     piped = client.post("/logs/_doc?pipeline=geoip", json={"message": "x"}, headers=key)
     assert piped.status_code == 400
     assert piped.json()["error"]["reason"] == "pipeline with id [geoip] does not exist"

@@ -113,7 +113,10 @@ _KNOWN_METADATA = frozenset(
     }
 )  # fmt: skip
 #: Query parameters of ``_bulk`` and the document APIs that act as every action's metadata.
-URL_METADATA = ("pipeline", "require_alias", "op_type", "if_seq_no", "if_primary_term", "version")
+URL_METADATA = (
+    "pipeline", "require_alias", "op_type", "if_seq_no", "if_primary_term", "version",
+    "version_type",
+)  # fmt: skip
 _VERSIONING = ("if_seq_no", "if_primary_term", "version", "version_type")
 #: Elasticsearch's own bound on an ``_id``, in UTF-8 bytes.
 MAX_ID_BYTES = 512
