@@ -311,6 +311,8 @@ def test_otlp_example_keeps_every_field_in_search_and_export(
     }
     # Searchable, and the level filter reads the text as sent without case.
     assert _one_event(client, admin, "level:information")["event_id"] == event["event_id"]
+    named = _one_event(client, admin, "event_name:browser.page_view")
+    assert named["event_id"] == event["event_id"]
     params = {"query": '"Example log record"'}
     exported = client.get("/v1/search/export", params=params, headers=admin)
     assert exported.status_code == 200, exported.text

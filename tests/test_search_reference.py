@@ -276,7 +276,15 @@ def test_events_carry_what_was_stored(served: Served) -> None:
             "span_id": row["SpanId"],
             "attributes": row["LogAttributes"],
             "resource": row["ResourceAttributes"],
-            "scope": {"name": row["ScopeName"], "version": row["ScopeVersion"]},
+            "scope": {
+                "name": row["ScopeName"],
+                "version": row["ScopeVersion"],
+                "attributes": row["ScopeAttributes"],
+                "schema_url": row["ScopeSchemaUrl"],
+            },
+            "trace_flags": row["TraceFlags"],
+            "event_name": row["EventName"],
+            "resource_schema_url": row["ResourceSchemaUrl"],
         }
 
 

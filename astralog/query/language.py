@@ -179,6 +179,7 @@ _WELL_KNOWN: Final[dict[str, tuple[FieldKind, str]]] = {
     "source": (FieldKind.COLUMN, "SourceId"),
     "event_id": (FieldKind.COLUMN, "EventId"),
     "scope": (FieldKind.COLUMN, "ScopeName"),
+    "event_name": (FieldKind.COLUMN, "EventName"),
     "host": (FieldKind.RESOURCE, "host.name"),
 }
 
