@@ -231,10 +231,9 @@ class Evaluator:
         await fetch_remote(self.data, plan)
         session = Session(plan, self.config.threads)
         wm_now_us = (now - self.config.settle_ns) // 1000
-        try:
-            await run(session, lambda s: _count_all(s, jobs, wm_now_us, self.config.max_groups))
-        finally:
-            session.close()
+        # run() closes the session in its worker thread: closing it here, on the loop, would wait
+        # for a timed-out statement to unwind.
+        await run(session, lambda s: _count_all(s, jobs, wm_now_us, self.config.max_groups))
 
     def _step_all(self, jobs: list[Due], now: int) -> None:
         """Every alert of one scan moves on; their messages are committed in the outbox before

@@ -132,9 +132,8 @@ class _Side:
         """The nearest ``limit`` events on one side, and whether there are more."""
         if limit == 0:
             return [], await self._any(older)
-        max_ns = self.runtime.limits(self.org_id).max_query_range_days * DAY_NS
         events: list[dict[str, Any]] = []
-        for span in (*(s for s in STEPS_NS if s < max_ns), max_ns):
+        for span in self._spans():
             plan = self._plan(span, older)
             if plan is None:
                 break
@@ -144,8 +143,18 @@ class _Side:
         return events[:limit], len(events) > limit
 
     async def _any(self, older: bool) -> bool:
-        plan = self._plan(STEPS_NS[0], older)
-        return plan is not None and bool(await self._query(plan, older, 1))
+        """Whether ``read`` would find anything on this side: one query, over the widest window
+        it would reach (a LIMIT 1 scan, so the width costs little)."""
+        for span in reversed(self._spans()):
+            plan = self._plan(span, older)
+            if plan is not None:
+                return bool(await self._query(plan, older, 1))
+        return False
+
+    def _spans(self) -> tuple[int, ...]:
+        """The windows ``read`` widens through, up to the plan's longest range."""
+        max_ns = self.runtime.limits(self.org_id).max_query_range_days * DAY_NS
+        return (*(s for s in STEPS_NS if s < max_ns), max_ns)
 
     def _plan(self, span_ns: int, older: bool) -> Plan | None:
         ts_ns = int(self.anchor["_ts_us"]) * 1000

@@ -96,6 +96,10 @@ class Session:
     def __init__(self, plan: Plan, threads: int) -> None:
         self.plan = plan
         self.conn = _cursor(threads)
+        # interrupt() comes from the event loop while the worker may be closing: one at a time,
+        # and never on a closed connection.
+        self._closing = threading.Lock()
+        self._closed = False
         parts = []
         if plan.files:
             try:
@@ -116,6 +120,10 @@ class Session:
         self.conn.execute("CREATE TEMP VIEW logs AS " + " UNION ALL ".join(parts))
 
     def close(self) -> None:
+        """Waits for a running statement to end: call it from the thread that ran it, never
+        from the event loop (``run`` does so)."""
+        with self._closing:
+            self._closed = True
         self.conn.close()
 
     # ---- statements ----------------------------------------------------------------------
@@ -244,7 +252,10 @@ class Session:
         return [event_view(r) for r in self.conn.execute(sql, params).to_arrow_table().to_pylist()]
 
     def interrupt(self) -> None:
-        self.conn.interrupt()
+        """Ask the running statement to stop; returns at once, safe from the event loop."""
+        with self._closing:
+            if not self._closed:
+                self.conn.interrupt()
 
 
 def storage_error(plan: Plan, exc: duckdb.IOException) -> ConnectorError:
@@ -299,13 +310,25 @@ def event_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _work_then_close(session: Session, work: Callable[[Session], T]) -> T:
+    try:
+        return work(session)
+    finally:
+        session.close()
+
+
 async def run(
     session: Session,
     work: Callable[[Session], T],
     disconnected: Callable[[], Awaitable[bool]] | None = None,
 ) -> T:
-    """Run ``work`` off the event loop; interrupt it on timeout or when the client leaves."""
-    task = asyncio.ensure_future(asyncio.to_thread(work, session))
+    """Run ``work`` off the event loop; interrupt it on timeout or when the client leaves.
+
+    The worker thread closes the session itself once ``work`` returns or raises: DuckDB's close
+    waits for a running statement, so closing from the loop after a timeout would stall every
+    request of every org until the interrupted statement unwinds.
+    """
+    task = asyncio.ensure_future(asyncio.to_thread(_work_then_close, session, work))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + session.plan.timeout_seconds
     try:
@@ -326,13 +349,9 @@ async def run(
                 session.interrupt()
                 raise asyncio.CancelledError
     except BaseException:
+        session.interrupt()  # the thread goes on until its statement stops; the loop does not wait
         task.cancel()
         raise
-    finally:
-        if task.done():
-            session.close()
-        else:
-            task.add_done_callback(lambda _: session.close())
 
 
 __all__ = ["Cursor", "QueryTimeout", "Session", "event_view", "facet_value", "run", "storage_error"]
