@@ -7,10 +7,11 @@ is wrong. Rows are dicts keyed by the canonical column names, maps as dicts.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
+
+import re2
 
 from astralog.query.language import (
     And,
@@ -30,6 +31,7 @@ from astralog.query.language import (
     Wildcard,
     ascii_lower,
     is_number,
+    re2_options,
 )
 
 Row = Mapping[str, Any]
@@ -84,11 +86,16 @@ def field_value(field: Field, row: Row) -> str | None:
 
 
 def _regex(field: Field, pattern: str, value: str) -> bool:
-    """The parser admits only what Python's re (ASCII classes, dot-all) reads as RE2 does."""
-    compiled = re.compile(pattern, re.ASCII | re.DOTALL)
+    """RE2 itself, as the engines run it: its Unicode case folding and its ``\\s`` (no ``\\v``)."""
+    compiled = _re2(pattern)
     if field.kind is FieldKind.BODY:
         return compiled.search(value) is not None
     return compiled.fullmatch(value) is not None
+
+
+@cache  # the same pattern is tried on every row
+def _re2(pattern: str) -> Any:
+    return re2.compile(f"(?s){pattern}", re2_options())
 
 
 def _match_value(field: Field, pattern: Pattern, value: str) -> bool:

@@ -68,10 +68,11 @@ from __future__ import annotations
 import re
 import string
 import time
-import warnings
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from typing import Final, TypeAlias
+
+import re2
 
 from astralog.errors import BadRequest, SyntaxErrorAt
 from astralog.query.timerange import ROUNDING_UNITS_NS, parse_instant
@@ -332,7 +333,12 @@ def parse_query(text: str, limits: Limits = DEFAULT_LIMITS, *, now_ns: int | Non
 _KEYWORDS: Final = {"and": "AND", "or": "OR", "not": "NOT", "&&": "AND", "||": "OR"}
 TIME_FIELD: Final = "@timestamp"
 MAX_REGEX_LENGTH: Final = 256
-MAX_REGEX_REPEAT: Final = 1000  # RE2's own cap on one counted repetition
+# What a regex may cost: RE2's DFA gives up on text that keeps many repeat positions alive and
+# steps an NFA, in time bytes x live threads. These bounds keep that near 1.4 s of CPU per MB at
+# worst (`a[ab]{150}x` on random a/b text; `a.{1000}x` took 3 to 6 s), and DuckDB only sees a
+# query interrupt between vectors.
+MAX_REGEX_REPEAT: Final = 150  # product of every {n,m} in the pattern
+MAX_REGEX_PROGRAM: Final = 500  # RE2 instructions: `.{70}x` is 495, a UTF-8 `.` is seven
 _FIELD_PUNCTUATION: Final = frozenset("_.-@/")
 # Characters that end an unquoted word (besides whitespace) where they are not escaped.
 # ``^`` (boost) and ``~`` (fuzzy, proximity) end a word too, so what follows them is seen.
@@ -883,38 +889,89 @@ def ctx_is_nested(text: str, at: int) -> bool:
     return re.search(r"\sTO\s", inner) is None
 
 
+def re2_options() -> re2.Options:
+    """RE2 as DuckDB and ClickHouse run it: leftmost-first, case-sensitive, UTF-8 (dot-all comes
+    from the ``(?s)`` every compiled search puts in front)."""
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is a 400, not a line on stderr
+    options.longest_match = False
+    options.case_sensitive = True
+    return options
+
+
 def _check_regex(body: str, at: int) -> None:
-    """Refuse what RE2 (DuckDB, ClickHouse) and Python's reference would read differently."""
+    """Refuse what RE2 refuses, and what the engines would read differently from each other."""
     hint = "regular expressions are RE2: . * + ? | ( ) [ ] {n,m}, \\d \\w \\s, (?i) first"
     if len(body) > MAX_REGEX_LENGTH:
         raise SyntaxErrorAt(f"regular expression longer than {MAX_REGEX_LENGTH}", at, hint)
-    problem = _regex_problem(body)
-    if problem is None:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error")
-                re.compile(body, re.ASCII | re.DOTALL)
-        except (re.error, Warning, RecursionError, OverflowError) as exc:
-            problem = f"invalid regular expression: {exc}"
+    problem = _regex_problem(body) or _re2_problem(body)
     if problem is not None:
         raise SyntaxErrorAt(problem, at, hint)
 
 
+def _re2_problem(body: str) -> str | None:
+    """The engines' own parser decides what is valid; its program size bounds the DFA memory,
+    past which RE2 falls back to a search slow enough to outlive a query timeout."""
+    try:
+        compiled = re2.compile(f"(?s){body}", re2_options())
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        text = reason.decode(errors="replace") if isinstance(reason, bytes) else str(reason)
+        return f"invalid regular expression: {text}"
+    if compiled.programsize > MAX_REGEX_PROGRAM:
+        return "regular expression too large: use fewer or smaller counted repetitions {n,m}"
+    return None
+
+
+def _regex_tokens(body: str) -> list[str]:
+    """Split a regex into an escape (``\\x``), a whole class (``[...]``) or one character, in
+    one left-to-right pass, so ``\\[`` never opens a class and ``[$]`` never hides an anchor."""
+    tokens, at = [], 0
+    while at < len(body):
+        if body[at] == "\\":
+            end = at + 2
+        elif body[at] == "[":
+            end = _class_end(body, at)
+        else:
+            end = at + 1
+        tokens.append(body[at:end])
+        at = end
+    return tokens
+
+
+def _class_end(body: str, at: int) -> int:
+    """Where the class opened at *at* ends (a ``]`` first in it is literal, as in RE2)."""
+    at += 2 if body[at + 1 : at + 2] == "^" else 1
+    at += 1 if body[at : at + 1] == "]" else 0
+    while at < len(body) and body[at] != "]":
+        at += 2 if body[at] == "\\" else 1
+    return min(at + 1, len(body))
+
+
 def _regex_problem(body: str) -> str | None:
     flagless = body.removeprefix("(?i)")
-    if "(?" in flagless.replace("(?:", ""):
+    tokens = _regex_tokens(flagless)
+    text = " ".join(t if len(t) == 1 else "_" for t in tokens)  # one char per plain token
+    escapes = [e for t in tokens if t[0] in "\\[" for e in re.findall(r"\\(.)", t)]
+    if re.search(r"\( \?(?! :)", text):
         return "only (?: groups and a leading (?i) are supported in a regular expression"
-    escapes = re.findall(r"\\(.)", flagless)
     if any(e.isalnum() and e not in _REGEX_ESCAPES for e in escapes):
         return "unsupported escape in a regular expression (no back-references or \\p classes)"
-    unescaped = re.sub(r"\\.", "", re.sub(r"\[[^\]]*\]", "", flagless))
-    if "^" in unescaped or "$" in unescaped:
+    if "^" in tokens or "$" in tokens:
         return "anchors ^ and $ are implied: a regex matches a whole field value or part of a body"
+    if re.search(r"\((?: \? :)? \)", text):  # DuckDB reads an empty (?:) as an end anchor
+        return "empty group () in a regular expression: remove it"
+    if re.search(r"\{ ,", text):
+        return "write a counted repetition as {0,n}: RE2 reads {,n} as literal text"
+    return _repeat_problem(flagless)
+
+
+def _repeat_problem(flagless: str) -> str | None:
     product = 1
     for low, high in _REPEAT.findall(flagless):
         product *= max(int(low), int(high or 0))
     if product > MAX_REGEX_REPEAT:
-        return f"counted repetitions multiply past {MAX_REGEX_REPEAT}"
+        return f"counted repetitions in a regular expression multiply past {MAX_REGEX_REPEAT}"
     if "[:" in flagless:
         return "POSIX classes like [[:alpha:]] are not supported: write [a-zA-Z]"
     return None
