@@ -16,16 +16,24 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+from astralog.dataplane import DataAccess
 from astralog.errors import BadRequest, NotFound
 from astralog.query.engine import Session, run
 from astralog.query.language import Exists, Match, Node, Not, Pattern, resolve_field
 from astralog.query.plan import DAY_NS, Plan, SearchScope, make_plan
 from astralog.query.remote import fetch_remote
-from astralog.runtime import Runtime
 
 Same = Literal["host", "service"]
 STEPS_NS = (60 * 10**9, 3600 * 10**9, 86_400 * 10**9)
 MAX_SIDE = 500  # events per side: a screenful many times over, and one bounded scan
+
+
+@dataclass(frozen=True)
+class Reach:
+    """What the serving process sets for every read: engine threads, how far ahead events go."""
+
+    threads: int
+    ahead_ns: int
 
 
 @dataclass(frozen=True)
@@ -73,13 +81,13 @@ Disconnected = Callable[[], Awaitable[bool]]
 
 
 async def surrounding(
-    runtime: Runtime, org_id: str, readable: frozenset[str] | None, ask: ContextAsk,
-    disconnected: Disconnected | None = None,
+    data: DataAccess, reach: Reach, org_id: str, readable: frozenset[str] | None,
+    ask: ContextAsk, disconnected: Disconnected | None = None,
 ) -> Context:  # fmt: skip
     now_ns = time.time_ns()
-    anchor, plan = await _anchor(runtime, org_id, readable, ask, now_ns, disconnected)
+    anchor, plan = await _anchor(data, reach, org_id, readable, ask, now_ns, disconnected)
     node = _same_node(anchor, ask.same)
-    side = _Side(runtime, org_id, readable, anchor, node, now_ns, disconnected)
+    side = _Side(data, reach, org_id, readable, anchor, node, now_ns, disconnected)
     older, more_before = await side.read(older=True, limit=ask.before)
     newer, more_after = await side.read(older=False, limit=ask.after)
     anchor.pop("_ts_us")
@@ -87,18 +95,17 @@ async def surrounding(
 
 
 async def _anchor(
-    runtime: Runtime, org_id: str, readable: frozenset[str] | None, ask: ContextAsk,
-    now_ns: int, disconnected: Disconnected | None,
+    data: DataAccess, reach: Reach, org_id: str, readable: frozenset[str] | None,
+    ask: ContextAsk, now_ns: int, disconnected: Disconnected | None,
 ) -> tuple[dict[str, Any], Plan]:  # fmt: skip
-    max_ns = runtime.limits(org_id).max_query_range_days * DAY_NS
-    ahead_ns = runtime.settings.ingest.max_future_seconds * 10**9
+    max_ns = data.limits(org_id).max_query_range_days * DAY_NS
+    ahead_ns = reach.ahead_ns
     end = ask.end if ask.end is not None else (now_ns + ahead_ns) // 1_000_000
     start = ask.start if ask.start is not None else (now_ns + ahead_ns - max_ns) // 1_000_000
-    plan = make_plan(runtime, org_id, SearchScope("", start, end), now_ns=now_ns,
+    plan = make_plan(data, org_id, SearchScope("", start, end), now_ns=now_ns,
                      readable=readable)  # fmt: skip
-    await fetch_remote(runtime, plan)
-    threads = runtime.settings.query.engine_threads
-    found = await run(Session(plan, threads), lambda s: s.find(ask.event_id), disconnected)
+    await fetch_remote(data, plan)
+    found = await run(Session(plan, reach.threads), lambda s: s.find(ask.event_id), disconnected)
     if found is None:
         raise NotFound(
             f"no event {ask.event_id!r} in the range searched: it may be older than the range "
@@ -119,7 +126,8 @@ def _same_node(anchor: dict[str, Any], same: Same | None) -> Node | None:
 
 @dataclass
 class _Side:
-    runtime: Runtime
+    data: DataAccess
+    reach: Reach
     org_id: str
     readable: frozenset[str] | None
     anchor: dict[str, Any]
@@ -153,7 +161,7 @@ class _Side:
 
     def _spans(self) -> tuple[int, ...]:
         """The windows ``read`` widens through, up to the plan's longest range."""
-        max_ns = self.runtime.limits(self.org_id).max_query_range_days * DAY_NS
+        max_ns = self.data.limits(self.org_id).max_query_range_days * DAY_NS
         return (*(s for s in STEPS_NS if s < max_ns), max_ns)
 
     def _plan(self, span_ns: int, older: bool) -> Plan | None:
@@ -164,7 +172,7 @@ class _Side:
             start, end = ts_ns // 1_000_000, (ts_ns + span_ns) // 1_000_000 + 1
         scope = SearchScope("", start, end, [self.anchor["source_id"]])
         try:
-            plan = make_plan(self.runtime, self.org_id, scope, now_ns=self.now_ns,
+            plan = make_plan(self.data, self.org_id, scope, now_ns=self.now_ns,
                              readable=self.readable)  # fmt: skip
         except BadRequest:
             # A wider window than the plan allows to scan: answer with what the last one held.
@@ -177,9 +185,9 @@ class _Side:
         return plan
 
     async def _query(self, plan: Plan, older: bool, limit: int) -> list[dict[str, Any]]:
-        await fetch_remote(self.runtime, plan)
+        await fetch_remote(self.data, plan)
         ts_us, event_id = int(self.anchor["_ts_us"]), self.anchor["event_id"]
-        session = Session(plan, self.runtime.settings.query.engine_threads)
+        session = Session(plan, self.reach.threads)
         return await run(
             session,
             lambda s: s.neighbours(ts_us, event_id, older=older, limit=limit),
@@ -190,8 +198,7 @@ class _Side:
         """Nothing lies beyond this window: retention before it, the future window after it."""
         if older:
             return plan.start_ns > plan.requested_start_ns
-        ahead_ns = self.runtime.settings.ingest.max_future_seconds * 10**9
-        return plan.end_ns >= self.now_ns + ahead_ns
+        return plan.end_ns >= self.now_ns + self.reach.ahead_ns
 
 
-__all__ = ["MAX_SIDE", "Context", "ContextAsk", "Same", "surrounding"]
+__all__ = ["MAX_SIDE", "Context", "ContextAsk", "Reach", "Same", "surrounding"]

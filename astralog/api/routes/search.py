@@ -35,7 +35,7 @@ from astralog.controlplane.store import Actor
 from astralog.errors import Unauthenticated
 from astralog.ids import new_id
 from astralog.query import fields as field_sample
-from astralog.query.context import MAX_SIDE, ContextAsk, Same, surrounding
+from astralog.query.context import MAX_SIDE, ContextAsk, Reach, Same, surrounding
 from astralog.query.engine import Cursor, Session, run
 from astralog.query.plan import Plan, SearchScope, make_plan
 from astralog.query.remote import fetch_remote
@@ -183,7 +183,9 @@ async def context(
 ) -> Any:
     started = time.perf_counter()
     ask = ContextAsk(event_id, before, after, same, start, end)
-    found = await surrounding(runtime, org_id, reader.readable, ask, request.is_disconnected)
+    settings = runtime.settings
+    reach = Reach(settings.query.engine_threads, settings.ingest.max_future_seconds * 10**9)
+    found = await surrounding(runtime, reach, org_id, reader.readable, ask, request.is_disconnected)
     answer = found.view()
     await _audit(runtime, reader, client, "context", found.audit_plan(), len(answer["events"]))
     runtime.metrics.query_seconds.labels("context").observe(time.perf_counter() - started)
