@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 
@@ -159,8 +159,32 @@ def _feeds(gateway: Gateway) -> dict[str, Feed]:
 
 
 @dataclass
-class Shipper:
+class _Background:
+    """A daemon thread running :meth:`_run` until :meth:`stop` sets ``_stop``: the shipper and
+    the watcher both poll on it."""
+
+    thread_name: ClassVar[str]
+    _stop: threading.Event = field(default_factory=threading.Event, kw_only=True)
+    _thread: threading.Thread | None = field(default=None, kw_only=True)
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(30)
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass
+class Shipper(_Background):
     """Posts every feed's events of the last half second, at their share of ``rate``."""
+
+    thread_name = "bench-alerts-ingest"
 
     gateway: Gateway
     feeds: dict[str, Feed]
@@ -170,17 +194,6 @@ class Shipper:
     events: int = 0
     refused: dict[int, int] = field(default_factory=dict)
     error: str = ""
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="bench-alerts-ingest", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
 
     def _run(self) -> None:
         gen = _Generator(random.Random(self.seed))  # noqa: S311 - reproducible data
@@ -246,24 +259,14 @@ def _backfill(gateway: Gateway, feeds: dict[str, Feed], events: int, seed: int) 
 
 
 @dataclass
-class Watcher:
+class Watcher(_Background):
     """Polls the evaluator's per-alert record read-only: every (alert, scheduled time) seen,
     with when it was committed and which scan it shared."""
 
+    thread_name = "bench-alerts-watch"
     gateway: Gateway
     seen: dict[tuple[str, int], tuple[int, str]] = field(default_factory=dict)
     errors: set[str] = field(default_factory=set)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="bench-alerts-watch", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(30)
 
     def _run(self) -> None:
         path = self.gateway.data_dir / "alerts.sqlite3"
