@@ -40,7 +40,17 @@ FORMAT = "astralog-deletion-certificate/v1"
 
 class DeletionLog:
     """What org, source and connector deletions share: their records in the log (one stream per
-    deleted thing, ``deletion:<id>``) and a cached view of what is stopped."""
+    deleted thing, ``deletion:<id>``), the due list and a cached view of what is stopped.
+
+    Two classes stand on it, not one, because an org is the tenant and a source or connector is
+    a thing inside one. :class:`OrgDeletions` is keyed by the org alone, asked by an owner or an
+    operator, restored by an operator, and stops every credential, session and search of the
+    org. :class:`~astralog.controlplane.scope_deletion.ScopeDeletions` is keyed by (org, scope,
+    id): every lookup is tenant-scoped (another org's answers 404), a change to a pending one is
+    a 409, only a source's ingest keys answer 410, and a connector's deletion moves the org back
+    to the embedded bucket. The lifecycle (pending, restored, held, deleted with a certificate)
+    is the same: its steps are written once (here and in the functions below); the commands
+    stay per class, since their keys, events and refusals differ."""
 
     def __init__(self, store: EventStore, cache_seconds: float = 1.0) -> None:
         self.store = store
