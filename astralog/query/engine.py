@@ -25,6 +25,7 @@ from astralog.connectors.base import ConnectorError
 from astralog.dataplane import LOCAL_DESTINATION
 from astralog.errors import AstralogError, BadRequest
 from astralog.query.language import WELL_KNOWN_COLUMNS, FieldKind, resolve_field
+from astralog.query.ordered import Counts, Key, Order, PageReader, ordered_files
 from astralog.query.plan import Plan
 from astralog.query.timerange import iso
 from astralog.schema import log_schema
@@ -100,7 +101,9 @@ class Session:
         # and never on a closed connection.
         self._closing = threading.Lock()
         self._closed = False
+        self.files = Counts()  # what newest/oldest-first reads opened and left unopened
         parts = []
+        memory = []
         if plan.files:
             try:
                 self.conn.read_parquet(plan.files).create_view("stored")
@@ -110,10 +113,12 @@ class Session:
             parts.append("SELECT * FROM stored")
         if plan.fetched is not None:
             self.conn.register("fetched", plan.fetched)
-            parts.append("SELECT * FROM fetched")
+            memory.append("fetched")
         if plan.pending is not None:
             self.conn.register("pending", plan.pending)
-            parts.append("SELECT * FROM pending")
+            memory.append("pending")
+        parts += [f"SELECT * FROM {name}" for name in memory]
+        self._pages = PageReader(self.conn, memory, EVENT_COLUMNS, self.files)
         if not parts:
             self.conn.register("empty", log_schema().empty_table())
             parts.append("SELECT * FROM empty")
@@ -129,18 +134,8 @@ class Session:
     # ---- statements ----------------------------------------------------------------------
 
     def search(self, limit: int, cursor: Cursor | None) -> tuple[list[dict[str, Any]], str | None]:
-        where, params = self.plan.where()
-        if cursor is not None:
-            where += (
-                " AND (epoch_us(Timestamp) < $cts"
-                " OR (epoch_us(Timestamp) = $cts AND EventId < $cid))"
-            )
-            params |= {"cts": cursor.ts_us, "cid": cursor.event_id}
-        sql = (
-            f"SELECT {EVENT_COLUMNS} FROM logs WHERE {where} "
-            f"ORDER BY Timestamp DESC, EventId DESC LIMIT {int(limit) + 1}"
-        )
-        rows = self.conn.execute(sql, params).to_arrow_table().to_pylist()
+        after = Key(cursor.ts_us, cursor.event_id) if cursor is not None else None
+        rows = self._page(Order(descending=True, after=after), int(limit) + 1)
         events = [event_view(r) for r in rows[:limit]]
         more = len(rows) > limit
         last = rows[limit - 1] if more else None
@@ -240,16 +235,15 @@ class Session:
     ) -> list[dict[str, Any]]:
         """Up to ``limit`` events next to ``(ts_us, event_id)`` in search order's keyset, the
         nearest first: older ones when ``older``, else newer ones."""
-        where, params = self.plan.where()
-        cmp, order = ("<", "DESC") if older else (">", "ASC")
-        ts = "epoch_us(Timestamp)"
-        sql = (
-            f"SELECT {EVENT_COLUMNS} FROM logs WHERE {where} AND "
-            f"({ts} {cmp} $nts OR ({ts} = $nts AND EventId {cmp} $nid)) "
-            f"ORDER BY Timestamp {order}, EventId {order} LIMIT {int(limit)}"
-        )
-        params |= {"nts": ts_us, "nid": event_id}
-        return [event_view(r) for r in self.conn.execute(sql, params).to_arrow_table().to_pylist()]
+        rows = self._page(Order(descending=older, after=Key(ts_us, event_id)), int(limit))
+        return [event_view(r) for r in rows]
+
+    def _page(self, order: Order, limit: int) -> list[dict[str, Any]]:
+        """The first ``limit`` rows in ``order``, reading files in time order until no file
+        left can hold one of them (astralog.query.ordered)."""
+        files = ordered_files(self.plan.files, self.plan.spans, order)
+        self.files.skipped += len(self.plan.files) - len(files)
+        return self._pages.page(files, self.plan.where(), order, limit)
 
     def interrupt(self) -> None:
         """Ask the running statement to stop; returns at once, safe from the event loop."""

@@ -111,6 +111,9 @@ class Plan:
     cutoffs: dict[str, int]  # source id -> oldest visible ns (its retention)
     retention_days: int
     files: list[str] = field(default_factory=list)
+    # Each file's inclusive Timestamp range (ns) from the catalog: newest-first search reads
+    # files in time order and stops early (astralog.query.ordered).
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)
     remote: list[BatchCommitted] = field(default_factory=list)  # batches in a BYOB destination
     fetched: pa.Table | None = None  # their rows, filled by astralog.query.remote
     missing: list[Missing] = field(default_factory=list)  # destinations that failed to answer
@@ -229,6 +232,7 @@ def _choose_data(data: DataAccess, plan: Plan, limits: PlanLimits) -> None:
     plan.erased = data.erased(plan.org_id, list(plan.cutoffs), plan.start_ns, plan.end_ns)
     local = [b for b in batches if b.destination_id == LOCAL_DESTINATION]
     plan.files, gone = _present(local)
+    plan.spans = {_local_path(b): (b.min_ts_ns, b.max_ts_ns) for b in local}
     if gone:
         plan.missing.append(_missing_objects(plan, gone))
     plan.remote = [b for b in batches if b.destination_id != LOCAL_DESTINATION]

@@ -125,6 +125,9 @@ async def search(
         "next_cursor": next_cursor,
         "range": plan.range_view(),
         "scanned_bytes": plan.scanned_bytes,
+        # Files of the range read, and those newest-first reading stopped before opening.
+        "files_read": session.files.read,
+        "files_skipped": session.files.skipped,
         "took_ms": round(took * 1000, 2),
         **plan.completeness(),
     }
