@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import clickhouse_connect
 import pytest
@@ -56,5 +58,34 @@ def chdb_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     admin.close()
 
 
+@pytest.fixture
+def admin(boot: Bootstrap) -> dict[str, str]:
+    """Headers of the bootstrap org's admin token."""
+    return bearer(boot.admin_token)
+
+
 def bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
+
+
+PROBLEM = "application/problem+json"
+
+
+def json_lines(events: list[dict[str, Any]]) -> bytes:
+    """An NDJSON ingest body."""
+    return ("\n".join(json.dumps(e) for e in events) + "\n").encode()
+
+
+def ok(response: Any) -> dict[str, Any]:
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def problem(response: Any, status: int) -> dict[str, Any]:
+    """The problem document of a refusal, which must say what to do."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body: dict[str, Any] = response.json()
+    assert body["detail"]
+    return body

@@ -7,7 +7,6 @@ then event id) by construction of the test, not by a copy of the engine's SQL.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,26 +15,15 @@ from fastapi.testclient import TestClient
 
 from astralog.runtime import Bootstrap, Runtime
 from astralog.settings import Settings
-from tests.conftest import bearer
+from tests.conftest import bearer, json_lines, ok, problem
 from tests.ingest_helpers import fast_flush_settings
 from tests.rbac_helpers import add_member
 from tests.search_corpus import add_source, ingest, search_all
-
-PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
 def settings(tmp_path: Any) -> Settings:
     return fast_flush_settings(tmp_path)
-
-
-@pytest.fixture
-def admin(boot: Bootstrap) -> dict[str, str]:
-    return bearer(boot.admin_token)
-
-
-def _lines(events: list[dict[str, Any]]) -> bytes:
-    return ("\n".join(json.dumps(e) for e in events) + "\n").encode()
 
 
 @pytest.fixture
@@ -50,10 +38,10 @@ def seeded(client: TestClient, boot: Bootstrap, admin: dict[str, str]) -> dict[s
         service = "api" if i % 3 else "worker"
         events.append({"timestamp": at.isoformat(), "message": f"app {i}", "n": i,
                        "host": f"web-{i % 2 + 1}", "service": service})  # fmt: skip
-    ingest(client, boot.ingest_key, _lines(events))
+    ingest(client, boot.ingest_key, json_lines(events))
     noise = [{"timestamp": (start + timedelta(seconds=i, milliseconds=500)).isoformat(),
               "message": f"other {i}"} for i in range(40)]  # fmt: skip
-    ingest(client, other[1], _lines(noise))
+    ingest(client, other[1], json_lines(noise))
     timeline, _ = search_all(client, admin, {"start": "now-1h", "sources": [app]}, limit=1000)
     assert len(timeline) == 40
     return {"app": app, "other": other[0], "timeline": timeline[::-1]}  # oldest first
@@ -61,20 +49,6 @@ def seeded(client: TestClient, boot: Bootstrap, admin: dict[str, str]) -> dict[s
 
 def _context(client: TestClient, headers: dict[str, str], **params: Any) -> Any:
     return client.get("/v1/search/context", params=params, headers=headers)
-
-
-def _ok(response: Any) -> dict[str, Any]:
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def _problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body: dict[str, Any] = response.json()
-    assert body["detail"]
-    return body
 
 
 def _ids(events: list[dict[str, Any]]) -> list[str]:
@@ -87,7 +61,7 @@ def test_neighbours_from_the_same_source_in_time_order_with_the_anchor_marked(
     timeline = seeded["timeline"]
     for at in (10, 21, 22):  # 21 and 22 sit inside the burst: ties go by event id
         anchor = timeline[at]["event_id"]
-        answer = _ok(_context(client, admin, event_id=anchor, before=5, after=3))
+        answer = ok(_context(client, admin, event_id=anchor, before=5, after=3))
         assert _ids(answer["events"]) == _ids(timeline[at - 5 : at + 4])
         assert answer["anchor_index"] == 5
         marks = [e["context"] for e in answer["events"]]
@@ -100,12 +74,12 @@ def test_the_ends_of_the_source_and_zero_neighbours(
     client: TestClient, admin: dict[str, str], seeded: dict[str, Any]
 ) -> None:
     timeline = seeded["timeline"]
-    first = _ok(_context(client, admin, event_id=timeline[1]["event_id"], before=10, after=2))
+    first = ok(_context(client, admin, event_id=timeline[1]["event_id"], before=10, after=2))
     assert _ids(first["events"]) == _ids(timeline[:4])
     assert first["more_before"] is False and first["more_after"] is True
-    last = _ok(_context(client, admin, event_id=timeline[-1]["event_id"], before=2, after=10))
+    last = ok(_context(client, admin, event_id=timeline[-1]["event_id"], before=2, after=10))
     assert _ids(last["events"]) == _ids(timeline[-3:]) and last["more_after"] is False
-    alone = _ok(_context(client, admin, event_id=timeline[5]["event_id"], before=0, after=0))
+    alone = ok(_context(client, admin, event_id=timeline[5]["event_id"], before=0, after=0))
     assert _ids(alone["events"]) == [timeline[5]["event_id"]]
     assert alone["more_before"] and alone["more_after"]
 
@@ -121,7 +95,7 @@ def test_same_host_or_service(
     anchor = timeline[15]
     peers = [e for e in timeline if value(e) == value(anchor)]
     at = _ids(peers).index(anchor["event_id"])
-    answer = _ok(_context(client, admin, event_id=anchor["event_id"], before=3, after=3, same=same))
+    answer = ok(_context(client, admin, event_id=anchor["event_id"], before=3, after=3, same=same))
     assert _ids(answer["events"]) == _ids(peers[at - 3 : at + 4])
 
 
@@ -135,19 +109,19 @@ def test_retention_and_erasure_apply_to_the_anchor_and_its_neighbours(
     seconds = datetime.fromisoformat(stamp[:19] + "+00:00").timestamp()
     ts_ns = int(seconds) * 10**9 + int(stamp[20:29])
     runtime.data.vectors.add(str(boot.org["id"]), "era_ctx", [(app, ts_ns, erased["event_id"])])
-    answer = _ok(_context(client, admin, event_id=timeline[10]["event_id"], before=2, after=0))
+    answer = ok(_context(client, admin, event_id=timeline[10]["event_id"], before=2, after=0))
     assert _ids(answer["events"]) == _ids([timeline[7], timeline[8], timeline[10]])
-    _problem(_context(client, admin, event_id=erased["event_id"]), 404)
+    problem(_context(client, admin, event_id=erased["event_id"]), 404)
 
     old = (datetime.now(UTC) - timedelta(days=3)).isoformat()
-    ingest(client, boot.ingest_key, _lines([{"timestamp": old, "message": "three days old"}]))
+    ingest(client, boot.ingest_key, json_lines([{"timestamp": old, "message": "three days old"}]))
     found, _ = search_all(client, admin, {"start": "now-4d", "query": '"three days old"'}, 10)
-    anchor = _ok(_context(client, admin, event_id=timeline[0]["event_id"], before=5, after=0))
+    anchor = ok(_context(client, admin, event_id=timeline[0]["event_id"], before=5, after=0))
     assert _ids(anchor["events"]) == [*_ids(found), timeline[0]["event_id"]]  # days back
     assert client.put(f"/v1/sources/{app}/retention", json={"days": 1}, headers=admin).is_success
-    anchor = _ok(_context(client, admin, event_id=timeline[0]["event_id"], before=5, after=0))
+    anchor = ok(_context(client, admin, event_id=timeline[0]["event_id"], before=5, after=0))
     assert _ids(anchor["events"]) == [timeline[0]["event_id"]] and not anchor["more_before"]
-    _problem(_context(client, admin, event_id=found[0]["event_id"]), 404)
+    problem(_context(client, admin, event_id=found[0]["event_id"]), 404)
 
 
 def test_only_readers_of_the_source_see_it(
@@ -155,20 +129,20 @@ def test_only_readers_of_the_source_see_it(
     seeded: dict[str, Any],
 ) -> None:  # fmt: skip
     anchor = seeded["timeline"][5]["event_id"]
-    _problem(_context(client, {}, event_id=anchor), 401)
-    _problem(_context(client, bearer(boot.ingest_key), event_id=anchor), 403)
+    problem(_context(client, {}, event_id=anchor), 401)
+    problem(_context(client, bearer(boot.ingest_key), event_id=anchor), 403)
     narrow = client.post(
         "/v1/tokens", json={"name": "n", "scopes": ["sources:read"]}, headers=admin
     )
-    _problem(_context(client, bearer(narrow.json()["token"]), event_id=anchor), 403)
+    problem(_context(client, bearer(narrow.json()["token"]), event_id=anchor), 403)
     org = str(boot.org["id"])
     elsewhere = add_member(runtime, org, "viewer", [seeded["other"]], tag="-other")
     assert (
-        "no event" in _problem(_context(client, elsewhere.headers, event_id=anchor), 404)["detail"]
+        "no event" in problem(_context(client, elsewhere.headers, event_id=anchor), 404)["detail"]
     )
     granted = add_member(runtime, org, "viewer", [seeded["app"]], tag="-app")
     assert (
-        len(_ok(_context(client, granted.headers, event_id=anchor, before=1, after=0))["events"])
+        len(ok(_context(client, granted.headers, event_id=anchor, before=1, after=0))["events"])
         == 2
     )
     reads = [r.event() for r in runtime.control.store.records(org_id=org) if r.type == "LogsRead"]
@@ -198,7 +172,7 @@ def test_only_readers_of_the_source_see_it(
 def test_hostile_input_is_a_4xx_problem(
     client: TestClient, admin: dict[str, str], params: dict[str, Any], status: int
 ) -> None:
-    _problem(_context(client, admin, **params), status)
+    problem(_context(client, admin, **params), status)
 
 
 @pytest.mark.parametrize(
@@ -207,4 +181,4 @@ def test_hostile_input_is_a_4xx_problem(
 def test_undecodable_or_control_characters_are_a_422(
     client: TestClient, admin: dict[str, str], raw: str
 ) -> None:
-    _problem(client.get(f"/v1/search/context?{raw}", headers=admin), 422)
+    problem(client.get(f"/v1/search/context?{raw}", headers=admin), 422)

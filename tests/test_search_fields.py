@@ -20,12 +20,10 @@ from astralog.query import fields as field_sample
 from astralog.query.engine import Session
 from astralog.runtime import Bootstrap, Runtime
 from astralog.settings import Settings
-from tests.conftest import bearer
+from tests.conftest import bearer, json_lines, ok, problem
 from tests.ingest_helpers import fast_flush_settings
 from tests.rbac_helpers import add_member
 from tests.search_corpus import add_source, ingest
-
-PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
@@ -33,31 +31,8 @@ def settings(tmp_path: Any) -> Settings:
     return fast_flush_settings(tmp_path)
 
 
-@pytest.fixture
-def admin(boot: Bootstrap) -> dict[str, str]:
-    return bearer(boot.admin_token)
-
-
-def _lines(events: list[dict[str, Any]]) -> bytes:
-    return ("\n".join(json.dumps(e) for e in events) + "\n").encode()
-
-
 def _fields(client: TestClient, headers: dict[str, str], **params: Any) -> Any:
     return client.get("/v1/search/fields", params={"start": "now-1h", **params}, headers=headers)
-
-
-def _ok(response: Any) -> dict[str, Any]:
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def _problem(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body: dict[str, Any] = response.json()
-    assert body["detail"]
-    return body
 
 
 def _counts(body: dict[str, Any], *, well_known: bool) -> dict[str, int]:
@@ -74,16 +49,16 @@ def seeded(client: TestClient, boot: Bootstrap, admin: dict[str, str]) -> dict[s
          **({"has space": "x", "a:b": "y", "severity": "warn"} if i < 2 else {})}
         for i in range(12)
     ]  # fmt: skip
-    ingest(client, boot.ingest_key, _lines(events))
+    ingest(client, boot.ingest_key, json_lines(events))
     secret, key = add_source(client, admin, "secret")
-    ingest(client, key, _lines([{"message": "s", "payroll.salary": 1}] * 3))
+    ingest(client, key, json_lines([{"message": "s", "payroll.salary": 1}] * 3))
     return {"app": str(boot.source["id"]), "secret": secret}
 
 
 def test_well_known_fields_first_then_attributes_by_presence(
     client: TestClient, admin: dict[str, str], seeded: dict[str, str]
 ) -> None:
-    body = _ok(_fields(client, admin, sources=seeded["app"]))
+    body = ok(_fields(client, admin, sources=seeded["app"]))
     names = [f["name"] for f in body["fields"]]
     known = _counts(body, well_known=True)
     assert names[: len(known)] == list(known), "well-known fields come first"
@@ -100,15 +75,15 @@ def test_well_known_fields_first_then_attributes_by_presence(
 def test_a_prefix_narrows_in_any_case_and_a_limit_truncates(
     client: TestClient, admin: dict[str, str], seeded: dict[str, str]
 ) -> None:
-    body = _ok(_fields(client, admin, prefix="HT"))
+    body = ok(_fields(client, admin, prefix="HT"))
     assert [f["name"] for f in body["fields"]] == ["http.status"]
-    body = _ok(_fields(client, admin, prefix="s"))
+    body = ok(_fields(client, admin, prefix="s"))
     assert [f["name"] for f in body["fields"]] == ["service", "source", "span_id", "scope"]
-    body = _ok(_fields(client, admin, prefix="zz"))
+    body = ok(_fields(client, admin, prefix="zz"))
     assert body["fields"] == [] and body["truncated"] is False
-    body = _ok(_fields(client, admin, limit=1, prefix="u"))
+    body = ok(_fields(client, admin, limit=1, prefix="u"))
     assert [f["name"] for f in body["fields"]] == ["user.id"] and body["truncated"] is False
-    body = _ok(_fields(client, admin, limit=1))
+    body = ok(_fields(client, admin, limit=1))
     assert _counts(body, well_known=False) == {"http.status": 12} and body["truncated"] is True
 
 
@@ -117,7 +92,7 @@ def test_the_sample_is_bounded(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     monkeypatch.setattr(field_sample, "SAMPLE_ROWS", 5)
-    body = _ok(_fields(client, admin, sources=seeded["app"]))
+    body = ok(_fields(client, admin, sources=seeded["app"]))
     assert body["sampled"] == 5 and body["sample_limit"] == 5
     assert _counts(body, well_known=True)["level"] == 5
     assert _counts(body, well_known=False)["http.status"] == 5
@@ -127,13 +102,13 @@ def test_only_readable_sources_and_only_our_org(
     client: TestClient, runtime: Runtime, boot: Bootstrap, admin: dict[str, str],
     seeded: dict[str, str],
 ) -> None:  # fmt: skip
-    assert "payroll.salary" in _counts(_ok(_fields(client, admin)), well_known=False)
+    assert "payroll.salary" in _counts(ok(_fields(client, admin)), well_known=False)
     org = str(boot.org["id"])
     viewer = add_member(runtime, org, "viewer", [seeded["app"]], tag="-app")
-    seen = _counts(_ok(_fields(client, viewer.headers)), well_known=False)
+    seen = _counts(ok(_fields(client, viewer.headers)), well_known=False)
     assert "payroll.salary" not in seen and "http.status" in seen
-    theirs = _problem(_fields(client, viewer.headers, sources=seeded["secret"]), 400)
-    unknown = _problem(_fields(client, viewer.headers, sources="src_nope"), 400)
+    theirs = problem(_fields(client, viewer.headers, sources=seeded["secret"]), 400)
+    unknown = problem(_fields(client, viewer.headers, sources="src_nope"), 400)
     assert theirs["detail"].replace(seeded["secret"], "X") == unknown["detail"].replace(
         "src_nope", "X"
     )
@@ -151,7 +126,7 @@ def test_only_readable_sources_and_only_our_org(
         headers=bearer(boot.operator_token),
     )
     assert token.status_code == 201, token.text
-    theirs_body = _ok(_fields(client, bearer(token.json()["token"])))
+    theirs_body = ok(_fields(client, bearer(token.json()["token"])))
     assert _counts(theirs_body, well_known=False) == {} and theirs_body["sampled"] == 0
 
 
@@ -159,9 +134,9 @@ def test_logs_read_is_required(client: TestClient, boot: Bootstrap, admin: dict[
     narrow = client.post(
         "/v1/tokens", json={"name": "n", "scopes": ["sources:read"]}, headers=admin
     )
-    assert "logs:read" in _problem(_fields(client, bearer(narrow.json()["token"])), 403)["detail"]
-    _problem(_fields(client, bearer(boot.ingest_key)), 403)
-    _problem(_fields(client, {}), 401)
+    assert "logs:read" in problem(_fields(client, bearer(narrow.json()["token"])), 403)["detail"]
+    problem(_fields(client, bearer(boot.ingest_key)), 403)
+    problem(_fields(client, {}), 401)
 
 
 HOSTILE: list[tuple[dict[str, str], int, str]] = [
@@ -188,10 +163,10 @@ def test_hostile_input_is_a_problem_document(client: TestClient, admin: dict[str
     for params, status, words in HOSTILE:
         response = _fields(client, admin, **params)
         assert response.status_code == status, (params, response.text)
-        assert words in json.dumps(_problem(response, status)), (params, response.text)
+        assert words in json.dumps(problem(response, status)), (params, response.text)
     for raw in ("%ED%A0%80", "%FF", "%00", "%C0%AF", "a%2Cb"):  # bytes no client would send
         response = client.get(f"/v1/search/fields?prefix={raw}", headers=admin)
-        assert "cannot begin a field name" in _problem(response, 400)["detail"], raw
+        assert "cannot begin a field name" in problem(response, 400)["detail"], raw
 
 
 def test_a_slow_sample_is_interrupted_at_its_own_timeout(
@@ -211,6 +186,6 @@ def test_a_slow_sample_is_interrupted_at_its_own_timeout(
     monkeypatch.setattr(field_sample, "sample", heavy)
     monkeypatch.setattr(field_sample, "TIMEOUT_SECONDS", 0.3)
     started = time.monotonic()
-    body = _problem(_fields(client, admin), 408)
+    body = problem(_fields(client, admin), 408)
     assert time.monotonic() - started < 5 and "narrow the time range" in body["detail"]
     assert interrupted.wait(5), "DuckDB was never told to stop"
