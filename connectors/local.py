@@ -142,41 +142,41 @@ class LocalConnector(Connector):
 
     async def put_checkpoint(self, org_id: str, seq: int, document: bytes) -> None:
         relative = checkpoint_key(org_id, seq)
-
-        def writing() -> None:
-            _make_dirs_durable((self.root / relative).parent)
-            _replace_durably(self.root / relative, lambda sink: sink.write(document))
-
-        await self._guarded(f"writing checkpoint {relative}", writing)
+        await self._put_document(relative, f"writing checkpoint {relative}", document)
 
     async def list_checkpoints(self, org_id: str) -> list[tuple[str, bytes]]:
-        directory = self.root / checkpoint_key(org_id, 0).rsplit("/", 1)[0]
-
-        def reading() -> list[tuple[str, bytes]]:
-            if not directory.is_dir():
-                return []
-            paths = sorted(p for p in directory.glob("*.json") if not p.name.startswith("."))
-            return [(str(p), p.read_bytes()) for p in paths]
-
-        return await self._guarded(f"listing checkpoints of org {org_id}", reading)
+        doing = f"listing checkpoints of org {org_id}"
+        return await self._documents_beside(checkpoint_key(org_id, 0), doing)
 
     async def put_receipt(self, org_id: str, name: str, document: bytes) -> None:
-        path = self.root / receipt_key(org_id, name)
+        await self._put_document(
+            receipt_key(org_id, name), f"writing purge receipt {name}", document
+        )
+
+    async def list_receipts(self, org_id: str) -> list[tuple[str, bytes]]:
+        doing = f"listing purge receipts of org {org_id}"
+        return await self._documents_beside(receipt_key(org_id, "x"), doing)
+
+    async def _put_document(self, relative: str, doing: str, document: bytes) -> None:
+        """One JSON document of the org's (a checkpoint, a purge receipt), replaced durably."""
+        path = self.root / relative
 
         def writing() -> None:
             _make_dirs_durable(path.parent)
             _replace_durably(path, lambda sink: sink.write(document))
 
-        await self._guarded(f"writing purge receipt {name}", writing)
+        await self._guarded(doing, writing)
 
-    async def list_receipts(self, org_id: str) -> list[tuple[str, bytes]]:
-        directory = (self.root / receipt_key(org_id, "x")).parent
+    async def _documents_beside(self, relative: str, doing: str) -> list[tuple[str, bytes]]:
+        """Every JSON document in ``relative``'s folder, by name, each with its path; a file
+        being written (a dot-file) is not one yet."""
+        directory = (self.root / relative).parent
 
         def reading() -> list[tuple[str, bytes]]:
             paths = sorted(directory.glob("*.json")) if directory.is_dir() else []
             return [(str(p), p.read_bytes()) for p in paths if not p.name.startswith(".")]
 
-        return await self._guarded(f"listing purge receipts of org {org_id}", reading)
+        return await self._guarded(doing, reading)
 
     async def list_checkpoint_orgs(self) -> list[str]:
         def listing() -> list[str]:

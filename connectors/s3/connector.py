@@ -208,29 +208,23 @@ class S3Connector(Connector):
             return await self._get_bytes(client, self._full_key(object_key))
 
     async def put_checkpoint(self, org_id: str, seq: int, document: bytes) -> None:
-        full = self._full_key(checkpoint_key(org_id, seq))
-        async with self._client() as client, self._translated(f"writing checkpoint {seq}", full):
-            await client.put_object(
-                Bucket=self.config.bucket,
-                Key=full,
-                Body=document,
-                ContentType="application/json",
-                **self._sse_args(),
-            )
+        await self._put_document(checkpoint_key(org_id, seq), f"writing checkpoint {seq}", document)
 
     async def list_checkpoints(self, org_id: str) -> list[tuple[str, bytes]]:
-        directory = self._full_key(checkpoint_key(org_id, 0)).rsplit("/", 1)[0] + "/"
-        async with self._client() as client:
-            async with self._translated(f"listing checkpoints of org {org_id}", None):
-                keys = sorted(
-                    k for k in await self._keys_under(client, directory) if k.endswith(".json")
-                )
-            documents = await _gather([self._get_bytes(client, k) for k in keys])
-        return [(f"s3://{self.config.bucket}/{k}", d) for k, d in zip(keys, documents, strict=True)]
+        doing = f"listing checkpoints of org {org_id}"
+        return await self._documents_beside(checkpoint_key(org_id, 0), doing)
 
     async def put_receipt(self, org_id: str, name: str, document: bytes) -> None:
-        full = self._full_key(receipt_key(org_id, name))
-        async with self._client() as client, self._translated(f"writing receipt {name}", full):
+        await self._put_document(receipt_key(org_id, name), f"writing receipt {name}", document)
+
+    async def list_receipts(self, org_id: str) -> list[tuple[str, bytes]]:
+        doing = f"listing purge receipts of org {org_id}"
+        return await self._documents_beside(receipt_key(org_id, "x"), doing)
+
+    async def _put_document(self, key: str, doing: str, document: bytes) -> None:
+        """One JSON document of the org's (a checkpoint, a purge receipt), written whole."""
+        full = self._full_key(key)
+        async with self._client() as client, self._translated(doing, full):
             await client.put_object(
                 Bucket=self.config.bucket,
                 Key=full,
@@ -239,10 +233,11 @@ class S3Connector(Connector):
                 **self._sse_args(),
             )
 
-    async def list_receipts(self, org_id: str) -> list[tuple[str, bytes]]:
-        directory = self._full_key(receipt_key(org_id, "x")).rsplit("/", 1)[0] + "/"
+    async def _documents_beside(self, key: str, doing: str) -> list[tuple[str, bytes]]:
+        """Every JSON document in ``key``'s folder, in key order, each with its address."""
+        directory = self._full_key(key).rsplit("/", 1)[0] + "/"
         async with self._client() as client:
-            async with self._translated(f"listing purge receipts of org {org_id}", None):
+            async with self._translated(doing, None):
                 keys = sorted(
                     k for k in await self._keys_under(client, directory) if k.endswith(".json")
                 )
