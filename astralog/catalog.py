@@ -24,7 +24,7 @@ from typing import Any
 
 from astralog import sqlite
 
-__all__ = ["BatchCommitted", "Catalog", "OrgUsage"]
+__all__ = ["BatchCommitted", "Catalog", "OrgUsage", "Retired"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS batches (
@@ -43,6 +43,23 @@ CREATE TABLE IF NOT EXISTS batches (
     committed_at_ns    INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS batches_by_time ON batches (org_id, source_id, max_ts_ns);
+-- A compaction under way: the object it writes, deleted after a crash if never swapped in.
+CREATE TABLE IF NOT EXISTS compactions (
+    new_key        TEXT PRIMARY KEY,
+    org_id         TEXT NOT NULL,
+    destination_id TEXT NOT NULL,
+    started_ns     INTEGER NOT NULL
+);
+-- Batches a compaction replaced: kept until their objects are deleted after the grace.
+CREATE TABLE IF NOT EXISTS retired (
+    object_key      TEXT PRIMARY KEY,
+    batch_id        TEXT NOT NULL,
+    org_id          TEXT NOT NULL,
+    destination_id  TEXT NOT NULL,
+    replaced_by     TEXT NOT NULL,
+    delete_after_ns INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS retired_by_batch ON retired (batch_id);
 """
 _COLUMNS = (
     "object_key, batch_id, destination_id, org_id, source_id, min_ts_ns, max_ts_ns, rows, bytes, "
@@ -80,6 +97,17 @@ class OrgUsage:
     batches: int
     rows: int
     bytes: int
+
+
+@dataclass(frozen=True)
+class Retired:
+    """An object a compaction replaced (``BatchesCompacted``): deleted once ``delete_after_ns``
+    has passed, when no search planned before the swap can still be reading it."""
+
+    object_key: str
+    org_id: str
+    destination_id: str
+    replaced_by: str
 
 
 class Catalog:
@@ -136,6 +164,9 @@ class Catalog:
                 marks = ", ".join("?" * len(chunk))
                 query = f"SELECT batch_id FROM batches WHERE batch_id IN ({marks})"
                 found.update(r[0] for r in self._conn.execute(query, chunk))
+                # A batch compacted into a larger one is committed too: never written again.
+                query = f"SELECT batch_id FROM retired WHERE batch_id IN ({marks})"
+                found.update(r[0] for r in self._conn.execute(query, chunk))
         return found
 
     def batches(
@@ -172,15 +203,90 @@ class Catalog:
 
     def replace(self, old_key: str, new: BatchCommitted | None) -> None:
         """Swap one fact for another (an erasure's rewrite) in one transaction, so a planner
-        lists either the old object or the new one, never both and never neither."""
+        lists either the old object or the new one, never both and never neither.
+
+        When the old fact is gone already (a compaction merged it into another batch, or this
+        is a retry), the new one is not added: its rows are listed once, where they are now."""
         with self._transaction() as conn:
-            conn.execute("DELETE FROM batches WHERE object_key = ?", (old_key,))
-            if new is not None:
+            gone = conn.execute("DELETE FROM batches WHERE object_key = ?", (old_key,))
+            if new is not None and gone.rowcount:
                 placeholders = ", ".join("?" * len(_COLUMNS.split(", ")))
                 row = _to_row(new)
                 conn.execute(
                     f"INSERT OR REPLACE INTO batches ({_COLUMNS}) VALUES ({placeholders})", row
                 )
+
+    def compaction_started(self, org_id: str, destination_id: str, new_key: str) -> None:
+        """Note, before writing it, the object a compaction is about to write: if the process
+        dies before :meth:`compacted`, the next pass finds it here and deletes it."""
+        row = (new_key, org_id, destination_id, _to_ns(datetime.now(UTC)))
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO compactions VALUES (?, ?, ?, ?)", row)
+
+    def unfinished_compactions(self) -> list[tuple[str, str, str]]:
+        """``(org_id, destination_id, new_key)`` of compactions started and never swapped in."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT org_id, destination_id, new_key FROM compactions ORDER BY started_ns"
+            ).fetchall()
+        return [(str(o), str(d), str(k)) for o, d, k in rows]
+
+    def compaction_abandoned(self, new_key: str) -> None:
+        """The object of an unfinished compaction is deleted (or was never written)."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM compactions WHERE new_key = ?", (new_key,))
+
+    def compacted(
+        self, old_keys: Collection[str], new: BatchCommitted | None, delete_after_ns: int
+    ) -> bool:
+        """``BatchesCompacted``: the batches at ``old_keys`` are replaced by ``new`` (None when
+        erasures left no row), in one transaction, so a planner lists the old objects or the new
+        one, never both and never neither. False, and nothing changed, when one of the old
+        batches is no longer listed (purged, erased or compacted meanwhile): the caller deletes
+        its new object, whose rows would otherwise come back or count twice."""
+        keys = sorted(set(old_keys))
+        marks = ", ".join("?" * len(keys))
+        with self._transaction() as conn:
+            old = conn.execute(
+                f"SELECT object_key, batch_id, org_id, destination_id FROM batches "
+                f"WHERE object_key IN ({marks})",
+                keys,
+            ).fetchall()
+            if len(old) != len(keys):
+                return False
+            if new is not None:
+                conn.execute("DELETE FROM compactions WHERE new_key = ?", (new.object_key,))
+            conn.execute(f"DELETE FROM batches WHERE object_key IN ({marks})", keys)
+            replaced_by = new.object_key if new is not None else ""
+            conn.executemany(
+                "INSERT OR REPLACE INTO retired VALUES (?, ?, ?, ?, ?, ?)",
+                [(*row, replaced_by, delete_after_ns) for row in old],
+            )
+            if new is not None:
+                placeholders = ", ".join("?" * len(_COLUMNS.split(", ")))
+                conn.execute(
+                    f"INSERT OR REPLACE INTO batches ({_COLUMNS}) VALUES ({placeholders})",
+                    _to_row(new),
+                )
+        return True
+
+    def retired_due(self, now_ns: int) -> list[Retired]:
+        """Replaced objects whose grace is over: nothing planned before the swap reads them."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT object_key, org_id, destination_id, replaced_by FROM retired "
+                "WHERE delete_after_ns <= ? ORDER BY object_key",
+                (now_ns,),
+            ).fetchall()
+        return [Retired(str(k), str(o), str(d), str(r)) for k, o, d, r in rows]
+
+    def forget_retired(self, object_keys: Iterable[str]) -> None:
+        """The replaced objects are deleted from their destination."""
+        keys = list(object_keys)
+        with self._transaction() as conn:
+            for chunk in _chunks(keys, 500):
+                marks = ", ".join("?" * len(chunk))
+                conn.execute(f"DELETE FROM retired WHERE object_key IN ({marks})", chunk)
 
     def usage(self, org_id: str | None = None) -> list[OrgUsage]:
         """Batches, rows and bytes stored per org (one org when ``org_id`` is given)."""

@@ -47,6 +47,7 @@ class Metrics:
             registry=r,
         )
         self.flush = FlushMetrics(r)
+        self.compaction = CompactionMetrics(r)
         self.alert_outbox_rows = Gauge(
             "astralog_alert_outbox_rows",
             "Alert deliveries in the outbox by state (pending, delivering, delivered, failed)",
@@ -89,6 +90,32 @@ class FlushMetrics:
 
     def failed(self, retryable: bool) -> None:
         self.failures.labels(retryable=str(retryable).lower()).inc()
+
+
+class CompactionMetrics:
+    """Compaction's instruments: merges by outcome, the batches merged and the bytes written."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = registry if registry is not None else CollectorRegistry()
+        self.merges = Counter(
+            "astralog_compaction_merges",
+            "Compactions of one hour partition, by outcome (swapped, abandoned, failed)",
+            ["outcome"],
+            registry=r,
+        )
+        self.batches = Counter(
+            "astralog_compaction_batches_merged",
+            "Small batches merged into larger ones",
+            registry=r,
+        )
+        self.bytes = Counter(
+            "astralog_compaction_bytes_written", "Bytes of the compacted files written", registry=r
+        )
+        self.deleted = Counter(
+            "astralog_compaction_objects_deleted",
+            "Replaced objects deleted after the grace period",
+            registry=r,
+        )
 
 
 class EvaluationMetrics:

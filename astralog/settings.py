@@ -55,9 +55,31 @@ class ServerSettings(BaseModel):
         description="Open connections and requests in progress beyond which new ones get 503, "
         "so a flood of slow clients cannot exhaust the process's file descriptors.",
     )
+    tls_cert_file: str = Field(
+        "",
+        description="PEM certificate chain to serve HTTPS with, directly (with tls_key_file). "
+        "Empty: plain HTTP, for a TLS-terminating proxy in front (see trusted_proxies).",
+    )
+    tls_key_file: str = Field("", description="PEM private key of tls_cert_file.")
+    hsts_seconds: int = Field(
+        31_536_000,
+        ge=0,
+        description="Strict-Transport-Security max-age sent when the service is reached over "
+        "HTTPS (TLS served here, or a public_url starting https://); 0 sends none.",
+    )
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerSettings:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError(
+                "ASTRALOG_SERVER__TLS_CERT_FILE and ASTRALOG_SERVER__TLS_KEY_FILE go together: "
+                "set both to serve HTTPS, or neither for plain HTTP behind a proxy"
+            )
+        return self
 
     def url(self) -> str:
-        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls_cert_file else "http"
+        return self.public_url.rstrip("/") or f"{scheme}://{self.host}:{self.port}"
 
 
 class ControlPlaneSettings(BaseModel):
@@ -178,6 +200,21 @@ class FlushSettings(BaseModel):
     )
 
 
+class CompactionSettings(BaseModel):
+    enabled: bool = Field(True, description="Merge small batches of an hour into larger files.")
+    interval_seconds: float = Field(60.0, gt=0, description="How often compaction looks for work.")
+    target_bytes: int = Field(
+        64 * 2**20,
+        ge=1024,
+        description="Size a compacted file aims at; a batch of half this size or more stays.",
+    )
+    settle_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="An hour partition is compacted this long after the hour ends (late events).",
+    )
+
+
 class StorageSettings(BaseModel):
     local_root: Path = Field(
         Path("bucket"), description="Embedded default bucket directory (relative to data_dir)."
@@ -244,6 +281,15 @@ class StorageSettings(BaseModel):
 class QuerySettings(BaseModel):
     engine_threads: int = Field(2, ge=1, description="DuckDB threads per query.")
     default_limit: int = Field(100, ge=1, le=10_000, description="Events per page by default.")
+    batch_cache_bytes: int = Field(
+        1 << 30,
+        ge=0,
+        description="Disk kept for local copies of batch objects read from BYOB buckets, so a "
+        "search does not download one again; least recently used go first. 0 turns it off.",
+    )
+    batch_cache_directory: Path = Field(
+        Path("cache/batches"), description="Batch object cache directory (relative to data_dir)."
+    )
 
 
 class MetricsSettings(BaseModel):
@@ -443,6 +489,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = Field(default_factory=IngestSettings)  # type: ignore[arg-type]
     wal: WalSettings = Field(default_factory=WalSettings)  # type: ignore[arg-type]
     flush: FlushSettings = Field(default_factory=FlushSettings)  # type: ignore[arg-type]
+    compaction: CompactionSettings = Field(default_factory=CompactionSettings)  # type: ignore[arg-type]
     storage: StorageSettings = Field(default_factory=StorageSettings)  # type: ignore[arg-type]
     query: QuerySettings = Field(default_factory=QuerySettings)  # type: ignore[arg-type]
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)  # type: ignore[arg-type]
