@@ -4,7 +4,8 @@ Stage: query text -> parse -> **plan** -> engine. The plan never trusts the requ
 (it comes from the principal), clamps each source's time range to its effective retention (so
 data past retention is invisible even before it is purged), refuses ranges and scans the plan
 does not allow, prunes committed batches by source and time from the catalog before storage is
-touched, and adds what is acknowledged but not yet flushed (freshness) from the local WAL.
+touched (and by their token index, :mod:`astralog.query.skipindex`), and adds what is
+acknowledged but not yet flushed (freshness) from the local WAL.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from astralog.dataplane import (
 from astralog.errors import AstralogError, BadRequest
 from astralog.query.compile import compile_where
 from astralog.query.language import Node, parse_query
+from astralog.query.skipindex import skippable
 from astralog.query.timerange import iso, parse_instant
 
 DAY_NS = 86_400 * 10**9
@@ -120,6 +122,7 @@ class Plan:
     pending: pa.Table | None = None
     erased: list[str] = field(default_factory=list)  # event ids deletion vectors hide
     scanned_bytes: int = 0
+    token_skipped: int = 0  # local batches their token index showed hold no match
     timeout_seconds: float = 30.0
     max_scan_bytes: int = 0  # the plan's per-query budget, shared by every destination
     notices: tuple[str, ...] = ()  # query constructs accepted but ignored (boosts)
@@ -231,6 +234,8 @@ def _choose_data(data: DataAccess, plan: Plan, limits: PlanLimits) -> None:
     plan.pending = _without_committed(pending, batches)
     plan.erased = data.erased(plan.org_id, list(plan.cutoffs), plan.start_ns, plan.end_ns)
     local = [b for b in batches if b.destination_id == LOCAL_DESTINATION]
+    # Batches whose token index lacks a word every match needs cannot hold a match.
+    local, plan.token_skipped = skippable(plan.node, local, _local_path)
     plan.files, gone = _present(local)
     plan.spans = {_local_path(b): (b.min_ts_ns, b.max_ts_ns) for b in local}
     if gone:
