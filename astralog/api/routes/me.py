@@ -68,6 +68,14 @@ def _session(request: Request) -> Session:
     return session
 
 
+def fresh_session(request: Request) -> Session:
+    """The browser session behind this request, signed in recently enough for a sensitive
+    change (a credential added, removed or issued)."""
+    session = _session(request)
+    require_recent(request)
+    return session
+
+
 class PasswordChange(Strict):
     current_password: str = Field(min_length=1, max_length=1024)
     new_password: str = Field(min_length=1, max_length=1024)
@@ -132,8 +140,7 @@ def unlink_identity(
     runtime: RuntimeDep,
     client: ClientDep,
 ) -> dict[str, Any]:
-    _session(request)
-    require_recent(request)
+    fresh_session(request)
     org_id, person_id = principal.org_id or "", principal.person_id or ""
     linked = runtime.idps.identities(org_id, person_id)
     last = {i["connection_id"] for i in linked} == {connection_id}
@@ -214,8 +221,7 @@ def end_other_sessions(runtime: Runtime, session: Session, reason: str) -> int:
 
 @router.post("/totp", summary="Start setting up an authenticator app: secret and QR code")
 def begin_totp(principal: EnrollingDep, request: Request, runtime: RuntimeDep) -> dict[str, Any]:
-    _session(request)
-    require_recent(request)
+    fresh_session(request)
     org_id, person_id = principal.org_id or "", principal.person_id or ""
     person = runtime.control.people.get(org_id, person_id)
     secret = runtime.accounts.begin_totp(org_id, person_id)
@@ -250,8 +256,7 @@ def confirm_totp(
 @router.delete("/totp", summary="Remove my authenticator app (not my last factor under MFA)")
 def remove_totp(principal: PersonDep, request: Request, runtime: RuntimeDep,
                 client: ClientDep) -> dict[str, Any]:  # fmt: skip
-    _session(request)
-    require_recent(request)
+    fresh_session(request)
     org_id, person_id = principal.org_id or "", principal.person_id or ""
     if not runtime.accounts.has_totp(person_id):
         raise NotFound("no authenticator app is set up")
@@ -266,8 +271,7 @@ def remove_totp(principal: PersonDep, request: Request, runtime: RuntimeDep,
 
 @router.post("/recovery-codes", summary="Ten new recovery codes (the old ones stop working)")
 def recovery_codes(principal: PersonDep, request: Request, runtime: RuntimeDep) -> dict[str, Any]:
-    _session(request)
-    require_recent(request)
+    fresh_session(request)
     codes = runtime.accounts.new_recovery_codes(principal.org_id or "", principal.person_id or "")
     return {"recovery_codes": codes}
 
@@ -307,8 +311,7 @@ def issue_token(
     runtime: RuntimeDep,
     client: ClientDep,
 ) -> dict[str, Any]:
-    _session(request)
-    require_recent(request)
+    fresh_session(request)
     beyond = sorted(set(body.scopes) - principal.scopes)
     if beyond:
         raise Forbidden(f"your role does not hold {beyond}; a token can only narrow your rights")

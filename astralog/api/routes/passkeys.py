@@ -17,8 +17,7 @@ from pydantic import Field
 from astralog.api.deps import ClientDep, PersonDep, RuntimeDep
 from astralog.api.models import Strict
 from astralog.api.routes.auth import CurrentSession
-from astralog.api.routes.me import EnrollingDep, _session, factor_added
-from astralog.api.signin import require_recent
+from astralog.api.routes.me import EnrollingDep, _session, factor_added, fresh_session
 from astralog.controlplane.store import Actor
 from astralog.errors import Conflict, Forbidden, NotFound
 
@@ -35,8 +34,7 @@ class PasskeyRegistration(Strict):
 def registration_options(
     principal: EnrollingDep, request: Request, runtime: RuntimeDep
 ) -> dict[str, Any]:
-    session = _session(request)
-    require_recent(request)
+    session = fresh_session(request)
     return runtime.passkeys.registration_options(
         principal.org_id or "", principal.person_id or "", session.digest
     )
@@ -73,8 +71,7 @@ def remove(
     runtime: RuntimeDep,
     client: ClientDep,
 ) -> dict[str, Any]:
-    _session(request)
-    require_recent(request)
+    fresh_session(request)
     org_id, person_id = principal.org_id or "", principal.person_id or ""
     mine = {p["id"] for p in runtime.passkeys.mine(person_id)}
     if passkey_id not in mine:
