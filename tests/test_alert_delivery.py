@@ -16,13 +16,13 @@ from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from astralog.alerts import signing
 from astralog.alerts.channels import WebhookPolicy
 from astralog.alerts.deliver import DeliveryMetrics, DeliveryWorker, RetryPolicy
 from astralog.alerts.outbox import Attempt, Message, Outbox
 from astralog.api.app import create_app
 from astralog.controlplane.endpoints import Endpoints
 from astralog.runtime import Bootstrap, Runtime
+from astralog.security import webhook_signing as signing
 from astralog.settings import Settings, load_settings
 from tests.alert_receiver import Script, receiver
 from tests.conftest import bearer

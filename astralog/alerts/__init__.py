@@ -2,8 +2,8 @@
 
 Delivery (signed, durable, at least once):
 
-* :mod:`.signing`: Standard Webhooks v1 secrets (``whsec_``) and signatures, several during a
-  secret rotation's overlap.
+* :mod:`astralog.security.webhook_signing`: Standard Webhooks v1 secrets (``whsec_``) and
+  signatures, several during a secret rotation's overlap.
 * :mod:`.outbox`: the durable outbox in ``<data_dir>/alerts.sqlite3``: one row per (message,
   endpoint), idempotent on the message id, leased to the worker; the delivery log and replay.
 * :mod:`.channels`: one attempt: a webhook POST through the SSRF guard pinned to the checked

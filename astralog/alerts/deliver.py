@@ -29,7 +29,6 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from astralog.alerts import signing
 from astralog.alerts.channels import (
     Outcome,
     SmtpConfig,
@@ -42,6 +41,7 @@ from astralog.alerts.outbox import Attempt, Delivery, Outbox, Share
 from astralog.alerts.sendlimits import ManualSends
 from astralog.controlplane.store import Actor
 from astralog.errors import AstralogError
+from astralog.security import webhook_signing as signing
 from astralog.settings import AlertsSettings
 
 __all__ = [

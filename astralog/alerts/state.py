@@ -24,22 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
+from astralog.controlplane.alert_schedule import Policy  # the rule's, checked when it is saved
+
 Condition = Literal["normal", "pending", "firing"]
 Told = Literal["normal", "firing"]
-
-
-@dataclass(frozen=True)
-class Policy:
-    pending_for: int = 1  # consecutive hits before firing (1: fire on the first)
-    keep_firing_for_ns: int = 0  # keep firing this long after the last hit
-    flap_window_ns: int = 3600 * 10**9
-    flap_max_changes: int = 4  # more changes than this inside the window: flapping
-
-    def __post_init__(self) -> None:
-        if self.pending_for < 1 or self.keep_firing_for_ns < 0:
-            raise ValueError("pending_for must be >= 1 and keep_firing_for >= 0")
-        if self.flap_window_ns <= 0 or self.flap_max_changes < 1:
-            raise ValueError("the flapping window must be positive and allow a change")
 
 
 @dataclass(frozen=True)

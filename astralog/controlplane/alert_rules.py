@@ -20,9 +20,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from astralog.alerts.schedule import Schedule
-from astralog.alerts.state import Policy
 from astralog.auth.principal import Principal
+from astralog.controlplane.alert_schedule import Policy, Schedule
 from astralog.controlplane.events import Event
 from astralog.controlplane.projections import handles
 from astralog.controlplane.saved_searches import check_sources, org_sources

@@ -9,7 +9,7 @@ endpoint and field) in a table beside the log, written in the same transaction a
 A secret is returned once, by the call that made it. A rotation keeps the previous secret in
 force for an overlap, so deliveries carry both signatures until every receiver has the new one.
 A webhook URL is checked as a server-side request target when it is set, and again at every
-delivery (:mod:`astralog.alerts.channels`).
+delivery (:mod:`astralog.controlplane.endpoint_targets`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from astralog.alerts import signing
-from astralog.alerts.channels import Target, WebhookPolicy, check_email, check_headers
 from astralog.controlplane.commands import check_name
+from astralog.controlplane.endpoint_targets import (
+    Target,
+    WebhookPolicy,
+    check_email,
+    check_headers,
+)
 from astralog.controlplane.events import Event
 from astralog.controlplane.projections import handles
 from astralog.controlplane.secret_tables import SecretTables
@@ -32,6 +36,7 @@ from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.store import Actor, Recorded
 from astralog.errors import BadRequest, Conflict, NotFound
 from astralog.ids import new_id
+from astralog.security import webhook_signing as signing
 from astralog.security.fieldcrypt import FieldCipher, SealedRecord
 
 Kind = Literal["webhook", "email"]

@@ -1,4 +1,8 @@
-"""When an alert runs: every N seconds, or on a cron expression read in a time zone.
+"""When an alert runs and how patiently its instances move: values of an alert rule.
+
+Stage: control plane (alert rules). What it promises: a :class:`Schedule` (every N seconds, or a
+cron expression read in a time zone) and a :class:`Policy` (hits before firing, how long to keep
+firing, the flapping guard) are checked when the rule is saved; the evaluator above reads them.
 
 Cron is read by ``cronsim`` (small, typed, maintained; it walks wall-clock time in the zone, so
 "09:00 Europe/Paris" stays 09:00 across daylight-saving changes and a skipped hour is skipped, not
@@ -19,6 +23,22 @@ from astralog.errors import BadRequest
 
 S = 10**9
 MAX_CRON_LENGTH = 120
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How an instance's state machine (:mod:`astralog.alerts.state`) moves for this rule."""
+
+    pending_for: int = 1  # consecutive hits before firing (1: fire on the first)
+    keep_firing_for_ns: int = 0  # keep firing this long after the last hit
+    flap_window_ns: int = 3600 * 10**9
+    flap_max_changes: int = 4  # more changes than this inside the window: flapping
+
+    def __post_init__(self) -> None:
+        if self.pending_for < 1 or self.keep_firing_for_ns < 0:
+            raise ValueError("pending_for must be >= 1 and keep_firing_for >= 0")
+        if self.flap_window_ns <= 0 or self.flap_max_changes < 1:
+            raise ValueError("the flapping window must be positive and allow a change")
 
 
 @dataclass(frozen=True)
@@ -98,4 +118,4 @@ def _shortest_gap(cron: str, zone: ZoneInfo) -> int:
     return int(min((b - a).total_seconds() for a, b in itertools.pairwise(times)))
 
 
-__all__ = ["Schedule"]
+__all__ = ["Policy", "Schedule"]

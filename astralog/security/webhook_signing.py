@@ -1,6 +1,7 @@
 """Standard Webhooks v1 signatures: what a receiver checks to trust a delivery.
 
-Stage: alert delivery (signing). What it promises: :func:`sign` computes
+Used by the control plane (a new endpoint's secret) and alert delivery (each attempt's
+signature). What it promises: :func:`sign` computes
 ``v1,<base64 HMAC-SHA256(key, "{id}.{timestamp}.{body}")>`` for every secret in force, space
 separated, so a receiver holding either the old or the new secret verifies a delivery during a
 rotation's overlap. Secrets are ``whsec_`` + base64 of 32 random bytes, as the Standard Webhooks
