@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from astralog.batch_cache import BatchCache
 from astralog.catalog import BatchCommitted
 from astralog.connectors.base import Connector
 from astralog.controlplane.events import PurgeHeld, RetentionPurged
@@ -88,6 +89,11 @@ class DataAccess(Protocol):
 
     def connector(self, org_id: str, destination: Destination) -> Connector:
         """The live connector of a destination; an AstralogError when it cannot be opened."""
+        ...
+
+    @property
+    def batch_cache(self) -> BatchCache:
+        """Local copies of batch objects read from BYOB buckets (bounded, versioned)."""
         ...
 
     def holds(self, org_id: str) -> list[Hold]:

@@ -28,6 +28,7 @@ from astralog.alerts.store import AlertStore
 from astralog.auth.oidc import Providers
 from astralog.auth.principal import SCOPES
 from astralog.auth.sessions import SessionStore
+from astralog.batch_cache import BatchCache
 from astralog.catalog import BatchCommitted, Catalog
 from astralog.connectors.base import Connector
 from astralog.connectors.local import LocalConnector
@@ -134,6 +135,9 @@ class DataPlane:
         )
         self.flusher = Flusher(
             self.wal, self.catalog, self.destination, settings.flush, metrics=metrics.flush
+        )
+        self.batch_cache = BatchCache(
+            settings.path(settings.query.batch_cache_directory), settings.query.batch_cache_bytes
         )
         self.rate_limiter = RateLimiter()
         self._tasks: list[asyncio.Task[None]] = []
@@ -362,6 +366,10 @@ class Runtime:
     @property
     def engine_threads(self) -> int:
         return self.settings.query.engine_threads
+
+    @property
+    def batch_cache(self) -> BatchCache:
+        return self.data.batch_cache
 
     def replace_batch(self, old_key: str, new: BatchCommitted | None) -> None:
         self.data.catalog.replace(old_key, new)

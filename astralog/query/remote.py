@@ -18,6 +18,8 @@ query) exactly like local Parquet. What it promises:
   or the caller wants all or nothing (an export), the failure is the answer: 503 with
   ``Retry-After`` when the destination may recover by itself (throttling, unreachable), 502 when
   a person must act (credentials, missing bucket or table).
+* a batch object already downloaded is read from the local batch cache
+  (astralog.batch_cache) under the version the catalog lists now, never downloaded again.
 """
 
 from __future__ import annotations
@@ -29,8 +31,10 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from astralog.batch_cache import BatchCache
 from astralog.catalog import BatchCommitted
 from astralog.connectors.base import Connector, ConnectorError, Pushdown, canonical_rows
+from astralog.connectors.parquet import read_parquet
 from astralog.dataplane import DataAccess
 from astralog.errors import AstralogError, BadRequest, NotFound, Unavailable
 from astralog.query.compile import compile_where
@@ -40,6 +44,8 @@ __all__ = ["fetch_remote"]
 
 CHUNK_KEYS = 256  # batches per read: bounds a ClickHouse IN list and the rows held unchecked
 CHUNK_STORED_BYTES = 256 * 2**20  # stored bytes (per the catalog) per read
+CACHED_KINDS = frozenset({"s3"})  # destinations of immutable objects (ClickHouse stores rows)
+CONCURRENT_GETS = 8  # objects downloaded at once per destination when going through the cache
 RETRY_AFTER_SECONDS = 10
 log = logging.getLogger("astralog.query")
 
@@ -114,10 +120,13 @@ async def _fetch(
 ) -> list[pa.Table] | Missing:
     """The destination's rows of the search, or what is missing when it cannot return them."""
     try:
-        connector, label = _open(data, plan.org_id, destination_id)
+        connector, label, kind = _open(data, plan.org_id, destination_id)
     except ConnectorError as exc:  # gone from the org, or cannot be opened: named already
         return Missing.of(plan, destination_id, destination_id, batches, exc)
+    cache = data.batch_cache if kind in CACHED_KINDS else None
     try:
+        if cache is not None and cache.enabled:
+            return await _read_cached(connector, cache, label, batches, budget, deadline)
         return await _read(connector, label, plan, batches, budget, deadline)
     except TimeoutError:
         error: AstralogError = Unavailable(
@@ -151,8 +160,37 @@ async def _read(
     return tables
 
 
-def _open(data: DataAccess, org_id: str, destination_id: str) -> tuple[Connector, str]:
-    """The live connector that holds the batches, and how to name it in an error."""
+async def _read_cached(
+    connector: Connector,
+    cache: BatchCache,
+    label: str,
+    batches: Sequence[BatchCommitted],
+    budget: _Budget,
+    deadline: float,
+) -> list[pa.Table]:
+    """Each batch's rows from the cache, or downloaded whole (then cached), a few at a time."""
+    gate = asyncio.Semaphore(CONCURRENT_GETS)
+
+    async def one(batch: BatchCommitted) -> pa.Table:
+        data = await asyncio.to_thread(cache.get, batch)
+        if data is None:
+            async with gate:
+                data = await connector.read_object(batch.object_key)
+            await asyncio.to_thread(cache.put, batch, data)
+        table = await asyncio.to_thread(read_parquet, pa.BufferReader(data), batch.object_key)
+        budget.take(table.nbytes, label)
+        return table
+
+    try:
+        async with asyncio.timeout_at(deadline), asyncio.TaskGroup() as group:
+            tasks = [group.create_task(one(batch)) for batch in batches]
+    except BaseExceptionGroup as failed:  # the first failure is the answer, as for _read
+        raise failed.exceptions[0] from None
+    return [task.result() for task in tasks]
+
+
+def _open(data: DataAccess, org_id: str, destination_id: str) -> tuple[Connector, str, str]:
+    """The live connector that holds the batches, how to name it in an error, and its kind."""
     try:
         destination = data.destination(org_id, destination_id)
     except NotFound:
@@ -164,7 +202,7 @@ def _open(data: DataAccess, org_id: str, destination_id: str) -> tuple[Connector
         ) from None
     label = destination.label
     try:
-        return data.connector(org_id, destination), label
+        return data.connector(org_id, destination), label, destination.kind
     except AstralogError as exc:  # unsafe endpoint now, secrets that cannot be opened, ...
         raise ConnectorError(
             f"destination {label} cannot be opened to search its batches: {exc.detail}",

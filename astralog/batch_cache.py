@@ -1,0 +1,106 @@
+"""A bounded local copy of batch objects read from BYOB buckets, so a search, a tail or the next
+page does not download the same object again.
+
+Stage: plan -> **fetch** (astralog.query.remote) -> engine; the data plane keeps it. A committed
+batch object is never edited in place: a rewrite (erasure) or a compaction writes a new object
+and swaps the catalog fact. Promises:
+
+* an entry is keyed by destination, object key and the catalog's version of the batch (its id,
+  rows, bytes and commit time), so an object purged, erased or compacted away is never served:
+  the plan no longer lists that version; a newer version of a key replaces the older one;
+* bounded: least recently used entries are deleted once the total passes ``max_bytes``;
+* files are 0600 in a 0700 directory under the data dir, written whole to a temporary name and
+  renamed, so a concurrent search sees a whole object or none; one that vanishes under a reader
+  (evicted) is a miss, never an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from astralog.catalog import BatchCommitted
+
+__all__ = ["BatchCache"]
+
+
+class BatchCache:
+    def __init__(self, directory: Path, max_bytes: int) -> None:
+        self.directory = Path(directory)
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()  # one eviction at a time in this process
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_bytes > 0
+
+    def path(self, batch: BatchCommitted) -> Path:
+        """Where ``batch``'s object lives in the cache: a directory per object (so its other
+        versions are found and dropped), a file per version."""
+        where = hashlib.sha256(f"{batch.destination_id}\0{batch.object_key}".encode()).hexdigest()
+        version = hashlib.sha256(
+            "\0".join(
+                str(v)
+                for v in (batch.batch_id, batch.rows, batch.bytes, batch.schema_fingerprint,
+                          batch.committed_at.isoformat() if batch.committed_at else "")
+            ).encode()
+        ).hexdigest()  # fmt: skip
+        return self.directory / where[:2] / where[2:40] / f"{version[:32]}.parquet"
+
+    def get(self, batch: BatchCommitted) -> bytes | None:
+        """The object's bytes when this version is cached; marks it recently used."""
+        path = self.path(batch)
+        try:
+            data = path.read_bytes()
+            _touch(path)
+        except FileNotFoundError:  # never cached, or evicted meanwhile
+            return None
+        return data
+
+    def put(self, batch: BatchCommitted, data: bytes) -> None:
+        """Keep ``data`` as this version of the batch; older versions of its key go."""
+        if not self.enabled or len(data) > self.max_bytes:
+            return
+        path = self.path(batch)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=".part")  # 0600
+        try:
+            with os.fdopen(descriptor, "wb") as out:
+                out.write(data)
+            os.replace(temporary, path)
+            _touch(path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        for other in path.parent.glob("*.parquet"):
+            if other != path:
+                other.unlink(missing_ok=True)
+        self._evict()
+
+    def _evict(self) -> None:
+        with self._lock:
+            entries = []
+            for path in self.directory.glob("*/*/*.parquet"):
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue
+                entries.append((stat.st_mtime_ns, stat.st_size, path))
+            total = sum(size for _, size, _ in entries)
+            for _, size, path in sorted(entries):
+                if total <= self.max_bytes:
+                    break
+                path.unlink(missing_ok=True)
+                total -= size
+
+
+def _touch(path: Path) -> None:
+    """Mark ``path`` used now, to the nanosecond: the kernel's own file times are coarse (a clock
+    tick), which would leave the least recently used of a burst to chance."""
+    now = time.time_ns()
+    os.utime(path, ns=(now, now))
