@@ -290,15 +290,6 @@ class QuerySettings(BaseModel):
     batch_cache_directory: Path = Field(
         Path("cache/batches"), description="Batch object cache directory (relative to data_dir)."
     )
-    batch_cache_bytes: int = Field(
-        1 << 30,
-        ge=0,
-        description="Disk kept for local copies of batch objects read from BYOB buckets, so a "
-        "search does not download one again; least recently used go first. 0 turns it off.",
-    )
-    batch_cache_directory: Path = Field(
-        Path("cache/batches"), description="Batch object cache directory (relative to data_dir)."
-    )
 
 
 class MetricsSettings(BaseModel):
