@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -13,12 +14,20 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     """Autocommit connection shared across threads (callers serialise with a lock)."""
     if read_only:
         return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _create_private(path)
     conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
     conn.execute("PRAGMA busy_timeout=5000")
     return conn
+
+
+def _create_private(path: Path) -> None:
+    """A new store is readable by this user alone (0600 in a 0700 directory), whatever the
+    umask: these files hold key hashes, sessions and the audit history. SQLite gives the -wal
+    and -shm files the database file's mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))  # an existing file keeps its mode
 
 
 @contextmanager

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import errno
+import os
 import socket
+import ssl
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +64,43 @@ def _preflight(settings: Settings) -> None:
             "stop it or set ASTRALOG_DATA_DIR"
         ) from None
     _check_port(settings.server.host, settings.server.port)
+    _check_tls(settings)
+
+
+def _check_tls(settings: Settings) -> None:
+    """A certificate that cannot be served is refused at start, not at the first handshake."""
+    server = settings.server
+    if not server.tls_cert_file:
+        return
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
+            server.tls_cert_file, server.tls_key_file
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(
+            f"cannot serve HTTPS with ASTRALOG_SERVER__TLS_CERT_FILE={server.tls_cert_file} and "
+            f"ASTRALOG_SERVER__TLS_KEY_FILE={server.tls_key_file}: {exc}; give a readable PEM "
+            "certificate chain and its private key"
+        ) from None
+
+
+def _tls_options(settings: Settings) -> dict[str, Any]:
+    """HTTPS served here when a certificate is set; HSTS whenever clients arrive over HTTPS,
+    through a TLS-terminating proxy too (browsers ignore the header on plain HTTP)."""
+    server = settings.server
+    options: dict[str, Any] = {}
+    if server.tls_cert_file:
+        options |= {"ssl_certfile": server.tls_cert_file, "ssl_keyfile": server.tls_key_file}
+    https = bool(server.tls_cert_file) or server.url().startswith("https://")
+    if https and server.hsts_seconds:
+        options["headers"] = [("Strict-Transport-Security", f"max-age={server.hsts_seconds}")]
+    return options
+
+
+def _private_files() -> None:
+    """Everything the service writes (control plane, sessions, WAL, the local bucket, DuckDB's
+    spill files) is for this user alone: 0600 files, 0700 directories."""
+    os.umask(0o077)
 
 
 def _check_port(host: str, port: int) -> None:
@@ -98,6 +137,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(
             update={"server": settings.server.model_copy(update=updates)}
         )
+    _private_files()  # the preflight's WAL lock file too
     _preflight(settings)  # before any secret is printed or state is written
     runtime = open_runtime(settings)
     boot = runtime.bootstrap()
@@ -119,11 +159,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         timeout_keep_alive=settings.server.keep_alive_seconds,
         limit_concurrency=settings.server.max_connections,
         **_proxy_options(settings),
+        **_tls_options(settings),
     )
     return 0
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    _private_files()
     runtime = open_runtime(settings)
     boot = runtime.bootstrap()
     if boot is None:
