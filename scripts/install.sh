@@ -28,6 +28,11 @@ if [ "$want" = test ]; then
   [ -x /usr/bin/chromium ] || need+=(chromium)
   command -v curl >/dev/null 2>&1 || need+=(curl)
   command -v npm >/dev/null 2>&1 || need+=(nodejs npm)  # the SSO tests' OpenID Provider
+  # The container image test (tests/test_docker_image.py starts dockerd itself) and the compose
+  # file's validation; debootstrap makes the base image where no registry is reachable.
+  [ -x /usr/sbin/dockerd ] || need+=(docker.io)
+  [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
+  command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
   # rsyslog conflicts with syslog-ng's packages on Debian 12: its debs are unpacked into the
   # venv, not installed; the libraries it links are ordinary packages.
   rsyslog="$venv/rsyslog"
