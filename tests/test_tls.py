@@ -27,6 +27,7 @@ from tests.certs import self_signed
 from tests.ingest_helpers import free_port
 
 pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,19 @@ def test_https_with_hsts(tmp_path: Path, certificate: tuple[Path, Path]) -> None
             httpx.get(url.replace("https://", "http://") + "/healthz", timeout=5)
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
             httpx.get(f"{url}/healthz", timeout=5)  # an untrusting client refuses it: real TLS
+        # The image's HEALTHCHECK, given the same settings, asks over https.
+        probe = subprocess.run(
+            [sys.executable, str(ROOT / "docker" / "healthcheck.py")],
+            env={
+                **os.environ,
+                "ASTRALOG_SERVER__PORT": url.rsplit(":", 1)[1],
+                "ASTRALOG_SERVER__TLS_CERT_FILE": str(cert),
+            },
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert probe.returncode == 0, probe.stderr
 
 
 def test_unusable_certificate_refused_at_start(
