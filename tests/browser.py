@@ -3,7 +3,9 @@
 The gateway is :func:`tests.gateway.running_gateway` (``astralog init`` + ``astralog serve`` on a
 free loopback port, fast WAL sealing and flushing). The browser is ``/usr/bin/chromium`` through
 Playwright's sync API; Playwright's own browser downloads are never used. The gateway runs as a
-subprocess, so the browser's event loop and the server's never share a thread.
+subprocess, so the browser's event loop and the server's never share a thread. One chromium
+serves the whole session (each test process's); every UI opens fresh contexts in it and closes
+them when its module ends.
 
 A missing chromium FAILS the tests with the reason; nothing is skipped.
 
@@ -13,6 +15,7 @@ helpers from here before pytest registers it as a plugin; its assertions carry t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -25,6 +28,7 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
 
 from tests.gateway import Gateway, running_gateway
 
@@ -50,6 +54,7 @@ class UI:
     gateway: Gateway
     browser: Browser
     errors: list[str] = field(default_factory=list)  # uncaught script errors, any page
+    contexts: list[BrowserContext] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -66,7 +71,15 @@ class UI:
             **options,
         )
         context.set_default_timeout(10_000)
+        self.contexts.append(context)
         return context
+
+    def close(self) -> None:
+        """Close what this UI opened: the browser outlives it, serving the next module."""
+        for context in self.contexts:
+            with contextlib.suppress(PlaywrightError):  # already closed by its test
+                context.close()
+        self.contexts.clear()
 
     def page(self, path: str = "/", *, signed_in: bool = True, **options: Any) -> Page:
         page = self.context(**options).new_page()
@@ -151,8 +164,10 @@ def events_around_now(
     ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def playwright_browser() -> Iterator[Browser]:
+    """One chromium for the session: each UI gets fresh contexts, which isolate cookies and
+    storage as a new browser would, at a fraction of a launch."""
     if not CHROMIUM.exists():
         pytest.fail(
             f"no chromium at {CHROMIUM}: install Debian's `chromium` package (make test does), "
@@ -170,9 +185,37 @@ def _launch(playwright: Playwright) -> Browser:
     return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
 
 
-@pytest.fixture(scope="module")
-def ui(tmp_path_factory: pytest.TempPathFactory, playwright_browser: Browser) -> Iterator[UI]:
-    with running_gateway(tmp_path_factory.mktemp("ui-gateway")) as gateway:
-        running = UI(gateway, playwright_browser)
+@contextlib.contextmanager
+def running_ui(directory: Path, browser: Browser, **settings: str) -> Iterator[UI]:
+    """A gateway started in ``directory`` with extra ``ASTRALOG_*`` ``settings``, and the shared
+    browser; fails if any page had an uncaught script error."""
+    with running_gateway(directory, **settings) as gateway, using_ui(gateway, browser) as running:
         yield running
+
+
+@contextlib.contextmanager
+def using_ui(gateway: Gateway, browser: Browser) -> Iterator[UI]:
+    """A UI over a gateway the caller runs; its contexts are closed at the end."""
+    running = UI(gateway, browser)
+    try:
+        yield running
+    finally:
+        running.close()
     assert not running.errors, "script errors in the UI:\n" + "\n".join(running.errors)
+
+
+def ui_fixture(name: str = "ui-gateway", **settings: str) -> Any:
+    """A module-scoped ``ui`` fixture whose gateway runs with extra ``ASTRALOG_*`` ``settings``:
+    ``ui = ui_fixture("ui-alerts", **ALERTS)`` in a module replaces the default one."""
+
+    @pytest.fixture(scope="module", name="ui")
+    def fixture(
+        tmp_path_factory: pytest.TempPathFactory, playwright_browser: Browser
+    ) -> Iterator[UI]:
+        with running_ui(tmp_path_factory.mktemp(name), playwright_browser, **settings) as running:
+            yield running
+
+    return fixture
+
+
+ui = ui_fixture()

@@ -21,9 +21,8 @@ from playwright.sync_api import Browser, expect
 
 from astralog.runtime import LOCAL_DESTINATION, Bootstrap, Runtime
 from astralog.settings import Settings, load_settings
-from tests.browser import UI, events_around_now, shot
+from tests.browser import events_around_now, running_ui, shot
 from tests.conftest import bearer
-from tests.gateway import running_gateway
 from tests.s3_server import MotoServer, start_moto_server
 from tests.test_byob import (
     FAST,
@@ -137,8 +136,8 @@ def test_the_search_page_shows_what_is_missing(
         "ASTRALOG_STORAGE__ALLOW_PRIVATE_NETWORKS": '["127.0.0.0/8"]',
         "ASTRALOG_STORAGE__ALLOW_HTTP_ENDPOINTS": "true",
     }
-    with running_gateway(tmp_path, **loopback) as gateway:
-        ui = UI(gateway, playwright_browser)
+    with running_ui(tmp_path, playwright_browser, **loopback) as ui:
+        gateway = ui.gateway
         bucket = own_moto.new_bucket()
         body = {"name": "archive", "kind": "s3", "secrets": s3_keys()}
         body["config"] = s3_config(bucket.name, bucket.endpoint_url, max_attempts=1)
@@ -168,4 +167,3 @@ def test_the_search_page_shows_what_is_missing(
         expect(page.locator(".ev-list > li.ev")).to_have_count(2)
         shot(page, "search-partial")
         page.context.close()
-        assert not ui.errors, ui.errors

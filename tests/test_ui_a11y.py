@@ -19,11 +19,10 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Page
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-from tests.browser import UI, events_around_now
-from tests.gateway import running_gateway
+from tests.browser import UI, events_around_now, ui_fixture
 from tests.test_ui_people import accept, invite
 
 pytest_plugins = ["tests.browser"]
@@ -97,12 +96,7 @@ RUN = """async () => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def ui(tmp_path_factory: pytest.TempPathFactory, playwright_browser: Browser) -> Iterator[UI]:
-    with running_gateway(tmp_path_factory.mktemp("ui-a11y"), **HOOKS_ON_LOOPBACK) as gateway:
-        running = UI(gateway, playwright_browser)
-        yield running
-    assert not running.errors, "script errors in the UI:\n" + "\n".join(running.errors)
+ui = ui_fixture("ui-a11y", **HOOKS_ON_LOOPBACK)
 
 
 @pytest.fixture(scope="module")

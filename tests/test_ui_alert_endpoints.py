@@ -14,12 +14,11 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 from standardwebhooks import Webhook
 
 from tests.alert_receiver import Received, Script, receiver
-from tests.browser import NARROW, UI, events_around_now, shot
-from tests.gateway import running_gateway
+from tests.browser import NARROW, UI, events_around_now, shot, ui_fixture
 
 pytest_plugins = ["tests.browser"]
 pytestmark = pytest.mark.slow
@@ -33,14 +32,8 @@ ALERT_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def ui(tmp_path_factory: pytest.TempPathFactory, playwright_browser: Browser) -> Iterator[UI]:
-    """The browser fixture's gateway, allowed to deliver to a plain-http loopback receiver."""
-    directory = tmp_path_factory.mktemp("ui-alerts")
-    with running_gateway(directory, **ALERT_ENV) as gateway:
-        running = UI(gateway, playwright_browser)
-        yield running
-    assert not running.errors, "script errors in the UI:\n" + "\n".join(running.errors)
+# The browser fixture's gateway, allowed to deliver to a plain-http loopback receiver.
+ui = ui_fixture("ui-alert-endpoints", **ALERT_ENV)
 
 
 @pytest.fixture(scope="module")

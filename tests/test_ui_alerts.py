@@ -16,11 +16,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
 from tests.alert_receiver import Script, receiver
-from tests.browser import UI, shot
-from tests.gateway import running_gateway
+from tests.browser import UI, shot, ui_fixture
 from tests.test_ui_people import accept, invite
 
 pytest_plugins = ["tests.browser"]
@@ -36,12 +35,7 @@ ALERT_SETTINGS = {
 }
 
 
-@pytest.fixture(scope="module")
-def ui(tmp_path_factory: pytest.TempPathFactory, playwright_browser: Browser) -> Iterator[UI]:
-    with running_gateway(tmp_path_factory.mktemp("ui-alerts"), **ALERT_SETTINGS) as gateway:
-        running = UI(gateway, playwright_browser)
-        yield running
-    assert not running.errors, "script errors in the UI:\n" + "\n".join(running.errors)
+ui = ui_fixture("ui-alerts", **ALERT_SETTINGS)
 
 
 @pytest.fixture(scope="module")

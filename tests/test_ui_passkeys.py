@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser import UI, shot
+from tests.browser import UI, shot, using_ui
 from tests.gateway import running_gateway
 from tests.ingest_helpers import free_port
 from tests.test_ui_people import PASSWORD, invite
@@ -33,10 +33,11 @@ def ui(tmp_path_factory: pytest.TempPathFactory, playwright_browser: Browser) ->
     port = free_port()
     origin = f"http://localhost:{port}"
     env = {"ASTRALOG_SERVER__PORT": str(port), "ASTRALOG_SERVER__PUBLIC_URL": origin}
-    with running_gateway(tmp_path_factory.mktemp("passkey-gateway"), **env) as gateway:
-        running = UI(replace(gateway, url=origin), playwright_browser)
+    with (
+        running_gateway(tmp_path_factory.mktemp("passkey-gateway"), **env) as gateway,
+        using_ui(replace(gateway, url=origin), playwright_browser) as running,
+    ):
         yield running
-    assert not running.errors, "script errors in the UI:\n" + "\n".join(running.errors)
 
 
 def with_authenticator(page: Page) -> dict[str, Any]:

@@ -21,8 +21,7 @@ from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser import NARROW, UI, shot
-from tests.gateway import running_gateway
+from tests.browser import NARROW, UI, running_ui, shot
 from tests.oidc_provider import OidcProvider
 
 pytest_plugins = ["tests.browser", "tests.oidc_provider"]
@@ -245,10 +244,8 @@ SSO_ENV = {
 
 @pytest.fixture(scope="module")
 def sso_ui(tmp_path_factory: pytest.TempPathFactory, playwright_browser: Browser) -> Iterator[UI]:
-    with running_gateway(tmp_path_factory.mktemp("sso-gateway"), **SSO_ENV) as gateway:
-        running = UI(gateway, playwright_browser)
-        yield running
-    assert not running.errors, "script errors in the UI:\n" + "\n".join(running.errors)
+    with running_ui(tmp_path_factory.mktemp("sso-gateway"), playwright_browser, **SSO_ENV) as ui:
+        yield ui
 
 
 def through_the_provider(page: Page, login: str) -> None:

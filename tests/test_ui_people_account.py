@@ -21,8 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from astralog.auth.sessions import SessionStore
-from tests.browser import NARROW, SCREENSHOTS, UI, WIDE, shot
-from tests.gateway import running_gateway
+from tests.browser import NARROW, SCREENSHOTS, UI, WIDE, running_ui, shot
 from tests.oidc_provider import GROUP_RULES, OidcProvider
 from tests.test_ui_people import (
     PASSWORD,
@@ -167,10 +166,8 @@ def test_people_pages_fit_390_px_in_the_dark_theme(ui: UI) -> None:
 
 @pytest.fixture(scope="module")
 def sso_ui(tmp_path_factory: pytest.TempPathFactory, playwright_browser: Browser) -> Iterator[UI]:
-    with running_gateway(tmp_path_factory.mktemp("link-gateway"), **SSO_ENV) as gateway:
-        running = UI(gateway, playwright_browser)
-        yield running
-    assert not running.errors, "script errors in the UI:\n" + "\n".join(running.errors)
+    with running_ui(tmp_path_factory.mktemp("link-gateway"), playwright_browser, **SSO_ENV) as ui:
+        yield ui
 
 
 def connect(ui: UI, provider: OidcProvider) -> str:

@@ -8,13 +8,10 @@ navigation cut off at 1280 px.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from playwright.sync_api import Browser, Page
+from playwright.sync_api import Page
 
-from tests.browser import NARROW, SCREENSHOTS, UI, WIDE
-from tests.gateway import running_gateway
+from tests.browser import NARROW, SCREENSHOTS, UI, WIDE, ui_fixture
 from tests.test_ui_a11y import ADMIN_PAGES, HOOKS_ON_LOOPBACK, READY, populate
 from tests.test_ui_people import accept, invite
 
@@ -31,12 +28,7 @@ NAV_HIDDEN = """() => { const nav = document.querySelector(".mainnav").getBoundi
   }).map((a) => a.textContent); }"""
 
 
-@pytest.fixture(scope="module")
-def ui(tmp_path_factory: pytest.TempPathFactory, playwright_browser: Browser) -> Iterator[UI]:
-    with running_gateway(tmp_path_factory.mktemp("ui-shots"), **HOOKS_ON_LOOPBACK) as gateway:
-        running = UI(gateway, playwright_browser)
-        yield running
-    assert not running.errors, "script errors in the UI:\n" + "\n".join(running.errors)
+ui = ui_fixture("ui-shots", **HOOKS_ON_LOOPBACK)
 
 
 def shoot(page: Page, name: str) -> list[str]:

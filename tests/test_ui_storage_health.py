@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.browser import UI, shot
-from tests.gateway import running_gateway
+from tests.browser import UI, running_ui, shot
 
 pytest_plugins = ["tests.browser"]
 
@@ -29,8 +28,8 @@ def test_storage_page_shows_a_failing_bucket_and_its_last_error(
     blocker = tmp_path / "blocker"  # a file where the bucket's parent directory should be
     blocker.write_text("not a directory")
     bucket = blocker / "bucket"
-    with running_gateway(tmp_path, ASTRALOG_STORAGE__LOCAL_ROOT=str(bucket)) as gateway:
-        ui = UI(gateway, playwright_browser)
+    with running_ui(tmp_path, playwright_browser, ASTRALOG_STORAGE__LOCAL_ROOT=str(bucket)) as ui:
+        gateway = ui.gateway
         ui.ingest(gateway.ingest_key, [{"message": "waiting for storage", "service": "demo"}])
         wait_state(ui, "failing")
 
@@ -47,4 +46,3 @@ def test_storage_page_shows_a_failing_bucket_and_its_last_error(
         page.reload()
         expect(page.locator(".destination .badge")).to_have_text("active")
         expect(page.locator("#destination-failure")).to_have_count(0)
-    assert not ui.errors, ui.errors
