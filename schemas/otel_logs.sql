@@ -57,7 +57,11 @@ CREATE TABLE IF NOT EXISTS ${database}.${table}
     INDEX idx_scope_attr_value mapValues(ScopeAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_log_attr_key mapKeys(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
     INDEX idx_log_attr_value mapValues(LogAttributes) TYPE bloom_filter(0.01) GRANULARITY 1,
-    INDEX idx_body Body TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8
+    -- Words of the body, folded as search folds them: hasToken(lower(Body), 'word') skips
+    -- granules (astralog/query/tokens.py). A table created with the older idx_body (on Body
+    -- itself) gets this index added by the connector; parts written before are not indexed
+    -- until the operator runs ALTER TABLE ... MATERIALIZE INDEX idx_body_words.
+    INDEX idx_body_words lower(Body) TYPE tokenbf_v1(32768, 3, 0) GRANULARITY 8
 )
 ENGINE = MergeTree
 PARTITION BY (OrgId, toDate(Timestamp))

@@ -1,12 +1,14 @@
 """The search language's meaning in plain Python: the reference both SQL dialects must match.
 
 Written from the semantics table in :mod:`astralog.query.language`, independently of the SQL
-compiler (no regexes, no LIKE): if the compiler and this file disagree on a row, one of them
-is wrong. Rows are dicts keyed by the canonical column names, maps as dicts.
+compiler (no regexes, no LIKE: words are compared token by token, arrays are parsed as JSON):
+if the compiler and this file disagree on a row, one of them is wrong. Rows are dicts keyed by
+the canonical column names, maps as dicts.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
@@ -33,6 +35,7 @@ from astralog.query.language import (
     is_number,
     re2_options,
 )
+from astralog.query.tokens import tokens as text_tokens
 
 Row = Mapping[str, Any]
 _Token = str | Wildcard  # one character or one wildcard
@@ -50,7 +53,9 @@ def matches(node: Node, row: Row) -> bool:
         case Not(operand):
             return not matches(operand, row)
         case Exists(field):
-            return field_value(field, row) is not None
+            return _exists(field, row)
+        case Match(field, pattern) if field.kind is FieldKind.ALL:
+            return any(_words(pattern, value) for value in _every_value(row))
         case Match(field, pattern):
             value = field_value(field, row)
             return value is not None and _match_value(field, pattern, value)
@@ -75,18 +80,65 @@ def field_value(field: Field, row: Row) -> str | None:
     if field.kind in (FieldKind.BODY, FieldKind.LEVEL, FieldKind.COLUMN):
         value: str = row[field.target]
         return value or None  # a column that was never set holds ''
-    maps = ["ResourceAttributes"]
-    if field.kind is FieldKind.ATTRIBUTE:
-        maps.insert(0, "LogAttributes")
-    for column in maps:
+    for column in field.maps:
         attributes: Mapping[str, str | None] = row[column]
         if field.target in attributes:
             return attributes[field.target] or ""  # a null map value is present and empty
     return None
 
 
+def _exists(field: Field, row: Row) -> bool:
+    """A column that is set; a map key, or a flattened map under it (``key.*``)."""
+    if field_value(field, row) is not None:
+        return True
+    nested = field.target + "."
+    return any(k.startswith(nested) for column in field.maps for k in row[column])
+
+
+def _every_value(row: Row) -> list[str]:
+    maps = ("LogAttributes", "ResourceAttributes", "ScopeAttributes")
+    values = [row[column].values() for column in maps]
+    return [row["Body"], row["ServiceName"], *(v or "" for each in values for v in each)]
+
+
+def _words(pattern: Pattern, value: str) -> bool:
+    """The pattern's words equal consecutive tokens of the text (wildcards inside a token)."""
+    words = [_tokens(word, substring=False, fold=True) for word in pattern.words()]
+    found = text_tokens(value)
+    for start in range(len(found) - len(words) + 1):
+        if all(_glob(word, found[start + i]) for i, word in enumerate(words)):
+            return True
+    return False
+
+
+def _array_elements(value: str) -> list[str]:
+    """The scalars of every array in a JSON array value, as their JSON text (strings unquoted)."""
+    if not value.startswith("["):
+        return []
+    try:
+        parsed = json.loads(value, parse_float=str, parse_int=str, parse_constant=str)
+    except ValueError:
+        return []
+    out: list[str] = []
+    _collect(parsed, out, in_array=False)
+    return out
+
+
+def _collect(node: Any, out: list[str], *, in_array: bool) -> None:
+    if isinstance(node, list):
+        for item in node:
+            _collect(item, out, in_array=True)
+    elif isinstance(node, dict):
+        for item in node.values():
+            _collect(item, out, in_array=False)
+    elif in_array:
+        out.append(json.dumps(node) if node is None or isinstance(node, bool) else node)
+
+
 def _regex(field: Field, pattern: str, value: str) -> bool:
     """RE2 itself, as the engines run it: its Unicode case folding and its ``\\s`` (no ``\\v``)."""
+    if field.kind is FieldKind.LEVEL:
+        pattern = "(?i)" + pattern
     compiled = _re2(pattern)
     if field.kind is FieldKind.BODY:
         return compiled.search(value) is not None
@@ -99,12 +151,17 @@ def _re2(pattern: str) -> Any:
 
 
 def _match_value(field: Field, pattern: Pattern, value: str) -> bool:
-    folds = field.kind in (FieldKind.BODY, FieldKind.LEVEL)
+    if field.kind is FieldKind.BODY:
+        return _words(pattern, value)
+    folds = field.kind is FieldKind.LEVEL
     if pattern.is_literal:  # the common case, without the character loop
         needle = ascii_lower(pattern.text) if folds else pattern.text
-        haystack = ascii_lower(value) if folds else value
-        return needle in haystack if field.kind is FieldKind.BODY else needle == haystack
-    tokens = _tokens(pattern, substring=field.kind is FieldKind.BODY, fold=folds)
+        if needle == (ascii_lower(value) if folds else value):
+            return True
+        return field.kind not in (FieldKind.LEVEL, FieldKind.COLUMN) and needle in _array_elements(
+            value
+        )
+    tokens = _tokens(pattern, substring=False, fold=folds)
     return _glob(tokens, ascii_lower(value) if folds else value)
 
 

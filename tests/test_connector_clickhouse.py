@@ -148,7 +148,7 @@ def test_table_matches_the_ddl(
     ).result_rows
     kinds = {str(name): str(kind) for name, kind in indexes}
     assert kinds["idx_trace_id"] == "bloom_filter(0.001)"
-    assert kinds["idx_body"] == "tokenbf_v1(32768, 3, 0)"
+    assert kinds["idx_body_words"] == "tokenbf_v1(32768, 3, 0)"
     assert kinds["idx_log_attr_key"] == kinds["idx_res_attr_value"] == "bloom_filter(0.01)"
 
 

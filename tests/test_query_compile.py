@@ -21,8 +21,10 @@ import pyarrow as pa
 import pytest
 
 from astralog.errors import SyntaxErrorAt
+from astralog.ingest.normalise.text import json_text
 from astralog.query.compile import Dialect, compile_where
 from astralog.query.language import Field, FieldKind, Match, Pattern, parse
+from astralog.query.tokens import tokens
 from astralog.schema import log_schema
 from tests.reference_filter import matches
 
@@ -115,7 +117,27 @@ def _log_attributes(rng: random.Random, i: int) -> dict[str, str | None]:
         attrs["weird/@key.x"] = rng.choice(["v", "V", "w"])
     if rng.random() < 0.1:
         attrs["Ünicode.key"] = rng.choice(["ja", "nein"])
+    # Chosen by i, not by rng, so the rest of the corpus stays as it was.
+    if i % 11 == 0:  # arrays as ingest stores them: compact JSON text
+        attrs["tags"] = ARRAYS[i // 11 % len(ARRAYS)]
+    if i % 13 == 0:  # a map flattened with dots
+        attrs[f"map.inner.{'ab'[i % 2]}"] = "v"
+    if i % 19 == 0:  # an attribute named like a well-known field
+        attrs["trace_id"] = "0242ac120002"
     return attrs
+
+
+ARRAYS = [
+    json_text(["many", "more"]),
+    json_text([1, 2.5, True, None]),
+    json_text([["many"], {"k": "many", "many": 1}]),
+    json_text(["Many"]),
+    json_text([]),
+    json_text(['a,"many",b']),
+    json_text([{"k": ["x", "many"]}]),
+    '["many"',  # not JSON: never an array
+    "many",
+]
 
 
 def _resource_attributes(rng: random.Random) -> dict[str, str | None]:
@@ -152,7 +174,7 @@ def _row(rng: random.Random, i: int) -> dict[str, Any]:
         "ScopeSchemaUrl": "",
         "ScopeName": rng.choice(["", "app.logger", "io.opentelemetry.http"]),
         "ScopeVersion": "",
-        "ScopeAttributes": {},
+        "ScopeAttributes": {"lib.flag": "on"} if i % 17 == 0 else {},
         "LogAttributes": _log_attributes(rng, i),
         "EventName": "",
     }
@@ -271,7 +293,7 @@ QUERIES = [
     "100%",
     "under_score",
     "under?score",
-    '"%_%"',
+    "/%_%/",  # punctuation alone is found with a regex (free text is words)
     "new?line",
     '"tab\there"',
     "-health",
@@ -282,7 +304,43 @@ QUERIES = [
     "body:*",
     "-body:*",
     "_exists_:body",
-    'body:""',
+    "body:conn*",
+    # words: whole tokens, case-insensitive, '*' and '?' inside one token
+    "health",
+    "x-request-id",
+    "request",
+    "api/v1/items",
+    '"refused timeout"',
+    "*:web-1",
+    "*:many",
+    "*:eu-west-1",
+    "_all:ja",
+    '*:"connection refused"',
+    "*:time*",
+    # explicit namespaces, arrays, flattened maps
+    "attributes.trace_id:0242ac120002",
+    "trace_id:0242ac120002",
+    "attributes.region:eu-west-1",
+    "resource.region:eu-west-1",
+    "resource.status:500",
+    "scope.lib.flag:on",
+    "_exists_:scope.lib",
+    "tags:many",
+    "tags:Many",
+    "tags:1",
+    "tags:2.5",
+    "tags:true",
+    "tags:null",
+    "-tags:many",
+    'tags:"a,\\"many\\",b"',
+    "tags:*many*",
+    "_exists_:map",
+    "_exists_:map.inner",
+    "-_exists_:map.inner",
+    "map.inner.a:v",
+    "map:*",
+    "level:/info/",
+    "level:/INFO|WARN/",
     # level
     "level:error",
     "level:ERROR",
@@ -497,10 +555,10 @@ def _word(text: str) -> str:
 
 def _injection_queries(text: str) -> list[str]:
     phrase, word = _phrase(text), _word(text)
+    # Free text is words; a value without a letter or digit is refused there (tested below).
+    body = [phrase, f"body:{word}", f"body:*{word}*"] if tokens(text) else []
     return [
-        phrase,
-        f"body:{word}",
-        f"body:*{word}*",
+        *body,
         f"payload:{phrase}",
         f"payload:{word}",
         f"payload:*{word}*",
@@ -524,6 +582,9 @@ def test_injection_is_matched_literally(
 ) -> None:
     stored = frozenset(r["EventId"] for r in corpus() if r["LogAttributes"].get("payload") == text)
     assert stored, "the corpus stores every injection string"
+    if not tokens(text):
+        with pytest.raises(SyntaxErrorAt, match="no letter or digit"):
+            parse(_phrase(text))
     for query in _injection_queries(text):
         expected = reference(query)
         assert run_duckdb(duck, query) == expected, query

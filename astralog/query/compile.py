@@ -22,6 +22,7 @@ engines differ underneath, the SQL spells out the behaviour instead of relying o
 
 from __future__ import annotations
 
+import json
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from astralog.query.language import (
     Wildcard,
     ascii_lower,
 )
+from astralog.query.tokens import SEPARATOR_CLASS, WORD_CLASS
 
 __all__ = ["Dialect", "compile_where"]
 
@@ -58,6 +60,10 @@ Params = dict[str, Any]
 assert "'" not in NUMBER_PATTERN and "\\" not in NUMBER_PATTERN
 
 _SEVERITY_NUMBER: Final = "SeverityNumber"
+# What free text over every field reads (besides the body): a fixed list of column names.
+_EVERY_COLUMN: Final = ("Body", "ServiceName")
+_EVERY_MAP: Final = ("LogAttributes", "ResourceAttributes", "ScopeAttributes")
+_JSON_NUMBER: Final = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 # Letters only, so "<prefix><n>" names from two different prefixes can never collide.
 _PREFIX: Final = re.compile(r"[A-Za-z_]+")
 
@@ -117,6 +123,45 @@ def _ascii_insensitive_regex(pattern: Pattern) -> str:
     return "".join(out)
 
 
+def _words_regex(pattern: Pattern) -> str:
+    """RE2 for the pattern's words as consecutive whole tokens (:mod:`astralog.query.tokens`)."""
+    words = [_word_regex(word) for word in pattern.words()]
+    return (
+        f"(?:^|{SEPARATOR_CLASS})" + f"{SEPARATOR_CLASS}+".join(words) + f"(?:{SEPARATOR_CLASS}|$)"
+    )
+
+
+def _word_regex(word: Pattern) -> str:
+    if all(part is Wildcard.ANY for part in word.parts):
+        return WORD_CLASS + "+"  # a word is never empty
+    out: list[str] = []
+    for part in word.parts:
+        if part is Wildcard.ANY:
+            out.append(WORD_CLASS + "*")
+        elif part is Wildcard.ONE:
+            out.append(WORD_CLASS)
+        else:
+            out.extend(_regex_char(ch) for ch in part)
+    return "".join(out)
+
+
+def _array_element_regex(value: str) -> str:
+    """RE2 finding ``value`` as an element of a JSON array (as ingest writes it: compact JSON).
+
+    Inside a JSON string every ``"`` is escaped, so a quote right after ``[`` or ``,`` opens an
+    element; object keys are followed by ``:`` and object values follow one, so neither matches.
+    """
+    forms = [json.dumps(value, ensure_ascii=False)]
+    if _JSON_NUMBER.fullmatch(value) or value in ("true", "false", "null"):
+        forms.append(value)
+    alternatives = "|".join("".join(_exact_char(ch) for ch in form) for form in forms)
+    return f"[\\[,](?:{alternatives})[,\\]]"
+
+
+def _exact_char(ch: str) -> str:
+    return ch if ch.isascii() and ch.isalnum() else f"\\x{{{ord(ch):x}}}"
+
+
 def _regex_char(ch: str) -> str:
     if ch.isascii() and ch.isalpha():
         return f"[{ch.lower()}{ch.upper()}]"
@@ -148,7 +193,9 @@ class _Compiler(ABC):
             case Not(operand):
                 return f"(NOT {self.node(operand)})"
             case Exists(field):
-                return self.access(field).presence
+                return self.exists(field)
+            case Match(field, pattern) if field.kind is FieldKind.ALL:
+                return self.every_field(pattern)
             case Match(field, pattern):
                 return self.match(field, pattern)
             case Range():
@@ -162,23 +209,38 @@ class _Compiler(ABC):
         raise TypeError(f"not a query node: {node!r}")
 
     def access(self, field: Field) -> _Access:
-        if field.kind in (FieldKind.RESOURCE, FieldKind.ATTRIBUTE):
-            key = self.bind(field.target, "String")
-            if field.kind is FieldKind.RESOURCE:
-                return self.map_access(key, fallback=False)
-            return self.map_access(key, fallback=True)
+        if field.maps:
+            return self.map_access(self.bind(field.target, "String"), field.maps)
         if field.target not in WELL_KNOWN_COLUMNS:
             raise ValueError(f"{field.target!r} is not a well-known column")
         return _Access(f"{field.target} <> ''", field.target)
 
+    def exists(self, field: Field) -> str:
+        """A column that is set; a map key, or a flattened map under it (``key.*``)."""
+        if not field.maps:
+            return self.access(field).presence
+        nested = self.bind(field.target + ".", "String")
+        under = " OR ".join(self.has_key_prefix(column, nested) for column in field.maps)
+        return f"({self.access(field).presence} OR {under})"
+
+    def every_field(self, pattern: Pattern) -> str:
+        """Free text over the body, the service and every attribute value (``*:word``)."""
+        columns = [self.words(column, pattern) for column in _EVERY_COLUMN]
+        regex = self.bind(_words_regex(pattern), "String")
+        values = [self.any_value_matches(column, regex) for column in _EVERY_MAP]
+        return "(" + " OR ".join(columns + values) + ")"
+
     def match(self, field: Field, pattern: Pattern) -> str:
         access = self.access(field)
         if field.kind is FieldKind.BODY:
-            condition = self.contains_ci(access.value, pattern)
+            condition = self.words(access.value, pattern)
         elif field.kind is FieldKind.LEVEL:
             condition = self.equals_ci(access.value, pattern)
         elif pattern.is_literal:
             condition = f"{access.value} = {self.bind(pattern.text, 'String')}"
+            if field.maps:  # an array holding the value matches too
+                element = self.bind(_array_element_regex(pattern.text), "String")
+                condition = f"({condition} OR {self.array_holds(access.value, element)})"
         else:
             condition = self.like(access.value, _like(pattern))
         is_column = field.kind in (FieldKind.BODY, FieldKind.LEVEL, FieldKind.COLUMN)
@@ -216,6 +278,8 @@ class _Compiler(ABC):
     def regex(self, field: Field, pattern: str) -> str:
         """RE2 in both engines; '.' crosses newlines in both (ClickHouse's default)."""
         access = self.access(field)
+        if field.kind is FieldKind.LEVEL:  # level matches ignore case, regexes too
+            pattern = f"(?i){pattern}"
         if field.kind is FieldKind.BODY:
             condition = self.regex_search(access.value, f"(?s){pattern}")
         else:
@@ -243,10 +307,19 @@ class _Compiler(ABC):
     def micros(self) -> str: ...
 
     @abstractmethod
-    def map_access(self, key: str, *, fallback: bool) -> _Access: ...
+    def map_access(self, key: str, maps: tuple[str, ...]) -> _Access: ...
 
     @abstractmethod
-    def contains_ci(self, value: str, pattern: Pattern) -> str: ...
+    def has_key_prefix(self, column: str, prefix: str) -> str: ...
+
+    @abstractmethod
+    def any_value_matches(self, column: str, regex: str) -> str: ...
+
+    @abstractmethod
+    def array_holds(self, value: str, element_regex: str) -> str: ...
+
+    @abstractmethod
+    def words(self, value: str, pattern: Pattern) -> str: ...
 
     @abstractmethod
     def equals_ci(self, value: str, pattern: Pattern) -> str: ...
@@ -271,24 +344,28 @@ class _DuckDB(_Compiler):
     def micros(self) -> str:
         return "epoch_us(Timestamp)"
 
-    def map_access(self, key: str, *, fallback: bool) -> _Access:
-        if not fallback:
-            return _Access(
-                f"map_contains(ResourceAttributes, {key})",
-                f"COALESCE(ResourceAttributes[{key}], '')",
-            )
-        presence = (
-            f"(map_contains(LogAttributes, {key}) OR map_contains(ResourceAttributes, {key}))"
-        )
-        value = (
-            f"COALESCE(CASE WHEN map_contains(LogAttributes, {key}) THEN LogAttributes[{key}] "
-            f"ELSE ResourceAttributes[{key}] END, '')"
-        )
-        return _Access(presence, value)
+    def map_access(self, key: str, maps: tuple[str, ...]) -> _Access:
+        presence = " OR ".join(f"map_contains({m}, {key})" for m in maps)
+        value = f"{maps[-1]}[{key}]"
+        for m in reversed(maps[:-1]):
+            value = f"CASE WHEN map_contains({m}, {key}) THEN {m}[{key}] ELSE {value} END"
+        return _Access(f"({presence})", f"COALESCE({value}, '')")
 
-    def contains_ci(self, value: str, pattern: Pattern) -> str:
-        regex = self.bind(_ascii_insensitive_regex(pattern), "String")
-        return f"regexp_matches({value}, {regex})"
+    def has_key_prefix(self, column: str, prefix: str) -> str:
+        return f"len(list_filter(map_keys({column}), lambda k: starts_with(k, {prefix}))) > 0"
+
+    def any_value_matches(self, column: str, regex: str) -> str:
+        matching = f"lambda v: regexp_matches(COALESCE(v, ''), {regex})"
+        return f"len(list_filter(map_values({column}), {matching})) > 0"
+
+    def array_holds(self, value: str, element_regex: str) -> str:
+        return (
+            f"(starts_with({value}, '[') AND json_valid({value}) "
+            f"AND regexp_matches({value}, {element_regex}))"
+        )
+
+    def words(self, value: str, pattern: Pattern) -> str:
+        return f"regexp_matches({value}, {self.bind(_words_regex(pattern), 'String')})"
 
     def equals_ci(self, value: str, pattern: Pattern) -> str:
         regex = self.bind(_ascii_insensitive_regex(pattern), "String")
@@ -314,22 +391,39 @@ class _ClickHouse(_Compiler):
     def micros(self) -> str:
         return "toUnixTimestamp64Micro(Timestamp)"
 
-    def map_access(self, key: str, *, fallback: bool) -> _Access:
-        if not fallback:
-            return _Access(f"mapContains(ResourceAttributes, {key})", f"ResourceAttributes[{key}]")
-        presence = f"(mapContains(LogAttributes, {key}) OR mapContains(ResourceAttributes, {key}))"
-        value = (
-            f"if(mapContains(LogAttributes, {key}), LogAttributes[{key}], "
-            f"ResourceAttributes[{key}])"
-        )
-        return _Access(presence, value)
+    def map_access(self, key: str, maps: tuple[str, ...]) -> _Access:
+        presence = " OR ".join(f"mapContains({m}, {key})" for m in maps)
+        value = f"{maps[-1]}[{key}]"
+        for m in reversed(maps[:-1]):
+            value = f"if(mapContains({m}, {key}), {m}[{key}], {value})"
+        return _Access(f"({presence})", value)
 
-    def contains_ci(self, value: str, pattern: Pattern) -> str:
-        if pattern.is_literal:
-            # ASCII-only case folding, a plain substring search: the fast path.
-            return f"positionCaseInsensitive({value}, {self.bind(pattern.text, 'String')}) > 0"
-        like_pattern = "%" + _like(pattern, lower=True) + "%"
-        return f"lower({value}) LIKE {self.bind(like_pattern, 'String')}"
+    def has_key_prefix(self, column: str, prefix: str) -> str:
+        return f"arrayExists(k -> startsWith(k, {prefix}), mapKeys({column}))"
+
+    def any_value_matches(self, column: str, regex: str) -> str:
+        return f"arrayExists(v -> match(v, {regex}), mapValues({column}))"
+
+    def array_holds(self, value: str, element_regex: str) -> str:
+        return (
+            f"(startsWith({value}, '[') AND isValidJSON({value}) "
+            f"AND match({value}, {element_regex}))"
+        )
+
+    def words(self, value: str, pattern: Pattern) -> str:
+        """Whole words: ``hasToken`` on each complete word lets a ``tokenbf_v1`` index on
+        ``lower(Body)`` skip granules; the regex then checks order, adjacency and partial words.
+        ClickHouse's ``lower`` folds ASCII only and ``hasToken`` splits like
+        :mod:`astralog.query.tokens`, so a single whole word needs nothing more."""
+        words = pattern.words()
+        checks = [
+            f"hasToken(lower({value}), {self.bind(ascii_lower(word.text), 'String')})"
+            for word in words
+            if word.is_literal
+        ]
+        if len(words) > 1 or not words[0].is_literal:
+            checks.append(f"match({value}, {self.bind(_words_regex(pattern), 'String')})")
+        return "(" + " AND ".join(checks) + ")"
 
     def equals_ci(self, value: str, pattern: Pattern) -> str:
         # ClickHouse's lower() folds ASCII only, which is exactly the language's folding.

@@ -10,7 +10,8 @@ Grammar (juxtaposition means AND; AND binds tighter than OR; keywords are upper 
     or      := and ("OR" and)*
     and     := unary (["AND"] unary)*
     unary   := ("-" | "NOT")* primary                 -a, NOT a; an even count cancels out
-    primary := "(" or ")" | PHRASE | WORD             free text, searched in Body
+    primary := "(" or ")" | PHRASE | WORD             free text: words of the Body
+             | ("*" | "_all") ":" value               words of every field (no ranges)
              | "_exists_:" NAME
              | NAME ":" value | NAME CMP VALUE         CMP is one of >= > <= <
     value   := "(" or ")"                             field:(a OR b): the field applies inside
@@ -26,19 +27,42 @@ Semantics (tests/reference_filter.py, DuckDB and ClickHouse implement exactly th
 ========= =========================== ===================== ================================
 kind      fields                      missing when          ``field:value`` matches
 ========= =========================== ===================== ================================
-body      free text, ``body``,        ``Body = ''``         case-insensitive *substring*;
-          ``message``                                       wildcards work inside it
+body      free text, ``body``,        ``Body = ''``         *words* (below)
+          ``message``
+all       ``*``, ``_all``             never                 words of Body, ServiceName or
+                                                            any value of the three maps
 level     ``level``, ``severity``     ``SeverityText = ''`` case-insensitive whole value
 column    ``service`` ``source``      the column is ``''``  exact whole value, case-sensitive
           ``event_id`` ``scope``                            (for ids the query value is
           ``trace_id`` ``span_id``                          lower-cased first: ids are stored
-                                                            as lowercase hex)
-resource  ``host`` (``host.name``)    key not in            exact, case-sensitive
-                                      ResourceAttributes
+          ``event_name``                                    as lowercase hex)
+resource  ``host`` (``host.name``),   key not in            exact, case-sensitive
+          ``resource.<key>``          ResourceAttributes
 attribute any other name, ``a.b``     key in neither map    exact, case-sensitive, on
                                                             LogAttributes['a.b'], else on
                                                             ResourceAttributes['a.b']
+log attr  ``attributes.<key>``        key not in            exact, on LogAttributes only
+                                      LogAttributes
+scope     ``scope.<key>``             key not in            exact, on ScopeAttributes only
+attr                                  ScopeAttributes
 ========= =========================== ===================== ================================
+
+* *Words* (:mod:`astralog.query.tokens`): a token is a run of ASCII letters, digits and
+  non-ASCII characters; everything else separates tokens. A term or phrase is split the same
+  way and matches where its words equal *consecutive* tokens of the text, ASCII case folded:
+  ``fox`` finds "The Fox!" but not "firefox"; ``"quick brown"`` and ``quick-brown`` both find
+  "Quick_brown". A wildcard stays inside its word and matches word characters only (``fox*``
+  is words starting with fox, ``*fox*`` words containing it), as Elasticsearch's wildcards on
+  analysed text work per token. A term with no letter or digit is refused (use a regex).
+* *Namespaces*: ``attributes.``, ``resource.`` and ``scope.`` read one map, so a reserved name
+  never hides an attribute (``attributes.trace_id``, ``attributes.message``). To reach a log
+  attribute whose key itself starts with such a prefix, write ``attributes.resource.x``.
+* *Arrays* are stored as compact JSON text; an exact value on an attribute also matches an
+  array holding it as an element, at any depth of arrays (strings compare unquoted, numbers,
+  ``true``, ``false`` and ``null`` as written). Wildcards, ranges and regexes see the JSON text.
+* *Maps* are flattened into dotted keys at ingest; ``_exists_:m`` (and ``m:*``) holds when the
+  key ``m`` or any key under ``m.`` is present.
+* *Regexes on level* ignore case like every other level match: ``level:/info/`` finds "INFO".
 
 * *Case-insensitive* folds the ASCII letters A-Z only; every other character must match exactly.
   It is the one folding DuckDB, ClickHouse and Python perform identically (their Unicode tables
@@ -76,10 +100,13 @@ import re2
 
 from astralog.errors import BadRequest, SyntaxErrorAt
 from astralog.query.timerange import ROUNDING_UNITS_NS, parse_instant
+from astralog.query.tokens import is_word_character
 
 __all__ = [
+    "ALL_FIELDS",
     "BODY",
     "DEFAULT_LIMITS",
+    "MAP_COLUMNS",
     "NUMBER_PATTERN",
     "SEVERITY_RANGES",
     "WELL_KNOWN_COLUMNS",
@@ -154,8 +181,20 @@ class FieldKind(StrEnum):
     BODY = "body"
     LEVEL = "level"
     COLUMN = "column"
-    RESOURCE = "resource"
-    ATTRIBUTE = "attribute"
+    RESOURCE = "resource"  # ResourceAttributes only (``host``, ``resource.<key>``)
+    ATTRIBUTE = "attribute"  # LogAttributes, else ResourceAttributes (an unprefixed name)
+    LOG_ATTRIBUTE = "log_attribute"  # LogAttributes only (``attributes.<key>``)
+    SCOPE_ATTRIBUTE = "scope_attribute"  # ScopeAttributes only (``scope.<key>``)
+    ALL = "all"  # ``*:`` / ``_all:``: the body and every attribute value
+
+
+# The maps each attribute kind reads, in order: the first that holds the key gives the value.
+MAP_COLUMNS: Final[dict[FieldKind, tuple[str, ...]]] = {
+    FieldKind.RESOURCE: ("ResourceAttributes",),
+    FieldKind.ATTRIBUTE: ("LogAttributes", "ResourceAttributes"),
+    FieldKind.LOG_ATTRIBUTE: ("LogAttributes",),
+    FieldKind.SCOPE_ATTRIBUTE: ("ScopeAttributes",),
+}
 
 
 @dataclass(frozen=True)
@@ -166,8 +205,14 @@ class Field:
     kind: FieldKind
     target: str
 
+    @property
+    def maps(self) -> tuple[str, ...]:
+        """The map columns an attribute field reads (empty for a column)."""
+        return MAP_COLUMNS.get(self.kind, ())
+
 
 BODY: Final = Field("body", FieldKind.BODY, "Body")
+ALL_FIELDS: Final = Field("*", FieldKind.ALL, "")
 
 _WELL_KNOWN: Final[dict[str, tuple[FieldKind, str]]] = {
     "body": (FieldKind.BODY, "Body"),
@@ -193,8 +238,22 @@ WELL_KNOWN_COLUMNS: Final = frozenset(
 _LOWERCASE_VALUES: Final = frozenset({"trace_id", "span_id"})
 
 
+# Explicit namespaces: the key after the prefix is read in that one map, so a well-known name
+# never hides an attribute (``attributes.trace_id``, ``resource.k8s.pod.name``).
+_NAMESPACES: Final = {
+    "attributes.": FieldKind.LOG_ATTRIBUTE,
+    "resource.": FieldKind.RESOURCE,
+    "scope.": FieldKind.SCOPE_ATTRIBUTE,
+}
+
+
 def resolve_field(name: str) -> Field:
     """Map a field name as typed to what it reads; unknown names are attributes."""
+    if name in ("*", "_all"):
+        return Field(name, FieldKind.ALL, "")
+    for prefix, kind in _NAMESPACES.items():
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return Field(name, kind, name[len(prefix) :])
     kind, target = _WELL_KNOWN.get(name, (FieldKind.ATTRIBUTE, name))
     return Field(name, kind, target)
 
@@ -223,9 +282,35 @@ class Pattern:
         """The literal text (wildcards shown as ``*`` / ``?``)."""
         return "".join(p if isinstance(p, str) else p.value for p in self.parts)
 
+    def words(self) -> tuple[Pattern, ...]:
+        """The pattern as consecutive words (:mod:`astralog.query.tokens`): separators split it
+        and are dropped; a wildcard stays inside its word and matches word characters only."""
+        words: list[list[str | Wildcard]] = [[]]
+        for part in self.parts:
+            if isinstance(part, Wildcard):
+                words[-1].append(part)
+                continue
+            for ch in part:
+                if is_word_character(ch):
+                    words[-1].append(ch)
+                elif words[-1]:
+                    words.append([])
+        return tuple(_joined(word) for word in words if word)
+
     def needs_a_character(self) -> bool:
         """True when no empty value can match (so presence of a column is implied)."""
         return any(part == Wildcard.ONE or (isinstance(part, str) and part) for part in self.parts)
+
+
+def _joined(chars: list[str | Wildcard]) -> Pattern:
+    """Characters and wildcards -> a pattern with literal runs merged."""
+    parts: list[str | Wildcard] = []
+    for item in chars:
+        if isinstance(item, str) and parts and isinstance(parts[-1], str):
+            parts[-1] += item
+        else:
+            parts.append(item)
+    return Pattern(tuple(parts))
 
 
 @dataclass(frozen=True)
@@ -596,12 +681,15 @@ class _Parser:
             text = self.phrase()
             if not text:
                 raise SyntaxErrorAt("empty quoted phrase", start, "put the text to find inside")
-            return self.leaf(start, Match(BODY, Pattern.literal(text)))
+            return self.leaf(start, self.match(BODY, Pattern.literal(text), start))
         if ch == "/" and self.regex_end() is not None:
             return self.leaf(start, Regex(BODY, self.regex()))
         return self.term(start)
 
     def term(self, start: int) -> Node:
+        if self.text.startswith("*:", start):  # Lucene's every-field name
+            self.pos = start + 1
+            return self.field_clause("*", start)
         escaped = self.refuse_field_wildcard(start)
         if escaped is not None:  # first\ name:Alice, a field name with escapes
             self.pos = start + len(escaped)
@@ -624,7 +712,7 @@ class _Parser:
         pattern = _pattern(self.word(_WORD_STOP))
         if pattern.parts == (Wildcard.ANY,):
             return self.leaf(start, MatchAll())
-        return self.leaf(start, Match(BODY, pattern))
+        return self.leaf(start, self.match(BODY, pattern, start))
 
     def refuse_field_wildcard(self, start: int) -> str | None:
         """``machine.os*:win`` and ``book.\\*:x`` (Lucene's field-name wildcards) are refused;
@@ -656,6 +744,12 @@ class _Parser:
             while self.peek() == " " and self.peek(1) not in (None, " ", ")"):
                 self.pos += 1  # KQL: http.request.method: GET
             return self.value(field, start, label=f"{name}:")
+        if field.kind is FieldKind.ALL:
+            raise SyntaxErrorAt(
+                f"'{name}' searches words in every field; comparisons need one field",
+                self.pos,
+                "name the field, e.g. status>=500",
+            )
         return self.comparison(field, start, label=name)
 
     def exists(self, start: int) -> Node:
@@ -668,7 +762,8 @@ class _Parser:
                 "field names are letters, digits and _ . - @ /",
             )
         self.pos = name_end
-        return self.leaf(start, Exists(resolve_field(self.text[name_start:name_end])))
+        field = resolve_field(self.text[name_start:name_end])
+        return self.leaf(start, MatchAll() if field.kind is FieldKind.ALL else Exists(field))
 
     def value(self, field: Field, start: int, label: str) -> Node:
         ch = self.peek()
@@ -676,6 +771,13 @@ class _Parser:
             raise SyntaxErrorAt(f"expected a value after '{label}'", self.pos, _VALUE_HINT)
         if ch == "(":
             return self.group(field)
+        regex = ch == "/" and self.regex_end() is not None
+        if field.kind is FieldKind.ALL and (ch in "[{<>" or regex):
+            raise SyntaxErrorAt(
+                f"'{label}' searches words in every field; ranges and regexes need one field",
+                self.pos,
+                "name the field, e.g. status:[400 TO 499] or message:/time.?out/",
+            )
         if ch == "{" and ctx_is_nested(self.text, self.pos):
             raise SyntaxErrorAt(
                 f"KQL nested queries ('{label}{{…}}') are not supported",
@@ -687,10 +789,10 @@ class _Parser:
         if ch in "<>":
             return self.comparison(field, start, label=label)
         if ch == '"':
-            return self.leaf(start, self.match(field, Pattern.literal(self.phrase())))
+            return self.leaf(start, self.match(field, Pattern.literal(self.phrase()), start))
         if ch == "/" and self.regex_end() is not None:
             return self.leaf(start, Regex(field, self.regex()))
-        return self.leaf(start, self.match(field, _pattern(self.word(_WORD_STOP))))
+        return self.leaf(start, self.match(field, _pattern(self.word(_WORD_STOP)), start))
 
     def regex_end(self) -> int | None:
         """Where ``/…/`` closes when it stands alone (``/api/v1`` is a path, not a regex)."""
@@ -738,9 +840,15 @@ class _Parser:
             "@timestamp<2026-01-31T12:00:00Z",
         )
 
-    def match(self, field: Field, pattern: Pattern) -> Node:
+    def match(self, field: Field, pattern: Pattern, start: int) -> Node:
         if pattern.parts == (Wildcard.ANY,):
-            return Exists(field)
+            return MatchAll() if field.kind is FieldKind.ALL else Exists(field)
+        if field.kind in (FieldKind.BODY, FieldKind.ALL) and not pattern.words():
+            raise SyntaxErrorAt(
+                f"'{pattern.text}' has no letter or digit: free text matches whole words",
+                start,
+                "search punctuation with a regular expression, e.g. message:/=>/",
+            )
         if field.name in _LOWERCASE_VALUES:
             lowered = (ascii_lower(p) if isinstance(p, str) else p for p in pattern.parts)
             pattern = Pattern(tuple(lowered))

@@ -21,7 +21,7 @@ import re
 import string
 from typing import Final
 
-__all__ = ["SEPARATOR_CLASS", "WORD_CLASS", "fold", "tokens"]
+__all__ = ["SEPARATOR_CLASS", "WORD_CLASS", "fold", "is_word_character", "tokens"]
 
 # In RE2 syntax (DuckDB, ClickHouse and google-re2 read code points here, not bytes).
 WORD_CLASS: Final = "[0-9A-Za-z\\x{80}-\\x{10FFFF}]"
@@ -39,3 +39,8 @@ def fold(text: str) -> str:
 def tokens(text: str) -> list[str]:
     """The folded tokens of ``text``, in order (duplicates kept)."""
     return _TOKEN.findall(fold(text))
+
+
+def is_word_character(ch: str) -> bool:
+    """True when the character ``ch`` belongs to a token (False for a separator)."""
+    return _TOKEN.fullmatch(ch) is not None

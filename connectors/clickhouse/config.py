@@ -133,6 +133,15 @@ def render_ddl(config: ClickHouseConfig) -> str:
     )
 
 
+def word_index_ddl(config: ClickHouseConfig) -> str:
+    """``ALTER TABLE ... ADD INDEX IF NOT EXISTS`` for the body's word index, as otel_logs.sql
+    declares it: a table created before that index existed gets it on the next start."""
+    found = re.search(r"^\s*INDEX (idx_body_words .*)$", schema_text("otel_logs.sql"), re.M)
+    assert found, "otel_logs.sql declares idx_body_words"
+    table = f"{quote(config.database)}.{quote(config.table)}"
+    return f"ALTER TABLE {table} ADD INDEX IF NOT EXISTS {found.group(1).rstrip(',')}"
+
+
 def quote(identifier: str) -> str:
     """A validated identifier in backquotes (validation makes escaping unnecessary)."""
     if not _IDENTIFIER.fullmatch(identifier):

@@ -32,6 +32,7 @@ server over HTTP(S) and on the in-process chDB engine alike (both through
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import string
 import threading
@@ -73,7 +74,7 @@ from ..probe import ProbeMismatch, Step, expect, run_probe
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
-from .config import ClickHouseConfig, quote, quote_user, render_ddl
+from .config import ClickHouseConfig, quote, quote_user, render_ddl, word_index_ddl
 from .errors import SCHEMA_GONE_CODES, retryable, translatable
 
 _T = TypeVar("_T")
@@ -299,9 +300,17 @@ class ClickHouseConnector(Connector):
             client.command(f"CREATE DATABASE IF NOT EXISTS {db}")
         if not client.command(f"EXISTS TABLE {self._table}"):
             client.command(render_ddl(self.config))
+        else:
+            self._add_word_index(client)
         meta = self._table_meta(client)
         self._org_day_partitions = meta is not None and meta[0] == _ORG_DAY_KEY
         self._schema_ready = True
+
+    def _add_word_index(self, client: Client) -> None:
+        """A table from before the body's word index gets it (a metadata change). Search is
+        exact without it, only slower, so a user without the ALTER grant keeps writing."""
+        with contextlib.suppress(ClickHouseError):
+            client.command(word_index_ddl(self.config))
 
     def _table_meta(self, client: Client) -> tuple[str, str] | None:
         """``(partition_key, engine_full)`` of the table, or None when it does not exist."""
