@@ -21,10 +21,12 @@ Computed at query time over a bounded sample, not at flush time into a template 
 The clustering is drain3's (IBM's maintained implementation of Drain, He et al., ICWS 2017),
 with masks for the parameters every log has (IPs, UUIDs, hex, numbers) applied first.
 
-Each template comes with a filter in the search language that selects its events: the
-template's literal tokens as a case-insensitive substring pattern on the body with ``*`` for its
-parameters. It selects *every* event of the template (a superset: a more specific template's
-events may match it too, and Drain's one-token ``<*>`` becomes ``*``, any run of characters).
+Each template comes with a filter in the search language that selects its events: the runs of
+literal text between the template's parameters, each a term of whole words on the body (free
+text is words, :mod:`astralog.query.tokens`), all of them required. A literal glued to a
+parameter keeps a ``*`` inside that word (``<NUM>ms`` is ``*ms``). It selects *every* event of
+the template (a superset: order between runs is not checked, a parameter may span any number of
+words, and a more specific template's events may match it too).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from drain3.masking import LogMasker, MaskingInstruction
 from astralog.query.engine import Session
 from astralog.query.language import DEFAULT_LIMITS
 from astralog.query.timerange import iso
+from astralog.query.tokens import is_word_character
 
 __all__ = [
     "MAX_BODY_CHARS",
@@ -184,6 +187,8 @@ def _escape(literal: str) -> str:
 
 
 _ANY = None  # a wildcard among the escaped literal pieces of a filter
+_GAP = ""  # loose spacing between two tokens: any separators, not a parameter
+_SPACE = "\\ "
 
 
 def _pieces(token: str) -> list[str | None]:
@@ -205,28 +210,51 @@ def filter_for(template: str, *, loose: bool, budget: int = FILTER_CHARS) -> str
     at a token boundary to fit ``budget`` characters."""
     pieces: list[str | None] = []
     for token in template.split():
-        joiner: list[str | None] = [_ANY if loose else "\\ "] if pieces else []
+        joiner: list[str | None] = [_GAP if loose else _SPACE] if pieces else []
         more = joiner + _pieces(token)
         if len("body:") + len(_text(pieces + more)) > budget:
             break
         pieces += more
-    if not any(p is not _ANY and p != "\\ " for p in pieces):
+    terms = _terms(pieces)
+    if not terms:
         return "body:*"  # nothing literal: any event with a message
-    return "body:" + _text(pieces)
+    return "body:" + (terms[0] if len(terms) == 1 else "(" + " ".join(terms) + ")")
 
 
 def _text(pieces: list[str | None]) -> str:
-    """Wildcard runs collapse to one; a leading or trailing one adds nothing to a substring."""
-    text: list[str] = []
-    for piece in pieces:
-        if piece is _ANY:
-            if text and text[-1] != "*":
-                text.append("*")
+    terms = _terms(pieces)
+    return "(" + " ".join(terms) + ")"
+
+
+def _terms(pieces: list[str | None]) -> list[str]:
+    """One term per run of literal pieces between parameters and loose gaps; runs without a
+    word are dropped (free text needs one), a word glued to a parameter gets a ``*``."""
+    runs: list[tuple[bool, list[str], bool]] = []
+    glued, run = False, list[str]()
+    for piece in [*pieces, _GAP]:
+        if piece is _ANY or piece == _GAP:
+            if run:
+                runs.append((glued, run, piece is _ANY))
+            glued, run = piece is _ANY, []
         else:
-            text.append(piece)
-    if text and text[-1] == "*":
-        text.pop()
-    return "".join(text)
+            run.append(piece)
+    return [term for term in (_term(*r) for r in runs) if term]
+
+
+def _term(after_parameter: bool, run: list[str], before_parameter: bool) -> str:
+    while run and run[0] == _SPACE:  # a spaced parameter leaves whole words on this side
+        run, after_parameter = run[1:], False
+    while run and run[-1] == _SPACE:
+        run, before_parameter = run[:-1], False
+    text = "".join(run)
+    plain = re.sub(r"\\(.)", r"\1", text)
+    if not any(is_word_character(ch) for ch in plain):
+        return ""
+    if plain.lower() in ("and", "or", "not"):
+        text = "\\" + text  # an escaped letter keeps the word from reading as an operator
+    head = "*" if after_parameter and is_word_character(plain[0]) else ""
+    tail = "*" if before_parameter and is_word_character(plain[-1]) else ""
+    return head + text + tail
 
 
 def combined(query: str, clause: str) -> str | None:
