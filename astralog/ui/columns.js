@@ -122,27 +122,33 @@ export function moveColumn(columns, field, by) {
   return next;
 }
 
-// The fields of the loaded events, most common first: the field list of the side panel.
-export function fieldsOf(events) {
-  const counts = new Map();
-  for (const event of events) {
-    const names = new Set([
-      ...Object.keys(event.attributes || {}),
-      ...Object.keys(event.resource || {}).filter((k) => k !== "host.name" && k !== "service.name"),
-    ]);
-    if (event.resource?.["host.name"]) names.add("host");
-    if (event.service) names.add("service");
-    for (const name of names) counts.set(name, (counts.get(name) || 0) + 1);
-  }
-  return [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1)).slice(0, 50);
+// Fields every event has, or that the list shows anyway: not worth a place in the field list.
+const IMPLIED = new Set(["body", "message", "event_id", "level"]);
+
+// The side panel's field list: the fields of the whole range (GET /v1/search/fields, a bounded
+// sample, as the search box suggests them), most common first, with how many sampled events
+// hold each; not just the fields of the events loaded so far.
+export function fieldsOf(found) {
+  return (found?.fields || [])
+    .filter((f) => f.count > 0 && !IMPLIED.has(f.name))
+    .sort((a, b) => b.count - a.count || (a.name < b.name ? -1 : 1))
+    .slice(0, 50)
+    .map((f) => [f.name, f.count]);
 }
 
-export function fieldList(events, { columns, onOpen, onToggle }) {
-  const fields = fieldsOf(events);
+// found: the fields answer, null while it loads, or an Error.
+export function fieldList(found, { columns, onOpen, onToggle }) {
+  const fields = found instanceof Error ? [] : fieldsOf(found);
+  const sampled = found?.sampled ?? 0;
+  const hint =
+    found && !(found instanceof Error) && sampled >= (found.sample_limit ?? Infinity)
+      ? h("p", { class: "field-hint" }, `Counts from ${fmtNumber(sampled)} sampled events`)
+      : null;
   return h(
     "section",
-    { class: "facet field-list", "aria-label": "Fields" },
+    { class: "facet field-list", "aria-label": "Fields", "aria-busy": String(!found) },
     h("h3", {}, "Fields"),
+    hint,
     fields.length
       ? h(
           "ul",
@@ -178,8 +184,13 @@ export function fieldList(events, { columns, onOpen, onToggle }) {
             );
           }),
         )
-      : h("p", { class: "facet-empty" }, "No fields in the loaded events"),
+      : h("p", { class: "facet-empty" }, fieldsEmpty(found)),
   );
+}
+
+function fieldsEmpty(found) {
+  if (found instanceof Error) return `Fields could not be read: ${found.detail || found.message}`;
+  return found ? "No fields in this range" : "Loading fields…";
 }
 
 // A field's details: its top values over the search (each a filter), a column toggle and a
@@ -240,11 +251,14 @@ function topValues(field, top, onFilter) {
           {
             type: "button",
             class: "facet-btn",
-            "aria-label": `Filter ${field}:${item.value}, ${fmtNumber(item.count)} events`,
             onclick: (event) => onFilter(item.value, event.altKey || event.shiftKey),
           },
+          // Named by its visible text (what speech control users say), hidden words around it.
+          h("span", { class: "sr-only" }, `Filter ${field} `),
           h("span", { class: "fv" }, item.value),
+          h("span", { class: "sr-only" }, ": "),
           h("span", { class: "fc" }, fmtNumber(item.count)),
+          h("span", { class: "sr-only" }, " events"),
           h("span", { class: "facet-bar", "aria-hidden": "true" }, bar),
         ),
         h(

@@ -76,12 +76,15 @@ export function createPatterns({ filters, apply }) {
         class: "pattern-pick",
         title: pattern.query ? `Filter: ${pattern.filter}` : "The query is too long to add this filter",
         disabled: !pattern.query,
-        "aria-label": `Show the ${count} events of pattern ${pattern.template}`,
       },
+      // Named by its visible text, with hidden words saying what a click does.
       sparkline(pattern.sparkline),
+      h("span", { class: "sr-only" }, "Show the "),
       h("span", { class: "pattern-count" }, count),
-      h("span", { class: "pattern-share" }, `${(pattern.share * 100).toFixed(1)}%`),
+      h("span", { class: "sr-only" }, " events of pattern "),
       h("code", { class: "pattern-template" }, templateParts(pattern.template)),
+      h("span", { class: "sr-only" }, ", "),
+      h("span", { class: "pattern-share" }, `${(pattern.share * 100).toFixed(1)}%`),
       h(
         "span",
         { class: "pattern-seen" },

@@ -6,13 +6,15 @@
 import { get, post, qs } from "./api.js";
 import { fmtNumber, h, icon, replace } from "./dom.js";
 
+const SYNTAX_DOCS = "/docs#/search/search_v1_search_post";
 const HISTORY_KEY = "astralog.queries";
 const HISTORY_MAX = 20;
 
 const EXAMPLES = [
   ["level:error", "a field has a value"],
   ['"upstream timeout"', "a phrase anywhere in the message"],
-  ["timeout", "a word anywhere in the message"],
+  ["timeout", "a whole word in the message (time* for part of one)"],
+  ["*:timeout", "a word in the message or any attribute"],
   ["-health", "exclude a word (or -field:value)"],
   ["http.status>=500", "compare: > >= < <="],
   ["http.status:[500 TO 599]", "a range, bounds included"],
@@ -76,7 +78,7 @@ export const WELL_KNOWN_FIELDS = [
   ["service", "service name"],
   ["host", "host name"],
   ["source", "source id"],
-  ["body", "the message (substring)"],
+  ["body", "the message (whole words)"],
   ["trace_id", "W3C trace id"],
   ["span_id", "span id"],
   ["scope", "instrumentation scope"],
@@ -403,8 +405,8 @@ export function createQueryBar({ value = "", onSubmit, getScope = null, describe
     input.removeAttribute("aria-activedescendant");
   }
 
-  function newPanel(label) {
-    return h("div", { class: "popover suggest", id: listId, role: "listbox", "aria-label": label });
+  function newPanel(label, cls = "popover suggest") {
+    return h("div", { class: cls, id: listId, role: "listbox", "aria-label": label });
   }
 
   function option(index, children, accept, key) {
@@ -421,12 +423,13 @@ export function createQueryBar({ value = "", onSubmit, getScope = null, describe
     return el;
   }
 
-  function show(list, which) {
+  // expanded: whether a listbox of options is showing (the help alone is not one).
+  function show(list, which, expanded = true) {
     if (panel) panel.replaceWith(list);
     else wrap.append(list);
     panel = list;
     mode = which;
-    input.setAttribute("aria-expanded", "true");
+    input.setAttribute("aria-expanded", String(expanded));
   }
 
   function open(which) {
@@ -436,18 +439,25 @@ export function createQueryBar({ value = "", onSubmit, getScope = null, describe
       .filter((q) => !text || q.toLowerCase().includes(text))
       .slice(0, 8);
     if (which === "history" && !recent.length) return;
-    const list = newPanel("Recent queries");
+    const help = which === "help";
+    const list = newPanel("Recent queries", help ? "suggest-list" : undefined);
     if (recent.length) {
       list.append(h("div", { class: "menu-label", role: "presentation" }, "Recent queries"));
       recent.forEach((q, i) => {
         list.append(option(i, [icon("history"), h("span", {}, q)], () => pick(q), `h:${q}`));
       });
     }
-    if (which === "help") {
-      if (recent.length) list.append(h("div", { class: "menu-sep", role: "presentation" }));
-      list.append(syntaxHelp());
-    }
-    show(list, which);
+    if (!help) return show(list, which);
+    // The help holds buttons and a link, which a listbox may not: it sits beside the list.
+    const sep = recent.length ? h("div", { class: "menu-sep" }) : null;
+    const box = h(
+      "div",
+      { class: "popover suggest", id: "query-help", role: "group", "aria-label": "Query syntax help" },
+      recent.length ? list : null,
+      sep,
+      syntaxHelp(),
+    );
+    show(box, which, recent.length > 0);
   }
 
   // Suggestions for where the caret is; called on every keystroke and when a load ends.
@@ -536,17 +546,25 @@ export function createQueryBar({ value = "", onSubmit, getScope = null, describe
     }
     return h(
       "div",
-      { role: "presentation" },
+      {},
       h("div", { class: "menu-label" }, "Syntax"),
       grid,
       h(
         "p",
-        { class: "field-hint", role: "presentation" },
-        "\u00a0 Terms next to each other must all match. ",
+        { class: "field-hint syntax-default" },
+        "\u00a0 Default operator: ",
+        h("strong", {}, "AND"),
+        " (terms next to each other must all match). ",
         h("kbd", {}, "Enter"),
         " runs the search, ",
         h("kbd", {}, "/"),
-        " jumps here.",
+        " jumps here. ",
+        // The API reference of this server documents the language on POST /v1/search.
+        h(
+          "a",
+          { href: SYNTAX_DOCS, target: "_blank", rel: "noopener", class: "syntax-docs" },
+          "Full syntax",
+        ),
       ),
     );
   }

@@ -2,7 +2,7 @@
 // facets are three requests made together; live tail streams new matches over Server-Sent
 // Events into all three.
 
-import { ApiError, cached, post, qs } from "./api.js";
+import { ApiError, cached, get, post, qs } from "./api.js";
 import { announce, errorState, fmtNumber, h, icon, replace, stateView } from "./dom.js";
 import {
   applyLayout,
@@ -61,7 +61,7 @@ export async function mount(main, app) {
   let pinned = null; // the resolved range of the current search, for the next pages
   let loadingMore = false;
   let lastResponse = null;
-  let loaded = []; // the first page, for the field list
+  let fieldsFound = null; // GET /v1/search/fields for the range: the field list
 
   // ---------------------------------------------------------------- layout
   const queryBar = createQueryBar({
@@ -132,7 +132,8 @@ export async function mount(main, app) {
 
   const facets = createFacets(ctx);
   const fieldsBox = h("div", { class: "fields-box" });
-  const facetsBox = h("aside", { class: "facets", id: "facets", "aria-label": "Filters" }, facets.el, fieldsBox);
+  // The panel's own heading keeps the outline in order: page (h1), panel (h2), its lists (h3).
+  const facetsBox = h("aside", { class: "facets", id: "facets", "aria-label": "Filters" }, h("h2", { class: "sr-only" }, "Filters"), facets.el, fieldsBox);
   const facetsToggle = h(
     "button",
     { type: "button", class: "btn btn-sm facets-toggle", "aria-expanded": "false", "aria-controls": "facets" },
@@ -196,10 +197,14 @@ export async function mount(main, app) {
     more,
   );
   const stateBox = h("div", { class: "results-state" });
+  // What the server accepted but ignored in the query (a boost): said next to the query, in a
+  // live region that exists from the start so a screen reader announces what appears in it.
+  const notices = h("div", { class: "query-notices", id: "query-notices", role: "status" });
   const page = h(
     "div",
     { class: "search-page" },
-    h("div", { class: "searchbar" }, form),
+    h("h1", { class: "sr-only" }, "Search logs"),
+    h("div", { class: "searchbar" }, form, notices),
     h("div", { class: "search-body" }, facetsBox, h("div", { class: "results-col" }, histCard, toolbar, patterns.panel, stateBox, results, tail.pill)),
   );
   replace(main, page);
@@ -266,7 +271,7 @@ export async function mount(main, app) {
   }
 
   function drawFields() {
-    replace(fieldsBox, fieldList(loaded, { columns: state.columns, onOpen: openField, onToggle: ctx.toggleColumn }));
+    replace(fieldsBox, fieldList(fieldsFound, { columns: state.columns, onOpen: openField, onToggle: ctx.toggleColumn }));
   }
 
   function openField(field) {
@@ -332,6 +337,7 @@ export async function mount(main, app) {
       (response) => !signal.aborted && facets.render(response),
       (error) => error.name !== "AbortError" && !signal.aborted && facets.error(error),
     );
+    loadFields(signal);
     try {
       const response = await searchP;
       if (signal.aborted) return;
@@ -344,6 +350,22 @@ export async function mount(main, app) {
     } finally {
       if (!signal.aborted) setBusy(false);
     }
+  }
+
+  // The fields of the whole range and sources, not of the query: what could be a column or a
+  // filter next. Asked again only when the range or the sources change.
+  let fieldsKey = "";
+  function loadFields(signal) {
+    const params = { start: state.start, end: state.end, sources: state.sources.length ? state.sources : null, limit: 200 };
+    const key = JSON.stringify(params);
+    if (key === fieldsKey && fieldsFound && !(fieldsFound instanceof Error)) return;
+    fieldsKey = key;
+    fieldsFound = null;
+    drawFields();
+    get(`/v1/search/fields${qs(params)}`, { signal }).then(
+      (found) => !signal.aborted && ((fieldsFound = found), drawFields()),
+      (error) => error.name !== "AbortError" && !signal.aborted && ((fieldsFound = error), drawFields()),
+    );
   }
 
   function setBusy(busy) {
@@ -363,11 +385,10 @@ export async function mount(main, app) {
     const events = response.events || [];
     cursor = response.next_cursor || null;
     pinned = response.range ? [response.range.start, response.range.end] : null;
+    showNotices(response.notices || []);
     skeleton.hidden = true;
     tail.know(events.map((e) => e.event_id));
     list.reset(events);
-    loaded = events;
-    drawFields();
     setActions(true);
     const notes = response.range?.clamped ? [clampNote(response.range)] : [];
     for (const warning of response.warnings || []) notes.push(partialNote(warning));
@@ -378,7 +399,15 @@ export async function mount(main, app) {
     updateCount(response);
   }
 
+  function showNotices(texts) {
+    replace(
+      notices,
+      texts.map((text) => h("p", { class: "callout callout-info query-notice" }, icon("alert", "icon-sm"), h("span", {}, `Note: ${text}`))),
+    );
+  }
+
   function resultsError(error) {
+    showNotices([]);
     results.hidden = true;
     list.clear();
     updateMore();

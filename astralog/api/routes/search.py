@@ -110,6 +110,22 @@ async def search(
     body: SearchBody, org_id: LogsRead, reader: ManagementDep, client: ClientDep,
     runtime: RuntimeDep, request: Request,
 ) -> Any:  # fmt: skip
+    """The query language (the search box's "Full syntax" link opens this):
+
+    * `level:error` a field has a value; `"upstream timeout"` a phrase in the message; `timeout`
+      a word in the message; `-health` or `NOT service:db` leaves out.
+    * **AND is the default operator**: `a b` needs both. `OR`, `NOT`, parentheses, in any case,
+      also `&&`, `||`, `!`; `service:(api OR web)` any of several values.
+    * `http.status>=500` compares (`>`, `>=`, `<`, `<=`); `http.status:[500 TO 599]` a range,
+      bounds included; `level>=warn` this severity or worse.
+    * `host:web-*` wildcards `*` and `?`; `name:/jo.*n/` an RE2 regular expression matching the
+      whole value; `_exists_:http.status` the field is present.
+    * `@timestamp > now-1d` date math. A boost (`^2`) is accepted and ignored, with a `notices`
+      entry; fuzzy, proximity and nested queries are refused with a 400 saying what to write.
+
+    Fields: `level`, `service`, `host`, `trace_id`, `span_id`, `body`, `source`, `scope`,
+    `event_id`, and any attribute by its dotted name. A syntax error is a 400 with the position.
+    """
     started = time.perf_counter()
     plan = await _plan(runtime, reader, org_id, body.scope())
     cursor = Cursor.decode(body.cursor) if body.cursor else None
