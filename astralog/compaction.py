@@ -44,6 +44,7 @@ from astralog.connectors.base import Connector, without_events
 from astralog.connectors.layout import BatchKey, object_key
 from astralog.dataplane import DataAccess
 from astralog.deletion_vectors import HOUR_NS, hour_of
+from astralog.errors import NotFound
 from astralog.metrics import CompactionMetrics
 from astralog.schema import schema_fingerprint
 from astralog.settings import CompactionSettings
@@ -125,13 +126,14 @@ class Compactor:
         self.metrics = metrics if metrics is not None else CompactionMetrics()
 
     async def run(self) -> None:
-        """A pass every ``interval_seconds`` until cancelled."""
+        """A pass every ``interval_seconds`` until cancelled; the first one interval after
+        start, so it never competes with WAL recovery and the first flushes."""
         while True:
+            await asyncio.sleep(self.settings.interval_seconds)
             try:
                 await self.compact_once()
             except Exception:
                 log.exception("compaction pass failed")
-            await asyncio.sleep(self.settings.interval_seconds)
 
     async def compact_once(self, now_ns: int | None = None) -> int:
         """Clean up after a crash, delete what is past its grace, merge; return merges swapped."""
@@ -274,6 +276,8 @@ class Compactor:
                     org_id, self.data.destination(org_id, destination_id)
                 )
                 await connector.delete_objects(keys)
+            except NotFound:
+                _gone(org_id, destination_id, len(keys))  # nothing of ours to delete there
             except Exception:
                 log.exception(
                     "deleting compacted objects failed; retried next pass",
@@ -291,6 +295,8 @@ class Compactor:
             try:
                 destination = self.data.destination(org_id, destination_id)
                 await self.data.connector(org_id, destination).delete_objects([key])
+            except NotFound:
+                _gone(org_id, destination_id, 1)
             except Exception:
                 log.exception(
                     "deleting an unfinished compaction's object failed; retried next pass",
@@ -298,3 +304,13 @@ class Compactor:
                 )
                 continue
             self.catalog.compaction_abandoned(key)
+
+
+def _gone(org_id: str, destination_id: str, objects: int) -> None:
+    # The org or its destination was deleted since: its storage is no longer ours to clean,
+    # and retrying every pass would only log the same error forever.
+    log.warning(
+        "%d compacted object(s) left in a destination that is gone",
+        objects,
+        extra={"org_id": org_id, "destination_id": destination_id},
+    )
