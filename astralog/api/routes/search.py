@@ -144,6 +144,7 @@ async def search(
         # Files of the range read, and those newest-first reading stopped before opening.
         "files_read": session.files.read,
         "files_skipped": session.files.skipped,
+        "files_skipped_by_token_index": plan.token_skipped,  # none of their events matches
         "took_ms": round(took * 1000, 2),
         **plan.completeness(),
     }
