@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import cache
 from typing import Any
 
@@ -43,6 +44,9 @@ _Token = str | Wildcard  # one character or one wildcard
 
 def matches(node: Node, row: Row) -> bool:
     """True when the event ``row`` is selected by the query ``node``."""
+    field = getattr(node, "field", None)
+    if isinstance(field, Field) and field.keys is not None:
+        return any(matches(one, row) for one in _each_key(node, field, row))
     match node:
         case MatchAll():
             return True
@@ -85,6 +89,20 @@ def field_value(field: Field, row: Row) -> str | None:
         if field.target in attributes:
             return attributes[field.target] or ""  # a null map value is present and empty
     return None
+
+
+def _each_key(node: Node, field: Field, row: Row) -> list[Node]:
+    """A field-name wildcard: the node once per matching key, on that key's one map."""
+    assert field.keys is not None
+    glob = _tokens(field.keys, substring=False, fold=False)
+    kinds = {"LogAttributes": FieldKind.LOG_ATTRIBUTE, "ResourceAttributes": FieldKind.RESOURCE}
+    out: list[Node] = []
+    for column, kind in kinds.items():
+        for key in row[column]:
+            if _glob(glob, key):
+                one = Field(key, kind, key)
+                out.append(Exists(one) if isinstance(node, Exists) else replace(node, field=one))
+    return out
 
 
 def _exists(field: Field, row: Row) -> bool:

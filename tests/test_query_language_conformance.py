@@ -137,6 +137,16 @@ ANSWERED: list[tuple[str, set[str]]] = [
     ("_exists_:map", {"e1"}),
     ("map.attribute.a:x", {"e1"}),
     ("level:/info/", ALL),  # level ignores case, regexes too
+    # field-name wildcards: any attribute whose key matches
+    ("machine.os*:win", set()),  # attribute values are exact (not analysed text)
+    ("machine.os*:win*", {"e5"}),
+    ("machine.*:(win* OR linux)", {"e5"}),
+    ("book.\\*:(quick OR brown)", set()),  # escaped or not, a star in a name is a wildcard
+    ("ti*:(quick OR brown)", {"e1", "e2"}),
+    ("map.*:*", {"e1"}),
+    ("-map.*:*", {"e2", "e3", "e4", "e5"}),
+    ("*_number:>=100", {"e4"}),
+    ("co?e:/40[01]/", {"e1", "e2"}),
 ]
 
 # (query, words the 400 must contain)
@@ -144,8 +154,6 @@ REFUSED: list[tuple[str, str]] = [
     ("quikc~ brwn~ foks~", "fuzzy"),
     ("quikc~1", "fuzzy"),
     ('"fox quick"~5', "proximity"),
-    ("machine.os*:win", "field-name wildcards"),
-    ("book.\\*:(quick OR brown)", "field-name wildcards"),
     ("items:{ name:banana and stock > 10 }", "nested"),
     ("name:/jo(?=h)n/", "(?:"),
     ("name:/^john$/", "anchors"),

@@ -14,12 +14,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import clickhouse_connect
+import duckdb
 import pyarrow as pa
 import pytest
 
 from astralog.connectors.clickhouse import ClickHouseConfig
 from astralog.connectors.clickhouse.config import render_ddl, word_index_ddl
 from astralog.query.compile import compile_where
+from astralog.query.engine import facet_value
 from astralog.query.language import parse
 from astralog.schema import log_schema
 
@@ -104,3 +106,25 @@ def test_a_table_with_the_older_body_index_gets_the_word_index(clickhouse: Any) 
         "WHERE database = 'words' AND table = 'old_logs' AND name LIKE 'idx_body%' ORDER BY name"
     ).result_rows
     assert indexes == [("idx_body", "Body"), ("idx_body_words", "lower(Body)")]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("trace_id", "0123abcd"),  # the column
+        ("attributes.trace_id", "from-log"),
+        ("resource.trace_id", "from-resource"),
+        ("scope.trace_id", "from-scope"),
+        ("region", "eu"),  # log attribute, else resource
+    ],
+)
+def test_facets_read_the_namespace_named(name: str, value: str) -> None:
+    sql, params = facet_value(name)
+    row = duckdb.execute(
+        f"SELECT {sql} FROM (SELECT '0123abcd' AS TraceId, "
+        "MAP {'trace_id': 'from-log'} AS LogAttributes, "
+        "MAP {'trace_id': 'from-resource', 'region': 'eu'} AS ResourceAttributes, "
+        "MAP {'trace_id': 'from-scope'} AS ScopeAttributes)",
+        params,
+    ).fetchone()
+    assert row == (value,)

@@ -183,6 +183,18 @@ class _Compiler(ABC):
         return self.placeholder(name, ch_type)
 
     def node(self, node: Node) -> str:
+        field = getattr(node, "field", None)
+        if isinstance(field, Field) and field.keys is not None:
+            return self.any_entry(field, "TRUE" if isinstance(node, Exists) else self.leaf(node))
+        return self.leaf(node)
+
+    def any_entry(self, field: Field, condition: str) -> str:
+        """A field-name wildcard: some log or resource attribute whose key matches holds."""
+        assert field.keys is not None
+        keys = self.bind(_like(field.keys), "String")
+        return "(" + " OR ".join(self.entry(m, keys, condition) for m in field.maps) + ")"
+
+    def leaf(self, node: Node) -> str:
         match node:
             case MatchAll():
                 return "TRUE"
@@ -209,6 +221,8 @@ class _Compiler(ABC):
         raise TypeError(f"not a query node: {node!r}")
 
     def access(self, field: Field) -> _Access:
+        if field.keys is not None:  # inside any_entry: the entry's value
+            return _Access("TRUE", self.entry_value())
         if field.maps:
             return self.map_access(self.bind(field.target, "String"), field.maps)
         if field.target not in WELL_KNOWN_COLUMNS:
@@ -313,6 +327,12 @@ class _Compiler(ABC):
     def has_key_prefix(self, column: str, prefix: str) -> str: ...
 
     @abstractmethod
+    def entry(self, column: str, keys: str, condition: str) -> str: ...
+
+    @abstractmethod
+    def entry_value(self) -> str: ...
+
+    @abstractmethod
     def any_value_matches(self, column: str, regex: str) -> str: ...
 
     @abstractmethod
@@ -353,6 +373,13 @@ class _DuckDB(_Compiler):
 
     def has_key_prefix(self, column: str, prefix: str) -> str:
         return f"len(list_filter(map_keys({column}), lambda k: starts_with(k, {prefix}))) > 0"
+
+    def entry(self, column: str, keys: str, condition: str) -> str:
+        matching = f"lambda e: e.key LIKE {keys} ESCAPE '\\' AND {condition}"
+        return f"len(list_filter(map_entries({column}), {matching})) > 0"
+
+    def entry_value(self) -> str:
+        return "COALESCE(e.value, '')"
 
     def any_value_matches(self, column: str, regex: str) -> str:
         matching = f"lambda v: regexp_matches(COALESCE(v, ''), {regex})"
@@ -400,6 +427,15 @@ class _ClickHouse(_Compiler):
 
     def has_key_prefix(self, column: str, prefix: str) -> str:
         return f"arrayExists(k -> startsWith(k, {prefix}), mapKeys({column}))"
+
+    def entry(self, column: str, keys: str, condition: str) -> str:
+        return (
+            f"arrayExists((k, v) -> k LIKE {keys} AND {condition}, "
+            f"mapKeys({column}), mapValues({column}))"
+        )
+
+    def entry_value(self) -> str:
+        return "v"
 
     def any_value_matches(self, column: str, regex: str) -> str:
         return f"arrayExists(v -> match(v, {regex}), mapValues({column}))"

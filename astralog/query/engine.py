@@ -24,7 +24,7 @@ import duckdb
 from astralog.connectors.base import ConnectorError
 from astralog.dataplane import LOCAL_DESTINATION
 from astralog.errors import AstralogError, BadRequest
-from astralog.query.language import WELL_KNOWN_COLUMNS, FieldKind, resolve_field
+from astralog.query.language import MAP_COLUMNS, WELL_KNOWN_COLUMNS, FieldKind, resolve_field
 from astralog.query.ordered import Counts, Key, Order, PageReader, ordered_files
 from astralog.query.plan import Plan
 from astralog.query.timerange import iso
@@ -273,9 +273,8 @@ def facet_value(name: str) -> tuple[str, dict[str, Any]]:
     if field.kind in (FieldKind.BODY, FieldKind.LEVEL, FieldKind.COLUMN):
         assert field.target in WELL_KNOWN_COLUMNS
         return field.target, {}
-    if field.kind is FieldKind.RESOURCE:
-        return "ResourceAttributes[$fk]", {"fk": field.target}
-    return "coalesce(LogAttributes[$fk], ResourceAttributes[$fk])", {"fk": field.target}
+    maps = field.maps or MAP_COLUMNS[FieldKind.ATTRIBUTE]  # resource., attributes., scope.
+    return "coalesce(" + ", ".join(f"{m}[$fk]" for m in maps) + ")", {"fk": field.target}
 
 
 def event_view(row: dict[str, Any]) -> dict[str, Any]:

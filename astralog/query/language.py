@@ -45,6 +45,10 @@ log attr  ``attributes.<key>``        key not in            exact, on LogAttribu
                                       LogAttributes
 scope     ``scope.<key>``             key not in            exact, on ScopeAttributes only
 attr                                  ScopeAttributes
+any attr  a name with ``*`` or ``?``  no key matches in     exact, on *some* entry of
+          (``machine.os*``)           either map            LogAttributes or
+                                                            ResourceAttributes whose key
+                                                            matches the name
 ========= =========================== ===================== ================================
 
 * *Words* (:mod:`astralog.query.tokens`): a token is a run of ASCII letters, digits and
@@ -60,6 +64,10 @@ attr                                  ScopeAttributes
 * *Arrays* are stored as compact JSON text; an exact value on an attribute also matches an
   array holding it as an element, at any depth of arrays (strings compare unquoted, numbers,
   ``true``, ``false`` and ``null`` as written). Wildcards, ranges and regexes see the JSON text.
+* *Field-name wildcards* (Lucene's ``machine.os*:win``, ``book.\\*:x``): ``*`` and ``?`` in a
+  field name match any run of characters / one character of an attribute key; as in
+  Elasticsearch a star is a wildcard there even when escaped. Every other construct works on
+  such a field (ranges, regexes, ``field:*``); ``-field*:v`` means no matching key holds v.
 * *Maps* are flattened into dotted keys at ingest; ``_exists_:m`` (and ``m:*``) holds when the
   key ``m`` or any key under ``m.`` is present.
 * *Regexes on level* ignore case like every other level match: ``level:/info/`` finds "INFO".
@@ -185,6 +193,7 @@ class FieldKind(StrEnum):
     ATTRIBUTE = "attribute"  # LogAttributes, else ResourceAttributes (an unprefixed name)
     LOG_ATTRIBUTE = "log_attribute"  # LogAttributes only (``attributes.<key>``)
     SCOPE_ATTRIBUTE = "scope_attribute"  # ScopeAttributes only (``scope.<key>``)
+    ANY_ATTRIBUTE = "any_attribute"  # ``machine.os*``: every log or resource key matching
     ALL = "all"  # ``*:`` / ``_all:``: the body and every attribute value
 
 
@@ -194,16 +203,19 @@ MAP_COLUMNS: Final[dict[FieldKind, tuple[str, ...]]] = {
     FieldKind.ATTRIBUTE: ("LogAttributes", "ResourceAttributes"),
     FieldKind.LOG_ATTRIBUTE: ("LogAttributes",),
     FieldKind.SCOPE_ATTRIBUTE: ("ScopeAttributes",),
+    FieldKind.ANY_ATTRIBUTE: ("LogAttributes", "ResourceAttributes"),
 }
 
 
 @dataclass(frozen=True)
 class Field:
-    """A resolved field: ``target`` is a column (body, level, column) or a map key."""
+    """A resolved field: ``target`` is a column (body, level, column) or a map key; ``keys``
+    is the key pattern of a field-name wildcard (kind ANY_ATTRIBUTE)."""
 
     name: str
     kind: FieldKind
     target: str
+    keys: Pattern | None = None
 
     @property
     def maps(self) -> tuple[str, ...]:
@@ -690,7 +702,10 @@ class _Parser:
         if self.text.startswith("*:", start):  # Lucene's every-field name
             self.pos = start + 1
             return self.field_clause("*", start)
-        escaped = self.refuse_field_wildcard(start)
+        escaped = self.wildcard_field(start)
+        if isinstance(escaped, Field):  # machine.os*:win, any attribute whose key matches
+            self.pos = start + len(escaped.name) + 1
+            return self.value(escaped, start, label=f"{escaped.name}:")
         if escaped is not None:  # first\ name:Alice, a field name with escapes
             self.pos = start + len(escaped)
             return self.field_clause(re.sub(r"\\(.)", r"\1", escaped), start)
@@ -714,21 +729,22 @@ class _Parser:
             return self.leaf(start, MatchAll())
         return self.leaf(start, self.match(BODY, pattern, start))
 
-    def refuse_field_wildcard(self, start: int) -> str | None:
-        """``machine.os*:win`` and ``book.\\*:x`` (Lucene's field-name wildcards) are refused;
-        a name with other escapes is returned as typed."""
+    def wildcard_field(self, start: int) -> Field | str | None:
+        """``machine.os*:`` (Lucene's field-name wildcard) is a field over every attribute key
+        matching; a name with only escapes (``first\\ name:``) is returned as typed."""
         found = _WILDCARD_FIELD.match(self.text, start)
         if found is None:
             return None
         name = found.group(1)
-        if name.startswith("_exists_") or not any(ch in name for ch in "*?"):
+        if name.startswith("_exists_"):
             return name if "\\" in name else None
-        raise SyntaxErrorAt(
-            f"field-name wildcards ('{name}:') are not supported",
-            start,
-            f"name each field, e.g. ({name.replace(chr(92), '').rstrip('*?')}a:x OR "
-            f"{name.replace(chr(92), '').rstrip('*?')}b:x)",
-        )
+        # As in Elasticsearch, a star in a field name is a wildcard escaped or not (book.\\*).
+        chars = [(m.group(1), m.group(1) != "*") if m.group(1) else (m.group(0), False)
+                 for m in re.finditer(r"\\(.)|.", name, re.S)]  # fmt: skip
+        keys = _pattern(chars)
+        if keys.is_literal:
+            return name if "\\" in name else None
+        return Field(name, FieldKind.ANY_ATTRIBUTE, "", keys)
 
     def field_clause(self, name: str, start: int) -> Node:
         if name == TIME_FIELD:
