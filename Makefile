@@ -7,11 +7,17 @@ BIN := $(VENV)/bin
 run: install          ## install (idempotent) and run the service with embedded defaults
 	$(BIN)/astralog serve
 
+# Test processes (pytest-xdist). Most of the suite's time is spent waiting on gateways, browsers
+# and flushes, so two processes use two cores well; each test file stays in one process, so its
+# module fixtures (a gateway, a chDB path) start once. PYTEST_JOBS=0 runs in this process.
+PYTEST_JOBS ?= 2
+PARALLEL := -n $(PYTEST_JOBS) --dist loadfile
+
 test: install-test lint   ## install everything the tests need, lint, run the whole suite
-	$(BIN)/pytest
+	$(BIN)/pytest $(PARALLEL)
 
 quick: install-test   ## the fast loop: unit tests only, no scenario tests
-	$(BIN)/pytest -m "not slow" -q
+	$(BIN)/pytest $(PARALLEL) -m "not slow" -q
 
 lint: install-test
 	$(BIN)/ruff check .
