@@ -41,16 +41,17 @@ from bench.attack import run_attack
 from bench.freshness import run_freshness
 from bench.gateway import Gateway
 from bench.ingest import load, raw_baselines, run_ingest, summarise_pair
-from bench.killtrial import DESTINATIONS, run_killtrial
+from bench.killtrial import DESTINATIONS, S3_ENV, run_killtrial
 from bench.memory import run_memory
 from bench.patterns import run_patterns
 from bench.query import run_queries
+from bench.s3search import run_s3_search
 from bench.storage import measure_storage
 
 DESCRIPTION = "Run the Astralog benchmark; write results.md and results.json to --out."
 SCENARIOS = ("ingest", "query", "storage", "freshness", "memory")
 # minutes long (killtrial and attack about correctness, alerts about its own evaluator)
-OPT_IN = ("killtrial", "attack", "alerts", "patterns")
+OPT_IN = ("killtrial", "attack", "alerts", "patterns", "s3search")
 DEFAULT_DURATION = {"ingest": 30.0, "freshness": 30.0, "memory": 600.0, "alerts": 180.0}
 STEADY_SHARE = 0.8
 PROBE_SECONDS = 10.0
@@ -318,6 +319,17 @@ class Bench:
 
     def patterns(self) -> dict[str, Any]:
         result = run_patterns(self.args.loghub)
+        return {"runs": [result], "median": result}
+
+    def s3search(self) -> dict[str, Any]:
+        gw = self.gateway("s3search", S3_ENV)
+        try:
+            result = run_s3_search(
+                gw, self.loaded(), self.corpus, self.batches, self.args.clients,
+                self.args.iterations,
+            )  # fmt: skip
+        finally:
+            self.retire(gw)
         return {"runs": [result], "median": result}
 
     def run(self, scenario: str) -> bool:

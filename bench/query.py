@@ -27,7 +27,9 @@ from typing import Any
 import duckdb
 import httpx
 import pyarrow as pa
+import pyarrow.compute as pc
 
+from bench.clickhouse import TABLE, ClickHousePeer
 from bench.corpus import PHRASE, Corpus, iso
 from bench.gateway import Gateway
 from bench.ingest import percentile
@@ -47,6 +49,7 @@ class QueryCase:
     sql: str  # over the view ``logs``; $start and $end are bound, plus ``params``
     params: dict[str, Any] = field(default_factory=dict)
     compare: str = "rows"  # rows | histogram | facets
+    clickhouse: str = ""  # the same query over the peer's table; {start} and {end} are filled
 
 
 def query_cases(corpus: Corpus) -> list[QueryCase]:
@@ -56,8 +59,12 @@ def query_cases(corpus: Corpus) -> list[QueryCase]:
     user_id = str(corpus.needles["user_id"])
     newest = f"ORDER BY Timestamp DESC LIMIT {LIMIT}"
     in_range = "Timestamp >= $start::TIMESTAMPTZ AND Timestamp < $end::TIMESTAMPTZ"
+    ch_range = "Timestamp >= {start} AND Timestamp < {end}"
+    ch_columns = "* EXCEPT (TimestampTime, BatchId)"  # the canonical record, as DuckDB returns
 
-    def search(name: str, scope: str, query: str, where: str, **params: Any) -> QueryCase:
+    def search(
+        name: str, scope: str, query: str, where: str, ch_where: str, **params: Any
+    ) -> QueryCase:
         rng = full if scope == "full" else last15
         return QueryCase(
             name,
@@ -66,17 +73,32 @@ def query_cases(corpus: Corpus) -> list[QueryCase]:
             {"query": query, "start": iso(rng[0]), "end": iso(rng[1]), "limit": LIMIT},
             f"SELECT * FROM logs WHERE {in_range}{where} {newest}",
             params,
+            clickhouse=f"SELECT {ch_columns} FROM {TABLE} WHERE {ch_range}{ch_where} {newest}",
         )
 
     return [
         search(
-            "needle (one trace id)", "full", f"trace_id:{trace_id}", " AND TraceId = $t", t=trace_id
+            "needle (one trace id)",
+            "full",
+            f"trace_id:{trace_id}",
+            " AND TraceId = $t",
+            f" AND TraceId = {_literal(trace_id)}",
+            t=trace_id,
         ),
-        search("phrase", "full", f'"{PHRASE}"', f" AND Body ILIKE '%{PHRASE}%'"),
+        # ClickHouse: ILIKE like the raw side (a case-sensitive LIKE, which tokenbf_v1 can use,
+        # misses the corpus's other spellings of the phrase).
+        search(
+            "phrase",
+            "full",
+            f'"{PHRASE}"',
+            f" AND Body ILIKE '%{PHRASE}%'",
+            f" AND Body ILIKE '%{PHRASE}%'",
+        ),
         search(
             "field filter",
             "full",
             "service:payments level:error",
+            " AND ServiceName = 'payments' AND SeverityText = 'ERROR'",
             " AND ServiceName = 'payments' AND SeverityText = 'ERROR'",
         ),
         search(
@@ -84,6 +106,7 @@ def query_cases(corpus: Corpus) -> list[QueryCase]:
             "full",
             "service:nginx -status:200",
             " AND ServiceName = 'nginx' AND coalesce(LogAttributes['status'], '') <> '200'",
+            " AND ServiceName = 'nginx' AND LogAttributes['status'] <> '200'",
         ),
         QueryCase(
             "facets (top services)",
@@ -99,6 +122,8 @@ def query_cases(corpus: Corpus) -> list[QueryCase]:
             f"SELECT ServiceName AS value, count(*) AS n FROM logs WHERE {in_range} "
             "AND ServiceName <> '' GROUP BY value ORDER BY n DESC, value LIMIT 10",
             compare="facets",
+            clickhouse=f"SELECT ServiceName AS value, count() AS n FROM {TABLE} WHERE {ch_range} "
+            "AND ServiceName <> '' GROUP BY value ORDER BY n DESC, value LIMIT 10",
         ),
         QueryCase(
             "histogram 24 h",
@@ -108,16 +133,30 @@ def query_cases(corpus: Corpus) -> list[QueryCase]:
             "SELECT time_bucket(INTERVAL 30 MINUTE, Timestamp) AS b, SeverityText, count(*) AS n "
             f"FROM logs WHERE {in_range} GROUP BY ALL",
             compare="histogram",
+            clickhouse="SELECT toStartOfInterval(Timestamp, INTERVAL 30 MINUTE) AS b, "
+            f"SeverityText, count() AS n FROM {TABLE} WHERE {ch_range} GROUP BY b, SeverityText",
         ),
-        search("last 15 minutes", "bounded", "", ""),
+        search("last 15 minutes", "bounded", "", "", ""),
         search(
             "wide range, selective filter",
             "full",
             f"user.id:{user_id}",
             " AND LogAttributes['user.id'] = $u",
+            f" AND LogAttributes['user.id'] = {_literal(user_id)}",
             u=user_id,
         ),
     ]
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def clickhouse_sql(case: QueryCase) -> str:
+    """The case's ClickHouse text with its time range as DateTime64 literals."""
+    bounds = {k: f"parseDateTime64BestEffort({_literal(v)}, 9, 'UTC')" for k, v in
+              ((k, case.body[k]) for k in ("start", "end"))}  # fmt: skip
+    return case.clickhouse.format(**bounds)
 
 
 def _bounds(case: QueryCase) -> dict[str, str]:
@@ -180,7 +219,9 @@ def _agreement(case: QueryCase, api: dict[str, Any], table: pa.Table) -> str:
             return f"API returned {got} events, DuckDB {want}"
         # Both are the newest rows first; ties may pick different events but not other times.
         api_us = sorted(_iso_micros(e["timestamp"]) for e in api["events"])
-        stamps = table["Timestamp"].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+        # The API shows microseconds; ClickHouse returns the stored nanoseconds: truncate.
+        stamps = pc.cast(table["Timestamp"], pa.timestamp("us", tz="UTC"), safe=False)
+        stamps = stamps.cast(pa.int64())
         return "ok" if api_us == sorted(stamps.to_pylist()) else "different event times"
     if case.compare == "histogram":
         got = sum(b.get("total", 0) for b in api.get("buckets", []))
@@ -197,25 +238,35 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - started, value
 
 
-def run_case(gateway: Gateway, raw: RawEngine, case: QueryCase, iterations: int) -> dict[str, Any]:
-    api_answer = _api(gateway, case)  # warm both sides
+def run_case(
+    gateway: Gateway, raw: RawEngine, peer: ClickHousePeer, case: QueryCase, iterations: int
+) -> dict[str, Any]:
+    ch_sql = clickhouse_sql(case)
+    api_answer = _api(gateway, case)  # warm every side
     raw_answer = raw.run(case)
+    ch_answer = peer.run(ch_sql)
     api_times: list[float] = []
     raw_times: list[float] = []
+    ch_times: list[float] = []
     server_ms: list[float] = []
-    for i in range(iterations):
-        # alternate which side goes first, so neither always runs on the other's warm caches
-        if i % 2:
-            t_raw, _ = _timed(lambda: raw.run(case))
-            t_api, answer = _timed(lambda: _api(gateway, case))
-        else:
-            t_api, answer = _timed(lambda: _api(gateway, case))
-            t_raw, _ = _timed(lambda: raw.run(case))
-        api_times.append(t_api)
-        raw_times.append(t_raw)
+
+    def api_side() -> None:
+        took, answer = _timed(lambda: _api(gateway, case))
+        api_times.append(took)
         if "took_ms" in answer:
             server_ms.append(float(answer["took_ms"]))
+
+    for i in range(iterations):
+        # rotate which side goes first, so none always runs on another's warm caches
+        sides = [
+            api_side,
+            lambda: raw_times.append(_timed(lambda: raw.run(case))[0]),
+            lambda: ch_times.append(_timed(lambda: peer.run(ch_sql))[0]),
+        ]
+        for side in sides[i % 3 :] + sides[: i % 3]:
+            side()
     ratios = [a / r for a, r in zip(api_times, raw_times, strict=True) if r > 0]
+    ch_ratios = [a / c for a, c in zip(api_times, ch_times, strict=True) if c > 0]
     return {
         "name": case.name,
         "scope": case.scope,
@@ -227,23 +278,36 @@ def run_case(gateway: Gateway, raw: RawEngine, case: QueryCase, iterations: int)
         "raw_p95_ms": percentile(raw_times, 95) * 1000,
         "server_took_p50_ms": statistics.median(server_ms) if server_ms else None,
         "ratio": statistics.median(ratios) if ratios else float("nan"),
+        "clickhouse_p50_ms": percentile(ch_times, 50) * 1000,
+        "clickhouse_p95_ms": percentile(ch_times, 95) * 1000,
+        "ratio_vs_clickhouse": statistics.median(ch_ratios) if ch_ratios else float("nan"),
         "scanned_bytes": api_answer.get("scanned_bytes"),
+        "files_read": api_answer.get("files_read"),
+        "files_skipped": api_answer.get("files_skipped"),
         "agreement": _agreement(case, api_answer, raw_answer),
+        "clickhouse_agreement": _agreement(case, api_answer, ch_answer),
     }
 
 
 def run_queries(gateway: Gateway, corpus: Corpus, iterations: int) -> dict[str, Any]:
     """Every case of :func:`query_cases`; an endpoint that is missing is reported, not fatal."""
     raw = RawEngine(gateway)
+    peer = ClickHousePeer(gateway.bucket)
     cases: list[dict[str, Any]] = []
     try:
         for case in query_cases(corpus):
             try:
-                cases.append(run_case(gateway, raw, case, iterations))
+                cases.append(run_case(gateway, raw, peer, case, iterations))
             except Unavailable as exc:
                 cases.append({"name": case.name, "scope": case.scope, "unavailable": str(exc)})
             except (httpx.HTTPError, duckdb.Error, RuntimeError) as exc:
                 cases.append({"name": case.name, "scope": case.scope, "error": repr(exc)[:500]})
     finally:
         raw.close()
-    return {"cases": cases, "files": len(gateway.bucket_files())}
+        clickhouse_rows = peer.rows()
+        peer.close()
+    return {
+        "cases": cases,
+        "files": len(gateway.bucket_files()),
+        "clickhouse_rows": clickhouse_rows,
+    }

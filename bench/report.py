@@ -174,6 +174,16 @@ def targets(summary: dict[str, Any]) -> list[Target]:
         if case.get("agreement", "ok") != "ok":  # a fast wrong answer is not a win
             target = Target(target.name, target.measured, target.threshold, "missed: wrong answer")
         out.append(target)
+        if "ratio_vs_clickhouse" in case:  # issue 16: within 2x of the engine users would pick
+            out.append(
+                _target(
+                    f"query '{case['name']}' vs ClickHouse (chDB)",
+                    case.get("ratio_vs_clickhouse"),
+                    "<= 2.0",
+                    lambda v: v <= 2.0,
+                    "x",
+                )
+            )
     out += [
         _target("storage: NDJSON bytes / bucket bytes",
                 median("storage").get("compression_vs_ndjson"), ">= 8", lambda v: v >= 8, "x"),
@@ -288,6 +298,9 @@ def _section(name: str, summary: dict[str, Any]) -> list[str]:
                         "-",
                         "-",
                         "-",
+                        "-",
+                        "-",
+                        "-",
                         c.get("unavailable") or c.get("error"),
                     ]
                 )
@@ -301,7 +314,10 @@ def _section(name: str, summary: dict[str, Any]) -> list[str]:
                     c["raw_p50_ms"],
                     c["raw_p95_ms"],
                     c["ratio"],
-                    c["agreement"],
+                    c.get("clickhouse_p50_ms"),
+                    c.get("ratio_vs_clickhouse"),
+                    _files(c),
+                    _agreements(c),
                 ]
             )
         header = [
@@ -312,12 +328,30 @@ def _section(name: str, summary: dict[str, Any]) -> list[str]:
             "DuckDB p50 ms",
             "DuckDB p95 ms",
             "ratio",
-            "same answer",
+            "ClickHouse p50 ms",
+            "ratio vs ClickHouse",
+            "files read / skipped",
+            "same answer (DuckDB, ClickHouse)",
         ]
         files = [f"{med.get('files', 0)} Parquet files in the bucket.", ""]
         return title + note + files + _table(header, rows)
+    if name == "s3search":
+        header = ["query", "cold ms (downloads)", "warm p50 ms (cache)", "warm p95 ms", "same"]
+        rows = [[c["name"], c["cold_ms"], c["warm_p50_ms"], c["warm_p95_ms"],
+                 c["same_answer_as_local"]] for c in med.get("cases", [])]  # fmt: skip
+        return title + note + _table(header, rows)
     keys = [k for k, v in med.items() if not isinstance(v, list | dict)]
     return title + note + _table(["metric", "value"], [[k, med[k]] for k in keys])
+
+
+def _files(case: dict[str, Any]) -> str:
+    if case.get("files_read") is None:
+        return "-"
+    return f"{case['files_read']:.0f} / {case.get('files_skipped') or 0:.0f}"
+
+
+def _agreements(case: dict[str, Any]) -> str:
+    return f"{case['agreement']}, {case.get('clickhouse_agreement', '-')}"
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -347,7 +381,7 @@ def markdown(results: dict[str, Any]) -> str:
         ),
     ]
     for name in ("ingest", "query", "storage", "freshness", "memory", "killtrial", "alerts",
-                 "patterns"):  # fmt: skip
+                 "patterns", "s3search"):  # fmt: skip
         lines += _section(name, results["scenarios"])
     if results.get("notes"):
         lines += ["## Notes", "", *[f"* {n}" for n in results["notes"]], ""]

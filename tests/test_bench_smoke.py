@@ -58,6 +58,7 @@ def test_every_scenario_runs(tmp_path: Path) -> None:
     for case in scenarios["query"]["median"]["cases"]:
         assert "error" not in case, case
         assert "unavailable" in case or case["agreement"] == "ok", case
+        assert "unavailable" in case or case["clickhouse_agreement"] == "ok", case  # the peer
     assert "p99_ms" in scenarios["freshness"]["median"] or scenarios["freshness"]["median"].get(
         "unavailable"
     )
