@@ -264,9 +264,7 @@ class Runtime:
             self.control, self.destinations.cipher, webhook_policy(alerts),
             email_enabled=bool(alerts.smtp_host), max_per_org=alerts.endpoints_per_org,
         )  # fmt: skip
-        self.outbox = Outbox(  # alert messages to deliver; errors to the admins' endpoints too
-            settings.data_dir / "alerts.sqlite3", error_endpoints=self.alert_endpoints.for_errors
-        )
+        self.outbox = Outbox(settings.data_dir / "alerts.sqlite3")  # alert messages to deliver
         deletions = self.control.deletions
         self.delivery = build_worker(
             self.outbox, self.alert_endpoints, alerts, self.metrics.registry,

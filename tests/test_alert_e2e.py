@@ -105,6 +105,7 @@ def test_an_alert_fires_and_resolves_through_a_webhook_and_email(
             runtime.alert_state,
             Config(settle_ns=0),
             clock,
+            error_endpoints=runtime.alert_endpoints.for_errors,
         )
         ingest(app, key, events(["a", "b", "c"], clock.now - 60 * S))
         assert tick(app, evaluator) == 1

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from astralog.alerts.evaluate import Config, Evaluator
-from astralog.api.app import create_app
 from astralog.runtime import Bootstrap, Runtime
 from astralog.settings import Settings, load_settings
 from tests.conftest import bearer
@@ -27,26 +25,26 @@ S = 10**9
 MIN = 60 * S
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def alert_settings(tmp_path: Path, **alerts: Any) -> Settings:
+    """Fast flushing, webhooks to loopback over http, and the evaluator driven by the test."""
     return load_settings(
         data_dir=tmp_path / "data",
         wal={"fsync": False, "segment_max_age_seconds": 0.2},
         flush={"interval_seconds": 0.1},
         alerts={"webhook_allow_http": True, "webhook_allow_private_networks": ["127.0.0.0/8"],
-                "evaluate_every_seconds": 60, "ingest_settle_seconds": 0},
+                "evaluate_every_seconds": 60, "ingest_settle_seconds": 0, **alerts},
     )  # fmt: skip
 
 
 @pytest.fixture
-def app(settings: Settings, runtime: Runtime, boot: Bootstrap) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, runtime)) as test_client:
-        yield test_client
+def settings(tmp_path: Path) -> Settings:
+    return alert_settings(tmp_path)
 
 
 @pytest.fixture
-def admin(boot: Bootstrap) -> dict[str, str]:
-    return bearer(boot.admin_token)
+def app(client: TestClient) -> TestClient:
+    """The conftest client under the name these tests read best with."""
+    return client
 
 
 class Clock:
@@ -66,7 +64,8 @@ def clock() -> Clock:
 def evaluator(runtime: Runtime, clock: Clock, app: TestClient) -> Evaluator:
     return Evaluator(runtime.alert_rules, runtime.control.auth, runtime, runtime.outbox,
                      runtime.alert_state, Config(settle_ns=0), clock,
-                     metrics=runtime.metrics.alerts)  # fmt: skip
+                     metrics=runtime.metrics.alerts,
+                     error_endpoints=runtime.alert_endpoints.for_errors)  # fmt: skip
 
 
 @pytest.fixture

@@ -4,46 +4,26 @@ product promises (and failed while the defect was there)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from astralog.api.app import create_app
 from astralog.runtime import Bootstrap, Runtime
-from astralog.settings import Settings, load_settings
-from tests.conftest import bearer
+from astralog.settings import Settings
 from tests.rbac_helpers import ACTOR, add_member
 from tests.search_corpus import add_source, ingest
-from tests.test_alerts import Clock, define, events, tick
+from tests.test_alerts import Clock, alert_settings, define, events, tick
+from tests.test_alerts import app as app
 
 S = 10**9
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return load_settings(
-        data_dir=tmp_path / "data",
-        wal={"fsync": False, "segment_max_age_seconds": 0.2},
-        flush={"interval_seconds": 0.1},
-        alerts={"webhook_allow_http": True, "webhook_allow_private_networks": ["127.0.0.0/8"],
-                "evaluate_every_seconds": 60, "ingest_settle_seconds": 0,
-                "webhook_timeout_seconds": 1.0, "delivery_concurrency": 2,
-                "delivery_poll_seconds": 0.05, "retry_schedule_seconds": [600.0],
-                "max_groups": 2},
-    )  # fmt: skip
-
-
-@pytest.fixture
-def app(settings: Settings, runtime: Runtime, boot: Bootstrap) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, runtime)) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def admin(boot: Bootstrap) -> dict[str, str]:
-    return bearer(boot.admin_token)
+    return alert_settings(tmp_path, webhook_timeout_seconds=1.0, delivery_concurrency=2,
+                          delivery_poll_seconds=0.05, retry_schedule_seconds=[600.0],
+                          max_groups=2)  # fmt: skip
 
 
 def test_a_private_saved_search_cannot_be_read_through_an_alert(
@@ -109,7 +89,8 @@ def runtime_evaluator(runtime: Runtime, clock: Clock):  # type: ignore[no-untype
     from astralog.alerts.evaluate import Config, Evaluator
 
     return Evaluator(runtime.alert_rules, runtime.control.auth, runtime, runtime.outbox,
-                     runtime.alert_state, Config(settle_ns=0), clock)  # fmt: skip
+                     runtime.alert_state, Config(settle_ns=0), clock,
+                     error_endpoints=runtime.alert_endpoints.for_errors)  # fmt: skip
 
 
 def test_a_week_long_backtest_covers_the_recent_week_not_only_its_oldest_day(

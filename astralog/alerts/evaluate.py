@@ -32,7 +32,7 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -109,12 +109,17 @@ class Config:
 
 
 class Evaluator:
+    """``error_endpoints(org)``: the endpoints an org's admins flagged to receive every alert's
+    ``error`` messages, besides the alert's own endpoints."""
+
     def __init__(
         self, rules: AlertRules, owners: Owners, data: DataAccess, outbox: Enqueue,
         store: AlertStore, config: Config, clock: Callable[[], int] = time.time_ns,
-        metrics: EvaluationMetrics | None = None,
+        metrics: EvaluationMetrics | None = None, *,
+        error_endpoints: Callable[[str], Iterable[str]],
     ) -> None:  # fmt: skip
         self.rules, self.owners, self.data = rules, owners, data
+        self.error_endpoints = error_endpoints
         self.outbox, self.store, self.config, self.clock = outbox, store, config, clock
         self.metrics = metrics or EvaluationMetrics()  # unregistered when nobody scrapes
         self.next_due_ns = 0  # the soonest alert due after the last round
@@ -195,7 +200,7 @@ class Evaluator:
         payload = _payload("error", alert, {}, None, spec, None, self.config.base_url, now)
         payload["data"]["error"] = reason
         message = Message(f"msg_{alert['id']}.paused.{version}", alert["org_id"], "error",
-                          tuple(spec.endpoint_ids), payload, now)  # fmt: skip
+                          self._told_of_errors(alert, spec), payload, now)  # fmt: skip
         self._enqueue(message)  # before the pause is recorded: a crash repeats the same id
         self.rules.pause(alert["org_id"], alert["id"], reason, SYSTEM)
         self.store.record_history(alert["id"], "", now, "paused", None, reason)
@@ -203,8 +208,13 @@ class Evaluator:
         log.warning("alert paused", extra={"alert_id": alert["id"], "reason": reason})
 
     def _enqueue(self, message: Message) -> None:
-        if message.endpoint_ids or message.event == "error":  # errors reach the admins' too
+        if message.endpoint_ids:
             self.outbox.enqueue(message)
+
+    def _told_of_errors(self, alert: dict[str, Any], spec: AlertSpec) -> tuple[str, ...]:
+        """An alert's errors reach its own endpoints and the org's admins', each once."""
+        admins = self.error_endpoints(alert["org_id"])
+        return tuple(dict.fromkeys([*spec.endpoint_ids, *admins]))
 
     # ---- one shared scan ---------------------------------------------------------------------
 
@@ -298,7 +308,7 @@ class Evaluator:
             payload = _payload("error", alert, {}, None, spec, job, self.config.base_url, now)
             payload["data"]["error"] = error
             self._enqueue(Message(f"msg_{alert['id']}.error.{errors}", alert["org_id"], "error",
-                                  tuple(spec.endpoint_ids), payload, now))  # fmt: skip
+                                  self._told_of_errors(alert, spec), payload, now))  # fmt: skip
         next_due = spec.schedule.next_after(max(now, job.due_ns))
         self.store.fail(alert["id"], next_due, error, now)
 

@@ -19,7 +19,7 @@ import json
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,16 +170,11 @@ def _body(message: Message) -> str:
 
 
 class Outbox:
-    """``error_endpoints(org)``: where an org's ``error`` messages go besides their own
-    endpoints (the endpoints its admins flagged for every alert's errors)."""
+    """Stores and delivers what it is given: who receives a message is the sender's choice."""
 
-    def __init__(
-        self, path: Path, *, lease_seconds: float = 120.0,
-        error_endpoints: Callable[[str], Iterable[str]] = lambda org_id: (),
-    ) -> None:  # fmt: skip
+    def __init__(self, path: Path, *, lease_seconds: float = 120.0) -> None:
         self.path = path
         self.lease_ns = int(lease_seconds * 1e9)
-        self.error_endpoints = error_endpoints
         self._conn = sqlite.connect(path)
         self._conn.row_factory = sqlite3.Row
         self._lock = threading.RLock()
@@ -193,16 +188,12 @@ class Outbox:
             yield conn
 
     def enqueue(self, message: Message) -> None:
-        """One row per endpoint, committed before it returns; a repeat is a no-op. An error
-        goes to the org's error endpoints too."""
+        """One row per endpoint, committed before it returns; a repeat is a no-op."""
         body = _body(message)
-        endpoints = list(message.endpoint_ids)
-        if message.event == "error":
-            endpoints += self.error_endpoints(message.org_id)
         rows = [
             (delivery_id(message.id, endpoint), message.id, endpoint, message.org_id,
              message.event, body, message.created_ns, message.created_ns)
-            for endpoint in dict.fromkeys(endpoints)
+            for endpoint in dict.fromkeys(message.endpoint_ids)
         ]  # fmt: skip
         with self._tx() as conn:
             conn.executemany(

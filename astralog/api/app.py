@@ -82,7 +82,8 @@ async def _alert_evaluator(runtime: Runtime) -> None:
     config = EvaluatorConfig(runtime.settings.server.url(), int(alerts.ingest_settle_seconds * 1e9),
                              alerts.max_groups, runtime.settings.query.engine_threads)  # fmt: skip
     evaluator = Evaluator(runtime.alert_rules, runtime.control.auth, runtime, runtime.outbox,
-                          runtime.alert_state, config, metrics=runtime.metrics.alerts)  # fmt: skip
+                          runtime.alert_state, config, metrics=runtime.metrics.alerts,
+                          error_endpoints=runtime.alert_endpoints.for_errors)  # fmt: skip
     await evaluator.serve(alerts.evaluate_every_seconds)
 
 
