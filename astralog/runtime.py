@@ -54,6 +54,7 @@ from astralog.ingest.idempotency import IdempotencyStore
 from astralog.ingest.ratelimit import RateLimiter
 from astralog.ingest.wal import PendingData, WriteAheadLog
 from astralog.metrics import Metrics
+from astralog.query_checks import QueryChecks
 from astralog.retention import PurgeSchedule
 from astralog.security.fieldcrypt import FieldCipher
 from astralog.settings import Settings
@@ -270,10 +271,11 @@ class Runtime:
             self.outbox, self.alert_endpoints, alerts, self.metrics.registry,
             lambda org_id: deletions.stopped(org_id) is not None,
         )  # fmt: skip
-        self.saved_searches = SavedSearches(self.control.store, settings.server.url())
+        grammar = QueryChecks()  # the search language's checks, handed down to the control plane
+        self.saved_searches = SavedSearches(self.control.store, settings.server.url(), grammar)
         self.alert_rules = AlertRules(self.control.store, AlertLimits(
             alerts.max_alerts_per_org, alerts.min_interval_seconds, alerts.max_window_seconds
-        ))  # fmt: skip
+        ), grammar)  # fmt: skip
         self.alert_state = AlertStore(settings.data_dir / "alerts.sqlite3")  # instances, history
         self._data: DataPlane | None = None
 

@@ -24,11 +24,10 @@ from astralog.auth.principal import Principal
 from astralog.controlplane.alert_schedule import Policy, Schedule
 from astralog.controlplane.events import Event
 from astralog.controlplane.projections import handles
-from astralog.controlplane.saved_searches import check_sources, org_sources
+from astralog.controlplane.saved_searches import QueryGrammar, check_sources, org_sources
 from astralog.controlplane.store import Actor, EventStore, Recorded
 from astralog.errors import BadRequest, Conflict, Forbidden, NotFound
 from astralog.ids import new_id
-from astralog.query.language import Exists, parse
 
 ConditionKind = Literal["count_above", "count_below", "new_match", "absence"]
 S = 10**9
@@ -141,12 +140,12 @@ class AlertSpec:
             return value > 0
         return value == 0  # absence
 
-    def check(self, limits: AlertLimits) -> None:
+    def check(self, limits: AlertLimits, grammar: QueryGrammar) -> None:
         if not 0 < len(self.name.strip()) <= 200 or not self.name.isprintable():
             raise BadRequest("the alert's name must be 1 to 200 printable characters")
         if len(self.query) > 4096:
             raise BadRequest("the query is longer than 4096 characters")
-        parse(self.query)
+        grammar.check_query(self.query)
         if not 60 <= self.window_seconds <= limits.max_window_seconds:
             raise BadRequest(
                 f"window_seconds must be 60 to {limits.max_window_seconds} (the look-back window)"
@@ -156,7 +155,7 @@ class AlertSpec:
         if len(self.group_by) > 5 or len(set(self.group_by)) != len(self.group_by):
             raise BadRequest("group_by takes at most 5 distinct fields")
         for name in self.group_by:
-            _check_field(name)
+            _check_field(name, grammar)
         self.schedule.check(limits.min_interval_seconds)
         try:
             self.policy  # noqa: B018 - validates its bounds
@@ -166,15 +165,10 @@ class AlertSpec:
             raise BadRequest("an alert notifies at most 20 endpoints")
 
 
-def _check_field(name: str) -> None:
+def _check_field(name: str, grammar: QueryGrammar) -> None:
     """A group_by name is a field name as the search language reads one (``_exists_:name``)."""
-    if 0 < len(name) <= 256 and name.strip() == name:
-        try:
-            node = parse(f"_exists_:{name}")
-        except BadRequest:
-            node = None
-        if isinstance(node, Exists) and node.field.name == name:
-            return
+    if grammar.is_field(name):
+        return
     raise BadRequest(
         f"group_by field {name[:60]!r} is not a field name: 1 to 256 letters, digits and "
         "_ . - @ / (as in the search box, e.g. 'service' or 'http.status')"
@@ -185,9 +179,10 @@ def _check_field(name: str) -> None:
 
 
 class AlertRules:
-    def __init__(self, store: EventStore, limits: AlertLimits) -> None:
+    def __init__(self, store: EventStore, limits: AlertLimits, grammar: QueryGrammar) -> None:
         self.store = store
         self.limits = limits
+        self.grammar = grammar
 
     def define(self, org_id: str, who: Principal, spec: AlertSpec, actor: Actor) -> dict[str, Any]:
         self.check(org_id, who, spec)
@@ -282,7 +277,7 @@ class AlertRules:
         return [_view(dict(r)) for r in rows]
 
     def check(self, org_id: str, who: Principal, spec: AlertSpec) -> None:
-        spec.check(self.limits)
+        spec.check(self.limits, self.grammar)
         if spec.sources is not None:
             check_sources(spec.sources, who.readable, org_sources(self.store, org_id))
 
