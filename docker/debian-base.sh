@@ -16,6 +16,10 @@ if "$docker" image inspect "$tag" >/dev/null 2>&1; then
   echo "$tag exists; reused" >&2
   exit 0
 fi
+command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] \
+  || { echo "debootstrap is not installed (apt-get install debootstrap, as root)" >&2; exit 1; }
+[ "$(id -u)" = 0 ] || { echo "debootstrap needs root to build $tag" >&2; exit 1; }
+PATH="$PATH:/usr/sbin:/sbin"
 root="$(mktemp -d /tmp/astralog-rootfs.XXXXXX)"
 trap 'rm -rf "$root"' EXIT
 debootstrap --variant=minbase bookworm "$root" "$mirror" >"$root.log" 2>&1 \

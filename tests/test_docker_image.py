@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -31,7 +32,9 @@ from tests.ingest_helpers import free_port
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
-BASE_IMAGE = "astralog-base:bookworm"
+BASE_SCRIPT = ROOT / "docker" / "debian-base.sh"
+# Kept between runs and rebuilt only when the script that makes it changes.
+BASE_IMAGE = f"astralog-base:bookworm-{hashlib.sha256(BASE_SCRIPT.read_bytes()).hexdigest()[:12]}"
 IMAGE = "astralog:test"
 USER = "10001:10001"
 ARTIFACT = ROOT / "test-artifacts" / "docker-image.json"
@@ -108,7 +111,7 @@ def image(docker: str) -> str:
     started = time.monotonic()
     env = {**os.environ, "DOCKER": docker}
     done = subprocess.run(
-        [str(ROOT / "docker" / "debian-base.sh"), BASE_IMAGE],
+        [str(BASE_SCRIPT), BASE_IMAGE],
         capture_output=True, text=True, timeout=900, env=env,
     )  # fmt: skip
     if done.returncode != 0:
