@@ -345,6 +345,8 @@ QUERIES = [
     "http.*:GET",
     "-http.*:GET",
     "http.*:*",
+    "_exists_:*.name",
+    "-_exists_:user.*",
     "*.name:web-*",
     "user.?d:>500",
     "reg*:us-*",

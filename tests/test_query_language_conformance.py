@@ -144,6 +144,8 @@ ANSWERED: list[tuple[str, set[str]]] = [
     ("book.\\*:(quick OR brown)", set()),  # escaped or not, a star in a name is a wildcard
     ("ti*:(quick OR brown)", {"e1", "e2"}),
     ("map.*:*", {"e1"}),
+    ("_exists_:map.*", {"e1"}),
+    ("_exists_:machine.o?", {"e5"}),
     ("-map.*:*", {"e2", "e3", "e4", "e5"}),
     ("*_number:>=100", {"e4"}),
     ("co?e:/40[01]/", {"e1", "e2"}),

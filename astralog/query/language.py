@@ -67,7 +67,8 @@ any attr  a name with ``*`` or ``?``  no key matches in     exact, on *some* ent
 * *Field-name wildcards* (Lucene's ``machine.os*:win``, ``book.\\*:x``): ``*`` and ``?`` in a
   field name match any run of characters / one character of an attribute key; as in
   Elasticsearch a star is a wildcard there even when escaped. Every other construct works on
-  such a field (ranges, regexes, ``field:*``); ``-field*:v`` means no matching key holds v.
+  such a field (ranges, regexes, ``field:*``, ``_exists_:machine.os*``); ``-field*:v`` means
+  no matching key holds v.
 * *Maps* are flattened into dotted keys at ingest; ``_exists_:m`` (and ``m:*``) holds when the
   key ``m`` or any key under ``m.`` is present.
 * *Regexes on level* ignore case like every other level match: ``level:/info/`` finds "INFO".
@@ -770,15 +771,23 @@ class _Parser:
 
     def exists(self, start: int) -> Node:
         name_start = self.pos
-        name_end = self.scan_field_name(name_start)
+        name_end = name_start
+        while name_end < len(self.text) and (
+            _is_field_char(self.text[name_end]) or self.text[name_end] in "*?"
+        ):
+            name_end += 1
         if name_end == name_start or not self.at_delimiter(name_end):
             raise SyntaxErrorAt(
                 "expected a field name after '_exists_:'",
                 name_end,
-                "field names are letters, digits and _ . - @ /",
+                "field names are letters, digits and _ . - @ / (and * ? as wildcards)",
             )
         self.pos = name_end
-        field = resolve_field(self.text[name_start:name_end])
+        name = self.text[name_start:name_end]
+        keys = _pattern([(ch, False) for ch in name])
+        if name != "*" and not keys.is_literal:  # _exists_:machine.os*
+            return self.leaf(start, Exists(Field(name, FieldKind.ANY_ATTRIBUTE, "", keys)))
+        field = resolve_field(name)
         return self.leaf(start, MatchAll() if field.kind is FieldKind.ALL else Exists(field))
 
     def value(self, field: Field, start: int, label: str) -> Node:
