@@ -5,7 +5,6 @@ hold, claims fairly across them, and test sends and replays are rate limited."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,12 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from astralog.alerts.outbox import Message, Outbox, Share
-from astralog.api.app import create_app
 from astralog.runtime import Bootstrap, Runtime
 from astralog.settings import Settings, load_settings
 from tests.alert_receiver import Script, receiver
-from tests.conftest import bearer
 from tests.rbac_helpers import ACTOR, add_member
+from tests.test_alerts import app as app
 
 
 @pytest.fixture
@@ -30,17 +28,6 @@ def settings(tmp_path: Path) -> Settings:
                 "webhook_timeout_seconds": 1.0, "delivery_concurrency": 2,
                 "delivery_poll_seconds": 0.05, "retry_schedule_seconds": [600.0]},
     )  # fmt: skip
-
-
-@pytest.fixture
-def app(settings: Settings, runtime: Runtime, boot: Bootstrap) -> Iterator[TestClient]:
-    with TestClient(create_app(settings, runtime)) as test_client:
-        yield test_client
-
-
-@pytest.fixture
-def admin(boot: Bootstrap) -> dict[str, str]:
-    return bearer(boot.admin_token)
 
 
 def _hook(app: TestClient, headers: dict[str, str], url: str, name: str) -> str:

@@ -10,7 +10,6 @@ from astralog.alerts.evaluate import Evaluator
 from astralog.runtime import Bootstrap, Runtime
 from tests.rbac_helpers import ACTOR, add_member
 from tests.search_corpus import add_source
-from tests.test_alerts import admin as admin
 from tests.test_alerts import app as app
 from tests.test_alerts import clock as clock
 from tests.test_alerts import define, outbox, tick

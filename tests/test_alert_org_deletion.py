@@ -17,7 +17,6 @@ from tests.alert_receiver import Script, receiver
 from tests.conftest import bearer
 from tests.search_corpus import add_source, ingest
 from tests.test_alerts import Clock, S, define, events, outbox, tick
-from tests.test_alerts import admin as admin
 from tests.test_alerts import app as app
 from tests.test_alerts import clock as clock
 from tests.test_alerts import evaluator as evaluator
