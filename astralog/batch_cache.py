@@ -61,6 +61,16 @@ class BatchCache:
             return None
         return data
 
+    def file(self, batch: BatchCommitted) -> Path | None:
+        """The cached file of this version, marked recently used, for a reader that opens it
+        itself (the engine); None when it is not cached."""
+        path = self.path(batch)
+        try:
+            _touch(path)
+        except FileNotFoundError:
+            return None
+        return path
+
     def put(self, batch: BatchCommitted, data: bytes) -> None:
         """Keep ``data`` as this version of the batch; older versions of its key go."""
         if not self.enabled or len(data) > self.max_bytes:

@@ -66,6 +66,8 @@ def test_a_second_search_reads_s3_batches_from_the_local_cache(
     assert [e["attributes"]["marker"] for e in again["events"]] == expected
     assert again["partial"] is False
     assert len(gets) == len(remote)
+    # Cached objects reach the engine as files, so newest-first reading applies to them.
+    assert again["files_read"] + again["files_skipped"] == len(remote)
 
     cached = [p for p in runtime.batch_cache.directory.rglob("*") if p.is_file()]
     assert len(cached) == len(remote)

@@ -587,7 +587,9 @@ def test_search_counts_fetched_rows_against_the_scan_limit(
     response = events.search(client, admin)
     assert response.status_code == 200, response.text
     assert len(response.json()["events"]) == 100
-    assert response.json()["scanned_bytes"] > stored  # the rows in memory, not the objects
+    # The refused search left the objects in the local batch cache: the engine now reads them
+    # as files, like local batches, and they count at their stored size.
+    assert response.json()["scanned_bytes"] >= stored
 
 
 @pytest.mark.slow

@@ -28,6 +28,7 @@ import asyncio
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import pyarrow as pa
 
@@ -39,6 +40,7 @@ from astralog.dataplane import DataAccess
 from astralog.errors import AstralogError, BadRequest, NotFound, Unavailable
 from astralog.query.compile import compile_where
 from astralog.query.plan import Missing, Plan
+from astralog.schema import schema_fingerprint
 
 __all__ = ["fetch_remote"]
 
@@ -46,6 +48,8 @@ CHUNK_KEYS = 256  # batches per read: bounds a ClickHouse IN list and the rows h
 CHUNK_STORED_BYTES = 256 * 2**20  # stored bytes (per the catalog) per read
 CACHED_KINDS = frozenset({"s3"})  # destinations of immutable objects (ClickHouse stores rows)
 CONCURRENT_GETS = 8  # objects downloaded at once per destination when going through the cache
+FILES_SHARE = 4  # cached objects go to the engine as files when a search needs <= 1/4 of the cache
+Read: TypeAlias = pa.Table | tuple[str, BatchCommitted]  # rows, or a cached file and its batch
 RETRY_AFTER_SECONDS = 10
 log = logging.getLogger("astralog.query")
 
@@ -103,8 +107,12 @@ async def _fetch_all(data: DataAccess, plan: Plan) -> bool:
         raise failed.exceptions[0] from None
     results = [task.result() for task in tasks]
     missing = [r for r in results if isinstance(r, Missing)]
-    tables = [table for result in results if not isinstance(result, Missing) for table in result]
+    read = [item for result in results if not isinstance(result, Missing) for item in result]
+    tables = [item for item in read if isinstance(item, pa.Table)]
     plan.fetched = canonical_rows(tables, "rows fetched from BYOB destinations")
+    for path, batch in (item for item in read if not isinstance(item, pa.Table)):
+        plan.files.append(path)  # a cached object: the engine reads it like a local batch
+        plan.spans[path] = (batch.min_ts_ns, batch.max_ts_ns)
     plan.missing += missing
     plan.scanned_bytes = budget.used
     return len(missing) < len(results)
@@ -117,7 +125,7 @@ async def _fetch(
     batches: Sequence[BatchCommitted],
     budget: _Budget,
     deadline: float,
-) -> list[pa.Table] | Missing:
+) -> list[Read] | Missing:
     """The destination's rows of the search, or what is missing when it cannot return them."""
     try:
         connector, label, kind = _open(data, plan.org_id, destination_id)
@@ -167,11 +175,22 @@ async def _read_cached(
     batches: Sequence[BatchCommitted],
     budget: _Budget,
     deadline: float,
-) -> list[pa.Table]:
-    """Each batch's rows from the cache, or downloaded whole (then cached), a few at a time."""
-    gate = asyncio.Semaphore(CONCURRENT_GETS)
+) -> list[Read]:
+    """Each batch from the cache, or downloaded whole (then cached), a few at a time.
 
-    async def one(batch: BatchCommitted) -> pa.Table:
+    A cached object of the current schema goes to the engine as a file, so newest-first search
+    stops early and row groups are pruned as for local batches; that needs the search's
+    objects to fit the cache with room to spare (else another put could evict one before the
+    engine opens it), otherwise and for older schemas its rows are decoded here."""
+    gate = asyncio.Semaphore(CONCURRENT_GETS)
+    as_files = sum(b.bytes for b in batches) <= cache.max_bytes // FILES_SHARE
+
+    async def one(batch: BatchCommitted) -> Read:
+        if as_files and batch.schema_fingerprint == schema_fingerprint():
+            path = await asyncio.to_thread(cache.file, batch)
+            if path is not None:
+                budget.take(batch.bytes, label)
+                return str(path), batch
         data = await asyncio.to_thread(cache.get, batch)
         if data is None:
             async with gate:
