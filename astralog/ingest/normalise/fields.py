@@ -61,7 +61,9 @@ class _Fields:
             name, values, depth = stack.pop()
             kind = values.type
             if pa.types.is_struct(kind):
-                children = zip(kind, values.flatten(), strict=True)
+                flat = values.flatten()
+                self._empty_object(name, values, flat, depth)
+                children = zip(kind, flat, strict=True)
                 stack.extend(reversed([(f"{name}.{f.name}", c, depth + 1) for f, c in children]))
             elif pa.types.is_null(kind):
                 continue
@@ -71,6 +73,22 @@ class _Fields:
                 self.leaves[name] = _Leaf(name, merged, max(first.depth, depth))
             else:
                 self.leaves[name] = _Leaf(name, values, depth)
+
+    def _empty_object(
+        self, name: str, values: pa.Array, children: list[pa.Array], depth: int
+    ) -> None:
+        """``{}`` is a value, as OTLP's empty map is: an object holding no key (its nulls are
+        no keys) leaves the text ``{}`` under its name instead of vanishing in the flattening."""
+        empty = values.is_valid()
+        for child in children:
+            empty = pc.and_(empty, child.is_null())
+        if not pc.any(empty).as_py():
+            return
+        text = pc.if_else(empty, pa.scalar("{}"), pa.scalar(None, pa.string()))
+        if name in self.leaves:
+            first = self.leaves[name]
+            text = pc.coalesce(as_text(first.values), text)
+        self.leaves[name] = _Leaf(name, text, depth)
 
     def valid(self, name: str) -> np.ndarray:
         if name not in self._valid:

@@ -35,7 +35,9 @@ def _flatten_into(
         name = prefix + key
         if not key.isascii():
             check_encodable(name, key)
-        if isinstance(value, dict):
+        if isinstance(value, dict) and all(v is None for v in value.values()):
+            out.setdefault(name, "{}")  # an empty object is a value, as in the bulk path
+        elif isinstance(value, dict):
             if depth + 1 > limit:
                 raise _too_deep(name, limit)
             _flatten_into(value, name + ".", depth + 1, out, limit)
