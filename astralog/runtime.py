@@ -30,6 +30,7 @@ from astralog.auth.principal import SCOPES
 from astralog.auth.sessions import SessionStore
 from astralog.batch_cache import BatchCache
 from astralog.catalog import BatchCommitted, Catalog
+from astralog.compaction import Compactor
 from astralog.connectors.base import Connector
 from astralog.connectors.local import LocalConnector
 from astralog.controlplane.accounts import Accounts
@@ -305,6 +306,15 @@ class Runtime:
         if self._data is None:
             self._data = DataPlane(self.settings, self.metrics, self.destinations)
         return self._data
+
+    def compactor(self) -> Compactor:
+        """Compaction over this process's catalog; batches of unreleased WAL segments wait."""
+        wal = self.data.wal
+        return Compactor(
+            self, self.data.catalog, self.settings.compaction,
+            in_wal=lambda: {s.segment_id for s in wal.sealed_segments()},
+            metrics=self.metrics.compaction,
+        )  # fmt: skip
 
     async def close_data_plane(self) -> None:
         if self._data is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from clickhouse_connect.driver.client import Client
 from fastapi.testclient import TestClient
 
 from astralog.catalog import BatchCommitted
@@ -22,6 +24,7 @@ from astralog.runtime import Bootstrap, Runtime
 from astralog.settings import Settings, load_settings
 from tests.conftest import bearer
 from tests.lifecycle_helpers import Headers
+from tests.lifecycle_helpers import clickhouse as clickhouse
 from tests.lifecycle_helpers import op as op
 from tests.lifecycle_helpers import owner as owner
 from tests.rbac_helpers import Member
@@ -34,9 +37,10 @@ FAR = timedelta(days=1)  # past any query timeout: replaced objects may go
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    # The loop stays off: each test runs its passes itself, at the moments it chooses.
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    # The loop stays off unless a test turns it on: each test runs its passes itself.
     compaction = {"enabled": False, "settle_seconds": 0, "target_bytes": 2**20}
+    compaction |= getattr(request, "param", {})
     return load_settings(
         data_dir=tmp_path / "data", storage=LOOPBACK, compaction=compaction, **FAST
     )
@@ -51,7 +55,7 @@ class Feed:
         self.bodies: list[str] = []
         self.batches = 0
 
-    def post(self, hours_ago: list[int], per_hour: int = 5) -> None:
+    def post(self, hours_ago: list[int], per_hour: int = 5, wait: bool = True) -> None:
         now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
         lines = []
         for hours in hours_ago:
@@ -65,7 +69,8 @@ class Feed:
         )
         assert response.status_code == 200 and response.json()["accepted"] == len(lines)
         self.batches += len(hours_ago)
-        committed(self.runtime, self.org_id, self.batches)
+        if wait:
+            committed(self.runtime, self.org_id, self.batches)
 
     def searched(self, client: TestClient | None = None) -> list[str]:
         body = {"start": "now-2d", "limit": 1000}
@@ -79,20 +84,9 @@ class Feed:
         return self.runtime.data.catalog.batches(self.org_id, None, 0, 2**62)
 
 
-def compactor_of(runtime: Runtime) -> Compactor:
-    """As the serving process builds it (``Runtime.compactor``)."""
-    wal = runtime.data.wal
-    return Compactor(
-        runtime,
-        runtime.data.catalog,
-        runtime.settings.compaction,
-        in_wal=lambda: {s.segment_id for s in wal.sealed_segments()},
-    )
-
-
 def compact(client: TestClient, runtime: Runtime, later: timedelta = timedelta(0)) -> int:
     now_ns = int((datetime.now(UTC) + later).timestamp() * 1e9)
-    compactor = compactor_of(runtime)
+    compactor = runtime.compactor()
     swapped: int = client.portal.call(compactor.compact_once, now_ns)  # type: ignore[union-attr]
     return swapped
 
@@ -224,7 +218,7 @@ def test_a_batch_leaving_the_catalog_meanwhile_abandons_the_merge(
     for _ in range(3):
         feed.post([2])
     gone = feed.catalog()[0].object_key
-    compactor = compactor_of(runtime)
+    compactor = runtime.compactor()
     read = Compactor.merge
 
     async def purged_meanwhile(self: Compactor, merge: Any, now_ns: int) -> int:
@@ -329,3 +323,33 @@ def test_the_catalog_counts_replaced_batches_as_committed_and_refuses_stale_rewr
         assert [x.object_key for x in catalog.batches("o", None, 0, 2**62)] == ["m"]
         assert not catalog.compacted(["m", "gone"], _batch("n", 5, 20), delete_after_ns=0)
         assert [r.object_key for r in catalog.retired_due(1)] == ["a", "b"]
+
+
+@pytest.mark.parametrize("settings", [{"enabled": True, "interval_seconds": 0.2}], indirect=True)
+def test_the_serving_process_compacts_in_the_background(
+    client: TestClient, runtime: Runtime, feed: Feed
+) -> None:
+    metrics = runtime.metrics.registry
+    for _ in range(3):  # the loop may merge the first batches before the last is flushed
+        feed.post([3], wait=False)
+        time.sleep(0.5)  # past the WAL segment's age: one batch per post
+    deadline = time.monotonic() + 20
+    while len(feed.catalog()) > 1 or sum(b.rows for b in feed.catalog()) < 15:
+        assert time.monotonic() < deadline, "the background loop did not compact in 20 s"
+        time.sleep(0.1)
+    assert len(feed.searched()) == 15
+    swapped = metrics.get_sample_value("astralog_compaction_merges_total", {"outcome": "swapped"})
+    assert swapped is not None and swapped >= 1
+
+
+def test_clickhouse_destinations_are_left_to_mergetree(
+    client: TestClient, runtime: Runtime, feed: Feed, clickhouse: tuple[Client, str]
+) -> None:
+    engine, database = clickhouse
+    for _ in range(3):
+        feed.post([2])
+    before = feed.catalog()
+    assert compact(client, runtime) == 0
+    assert feed.catalog() == before
+    stored = engine.query(f"SELECT count() FROM `{database}`.otel_logs").result_rows[0][0]
+    assert stored == 15 == len(feed.searched())
