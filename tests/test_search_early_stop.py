@@ -189,6 +189,27 @@ def test_a_tie_on_the_page_boundary_reads_the_older_file_too(tmp_path: Path) -> 
     assert got == ["b0", "a2", "z9", "a1", "a0", "c0", "c1", "c2", "c3"]
 
 
+def test_open_sessions_never_read_each_others_files(tmp_path: Path) -> None:
+    """Sessions are cursors on one shared DuckDB database: a relation one of them names must
+    stay its own, or two searches at once (two orgs' too) read each other's files."""
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    mine.mkdir()
+    theirs.mkdir()
+    a = Session(_plan("", mine, [[_row(BASE_NS + SECOND_NS, "a0", "INFO")]], []), 1)
+    b = Session(
+        _plan("", theirs, [[_row(BASE_NS + i * SECOND_NS, f"z{i}", "INFO")] for i in range(3)], []),
+        1,
+    )
+    try:
+        assert a.count() == 1 and b.count() == 3
+        assert [e["event_id"] for e in a.search(10, None)[0]] == ["a0"]
+        assert [e["event_id"] for e in b.search(10, None)[0]] == ["z2", "z1", "z0"]
+        assert [e["event_id"] for e in a.search(10, None)[0]] == ["a0"]
+    finally:
+        a.close()
+        b.close()
+
+
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[tuple[TestClient, dict[str, str], str]]:
     app_settings = load_settings(

@@ -106,7 +106,7 @@ class Session:
         memory = []
         if plan.files:
             try:
-                self.conn.read_parquet(plan.files).create_view("stored")
+                self.conn.register("stored", self.conn.read_parquet(plan.files))
             except duckdb.IOException as exc:
                 self.conn.close()
                 raise storage_error(plan, exc) from exc

@@ -141,7 +141,7 @@ class PageReader:
     ) -> list[dict[str, Any]]:
         parts = [f"SELECT * FROM {name}" for name in relations]
         if files:
-            self.conn.read_parquet(files).create_view("ordered_group")
+            self.conn.register("ordered_group", self.conn.read_parquet(files))
             parts.append("SELECT * FROM ordered_group")
         if not parts:
             return []
