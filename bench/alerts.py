@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import httpx
@@ -264,14 +265,16 @@ class Watcher(_Background):
     with when it was committed and which scan it shared."""
 
     thread_name = "bench-alerts-watch"
-    gateway: Gateway
+    database: Path  # the gateway's alerts.sqlite3, created by its first start
     seen: dict[tuple[str, int], tuple[int, str]] = field(default_factory=dict)
     errors: set[str] = field(default_factory=set)
 
     def _run(self) -> None:
-        path = self.gateway.data_dir / "alerts.sqlite3"
+        path = self.database
         while not path.exists() and not self._stop.wait(POLL_SECONDS):
             pass
+        if not path.exists():  # stopped before the gateway made it: nothing was evaluated
+            return
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
         try:
             while not self._stop.wait(POLL_SECONDS):
@@ -333,7 +336,7 @@ def run_alerts(gateway: Gateway, plan: AlertsPlan) -> dict[str, Any]:
     feeds = _feeds(gateway)
     _backfill(gateway, feeds, plan.backfill_events, plan.seed)
     shipper = Shipper(gateway, feeds, plan.rate, plan.seed)
-    watcher = Watcher(gateway)
+    watcher = Watcher(gateway.data_dir / "alerts.sqlite3")
     shipper.start()
     watcher.start()
     try:
