@@ -1,14 +1,23 @@
 // The result list, rendered by window: events are kept in chunks of CHUNK rows and only the
-// chunks near the viewport are in the DOM; the others are spacers of their measured (or, before
-// they were ever shown, estimated) height. The page keeps scrolling the window, so find-in-page,
-// sticky headers and the "load older" sentinel work as before; a list of MAX_ROWS events costs
-// about as much layout as a few hundred.
+// chunks near the viewport are in the DOM, one contiguous run of them between two spacers of the
+// others' measured (or, before they were ever shown, estimated) height. A frame builds rows for
+// at most BUDGET_MS and BUDGET_ROWS, the chunks on screen first, then the margins; what is left
+// waits for the next frame, so a long jump costs a few short frames instead of one long one and
+// scrolling never waits for rows off screen. The page keeps scrolling the window, so
+// find-in-page, sticky headers and the "load older" sentinel work as before; the DOM holds about
+// three viewports of rows whatever the count, up to MAX_ROWS events.
 
 import { h } from "./dom.js";
 
-export const MAX_ROWS = 100_000; // also in README and docs/search.md
-const CHUNK = 100;
+export const MAX_ROWS = 100_000; // also in README and docs/architecture.md
+const CHUNK = 10;
 const ESTIMATE = 33; // px per collapsed row until one is measured
+// Building rows is script time; the browser still needs style, layout and paint in the same
+// 16 ms frame, on a slow machine with software rendering too.
+const BUDGET_MS = 5;
+// Script time is the small part: style, layout and paint of a new row cost more than building
+// it, so a frame also adds at most this many rows (the first chunk on screen aside).
+const BUDGET_ROWS = 20;
 
 // renderRow(event, { fresh }) -> <li>; the list re-opens rows the person had opened.
 export function createResultList({ renderRow, label }) {
@@ -50,86 +59,188 @@ export function createResultList({ renderRow, label }) {
     next?.querySelector(".ev-row")?.focus();
   });
 
-  const size = () => chunks.reduce((n, c) => n + c.items.length, 0);
+  let total = 0;
+  let tops = null; // tops[i]: chunk i's top in the list, px; tops[n]: the list's height
+  let starts = null; // starts[i]: the position of chunk i's first event
+  const size = () => total;
   const heightOf = (c) => c.height ?? c.items.length * rowHeight;
 
-  function build(chunk, offset) {
-    chunk.rows = chunk.items.map(({ event, fresh }, i) => {
+  function build(chunk) {
+    chunk.at = -1; // numbered by update()
+    chunk.rows = chunk.items.map(({ event, fresh }) => {
       const li = renderRow(event, { fresh });
-      li.setAttribute("aria-posinset", String(offset + i + 1));
       if (open.has(event.event_id)) li.querySelector(".ev-row")?.click();
       return li;
     });
     return chunk.rows;
   }
 
+  function drop(chunk) {
+    if (chunk.rows) for (const row of chunk.rows) row.remove();
+    chunk.rows = null;
+  }
+
   function measure(chunk) {
-    if (!chunk.rows?.length) return;
+    if (!chunk.rows?.length || !chunk.rows[0].isConnected) return;
     const first = chunk.rows[0].getBoundingClientRect();
     const last = chunk.rows[chunk.rows.length - 1].getBoundingClientRect();
-    chunk.height = last.bottom - first.top;
+    const height = last.bottom - first.top;
+    if (height !== chunk.height) tops = null;
+    chunk.height = height;
     if (!chunk.rows.some((r) => open.has(r.dataset.id))) {
-      rowHeight = Math.max(20, chunk.height / chunk.rows.length);
+      const each = Math.max(20, height / chunk.rows.length);
+      if (each !== rowHeight) tops = null;
+      rowHeight = each;
     }
   }
 
-  // The chunks that meet the viewport, a viewport's height of margin either side.
-  function wanted() {
-    const listTop = el.getBoundingClientRect().top;
-    const from = -listTop - innerHeight;
-    const to = -listTop + 2 * innerHeight;
-    let y = 0;
-    let first = -1;
-    let last = -1;
+  // Where each chunk starts, in pixels and in events: built again only after a change, so a
+  // frame costs the same for 100 events and for 100,000.
+  function index() {
+    if (tops) return;
+    tops = new Float64Array(chunks.length + 1);
+    starts = new Int32Array(chunks.length + 1);
     chunks.forEach((chunk, i) => {
-      const height = heightOf(chunk);
-      if (y + height >= from && y <= to) {
-        if (first < 0) first = i;
-        last = i;
-      }
-      y += height;
+      tops[i + 1] = tops[i] + heightOf(chunk);
+      starts[i + 1] = starts[i] + chunk.items.length;
     });
-    if (first < 0 && chunks.length) first = last = y <= from ? chunks.length - 1 : 0;
-    return [first, last];
+  }
+
+  // The first chunk whose bottom is at or below y, and the last whose top is at or above it.
+  function firstEnding(y) {
+    let [lo, hi] = [0, chunks.length - 1];
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (tops[mid + 1] >= y) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
+
+  function lastStarting(y) {
+    let [lo, hi] = [0, chunks.length - 1];
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (tops[mid] <= y) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  // The chunks that meet the viewport (`view`) and those within a viewport's height of it
+  // (`want`), as [first, last] index pairs; the nearest chunk when the list is off screen.
+  function ranges() {
+    const viewTop = -el.getBoundingClientRect().top;
+    const span = (from, to) => {
+      const first = firstEnding(from);
+      return [first, Math.max(first, lastStarting(to))];
+    };
+    return {
+      view: span(viewTop, viewTop + innerHeight),
+      want: span(viewTop - innerHeight, viewTop + 2 * innerHeight),
+    };
+  }
+
+  function rendered() {
+    let from = -1;
+    let to = -1;
+    for (let i = 0; i < chunks.length; i++) {
+      if (!chunks[i].rows) continue;
+      if (from < 0) from = i;
+      to = i;
+    }
+    return [from, to];
+  }
+
+  const lastRow = (chunk) => chunk.rows[chunk.rows.length - 1];
+
+  function place(chunk, after) {
+    const rows = build(chunk);
+    if (rows.length) after.after(...rows);
+  }
+
+  // Keeps [from, to] (clipped to `want`) and rebuilds chunks inside it that changed, so the
+  // rendered run stays contiguous; returns the run, or null when nothing of it is on screen.
+  function keep(from, to, view, want) {
+    if (from < 0 || to < view[0] || from > view[1]) {
+      chunks.forEach(drop);
+      return null;
+    }
+    for (let i = from; i < want[0]; i++) drop(chunks[i]);
+    for (let i = want[1] + 1; i <= to; i++) drop(chunks[i]);
+    const run = [Math.max(from, want[0]), Math.min(to, want[1])];
+    let cursor = top;
+    for (let i = run[0]; i <= run[1]; i++) {
+      if (!chunks[i].rows) place(chunks[i], cursor);
+      if (chunks[i].rows.length) cursor = lastRow(chunks[i]);
+    }
+    return run;
+  }
+
+  // The next chunk to build: the screen first, then the margins; -1 when all are there.
+  function next(run, view, want) {
+    if (run[1] < view[1]) return run[1] + 1;
+    if (run[0] > view[0]) return run[0] - 1;
+    if (run[0] > want[0]) return run[0] - 1;
+    if (run[1] < want[1]) return run[1] + 1;
+    return -1;
+  }
+
+  function grow(run, view, want, started) {
+    let rows = 0;
+    while (performance.now() - started < BUDGET_MS && rows < BUDGET_ROWS) {
+      const i = next(run, view, want);
+      if (i < 0) return true;
+      rows += chunks[i].items.length;
+      if (i > run[1]) {
+        place(chunks[i], run[1] >= 0 && chunks[run[1]].rows.length ? lastRow(chunks[run[1]]) : top);
+        run[1] = i;
+      } else {
+        place(chunks[i], top);
+        run[0] = i;
+      }
+    }
+    return next(run, view, want) < 0;
+  }
+
+  // Spacers of the chunks outside the run; ARIA puts the list's size and each row's place on
+  // the items, since only a window of them is in the DOM.
+  function settle([from, to]) {
+    for (let i = from; i <= to; i++) {
+      const chunk = chunks[i];
+      if (chunk.at !== starts[i] || chunk.total !== total) number(chunk, starts[i]);
+    }
+    top.style.height = `${tops[from]}px`;
+    bottom.style.height = `${tops[chunks.length] - tops[to + 1]}px`;
+    el.dataset.size = String(total);
+  }
+
+  function number(chunk, offset) {
+    chunk.rows.forEach((row, k) => {
+      row.setAttribute("aria-posinset", String(offset + k + 1));
+      row.setAttribute("aria-setsize", String(total));
+    });
+    chunk.at = offset;
+    chunk.total = total;
   }
 
   function update() {
+    if (frame) cancelAnimationFrame(frame); // called directly after a change
     frame = 0;
-    for (const chunk of chunks) if (chunk.rows?.[0]?.isConnected) measure(chunk);
-    const [first, last] = wanted();
-    let offset = 0;
-    let above = 0;
-    let below = 0;
-    const keep = [];
-    chunks.forEach((chunk, i) => {
-      if (i < first) above += heightOf(chunk);
-      else if (i > last) below += heightOf(chunk);
-      else keep.push([chunk, offset]);
-      offset += chunk.items.length;
-    });
-    for (const chunk of chunks) {
-      if (chunk.rows && !keep.some(([c]) => c === chunk)) {
-        for (const row of chunk.rows) row.remove();
-        chunk.rows = null;
-      }
+    const started = performance.now();
+    const [from, to] = rendered();
+    for (let i = Math.max(from, 0); i <= to; i++) measure(chunks[i]);
+    index();
+    if (!chunks.length) return settle([0, -1]);
+    const { view, want } = ranges();
+    let run = keep(from, to, view, want);
+    if (!run) {
+      place(chunks[view[0]], top);
+      run = [view[0], view[0]];
     }
-    let cursor = top;
-    // ARIA puts the list's size on its items: only a window of them is in the DOM.
-    const total = size();
-    for (const [chunk, start] of keep) {
-      const rows = chunk.rows || build(chunk, start);
-      rows.forEach((row, i) => {
-        row.setAttribute("aria-posinset", String(start + i + 1));
-        row.setAttribute("aria-setsize", String(total));
-      });
-      for (const row of rows) {
-        if (cursor.nextSibling !== row) cursor.after(row);
-        cursor = row;
-      }
-    }
-    top.style.height = `${above}px`;
-    bottom.style.height = `${below}px`;
-    el.dataset.size = String(total);
+    const done = grow(run, view, want, started);
+    settle(run);
+    if (!done) schedule();
   }
 
   function schedule() {
@@ -141,6 +252,8 @@ export function createResultList({ renderRow, label }) {
   function reset(events) {
     for (const chunk of chunks) for (const row of chunk.rows || []) row.remove();
     chunks = [];
+    total = 0;
+    tops = null;
     append(events);
   }
 
@@ -154,6 +267,7 @@ export function createResultList({ renderRow, label }) {
       last.items.push({ event, fresh: false });
       dirty(last);
     }
+    total += events.length;
     update();
   }
 
@@ -163,7 +277,9 @@ export function createResultList({ renderRow, label }) {
     for (let at = fresh.length; at > 0; at -= CHUNK) {
       chunks.unshift({ items: fresh.slice(Math.max(0, at - CHUNK), at), rows: null, height: null });
     }
-    let extra = size() - MAX_ROWS;
+    total += fresh.length;
+    tops = null;
+    let extra = total - MAX_ROWS;
     while (extra > 0 && chunks.length) {
       const last = chunks[chunks.length - 1];
       const cut = Math.min(extra, last.items.length);
@@ -171,6 +287,7 @@ export function createResultList({ renderRow, label }) {
       dirty(last);
       if (!last.items.length) chunks.pop();
       extra -= cut;
+      total -= cut;
     }
     update();
   }
@@ -180,6 +297,7 @@ export function createResultList({ renderRow, label }) {
     if (chunk.rows) for (const row of chunk.rows) row.remove();
     chunk.rows = null;
     chunk.height = null;
+    tops = null;
   }
 
   return {

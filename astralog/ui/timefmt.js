@@ -76,9 +76,11 @@ export function zoneTiny(date = new Date(), zone = getZone()) {
 // "UTC", or "Local (Europe/Paris)" where the browser names its zone.
 export function zoneName(zone = getZone()) {
   if (zone === "utc") return "UTC";
-  const name = Intl.DateTimeFormat().resolvedOptions().timeZone;
-  return name ? `Local (${name})` : "Local";
+  // Asked once: resolving a formatter costs more than building the rest of a result row.
+  localName ??= Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+  return localName ? `Local (${localName})` : "Local";
 }
+let localName = null;
 
 function fields(date, zone = getZone()) {
   const shifted = new Date(date.getTime() + offsetMinutes(date, zone) * 60e3);
