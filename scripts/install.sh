@@ -33,6 +33,8 @@ if [ "$want" = test ]; then
   [ -x /usr/sbin/dockerd ] || need+=(docker.io)
   [ -x /usr/sbin/debootstrap ] || need+=(debootstrap)
   command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+  # The PostgreSQL event store's tests run a throwaway cluster (tests/postgres_server.py).
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
   # rsyslog conflicts with syslog-ng's packages on Debian 12: its debs are unpacked into the
   # venv, not installed; the libraries it links are ordinary packages.
   rsyslog="$venv/rsyslog"

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -98,6 +98,9 @@ class _Stored:
     heartbeat: tuple[int, str, str, str] | None
     triggers: frozenset[str] = frozenset()
     malformed: list[str] = field(default_factory=list)
+
+
+Stored = _Stored  # what another backend's reader hands to ``verify_stored``
 
 
 # The triggers that make the log append-only (store._SCHEMA): an attacker's first step is to drop
@@ -210,16 +213,40 @@ def verify(
     the trigger names read before anything opened the database for writing (opening it
     re-creates them); by default they are read here."""
     stored = _read(database)
+    if triggers is not None:
+        stored = replace(stored, triggers=triggers)
+    return verify_stored(
+        stored,
+        public_key,
+        outside=outside,
+        max_age=max_age,
+        now=now,
+        projections=lambda rows, report: _verify_projections(database, rows, report),
+    )
+
+
+def verify_stored(
+    stored: Stored,
+    public_key: Ed25519PublicKey,
+    *,
+    outside: Sequence[tuple[str, SignedCheckpoint]] = (),
+    max_age: timedelta | None = None,
+    now: datetime | None = None,
+    projections: Callable[[list[Recorded], Report], None] | None = None,
+) -> Report:
+    """:func:`verify` over what was read from any backend (SQLite or PostgreSQL);
+    ``projections`` checks the stored projections against the well-formed records."""
     report = Report()
     hashes = _verify_chain(stored.rows, report)
     _verify_checkpoints(stored, hashes, public_key, report)
     chains = _verify_org_chains(stored, report)
     _verify_org_checkpoints(stored.org_checkpoints, outside, chains, public_key, report)
     _judge_freshness(stored, hashes, public_key, report, max_age, now or datetime.now(UTC))
-    _verify_projections(database, [r for r in stored.rows if _malformed(r) is None], report)
+    if projections is not None:
+        projections([r for r in stored.rows if _malformed(r) is None], report)
     for problem in stored.malformed:
         report.fail(None, problem)
-    _verify_triggers(stored.triggers if triggers is None else triggers, report)
+    _verify_triggers(stored.triggers, report)
     return report
 
 

@@ -18,11 +18,11 @@ import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from astralog import sqlite
 from astralog.controlplane.events import Event
@@ -154,6 +154,30 @@ class OrgLink:
 
 
 Projector = Callable[[sqlite3.Connection, Recorded], None]
+
+
+class EventLog(Protocol):
+    """The event-store interface every backend keeps (SQLite here, PostgreSQL in ``pgstore``),
+    checked by tests/test_event_store_contract.py. ``transaction`` yields the backend's own
+    connection, which its projector writes through in the same transaction."""
+
+    def transaction(self) -> AbstractContextManager[Any]: ...
+    def append(self, event: Event, actor: Actor, expected_version: int) -> Recorded: ...
+    def version(self, aggregate_id: str) -> int: ...
+    def head(self) -> tuple[int, str]: ...
+    def org_head(self, org_id: str) -> tuple[int, str]: ...
+    def records(
+        self,
+        *,
+        after: int = 0,
+        org_id: str | None = None,
+        limit: int | None = None,
+        types: Sequence[str] = (),
+    ) -> list[Recorded]: ...
+    def org_records(
+        self, org_id: str, *, after: int = 0, limit: int | None = None, types: Sequence[str] = ()
+    ) -> list[tuple[Recorded, OrgLink]]: ...
+    def close(self) -> None: ...
 
 
 def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:

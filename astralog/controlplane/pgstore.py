@@ -1,0 +1,348 @@
+"""The control-plane event log in PostgreSQL, for several nodes sharing one control plane.
+
+The same records as the SQLite store (:mod:`astralog.controlplane.store`): each hashed over its
+canonical JSON and the previous record's hash, each org's records linked by a chain of their own,
+appends checked against the aggregate version the command expected. What SQLite gets from being
+one file written by one process, PostgreSQL gets from the database:
+
+* **One chain, never forked.** Every write transaction first takes a transaction-level advisory
+  lock, so two nodes appending at once queue up (each reads the head the other committed); the
+  primary key on ``seq`` and the unique ``(aggregate_id, version)`` refuse a writer that skipped
+  the lock, and that refusal is reported as the same :class:`~astralog.errors.Conflict`.
+* **Append-only in the database.** Statement triggers refuse UPDATE, DELETE and TRUNCATE on the
+  log, its org chain and its checkpoints; :func:`grant_writer_role` makes the role the service
+  should log in as, which holds no UPDATE, DELETE or TRUNCATE privilege and, not owning the
+  tables, cannot drop or disable the triggers.
+
+Projections are written by the projector in the append's transaction, through this store's
+connection (``Projector[psycopg.Connection]``). The projections of the product
+(:mod:`astralog.controlplane.projections`) are still written in SQLite's dialect, so a
+PostgreSQL store runs with the projector it is given (none by default): see
+docs/architecture.md, "PostgreSQL control plane".
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from astralog.controlplane.audit_verify import Report, Stored, verify_stored
+from astralog.controlplane.checkpoints import SignedCheckpoint
+from astralog.controlplane.events import Event
+from astralog.controlplane.store import (
+    _FIELDS,
+    GENESIS,
+    Actor,
+    OrgLink,
+    Recorded,
+    canonical_json,
+    record_hash,
+)
+from astralog.errors import Conflict
+
+Connection = psycopg.Connection[dict[str, Any]]
+PgProjector = Callable[[Connection, Recorded], None]
+
+# One lock for the whole log: every record links to the one before it, so appends are serial.
+# The number is arbitrary but fixed, shared by every node (it spells "astralog" in ASCII).
+APPEND_LOCK = 0x617374726C6F67
+
+APPEND_ONLY_TABLES = ("events", "checkpoints", "org_chain", "org_checkpoints")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq BIGINT PRIMARY KEY,
+    aggregate_id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    type TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    client TEXT NOT NULL,
+    at TEXT NOT NULL,
+    org_id TEXT,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL,
+    UNIQUE (aggregate_id, version)
+);
+CREATE INDEX IF NOT EXISTS events_org ON events (org_id, seq);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    seq BIGINT PRIMARY KEY, hash TEXT NOT NULL, signature TEXT NOT NULL, at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS org_chain (
+    seq BIGINT PRIMARY KEY REFERENCES events (seq),
+    org_id TEXT NOT NULL,
+    org_seq BIGINT NOT NULL,
+    org_prev_hash TEXT NOT NULL,
+    org_hash TEXT NOT NULL,
+    UNIQUE (org_id, org_seq)
+);
+CREATE TABLE IF NOT EXISTS org_checkpoints (
+    org_id TEXT NOT NULL, org_seq BIGINT NOT NULL, hash TEXT NOT NULL,
+    signature TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY (org_id, org_seq)
+);
+CREATE TABLE IF NOT EXISTS heartbeat (
+    id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL, hash TEXT NOT NULL,
+    signature TEXT NOT NULL, at TEXT NOT NULL
+);
+CREATE OR REPLACE FUNCTION astralog_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '% is append-only', TG_TABLE_NAME USING ERRCODE = 'restrict_violation';
+END $$;
+"""
+
+_TRIGGER = (
+    "CREATE OR REPLACE TRIGGER {name} BEFORE {op} ON {table}"
+    " FOR EACH STATEMENT EXECUTE FUNCTION astralog_append_only()"
+)
+
+
+_TRIGGER_NAMES = {
+    f"{table}_no_{op.lower()}": (op, table)
+    for table in APPEND_ONLY_TABLES
+    for op in ("UPDATE", "DELETE", "TRUNCATE")
+}
+
+
+def _trigger_ddl() -> str:
+    return ";\n".join(
+        _TRIGGER.format(name=name, op=op, table=table)
+        for name, (op, table) in _TRIGGER_NAMES.items()
+    )
+
+
+def connect(url: str) -> Connection:
+    """A connection in autocommit mode: reads see what other nodes committed, and writes open
+    their own transaction (:meth:`PgEventStore.transaction`)."""
+    return psycopg.connect(url, autocommit=True, row_factory=dict_row)
+
+
+def create_schema(conn: Connection) -> None:
+    """The log's tables and append-only triggers, unless all are there already (so a node that
+    logs in as the writer role, which may not create or alter them, opens an existing log)."""
+    if _enabled_triggers(conn) >= set(_TRIGGER_NAMES):
+        return
+    with conn.transaction():
+        conn.execute(sql.SQL(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})"))
+        conn.execute(sql.SQL(SCHEMA + _trigger_ddl()))
+
+
+def grant_writer_role(conn: Connection, role: str) -> None:
+    """Let ``role`` read and append to the log, and nothing else: no UPDATE, DELETE or TRUNCATE
+    on the append-only tables (only the heartbeat row is re-signed in place)."""
+    ident = sql.Identifier(role)
+    tables = sql.SQL(", ").join(map(sql.Identifier, APPEND_ONLY_TABLES))
+    with conn.transaction():
+        conn.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(tables, ident))
+        conn.execute(sql.SQL("GRANT SELECT, INSERT ON {} TO {}").format(tables, ident))
+        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE ON heartbeat TO {}").format(ident))
+
+
+def _no_projections(conn: Connection, record: Recorded) -> None:
+    del conn, record
+
+
+class PgEventStore:
+    """The event store on PostgreSQL; the same reads and appends as the SQLite ``EventStore``."""
+
+    def __init__(self, url: str, projector: PgProjector = _no_projections) -> None:
+        self._projector = projector
+        self._conn = connect(url)
+        self._lock = threading.RLock()  # one connection, one statement at a time
+        create_schema(self._conn)
+
+    @property
+    def conn(self) -> Connection:
+        return self._conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """One serialised write transaction across every node: read, decide, append; all or
+        nothing. The advisory lock is released by the commit or rollback."""
+        with self._lock, self._conn.transaction():
+            self._conn.execute(sql.SQL(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})"))
+            yield self._conn
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        with self._lock:
+            yield self._conn
+
+    def version(self, aggregate_id: str) -> int:
+        row = self._one(
+            "SELECT MAX(version) AS v FROM events WHERE aggregate_id = %s", (aggregate_id,)
+        )
+        return int(row["v"] or 0) if row else 0
+
+    def head(self) -> tuple[int, str]:
+        row = self._one("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+        return (int(row["seq"]), str(row["hash"])) if row else (0, GENESIS)
+
+    def org_head(self, org_id: str) -> tuple[int, str]:
+        row = self._one(
+            "SELECT org_seq, org_hash FROM org_chain WHERE org_id = %s"
+            " ORDER BY org_seq DESC LIMIT 1",
+            (org_id,),
+        )
+        return (int(row["org_seq"]), str(row["org_hash"])) if row else (0, GENESIS)
+
+    def append(self, event: Event, actor: Actor, expected_version: int) -> Recorded:
+        """Append inside the caller's transaction; ``expected_version`` 0 means a new aggregate."""
+        current = self.version(event.aggregate_id)
+        if current != expected_version:
+            raise _conflict(event.aggregate_id, current, expected_version)
+        seq, prev_hash = self.head()
+        fields: dict[str, Any] = {
+            "seq": seq + 1,
+            "aggregate_id": event.aggregate_id,
+            "version": current + 1,
+            "type": type(event).__name__,
+            "payload": canonical_json(event.payload()),
+            "actor": actor.principal,
+            "client": actor.client,
+            "at": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "org_id": event.org,
+        }
+        record = Recorded(**fields, prev_hash=prev_hash, hash=record_hash(prev_hash, fields))
+        self._insert(record, expected_version)
+        if record.org_id is not None:
+            self._link(record.org_id, record)
+        self._projector(self._conn, record)
+        return record
+
+    def _insert(self, record: Recorded, expected_version: int) -> None:
+        columns = (*_FIELDS, "prev_hash", "hash")
+        statement = sql.SQL("INSERT INTO events ({}) VALUES ({})").format(
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+            sql.SQL(", ").join(sql.Placeholder() * len(columns)),
+        )
+        try:
+            with self._conn.transaction():  # a savepoint: the caller's transaction stays usable
+                self._conn.execute(statement, [getattr(record, c) for c in columns])
+        except psycopg.errors.UniqueViolation as exc:  # a writer that did not take the lock
+            raise _conflict(record.aggregate_id, record.version, expected_version) from exc
+
+    def _link(self, org_id: str, record: Recorded) -> None:
+        org_seq, prev = self.org_head(org_id)
+        digest = record_hash(prev, record.org_hashed_fields(org_seq + 1))
+        self._conn.execute(
+            "INSERT INTO org_chain (seq, org_id, org_seq, org_prev_hash, org_hash)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (record.seq, org_id, org_seq + 1, prev, digest),
+        )
+
+    def records(
+        self,
+        *,
+        after: int = 0,
+        org_id: str | None = None,
+        limit: int | None = None,
+        types: Sequence[str] = (),
+    ) -> list[Recorded]:
+        query = "SELECT * FROM events WHERE seq > %s" + _of_types(types)
+        args: list[Any] = [after, *types]
+        if org_id is not None:
+            query += " AND org_id = %s"
+            args.append(org_id)
+        query += " ORDER BY seq"
+        if limit is not None:
+            query += " LIMIT %s"
+            args.append(limit)
+        return [_recorded(row) for row in self._all(query, args)]
+
+    def org_records(
+        self, org_id: str, *, after: int = 0, limit: int | None = None, types: Sequence[str] = ()
+    ) -> list[tuple[Recorded, OrgLink]]:
+        query = (
+            "SELECT e.*, c.org_seq, c.org_prev_hash, c.org_hash FROM org_chain c"
+            " JOIN events e ON e.seq = c.seq WHERE c.org_id = %s AND c.org_seq > %s"
+            + _of_types(types, "e.")
+            + " ORDER BY c.org_seq"
+        )
+        args: list[Any] = [org_id, after, *types]
+        if limit is not None:
+            query += " LIMIT %s"
+            args.append(limit)
+        rows = self._all(query, args)
+        return [
+            (_recorded(r), OrgLink(r["org_seq"], r["org_prev_hash"], r["org_hash"])) for r in rows
+        ]
+
+    def rebuild(self, reset: Callable[[Connection], object]) -> int:
+        """``events rebuild``: in one transaction, ``reset`` empties the projections and every
+        record is replayed through the projector, in log order. Returns the records replayed."""
+        with self.transaction() as conn:
+            reset(conn)
+            records = self.records()
+            for record in records:
+                self._projector(conn, record)
+        return len(records)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def _one(self, query: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
+        with self._lock:
+            return self._conn.execute(query, args).fetchone()
+
+    def _all(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        with self._lock:
+            return self._conn.execute(query, args).fetchall()
+
+
+def _conflict(aggregate_id: str, current: int, expected: int) -> Conflict:
+    return Conflict(
+        f"{aggregate_id} changed concurrently (version {current}, expected {expected}); "
+        "reload and try again"
+    )
+
+
+def _of_types(types: Sequence[str], prefix: str = "") -> str:
+    return f" AND {prefix}type IN ({', '.join(['%s'] * len(types))})" if types else ""
+
+
+def _recorded(row: dict[str, Any]) -> Recorded:
+    return Recorded(**{k: row[k] for k in (*_FIELDS, "prev_hash", "hash")})
+
+
+def read_stored(url: str) -> Stored:
+    """Everything ``audit verify`` checks, read from the PostgreSQL log in one snapshot."""
+    with connect(url) as conn, conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        rows = [_recorded(r) for r in conn.execute("SELECT * FROM events ORDER BY seq")]
+        checkpoints = conn.execute("SELECT seq, hash, signature, at FROM checkpoints ORDER BY seq")
+        org_checkpoints = conn.execute(
+            "SELECT org_id, org_seq, hash, at, signature FROM org_checkpoints"
+            " ORDER BY org_id, org_seq"
+        ).fetchall()
+        links = conn.execute("SELECT seq, org_id, org_seq, org_hash FROM org_chain").fetchall()
+        heartbeat = conn.execute("SELECT seq, hash, signature, at FROM heartbeat").fetchone()
+        return Stored(
+            rows,
+            [(r["seq"], r["hash"], r["signature"], r["at"]) for r in checkpoints],
+            [SignedCheckpoint("org", *r.values()) for r in org_checkpoints],
+            {r["seq"]: (r["org_id"], r["org_seq"], r["org_hash"]) for r in links},
+            tuple(heartbeat.values()) if heartbeat else None,
+            _enabled_triggers(conn),
+        )
+
+
+def _enabled_triggers(conn: Connection) -> frozenset[str]:
+    """The append-only triggers in force: a disabled one counts as dropped."""
+    rows = conn.execute(
+        "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgenabled <> 'D'"
+    ).fetchall()
+    return frozenset(str(r["tgname"]) for r in rows)
+
+
+def verify(url: str, public_key: Ed25519PublicKey, **options: Any) -> Report:
+    """``audit verify`` on PostgreSQL: the chain, org chains, checkpoints and triggers (the
+    projections are not checked here until they are written to PostgreSQL)."""
+    return verify_stored(read_stored(url), public_key, **options)

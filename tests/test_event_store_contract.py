@@ -1,0 +1,358 @@
+"""The event-store contract, run against every backend: SQLite (the embedded default) and
+PostgreSQL (a real server, tests/postgres_server.py).
+
+:class:`EventStoreContract` holds the tests; a subclass per backend provides the ``store`` fixture
+and the few things that differ by dialect (how a projection row is written, how a record is
+edited behind the store's back, how the log is verified). The PostgreSQL-only properties (the
+writer role, ``events rebuild``) are below the contract.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import psycopg
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from astralog.controlplane import audit_verify, pgstore, projections
+from astralog.controlplane import events as ev
+from astralog.controlplane.audit_verify import Report
+from astralog.controlplane.store import GENESIS, Actor, EventStore, Recorded, record_hash
+from astralog.controlplane.store import EventLog as Store
+from astralog.errors import Conflict
+from tests.postgres_server import PostgresServer
+
+pytest_plugins = ["tests.postgres_server"]
+
+ME = Actor("admin@example.com", "test")
+KEY = Ed25519PrivateKey.generate().public_key()
+Exploding = "boom"  # a source of this name makes the test projector fail
+
+
+def org(name: str) -> ev.OrgCreated:
+    return ev.OrgCreated(name, name.title(), "free")
+
+
+def source(org_id: str, name: str) -> ev.SourceCreated:
+    return ev.SourceCreated(f"{org_id}-{name}", org_id, name)
+
+
+def append(store: Store, event: ev.Event, expected: int = 0) -> Recorded:
+    with store.transaction():
+        return store.append(event, ME, expected)
+
+
+def chain_of(records: list[Recorded]) -> str:
+    """The head hash recomputed from the records alone; fails on the first broken link."""
+    prev = GENESIS
+    for number, record in enumerate(records, start=1):
+        assert record.seq == number
+        assert record.prev_hash == prev
+        assert record.hash == record_hash(prev, record.hashed_fields())
+        prev = record.hash
+    return prev
+
+
+class EventStoreContract:
+    refused: ClassVar[tuple[type[Exception], ...]]
+    """What the database raises for an UPDATE or DELETE on the log."""
+
+    @pytest.fixture
+    def store(self) -> Iterator[Store]:
+        raise NotImplementedError
+
+    def open_another(self, store: Store) -> Store:
+        """A second store on the same database, with its own connection (another node)."""
+        raise NotImplementedError
+
+    def projected(self, store: Store) -> list[tuple[int, str]]:
+        raise NotImplementedError
+
+    def execute(self, store: Store, statement: str) -> None:
+        raise NotImplementedError
+
+    def tamper(self, store: Store, seq: int) -> None:
+        """Edit record ``seq``'s actor the way an attacker with the database's owner would."""
+        raise NotImplementedError
+
+    def verify(self, store: Store) -> Report:
+        raise NotImplementedError
+
+    # ---- the hash chain and versions ------------------------------------------------------
+
+    def test_appends_are_numbered_versioned_and_chained(self, store: Store) -> None:
+        append(store, org("acme"))
+        append(store, source("acme", "web"))
+        append(store, ev.OrgPlanChanged("acme", "pro"), expected=1)
+        records = store.records()
+        assert [(r.aggregate_id, r.version) for r in records] == [
+            ("acme", 1), ("acme-web", 1), ("acme", 2)
+        ]  # fmt: skip
+        assert store.head() == (3, chain_of(records))
+        assert store.version("acme") == 2 and store.version("nobody") == 0
+
+    def test_a_stale_expected_version_conflicts_and_leaves_no_trace(self, store: Store) -> None:
+        append(store, org("acme"))
+        head = store.head()
+        with pytest.raises(Conflict, match="changed concurrently"):
+            append(store, ev.OrgPlanChanged("acme", "pro"), expected=0)
+        with pytest.raises(Conflict):
+            append(store, org("acme"))  # a new aggregate that already exists
+        assert store.head() == head and store.version("acme") == 1
+
+    def test_each_org_has_its_own_chain(self, store: Store) -> None:
+        append(store, org("acme"))
+        append(store, org("globex"))
+        append(store, source("acme", "web"))
+        links = store.org_records("acme")
+        assert [(r.seq, link.org_seq) for r, link in links] == [(1, 1), (3, 2)]
+        prev = GENESIS
+        for record, link in links:
+            assert link.org_prev_hash == prev
+            assert link.org_hash == record_hash(prev, record.org_hashed_fields(link.org_seq))
+            prev = link.org_hash
+        assert store.org_records("acme", after=1)[0][0].seq == 3
+
+    def test_records_are_filtered_by_position_org_and_type(self, store: Store) -> None:
+        for name in ("acme", "globex"):
+            append(store, org(name))
+            append(store, source(name, "web"))
+        assert [r.seq for r in store.records(after=2)] == [3, 4]
+        assert [r.seq for r in store.records(org_id="globex")] == [3, 4]
+        assert [r.seq for r in store.records(types=["SourceCreated"], limit=1)] == [2]
+
+    # ---- projections in the append's transaction ------------------------------------------
+
+    def test_the_projector_writes_in_the_same_transaction(self, store: Store) -> None:
+        append(store, org("acme"))
+        append(store, source("acme", "web"))
+        with pytest.raises(RuntimeError, match="projection failed"):
+            append(store, source("acme", Exploding))
+        assert self.projected(store) == [(1, "OrgCreated"), (2, "SourceCreated")]
+        assert store.head()[0] == 2  # the record went with its projection
+
+    # ---- append-only in the database ------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        "statement",
+        ["UPDATE events SET actor = 'mallory'", "DELETE FROM events", "DELETE FROM org_chain"],
+    )
+    def test_the_database_refuses_to_edit_the_log(self, store: Store, statement: str) -> None:
+        append(store, org("acme"))
+        with pytest.raises(self.refused, match="append-only"):
+            self.execute(store, statement)
+        assert store.records()[0].actor == ME.principal
+
+    # ---- audit verify ---------------------------------------------------------------------
+
+    def test_verify_finds_an_untouched_log_whole(self, store: Store) -> None:
+        append(store, org("acme"))
+        append(store, source("acme", "web"))
+        report = self.verify(store)
+        assert report.problems == [] and report.verdict == "unproven"  # nothing signed yet
+        assert (report.records, report.head_seq) == (2, 2)
+        assert report.orgs["acme"].records == 2
+
+    def test_verify_names_the_edited_record(self, store: Store) -> None:
+        for name in ("acme", "globex", "initech"):
+            append(store, org(name))
+        self.tamper(store, 2)
+        report = self.verify(store)
+        assert report.verdict == "tampered" and report.first_bad_seq == 2
+        assert any("no_update" in problem for problem in report.problems)
+
+    # ---- concurrency across connections ---------------------------------------------------
+
+    def test_two_writers_on_one_aggregate_exactly_one_wins(self, store: Store) -> None:
+        append(store, org("acme"))
+        other = self.open_another(store)
+        outcomes = _race(
+            [store, other],
+            lambda s, i: append(s, ev.OrgPlanChanged("acme", f"plan{i}"), expected=1),
+        )
+        other.close()
+        assert sorted(type(o).__name__ for o in outcomes) == ["Conflict", "Recorded"]
+        assert store.version("acme") == 2
+        assert store.head() == (2, chain_of(store.records()))
+
+    def test_writers_appending_at_once_never_fork_the_chain(self, store: Store) -> None:
+        other = self.open_another(store)
+
+        def write(s: Store, i: int) -> None:
+            for n in range(15):
+                append(s, org(f"org{i}x{n}"))
+
+        outcomes = _race([store, other], write)
+        other.close()
+        assert outcomes == [None, None]
+        records = store.records()
+        assert len(records) == 30 and store.head() == (30, chain_of(records))
+        assert self.verify(store).problems == []
+
+
+def _race(stores: list[Store], work: Callable[[Store, int], Any]) -> list[Any]:
+    """Run ``work`` on each store in its own thread, all released at once; return what each
+    returned or raised."""
+    start = threading.Barrier(len(stores))
+    outcomes: list[Any] = [None] * len(stores)
+
+    def run(i: int) -> None:
+        start.wait()
+        try:
+            outcomes[i] = work(stores[i], i)
+        except Exception as exc:  # the outcome under test
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(stores))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return outcomes
+
+
+# ---- SQLite --------------------------------------------------------------------------------
+
+# The product's projections too, so `audit verify` (which replays them) checks a real database.
+_SQLITE_PROJECTION = (
+    projections.SCHEMA
+    + "CREATE TABLE IF NOT EXISTS projected (seq INTEGER PRIMARY KEY, type TEXT);"
+)
+
+
+def _sqlite_projector(conn: sqlite3.Connection, record: Recorded) -> None:
+    if Exploding in record.payload:
+        raise RuntimeError("projection failed")
+    projections.project(conn, record)
+    conn.execute("INSERT INTO projected VALUES (?, ?)", (record.seq, record.type))
+
+
+class TestSqliteEventStore(EventStoreContract):
+    refused = (sqlite3.IntegrityError,)
+
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[Store]:
+        store = EventStore(tmp_path / "control.sqlite3", _sqlite_projector, _SQLITE_PROJECTION)
+        yield store
+        store.close()
+
+    def open_another(self, store: Store) -> Store:
+        assert isinstance(store, EventStore)
+        return EventStore(store.path, _sqlite_projector, _SQLITE_PROJECTION)
+
+    def projected(self, store: Store) -> list[tuple[int, str]]:
+        assert isinstance(store, EventStore)
+        return [tuple(r) for r in store.conn.execute("SELECT * FROM projected ORDER BY seq")]
+
+    def execute(self, store: Store, statement: str) -> None:
+        assert isinstance(store, EventStore)
+        store.conn.execute(statement)
+
+    def tamper(self, store: Store, seq: int) -> None:
+        assert isinstance(store, EventStore)
+        conn = sqlite3.connect(store.path)
+        conn.execute("DROP TRIGGER events_no_update")
+        conn.execute("UPDATE events SET actor = 'mallory' WHERE seq = ?", (seq,))
+        conn.commit()
+        conn.close()
+
+    def verify(self, store: Store) -> Report:
+        assert isinstance(store, EventStore)
+        return audit_verify.verify(store.path, KEY)
+
+
+# ---- PostgreSQL ----------------------------------------------------------------------------
+
+
+def _pg_projector(conn: pgstore.Connection, record: Recorded) -> None:
+    if Exploding in record.payload:
+        raise RuntimeError("projection failed")
+    conn.execute("INSERT INTO projected VALUES (%s, %s)", (record.seq, record.type))
+
+
+def _pg_store(url: str) -> pgstore.PgEventStore:
+    with pgstore.connect(url) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS projected (seq BIGINT PRIMARY KEY, type TEXT)")
+    return pgstore.PgEventStore(url, _pg_projector)
+
+
+class TestPostgresEventStore(EventStoreContract):
+    refused = (psycopg.errors.RestrictViolation,)
+
+    @pytest.fixture
+    def store(self, postgres_url: str) -> Iterator[Store]:
+        store = _pg_store(postgres_url)
+        self.url = postgres_url
+        yield store
+        store.close()
+
+    def open_another(self, store: Store) -> Store:
+        return _pg_store(self.url)
+
+    def projected(self, store: Store) -> list[tuple[int, str]]:
+        with pgstore.connect(self.url) as conn:
+            rows = conn.execute("SELECT * FROM projected ORDER BY seq").fetchall()
+        return [(r["seq"], r["type"]) for r in rows]
+
+    def execute(self, store: Store, statement: str) -> None:
+        with pgstore.connect(self.url) as conn:
+            conn.execute(statement)
+
+    def tamper(self, store: Store, seq: int) -> None:
+        with pgstore.connect(self.url) as conn:
+            conn.execute("ALTER TABLE events DISABLE TRIGGER events_no_update")
+            conn.execute("UPDATE events SET actor = 'mallory' WHERE seq = %s", (seq,))
+
+    def verify(self, store: Store) -> Report:
+        return pgstore.verify(self.url, KEY)
+
+
+# ---- PostgreSQL only: the writer role and `events rebuild` --------------------------------
+
+
+def test_the_writer_role_appends_but_cannot_edit_or_unprotect_the_log(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    owner = pgstore.PgEventStore(postgres_url)
+    append(owner, org("acme"))
+    with pgstore.connect(postgres_url) as conn:
+        conn.execute("DROP ROLE IF EXISTS astralog_writer")
+        conn.execute("CREATE ROLE astralog_writer LOGIN")
+        pgstore.grant_writer_role(conn, "astralog_writer")
+    dbname = postgres_url.rsplit("/", 1)[1]
+    writer_url = postgres_server.url(dbname, user="astralog_writer")
+    writer = pgstore.PgEventStore(writer_url)  # opens the existing log without DDL
+    append(writer, source("acme", "web"))
+    with pgstore.connect(writer_url) as conn:
+        for statement in (
+            "UPDATE events SET actor = 'mallory'",
+            "DELETE FROM events",
+            "TRUNCATE org_chain",
+            "ALTER TABLE events DISABLE TRIGGER events_no_update",
+            "DROP TRIGGER events_no_delete ON events",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(statement)
+    writer.close()
+    assert pgstore.verify(postgres_url, KEY).problems == []
+    owner.close()
+
+
+def test_rebuild_replays_the_log_into_emptied_projections(postgres_url: str) -> None:
+    store = _pg_store(postgres_url)
+    for name in ("acme", "globex"):
+        append(store, org(name))
+        append(store, source(name, "web"))
+    with pgstore.connect(postgres_url) as conn:
+        live = conn.execute("SELECT * FROM projected ORDER BY seq").fetchall()
+        conn.execute("INSERT INTO projected VALUES (99, 'Stray')")
+    count = store.rebuild(lambda conn: conn.execute("DELETE FROM projected"))
+    with pgstore.connect(postgres_url) as conn:
+        assert conn.execute("SELECT * FROM projected ORDER BY seq").fetchall() == live
+    assert count == 4
+    store.close()
