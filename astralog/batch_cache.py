@@ -5,9 +5,14 @@ Stage: plan -> **fetch** (astralog.query.remote) -> engine; the data plane keeps
 batch object is never edited in place: a rewrite (erasure) or a compaction writes a new object
 and swaps the catalog fact. Promises:
 
-* an entry is keyed by destination, object key and the catalog's version of the batch (its id,
-  rows, bytes and commit time), so an object purged, erased or compacted away is never served:
-  the plan no longer lists that version; a newer version of a key replaces the older one;
+* an entry is keyed by object key (the catalog's own key: one fact per key) and the catalog's
+  version of the batch (its destination, id, rows, bytes and commit time), so an object purged,
+  erased or compacted away is never served: the plan no longer lists that version; a newer
+  version of a key replaces the older one;
+* erased and purged rows do not stay on disk: whoever makes the catalog forget or replace a
+  batch calls :meth:`BatchCache.drop`, which deletes every cached version of its key, and for a
+  while refuses to keep that key again (a search planned before the drop may still be
+  downloading the old version);
 * bounded: least recently used entries are deleted once the total passes ``max_bytes``;
 * files are 0600 in a 0700 directory under the data dir, written whole to a temporary name and
   renamed, so a concurrent search sees a whole object or none; one that vanishes under a reader
@@ -18,14 +23,21 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from astralog.catalog import BatchCommitted
 
 __all__ = ["BatchCache"]
+
+# How long a dropped key is refused: longer than a search runs (its plan's query timeout), so
+# one planned before the drop cannot put the old version back; the objects' deletion after
+# their grace drops them again, for a longer timeout.
+DROPPED_SECONDS = 3600.0
 
 
 class BatchCache:
@@ -33,23 +45,38 @@ class BatchCache:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self._lock = threading.Lock()  # one eviction at a time in this process
+        self._dropped: dict[str, float] = {}  # object key -> monotonic time of its drop
 
     @property
     def enabled(self) -> bool:
         return self.max_bytes > 0
 
     def path(self, batch: BatchCommitted) -> Path:
-        """Where ``batch``'s object lives in the cache: a directory per object (so its other
-        versions are found and dropped), a file per version."""
-        where = hashlib.sha256(f"{batch.destination_id}\0{batch.object_key}".encode()).hexdigest()
+        """Where ``batch``'s object lives in the cache: a directory per object key (so its
+        other versions are found and dropped), a file per version."""
         version = hashlib.sha256(
             "\0".join(
                 str(v)
-                for v in (batch.batch_id, batch.rows, batch.bytes, batch.schema_fingerprint,
+                for v in (batch.destination_id, batch.batch_id, batch.rows, batch.bytes,
+                          batch.schema_fingerprint,
                           batch.committed_at.isoformat() if batch.committed_at else "")
             ).encode()
         ).hexdigest()  # fmt: skip
-        return self.directory / where[:2] / where[2:40] / f"{version[:32]}.parquet"
+        return self._key_directory(batch.object_key) / f"{version[:32]}.parquet"
+
+    def _key_directory(self, object_key: str) -> Path:
+        where = hashlib.sha256(object_key.encode()).hexdigest()
+        return self.directory / where[:2] / where[2:40]
+
+    def drop(self, object_keys: Iterable[str]) -> None:
+        """The catalog forgot or replaced these batches (purge, erasure, compaction, org
+        deletion): delete every cached version of them now."""
+        now = time.monotonic()
+        with self._lock:
+            self._dropped = {k: t for k, t in self._dropped.items() if now - t < DROPPED_SECONDS}
+            for key in object_keys:
+                self._dropped[key] = now
+                shutil.rmtree(self._key_directory(key), ignore_errors=True)
 
     def get(self, batch: BatchCommitted) -> bytes | None:
         """The object's bytes when this version is cached; marks it recently used."""
@@ -73,7 +100,7 @@ class BatchCache:
 
     def put(self, batch: BatchCommitted, data: bytes) -> None:
         """Keep ``data`` as this version of the batch; older versions of its key go."""
-        if not self.enabled or len(data) > self.max_bytes:
+        if not self.enabled or len(data) > self.max_bytes or self._was_dropped(batch):
             return
         path = self.path(batch)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -87,10 +114,18 @@ class BatchCache:
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
             raise
+        if self._was_dropped(batch):  # dropped while this was being written
+            path.unlink(missing_ok=True)
+            return
         for other in path.parent.glob("*.parquet"):
             if other != path:
                 other.unlink(missing_ok=True)
         self._evict()
+
+    def _was_dropped(self, batch: BatchCommitted) -> bool:
+        with self._lock:
+            at = self._dropped.get(batch.object_key)
+        return at is not None and time.monotonic() - at < DROPPED_SECONDS
 
     def _evict(self) -> None:
         with self._lock:

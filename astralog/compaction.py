@@ -196,6 +196,7 @@ class Compactor:
         old = [b.object_key for b in merge.batches]
         if not await asyncio.to_thread(self.catalog.compacted, old, new, now_ns + grace_ns):
             return await self._abandon(merge, connector, new, "a batch left the catalog meanwhile")
+        self.data.batch_cache.drop(old)  # rows an erasure hides must not stay on local disk
         self._swapped(merge, new, table.num_rows - kept.num_rows)
         return 1
 
@@ -285,6 +286,7 @@ class Compactor:
                 )
                 continue
             await asyncio.to_thread(self.catalog.forget_retired, keys)
+            self.data.batch_cache.drop(keys)  # a search planned before the swap may have cached one
             self.metrics.deleted.inc(len(keys))
             deleted += len(keys)
         return deleted

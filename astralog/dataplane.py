@@ -70,7 +70,8 @@ class DataAccess(Protocol):
         ...
 
     def forget_batches(self, object_keys: Iterable[str]) -> None:
-        """The objects were deleted from their destination: drop their catalog facts."""
+        """The objects were deleted from their destination: drop their catalog facts and their
+        cached copies."""
         ...
 
     def pending(self) -> Sequence[PendingData]:

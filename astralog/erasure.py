@@ -50,7 +50,8 @@ class ErasureData(DataAccess, Protocol):
     def engine_threads(self) -> int: ...
 
     def replace_batch(self, old_key: str, new: BatchCommitted | None) -> None:
-        """Swap one catalog fact for another in one transaction (None: only forget the old)."""
+        """Swap one catalog fact for another in one transaction (None: only forget the old),
+        and drop the old one's cached copies."""
         ...
 
 

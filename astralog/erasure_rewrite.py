@@ -128,6 +128,7 @@ async def _delete_old(data: ErasureData, org_id: str, replaced: Sequence[dict[st
     for destination_id, keys in sorted(by_destination.items()):
         connector = data.connector(org_id, data.destination(org_id, destination_id))
         await connector.delete_objects(keys)
+        data.batch_cache.drop(keys)  # a search planned before the rewrite may have cached one
 
 
 async def _verify(data: ErasureData, due: Due, ids: set[str]) -> None:

@@ -353,7 +353,9 @@ class Runtime:
         return self.data.catalog.batches(org_id, list(source_ids), start_ns, end_ns)
 
     def forget_batches(self, object_keys: Iterable[str]) -> None:
-        self.data.catalog.forget(object_keys)
+        keys = list(object_keys)
+        self.data.catalog.forget(keys)
+        self.data.batch_cache.drop(keys)  # purged rows must not stay on local disk
 
     def pending(self) -> Sequence[PendingData]:
         return self.data.wal.pending_tables()
@@ -383,6 +385,7 @@ class Runtime:
 
     def replace_batch(self, old_key: str, new: BatchCommitted | None) -> None:
         self.data.catalog.replace(old_key, new)
+        self.data.batch_cache.drop([old_key])  # erased rows must not stay on local disk
 
     def destination(self, org_id: str, destination_id: str) -> Destination:
         if destination_id == LOCAL_DESTINATION:
