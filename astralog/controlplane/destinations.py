@@ -142,7 +142,7 @@ class Destinations:
         return {f: self.cipher.open_field(org_id, connector_id, sealed, f) for f in sealed.fields}
 
     def rewrap_all(self, actor: Actor) -> int:
-        """Re-wrap every data key under the active master key (``astralog keys rotate-master``)."""
+        """Re-wrap every data key under the active master key (``astralog rotate-master``)."""
         with self.store.reading() as conn:
             rows = [dict(r) for r in conn.execute("SELECT * FROM connectors")]
         count = 0

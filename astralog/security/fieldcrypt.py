@@ -9,7 +9,7 @@ What this module promises:
 * The DEK is wrapped (AES-256-GCM again) by a master key from settings, with associated data
   naming the org, the connector and the master key id. The record carries that key id, so the
   master key can rotate: :meth:`FieldCipher.rewrap` moves a record to the active key without
-  touching the field ciphertexts (``astralog keys rotate-master``).
+  touching the field ciphertexts (``astralog rotate-master``).
 * Failures raise :class:`SecretUnavailable` with a message that names the record and the key id,
   never plaintext or key material; ``repr`` of anything here shows no secret.
 
@@ -223,8 +223,8 @@ class FieldCipher:
             raise SecretUnavailable(
                 f"connector {connector_id!r} of org {org_id!r} is sealed under master key "
                 f"{sealed.key_id!r}, which is not configured: add it back to "
-                "ASTRALOG_STORAGE__MASTER_KEYS (retire a key only after `astralog keys "
-                "rotate-master` has rewrapped every record)"
+                "ASTRALOG_STORAGE__MASTER_KEYS (retire a key only after `astralog rotate-master` "
+                "has rewrapped every record)"
             )
         try:
             return _open(
