@@ -87,6 +87,13 @@ class ControlPlaneSettings(BaseModel):
         Path("control.sqlite3"),
         description="SQLite file of the control-plane event log (relative to data_dir).",
     )
+    database_url: str = Field(
+        "",
+        description="postgresql://user:password@host:port/dbname to keep the control-plane "
+        "event log in PostgreSQL (shared by several nodes) instead of the SQLite file; empty: "
+        "SQLite. So far `audit verify` reads it and `serve` refuses it: the projections still "
+        "run on SQLite only (docs/architecture.md).",
+    )
     checkpoint_interval_seconds: float = Field(
         60.0, gt=0, description="Sign a checkpoint of the chain head this often when it moved."
     )
@@ -95,6 +102,16 @@ class ControlPlaneSettings(BaseModel):
         description="Ed25519 private key (PEM) for checkpoints, created on first start "
         "(relative to data_dir).",
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, url: str) -> str:
+        if url and not url.startswith(("postgresql://", "postgres://")):
+            raise ValueError(
+                "ASTRALOG_CONTROL__DATABASE_URL must be a postgresql://user:password@host:port/"
+                "dbname URL (or empty for the SQLite file)"
+            )
+        return url
 
 
 class AuthSettings(BaseModel):

@@ -9,6 +9,7 @@ writer role, ``events rebuild``) are below the contract.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -18,10 +19,13 @@ from typing import Any, ClassVar
 import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from astralog.cli import main
 from astralog.controlplane import audit_verify, pgstore, projections
 from astralog.controlplane import events as ev
 from astralog.controlplane.audit_verify import Report
+from astralog.controlplane.checkpoints import Signer
 from astralog.controlplane.store import GENESIS, Actor, EventStore, Recorded, record_hash
 from astralog.controlplane.store import EventLog as Store
 from astralog.errors import Conflict
@@ -30,7 +34,8 @@ from tests.postgres_server import PostgresServer
 pytest_plugins = ["tests.postgres_server"]
 
 ME = Actor("admin@example.com", "test")
-KEY = Ed25519PrivateKey.generate().public_key()
+SIGNING_KEY = Ed25519PrivateKey.generate()
+KEY = SIGNING_KEY.public_key()
 Exploding = "boom"  # a source of this name makes the test projector fail
 
 
@@ -81,6 +86,9 @@ class EventStoreContract:
         raise NotImplementedError
 
     def verify(self, store: Store) -> Report:
+        raise NotImplementedError
+
+    def checkpoint(self, store: Store, signer: Signer) -> tuple[int, str] | None:
         raise NotImplementedError
 
     # ---- the hash chain and versions ------------------------------------------------------
@@ -158,6 +166,18 @@ class EventStoreContract:
         assert (report.records, report.head_seq) == (2, 2)
         assert report.orgs["acme"].records == 2
 
+    def test_a_signed_log_verifies_intact(self, store: Store, signer: Signer) -> None:
+        append(store, org("acme"))
+        append(store, org("globex"))
+        assert self.checkpoint(store, signer) == store.head()
+        assert self.checkpoint(store, signer) is None  # the head did not move
+        append(store, source("acme", "web"))
+        self.checkpoint(store, signer)
+        report = self.verify(store)
+        assert (report.verdict, report.problems) == ("intact", [])
+        assert (report.checkpoints, report.proven_seq) == (2, 3)
+        assert report.orgs["acme"].proven_seq == 2 and report.orgs["globex"].checkpoints == 1
+
     def test_verify_names_the_edited_record(self, store: Store) -> None:
         for name in ("acme", "globex", "initech"):
             append(store, org(name))
@@ -193,6 +213,15 @@ class EventStoreContract:
         records = store.records()
         assert len(records) == 30 and store.head() == (30, chain_of(records))
         assert self.verify(store).problems == []
+
+
+@pytest.fixture
+def signer(tmp_path: Path) -> Signer:
+    key_file = tmp_path / "signing.pem"
+    key_file.write_bytes(
+        SIGNING_KEY.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
+    )
+    return Signer(key_file)
 
 
 def _race(stores: list[Store], work: Callable[[Store, int], Any]) -> list[Any]:
@@ -265,6 +294,10 @@ class TestSqliteEventStore(EventStoreContract):
         assert isinstance(store, EventStore)
         return audit_verify.verify(store.path, KEY)
 
+    def checkpoint(self, store: Store, signer: Signer) -> tuple[int, str] | None:
+        assert isinstance(store, EventStore)
+        return signer.checkpoint(store)
+
 
 # ---- PostgreSQL ----------------------------------------------------------------------------
 
@@ -311,6 +344,10 @@ class TestPostgresEventStore(EventStoreContract):
     def verify(self, store: Store) -> Report:
         return pgstore.verify(self.url, KEY)
 
+    def checkpoint(self, store: Store, signer: Signer) -> tuple[int, str] | None:
+        assert isinstance(store, pgstore.PgEventStore)
+        return store.checkpoint(signer)
+
 
 # ---- PostgreSQL only: the writer role and `events rebuild` --------------------------------
 
@@ -356,3 +393,33 @@ def test_rebuild_replays_the_log_into_emptied_projections(postgres_url: str) -> 
         assert conn.execute("SELECT * FROM projected ORDER BY seq").fetchall() == live
     assert count == 4
     store.close()
+
+
+# ---- the settings: `audit verify` reads the PostgreSQL log, the rest refuses it ------------
+
+
+def test_audit_verify_reads_the_postgres_log_named_in_the_settings(
+    postgres_url: str,
+    signer: Signer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    store = pgstore.PgEventStore(postgres_url)
+    append(store, org("acme"))
+    store.checkpoint(signer)
+    store.close()
+    key = tmp_path / "public.pem"
+    key.write_bytes(signer.public_pem())
+    monkeypatch.setenv("ASTRALOG_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("ASTRALOG_CONTROL__DATABASE_URL", postgres_url)
+    assert main(["audit", "verify", "--public-key", str(key)]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] == "intact"
+    with pgstore.connect(postgres_url) as conn:
+        conn.execute("ALTER TABLE events DISABLE TRIGGER events_no_update")
+        conn.execute("UPDATE events SET payload = '{}'")
+    assert main(["audit", "verify", "--public-key", str(key)]) == 1
+    assert json.loads(capsys.readouterr().out)["first_bad_seq"] == 1
+    assert main(["events", "rebuild"]) == 2  # the projections are not on PostgreSQL yet
+    assert "ASTRALOG_CONTROL__DATABASE_URL is set" in capsys.readouterr().err
+    assert not (tmp_path / "data" / "control.sqlite3").exists()  # no second, SQLite log

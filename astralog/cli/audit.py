@@ -42,10 +42,13 @@ UNPROVEN = 3
 def _verify(args: argparse.Namespace, settings: Settings) -> int:
     from astralog.controlplane.checkpoints import load_public_key
 
+    postgres = "" if args.database or args.export else settings.control.database_url
     # Opening this data dir's runtime re-creates dropped triggers: look at them before.
-    triggers = None if args.export else _triggers_now(args, settings)
+    triggers = None if args.export or postgres else _triggers_now(args, settings)
     if args.public_key:
         pem = read_file(args.public_key, "--public-key")
+    elif postgres:
+        raise UsageError("verifying the PostgreSQL control plane needs --public-key PEM")
     else:
         pem = open_runtime(settings).signer.public_pem()
     try:
@@ -54,11 +57,12 @@ def _verify(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(
             f"--public-key {args.public_key} is not an Ed25519 public key: {exc}"
         ) from None
-    report = (
-        _verify_export(args, public_key)
-        if args.export
-        else _verify_database(args, settings, public_key, triggers)
-    )
+    if postgres:
+        report = _verify_postgres(args, settings, postgres, public_key)
+    elif args.export:
+        report = _verify_export(args, public_key)
+    else:
+        report = _verify_database(args, settings, public_key, triggers)
     show(report.as_dict())
     for warning in report.warnings:
         print(f"WARNING: {warning}", file=sys.stderr)
@@ -102,6 +106,24 @@ def _verify_receipt(args: argparse.Namespace, settings: Settings) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _verify_postgres(
+    args: argparse.Namespace, settings: Settings, url: str, public_key: Any
+) -> Any:
+    """The PostgreSQL log: its chains, checkpoints and triggers, with --checkpoints copies."""
+    from astralog.controlplane import pgstore
+    from astralog.controlplane.audit_verify import max_checkpoint_age
+    from astralog.controlplane.checkpoints import parse_outside
+
+    files = Path(args.checkpoints) if args.checkpoints else None
+    found = (sorted(files.rglob("*.json")) if files.is_dir() else [files]) if files else []
+    try:
+        outside = list(parse_outside((str(f), read_file(str(f), "--checkpoints")) for f in found))
+    except ValueError as exc:
+        raise UsageError(f"unreadable checkpoint copy {exc}") from None
+    max_age = max_checkpoint_age(settings.control.checkpoint_interval_seconds)
+    return pgstore.verify(url, public_key, outside=outside, max_age=max_age)
 
 
 def _verify_export(args: argparse.Namespace, public_key: Any) -> Any:

@@ -53,8 +53,10 @@ def _preflight(settings: Settings) -> None:
 
     The data dir first: a second ``make run`` also asks for the same port, and the data dir is
     the real reason."""
+    from astralog.cli.common import refuse_postgres_runtime
     from astralog.ingest.wal.recovery import lock_directory
 
+    refuse_postgres_runtime(settings)
     wal = settings.path(settings.wal.directory)
     try:
         lock_directory(wal).close()  # released at once; the server takes it again in its lifespan

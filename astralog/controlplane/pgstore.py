@@ -31,11 +31,11 @@ from typing import Any
 
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from psycopg import sql
+from psycopg import conninfo, sql
 from psycopg.rows import dict_row
 
 from astralog.controlplane.audit_verify import Report, Stored, verify_stored
-from astralog.controlplane.checkpoints import SignedCheckpoint
+from astralog.controlplane.checkpoints import SignedCheckpoint, Signer
 from astralog.controlplane.events import Event
 from astralog.controlplane.store import (
     _FIELDS,
@@ -46,7 +46,7 @@ from astralog.controlplane.store import (
     canonical_json,
     record_hash,
 )
-from astralog.errors import Conflict
+from astralog.errors import ConfigError, Conflict
 
 Connection = psycopg.Connection[dict[str, Any]]
 PgProjector = Callable[[Connection, Recorded], None]
@@ -121,7 +121,22 @@ def _trigger_ddl() -> str:
 def connect(url: str) -> Connection:
     """A connection in autocommit mode: reads see what other nodes committed, and writes open
     their own transaction (:meth:`PgEventStore.transaction`)."""
-    return psycopg.connect(url, autocommit=True, row_factory=dict_row)
+    try:
+        return psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10)
+    except psycopg.Error as exc:
+        raise ConfigError(
+            f"cannot open the PostgreSQL control plane at {_without_password(url)}: "
+            f"{str(exc).strip()}; check ASTRALOG_CONTROL__DATABASE_URL and that the server is up"
+        ) from exc
+
+
+def _without_password(url: str) -> str:
+    """Where ``url`` points, for a message: never its password."""
+    try:
+        info = conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        return "the configured URL (unreadable)"
+    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
 
 
 def create_schema(conn: Connection) -> None:
@@ -285,6 +300,29 @@ class PgEventStore:
                 self._projector(conn, record)
         return len(records)
 
+    def checkpoint(self, signer: Signer) -> tuple[int, str] | None:
+        """Sign the global head and every org head that moved, and re-sign the heartbeat, as
+        :meth:`Signer.checkpoint` does on SQLite; return the global (seq, hash) newly signed."""
+        with self.transaction() as conn:
+            seq, head = self.head()
+            last = conn.execute("SELECT COALESCE(MAX(seq), 0) AS s FROM checkpoints").fetchone()
+            _sign_orgs(conn, signer)
+            beat = signer.sign("heartbeat", None, seq, head)
+            conn.execute(
+                "INSERT INTO heartbeat (id, seq, hash, signature, at) VALUES (1, %s, %s, %s, %s)"
+                " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,"
+                " signature = excluded.signature, at = excluded.at",
+                (seq, head, beat.signature, beat.at),
+            )
+            if seq == 0 or seq <= (last["s"] if last else 0):
+                return None
+            signed = signer.sign("global", None, seq, head)
+            conn.execute(
+                "INSERT INTO checkpoints (seq, hash, signature, at) VALUES (%s, %s, %s, %s)",
+                (seq, head, signed.signature, signed.at),
+            )
+        return seq, head
+
     def close(self) -> None:
         self._conn.close()
 
@@ -295,6 +333,22 @@ class PgEventStore:
     def _all(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
         with self._lock:
             return self._conn.execute(query, args).fetchall()
+
+
+def _sign_orgs(conn: Connection, signer: Signer) -> None:
+    moved = conn.execute(
+        "SELECT DISTINCT ON (c.org_id) c.org_id, c.org_seq, c.org_hash FROM org_chain c"
+        " LEFT JOIN (SELECT org_id, MAX(org_seq) AS top FROM org_checkpoints GROUP BY org_id) k"
+        " ON k.org_id = c.org_id WHERE k.top IS NULL OR k.top < c.org_seq"
+        " ORDER BY c.org_id, c.org_seq DESC"
+    ).fetchall()
+    for row in moved:
+        signed = signer.sign("org", row["org_id"], row["org_seq"], row["org_hash"])
+        conn.execute(
+            "INSERT INTO org_checkpoints (org_id, org_seq, hash, signature, at)"
+            " VALUES (%s, %s, %s, %s, %s)",
+            (row["org_id"], row["org_seq"], row["org_hash"], signed.signature, signed.at),
+        )
 
 
 def _conflict(aggregate_id: str, current: int, expected: int) -> Conflict:
@@ -345,4 +399,10 @@ def _enabled_triggers(conn: Connection) -> frozenset[str]:
 def verify(url: str, public_key: Ed25519PublicKey, **options: Any) -> Report:
     """``audit verify`` on PostgreSQL: the chain, org chains, checkpoints and triggers (the
     projections are not checked here until they are written to PostgreSQL)."""
-    return verify_stored(read_stored(url), public_key, **options)
+    try:
+        stored = read_stored(url)
+    except psycopg.errors.UndefinedTable as exc:
+        raise ConfigError(
+            f"{_without_password(url)} holds no Astralog event log (no events table)"
+        ) from exc
+    return verify_stored(stored, public_key, **options)
