@@ -67,7 +67,7 @@ def _verbs(parser: argparse.ArgumentParser) -> set[str] | None:
 
 
 def _named() -> dict[tuple[str, ...], list[str]]:
-    parser, named = build_parser(), {}
+    parser, named = build_parser(), dict[tuple[str, ...], list[str]]()
     for where, text in _texts():
         for match in NAMED.finditer(text):
             command = _command(match.group(1).split(), parser)
