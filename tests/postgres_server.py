@@ -83,7 +83,10 @@ def start_postgres_server(root: Path) -> PostgresServer:
     """initdb and start a cluster under ``root`` (which the server's user must own)."""
     bin_dir = _bin_dir()
     if os.geteuid() == 0:
-        owner = pwd.getpwnam(_OWNER)
+        try:
+            owner = pwd.getpwnam(_OWNER)
+        except KeyError:
+            pytest.fail(f"no {_OWNER!r} user to run PostgreSQL as (Debian's package makes it)")
         os.chown(root, owner.pw_uid, owner.pw_gid)
     data, port = root / "data", free_port()
     made = _run(bin_dir, ["initdb", "-D", str(data), "-U", _OWNER, "--auth=trust", "-E", "UTF8",

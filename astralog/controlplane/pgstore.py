@@ -242,6 +242,11 @@ class PgEventStore:
             with self._conn.transaction():  # a savepoint: the caller's transaction stays usable
                 self._conn.execute(statement, [getattr(record, c) for c in columns])
         except psycopg.errors.UniqueViolation as exc:  # a writer that did not take the lock
+            if exc.diag.constraint_name == "events_pkey":
+                raise Conflict(
+                    f"record {record.seq} was appended concurrently by a writer that did not "
+                    "take the append lock; reload and try again"
+                ) from exc
             raise _conflict(record.aggregate_id, record.version, expected_version) from exc
 
     def _link(self, org_id: str, record: Recorded) -> None:
