@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 from fastapi.testclient import TestClient
 
 from astralog.batch_cache import BatchCache
@@ -22,7 +23,8 @@ from tests.lifecycle_helpers import settings as settings
 from tests.rbac_helpers import Member
 from tests.s3_server import S3Bucket
 from tests.test_batch_cache import _batch
-from tests.test_byob import activate, committed, create_s3
+from tests.test_byob import FAST, activate, committed, create_s3
+from tests.test_compaction import Feed, compact
 from tests.test_erasure import SECRET, admin, approve, ask, bodies, erase, ingest
 
 pytest_plugins = ["tests.s3_server"]
@@ -94,3 +96,21 @@ def test_a_dropped_key_is_not_cached_again_by_a_search_planned_before(tmp_path: 
     other = replace(old, object_key="k/b.parquet")
     cache.put(other, b"other rows")
     assert cache.get(other) == b"other rows"
+
+
+@pytest.mark.parametrize(
+    "settings", [FAST | {"compaction": {"enabled": False, "settle_seconds": 0}}], indirect=True
+)
+def test_compacted_batches_leave_the_cache(
+    client: TestClient, runtime: Runtime, boot: Bootstrap, s3_bucket: S3Bucket
+) -> None:
+    """A merge leaves out the rows an erasure masks: the small objects it replaces go too."""
+    to_s3(client, boot, s3_bucket)
+    feed = Feed(client, runtime, boot)
+    for _ in range(3):
+        feed.post([2])
+    before = feed.searched()
+    assert cached_bodies(runtime) == before
+    assert compact(client, runtime) == 1
+    assert cached_bodies(runtime) == []
+    assert feed.searched() == before and cached_bodies(runtime) == before  # the merged object
