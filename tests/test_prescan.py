@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -42,6 +44,71 @@ def reference(body: bytes, limit: int) -> int | None:
 def test_agrees_with_a_byte_by_byte_reading(chars: list[str], limit: int) -> None:
     body = "".join(chars).encode()
     assert first_too_deep(body, limit) == reference(body, limit)
+
+
+# Pieces that stress what the scan reduces away: escaped quotes and backslash runs of every
+# parity, empty strings and runs of quotes, brackets inside strings, both line breaks.
+_PIECES = [
+    "[",
+    "{",
+    "]",
+    "}",
+    '"',
+    '""',
+    '"""',
+    "\\",
+    '\\"',
+    '\\\\"',
+    "\\\\\\",
+    "\n",
+    "\r",
+    "a",
+    ":,",
+]
+
+
+@settings(max_examples=600, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=120), st.integers(1, 8))
+def test_agrees_on_escapes_and_runs_of_quotes(pieces: list[str], limit: int) -> None:
+    body = "".join(pieces).encode()
+    assert first_too_deep(body, limit) == reference(body, limit)
+
+
+_JSON = st.recursive(
+    st.none() | st.integers() | st.text(st.sampled_from('ab"\\[]{}\n'), max_size=6),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+def nested(value: object, depth: int) -> object:
+    for i in range(depth):
+        value = [value] if i % 2 else {"k[": value}
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(_JSON, st.integers(0, 10)), min_size=1, max_size=6), st.booleans())
+def test_agrees_on_json_nested_about_the_limit(
+    events: list[tuple[object, int]], pretty: bool
+) -> None:
+    """Real JSON, some of it nested just under, at and over the limit, as NDJSON or indented."""
+    texts = [json.dumps(nested(v, d), indent=1 if pretty else None) for v, d in events]
+    body = "\n".join(texts).encode()
+    for limit in (8, 9, 10):
+        assert first_too_deep(body, limit) == reference(body, limit)
+
+
+def test_names_the_bracket_after_strings_full_of_brackets() -> None:
+    """The offset is found again in the body: brackets inside strings and escaped quotes on
+    the lines before, and on the deep line itself, must not shift it."""
+    noise = b'{"a":"[[{\\"]]","b":"\\\\","c":[1,{"d":"}"}]}\n' * 500
+    deep = b'{"x":"]]]\\"[","y":' + b"[" * 9 + b"]" * 9 + b"}\n"
+    body = noise + deep + noise
+    # "{" and seven "[" make level 8, so the eighth "[" is the first one too deep.
+    assert first_too_deep(body, 8) == reference(body, 8) == len(noise) + deep.index(b"[" * 9) + 7
 
 
 @pytest.mark.parametrize(
