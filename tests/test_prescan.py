@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from astralog.errors import BadRequest
-from astralog.ingest.prescan import check_nesting, first_too_deep
+from astralog.ingest.prescan import check_nesting, first_too_deep, null_opening_a_line
 
 
 def reference(body: bytes, limit: int) -> int | None:
@@ -138,3 +140,14 @@ def test_a_hostile_body_is_judged_in_milliseconds() -> None:
     # 20,000 brackets crashed pyarrow's reader and 10,000 cost it seconds of CPU.
     for body in (b"[" * 20_000 + b"1" + b"]" * 20_000, b'{"a":' * 20_000 + b"1" + b"}" * 20_000):
         assert first_too_deep(body, 100) is not None
+
+
+@pytest.mark.parametrize("wrap", [bytes, memoryview, pa.py_buffer], ids=["bytes", "view", "arrow"])
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [(b'{"a":1}\r  null', 10), (b'{"a":1}\rnull\n{}', 8), (b'{"a":null}\r\n{}', None)],
+)
+def test_a_null_after_a_carriage_return_is_found_in_any_buffer(
+    wrap: Callable[[bytes], bytes], body: bytes, expected: int | None
+) -> None:
+    assert null_opening_a_line(wrap(body)) == expected
