@@ -135,11 +135,11 @@ def _first_too_deep_in(skeleton: bytes | bytearray, limit: int) -> int | None:
     buf = np.frombuffer(skeleton, np.uint8)
     newlines = np.flatnonzero(buf == _NEWLINE)
     # Sums never exceed the skeleton's length: 32 bits halve the memory numpy walks.
-    delta = _DELTA[buf] if len(buf) < 2**31 else _DELTA[buf].astype(np.int64)
+    delta: np.ndarray = _DELTA[buf] if len(buf) < 2**31 else _DELTA[buf].astype(np.int64)
     if b'"' in skeleton:
         quotes = (buf == _QUOTE).astype(delta.dtype)
         delta *= 1 - (_per_line_sum(quotes, newlines) & 1)  # 0 inside a string
-    depth = np.cumsum(delta, dtype=delta.dtype)
+    depth: np.ndarray = np.cumsum(delta, dtype=delta.dtype)
     # From the body's start, and from the line's: each NDJSON line is judged on its own.
     too_deep = (depth > limit) | (_per_line_sum(delta, newlines) > limit)
     first = int(np.argmax(too_deep))
