@@ -91,8 +91,8 @@ class ControlPlaneSettings(BaseModel):
         "",
         description="postgresql://user:password@host:port/dbname to keep the control-plane "
         "event log in PostgreSQL (shared by several nodes) instead of the SQLite file; empty: "
-        "SQLite. So far `audit verify` reads it and `serve` refuses it: the projections still "
-        "run on SQLite only (docs/architecture.md).",
+        "SQLite. So far `audit verify` and `events rebuild` use it and `serve` refuses it: "
+        "the commands still read their state on SQLite only (docs/architecture.md).",
     )
     checkpoint_interval_seconds: float = Field(
         60.0, gt=0, description="Sign a checkpoint of the chain head this often when it moved."

@@ -29,6 +29,7 @@ from astralog.controlplane.checkpoints import Signer
 from astralog.controlplane.store import GENESIS, Actor, EventStore, Recorded, record_hash
 from astralog.controlplane.store import EventLog as Store
 from astralog.errors import Conflict
+from astralog.runtime import Bootstrap, Runtime
 from tests.postgres_server import PostgresServer
 
 pytest_plugins = ["tests.postgres_server"]
@@ -405,7 +406,7 @@ def test_audit_verify_reads_the_postgres_log_named_in_the_settings(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    store = pgstore.PgEventStore(postgres_url)
+    store = pgstore.open_product_store(postgres_url)
     append(store, org("acme"))
     store.checkpoint(signer)
     store.close()
@@ -415,11 +416,76 @@ def test_audit_verify_reads_the_postgres_log_named_in_the_settings(
     monkeypatch.setenv("ASTRALOG_CONTROL__DATABASE_URL", postgres_url)
     assert main(["audit", "verify", "--public-key", str(key)]) == 0
     assert json.loads(capsys.readouterr().out)["verdict"] == "intact"
+    assert main(["events", "rebuild"]) == 0
+    assert "rebuilt projections from 1 events" in capsys.readouterr().out
     with pgstore.connect(postgres_url) as conn:
         conn.execute("ALTER TABLE events DISABLE TRIGGER events_no_update")
-        conn.execute("UPDATE events SET payload = '{}'")
+        conn.execute("UPDATE events SET actor = 'mallory'")
     assert main(["audit", "verify", "--public-key", str(key)]) == 1
     assert json.loads(capsys.readouterr().out)["first_bad_seq"] == 1
-    assert main(["events", "rebuild"]) == 2  # the projections are not on PostgreSQL yet
+    assert main(["orgs", "list"]) == 2  # the commands' reads are not on PostgreSQL yet
     assert "ASTRALOG_CONTROL__DATABASE_URL is set" in capsys.readouterr().err
     assert not (tmp_path / "data" / "control.sqlite3").exists()  # no second, SQLite log
+
+
+# ---- the product's projections on PostgreSQL -----------------------------------------------
+
+
+def _busy(runtime: Runtime, boot: Bootstrap) -> None:
+    """A control plane that has been used: plans, orgs, sources, retention, keys, tokens."""
+    control, org_id = runtime.control, str(boot.org["id"])
+    other = control.create_org("globex", "free", ME)
+    control.set_plan(str(other["id"]), "enterprise", {"retention_days": 20}, ME)
+    for name in ("api", "worker"):
+        created = control.create_source(org_id, name, "", ME)
+        control.set_retention(org_id, created["id"], 2, ME)
+        issued = control.issue_key(org_id, created["id"], ME)
+        control.rotate_key(org_id, issued.credential.key_id, 30, ME)
+    control.revoke_key(org_id, issued.info["id"], ME)
+    token = control.issue_token(org_id, "reader", ["logs:read"], ME)
+    control.revoke_token(org_id, token.info["id"], ME)
+
+
+def _pg_dump(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    with pgstore.connect(url) as conn:
+        return {
+            table: sorted(
+                (tuple(r.values()) for r in conn.execute(f"SELECT * FROM {table}")), key=repr
+            )
+            for table in projections.TABLES
+        }
+
+
+def _sorted(dump: dict[str, list[tuple[Any, ...]]]) -> dict[str, list[tuple[Any, ...]]]:
+    return {table: sorted(rows, key=repr) for table, rows in dump.items()}
+
+
+def test_the_product_projections_on_postgres_match_sqlite(
+    runtime: Runtime, boot: Bootstrap, postgres_url: str
+) -> None:
+    _busy(runtime, boot)
+    records = runtime.control.store.records()
+    store = pgstore.open_product_store(postgres_url)
+    with store.transaction() as conn:
+        for record in records:
+            pgstore.project(conn, record)
+    live = _sorted(projections.dump(runtime.control.store.conn))
+    assert live["ingest_keys"] and live["tokens"] and live["plans"]
+    assert _pg_dump(postgres_url) == live
+    store.close()
+
+
+def test_events_rebuild_on_postgres_reproduces_the_live_projections(
+    runtime: Runtime, boot: Bootstrap, postgres_url: str
+) -> None:
+    _busy(runtime, boot)
+    store = pgstore.open_product_store(postgres_url)
+    for record in runtime.control.store.records():  # the same commands, appended on PostgreSQL
+        with store.transaction():
+            actor = Actor(record.actor, record.client)
+            store.append(record.event(), actor, store.version(record.aggregate_id))
+    live = _pg_dump(postgres_url)
+    assert live["ingest_keys"] and live["sources"]
+    assert store.rebuild(pgstore.reset_projections) == store.head()[0]
+    assert _pg_dump(postgres_url) == live
+    store.close()

@@ -45,13 +45,14 @@ def open_runtime(settings: Settings) -> Runtime:
 
 
 def refuse_postgres_runtime(settings: Settings) -> None:
-    """The projections still live in SQLite only: a process that would write them must not
-    ignore a configured PostgreSQL log and quietly start a second, SQLite one."""
+    """The commands still read their state with SQLite's dialect: a process that would run
+    them must not ignore a configured PostgreSQL log and quietly start a second, SQLite one."""
     if settings.control.database_url:
         raise UsageError(
             "ASTRALOG_CONTROL__DATABASE_URL is set, but the service and its commands keep their "
-            "state in SQLite until the projections run on PostgreSQL; so far only `astralog "
-            "audit verify --public-key PEM` reads the PostgreSQL log: unset it to use SQLite"
+            "state in SQLite until their reads run on PostgreSQL; so far only `astralog audit "
+            "verify --public-key PEM` and `astralog events rebuild` use the PostgreSQL log: "
+            "unset it to use SQLite"
         )
 
 

@@ -15,25 +15,27 @@ one file written by one process, PostgreSQL gets from the database:
   tables, cannot drop or disable the triggers.
 
 Projections are written by the projector in the append's transaction, through this store's
-connection (``Projector[psycopg.Connection]``). The projections of the product
-(:mod:`astralog.controlplane.projections`) are still written in SQLite's dialect, so a
-PostgreSQL store runs with the projector it is given (none by default): see
-docs/architecture.md, "PostgreSQL control plane".
+connection. :func:`open_product_store` runs the product's own handlers
+(:mod:`astralog.controlplane.projections`, SQL both engines speak, with ``?`` parameters) and
+``rebuild(reset_projections)`` is ``events rebuild``. The commands' reads are still SQLite's
+(docs/architecture.md, "PostgreSQL control plane").
 """
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from psycopg import conninfo, sql
 from psycopg.rows import dict_row
 
+from astralog.controlplane import projections
 from astralog.controlplane.audit_verify import Report, Stored, verify_stored
 from astralog.controlplane.checkpoints import SignedCheckpoint, Signer
 from astralog.controlplane.events import Event
@@ -139,25 +141,43 @@ def _without_password(url: str) -> str:
     return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
 
 
-def create_schema(conn: Connection) -> None:
-    """The log's tables and append-only triggers, unless all are there already (so a node that
-    logs in as the writer role, which may not create or alter them, opens an existing log)."""
-    if _enabled_triggers(conn) >= set(_TRIGGER_NAMES):
+def create_schema(
+    conn: Connection, projection_schema: str = "", tables: Sequence[str] = ()
+) -> None:
+    """The log's tables, its append-only triggers and the projections' tables, unless all are
+    there already (so a node that logs in as the writer role, which may not create or alter
+    tables, opens an existing database)."""
+    if _enabled_triggers(conn) >= set(_TRIGGER_NAMES) and _have_tables(conn, tables):
         return
     with conn.transaction():
         conn.execute(sql.SQL(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})"))
         conn.execute(sql.SQL(SCHEMA + _trigger_ddl()))
+        if projection_schema:
+            conn.execute(projection_schema)
+
+
+def _have_tables(conn: Connection, tables: Sequence[str]) -> bool:
+    row = conn.execute(
+        "SELECT count(*) AS n FROM pg_tables WHERE schemaname = current_schema()"
+        " AND tablename = ANY(%s)",
+        (list(tables),),
+    ).fetchone()
+    return row is not None and row["n"] == len(set(tables))
 
 
 def grant_writer_role(conn: Connection, role: str) -> None:
-    """Let ``role`` read and append to the log, and nothing else: no UPDATE, DELETE or TRUNCATE
-    on the append-only tables (only the heartbeat row is re-signed in place)."""
+    """Let ``role`` read every table and write the projections and the heartbeat row, but only
+    read and append to the log: no UPDATE, DELETE or TRUNCATE on the append-only tables."""
     ident = sql.Identifier(role)
     tables = sql.SQL(", ").join(map(sql.Identifier, APPEND_ONLY_TABLES))
     with conn.transaction():
+        conn.execute(
+            sql.SQL(
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {}"
+            ).format(ident)
+        )
         conn.execute(sql.SQL("REVOKE ALL ON {} FROM {}").format(tables, ident))
         conn.execute(sql.SQL("GRANT SELECT, INSERT ON {} TO {}").format(tables, ident))
-        conn.execute(sql.SQL("GRANT SELECT, INSERT, UPDATE ON heartbeat TO {}").format(ident))
 
 
 def _no_projections(conn: Connection, record: Recorded) -> None:
@@ -167,11 +187,17 @@ def _no_projections(conn: Connection, record: Recorded) -> None:
 class PgEventStore:
     """The event store on PostgreSQL; the same reads and appends as the SQLite ``EventStore``."""
 
-    def __init__(self, url: str, projector: PgProjector = _no_projections) -> None:
+    def __init__(
+        self,
+        url: str,
+        projector: PgProjector = _no_projections,
+        projection_schema: str = "",
+        projection_tables: Sequence[str] = (),
+    ) -> None:
         self._projector = projector
         self._conn = connect(url)
         self._lock = threading.RLock()  # one connection, one statement at a time
-        create_schema(self._conn)
+        create_schema(self._conn, projection_schema, projection_tables)
 
     @property
     def conn(self) -> Connection:
@@ -338,6 +364,36 @@ class PgEventStore:
     def _all(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
         with self._lock:
             return self._conn.execute(query, args).fetchall()
+
+
+class _QuestionMarks:
+    """The product's projection handlers on psycopg: they write SQLite's ``?`` parameters and
+    otherwise SQL both engines speak (upserts are ``ON CONFLICT``, never ``INSERT OR REPLACE``);
+    ``execute`` is all they call."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def execute(self, query: str, params: Sequence[Any] = ()) -> psycopg.Cursor[dict[str, Any]]:
+        if not params:  # no parameters: psycopg sends the text as it is
+            return self._conn.execute(query)
+        return self._conn.execute(query.replace("%", "%%").replace("?", "%s"), params)
+
+
+def project(conn: Connection, record: Recorded) -> None:
+    """The product's projections (:mod:`astralog.controlplane.projections`), on PostgreSQL."""
+    projections.project(cast(sqlite3.Connection, _QuestionMarks(conn)), record)
+
+
+def reset_projections(conn: Connection) -> None:
+    """Empty every projection table: the first step of ``events rebuild``."""
+    for table in projections.TABLES:
+        conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+
+
+def open_product_store(url: str) -> PgEventStore:
+    """The control plane's event store on PostgreSQL, with the product's projections."""
+    return PgEventStore(url, project, projections.SCHEMA, projections.TABLES)
 
 
 def _sign_orgs(conn: Connection, signer: Signer) -> None:

@@ -163,7 +163,8 @@ def dump(conn: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:
 @handles(ev.PlanDefined)
 def _plan_defined(conn: sqlite3.Connection, e: ev.PlanDefined, r: Recorded) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO plans (name, limits) VALUES (?, ?)",
+        "INSERT INTO plans (name, limits) VALUES (?, ?)"
+        " ON CONFLICT (name) DO UPDATE SET limits = excluded.limits",
         (e.plan, json.dumps(e.limits, sort_keys=True)),
     )
 
@@ -275,7 +276,8 @@ def _connector_tested(conn: sqlite3.Connection, e: ev.ConnectorTested, r: Record
 @handles(ev.DestinationChanged)
 def _destination_changed(conn: sqlite3.Connection, e: ev.DestinationChanged, r: Recorded) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO destinations (org_id, connector_id) VALUES (?, ?)",
+        "INSERT INTO destinations (org_id, connector_id) VALUES (?, ?)"
+        " ON CONFLICT (org_id) DO UPDATE SET connector_id = excluded.connector_id",
         (e.org_id, e.connector_id),
     )
 
@@ -374,13 +376,20 @@ def _idp_removed(conn: sqlite3.Connection, e: ev.IdpRemoved, r: Recorded) -> Non
 
 @handles(ev.DomainVerified)
 def _domain_verified(conn: sqlite3.Connection, e: ev.DomainVerified, r: Recorded) -> None:
-    conn.execute("INSERT OR REPLACE INTO domains VALUES (?, ?, ?)", (e.domain, e.org_id, r.at))
+    conn.execute(
+        "INSERT INTO domains VALUES (?, ?, ?) ON CONFLICT (domain)"
+        " DO UPDATE SET org_id = excluded.org_id, at = excluded.at",
+        (e.domain, e.org_id, r.at),
+    )
 
 
 @handles(ev.OrgSecurityPolicySet)
 def _policy_set(conn: sqlite3.Connection, e: ev.OrgSecurityPolicySet, r: Recorded) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO org_policies VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO org_policies VALUES (?, ?, ?, ?, ?) ON CONFLICT (org_id) DO UPDATE SET"
+        " require_mfa = excluded.require_mfa, enforce_sso = excluded.enforce_sso,"
+        " session_idle_minutes = excluded.session_idle_minutes,"
+        " session_absolute_hours = excluded.session_absolute_hours",
         (e.org_id, int(e.require_mfa), int(e.enforce_sso), e.session_idle_minutes,
          e.session_absolute_hours),
     )  # fmt: skip
@@ -441,8 +450,12 @@ def _purge_held(conn: sqlite3.Connection, e: ev.PurgeHeld, r: Recorded) -> None:
 @handles(ev.OrgDeletionRequested)
 def _org_deletion(conn: sqlite3.Connection, e: ev.OrgDeletionRequested, r: Recorded) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO org_deletions (org_id, state, side, reason, requested_by, "
-        "requested_at, purge_after) VALUES (?, 'pending', ?, ?, ?, ?, ?)",
+        "INSERT INTO org_deletions (org_id, state, side, reason, requested_by, "
+        "requested_at, purge_after) VALUES (?, 'pending', ?, ?, ?, ?, ?)"
+        " ON CONFLICT (org_id) DO UPDATE SET state = excluded.state, side = excluded.side,"
+        " reason = excluded.reason, requested_by = excluded.requested_by,"
+        " requested_at = excluded.requested_at, purge_after = excluded.purge_after,"
+        " held_by = NULL, deleted_at = NULL, certificate = NULL",
         (e.org_id, e.side, e.reason, r.actor, r.at, e.purge_after),
     )
 
@@ -473,8 +486,13 @@ def _org_deleted(conn: sqlite3.Connection, e: ev.OrgDeleted, r: Recorded) -> Non
 @handles(ev.ScopeDeletionRequested)
 def _scope_deletion(conn: sqlite3.Connection, e: ev.ScopeDeletionRequested, r: Recorded) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO scope_deletions (target_id, org_id, scope, name, state, reason, "
-        "requested_by, requested_at, purge_after) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)",
+        "INSERT INTO scope_deletions (target_id, org_id, scope, name, state, reason, "
+        "requested_by, requested_at, purge_after) VALUES (?, ?, ?, ?, 'pending', ?, ?, ?, ?)"
+        " ON CONFLICT (target_id) DO UPDATE SET org_id = excluded.org_id,"
+        " scope = excluded.scope, name = excluded.name, state = excluded.state,"
+        " reason = excluded.reason, requested_by = excluded.requested_by,"
+        " requested_at = excluded.requested_at, purge_after = excluded.purge_after,"
+        " held_by = NULL, deleted_at = NULL, certificate = NULL",
         (e.target_id, e.org_id, e.scope, e.name, e.reason, r.actor, r.at, e.purge_after),
     )
 
