@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from astralog.ingest.formats import parse_json_events
+from astralog.ingest.normalise.fields import _hex_ok
 from astralog.ingest.normalise.severity import severity_of_number, severity_of_text
 from tests.ingest.parsing import SPAN, TRACE, attrs, ctx, ndjson, parse_one, rows
 
@@ -169,3 +174,24 @@ def test_host_is_a_resource_attribute(event: dict[str, Any]) -> None:
     row = parse_one(event)
     assert attrs(row, "ResourceAttributes") == {"host.name": "web-1"}
     assert attrs(row) == {}
+
+
+_NEAR_HEX = "0123456789abcdefABCDEF/:@G`g\x00é"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from([16, 32]),
+    st.lists(st.text(_NEAR_HEX, min_size=1, max_size=4), min_size=1, max_size=30),
+    st.integers(0, 2),
+)
+def test_the_bytewise_hex_check_agrees_with_a_regex(
+    digits: int, seeds: list[str], skip: int
+) -> None:
+    """Ids of one length take the bytewise path: bytes next to the digits and letters in ASCII
+    (``/ : @ G ` g``), all-zero ids and ids in a sliced array are judged as a regex would."""
+    ids = [(seed * digits)[:digits] for seed in seeds]
+    ids = [i if len(i.encode()) == digits else "0" * digits for i in ids]  # é takes 2 bytes
+    values = pa.array(["f" * digits] * skip + ids).slice(skip)
+    expected = [bool(re.fullmatch(f"[0-9a-fA-F]{{{digits}}}", i)) and set(i) != {"0"} for i in ids]
+    assert _hex_ok(values, digits).tolist() == expected

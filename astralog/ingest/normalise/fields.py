@@ -448,24 +448,29 @@ def _pick_flags(fields: _Fields) -> pa.Array:
     return _choose(options, pa.scalar(0, pa.uint8()), fields.n)
 
 
-_HEX_BYTE = np.zeros(256, np.uint8)
-_HEX_BYTE[np.frombuffer(b"0123456789abcdefABCDEF", np.uint8)] = 1
 _ONES = np.uint64(0x0101010101010101)
+_ZEROS = _ONES * np.uint64(ord("0"))  # eight "0" digits
 
 
 def _hex_ok(values: pa.Array, digits: int) -> np.ndarray:
     """Rows holding ``digits`` hex digits, not all zero (an all-zero id means "no trace")."""
     lengths = pc.binary_length(values).fill_null(0).to_numpy(zero_copy_only=False)
     right_length = lengths == digits
-    if right_length.all() and values.null_count == 0:
-        # Every value has the same length: the data buffer is an (n, digits) matrix of bytes.
+    if right_length.all() and values.null_count == 0 and digits % 8 == 0:
+        # Every value has the same length: the data buffer is an (n, digits) matrix of bytes,
+        # judged 8 bytes at a time. Byte arithmetic wraps: a digit is < 10 after - "0", a
+        # letter of either case < 6 after | 0x20 - "a"; no lookup table, no gather.
         offsets = np.frombuffer(values.buffers()[1], np.int32)[values.offset :]
         data = np.frombuffer(values.buffers()[2], np.uint8)
-        block = data[offsets[0] : offsets[0] + digits * len(values)].reshape(-1, digits)
-        words = block.view(np.uint64)  # 8 bytes at a time: 1 in every byte means all hex
-        hexdigit = np.take(_HEX_BYTE, block).view(np.uint64)
-        all_hex = np.bitwise_and.reduce(hexdigit, axis=1) == _ONES
-        return np.asarray(all_hex & (words != _ONES * ord("0")).any(axis=1))
+        block = data[offsets[0] : offsets[0] + digits * len(values)]
+        hexdigit = ((block - 48) < 10) | (((block | 0x20) - 97) < 6)
+        flags = hexdigit.view(np.uint64).reshape(-1, digits // 8)  # 1 in every byte: all hex
+        words = block.view(np.uint64).reshape(-1, digits // 8)
+        all_hex, nonzero = flags[:, 0] == _ONES, words[:, 0] != _ZEROS
+        for i in range(1, digits // 8):
+            all_hex &= flags[:, i] == _ONES
+            nonzero |= words[:, i] != _ZEROS
+        return np.asarray(all_hex & nonzero)
     regex = pc.match_substring_regex(values, f"^[0-9a-fA-F]{{{digits}}}$")
     nonzero = pc.not_equal(values, "0" * digits)
     return to_mask(pc.and_(regex, nonzero))
