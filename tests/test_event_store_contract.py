@@ -187,6 +187,13 @@ class EventStoreContract:
         assert report.verdict == "tampered" and report.first_bad_seq == 2
         assert any("no_update" in problem for problem in report.problems)
 
+    def test_verify_finds_a_projection_edited_outside_the_log(self, store: Store) -> None:
+        append(store, org("acme"))
+        self.execute(store, "UPDATE orgs SET plan = 'enterprise'")
+        report = self.verify(store)
+        assert report.verdict == "tampered"
+        assert any("table orgs: row 'acme' differs" in p for p in report.problems)
+
     # ---- concurrency across connections ---------------------------------------------------
 
     def test_two_writers_on_one_aggregate_exactly_one_wins(self, store: Store) -> None:
@@ -306,13 +313,15 @@ class TestSqliteEventStore(EventStoreContract):
 def _pg_projector(conn: pgstore.Connection, record: Recorded) -> None:
     if Exploding in record.payload:
         raise RuntimeError("projection failed")
+    pgstore.project(conn, record)
     conn.execute("INSERT INTO projected VALUES (%s, %s)", (record.seq, record.type))
 
 
 def _pg_store(url: str) -> pgstore.PgEventStore:
+    """The product's projections too, as on SQLite, and the test's own table."""
     with pgstore.connect(url) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS projected (seq BIGINT PRIMARY KEY, type TEXT)")
-    return pgstore.PgEventStore(url, _pg_projector)
+    return pgstore.PgEventStore(url, _pg_projector, projections.SCHEMA, projections.TABLES)
 
 
 class TestPostgresEventStore(EventStoreContract):
@@ -356,7 +365,7 @@ class TestPostgresEventStore(EventStoreContract):
 def test_the_writer_role_appends_but_cannot_edit_or_unprotect_the_log(
     postgres_server: PostgresServer, postgres_url: str
 ) -> None:
-    owner = pgstore.PgEventStore(postgres_url)
+    owner = pgstore.open_product_store(postgres_url)
     append(owner, org("acme"))
     with pgstore.connect(postgres_url) as conn:
         conn.execute("DROP ROLE IF EXISTS astralog_writer")
@@ -364,7 +373,7 @@ def test_the_writer_role_appends_but_cannot_edit_or_unprotect_the_log(
         pgstore.grant_writer_role(conn, "astralog_writer")
     dbname = postgres_url.rsplit("/", 1)[1]
     writer_url = postgres_server.url(dbname, user="astralog_writer")
-    writer = pgstore.PgEventStore(writer_url)  # opens the existing log without DDL
+    writer = pgstore.open_product_store(writer_url)  # opens the existing database without DDL
     append(writer, source("acme", "web"))
     with pgstore.connect(writer_url) as conn:
         for statement in (
@@ -389,7 +398,12 @@ def test_rebuild_replays_the_log_into_emptied_projections(postgres_url: str) -> 
     with pgstore.connect(postgres_url) as conn:
         live = conn.execute("SELECT * FROM projected ORDER BY seq").fetchall()
         conn.execute("INSERT INTO projected VALUES (99, 'Stray')")
-    count = store.rebuild(lambda conn: conn.execute("DELETE FROM projected"))
+
+    def reset(conn: pgstore.Connection) -> None:
+        pgstore.reset_projections(conn)
+        conn.execute("DELETE FROM projected")
+
+    count = store.rebuild(reset)
     with pgstore.connect(postgres_url) as conn:
         assert conn.execute("SELECT * FROM projected ORDER BY seq").fetchall() == live
     assert count == 4

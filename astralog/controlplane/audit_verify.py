@@ -261,13 +261,24 @@ def _verify_triggers(present: frozenset[str], report: Report) -> None:
 
 
 def _verify_projections(database: Path, rows: list[Recorded], report: Report) -> None:
+    stored = connect(database, read_only=True)
+    stored.text_factory = _text
+    try:
+        compare_projections(lambda table: _dump(stored, table), rows, report)
+    finally:
+        stored.close()
+
+
+StoredTable = Callable[[str], dict[object, tuple[Any, ...]] | None]
+"""A projection table's rows by their first column; None when it is missing or unreadable."""
+
+
+def compare_projections(stored: StoredTable, rows: list[Recorded], report: Report) -> None:
     """Replay the log into an empty in-memory copy of the projections and compare: a row edited
     by hand (a token's scopes, an un-revoked key, an org's plan) shows as a difference."""
     from astralog.controlplane import projections
 
     rebuilt = sqlite3.connect(":memory:")
-    stored = connect(database, read_only=True)
-    stored.text_factory = _text
     try:
         rebuilt.executescript(projections.SCHEMA)
         for row in rows:
@@ -276,9 +287,8 @@ def _verify_projections(database: Path, rows: list[Recorded], report: Report) ->
             except (ValueError, TypeError, KeyError, sqlite3.DatabaseError) as exc:
                 report.fail(row.seq, f"record {row.seq} does not replay: {exc}")
         for table in projections.TABLES:
-            _compare_table(table, _dump(stored, table), _dump(rebuilt, table), report)
+            _compare_table(table, stored(table), _dump(rebuilt, table), report)
     finally:
-        stored.close()
         rebuilt.close()
 
 

@@ -36,7 +36,7 @@ from psycopg import conninfo, sql
 from psycopg.rows import dict_row
 
 from astralog.controlplane import projections
-from astralog.controlplane.audit_verify import Report, Stored, verify_stored
+from astralog.controlplane.audit_verify import Report, Stored, compare_projections, verify_stored
 from astralog.controlplane.checkpoints import SignedCheckpoint, Signer
 from astralog.controlplane.events import Event
 from astralog.controlplane.store import (
@@ -458,12 +458,28 @@ def _enabled_triggers(conn: Connection) -> frozenset[str]:
 
 
 def verify(url: str, public_key: Ed25519PublicKey, **options: Any) -> Report:
-    """``audit verify`` on PostgreSQL: the chain, org chains, checkpoints and triggers (the
-    projections are not checked here until they are written to PostgreSQL)."""
+    """``audit verify`` on PostgreSQL: the chain, org chains, checkpoints, triggers, and the
+    projections against a replay of the log."""
     try:
         stored = read_stored(url)
     except psycopg.errors.UndefinedTable as exc:
         raise ConfigError(
             f"{_without_password(url)} holds no Astralog event log (no events table)"
         ) from exc
-    return verify_stored(stored, public_key, **options)
+    with connect(url) as conn:
+        return verify_stored(
+            stored,
+            public_key,
+            projections=lambda rows, report: compare_projections(
+                lambda table: _table_rows(conn, table), rows, report
+            ),
+            **options,
+        )
+
+
+def _table_rows(conn: Connection, table: str) -> dict[object, tuple[Any, ...]] | None:
+    try:
+        rows = conn.execute(sql.SQL("SELECT * FROM {}").format(sql.Identifier(table)))
+        return {values[0]: values for values in (tuple(r.values()) for r in rows)}
+    except psycopg.errors.UndefinedTable:
+        return None
