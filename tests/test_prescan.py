@@ -145,7 +145,13 @@ def test_a_hostile_body_is_judged_in_milliseconds() -> None:
 @pytest.mark.parametrize("wrap", [bytes, memoryview, pa.py_buffer], ids=["bytes", "view", "arrow"])
 @pytest.mark.parametrize(
     ("body", "expected"),
-    [(b'{"a":1}\r  null', 10), (b'{"a":1}\rnull\n{}', 8), (b'{"a":null}\r\n{}', None)],
+    [
+        (b'{"a":1}\r  null', 10),
+        (b'{"a":1}\rnull\n{}', 8),
+        (b'{"a":1}\n' * 40_000 + b"\r null", 320_002),
+        (b'{"a":null}\r\n{}', None),
+    ],
+    ids=["blanks", "bare", "in-a-later-piece", "a-value"],
 )
 def test_a_null_after_a_carriage_return_is_found_in_any_buffer(
     wrap: Callable[[bytes], bytes], body: bytes, expected: int | None

@@ -80,10 +80,20 @@ def null_opening_a_line(body: bytes | memoryview) -> int | None:
 
 def _holds_cr(body: bytes | memoryview) -> bool:
     """Whether a ``\\r`` occurs at all: most bodies have none. ``re`` looks for one byte a byte
-    at a time; ``bytes`` uses memchr, ten times faster, and numpy over a buffer twice."""
+    at a time; ``bytes`` uses memchr, ten times faster; numpy over a buffer four times, in
+    pieces (one mask of the whole body costs more in fresh pages than in comparing)."""
     if isinstance(body, bytes):
         return b"\r" in body
-    return bool(np.any(np.frombuffer(body, np.uint8) == _CR))
+    data = np.frombuffer(body, np.uint8)
+    mask = np.empty(min(len(data), _PIECE), bool)
+    for start in range(0, len(data), _PIECE):
+        piece = data[start : start + _PIECE]
+        if np.equal(piece, _CR, out=mask[: len(piece)]).any():
+            return True
+    return False
+
+
+_PIECE = 1 << 18
 
 
 def first_too_deep(body: bytes, limit: int) -> int | None:
