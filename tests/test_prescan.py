@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from astralog.errors import BadRequest
+from astralog.ingest import prescan
 from astralog.ingest.prescan import check_nesting, first_too_deep, null_opening_a_line
 
 
@@ -76,6 +77,16 @@ def test_agrees_on_escapes_and_runs_of_quotes(pieces: list[str], limit: int) -> 
     assert first_too_deep(body, limit) == reference(body, limit)
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_PIECES), max_size=120), st.integers(1, 8), st.integers(1, 9))
+def test_agrees_when_read_in_small_pieces(pieces: list[str], limit: int, piece: int) -> None:
+    """Pieces of a few bytes put an escape, a string or a deep line across every cut."""
+    body = "".join(pieces).encode()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(prescan, "_PIECE", piece)
+        assert first_too_deep(body, limit) == reference(body, limit)
+
+
 _JSON = st.recursive(
     st.none() | st.integers() | st.text(st.sampled_from('ab"\\[]{}\n'), max_size=6),
     lambda inner: (
@@ -105,8 +116,9 @@ def test_agrees_on_json_nested_about_the_limit(
 
 def test_names_the_bracket_after_strings_full_of_brackets() -> None:
     """The offset is found again in the body: brackets inside strings and escaped quotes on
-    the lines before, and on the deep line itself, must not shift it."""
-    noise = b'{"a":"[[{\\"]]","b":"\\\\","c":[1,{"d":"}"}]}\n' * 500
+    the lines before, and on the deep line itself, must not shift it. The body is over 256 KiB,
+    so the scan reads it in pieces."""
+    noise = b'{"a":"[[{\\"]]","b":"\\\\","c":[1,{"d":"}"}]}\n' * 7_000
     deep = b'{"x":"]]]\\"[","y":' + b"[" * 9 + b"]" * 9 + b"}\n"
     body = noise + deep + noise
     # "{" and seven "[" make level 8, so the eighth "[" is the first one too deep.
