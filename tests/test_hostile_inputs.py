@@ -263,6 +263,8 @@ def _loki(labels: str, entry: str) -> str:
         ("/v1/es/_bulk", '{"index":{"_index":"\\ud800"}}\n{"m":"x"}\n', "application/x-ndjson"),
         ("/v1/es/_bulk", '{"index":{"_id":"\\ud800"}}\n{"m":"x"}\n', "application/x-ndjson"),
     ],
+    # Fixed ids: the bodies hold the current time, and every test process must collect alike.
+    ids=["loki-line", "loki-label", "loki-metadata", "es-index", "es-id"],
 )
 def test_a_lone_surrogate_is_a_client_error(
     client: TestClient, boot: Bootstrap, path: str, body: str, content_type: str
