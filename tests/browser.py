@@ -164,10 +164,12 @@ def events_around_now(
     ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright_browser() -> Iterator[Browser]:
-    """One chromium for the session: each UI gets fresh contexts, which isolate cookies and
-    storage as a new browser would, at a fraction of a launch."""
+    """One chromium per module: each UI gets fresh contexts, which isolate cookies and storage
+    as a new browser would, at a fraction of a launch. Not per session: Playwright's sync API
+    keeps an event loop running in the main thread until it stops, so every later test of the
+    process that calls ``asyncio.run`` (the CLI, connectors) would fail."""
     if not CHROMIUM.exists():
         pytest.fail(
             f"no chromium at {CHROMIUM}: install Debian's `chromium` package (make test does), "
