@@ -135,6 +135,8 @@ def test_the_search_page_shows_what_is_missing(
     loopback = {
         "ASTRALOG_STORAGE__ALLOW_PRIVATE_NETWORKS": '["127.0.0.0/8"]',
         "ASTRALOG_STORAGE__ALLOW_HTTP_ENDPOINTS": "true",
+        # No local copies of the bucket's objects: the page must show what the bucket holds.
+        "ASTRALOG_QUERY__BATCH_CACHE_BYTES": "0",
     }
     with running_ui(tmp_path, playwright_browser, **loopback) as ui:
         gateway = ui.gateway
