@@ -52,7 +52,7 @@ def test_click_a_pattern_to_filter_the_search_to_it(ui: UI, seeded: None) -> Non
     for text in page.locator(".ev-list > li.ev .ev-msg").all_inner_texts():
         assert text.startswith("disk /dev/sd") and text.endswith("% full"), text
     query = parse_qs(urlsplit(page.url).query)["q"][0]
-    assert query.startswith("(run:pat) body:disk"), query
+    assert query.startswith("(run:pat) body:(disk is "), query  # the template's literal words
 
     toggle.click()  # the view follows the query: one pattern now
     expect(rows).to_have_count(1)
