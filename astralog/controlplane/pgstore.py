@@ -27,7 +27,6 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from typing import Any, cast
 
 import psycopg
@@ -38,15 +37,12 @@ from psycopg.rows import dict_row
 from astralog.controlplane import projections
 from astralog.controlplane.audit_verify import Report, Stored, compare_projections, verify_stored
 from astralog.controlplane.checkpoints import SignedCheckpoint, Signer
-from astralog.controlplane.events import Event
 from astralog.controlplane.store import (
-    _FIELDS,
-    GENESIS,
-    Actor,
-    OrgLink,
+    EventQueries,
     Recorded,
-    canonical_json,
-    record_hash,
+    _recorded,
+    events_table,
+    version_conflict,
 )
 from astralog.errors import ConfigError, Conflict
 
@@ -59,22 +55,9 @@ APPEND_LOCK = 0x617374726C6F67
 
 APPEND_ONLY_TABLES = ("events", "checkpoints", "org_chain", "org_checkpoints")
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq BIGINT PRIMARY KEY,
-    aggregate_id TEXT NOT NULL,
-    version BIGINT NOT NULL,
-    type TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    actor TEXT NOT NULL,
-    client TEXT NOT NULL,
-    at TEXT NOT NULL,
-    org_id TEXT,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL,
-    UNIQUE (aggregate_id, version)
-);
-CREATE INDEX IF NOT EXISTS events_org ON events (org_id, seq);
+SCHEMA = (
+    events_table("BIGINT")
+    + """\
 CREATE TABLE IF NOT EXISTS checkpoints (
     seq BIGINT PRIMARY KEY, hash TEXT NOT NULL, signature TEXT NOT NULL, at TEXT NOT NULL
 );
@@ -99,6 +82,7 @@ BEGIN
     RAISE EXCEPTION '% is append-only', TG_TABLE_NAME USING ERRCODE = 'restrict_violation';
 END $$;
 """
+)
 
 _TRIGGER = (
     "CREATE OR REPLACE TRIGGER {name} BEFORE {op} ON {table}"
@@ -184,7 +168,7 @@ def _no_projections(conn: Connection, record: Recorded) -> None:
     del conn, record
 
 
-class PgEventStore:
+class PgEventStore(EventQueries):
     """The event store on PostgreSQL; the same reads and appends as the SQLite ``EventStore``."""
 
     def __init__(
@@ -216,110 +200,17 @@ class PgEventStore:
         with self._lock:
             yield self._conn
 
-    def version(self, aggregate_id: str) -> int:
-        row = self._one(
-            "SELECT MAX(version) AS v FROM events WHERE aggregate_id = %s", (aggregate_id,)
-        )
-        return int(row["v"] or 0) if row else 0
-
-    def head(self) -> tuple[int, str]:
-        row = self._one("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
-        return (int(row["seq"]), str(row["hash"])) if row else (0, GENESIS)
-
-    def org_head(self, org_id: str) -> tuple[int, str]:
-        row = self._one(
-            "SELECT org_seq, org_hash FROM org_chain WHERE org_id = %s"
-            " ORDER BY org_seq DESC LIMIT 1",
-            (org_id,),
-        )
-        return (int(row["org_seq"]), str(row["org_hash"])) if row else (0, GENESIS)
-
-    def append(self, event: Event, actor: Actor, expected_version: int) -> Recorded:
-        """Append inside the caller's transaction; ``expected_version`` 0 means a new aggregate."""
-        current = self.version(event.aggregate_id)
-        if current != expected_version:
-            raise _conflict(event.aggregate_id, current, expected_version)
-        seq, prev_hash = self.head()
-        fields: dict[str, Any] = {
-            "seq": seq + 1,
-            "aggregate_id": event.aggregate_id,
-            "version": current + 1,
-            "type": type(event).__name__,
-            "payload": canonical_json(event.payload()),
-            "actor": actor.principal,
-            "client": actor.client,
-            "at": datetime.now(UTC).isoformat(timespec="microseconds"),
-            "org_id": event.org,
-        }
-        record = Recorded(**fields, prev_hash=prev_hash, hash=record_hash(prev_hash, fields))
-        self._insert(record, expected_version)
-        if record.org_id is not None:
-            self._link(record.org_id, record)
-        self._projector(self._conn, record)
-        return record
-
     def _insert(self, record: Recorded, expected_version: int) -> None:
-        columns = (*_FIELDS, "prev_hash", "hash")
-        statement = sql.SQL("INSERT INTO events ({}) VALUES ({})").format(
-            sql.SQL(", ").join(map(sql.Identifier, columns)),
-            sql.SQL(", ").join(sql.Placeholder() * len(columns)),
-        )
         try:
             with self._conn.transaction():  # a savepoint: the caller's transaction stays usable
-                self._conn.execute(statement, [getattr(record, c) for c in columns])
+                super()._insert(record, expected_version)
         except psycopg.errors.UniqueViolation as exc:  # a writer that did not take the lock
             if exc.diag.constraint_name == "events_pkey":
                 raise Conflict(
                     f"record {record.seq} was appended concurrently by a writer that did not "
                     "take the append lock; reload and try again"
                 ) from exc
-            raise _conflict(record.aggregate_id, record.version, expected_version) from exc
-
-    def _link(self, org_id: str, record: Recorded) -> None:
-        org_seq, prev = self.org_head(org_id)
-        digest = record_hash(prev, record.org_hashed_fields(org_seq + 1))
-        self._conn.execute(
-            "INSERT INTO org_chain (seq, org_id, org_seq, org_prev_hash, org_hash)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (record.seq, org_id, org_seq + 1, prev, digest),
-        )
-
-    def records(
-        self,
-        *,
-        after: int = 0,
-        org_id: str | None = None,
-        limit: int | None = None,
-        types: Sequence[str] = (),
-    ) -> list[Recorded]:
-        query = "SELECT * FROM events WHERE seq > %s" + _of_types(types)
-        args: list[Any] = [after, *types]
-        if org_id is not None:
-            query += " AND org_id = %s"
-            args.append(org_id)
-        query += " ORDER BY seq"
-        if limit is not None:
-            query += " LIMIT %s"
-            args.append(limit)
-        return [_recorded(row) for row in self._all(query, args)]
-
-    def org_records(
-        self, org_id: str, *, after: int = 0, limit: int | None = None, types: Sequence[str] = ()
-    ) -> list[tuple[Recorded, OrgLink]]:
-        query = (
-            "SELECT e.*, c.org_seq, c.org_prev_hash, c.org_hash FROM org_chain c"
-            " JOIN events e ON e.seq = c.seq WHERE c.org_id = %s AND c.org_seq > %s"
-            + _of_types(types, "e.")
-            + " ORDER BY c.org_seq"
-        )
-        args: list[Any] = [org_id, after, *types]
-        if limit is not None:
-            query += " LIMIT %s"
-            args.append(limit)
-        rows = self._all(query, args)
-        return [
-            (_recorded(r), OrgLink(r["org_seq"], r["org_prev_hash"], r["org_hash"])) for r in rows
-        ]
+            raise version_conflict(record.aggregate_id, record.version, expected_version) from exc
 
     def rebuild(self, reset: Callable[[Connection], object]) -> int:
         """``events rebuild``: in one transaction, ``reset`` empties the projections and every
@@ -359,11 +250,17 @@ class PgEventStore:
 
     def _one(self, query: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
         with self._lock:
-            return self._conn.execute(query, args).fetchone()
+            return _QuestionMarks(self._conn).execute(query, args).fetchone()
 
     def _all(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
         with self._lock:
-            return self._conn.execute(query, args).fetchall()
+            return _QuestionMarks(self._conn).execute(query, args).fetchall()
+
+    def _write(self, query: str, args: Sequence[Any]) -> None:
+        _QuestionMarks(self._conn).execute(query, args)
+
+    def _project(self, record: Recorded) -> None:
+        self._projector(self._conn, record)
 
 
 class _QuestionMarks:
@@ -410,21 +307,6 @@ def _sign_orgs(conn: Connection, signer: Signer) -> None:
             " VALUES (%s, %s, %s, %s, %s)",
             (row["org_id"], row["org_seq"], row["org_hash"], signed.signature, signed.at),
         )
-
-
-def _conflict(aggregate_id: str, current: int, expected: int) -> Conflict:
-    return Conflict(
-        f"{aggregate_id} changed concurrently (version {current}, expected {expected}); "
-        "reload and try again"
-    )
-
-
-def _of_types(types: Sequence[str], prefix: str = "") -> str:
-    return f" AND {prefix}type IN ({', '.join(['%s'] * len(types))})" if types else ""
-
-
-def _recorded(row: dict[str, Any]) -> Recorded:
-    return Recorded(**{k: row[k] for k in (*_FIELDS, "prev_hash", "hash")})
 
 
 def read_stored(url: str) -> Stored:

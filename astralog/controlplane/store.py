@@ -17,7 +17,8 @@ import hashlib
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,11 +31,15 @@ from astralog.errors import Conflict, NotFound
 
 GENESIS = "0" * 64
 
-_SCHEMA = """
+
+def events_table(integer: str) -> str:
+    """The log's table and its per-org index, the same on both engines but for the name of a
+    64-bit integer (``INTEGER`` on SQLite, where ``INTEGER PRIMARY KEY`` is the rowid)."""
+    return f"""
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY,
+    seq {integer} PRIMARY KEY,
     aggregate_id TEXT NOT NULL,
-    version INTEGER NOT NULL,
+    version {integer} NOT NULL,
     type TEXT NOT NULL,
     payload TEXT NOT NULL,
     actor TEXT NOT NULL,
@@ -46,6 +51,12 @@ CREATE TABLE IF NOT EXISTS events (
     UNIQUE (aggregate_id, version)
 );
 CREATE INDEX IF NOT EXISTS events_org ON events (org_id, seq);
+"""
+
+
+_SCHEMA = (
+    events_table("INTEGER")
+    + """\
 CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
 BEGIN SELECT RAISE(ABORT, 'the event log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
@@ -94,6 +105,7 @@ CREATE TABLE IF NOT EXISTS heartbeat (
     at TEXT NOT NULL
 );
 """
+)
 
 # Tables whose rows belong to one org (or, for operator tokens, to none): see ``tenant_row``.
 TENANT_TABLES = frozenset(
@@ -186,7 +198,125 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     return conn
 
 
-class EventStore:
+class EventQueries(ABC):
+    """The log's reads and its append, written once with ``?`` parameters for both backends.
+
+    Each backend supplies the primitives below: SQLite runs the SQL as it is, PostgreSQL
+    translates the parameters (``pgstore._QuestionMarks``) and reports its own write conflicts.
+    """
+
+    @abstractmethod
+    def _one(self, query: str, args: Sequence[Any] = ()) -> Mapping[str, Any] | None: ...
+
+    @abstractmethod
+    def _all(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    def _write(self, query: str, args: Sequence[Any]) -> None:
+        """Run ``query`` inside the caller's transaction."""
+
+    @abstractmethod
+    def _project(self, record: Recorded) -> None:
+        """Update the projections from ``record`` inside the caller's transaction."""
+
+    def version(self, aggregate_id: str) -> int:
+        row = self._one(
+            "SELECT MAX(version) AS v FROM events WHERE aggregate_id = ?", (aggregate_id,)
+        )
+        return int(row["v"] or 0) if row else 0
+
+    def head(self) -> tuple[int, str]:
+        row = self._one("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")
+        return (int(row["seq"]), str(row["hash"])) if row else (0, GENESIS)
+
+    def org_head(self, org_id: str) -> tuple[int, str]:
+        row = self._one(
+            "SELECT org_seq, org_hash FROM org_chain WHERE org_id = ?"
+            " ORDER BY org_seq DESC LIMIT 1",
+            (org_id,),
+        )
+        return (int(row["org_seq"]), str(row["org_hash"])) if row else (0, GENESIS)
+
+    def append(self, event: Event, actor: Actor, expected_version: int) -> Recorded:
+        """Append inside the caller's transaction; ``expected_version`` 0 means a new aggregate."""
+        current = self.version(event.aggregate_id)
+        if current != expected_version:
+            raise version_conflict(event.aggregate_id, current, expected_version)
+        seq, prev_hash = self.head()
+        fields: dict[str, Any] = {
+            "seq": seq + 1,
+            "aggregate_id": event.aggregate_id,
+            "version": current + 1,
+            "type": type(event).__name__,
+            "payload": canonical_json(event.payload()),
+            "actor": actor.principal,
+            "client": actor.client,
+            "at": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "org_id": event.org,
+        }
+        record = Recorded(**fields, prev_hash=prev_hash, hash=record_hash(prev_hash, fields))
+        self._insert(record, expected_version)
+        if record.org_id is not None:
+            self._link(record.org_id, record)
+        self._project(record)
+        return record
+
+    def _insert(self, record: Recorded, expected_version: int) -> None:
+        del expected_version  # a backend that can detect a racing writer reports it with this
+        columns = (*_FIELDS, "prev_hash", "hash")
+        self._write(
+            f"INSERT INTO events ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+            [getattr(record, c) for c in columns],
+        )
+
+    def _link(self, org_id: str, record: Recorded) -> None:
+        """Append ``record`` to its org's chain (inside the caller's transaction)."""
+        org_seq, prev = self.org_head(org_id)
+        digest = record_hash(prev, record.org_hashed_fields(org_seq + 1))
+        self._write(
+            "INSERT INTO org_chain (seq, org_id, org_seq, org_prev_hash, org_hash)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (record.seq, org_id, org_seq + 1, prev, digest),
+        )
+
+    def org_records(
+        self, org_id: str, *, after: int = 0, limit: int | None = None, types: Sequence[str] = ()
+    ) -> list[tuple[Recorded, OrgLink]]:
+        """The org's records after its own sequence number ``after``, with their org links
+        (only those of ``types``, when given)."""
+        sql = (
+            "SELECT e.*, c.org_seq, c.org_prev_hash, c.org_hash FROM org_chain c"
+            " JOIN events e ON e.seq = c.seq WHERE c.org_id = ? AND c.org_seq > ?"
+            + _of_types(types, "e.")
+            + " ORDER BY c.org_seq"
+        )
+        args: list[Any] = [org_id, after, *types]
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [(_recorded(row), _org_link(row)) for row in self._all(sql, args)]
+
+    def records(
+        self,
+        *,
+        after: int = 0,
+        org_id: str | None = None,
+        limit: int | None = None,
+        types: Sequence[str] = (),
+    ) -> list[Recorded]:
+        sql = "SELECT * FROM events WHERE seq > ?" + _of_types(types)
+        args: list[Any] = [after, *types]
+        if org_id is not None:
+            sql += " AND org_id = ?"
+            args.append(org_id)
+        sql += " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(limit)
+        return [_recorded(row) for row in self._all(sql, args)]
+
+
+class EventStore(EventQueries):
     def __init__(
         self,
         path: Path,
@@ -236,66 +366,20 @@ class EventStore:
             raise NotFound(f"{what} {row_id[:40]!r} does not exist in this org")
         return dict(row)
 
-    def version(self, aggregate_id: str) -> int:
-        row = self._conn.execute(
-            "SELECT MAX(version) FROM events WHERE aggregate_id = ?", (aggregate_id,)
-        ).fetchone()
-        return int(row[0] or 0)
+    def _one(self, query: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
+        with self.reading() as conn:
+            row = conn.execute(query, args).fetchone()
+        return dict(row) if row else None
 
-    def head(self) -> tuple[int, str]:
-        row = self._conn.execute(
-            "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
-        return (int(row["seq"]), str(row["hash"])) if row else (0, GENESIS)
+    def _all(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        with self.reading() as conn:
+            return [dict(row) for row in conn.execute(query, args)]
 
-    def append(self, event: Event, actor: Actor, expected_version: int) -> Recorded:
-        """Append inside the caller's transaction; ``expected_version`` 0 means a new aggregate."""
-        current = self.version(event.aggregate_id)
-        if current != expected_version:
-            raise Conflict(
-                f"{event.aggregate_id} changed concurrently (version {current}, expected "
-                f"{expected_version}); reload and try again"
-            )
-        seq, prev_hash = self.head()
-        fields: dict[str, Any] = {
-            "seq": seq + 1,
-            "aggregate_id": event.aggregate_id,
-            "version": current + 1,
-            "type": type(event).__name__,
-            "payload": canonical_json(event.payload()),
-            "actor": actor.principal,
-            "client": actor.client,
-            "at": datetime.now(UTC).isoformat(timespec="microseconds"),
-            "org_id": event.org,
-        }
-        record = Recorded(**fields, prev_hash=prev_hash, hash=record_hash(prev_hash, fields))
-        self._conn.execute(
-            f"INSERT INTO events ({', '.join((*_FIELDS, 'prev_hash', 'hash'))}) "
-            f"VALUES ({', '.join('?' * (len(_FIELDS) + 2))})",
-            (*fields.values(), prev_hash, record.hash),
-        )
-        if record.org_id is not None:
-            self._link(record.org_id, record)
+    def _write(self, query: str, args: Sequence[Any]) -> None:
+        self._conn.execute(query, args)
+
+    def _project(self, record: Recorded) -> None:
         self._projector(self._conn, record)
-        return record
-
-    def org_head(self, org_id: str) -> tuple[int, str]:
-        row = self._conn.execute(
-            "SELECT org_seq, org_hash FROM org_chain WHERE org_id = ?"
-            " ORDER BY org_seq DESC LIMIT 1",
-            (org_id,),
-        ).fetchone()
-        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
-
-    def _link(self, org_id: str, record: Recorded) -> None:
-        """Append ``record`` to its org's chain (inside the caller's transaction)."""
-        org_seq, prev = self.org_head(org_id)
-        digest = record_hash(prev, record.org_hashed_fields(org_seq + 1))
-        self._conn.execute(
-            "INSERT INTO org_chain (seq, org_id, org_seq, org_prev_hash, org_hash)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (record.seq, org_id, org_seq + 1, prev, digest),
-        )
 
     def _link_orgs(self) -> None:
         """Link the org records a database written before the org chain existed holds."""
@@ -307,56 +391,24 @@ class EventStore:
             for row in conn.execute(sql).fetchall():
                 self._link(row["org_id"], Recorded(**dict(row)))
 
-    def org_records(
-        self, org_id: str, *, after: int = 0, limit: int | None = None, types: Sequence[str] = ()
-    ) -> list[tuple[Recorded, OrgLink]]:
-        """The org's records after its own sequence number ``after``, with their org links
-        (only those of ``types``, when given)."""
-        sql = (
-            "SELECT e.*, c.org_seq, c.org_prev_hash, c.org_hash FROM org_chain c"
-            " JOIN events e ON e.seq = c.seq WHERE c.org_id = ? AND c.org_seq > ?"
-            + _of_types(types, "e.")
-            + " ORDER BY c.org_seq"
-        )
-        args: list[Any] = [org_id, after, *types]
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        with self.reading() as conn:
-            rows = [dict(row) for row in conn.execute(sql, args)]
-        return [(_recorded(row), _org_link(row)) for row in rows]
-
-    def records(
-        self,
-        *,
-        after: int = 0,
-        org_id: str | None = None,
-        limit: int | None = None,
-        types: Sequence[str] = (),
-    ) -> list[Recorded]:
-        sql = "SELECT * FROM events WHERE seq > ?" + _of_types(types)
-        args: list[Any] = [after, *types]
-        if org_id is not None:
-            sql += " AND org_id = ?"
-            args.append(org_id)
-        sql += " ORDER BY seq"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args.append(limit)
-        with self.reading() as conn:
-            return [Recorded(**dict(row)) for row in conn.execute(sql, args)]
-
     def close(self) -> None:
         self._conn.close()
+
+
+def version_conflict(aggregate_id: str, current: int, expected: int) -> Conflict:
+    return Conflict(
+        f"{aggregate_id} changed concurrently (version {current}, expected {expected}); "
+        "reload and try again"
+    )
 
 
 def _of_types(types: Sequence[str], prefix: str = "") -> str:
     return f" AND {prefix}type IN ({', '.join('?' * len(types))})" if types else ""
 
 
-def _recorded(row: dict[str, Any]) -> Recorded:
+def _recorded(row: Mapping[str, Any]) -> Recorded:
     return Recorded(**{k: row[k] for k in (*_FIELDS, "prev_hash", "hash")})
 
 
-def _org_link(row: dict[str, Any]) -> OrgLink:
+def _org_link(row: Mapping[str, Any]) -> OrgLink:
     return OrgLink(row["org_seq"], row["org_prev_hash"], row["org_hash"])
