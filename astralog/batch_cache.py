@@ -16,13 +16,21 @@ and swaps the catalog fact. Promises:
 * bounded: least recently used entries are deleted once the total passes ``max_bytes``;
 * files are 0600 in a 0700 directory under the data dir, written whole to a temporary name and
   renamed, so a concurrent search sees a whole object or none; one that vanishes under a reader
-  (evicted) is a miss, never an error.
+  (evicted) is a miss, never an error;
+* a search that reads cached objects as files gets hard links of them in a directory of its own
+  (:meth:`BatchCache.leases`), so a drop or an eviction between planning and the engine opening
+  them deletes the cache's name only: the search reads the version it planned, and the bytes
+  leave the disk when its links go (the search ends, or a later start finds them stale);
+* only the cache's own layout is ever deleted (hex directory and file names), so a cache
+  directory that holds other files loses none of them; a temporary file left by a crash
+  mid-write is deleted once stale.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -38,6 +46,15 @@ __all__ = ["BatchCache"]
 # one planned before the drop cannot put the old version back; the objects' deletion after
 # their grace drops them again, for a longer timeout.
 DROPPED_SECONDS = 3600.0
+# Search links and temporary writes older than this are left by a process that died (no search
+# or write runs that long), so a start or an eviction deletes them.
+STALE_SECONDS = DROPPED_SECONDS
+LEASES = "leases"  # not a cache entry's name: eviction never looks inside it
+_LAYOUT = (
+    re.compile(r"[0-9a-f]{2}"),
+    re.compile(r"[0-9a-f]{38}"),
+    re.compile(r"[0-9a-f]{32}\.parquet"),
+)
 
 
 class BatchCache:
@@ -46,6 +63,8 @@ class BatchCache:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()  # one eviction at a time in this process
         self._dropped: dict[str, float] = {}  # object key -> monotonic time of its drop
+        if self.enabled:
+            self._clean_stale()
 
     @property
     def enabled(self) -> bool:
@@ -88,15 +107,28 @@ class BatchCache:
             return None
         return data
 
-    def file(self, batch: BatchCommitted) -> Path | None:
-        """The cached file of this version, marked recently used, for a reader that opens it
-        itself (the engine); None when it is not cached."""
+    def leases(self) -> Path:
+        """A new directory for one search's links to cached files (see :meth:`file`); the
+        search deletes it when done."""
+        root = self.directory / LEASES
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        root.mkdir(mode=0o700, exist_ok=True)
+        return Path(tempfile.mkdtemp(dir=root))
+
+    def file(self, batch: BatchCommitted, leases: Path) -> Path | None:
+        """A hard link, in the search's ``leases`` directory, to the cached file of this
+        version (marked recently used), for a reader that opens it later itself (the engine):
+        a drop or an eviction meanwhile cannot take it away. None when it is not cached."""
         path = self.path(batch)
+        link = leases / f"{path.parent.name}-{path.name}"
         try:
             _touch(path)
-        except FileNotFoundError:
+            os.link(path, link)
+        except FileNotFoundError:  # never cached, or evicted meanwhile
             return None
-        return path
+        except OSError:  # a file system without hard links: the bytes are read instead
+            return None
+        return link
 
     def put(self, batch: BatchCommitted, data: bytes) -> None:
         """Keep ``data`` as this version of the batch; older versions of its key go."""
@@ -130,7 +162,7 @@ class BatchCache:
     def _evict(self) -> None:
         with self._lock:
             entries = []
-            for path in self.directory.glob("*/*/*.parquet"):
+            for path in self._entries("*.parquet"):
                 try:
                     stat = path.stat()
                 except FileNotFoundError:
@@ -142,6 +174,37 @@ class BatchCache:
                     break
                 path.unlink(missing_ok=True)
                 total -= size
+        self._clean_stale()
+
+    def _entries(self, pattern: str) -> Iterable[Path]:
+        """Files matching ``pattern`` in the cache's own key directories, nothing else."""
+        for path in self.directory.glob(f"*/*/{pattern}"):
+            parts = path.relative_to(self.directory).parts
+            named = pattern != "*.parquet" or _LAYOUT[2].fullmatch(parts[2])
+            if _LAYOUT[0].fullmatch(parts[0]) and _LAYOUT[1].fullmatch(parts[1]) and named:
+                yield path
+
+    def _clean_stale(self) -> None:
+        """Delete what a process that died left: temporary writes and search links."""
+        cutoff = time.time() - STALE_SECONDS
+        for path in self._entries("*.part"):
+            _unlink_if_older(path, cutoff)
+        root = self.directory / LEASES
+        for leases in root.iterdir() if root.is_dir() else ():
+            try:
+                stale = leases.stat().st_mtime < cutoff
+            except FileNotFoundError:
+                continue
+            if stale:
+                shutil.rmtree(leases, ignore_errors=True)
+
+
+def _unlink_if_older(path: Path, cutoff: float) -> None:
+    try:
+        if path.stat().st_mtime < cutoff:
+            path.unlink(missing_ok=True)
+    except FileNotFoundError:
+        pass
 
 
 def _touch(path: Path) -> None:

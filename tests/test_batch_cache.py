@@ -4,6 +4,7 @@ within its size bound with owner-only files."""
 
 from __future__ import annotations
 
+import os
 import stat
 from dataclasses import replace
 from pathlib import Path
@@ -109,3 +110,58 @@ def test_the_least_recently_used_objects_go_past_the_bound(tmp_path: Path) -> No
     cache.put(_batch("k/big.parquet", "big"), b"x" * 101)  # larger than the whole bound
     assert cache.get(_batch("k/big.parquet", "big")) is None
     assert BatchCache(tmp_path / "off", 0).get(batches[1]) is None
+
+
+def test_a_search_planned_before_a_drop_still_reads_its_cached_objects(
+    client: TestClient,
+    runtime: Runtime,
+    boot: Bootstrap,
+    s3_bucket: S3Bucket,
+    gets: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A compaction swap, an erasure or a purge (or another search's eviction) may delete a
+    cached object after the search was handed it and before the engine opens it: the search
+    still answers whole, and the dropped object's bytes leave the disk once it is done."""
+    admin = bearer(boot.admin_token)
+    activate(client, admin, create_s3(client, admin, s3_bucket)["id"])
+    events = Events()
+    events.send(client, boot.ingest_key, 0, 3)
+    events.send(client, boot.ingest_key, 1, 4)
+    committed(runtime, boot.org["id"], 7)
+    expected = list(reversed(events.sent))
+    assert events.found(client, admin) == expected  # fills the cache
+    real = BatchCache.file
+
+    def file_then_drop(self: BatchCache, batch: BatchCommitted, *args: Any) -> Any:
+        path = real(self, batch, *args)
+        self.drop([batch.object_key])  # lands between planning and the engine's open
+        return path
+
+    monkeypatch.setattr(BatchCache, "file", file_then_drop)
+    response = events.search(client, admin)
+    assert response.status_code == 200, response.text
+    assert [e["attributes"]["marker"] for e in response.json()["events"]] == expected
+    assert not list(runtime.batch_cache.directory.rglob("*.parquet"))
+
+
+def test_eviction_deletes_only_the_caches_own_files(tmp_path: Path) -> None:
+    """Files in the cache directory that are not its entries (however they got there) are
+    never evicted; a temporary write left by a crash is deleted once stale."""
+    foreign = tmp_path / "cache" / "ab" / "cd" / "events.parquet"
+    foreign.parent.mkdir(parents=True)
+    foreign.write_bytes(b"x" * 500)
+    os.utime(foreign, (0, 0))  # the least recently used of all
+    cache = BatchCache(tmp_path / "cache", 100)
+    stale = cache.path(_batch("k/crashed.parquet", "b0")).parent / "tmpcrash.part"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"half")
+    os.utime(stale, (0, 0))
+    fresh = stale.with_name("tmpwriting.part")
+    fresh.write_bytes(b"in progress")
+    cache.put(_batch("k/a.parquet", "b1"), b"x" * 60)
+    cache.put(_batch("k/b.parquet", "b2"), b"x" * 60)  # past the bound: evicts
+    assert foreign.read_bytes() == b"x" * 500
+    assert cache.get(_batch("k/a.parquet", "b1")) is None
+    assert cache.get(_batch("k/b.parquet", "b2")) is not None
+    assert not stale.exists() and fresh.exists()

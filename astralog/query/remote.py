@@ -26,8 +26,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
+import weakref
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeAlias
 
 import pyarrow as pa
@@ -134,7 +137,10 @@ async def _fetch(
     cache = data.batch_cache if kind in CACHED_KINDS else None
     try:
         if cache is not None and cache.enabled:
-            return await _read_cached(connector, cache, label, batches, budget, deadline)
+            leases = await asyncio.to_thread(cache.leases)
+            # The engine opens the links after this returns: they go when the plan does.
+            weakref.finalize(plan, shutil.rmtree, leases, True)
+            return await _read_cached(connector, cache, leases, label, batches, budget, deadline)
         return await _read(connector, label, plan, batches, budget, deadline)
     except TimeoutError:
         error: AstralogError = Unavailable(
@@ -171,6 +177,7 @@ async def _read(
 async def _read_cached(
     connector: Connector,
     cache: BatchCache,
+    leases: Path,
     label: str,
     batches: Sequence[BatchCommitted],
     budget: _Budget,
@@ -178,16 +185,18 @@ async def _read_cached(
 ) -> list[Read]:
     """Each batch from the cache, or downloaded whole (then cached), a few at a time.
 
-    A cached object of the current schema goes to the engine as a file, so newest-first search
-    stops early and row groups are pruned as for local batches; that needs the search's
-    objects to fit the cache with room to spare (else another put could evict one before the
-    engine opens it), otherwise and for older schemas its rows are decoded here."""
+    A cached object of the current schema goes to the engine as a file (a hard link in
+    ``leases``, so a drop or an eviction before the engine opens it cannot fail the search),
+    so newest-first search stops early and row groups are pruned as for local batches; that
+    needs the search's objects to fit the cache with room to spare (the links hold their bytes
+    on disk past the bound until the search ends), otherwise and for older schemas its rows are
+    decoded here."""
     gate = asyncio.Semaphore(CONCURRENT_GETS)
     as_files = sum(b.bytes for b in batches) <= cache.max_bytes // FILES_SHARE
 
     async def one(batch: BatchCommitted) -> Read:
         if as_files and batch.schema_fingerprint == schema_fingerprint():
-            path = await asyncio.to_thread(cache.file, batch)
+            path = await asyncio.to_thread(cache.file, batch, leases)
             if path is not None:
                 budget.take(batch.bytes, label)
                 return str(path), batch
