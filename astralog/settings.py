@@ -17,7 +17,14 @@ import typing
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -30,7 +37,13 @@ from astralog.errors import ConfigError
 DEV_SECRET = "dev-only-insecure-secret-change-me"  # noqa: S105 - the marker we refuse in production
 
 
-class ServerSettings(BaseModel):
+class _Section(BaseModel):
+    # inf or nan in a duration or a share is a typo, never intended: it would overflow (or never
+    # fire) deep inside a loop, so startup refuses it.
+    model_config = ConfigDict(allow_inf_nan=False)
+
+
+class ServerSettings(_Section):
     host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
     port: int = Field(8080, ge=1, le=65535, description="TCP port of the HTTP server.")
     public_url: str = Field(
@@ -64,6 +77,7 @@ class ServerSettings(BaseModel):
     hsts_seconds: int = Field(
         31_536_000,
         ge=0,
+        le=63_072_000,  # two years: browsers cap max-age near there
         description="Strict-Transport-Security max-age sent when the service is reached over "
         "HTTPS (TLS served here, or a public_url starting https://); 0 sends none.",
     )
@@ -82,7 +96,7 @@ class ServerSettings(BaseModel):
         return self.public_url.rstrip("/") or f"{scheme}://{self.host}:{self.port}"
 
 
-class ControlPlaneSettings(BaseModel):
+class ControlPlaneSettings(_Section):
     database: Path = Field(
         Path("control.sqlite3"),
         description="SQLite file of the control-plane event log (relative to data_dir).",
@@ -114,7 +128,7 @@ class ControlPlaneSettings(BaseModel):
         return url
 
 
-class AuthSettings(BaseModel):
+class AuthSettings(_Section):
     key_pepper: str = Field(
         DEV_SECRET,
         description="Server secret mixed into the HMAC-SHA-256 of every stored key and token. "
@@ -131,7 +145,7 @@ class AuthSettings(BaseModel):
     )
 
 
-class IngestSettings(BaseModel):
+class IngestSettings(_Section):
     max_body_bytes: int = Field(
         10 * 2**20, ge=1024, description="Largest request body on the wire."
     )
@@ -173,7 +187,7 @@ class IngestSettings(BaseModel):
         return self
 
 
-class WalSettings(BaseModel):
+class WalSettings(_Section):
     directory: Path = Field(Path("wal"), description="WAL directory (relative to data_dir).")
     fsync: bool = Field(True, description="fsync before acknowledging. Only tests turn this off.")
     segment_max_bytes: int = Field(
@@ -202,7 +216,7 @@ class WalSettings(BaseModel):
     )
 
 
-class FlushSettings(BaseModel):
+class FlushSettings(_Section):
     interval_seconds: float = Field(1.0, gt=0, description="How often the flusher looks for work.")
     row_group_rows: int = Field(
         64 * 1024, ge=1024, description="Parquet row group size: smaller prunes finer."
@@ -217,9 +231,11 @@ class FlushSettings(BaseModel):
     )
 
 
-class CompactionSettings(BaseModel):
+class CompactionSettings(_Section):
     enabled: bool = Field(True, description="Merge small batches of an hour into larger files.")
-    interval_seconds: float = Field(60.0, gt=0, description="How often compaction looks for work.")
+    interval_seconds: float = Field(
+        60.0, gt=0, le=86_400, description="How often compaction looks for work."
+    )
     target_bytes: int = Field(
         64 * 2**20,
         ge=1024,
@@ -228,11 +244,12 @@ class CompactionSettings(BaseModel):
     settle_seconds: float = Field(
         300.0,
         ge=0,
+        le=7 * 86_400,
         description="An hour partition is compacted this long after the hour ends (late events).",
     )
 
 
-class StorageSettings(BaseModel):
+class StorageSettings(_Section):
     local_root: Path = Field(
         Path("bucket"), description="Embedded default bucket directory (relative to data_dir)."
     )
@@ -295,7 +312,7 @@ class StorageSettings(BaseModel):
     )
 
 
-class QuerySettings(BaseModel):
+class QuerySettings(_Section):
     engine_threads: int = Field(2, ge=1, description="DuckDB threads per query.")
     default_limit: int = Field(100, ge=1, le=10_000, description="Events per page by default.")
     batch_cache_bytes: int = Field(
@@ -308,8 +325,20 @@ class QuerySettings(BaseModel):
         Path("cache/batches"), description="Batch object cache directory (relative to data_dir)."
     )
 
+    @field_validator("batch_cache_directory")
+    @classmethod
+    def _inside_data_dir(cls, value: Path) -> Path:
+        # The cache deletes files in it (eviction, drops): it must be a folder of its own.
+        if value.is_absolute() or ".." in value.parts or value == Path("."):
+            raise ValueError(
+                f"{value} must be a relative path inside the data dir without '..' (for "
+                "example cache/batches): the cache deletes files there, so it needs a folder "
+                "of its own"
+            )
+        return value
 
-class MetricsSettings(BaseModel):
+
+class MetricsSettings(_Section):
     token: str = Field(
         "",
         description="Bearer token a Prometheus scraper sends for /metrics (Authorization: Bearer "
@@ -339,7 +368,7 @@ class MetricsSettings(BaseModel):
         return self
 
 
-class SsoSettings(BaseModel):
+class SsoSettings(_Section):
     allow_private_networks: list[str] = Field(
         default_factory=list,
         description="CIDR networks an org's OpenID Provider may resolve to although private or "
@@ -380,7 +409,7 @@ class SsoSettings(BaseModel):
         return value
 
 
-class AlertsSettings(BaseModel):
+class AlertsSettings(_Section):
     """Alerts and their delivery (signed webhooks, e-mail)."""
 
     webhook_allow_private_networks: list[str] = Field(
