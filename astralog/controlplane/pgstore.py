@@ -23,8 +23,11 @@ connection. :func:`open_product_store` runs the product's own handlers
 
 from __future__ import annotations
 
+import contextlib
+import re
 import sqlite3
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, cast
@@ -112,8 +115,9 @@ def connect(url: str) -> Connection:
     except psycopg.Error as exc:
         raise ConfigError(
             f"cannot open the PostgreSQL control plane at {_without_password(url)}: "
-            f"{str(exc).strip()}; check ASTRALOG_CONTROL__DATABASE_URL and that the server is up"
-        ) from exc
+            f"{_scrubbed(str(exc).strip(), url)}; check ASTRALOG_CONTROL__DATABASE_URL and that "
+            "the server is up"
+        ) from None  # the driver's exception quotes the URL, password included
 
 
 def _without_password(url: str) -> str:
@@ -123,6 +127,28 @@ def _without_password(url: str) -> str:
     except psycopg.Error:
         return "the configured URL (unreadable)"
     return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+
+
+def _scrubbed(message: str, url: str) -> str:
+    """The driver's ``message`` without the password of ``url``: psycopg quotes the URL, or the
+    token it could not read, in its errors."""
+    for secret in sorted(_passwords(url), key=len, reverse=True):
+        message = message.replace(secret, "***")
+    return message
+
+
+def _passwords(url: str) -> set[str]:
+    """Every spelling of the password in ``url`` (raw and percent-decoded), found even when the
+    URL is unreadable to the driver."""
+    found: set[str] = set()
+    userinfo = re.match(r"[^:/?#]+://([^/?#]*)@", url)  # up to the authority's last @
+    if userinfo and ":" in userinfo.group(1):
+        found.add(userinfo.group(1).partition(":")[2])
+    found |= {m.group(1) for m in re.finditer(r"password\s*=\s*([^&\s]+)", url)}
+    with contextlib.suppress(psycopg.Error):
+        found.add(str(conninfo.conninfo_to_dict(url).get("password") or ""))
+    found |= {urllib.parse.unquote(secret) for secret in found}
+    return {secret for secret in found if secret}
 
 
 def create_schema(
