@@ -127,19 +127,23 @@ class Compactor:
 
     async def run(self) -> None:
         """A pass every ``interval_seconds`` until cancelled; the first one interval after
-        start, so it never competes with WAL recovery and the first flushes."""
+        start, so it never competes with WAL recovery and the first flushes. With merging
+        turned off (``enabled`` false) a pass still cleans up after earlier merges: replaced
+        objects may hold erased rows, and a half-written merge's object is nobody's."""
         while True:
             await asyncio.sleep(self.settings.interval_seconds)
             try:
-                await self.compact_once()
+                if self.settings.enabled:
+                    await self.compact_once()
+                else:
+                    await self.clean_once(time.time_ns())
             except Exception:
                 log.exception("compaction pass failed")
 
     async def compact_once(self, now_ns: int | None = None) -> int:
         """Clean up after a crash, delete what is past its grace, merge; return merges swapped."""
         now_ns = now_ns or time.time_ns()
-        await self._clean_unfinished()
-        await self.delete_retired(now_ns)
+        await self.clean_once(now_ns)
         swapped = 0
         for org_id in self.data.org_ids():
             for merge in self._merges(org_id, now_ns):
@@ -153,6 +157,11 @@ class Compactor:
                         extra={"org_id": org_id, "destination_id": merge.destination_id},
                     )
         return swapped
+
+    async def clean_once(self, now_ns: int) -> None:
+        """Delete a crashed merge's objects and the replaced ones whose grace is over."""
+        await self._clean_unfinished()
+        await self.delete_retired(now_ns)
 
     def _merges(self, org_id: str, now_ns: int) -> list[Merge]:
         settled_ns = now_ns - int(self.settings.settle_seconds * 1e9)

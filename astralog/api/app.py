@@ -96,7 +96,6 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         data = await asyncio.to_thread(runtime.open_data_plane)  # WAL recovery happens here
         data.start()
         bind = runtime.settings.metrics.bind
-        compacting = runtime.settings.compaction.enabled  # small batches merged
         listener = MetricsListener(bind, runtime) if bind else None
         tasks = [
             asyncio.create_task(_checkpoints(runtime)),
@@ -106,7 +105,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             asyncio.create_task(
                 run_erasures(runtime, runtime.settings.storage.erasure_interval_seconds)
             ),
-            *([asyncio.create_task(runtime.compactor().run())] if compacting else []),
+            asyncio.create_task(runtime.compactor().run()),  # cleans up even when not merging
             asyncio.create_task(
                 retention.run(
                     runtime,
