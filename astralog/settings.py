@@ -322,7 +322,9 @@ class QuerySettings(_Section):
         "search does not download one again; least recently used go first. 0 turns it off.",
     )
     batch_cache_directory: Path = Field(
-        Path("cache/batches"), description="Batch object cache directory (relative to data_dir)."
+        Path("cache/batches"),
+        description="Batch object cache directory, a relative path inside data_dir (absolute "
+        "paths and '..' are refused: the cache deletes files there).",
     )
 
     @field_validator("batch_cache_directory")
