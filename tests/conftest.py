@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,16 @@ from fastapi.testclient import TestClient
 from astralog.api.app import create_app
 from astralog.runtime import Bootstrap, Runtime
 from astralog.settings import Settings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _umask_restored() -> Iterator[None]:
+    """``astralog.cli.main`` sets a private umask for the process; a test calling it in-process
+    must not change the file modes later tests see."""
+    previous = os.umask(0o022)
+    os.umask(previous)
+    yield
+    os.umask(previous)
 
 
 @pytest.fixture

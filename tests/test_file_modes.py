@@ -67,3 +67,24 @@ def test_init_leaves_nothing_readable_by_others(tmp_path: Path) -> None:
         if mode != ("0o700" if (data / name).is_dir() else "0o600")
     }
     assert not loose, f"state readable beyond its owner: {loose}"
+
+
+def test_any_command_creating_the_data_dir_keeps_it_private(tmp_path: Path) -> None:
+    """Not only serve and init: `orgs list` on a fresh data dir creates its state too."""
+    data = tmp_path / "data"
+    env = {**os.environ, "ASTRALOG_DATA_DIR": str(data)}
+    done = subprocess.run(
+        ["sh", "-c", 'umask 022 && exec "$0" -m astralog.cli orgs list', sys.executable],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    modes = _modes(data) | {".": oct(stat.S_IMODE(data.stat().st_mode))}
+    loose = {
+        name: mode
+        for name, mode in modes.items()
+        if mode != ("0o700" if (data / name).is_dir() else "0o600")
+    }
+    assert not loose, f"state readable beyond its owner: {loose}"

@@ -8,6 +8,7 @@ answer; a certificate that cannot be served stops the start with a message namin
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import re
 import ssl
@@ -145,7 +146,53 @@ def test_unusable_certificate_refused_at_start(
     output, _ = process.communicate(timeout=60)
     assert process.returncode != 0
     assert re.search(r"cannot serve HTTPS with ASTRALOG_SERVER__TLS_CERT_FILE=", output), output
-    assert not (tmp_path / "data" / "control.sqlite3").exists()  # refused before any state
+    assert not (tmp_path / "data").exists()  # refused before anything is written
+
+
+def _refused(tmp_path: Path, cert_pem: bytes, key_pem: bytes) -> str:
+    """The output of a start refused for this certificate, checked to have written nothing."""
+    (tmp_path / "c.pem").write_bytes(cert_pem)
+    (tmp_path / "k.pem").write_bytes(key_pem)
+    process = _serve(
+        tmp_path,
+        free_port(),
+        ASTRALOG_SERVER__TLS_CERT_FILE=str(tmp_path / "c.pem"),
+        ASTRALOG_SERVER__TLS_KEY_FILE=str(tmp_path / "k.pem"),
+    )
+    try:
+        output, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()  # it started serving: the certificate was not refused
+        output, _ = process.communicate()
+    assert process.returncode == 2, output
+    assert not (tmp_path / "data").exists(), list((tmp_path / "data").rglob("*"))
+    return output
+
+
+def test_an_encrypted_key_is_refused_without_a_prompt(tmp_path: Path) -> None:
+    output = _refused(tmp_path, *self_signed("localhost", passphrase=b"hunter22"))
+    assert "encrypted private keys are not supported" in output
+    assert "openssl pkey" in output
+    assert "PEM pass phrase" not in output
+
+
+@pytest.mark.parametrize(
+    ("valid_from", "valid_until", "says"),
+    [
+        (datetime.timedelta(days=-30), datetime.timedelta(days=-1), "expired"),
+        (datetime.timedelta(days=1), datetime.timedelta(days=30), "not valid yet"),
+    ],
+)
+def test_a_certificate_outside_its_validity_is_refused(
+    tmp_path: Path, valid_from: datetime.timedelta, valid_until: datetime.timedelta, says: str
+) -> None:
+    output = _refused(
+        tmp_path, *self_signed("localhost", valid_from=valid_from, valid_until=valid_until)
+    )
+    now = datetime.datetime.now(datetime.UTC)
+    assert says in output
+    assert (now + valid_from).strftime("%Y-%m-%d") in output
+    assert (now + valid_until).strftime("%Y-%m-%d") in output
 
 
 def test_certificate_and_key_go_together(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -185,8 +185,16 @@ def _stdout_gone() -> int:
     return 128 + signal.SIGPIPE
 
 
+def _private_files() -> None:
+    """Everything any command writes (control plane, sessions, WAL, the local bucket, DuckDB's
+    spill files, a restored backup) is for this user alone: 0600 files, 0700 directories. Every
+    command may be the first to create the data dir, so this is set for all of them."""
+    os.umask(0o077)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _private_files()
     try:
         from astralog.settings import load_settings
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import os
 import socket
 import ssl
 import sys
@@ -57,6 +56,7 @@ def _preflight(settings: Settings) -> None:
     from astralog.ingest.wal.recovery import lock_directory
 
     refuse_postgres_runtime(settings)
+    _check_tls(settings)  # before the lock below creates the data dir: a refusal writes nothing
     wal = settings.path(settings.wal.directory)
     try:
         lock_directory(wal).close()  # released at once; the server takes it again in its lifespan
@@ -66,7 +66,6 @@ def _preflight(settings: Settings) -> None:
             "stop it or set ASTRALOG_DATA_DIR"
         ) from None
     _check_port(settings.server.host, settings.server.port)
-    _check_tls(settings)
 
 
 def _check_tls(settings: Settings) -> None:
@@ -74,16 +73,60 @@ def _check_tls(settings: Settings) -> None:
     server = settings.server
     if not server.tls_cert_file:
         return
+    where = (
+        f"ASTRALOG_SERVER__TLS_CERT_FILE={server.tls_cert_file} and "
+        f"ASTRALOG_SERVER__TLS_KEY_FILE={server.tls_key_file}"
+    )
     try:
+        _refuse_encrypted_key(server.tls_key_file or server.tls_cert_file)
         ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(
-            server.tls_cert_file, server.tls_key_file
+            server.tls_cert_file, server.tls_key_file, password=_no_passphrase
         )
-    except (OSError, ssl.SSLError) as exc:
+        _refuse_out_of_date(server.tls_cert_file)
+    except (OSError, ssl.SSLError, ValueError) as exc:
         raise ConfigError(
-            f"cannot serve HTTPS with ASTRALOG_SERVER__TLS_CERT_FILE={server.tls_cert_file} and "
-            f"ASTRALOG_SERVER__TLS_KEY_FILE={server.tls_key_file}: {exc}; give a readable PEM "
-            "certificate chain and its private key"
+            f"cannot serve HTTPS with {where}: {exc}; give a readable PEM certificate chain and "
+            "its private key"
         ) from None
+
+
+def _no_passphrase() -> str:
+    """OpenSSL would prompt on the terminal (and hang a service) for an encrypted key."""
+    raise ValueError(_ENCRYPTED)
+
+
+_ENCRYPTED = "encrypted private keys are not supported: decrypt it (openssl pkey -in k -out k2)"
+
+
+def _refuse_encrypted_key(path: str) -> None:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    with open(path, "rb") as file:
+        pem = file.read()
+    try:
+        load_pem_private_key(pem, password=None)
+    except TypeError:  # cryptography's answer to an encrypted key without a password
+        raise ValueError(_ENCRYPTED) from None
+    except ValueError:
+        pass  # not a key cryptography reads: OpenSSL's load says what is wrong
+
+
+def _refuse_out_of_date(path: str) -> None:
+    """OpenSSL loads an expired certificate happily; every client would then refuse it."""
+    from datetime import UTC, datetime
+
+    from cryptography import x509
+
+    with open(path, "rb") as file:
+        cert = x509.load_pem_x509_certificate(file.read())
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    now = datetime.now(UTC)
+    if not start <= now <= end:
+        state = "expired" if now > end else "not valid yet"
+        raise ValueError(
+            f"the certificate is {state}: valid from {start:%Y-%m-%d %H:%M} to "
+            f"{end:%Y-%m-%d %H:%M} UTC, now is {now:%Y-%m-%d %H:%M} UTC"
+        )
 
 
 def _tls_options(settings: Settings) -> dict[str, Any]:
@@ -97,12 +140,6 @@ def _tls_options(settings: Settings) -> dict[str, Any]:
     if https and server.hsts_seconds:
         options["headers"] = [("Strict-Transport-Security", f"max-age={server.hsts_seconds}")]
     return options
-
-
-def _private_files() -> None:
-    """Everything the service writes (control plane, sessions, WAL, the local bucket, DuckDB's
-    spill files) is for this user alone: 0600 files, 0700 directories."""
-    os.umask(0o077)
 
 
 def _check_port(host: str, port: int) -> None:
@@ -139,7 +176,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         settings = settings.model_copy(
             update={"server": settings.server.model_copy(update=updates)}
         )
-    _private_files()  # the preflight's WAL lock file too
     _preflight(settings)  # before any secret is printed or state is written
     runtime = open_runtime(settings)
     boot = runtime.bootstrap()
@@ -167,7 +203,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
-    _private_files()
     runtime = open_runtime(settings)
     boot = runtime.bootstrap()
     if boot is None:
