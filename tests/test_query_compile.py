@@ -650,3 +650,29 @@ def test_only_well_known_columns_are_written() -> None:
             compile_where(forged, dialect)
     with pytest.raises(ValueError, match="dialect"):
         compile_where(parse("a"), "sqlite")  # type: ignore[arg-type]
+
+
+@pytest.mark.timeout(60)  # the LIKE this replaced never finished: a hang fails here, not a timer
+def test_wildcards_over_a_long_value_run_in_linear_time() -> None:
+    """DuckDB's LIKE backtracks (four ``%`` over a 2,000-character value took 0.6 s, eight
+    did not finish in two minutes), so wildcard values and field-name patterns compile to RE2."""
+    long = "[" + ",".join(['"a"'] * 500) + "]"
+    (row,) = corpus_table().slice(0, 1).to_pylist()
+    row["LogAttributes"] = [("tags", long)]
+    con = duckdb.connect()
+    con.register("logs", pa.Table.from_pylist([row], schema=log_schema()))
+    many = "*a?" * 31  # 62 wildcards: one value may hold 64
+    assert run_duckdb(con, f"tags:{many}b") == frozenset()
+    assert run_duckdb(con, f"tags:{many}*") == {row["EventId"]}
+    assert run_duckdb(con, f"t*g?:{many}*") == {row["EventId"]}
+    con.close()
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["tags:" + "*a" * 65, "t" + "*" * 2 + "?" * 64 + ":x", "resource.*:web-1",
+     "attributes.machine.os*:win", "_exists_:scope.*"],
+)  # fmt: skip
+def test_costly_or_misleading_wildcards_are_refused(query: str) -> None:
+    with pytest.raises(SyntaxErrorAt):
+        parse(query)

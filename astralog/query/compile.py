@@ -106,6 +106,22 @@ def _like(pattern: Pattern, *, lower: bool = False) -> str:
     return "".join(out)
 
 
+def _glob_regex(pattern: Pattern) -> str:
+    """An RE2 pattern (for a full match) meaning what the wildcard pattern means, exactly.
+
+    DuckDB's LIKE backtracks: a few ``%`` over a long value cost seconds, a few dozen never
+    finish. RE2 runs in time linear in the value whatever the pattern."""
+    out = ["(?s)"]
+    for part in pattern.parts:
+        if part is Wildcard.ANY:
+            out.append(".*")
+        elif part is Wildcard.ONE:
+            out.append(".")
+        else:
+            out.extend(_exact_char(ch) for ch in part)
+    return "".join(out)
+
+
 def _ascii_insensitive_regex(pattern: Pattern) -> str:
     """An RE2 pattern matching like the language's ASCII-only case folding.
 
@@ -191,8 +207,7 @@ class _Compiler(ABC):
     def any_entry(self, field: Field, condition: str) -> str:
         """A field-name wildcard: some log or resource attribute whose key matches holds."""
         assert field.keys is not None
-        keys = self.bind(_like(field.keys), "String")
-        return "(" + " OR ".join(self.entry(m, keys, condition) for m in field.maps) + ")"
+        return "(" + " OR ".join(self.entry(m, field.keys, condition) for m in field.maps) + ")"
 
     def leaf(self, node: Node) -> str:
         match node:
@@ -256,7 +271,7 @@ class _Compiler(ABC):
                 element = self.bind(_array_element_regex(pattern.text), "String")
                 condition = f"({condition} OR {self.array_holds(access.value, element)})"
         else:
-            condition = self.like(access.value, _like(pattern))
+            condition = self.glob(access.value, pattern)
         is_column = field.kind in (FieldKind.BODY, FieldKind.LEVEL, FieldKind.COLUMN)
         if is_column and pattern.needs_a_character():
             # A missing column is '', which this pattern cannot match: presence is implied,
@@ -327,7 +342,7 @@ class _Compiler(ABC):
     def has_key_prefix(self, column: str, prefix: str) -> str: ...
 
     @abstractmethod
-    def entry(self, column: str, keys: str, condition: str) -> str: ...
+    def entry(self, column: str, keys: Pattern, condition: str) -> str: ...
 
     @abstractmethod
     def entry_value(self) -> str: ...
@@ -345,7 +360,7 @@ class _Compiler(ABC):
     def equals_ci(self, value: str, pattern: Pattern) -> str: ...
 
     @abstractmethod
-    def like(self, value: str, like_pattern: str) -> str: ...
+    def glob(self, value: str, pattern: Pattern) -> str: ...
 
     @abstractmethod
     def is_number(self, value: str) -> str: ...
@@ -374,8 +389,9 @@ class _DuckDB(_Compiler):
     def has_key_prefix(self, column: str, prefix: str) -> str:
         return f"len(list_filter(map_keys({column}), lambda k: starts_with(k, {prefix}))) > 0"
 
-    def entry(self, column: str, keys: str, condition: str) -> str:
-        matching = f"lambda e: e.key LIKE {keys} ESCAPE '\\' AND {condition}"
+    def entry(self, column: str, keys: Pattern, condition: str) -> str:
+        regex = self.bind(_glob_regex(keys), "String")
+        matching = f"lambda e: regexp_full_match(e.key, {regex}) AND {condition}"
         return f"len(list_filter(map_entries({column}), {matching})) > 0"
 
     def entry_value(self) -> str:
@@ -398,8 +414,8 @@ class _DuckDB(_Compiler):
         regex = self.bind(_ascii_insensitive_regex(pattern), "String")
         return f"regexp_full_match({value}, {regex})"
 
-    def like(self, value: str, like_pattern: str) -> str:
-        return f"{value} LIKE {self.bind(like_pattern, 'String')} ESCAPE '\\'"
+    def glob(self, value: str, pattern: Pattern) -> str:
+        return f"regexp_full_match({value}, {self.bind(_glob_regex(pattern), 'String')})"
 
     def is_number(self, value: str) -> str:
         return f"regexp_full_match({value}, '{NUMBER_PATTERN}')"
@@ -428,9 +444,11 @@ class _ClickHouse(_Compiler):
     def has_key_prefix(self, column: str, prefix: str) -> str:
         return f"arrayExists(k -> startsWith(k, {prefix}), mapKeys({column}))"
 
-    def entry(self, column: str, keys: str, condition: str) -> str:
+    def entry(self, column: str, keys: Pattern, condition: str) -> str:
+        # ClickHouse compiles LIKE to RE2 (linear), unlike DuckDB.
+        pattern = self.bind(_like(keys), "String")
         return (
-            f"arrayExists((k, v) -> k LIKE {keys} AND {condition}, "
+            f"arrayExists((k, v) -> k LIKE {pattern} AND {condition}, "
             f"mapKeys({column}), mapValues({column}))"
         )
 
@@ -467,8 +485,8 @@ class _ClickHouse(_Compiler):
             return f"lower({value}) = {self.bind(ascii_lower(pattern.text), 'String')}"
         return f"lower({value}) LIKE {self.bind(_like(pattern, lower=True), 'String')}"
 
-    def like(self, value: str, like_pattern: str) -> str:
-        return f"{value} LIKE {self.bind(like_pattern, 'String')}"
+    def glob(self, value: str, pattern: Pattern) -> str:
+        return f"{value} LIKE {self.bind(_like(pattern), 'String')}"
 
     def is_number(self, value: str) -> str:
         return f"match({value}, '^(?:{NUMBER_PATTERN})$')"

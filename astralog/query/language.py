@@ -179,6 +179,7 @@ class Limits:
     max_length: int = 4096
     max_depth: int = 32
     max_terms: int = 256
+    max_wildcards: int = 64  # per value or field-name pattern: each one grows the RE2 program
 
     def __post_init__(self) -> None:
         # Each level of parentheses costs a few Python frames; stay far from the stack limit.
@@ -745,7 +746,29 @@ class _Parser:
         keys = _pattern(chars)
         if keys.is_literal:
             return name if "\\" in name else None
-        return Field(name, FieldKind.ANY_ATTRIBUTE, "", keys)
+        return self.key_wildcard(name, keys, start)
+
+    def key_wildcard(self, name: str, keys: Pattern, start: int) -> Field:
+        """A field over every log or resource attribute whose key matches ``keys``."""
+        for prefix in _NAMESPACES:
+            if name.startswith(prefix):
+                raise SyntaxErrorAt(
+                    f"a field-name wildcard searches log and resource attributes alike; "
+                    f"'{prefix}' cannot narrow it",
+                    start,
+                    f"write {name[len(prefix) :] or '*'} without '{prefix}'",
+                )
+        return Field(name, FieldKind.ANY_ATTRIBUTE, "", self.few_wildcards(keys, start))
+
+    def few_wildcards(self, pattern: Pattern, start: int) -> Pattern:
+        wildcards = sum(isinstance(part, Wildcard) for part in pattern.parts)
+        if wildcards > self.limits.max_wildcards:
+            raise SyntaxErrorAt(
+                f"too many wildcards ({wildcards}) in one value or field name",
+                start,
+                f"use at most {self.limits.max_wildcards}, or a regular expression",
+            )
+        return pattern
 
     def field_clause(self, name: str, start: int) -> Node:
         if name == TIME_FIELD:
@@ -786,7 +809,7 @@ class _Parser:
         name = self.text[name_start:name_end]
         keys = _pattern([(ch, False) for ch in name])
         if name != "*" and not keys.is_literal:  # _exists_:machine.os*
-            return self.leaf(start, Exists(Field(name, FieldKind.ANY_ATTRIBUTE, "", keys)))
+            return self.leaf(start, Exists(self.key_wildcard(name, keys, start)))
         field = resolve_field(name)
         return self.leaf(start, MatchAll() if field.kind is FieldKind.ALL else Exists(field))
 
@@ -866,6 +889,7 @@ class _Parser:
         )
 
     def match(self, field: Field, pattern: Pattern, start: int) -> Node:
+        pattern = self.few_wildcards(pattern, start)
         if pattern.parts == (Wildcard.ANY,):
             return MatchAll() if field.kind is FieldKind.ALL else Exists(field)
         if field.kind in (FieldKind.BODY, FieldKind.ALL) and not pattern.words():
