@@ -54,14 +54,16 @@ class Feed:
         self.org_id = str(boot.org["id"])
         self.bodies: list[str] = []
         self.batches = 0
+        # One anchor for the whole test: "3 hours ago" must name the same hour in every post,
+        # even when the clock turns an hour between two of them.
+        self.now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
 
     def post(self, hours_ago: list[int], per_hour: int = 5, wait: bool = True) -> None:
-        now = datetime.now(UTC).replace(minute=30, second=0, microsecond=0)
         lines = []
         for hours in hours_ago:
             for i in range(per_hour):
                 body = f"event {len(self.bodies)} of hour -{hours}"
-                at = now - timedelta(hours=hours, seconds=len(self.bodies) % 600)
+                at = self.now - timedelta(hours=hours, seconds=len(self.bodies) % 600)
                 lines.append(json.dumps({"timestamp": at.isoformat(), "message": body, "n": i}))
                 self.bodies.append(body)
         response = self.client.post(
@@ -335,7 +337,8 @@ def test_the_serving_process_compacts_in_the_background(
         time.sleep(0.5)  # past the WAL segment's age: one batch per post
     deadline = time.monotonic() + 20
     while len(feed.catalog()) > 1 or sum(b.rows for b in feed.catalog()) < 15:
-        assert time.monotonic() < deadline, "the background loop did not compact in 20 s"
+        left = [(b.min_ts_ns, b.rows, b.segment_ids) for b in feed.catalog()]
+        assert time.monotonic() < deadline, f"the loop did not compact in 20 s: {left}"
         time.sleep(0.1)
     assert len(feed.searched()) == 15
     swapped = metrics.get_sample_value("astralog_compaction_merges_total", {"outcome": "swapped"})
