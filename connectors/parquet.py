@@ -8,13 +8,19 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .base import ConnectorError, canonical_rows
 from .tokenindex import KEY, build_filter
 
-__all__ = ["read_parquet", "to_parquet_bytes", "write_parquet"]
+__all__ = ["WHOLE_MICROSECONDS", "read_parquet", "to_parquet_bytes", "write_parquet"]
+
+# Footer key: the time columns whose every value is a whole microsecond, comma-separated. A
+# search reads such a column's nanoseconds from DuckDB's microseconds instead of the file.
+WHOLE_MICROSECONDS = "astralog.whole_microseconds"
+_TIMES = ("Timestamp", "ObservedTimestamp")
 
 
 def _sorted_by_time(table: pa.Table) -> pa.Table:
@@ -55,7 +61,18 @@ def write_parquet(
     ) as writer:
         writer.write_table(table, row_group_size=row_group_rows)
         # In the footer only: the schema's metadata would copy it into ARROW:schema as well.
-        writer.add_key_value_metadata({KEY: build_filter(table).encode()})
+        writer.add_key_value_metadata(
+            {KEY: build_filter(table).encode(), WHOLE_MICROSECONDS: _whole_microseconds(table)}
+        )
+
+
+def _whole_microseconds(table: pa.Table) -> str:
+    whole = []
+    for name in _TIMES:
+        chunks = table[name].cast(pa.int64()).chunks  # never null: the schema says so
+        if not any(np.any(c.to_numpy(zero_copy_only=False) % 1000) for c in chunks):
+            whole.append(name)
+    return ",".join(whole)
 
 
 def to_parquet_bytes(table: pa.Table, row_group_rows: int) -> bytes:

@@ -129,6 +129,9 @@ def problem(response: Any, status: int) -> dict[str, Any]:
     return body
 
 
+NANOS = "123456789"  # the fraction of a second every event of Events is sent with
+
+
 class Events:
     """Events of one test, tagged ``run:<id>``, a second apart, in phases a minute apart."""
 
@@ -138,7 +141,8 @@ class Events:
         self.sent: list[str] = []  # markers, oldest first
 
     def phase_start_ns(self, phase: int) -> int:
-        return int((self.base + timedelta(minutes=phase)).timestamp()) * 10**9
+        """When the phase's first event happened."""
+        return int((self.base + timedelta(minutes=phase)).timestamp()) * 10**9 + int(NANOS)
 
     def send(self, client: TestClient, key: str, phase: int, n: int) -> list[str]:
         events, markers = [], []
@@ -147,7 +151,7 @@ class Events:
             marker = f"{self.run}-p{phase}-{i:03d}"
             events.append(
                 {
-                    "timestamp": moment.isoformat().replace("+00:00", "Z"),
+                    "timestamp": f"{moment:%Y-%m-%dT%H:%M:%S}.{NANOS}Z",
                     "message": f"phase {phase} event {i} " + "padding " * 20,
                     "level": "info",
                     "run": self.run,
@@ -168,7 +172,10 @@ class Events:
     def found(self, client: TestClient, headers: dict[str, str]) -> list[str]:
         response = self.search(client, headers)
         assert response.status_code == 200, response.text
-        return [e["attributes"]["marker"] for e in response.json()["events"]]
+        found = response.json()["events"]
+        # Whichever destination holds them, the events keep the nanoseconds they were sent with.
+        assert all(e["timestamp"].endswith(f".{NANOS}Z") for e in found), found
+        return [e["attributes"]["marker"] for e in found]
 
 
 def committed(

@@ -51,7 +51,10 @@ def own_moto() -> Iterator[MotoServer]:
 
 
 def _iso_ns(text: str) -> int:
-    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 10**9)
+    """An RFC 3339 UTC time to the nanosecond (datetime holds microseconds)."""
+    head, _, fraction = text.removesuffix("Z").partition(".")
+    seconds = int(datetime.fromisoformat(head + "+00:00").timestamp())
+    return seconds * 10**9 + int(fraction.ljust(9, "0"))
 
 
 def _post(client: TestClient, path: str, body: dict[str, Any], headers: dict[str, str]) -> Any:

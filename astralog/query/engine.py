@@ -25,6 +25,7 @@ from astralog.connectors.base import ConnectorError
 from astralog.dataplane import LOCAL_DESTINATION
 from astralog.errors import AstralogError, BadRequest
 from astralog.query.language import MAP_COLUMNS, WELL_KNOWN_COLUMNS, FieldKind, resolve_field
+from astralog.query.nanos import LOCATION, Exact, located
 from astralog.query.ordered import Counts, Key, Order, PageReader, ordered_files
 from astralog.query.plan import Plan
 from astralog.query.timerange import iso
@@ -36,12 +37,13 @@ NICE_INTERVALS_MS = [
     3 * 3_600_000, 6 * 3_600_000, 12 * 3_600_000, 86_400_000, 7 * 86_400_000,
 ]  # fmt: skip
 # Microseconds: DuckDB reads the nanosecond UTC column as TIMESTAMP WITH TIME ZONE, which holds
-# microseconds (docs/otel-mapping.md); Parquet and ClickHouse keep the nanoseconds.
+# microseconds; the answered events get their nanoseconds back from where each row lives
+# (astralog.query.nanos).
 EVENT_COLUMNS = (
     "EventId, epoch_us(Timestamp) AS ts_us, epoch_us(ObservedTimestamp) AS observed_us, "
     "SeverityText, SeverityNumber, ServiceName, Body, SourceId, TraceId, SpanId, TraceFlags, "
     "EventName, LogAttributes, ResourceAttributes, ResourceSchemaUrl, ScopeName, ScopeVersion, "
-    "ScopeAttributes, ScopeSchemaUrl"
+    f"ScopeAttributes, ScopeSchemaUrl, {LOCATION}"
 )
 
 
@@ -103,24 +105,26 @@ class Session:
         self._closed = False
         self.files = Counts()  # what newest/oldest-first reads opened and left unopened
         parts = []
-        memory = []
+        memory = {
+            name: located(f"memory:{name}", table)
+            for name, table in (("fetched", plan.fetched), ("pending", plan.pending))
+            if table is not None
+        }
         if plan.files:
             try:
-                self.conn.register("stored", self.conn.read_parquet(plan.files))
+                stored = self.conn.read_parquet(plan.files, file_row_number=True, filename=True)
+                self.conn.register("stored", stored)
             except duckdb.IOException as exc:
                 self.conn.close()
                 raise storage_error(plan, exc) from exc
             parts.append("SELECT * FROM stored")
-        if plan.fetched is not None:
-            self.conn.register("fetched", plan.fetched)
-            memory.append("fetched")
-        if plan.pending is not None:
-            self.conn.register("pending", plan.pending)
-            memory.append("pending")
-        parts += [f"SELECT * FROM {name}" for name in memory]
-        self._pages = PageReader(self.conn, memory, EVENT_COLUMNS, self.files)
+        for name, table in memory.items():
+            self.conn.register(name, table)
+            parts.append(f"SELECT * FROM {name}")
+        self._pages = PageReader(self.conn, list(memory), EVENT_COLUMNS, self.files)
+        self._exact = Exact({f"memory:{name}": table for name, table in memory.items()})
         if not parts:
-            self.conn.register("empty", log_schema().empty_table())
+            self.conn.register("empty", located("memory:empty", log_schema().empty_table()))
             parts.append("SELECT * FROM empty")
         self.conn.execute("CREATE TEMP VIEW logs AS " + " UNION ALL ".join(parts))
 
@@ -136,7 +140,7 @@ class Session:
     def search(self, limit: int, cursor: Cursor | None) -> tuple[list[dict[str, Any]], str | None]:
         after = Key(cursor.ts_us, cursor.event_id) if cursor is not None else None
         rows = self._page(Order(descending=True, after=after), int(limit) + 1)
-        events = [event_view(r) for r in rows[:limit]]
+        events = self._events(rows[:limit])
         more = len(rows) > limit
         last = rows[limit - 1] if more else None
         next_cursor = Cursor(last["ts_us"], last["EventId"]).encode() if last else None
@@ -202,7 +206,7 @@ class Session:
         )
         reader = self.conn.execute(sql, params).to_arrow_reader(batch_rows)
         for batch in reader:
-            yield [event_view(r) for r in batch.to_pylist()]
+            yield self._events(batch.to_pylist())
 
     def tail(
         self, after_observed_us: int, limit: int, after_event_id: str = ""
@@ -220,15 +224,15 @@ class Session:
             f"ORDER BY epoch_us(ObservedTimestamp), EventId LIMIT {int(limit)}"
         )
         params |= {"obs": after_observed_us, "oid": after_event_id}
-        rows = self.conn.execute(sql, params).to_arrow_table()
-        return [event_view(r) | {"_observed_us": r["observed_us"]} for r in rows.to_pylist()]
+        rows = self.conn.execute(sql, params).to_arrow_table().to_pylist()
+        return [event_view(r) | {"_observed_us": r["observed_us"]} for r in self._exact.fill(rows)]
 
     def find(self, event_id: str) -> dict[str, Any] | None:
         """The event with this id among the plan's data, or None."""
         where, params = self.plan.where()
         sql = f"SELECT {EVENT_COLUMNS} FROM logs WHERE {where} AND EventId = $eid LIMIT 1"
         rows = self.conn.execute(sql, params | {"eid": event_id}).to_arrow_table().to_pylist()
-        return event_view(rows[0]) | {"_ts_us": rows[0]["ts_us"]} if rows else None
+        return self._events(rows)[0] | {"_ts_us": rows[0]["ts_us"]} if rows else None
 
     def neighbours(
         self, ts_us: int, event_id: str, *, older: bool, limit: int
@@ -236,7 +240,10 @@ class Session:
         """Up to ``limit`` events next to ``(ts_us, event_id)`` in search order's keyset, the
         nearest first: older ones when ``older``, else newer ones."""
         rows = self._page(Order(descending=older, after=Key(ts_us, event_id)), int(limit))
-        return [event_view(r) for r in rows]
+        return self._events(rows)
+
+    def _events(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [event_view(r) for r in self._exact.fill(rows)]
 
     def _page(self, order: Order, limit: int) -> list[dict[str, Any]]:
         """The first ``limit`` rows in ``order``, reading files in time order until no file
@@ -280,8 +287,8 @@ def facet_value(name: str) -> tuple[str, dict[str, Any]]:
 def event_view(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "event_id": row["EventId"],
-        "timestamp": iso(int(row["ts_us"]) * 1000),
-        "observed_timestamp": iso(int(row["observed_us"]) * 1000),
+        "timestamp": iso(int(row["ts_ns"])),
+        "observed_timestamp": iso(int(row["observed_ns"])),
         "level": row["SeverityText"],
         "severity_number": row["SeverityNumber"],
         "service": row["ServiceName"],

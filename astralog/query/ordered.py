@@ -141,7 +141,8 @@ class PageReader:
     ) -> list[dict[str, Any]]:
         parts = [f"SELECT * FROM {name}" for name in relations]
         if files:
-            self.conn.register("ordered_group", self.conn.read_parquet(files))
+            group = self.conn.read_parquet(files, file_row_number=True, filename=True)
+            self.conn.register("ordered_group", group)
             parts.append("SELECT * FROM ordered_group")
         if not parts:
             return []
