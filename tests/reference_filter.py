@@ -180,7 +180,11 @@ def _match_value(field: Field, pattern: Pattern, value: str) -> bool:
             value
         )
     tokens = _tokens(pattern, substring=False, fold=folds)
-    return _glob(tokens, ascii_lower(value) if folds else value)
+    if _glob(tokens, ascii_lower(value) if folds else value):
+        return True
+    return field.kind not in (FieldKind.LEVEL, FieldKind.COLUMN) and any(
+        _glob(tokens, element) for element in _array_elements(value)
+    )
 
 
 @cache  # the same pattern is tried on every row

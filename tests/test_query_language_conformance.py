@@ -44,7 +44,8 @@ CORPUS = [
          extension="php", code="400", name="john", age="12", title="quick",
          tags='["many","more"]', **{"map.attribute.a": "x"}),
     _row("e2", "the lazy dog", 48 * HOUR, status="closed", response="404", extension="css",
-         code="401", name="jonathan", age="25", author="John Smith", title="brown"),
+         code="401", name="jonathan", age="25", author="John Smith", title="brown",
+         ports="[80,8443,true]", paths='["/a\\"b","\\u0001x",{"k":"kv"}]'),
     _row("e3", "brown fox news", HOUR // 2, status="active", response="200", code="404",
          name="johnathan", age="8", user_agent="Mozilla/5.0 Safari/605.1",
          trace_id="0242ac120002", message="from attribute", **{"first name": "Alice"}),
@@ -133,6 +134,18 @@ ANSWERED: list[tuple[str, set[str]]] = [
     # arrays match any element; maps by flattened key
     ("tags:many", {"e1"}),
     ("tags:more", {"e1"}),
+    ("tags:ma*", {"e1"}),  # wildcards match elements too
+    ("tags:m?ny", {"e1"}),
+    ("tags:*or*", {"e1"}),
+    ("tags:man", set()),
+    ("ports:84*", {"e2"}),  # numbers as written
+    ("ports:8?", {"e2"}),
+    ("ports:t*e", {"e2"}),
+    ('paths:/a\\"*', {"e2"}),  # an escaped quote is one character of the element
+    ("paths:?x", {"e2"}),  # so is an escaped control character
+    ("paths:?0001x", set()),
+    ("paths:kv*", set()),  # an object's value is not an element
+
     ("_exists_:map.attribute", {"e1"}),
     ("_exists_:map", {"e1"}),
     ("map.attribute.a:x", {"e1"}),

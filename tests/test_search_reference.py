@@ -8,8 +8,9 @@ For each query the service must return exactly those events, newest first with t
 event id descending, through every page of the cursor; histograms and facets must count them.
 
 The order is by the timestamp to the microsecond (DuckDB's TIMESTAMPTZ resolution) and then the
-event id; the events show the stored nanoseconds. The corpus sends neighbours within one microsecond newest first, so their
-ids run against their nanoseconds and this resolution is pinned, not left to chance.
+event id; the events show the stored nanoseconds. The corpus sends neighbours within one
+microsecond newest first, so their ids run against their nanoseconds and this resolution is
+pinned, not left to chance.
 """
 
 from __future__ import annotations

@@ -174,6 +174,29 @@ def _array_element_regex(value: str) -> str:
     return f"[\\[,](?:{alternatives})[,\\]]"
 
 
+_JSON_CHAR = r'(?:[^"\\]|\\u[0-9a-fA-F]{4}|\\[^u])'  # one character inside a JSON string
+_BARE_CHAR = r'[^"\[\]{},:]'  # one character of a number, true, false or null
+
+
+def _array_element_glob_regex(pattern: Pattern) -> str:
+    """RE2 finding an element of a compact JSON array that the wildcard pattern matches whole:
+    a string element by its text (its JSON escapes count as one character each), a number or
+    ``true``/``false``/``null`` as written, like :func:`_array_element_regex` for a literal."""
+    quoted, bare = [], []
+    for part in pattern.parts:
+        if part is Wildcard.ANY:
+            quoted.append(f"{_JSON_CHAR}*")
+            bare.append(f"{_BARE_CHAR}*")
+        elif part is Wildcard.ONE:
+            quoted.append(_JSON_CHAR)
+            bare.append(_BARE_CHAR)
+        else:
+            escaped = json.dumps(part, ensure_ascii=False)[1:-1]
+            quoted.extend(_exact_char(ch) for ch in escaped)
+            bare.extend(_exact_char(ch) for ch in part)
+    return f'[\\[,](?:"{"".join(quoted)}"|{"".join(bare)})[,\\]]'
+
+
 def _exact_char(ch: str) -> str:
     return ch if ch.isascii() and ch.isalnum() else f"\\x{{{ord(ch):x}}}"
 
@@ -272,6 +295,9 @@ class _Compiler(ABC):
                 condition = f"({condition} OR {self.array_holds(access.value, element)})"
         else:
             condition = self.glob(access.value, pattern)
+            if field.maps:  # an array with an element the pattern matches too
+                element = self.bind(_array_element_glob_regex(pattern), "String")
+                condition = f"({condition} OR {self.array_holds(access.value, element)})"
         is_column = field.kind in (FieldKind.BODY, FieldKind.LEVEL, FieldKind.COLUMN)
         if is_column and pattern.needs_a_character():
             # A missing column is '', which this pattern cannot match: presence is implied,
