@@ -145,7 +145,6 @@ ANSWERED: list[tuple[str, set[str]]] = [
     ("paths:?x", {"e2"}),  # so is an escaped control character
     ("paths:?0001x", set()),
     ("paths:kv*", set()),  # an object's value is not an element
-
     ("_exists_:map.attribute", {"e1"}),
     ("_exists_:map", {"e1"}),
     ("map.attribute.a:x", {"e1"}),
