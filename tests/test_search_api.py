@@ -336,6 +336,8 @@ def _b64(text: str) -> str:
         _b64('[true, "x"]'),
         _b64('[1, {"a": 1}]'),
         _b64('[null, "x"]'),
+        _b64('[1, "x", "newest"]'),
+        _b64('[1, "x", "oldest", 2]'),
     ],
 )
 def test_an_invalid_cursor_is_400(client: TestClient, admin: dict[str, str], cursor: str) -> None:
@@ -344,8 +346,9 @@ def test_an_invalid_cursor_is_400(client: TestClient, admin: dict[str, str], cur
 
 
 def test_a_cursor_round_trips() -> None:
-    cursor = Cursor(1_795_000_000_123_456, "01a21579-9aa1-7000-8000-46480898f94e")
-    assert Cursor.decode(cursor.encode()) == cursor
+    for oldest_first in (False, True):
+        cursor = Cursor(1_795_000_000_123_456, "01a21579-9aa1-7000-8000-46480898f94e", oldest_first)
+        assert Cursor.decode(cursor.encode()) == cursor
 
 
 @pytest.mark.parametrize(
@@ -390,7 +393,7 @@ def test_a_search_past_the_plans_timeout_is_interrupted_and_answers_408(
     assert plan.status_code == 200, plan.text
     interrupted = threading.Event()
 
-    def heavy(self: Session, limit: int, cursor: Cursor | None) -> Any:
+    def heavy(self: Session, limit: int, cursor: Cursor | None, **order: bool) -> Any:
         try:  # minutes of work on the session's own connection, unless it is interrupted
             self.conn.execute("SELECT count(*) FROM range(1000000000000)").fetchall()
         except duckdb.InterruptException:

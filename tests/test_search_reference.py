@@ -250,6 +250,22 @@ def test_pages_of_seven_join_without_gaps_or_duplicates(served: Served, query: s
     assert pages[-1]["next_cursor"] is None and all(p["next_cursor"] for p in pages[:-1])
 
 
+@pytest.mark.parametrize("query", PAGED[:2])
+def test_oldest_first_pages_are_the_same_events_reversed(served: Served, query: str) -> None:
+    expected = [r["EventId"] for r in served.expected(query)]
+    body = served.body(query) | {"order": "oldest"}
+    events, pages = search_all(served.client, served.headers, body, limit=7)
+    assert _ids(events) == expected[::-1]
+    assert len(pages) == -(-len(expected) // 7)
+    # A cursor keeps its order: the other order with it is a 400 naming the right one.
+    mixed = served.client.post(
+        "/v1/search",
+        json=served.body(query) | {"limit": 7, "cursor": pages[0]["next_cursor"]},
+        headers=served.headers,
+    )
+    assert mixed.status_code == 400 and "pass order 'oldest'" in mixed.json()["detail"]
+
+
 def test_a_page_boundary_falls_inside_a_run_of_equal_timestamps(served: Served) -> None:
     """What makes the keyset's tie-break matter: the corpus must put a boundary in a tie."""
     boundaries_in_ties = 0

@@ -57,9 +57,11 @@ class QueryTimeout(AstralogError):
 class Cursor:
     ts_us: int
     event_id: str
+    oldest_first: bool = False
 
     def encode(self) -> str:
-        raw = json.dumps([self.ts_us, self.event_id]).encode()
+        fields: list[Any] = [self.ts_us, self.event_id]
+        raw = json.dumps([*fields, "oldest"] if self.oldest_first else fields).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
@@ -67,14 +69,16 @@ class Cursor:
         invalid = BadRequest("invalid cursor: pass next_cursor from the previous page")
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            ts_us, event_id = json.loads(raw)
+            ts_us, event_id, *order = json.loads(raw)
         except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
             raise invalid from None
         # Exactly what encode() writes: a float, bool or out-of-range number would reach DuckDB
         # as a parameter it cannot bind (a 500), or page from a made-up place.
         if type(ts_us) is not int or not 0 <= ts_us < 2**63 or not isinstance(event_id, str):
             raise invalid
-        return cls(ts_us, event_id)
+        if order not in ([], ["oldest"]):
+            raise invalid
+        return cls(ts_us, event_id, oldest_first=bool(order))
 
 
 _BASES: dict[int, duckdb.DuckDBPyConnection] = {}
@@ -137,14 +141,18 @@ class Session:
 
     # ---- statements ----------------------------------------------------------------------
 
-    def search(self, limit: int, cursor: Cursor | None) -> tuple[list[dict[str, Any]], str | None]:
+    def search(
+        self, limit: int, cursor: Cursor | None, *, oldest_first: bool = False
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of events newest first (or oldest first), after ``cursor``."""
         after = Key(cursor.ts_us, cursor.event_id) if cursor is not None else None
-        rows = self._page(Order(descending=True, after=after), int(limit) + 1)
+        rows = self._page(Order(descending=not oldest_first, after=after), int(limit) + 1)
         events = self._events(rows[:limit])
         more = len(rows) > limit
         last = rows[limit - 1] if more else None
-        next_cursor = Cursor(last["ts_us"], last["EventId"]).encode() if last else None
-        return events, next_cursor
+        if last is None:
+            return events, None
+        return events, Cursor(last["ts_us"], last["EventId"], oldest_first).encode()
 
     def count(self) -> int:
         where, params = self.plan.where()

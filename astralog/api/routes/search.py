@@ -32,7 +32,7 @@ from astralog.api.signin import require_recent
 from astralog.auth.principal import Principal
 from astralog.controlplane import events as ev
 from astralog.controlplane.store import Actor
-from astralog.errors import Unauthenticated
+from astralog.errors import BadRequest, Unauthenticated
 from astralog.ids import new_id
 from astralog.query import fields as field_sample
 from astralog.query.context import MAX_SIDE, ContextAsk, Reach, Same, surrounding
@@ -62,6 +62,9 @@ class Filters(Strict):
 class SearchBody(Filters):
     limit: int = Field(100, ge=1, le=1000)
     cursor: str | None = Field(None, max_length=512, description="next_cursor of the last page")
+    order: Literal["newest", "oldest"] = Field(
+        "newest", description="newest first (the default) or oldest first; a cursor keeps it"
+    )
 
 
 class HistogramBody(Filters):
@@ -129,9 +132,18 @@ async def search(
     started = time.perf_counter()
     plan = await _plan(runtime, reader, org_id, body.scope())
     cursor = Cursor.decode(body.cursor) if body.cursor else None
+    oldest_first = body.order == "oldest"
+    if cursor is not None and cursor.oldest_first != oldest_first:
+        pages = "oldest" if cursor.oldest_first else "newest"
+        raise BadRequest(
+            f"this cursor pages {pages} first: pass order {pages!r} with it, or start again "
+            "without a cursor"
+        )
     session = Session(plan, runtime.settings.query.engine_threads)
     events, next_cursor = await run(
-        session, lambda s: s.search(body.limit, cursor), request.is_disconnected
+        session,
+        lambda s: s.search(body.limit, cursor, oldest_first=oldest_first),
+        request.is_disconnected,
     )
     await _audit(runtime, reader, client, "search", plan, len(events))
     took = time.perf_counter() - started
