@@ -90,6 +90,34 @@ def test_cli_rebuild_and_verify(runtime: Runtime, boot: Bootstrap, monkeypatch, 
     assert "chain OK" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "payload",
+    ['{"unknown_field": 1}', '"not an object"', "{not json"],
+    ids=["unknown-field", "not-an-object", "not-json"],
+)
+def test_rebuild_names_the_event_it_cannot_read_and_changes_nothing(
+    runtime: Runtime,
+    boot: Bootstrap,
+    monkeypatch,
+    capsys,
+    payload: str,  # type: ignore[no-untyped-def]
+) -> None:
+    _busy_runtime(runtime, boot)
+    before = projections.dump(runtime.control.store.conn)
+    db = runtime.settings.data_dir / "control.sqlite3"
+    runtime.close()
+    _tamper(db, f"UPDATE events SET payload = '{payload}' WHERE seq = 6")
+    monkeypatch.setenv("ASTRALOG_DATA_DIR", str(runtime.settings.data_dir))
+    assert main(["events", "rebuild"]) == 2
+    err = capsys.readouterr().err
+    assert "error: event 6 (" in err and "cannot be replayed" in err, err
+    assert "Nothing was rebuilt" in err and "Traceback" not in err
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    assert projections.dump(conn) == before
+    conn.close()
+
+
 def _tamper(db: Path, *statements: str) -> None:
     """What an attacker with write access to the file can do: drop the triggers and edit."""
     conn = sqlite3.connect(db)

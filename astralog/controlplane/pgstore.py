@@ -45,6 +45,7 @@ from astralog.controlplane.store import (
     Recorded,
     _recorded,
     events_table,
+    replay,
     version_conflict,
 )
 from astralog.errors import ConfigError, Conflict
@@ -243,10 +244,7 @@ class PgEventStore(EventQueries):
         record is replayed through the projector, in log order. Returns the records replayed."""
         with self.transaction() as conn:
             reset(conn)
-            records = self.records()
-            for record in records:
-                self._projector(conn, record)
-        return len(records)
+            return replay(self.records(), lambda record: self._projector(conn, record))
 
     def checkpoint(self, signer: Signer) -> tuple[int, str] | None:
         """Sign the global head and every org head that moved, and re-sign the heartbeat, as

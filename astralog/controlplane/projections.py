@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from astralog.controlplane import events as ev
-from astralog.controlplane.store import Recorded
+from astralog.controlplane.store import Recorded, replay
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS plans (name TEXT PRIMARY KEY, limits TEXT NOT NULL);
@@ -145,11 +145,7 @@ def rebuild(conn: sqlite3.Connection, records: Iterable[Recorded]) -> int:
     """Empty every projection and replay ``records`` into it (inside the caller's transaction)."""
     for table in TABLES:
         conn.execute(f"DELETE FROM {table}")
-    count = 0
-    for record in records:
-        project(conn, record)
-        count += 1
-    return count
+    return replay(records, lambda record: project(conn, record))
 
 
 def dump(conn: sqlite3.Connection) -> dict[str, list[tuple[Any, ...]]]:

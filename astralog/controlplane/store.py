@@ -18,7 +18,7 @@ import json
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -393,6 +393,25 @@ class EventStore(EventQueries):
 
     def close(self) -> None:
         self._conn.close()
+
+
+def replay(records: Iterable[Recorded], project: Callable[[Recorded], object]) -> int:
+    """Feed every record to ``project`` in log order; return how many. A record that cannot be
+    read or projected stops the replay with a message naming it (the caller's transaction then
+    leaves the projections as they were), never a bare TypeError from deep inside."""
+    count = 0
+    for record in records:
+        try:
+            project(record)
+        except Exception as exc:
+            raise Conflict(
+                f"event {record.seq} ({record.type}) cannot be replayed: "
+                f"{type(exc).__name__}: {exc}. A payload this version cannot read means the log "
+                "was changed outside Astralog or comes from a newer version; `astralog audit "
+                "verify` shows whether its chain holds. Nothing was rebuilt."
+            ) from exc
+        count += 1
+    return count
 
 
 def version_conflict(aggregate_id: str, current: int, expected: int) -> Conflict:
