@@ -6,17 +6,17 @@ violations all fail, with the rule, the element and axe's summary.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser import UI, ui_fixture
-from tests.test_ui_a11y import AXE, HOOKS_ON_LOOPBACK, READY, TRAFFIC, populate, watch
+from tests.a11y import HOOKS_ON_LOOPBACK, READY, TRAFFIC
+from tests.browser import ui_fixture
 
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.browser", "tests.a11y"]  # ui; admin_tab, axe_source
 pytestmark = pytest.mark.slow
 
 THEMES = ("light", "dark")
@@ -78,22 +78,7 @@ OPENED: dict[str, tuple[str, Callable[[Page], None], str]] = {
 }
 
 
-@pytest.fixture(scope="module")
-def axe_source() -> Path:
-    if not AXE.exists():
-        pytest.fail(f"no axe-core at {AXE}: run `scripts/install.sh test` (npm ci in tests/axe)")
-    return AXE
-
-
 ui = ui_fixture("ui-dialogs", **HOOKS_ON_LOOPBACK)
-
-
-@pytest.fixture(scope="module")
-def admin(ui: UI) -> Iterator[Page]:
-    populate(ui)
-    page = watch(ui.page("/", bypass_csp=True))  # axe is injected as a script tag
-    yield page
-    page.context.close()
 
 
 def audit_open(page: Page, axe: Path, name: str) -> list[str]:
@@ -112,22 +97,24 @@ def audit_open(page: Page, axe: Path, name: str) -> list[str]:
 
 @pytest.mark.parametrize("theme", THEMES)
 def test_every_dialog_and_popover_has_no_violation(
-    admin: Page, axe_source: Path, theme: str
+    admin_tab: Page, axe_source: Path, theme: str
 ) -> None:
-    admin.emulate_media(color_scheme=theme)  # type: ignore[arg-type]
+    admin_tab.emulate_media(color_scheme=theme)  # type: ignore[arg-type]
     found: list[str] = []
     for name in OPENED:
-        found += audit_open(admin, axe_source, f"{name}")
+        found += audit_open(admin_tab, axe_source, f"{name}")
     assert not found, f"{len(found)} violations ({theme}):\n" + "\n".join(found)
 
 
-def test_the_search_page_has_no_moderate_violation_either(admin: Page, axe_source: Path) -> None:
+def test_the_search_page_has_no_moderate_violation_either(
+    admin_tab: Page, axe_source: Path
+) -> None:
     """The moderate findings of the page sweep are fixed (a heading level one, landmarks)."""
-    admin.goto(SEARCH)
-    admin.wait_for_function(READY)
-    TRAFFIC[admin].settle("search")
-    if not admin.evaluate("typeof window.axe !== 'undefined'"):
-        admin.add_script_tag(path=str(axe_source))
-    found = admin.evaluate(RUN, list(ENFORCED))
+    admin_tab.goto(SEARCH)
+    admin_tab.wait_for_function(READY)
+    TRAFFIC[admin_tab].settle("search")
+    if not admin_tab.evaluate("typeof window.axe !== 'undefined'"):
+        admin_tab.add_script_tag(path=str(axe_source))
+    found = admin_tab.evaluate(RUN, list(ENFORCED))
     assert not found, found
-    assert admin.get_by_role("heading", level=1).count() == 1
+    assert admin_tab.get_by_role("heading", level=1).count() == 1

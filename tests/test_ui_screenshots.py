@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page
 
+from tests.a11y import HOOKS_ON_LOOPBACK, READY, populate
 from tests.browser import NARROW, SCREENSHOTS, UI, WIDE, ui_fixture
-from tests.test_ui_a11y import ADMIN_PAGES, HOOKS_ON_LOOPBACK, READY, populate
+from tests.test_ui_a11y import ADMIN_PAGES
 from tests.test_ui_people import accept, invite
 
 pytest_plugins = ["tests.browser"]
