@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qs, urlsplit
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.browser import UI, events_around_now
 
@@ -85,6 +85,29 @@ def test_search_page_by_keyboard_alone(ui: UI) -> None:
 
     choose_a_range(page)
     walk_the_results(page)
+
+
+def test_typing_before_the_first_search_starts_is_kept(ui: UI) -> None:
+    """The page draws the query box, then waits for the source list before its first search:
+    what a person types meanwhile must survive that search starting."""
+    page = ui.context().new_page()
+    held: list[Route] = []
+    page.route("**/v1/sources", lambda route: held.append(route))
+    sign_in_by_keyboard(page, ui.gateway.admin_token)
+    expect(page.locator("[role=search]")).to_be_visible()
+    page.keyboard.press("/")
+    focused(page, "#query")
+    page.keyboard.type("service:checkout")
+    assert held, "the page did not ask for its sources: this test holds nothing back"
+    # The first search shows its query as it starts; its answer arriving means it did.
+    with page.expect_response(lambda response: response.url.endswith("/v1/search")):
+        for route in held:
+            route.continue_()
+    page.unroute("**/v1/sources")
+    expect(page.locator("#query")).to_have_value("service:checkout")
+    focused(page, "#query")
+    page.keyboard.press("Enter")  # no suggestion was picked: Enter searches what was typed
+    expect(page).to_have_url(re.compile(r"[?&]q=service%3Acheckout"))
 
 
 def choose_a_range(page: Page) -> None:

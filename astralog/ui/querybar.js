@@ -613,7 +613,9 @@ export function createQueryBar({ value = "", onSubmit, getScope = null, describe
       } else input.blur();
     }
   });
+  let edited = false; // typed into since the search's query was last shown
   input.addEventListener("input", () => {
+    edited = true;
     clearError();
     if (input.value.trim()) suggest();
     else if (panel && mode === "history") open("history");
@@ -689,8 +691,12 @@ export function createQueryBar({ value = "", onSubmit, getScope = null, describe
     get value() {
       return input.value.trim();
     },
-    set value(v) {
-      input.value = v;
+    // Shows the search's query, unless the person is typing another one: a search that starts
+    // meanwhile (the page's first, once its sources arrive) must not eat what they typed.
+    sync(text) {
+      if (edited && document.activeElement === input && input.value.trim() !== text) return;
+      input.value = text;
+      edited = false;
     },
     close,
     showError,

@@ -289,7 +289,7 @@ export async function mount(main, app) {
   }
 
   function syncControls() {
-    queryBar.value = state.query;
+    queryBar.sync(state.query);
     timePicker.update();
     sourcePicker.update();
     app.setTitle(state.query ? state.query : "Search");
