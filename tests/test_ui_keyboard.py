@@ -110,6 +110,27 @@ def test_typing_before_the_first_search_starts_is_kept(ui: UI) -> None:
     expect(page).to_have_url(re.compile(r"[?&]q=service%3Acheckout"))
 
 
+def test_leaving_the_search_page_before_its_first_search_keeps_the_new_address(ui: UI) -> None:
+    """Going to another page while the search page waits for its sources: when they arrive, the
+    address bar must stay the new page's (a reload used to land back on the search)."""
+    page = ui.context().new_page()
+    held: list[Route] = []
+    page.route("**/v1/sources", lambda route: held.append(route))
+    sign_in_by_keyboard(page, ui.gateway.admin_token)
+    expect(page.locator("[role=search]")).to_be_visible()
+    page.locator("#topbar").get_by_role("link", name="Alerts").click()
+    expect(page).to_have_url(re.compile(r"/alerts$"))
+    assert held, "the page did not ask for its sources: this test holds nothing back"
+    with page.expect_response(lambda response: response.url.endswith("/v1/sources")):
+        for route in held:
+            route.continue_()
+    page.unroute("**/v1/sources")
+    page.evaluate("() => new Promise((done) => setTimeout(done, 100))")  # the mount goes on
+    expect(page).to_have_url(re.compile(r"/alerts$"))
+    page.reload()
+    expect(page.locator("main h1")).to_have_text("Alerts")
+
+
 def choose_a_range(page: Page) -> None:
     tab_to(page, "#time-picker")
     page.keyboard.press("Enter")

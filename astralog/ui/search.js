@@ -497,10 +497,7 @@ export async function mount(main, app) {
   } catch {
     sources = [];
   }
-  history.replaceState(null, "", urlFor(state));
-  run();
-
-  return {
+  const view = {
     onUrlChange() {
       const next = readUrl();
       if (urlFor(next) === urlFor(state)) return;
@@ -523,4 +520,10 @@ export async function mount(main, app) {
       window.removeEventListener("scroll", onScroll);
     },
   };
+  // The person may have gone to another page while the sources loaded: the address bar is that
+  // page's now, and nothing is searched for a page nobody sees (the app unmounts this one).
+  if (!page.isConnected) return view;
+  history.replaceState(null, "", urlFor(state));
+  run();
+  return view;
 }
