@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -111,15 +112,24 @@ def _glob_regex(pattern: Pattern) -> str:
 
     DuckDB's LIKE backtracks: a few ``%`` over a long value cost seconds, a few dozen never
     finish. RE2 runs in time linear in the value whatever the pattern."""
-    out = ["(?s)"]
-    for part in pattern.parts:
-        if part is Wildcard.ANY:
-            out.append(".*")
-        elif part is Wildcard.ONE:
-            out.append(".")
-        else:
-            out.extend(_exact_char(ch) for ch in part)
-    return "".join(out)
+    return "(?s)" + _translate(pattern, ".", _exact_text)
+
+
+def _translate(pattern: Pattern, one: str, literal: Callable[[str], str]) -> str:
+    """RE2 for a wildcard pattern: ``one`` (one character) for ``?``, any run of it for ``*``,
+    ``literal`` for the text between them."""
+    return "".join(
+        f"{one}*" if part is Wildcard.ANY else one if part is Wildcard.ONE else literal(part)
+        for part in pattern.parts
+    )
+
+
+def _exact_text(text: str) -> str:
+    return "".join(_exact_char(ch) for ch in text)
+
+
+def _folded_text(text: str) -> str:
+    return "".join(_regex_char(ch) for ch in text)
 
 
 def _ascii_insensitive_regex(pattern: Pattern) -> str:
@@ -128,15 +138,7 @@ def _ascii_insensitive_regex(pattern: Pattern) -> str:
     Every character other than a letter or digit is written as ``\\x{hex}`` so nothing in the
     user's text can be read as regex syntax.
     """
-    out = ["(?s)"]  # '?' and '*' match newlines too, like LIKE does
-    for part in pattern.parts:
-        if part is Wildcard.ANY:
-            out.append(".*")
-        elif part is Wildcard.ONE:
-            out.append(".")
-        else:
-            out.extend(_regex_char(ch) for ch in part)
-    return "".join(out)
+    return "(?s)" + _translate(pattern, ".", _folded_text)  # ? and * match newlines too
 
 
 def _words_regex(pattern: Pattern) -> str:
@@ -150,15 +152,7 @@ def _words_regex(pattern: Pattern) -> str:
 def _word_regex(word: Pattern) -> str:
     if all(part is Wildcard.ANY for part in word.parts):
         return WORD_CLASS + "+"  # a word is never empty
-    out: list[str] = []
-    for part in word.parts:
-        if part is Wildcard.ANY:
-            out.append(WORD_CLASS + "*")
-        elif part is Wildcard.ONE:
-            out.append(WORD_CLASS)
-        else:
-            out.extend(_regex_char(ch) for ch in part)
-    return "".join(out)
+    return _translate(word, WORD_CLASS, _folded_text)
 
 
 def _array_element_regex(value: str) -> str:
@@ -170,7 +164,7 @@ def _array_element_regex(value: str) -> str:
     forms = [json.dumps(value, ensure_ascii=False)]
     if _JSON_NUMBER.fullmatch(value) or value in ("true", "false", "null"):
         forms.append(value)
-    alternatives = "|".join("".join(_exact_char(ch) for ch in form) for form in forms)
+    alternatives = "|".join(_exact_text(form) for form in forms)
     return f"[\\[,](?:{alternatives})[,\\]]"
 
 
@@ -182,19 +176,11 @@ def _array_element_glob_regex(pattern: Pattern) -> str:
     """RE2 finding an element of a compact JSON array that the wildcard pattern matches whole:
     a string element by its text (its JSON escapes count as one character each), a number or
     ``true``/``false``/``null`` as written, like :func:`_array_element_regex` for a literal."""
-    quoted, bare = [], []
-    for part in pattern.parts:
-        if part is Wildcard.ANY:
-            quoted.append(f"{_JSON_CHAR}*")
-            bare.append(f"{_BARE_CHAR}*")
-        elif part is Wildcard.ONE:
-            quoted.append(_JSON_CHAR)
-            bare.append(_BARE_CHAR)
-        else:
-            escaped = json.dumps(part, ensure_ascii=False)[1:-1]
-            quoted.extend(_exact_char(ch) for ch in escaped)
-            bare.extend(_exact_char(ch) for ch in part)
-    return f'[\\[,](?:"{"".join(quoted)}"|{"".join(bare)})[,\\]]'
+    quoted = _translate(
+        pattern, _JSON_CHAR, lambda text: _exact_text(json.dumps(text, ensure_ascii=False)[1:-1])
+    )
+    bare = _translate(pattern, _BARE_CHAR, _exact_text)
+    return f'[\\[,](?:"{quoted}"|{bare})[,\\]]'
 
 
 def _exact_char(ch: str) -> str:
