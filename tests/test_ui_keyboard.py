@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from playwright.sync_api import Page, Route, expect
 
 from tests.browser import UI, events_around_now
@@ -110,12 +111,20 @@ def test_typing_before_the_first_search_starts_is_kept(ui: UI) -> None:
     expect(page).to_have_url(re.compile(r"[?&]q=service%3Acheckout"))
 
 
-def test_leaving_the_search_page_before_its_first_search_keeps_the_new_address(ui: UI) -> None:
+@pytest.mark.parametrize("module_arrives", ["before", "after"])
+def test_leaving_the_search_page_before_its_first_search_keeps_the_new_address(
+    ui: UI, module_arrives: str
+) -> None:
     """Going to another page while the search page waits for its sources: when they arrive, the
-    address bar must stay the new page's (a reload used to land back on the search)."""
+    address bar must stay the new page's (a reload used to land back on the search). The sources
+    may arrive after the new page's code (the search page is gone by then) or before it (the
+    search page is still drawn, but the address bar is no longer its own)."""
     page = ui.context().new_page()
     held: list[Route] = []
+    held_module: list[Route] = []
     page.route("**/v1/sources", lambda route: held.append(route))
+    if module_arrives == "after":
+        page.route("**/alerts.js", lambda route: held_module.append(route))
     sign_in_by_keyboard(page, ui.gateway.admin_token)
     expect(page.locator("[role=search]")).to_be_visible()
     page.locator("#topbar").get_by_role("link", name="Alerts").click()
@@ -126,6 +135,12 @@ def test_leaving_the_search_page_before_its_first_search_keeps_the_new_address(u
             route.continue_()
     page.unroute("**/v1/sources")
     page.evaluate("() => new Promise((done) => setTimeout(done, 100))")  # the mount goes on
+    if module_arrives == "after":
+        assert held_module, "the Alerts page's code was not asked for: nothing was held back"
+        for route in held_module:
+            route.continue_()
+        page.unroute("**/alerts.js")
+        expect(page.locator("main h1")).to_have_text("Alerts")
     expect(page).to_have_url(re.compile(r"/alerts$"))
     page.reload()
     expect(page.locator("main h1")).to_have_text("Alerts")

@@ -521,8 +521,9 @@ export async function mount(main, app) {
     },
   };
   // The person may have gone to another page while the sources loaded: the address bar is that
-  // page's now, and nothing is searched for a page nobody sees (the app unmounts this one).
-  if (!page.isConnected) return view;
+  // page's now (even while this page is still drawn and the new page's code is on its way), and
+  // nothing is searched for a page nobody sees (the app unmounts this one).
+  if (!page.isConnected || location.pathname !== "/") return view;
   history.replaceState(null, "", urlFor(state));
   run();
   return view;
