@@ -13,8 +13,17 @@ run: install          ## install (idempotent) and run the service with embedded 
 PYTEST_JOBS ?= 2
 PARALLEL := -n $(PYTEST_JOBS) --dist loadfile
 
+# The control plane's tests again with its state in PostgreSQL (a real server for the run, a
+# database per test): the same API, commands and projections on the engine several nodes share.
+CONTROL_PLANE_TESTS := $(addprefix tests/test_,$(addsuffix .py,admin_api accounts accounts_api \
+	people_log org_deletion source_deletion alert_endpoints_api passkeys mfa members \
+	members_invitation holds erasure me_identities session audit_readable retention alerts \
+	secret_hygiene))
+
 test: install-test lint   ## install everything the tests need, lint, run the whole suite
 	$(BIN)/pytest $(PARALLEL)
+	TEST_CONTROL_PLANE=postgres $(BIN)/pytest $(PARALLEL) -q -p tests.postgres_server \
+		$(CONTROL_PLANE_TESTS)
 
 quick: install-test   ## the fast loop: unit tests only, no scenario tests
 	$(BIN)/pytest $(PARALLEL) -m "not slow" -q

@@ -4,25 +4,27 @@ It is the record of :class:`BatchCommitted` facts the flusher appends after a co
 batch and before the WAL segment behind it is released; the query planner reads it to prune
 files by org, source and time, and retention reads it to know what to purge. Promises:
 
-* a fact is durable when :meth:`Catalog.record` returns (SQLite WAL journal, ``synchronous=FULL``),
-  because the flusher deletes the WAL segment right after;
+* a fact is durable when :meth:`Catalog.record` returns (SQLite WAL journal, ``synchronous=FULL``,
+  or a PostgreSQL commit), because the flusher deletes the WAL segment right after;
 * recording is idempotent: the same object key (or batch id) recorded twice is stored once;
-* safe to share between threads: one connection behind a lock, short transactions.
+* safe to share between threads: one connection behind a lock, short transactions;
+* with ``database_url``, kept in the control plane's PostgreSQL, so every node plans searches over
+  the batches every node committed; write transactions take an advisory lock of their own, so a
+  compaction's read-then-swap on one node never interleaves with another's.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Collection, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from astralog import sqlite
+from astralog.pgsql import open_database
 
 __all__ = ["BatchCommitted", "Catalog", "OrgUsage", "Retired"]
 
@@ -65,6 +67,26 @@ _COLUMNS = (
     "object_key, batch_id, destination_id, org_id, source_id, min_ts_ns, max_ts_ns, rows, bytes, "
     "schema_fingerprint, segment_ids, uri, committed_at_ns"
 )
+# Every node's catalog writes take turns under this PostgreSQL advisory lock ("catalog").
+CATALOG_LOCK = 0x636174616C6F67
+
+
+def _upsert(table: str, columns: str, key: str) -> str:
+    """Insert a row, or replace the one with the same ``key``: SQL both engines speak."""
+    names = [name.strip() for name in columns.split(",")]
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name != key)
+    return (
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
+    )
+
+
+_PUT_BATCH = _upsert("batches", _COLUMNS, "object_key")
+_PUT_COMPACTION = _upsert("compactions", "new_key, org_id, destination_id, started_ns", "new_key")
+_PUT_RETIRED = _upsert(
+    "retired", "object_key, batch_id, org_id, destination_id, replaced_by, delete_after_ns",
+    "object_key",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -111,15 +133,13 @@ class Retired:
 
 
 class Catalog:
-    """SQLite-backed catalog of committed batches. Use as a context manager or call close()."""
+    """The catalog of committed batches, in the SQLite file ``path`` or, with ``database_url``,
+    in PostgreSQL. Use as a context manager or call close()."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, database_url: str = "") -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._conn = sqlite.connect(self.path)
-        with self._lock:
-            self._conn.executescript(_SCHEMA)
+        self._db = open_database(self.path, database_url, CATALOG_LOCK)
+        self._db.create(_SCHEMA)
 
     def __enter__(self) -> Catalog:
         return self
@@ -128,13 +148,10 @@ class Catalog:
         self.close()
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with sqlite.transaction(self._conn, self._lock) as conn:
-            yield conn
+    def _transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._db.transaction()
 
     def record(self, batch: BatchCommitted) -> bool:
         """Append the fact; return False when that object key or batch id was already recorded."""
@@ -150,7 +167,9 @@ class Catalog:
         with self._transaction() as conn:
             for row in rows:
                 cursor = conn.execute(
-                    f"INSERT OR IGNORE INTO batches ({_COLUMNS}) VALUES ({placeholders})", row
+                    f"INSERT INTO batches ({_COLUMNS}) VALUES ({placeholders})"
+                    " ON CONFLICT DO NOTHING",
+                    row,
                 )
                 added += cursor.rowcount
         return added
@@ -159,14 +178,14 @@ class Catalog:
         """The subset of ``batch_ids`` already recorded (the flusher skips those after a crash)."""
         found: set[str] = set()
         ids = list(batch_ids)
-        with self._lock:
+        with self._db.reading() as conn:
             for chunk in _chunks(ids, 500):
                 marks = ", ".join("?" * len(chunk))
                 query = f"SELECT batch_id FROM batches WHERE batch_id IN ({marks})"
-                found.update(r[0] for r in self._conn.execute(query, chunk))
+                found.update(r[0] for r in conn.execute(query, chunk))
                 # A batch compacted into a larger one is committed too: never written again.
                 query = f"SELECT batch_id FROM retired WHERE batch_id IN ({marks})"
-                found.update(r[0] for r in self._conn.execute(query, chunk))
+                found.update(r[0] for r in conn.execute(query, chunk))
         return found
 
     def batches(
@@ -186,8 +205,8 @@ class Catalog:
             query += f" AND source_id IN ({', '.join('?' * len(source_ids))})"
             params.extend(source_ids)
         query += " ORDER BY min_ts_ns, object_key"
-        with self._lock:
-            rows = self._conn.execute(query, params).fetchall()
+        with self._db.reading() as conn:
+            rows = conn.execute(query, params).fetchall()
         return [_from_row(r) for r in rows]
 
     def forget(self, object_keys: Iterable[str]) -> int:
@@ -210,23 +229,19 @@ class Catalog:
         with self._transaction() as conn:
             gone = conn.execute("DELETE FROM batches WHERE object_key = ?", (old_key,))
             if new is not None and gone.rowcount:
-                placeholders = ", ".join("?" * len(_COLUMNS.split(", ")))
-                row = _to_row(new)
-                conn.execute(
-                    f"INSERT OR REPLACE INTO batches ({_COLUMNS}) VALUES ({placeholders})", row
-                )
+                conn.execute(_PUT_BATCH, _to_row(new))
 
     def compaction_started(self, org_id: str, destination_id: str, new_key: str) -> None:
         """Note, before writing it, the object a compaction is about to write: if the process
         dies before :meth:`compacted`, the next pass finds it here and deletes it."""
         row = (new_key, org_id, destination_id, _to_ns(datetime.now(UTC)))
         with self._transaction() as conn:
-            conn.execute("INSERT OR REPLACE INTO compactions VALUES (?, ?, ?, ?)", row)
+            conn.execute(_PUT_COMPACTION, row)
 
     def unfinished_compactions(self) -> list[tuple[str, str, str]]:
         """``(org_id, destination_id, new_key)`` of compactions started and never swapped in."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._db.reading() as conn:
+            rows = conn.execute(
                 "SELECT org_id, destination_id, new_key FROM compactions ORDER BY started_ns"
             ).fetchall()
         return [(str(o), str(d), str(k)) for o, d, k in rows]
@@ -258,22 +273,15 @@ class Catalog:
                 conn.execute("DELETE FROM compactions WHERE new_key = ?", (new.object_key,))
             conn.execute(f"DELETE FROM batches WHERE object_key IN ({marks})", keys)
             replaced_by = new.object_key if new is not None else ""
-            conn.executemany(
-                "INSERT OR REPLACE INTO retired VALUES (?, ?, ?, ?, ?, ?)",
-                [(*row, replaced_by, delete_after_ns) for row in old],
-            )
+            conn.executemany(_PUT_RETIRED, [(*row, replaced_by, delete_after_ns) for row in old])
             if new is not None:
-                placeholders = ", ".join("?" * len(_COLUMNS.split(", ")))
-                conn.execute(
-                    f"INSERT OR REPLACE INTO batches ({_COLUMNS}) VALUES ({placeholders})",
-                    _to_row(new),
-                )
+                conn.execute(_PUT_BATCH, _to_row(new))
         return True
 
     def retired_due(self, now_ns: int) -> list[Retired]:
         """Replaced objects whose grace is over: nothing planned before the swap reads them."""
-        with self._lock:
-            rows = self._conn.execute(
+        with self._db.reading() as conn:
+            rows = conn.execute(
                 "SELECT object_key, org_id, destination_id, replaced_by FROM retired "
                 "WHERE delete_after_ns <= ? ORDER BY object_key",
                 (now_ns,),
@@ -291,15 +299,16 @@ class Catalog:
     def usage(self, org_id: str | None = None) -> list[OrgUsage]:
         """Batches, rows and bytes stored per org (one org when ``org_id`` is given)."""
         query = (
-            "SELECT org_id, COUNT(*), COALESCE(SUM(rows), 0), COALESCE(SUM(bytes), 0) FROM batches"
+            "SELECT org_id, COUNT(*), CAST(COALESCE(SUM(rows), 0) AS BIGINT),"
+            " CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM batches"
         )
         params: list[object] = []
         if org_id is not None:
             query += " WHERE org_id = ?"
             params.append(org_id)
         query += " GROUP BY org_id ORDER BY org_id"
-        with self._lock:
-            rows = self._conn.execute(query, params).fetchall()
+        with self._db.reading() as conn:
+            rows = conn.execute(query, params).fetchall()
         return [OrgUsage(*r) for r in rows]
 
 

@@ -9,20 +9,21 @@ histogram, facets, tail and export at once, from every destination. Vectors are 
 rewrite: they cost a few bytes an event and keep a late copy (a WAL segment replayed after a
 crash) hidden too; an org export leaves them out of its copy of an object not yet rewritten.
 They go with the org's data when the org is deleted. Durable when :meth:`DeletionVectors.add`
-returns (SQLite, synchronous=FULL).
+returns (SQLite, synchronous=FULL, or a PostgreSQL commit). With ``database_url`` they are kept in
+the control plane's PostgreSQL, so an erasure hides its events from every node's searches.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Collection, Iterable
 from pathlib import Path
 
-from astralog import sqlite
+from astralog.pgsql import open_database
 
 __all__ = ["DeletionVectors", "hour_of"]
 
 HOUR_NS = 3600 * 10**9
+VECTORS_LOCK = 0x76656374  # "vect": every node's writes take turns under it
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deletion_vectors (
     org_id     TEXT NOT NULL,
@@ -42,23 +43,20 @@ def hour_of(ts_ns: int) -> int:
 
 
 class DeletionVectors:
-    def __init__(self, path: Path) -> None:
-        self._lock = threading.Lock()
-        self._conn = sqlite.connect(Path(path))
-        with self._lock:
-            self._conn.executescript(_SCHEMA)
+    def __init__(self, path: Path, database_url: str = "") -> None:
+        self._db = open_database(Path(path), database_url, VECTORS_LOCK)
+        self._db.create(_SCHEMA)
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
+        self._db.close()
 
     def add(self, org_id: str, erasure_id: str, events: Iterable[tuple[str, int, str]]) -> int:
         """Hide ``(source_id, timestamp_ns, event_id)`` events; return how many were new."""
         rows = [(org_id, s, hour_of(ts), e, erasure_id) for s, ts, e in events]
-        with sqlite.transaction(self._conn, self._lock) as conn:
-            before = conn.total_changes
-            conn.executemany("INSERT OR IGNORE INTO deletion_vectors VALUES (?, ?, ?, ?, ?)", rows)
-            return conn.total_changes - before
+        with self._db.transaction() as conn:
+            return conn.executemany(
+                "INSERT INTO deletion_vectors VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", rows
+            ).rowcount
 
     def erased(
         self, org_id: str, source_ids: Collection[str], start_ns: int, end_ns: int
@@ -72,8 +70,8 @@ class DeletionVectors:
             f"AND hour_ns < ? AND source_id IN ({marks}) ORDER BY event_id"
         )
         params = [org_id, start_ns - HOUR_NS, end_ns, *source_ids]
-        with self._lock:
-            return [str(r[0]) for r in self._conn.execute(query, params)]
+        with self._db.reading() as conn:
+            return [str(r[0]) for r in conn.execute(query, params)]
 
     def of_erasure(self, erasure_id: str) -> dict[tuple[str, int], set[str]]:
         """``(source_id, hour_ns)`` -> the event ids one erasure hides there."""
@@ -85,13 +83,13 @@ class DeletionVectors:
 
     def forget_org(self, org_id: str) -> int:
         """Drop the org's vectors once its data is purged everywhere; how many rows went."""
-        with sqlite.transaction(self._conn, self._lock) as conn:
+        with self._db.transaction() as conn:
             return conn.execute("DELETE FROM deletion_vectors WHERE org_id = ?", (org_id,)).rowcount
 
     def _by_partition(self, column: str, value: str) -> dict[tuple[str, int], set[str]]:
         query = f"SELECT source_id, hour_ns, event_id FROM deletion_vectors WHERE {column} = ?"
         out: dict[tuple[str, int], set[str]] = {}
-        with self._lock:
-            for source_id, hour_ns, event_id in self._conn.execute(query, (value,)):
+        with self._db.reading() as conn:
+            for source_id, hour_ns, event_id in conn.execute(query, (value,)):
                 out.setdefault((str(source_id), int(hour_ns)), set()).add(str(event_id))
         return out

@@ -129,9 +129,12 @@ class DataPlane:
             settings.wal, settings.path(settings.wal.directory), ledger=self.idempotency
         )
         self.catalog = Catalog(
-            settings.path(settings.control.database).with_name("catalog.sqlite3")
+            settings.path(settings.control.database).with_name("catalog.sqlite3"),
+            settings.control.database_url,
         )
-        self.vectors = DeletionVectors(self.catalog.path.with_name("deletion_vectors.sqlite3"))
+        self.vectors = DeletionVectors(
+            self.catalog.path.with_name("deletion_vectors.sqlite3"), settings.control.database_url
+        )
         self.local = LocalConnector(
             settings.path(settings.storage.local_root), row_group_rows=settings.flush.row_group_rows
         )
@@ -249,6 +252,7 @@ class Runtime:
             settings.path(settings.control.database),
             settings.auth.key_pepper,
             settings.auth.key_cache_seconds,
+            settings.control.database_url,
         )
         self.signer = Signer(settings.path(settings.control.signing_key_file))
         self.purge_schedule = PurgeSchedule(settings.storage.purge_interval_seconds)
@@ -292,8 +296,8 @@ class Runtime:
         error line saying what differed. Returns the differences found."""
         from astralog.controlplane.audit_verify import projection_differences
 
-        database = self.settings.path(self.settings.control.database)
-        differences = projection_differences(database, self.control.store.records())
+        store = self.control.store
+        differences = projection_differences(store.projection_rows, store.records())
         if differences:
             log.error(
                 "projections differ from the event log; rebuilt from the log before serving",

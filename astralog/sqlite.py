@@ -6,7 +6,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 
@@ -43,3 +43,28 @@ def transaction(
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+
+class Database:
+    """A SQLite file one process's threads share, with the same three verbs as
+    :class:`astralog.pgsql.PgDatabase`: ``transaction``, ``reading`` and ``create``."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = connect(path)
+        self._lock = threading.Lock()
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._conn, self._lock)
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            yield self._conn
+
+    def create(self, schema: str) -> None:
+        with self._lock:
+            self._conn.executescript(schema)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

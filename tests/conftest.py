@@ -28,9 +28,18 @@ def _umask_restored() -> Iterator[None]:
     os.umask(previous)
 
 
+# The control plane the suite's runtimes use: the SQLite file (the default), or a fresh database
+# on a real PostgreSQL server per test: `TEST_CONTROL_PLANE=postgres pytest -p
+# tests.postgres_server` runs the same tests on it.
+CONTROL = os.environ.get("TEST_CONTROL_PLANE", "sqlite")
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return load_settings(data_dir=tmp_path / "data", wal={"fsync": False})
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    control: dict[str, str] = {}
+    if CONTROL == "postgres":
+        control["database_url"] = request.getfixturevalue("postgres_server").database()
+    return load_settings(data_dir=tmp_path / "data", wal={"fsync": False}, control=control)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from astralog.controlplane import projections
 from astralog.runtime import Bootstrap, Runtime
-from tests.conftest import bearer
+from tests.conftest import CONTROL, bearer
 
 
 def _state(runtime: Runtime) -> tuple[tuple[int, str], dict[str, Any]]:
@@ -234,7 +234,8 @@ BAD_REQUESTS = [
     ("post", "/v1/sources", "not json", 422),
     ("post", "/v1/sources", ["a", "list"], 422),
     ("get", "/v1/sources/src_doesnotexist", None, 404),
-    ("get", "/v1/sources/" + "%00" * 10, None, 404),
+    # PostgreSQL's text cannot hold a NUL: there the lookup is refused as bad input, not missed.
+    ("get", "/v1/sources/" + "%00" * 10, None, 400 if CONTROL == "postgres" else 404),
     ("post", "/v1/sources/src_nope/keys", None, 404),
     ("post", "/v1/tokens", {"name": "t", "scopes": ["root:all"]}, 422),
     ("post", "/v1/tokens", {"name": "t", "scopes": []}, 422),

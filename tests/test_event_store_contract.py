@@ -26,7 +26,14 @@ from astralog.controlplane import audit_verify, pgstore, projections
 from astralog.controlplane import events as ev
 from astralog.controlplane.audit_verify import Report
 from astralog.controlplane.checkpoints import Signer
-from astralog.controlplane.store import GENESIS, Actor, EventStore, Recorded, record_hash
+from astralog.controlplane.store import (
+    GENESIS,
+    Actor,
+    EventStore,
+    Recorded,
+    SqliteEventStore,
+    record_hash,
+)
 from astralog.controlplane.store import EventLog as Store
 from astralog.errors import Conflict
 from astralog.runtime import Bootstrap, Runtime
@@ -90,7 +97,8 @@ class EventStoreContract:
         raise NotImplementedError
 
     def checkpoint(self, store: Store, signer: Signer) -> tuple[int, str] | None:
-        raise NotImplementedError
+        assert isinstance(store, EventStore)
+        return signer.checkpoint(store)
 
     # ---- the hash chain and versions ------------------------------------------------------
 
@@ -262,7 +270,9 @@ _SQLITE_PROJECTION = (
 )
 
 
-def _sqlite_projector(conn: sqlite3.Connection, record: Recorded) -> None:
+def _projector(conn: sqlite3.Connection, record: Recorded) -> None:
+    """The product's projections and the test's own table, the same statements on both engines
+    (on PostgreSQL, the store's connection runs SQLite's parameters)."""
     if Exploding in record.payload:
         raise RuntimeError("projection failed")
     projections.project(conn, record)
@@ -274,24 +284,24 @@ class TestSqliteEventStore(EventStoreContract):
 
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[Store]:
-        store = EventStore(tmp_path / "control.sqlite3", _sqlite_projector, _SQLITE_PROJECTION)
+        store = SqliteEventStore(tmp_path / "control.sqlite3", _projector, _SQLITE_PROJECTION)
         yield store
         store.close()
 
     def open_another(self, store: Store) -> Store:
-        assert isinstance(store, EventStore)
-        return EventStore(store.path, _sqlite_projector, _SQLITE_PROJECTION)
+        assert isinstance(store, SqliteEventStore)
+        return SqliteEventStore(store.path, _projector, _SQLITE_PROJECTION)
 
     def projected(self, store: Store) -> list[tuple[int, str]]:
-        assert isinstance(store, EventStore)
+        assert isinstance(store, SqliteEventStore)
         return [tuple(r) for r in store.conn.execute("SELECT * FROM projected ORDER BY seq")]
 
     def execute(self, store: Store, statement: str) -> None:
-        assert isinstance(store, EventStore)
+        assert isinstance(store, SqliteEventStore)
         store.conn.execute(statement)
 
     def tamper(self, store: Store, seq: int) -> None:
-        assert isinstance(store, EventStore)
+        assert isinstance(store, SqliteEventStore)
         conn = sqlite3.connect(store.path)
         conn.execute("DROP TRIGGER events_no_update")
         conn.execute("UPDATE events SET actor = 'mallory' WHERE seq = ?", (seq,))
@@ -299,29 +309,18 @@ class TestSqliteEventStore(EventStoreContract):
         conn.close()
 
     def verify(self, store: Store) -> Report:
-        assert isinstance(store, EventStore)
+        assert isinstance(store, SqliteEventStore)
         return audit_verify.verify(store.path, KEY)
-
-    def checkpoint(self, store: Store, signer: Signer) -> tuple[int, str] | None:
-        assert isinstance(store, EventStore)
-        return signer.checkpoint(store)
 
 
 # ---- PostgreSQL ----------------------------------------------------------------------------
-
-
-def _pg_projector(conn: pgstore.Connection, record: Recorded) -> None:
-    if Exploding in record.payload:
-        raise RuntimeError("projection failed")
-    pgstore.project(conn, record)
-    conn.execute("INSERT INTO projected VALUES (%s, %s)", (record.seq, record.type))
 
 
 def _pg_store(url: str) -> pgstore.PgEventStore:
     """The product's projections too, as on SQLite, and the test's own table."""
     with pgstore.connect(url) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS projected (seq BIGINT PRIMARY KEY, type TEXT)")
-    return pgstore.PgEventStore(url, _pg_projector, projections.SCHEMA, projections.TABLES)
+    return pgstore.PgEventStore(url, _projector, projections.SCHEMA, projections.TABLES)
 
 
 class TestPostgresEventStore(EventStoreContract):
@@ -353,10 +352,6 @@ class TestPostgresEventStore(EventStoreContract):
 
     def verify(self, store: Store) -> Report:
         return pgstore.verify(self.url, KEY)
-
-    def checkpoint(self, store: Store, signer: Signer) -> tuple[int, str] | None:
-        assert isinstance(store, pgstore.PgEventStore)
-        return store.checkpoint(signer)
 
 
 # ---- PostgreSQL only: the writer role and `events rebuild` --------------------------------
@@ -399,7 +394,7 @@ def test_rebuild_replays_the_log_into_emptied_projections(postgres_url: str) -> 
         live = conn.execute("SELECT * FROM projected ORDER BY seq").fetchall()
         conn.execute("INSERT INTO projected VALUES (99, 'Stray')")
 
-    def reset(conn: pgstore.Connection) -> None:
+    def reset(conn: sqlite3.Connection) -> None:
         pgstore.reset_projections(conn)
         conn.execute("DELETE FROM projected")
 
@@ -410,7 +405,7 @@ def test_rebuild_replays_the_log_into_emptied_projections(postgres_url: str) -> 
     store.close()
 
 
-# ---- the settings: `audit verify` reads the PostgreSQL log, the rest refuses it ------------
+# ---- the settings: the commands read the PostgreSQL log; backup refuses it ----------------
 
 
 def test_audit_verify_reads_the_postgres_log_named_in_the_settings(
@@ -422,7 +417,7 @@ def test_audit_verify_reads_the_postgres_log_named_in_the_settings(
 ) -> None:
     store = pgstore.open_product_store(postgres_url)
     append(store, org("acme"))
-    store.checkpoint(signer)
+    signer.checkpoint(store)
     store.close()
     key = tmp_path / "public.pem"
     key.write_bytes(signer.public_pem())
@@ -437,9 +432,12 @@ def test_audit_verify_reads_the_postgres_log_named_in_the_settings(
         conn.execute("UPDATE events SET actor = 'mallory'")
     assert main(["audit", "verify", "--public-key", str(key)]) == 1
     assert json.loads(capsys.readouterr().out)["first_bad_seq"] == 1
-    assert main(["orgs", "list"]) == 2  # the commands' reads are not on PostgreSQL yet
-    assert "ASTRALOG_CONTROL__DATABASE_URL is set" in capsys.readouterr().err
+    assert main(["orgs", "list"]) == 0  # the commands read the PostgreSQL log's projections
+    assert [o["name"] for o in json.loads(capsys.readouterr().out)] == ["Acme"]
     assert not (tmp_path / "data" / "control.sqlite3").exists()  # no second, SQLite log
+    assert not (tmp_path / "data" / "catalog.sqlite3").exists()  # the catalog is there too
+    assert main(["backup", "--to", str(tmp_path / "backup.tar")]) == 2
+    assert "pg_dump" in capsys.readouterr().err
 
 
 # ---- the product's projections on PostgreSQL -----------------------------------------------
@@ -482,7 +480,7 @@ def test_the_product_projections_on_postgres_match_sqlite(
     store = pgstore.open_product_store(postgres_url)
     with store.transaction() as conn:
         for record in records:
-            pgstore.project(conn, record)
+            projections.project(conn, record)
     live = _sorted(projections.dump(runtime.control.store.conn))
     assert live["ingest_keys"] and live["tokens"] and live["plans"]
     assert _pg_dump(postgres_url) == live

@@ -115,7 +115,9 @@ class Authenticator:
                 conn.executemany(
                     "INSERT INTO credential_usage (id, last_used) SELECT ?1, ?2 WHERE NOT EXISTS "
                     f"({_OF_DELETED_ORG}) "
-                    "ON CONFLICT (id) DO UPDATE SET last_used = max(last_used, excluded.last_used)",
+                    "ON CONFLICT (id) DO UPDATE SET last_used = CASE WHEN excluded.last_used > "
+                    "credential_usage.last_used THEN excluded.last_used "
+                    "ELSE credential_usage.last_used END",
                     items,
                 )
             self.on_used(items)

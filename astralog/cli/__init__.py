@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from astralog.auth.principal import SCOPES
 from astralog.cli import admin, audit, backup, export, serve
-from astralog.cli.common import Handler
+from astralog.cli.common import Handler, close_runtimes
 from astralog.errors import AstralogError
 
 
@@ -199,7 +199,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from astralog.settings import load_settings
 
         handler: Handler = args.handler
-        code = handler(args, load_settings())
+        try:
+            code = handler(args, load_settings())
+        finally:
+            close_runtimes()
         sys.stdout.flush()  # a reader that left shows here, not in the interpreter's exit
         return code
     except BrokenPipeError:

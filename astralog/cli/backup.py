@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from astralog.cli.common import open_runtime, show
+from astralog.cli.common import UsageError, close_runtimes, open_runtime, show
 
 if TYPE_CHECKING:
     from astralog.settings import Settings
@@ -20,10 +20,16 @@ if TYPE_CHECKING:
 def cmd_backup(args: argparse.Namespace, settings: Settings) -> int:
     from astralog import backup
 
+    if settings.control.database_url:
+        raise UsageError(
+            "ASTRALOG_CONTROL__DATABASE_URL is set: the control plane and the catalog live in "
+            "PostgreSQL, which `astralog backup` does not copy; back it up with pg_dump (or "
+            "your provider's snapshots), and each node's WAL volume with the node stopped"
+        )
     if settings.path(settings.control.database).is_file():
         runtime = open_runtime(settings)
         runtime.signer.checkpoint(runtime.control.store)
-        runtime.close()
+        close_runtimes()  # the copy reads the files the runtime had open
     manifest = backup.backup(settings, Path(args.to))
     show({"archive": str(Path(args.to).resolve()), **manifest})
     print("(the archive holds the checkpoint signing key and secrets: keep it like one)")

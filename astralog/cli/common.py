@@ -37,23 +37,22 @@ def actor() -> Actor:
     return Actor(f"cli:{user}", "local")
 
 
+_opened: list[Runtime] = []
+
+
 def open_runtime(settings: Settings) -> Runtime:
+    """The command's runtime; :func:`close_runtimes` closes it when the command ends (its
+    database connections: a PostgreSQL server counts them)."""
     from astralog.runtime import Runtime
 
-    refuse_postgres_runtime(settings)
-    return Runtime(settings)
+    runtime = Runtime(settings)
+    _opened.append(runtime)
+    return runtime
 
 
-def refuse_postgres_runtime(settings: Settings) -> None:
-    """The commands still read their state with SQLite's dialect: a process that would run
-    them must not ignore a configured PostgreSQL log and quietly start a second, SQLite one."""
-    if settings.control.database_url:
-        raise UsageError(
-            "ASTRALOG_CONTROL__DATABASE_URL is set, but the service and its commands keep their "
-            "state in SQLite until their reads run on PostgreSQL; so far only `astralog audit "
-            "verify --public-key PEM` and `astralog events rebuild` use the PostgreSQL log: "
-            "unset it to use SQLite"
-        )
+def close_runtimes() -> None:
+    while _opened:
+        _opened.pop().close()
 
 
 def show(data: Any) -> None:

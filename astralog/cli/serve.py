@@ -52,10 +52,8 @@ def _preflight(settings: Settings) -> None:
 
     The data dir first: a second ``make run`` also asks for the same port, and the data dir is
     the real reason."""
-    from astralog.cli.common import refuse_postgres_runtime
     from astralog.ingest.wal.recovery import lock_directory
 
-    refuse_postgres_runtime(settings)
     _check_tls(settings)  # before the lock below creates the data dir: a refusal writes nothing
     wal = settings.path(settings.wal.directory)
     try:

@@ -173,7 +173,8 @@ class Accounts(SecretTables):
     @staticmethod
     def _store_password(conn: Any, org_id: str, person_id: str, phc: str) -> None:
         conn.execute(
-            "INSERT OR REPLACE INTO account_passwords VALUES (?, ?, ?, ?)",
+            "INSERT INTO account_passwords VALUES (?, ?, ?, ?) ON CONFLICT (person_id) DO UPDATE"
+            " SET org_id = excluded.org_id, phc = excluded.phc, changed_at = excluded.changed_at",
             (person_id, org_id, phc, time.time()),
         )
 
@@ -339,7 +340,7 @@ class Accounts(SecretTables):
         with self._tx() as conn:
             row = conn.execute(
                 "INSERT INTO account_factor_failures VALUES (?, 1, 0) ON CONFLICT (person_id) "
-                "DO UPDATE SET failures = failures + 1 RETURNING failures",
+                "DO UPDATE SET failures = account_factor_failures.failures + 1 RETURNING failures",
                 (person_id,),
             ).fetchone()
             failures = int(row[0])

@@ -168,8 +168,9 @@ class Signer:
             self._sign_orgs(conn)
             beat = self.sign("heartbeat", None, seq, head)
             conn.execute(
-                "INSERT OR REPLACE INTO heartbeat (id, seq, hash, signature, at)"
-                " VALUES (1, ?, ?, ?, ?)",
+                "INSERT INTO heartbeat (id, seq, hash, signature, at) VALUES (1, ?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,"
+                " signature = excluded.signature, at = excluded.at",
                 (seq, head, beat.signature, beat.at),
             )
             if seq == 0 or seq <= last:

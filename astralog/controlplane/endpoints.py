@@ -315,7 +315,9 @@ class Endpoints(SecretTables):
         fields = {**secrets, "headers": json.dumps(dict(headers))}
         sealed = self.cipher.seal_record(org_id, endpoint_id, fields).to_json()
         conn.execute(
-            "INSERT OR REPLACE INTO alert_endpoint_secrets VALUES (?, ?, ?, ?)",
+            "INSERT INTO alert_endpoint_secrets VALUES (?, ?, ?, ?) ON CONFLICT (endpoint_id)"
+            " DO UPDATE SET org_id = excluded.org_id, sealed = excluded.sealed,"
+            " previous_until = excluded.previous_until",
             (endpoint_id, org_id, sealed, previous_until),
         )
 

@@ -14,34 +14,28 @@ one file written by one process, PostgreSQL gets from the database:
   should log in as, which holds no UPDATE, DELETE or TRUNCATE privilege and, not owning the
   tables, cannot drop or disable the triggers.
 
-Projections are written by the projector in the append's transaction, through this store's
-connection. :func:`open_product_store` runs the product's own handlers
-(:mod:`astralog.controlplane.projections`, SQL both engines speak, with ``?`` parameters) and
-``rebuild(reset_projections)`` is ``events rebuild``. The commands' reads are still SQLite's
-(docs/architecture.md, "PostgreSQL control plane").
+Projections are written by the projector in the append's transaction. The product's handlers
+(:mod:`astralog.controlplane.projections`) and every aggregate's reads are the same statements as
+on SQLite: :class:`astralog.pgsql.Compat` runs SQLite's ``?`` parameters and reads rows like
+:class:`sqlite3.Row`. ``rebuild(reset_projections)`` is ``events rebuild``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import re
 import sqlite3
-import threading
-import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import Any, cast
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any
 
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from psycopg import conninfo, sql
-from psycopg.rows import dict_row
+from psycopg import sql
 
 from astralog.controlplane import projections
 from astralog.controlplane.audit_verify import Report, Stored, compare_projections, verify_stored
-from astralog.controlplane.checkpoints import SignedCheckpoint, Signer
+from astralog.controlplane.checkpoints import SignedCheckpoint
 from astralog.controlplane.store import (
-    EventQueries,
+    EventStore,
     Recorded,
     _recorded,
     events_table,
@@ -49,9 +43,10 @@ from astralog.controlplane.store import (
     version_conflict,
 )
 from astralog.errors import ConfigError, Conflict
+from astralog.pgsql import PgDatabase, connect, ddl, without_password
 
 Connection = psycopg.Connection[dict[str, Any]]
-PgProjector = Callable[[Connection, Recorded], None]
+PgProjector = Callable[[sqlite3.Connection, Recorded], None]
 
 # One lock for the whole log: every record links to the one before it, so appends are serial.
 # The number is arbitrary but fixed, shared by every node (it spells "astralog" in ASCII).
@@ -81,6 +76,10 @@ CREATE TABLE IF NOT EXISTS heartbeat (
     id INTEGER PRIMARY KEY CHECK (id = 1), seq BIGINT NOT NULL, hash TEXT NOT NULL,
     signature TEXT NOT NULL, at TEXT NOT NULL
 );
+-- The shape of the projections (SQLite keeps it in PRAGMA user_version).
+CREATE TABLE IF NOT EXISTS projection_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL
+);
 CREATE OR REPLACE FUNCTION astralog_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION '% is append-only', TG_TABLE_NAME USING ERRCODE = 'restrict_violation';
@@ -108,63 +107,38 @@ def _trigger_ddl() -> str:
     )
 
 
-def connect(url: str) -> Connection:
-    """A connection in autocommit mode: reads see what other nodes committed, and writes open
-    their own transaction (:meth:`PgEventStore.transaction`)."""
-    try:
-        return psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10)
-    except psycopg.Error as exc:
-        raise ConfigError(
-            f"cannot open the PostgreSQL control plane at {_without_password(url)}: "
-            f"{_scrubbed(str(exc).strip(), url)}; check ASTRALOG_CONTROL__DATABASE_URL and that "
-            "the server is up"
-        ) from None  # the driver's exception quotes the URL, password included
-
-
-def _without_password(url: str) -> str:
-    """Where ``url`` points, for a message: never its password."""
-    try:
-        info = conninfo.conninfo_to_dict(url)
-    except psycopg.Error:
-        return "the configured URL (unreadable)"
-    return f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
-
-
-def _scrubbed(message: str, url: str) -> str:
-    """The driver's ``message`` without the password of ``url``: psycopg quotes the URL, or the
-    token it could not read, in its errors."""
-    for secret in sorted(_passwords(url), key=len, reverse=True):
-        message = message.replace(secret, "***")
-    return message
-
-
-def _passwords(url: str) -> set[str]:
-    """Every spelling of the password in ``url`` (raw and percent-decoded), found even when the
-    URL is unreadable to the driver."""
-    found: set[str] = set()
-    userinfo = re.match(r"[^:/?#]+://([^/?#]*)@", url)  # up to the authority's last @
-    if userinfo and ":" in userinfo.group(1):
-        found.add(userinfo.group(1).partition(":")[2])
-    found |= {m.group(1) for m in re.finditer(r"password\s*=\s*([^&\s]+)", url)}
-    with contextlib.suppress(psycopg.Error):
-        found.add(str(conninfo.conninfo_to_dict(url).get("password") or ""))
-    found |= {urllib.parse.unquote(secret) for secret in found}
-    return {secret for secret in found if secret}
-
-
 def create_schema(
-    conn: Connection, projection_schema: str = "", tables: Sequence[str] = ()
-) -> None:
+    conn: Connection, projection_schema: str = "", tables: Sequence[str] = (), version: int = 0
+) -> bool:
     """The log's tables, its append-only triggers and the projections' tables, unless all are
     there already (so a node that logs in as the writer role, which may not create or alter
-    tables, opens an existing database)."""
-    if _enabled_triggers(conn) >= set(_TRIGGER_NAMES) and _have_tables(conn, tables):
-        return
+    tables, opens an existing database). Projections of an older shape than ``version`` are
+    dropped and made anew: returns whether they were, so the caller rebuilds them from the log."""
+    ready = _enabled_triggers(conn) >= set(_TRIGGER_NAMES) and _have_tables(conn, tables)
+    if ready and _projection_version(conn) >= version:
+        return False
     with conn.transaction():
         conn.execute(sql.SQL(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})"))
         conn.execute(sql.SQL(SCHEMA + _trigger_ddl()))
+        stale = _projection_version(conn) < version
+        if stale:
+            for table in tables:
+                conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(table)))
         if projection_schema:
-            conn.execute(projection_schema)
+            conn.execute(ddl(projection_schema))
+        conn.execute(
+            "INSERT INTO projection_version (id, version) VALUES (1, %s)"
+            " ON CONFLICT (id) DO UPDATE SET version = excluded.version",
+            (version,),
+        )
+    return stale
+
+
+def _projection_version(conn: Connection) -> int:
+    if not _have_tables(conn, ["projection_version"]):
+        return 0
+    row = conn.execute("SELECT version FROM projection_version").fetchone()
+    return int(row["version"]) if row else 0
 
 
 def _have_tables(conn: Connection, tables: Sequence[str]) -> bool:
@@ -191,12 +165,16 @@ def grant_writer_role(conn: Connection, role: str) -> None:
         conn.execute(sql.SQL("GRANT SELECT, INSERT ON {} TO {}").format(tables, ident))
 
 
-def _no_projections(conn: Connection, record: Recorded) -> None:
+def _no_projections(conn: sqlite3.Connection, record: Recorded) -> None:
     del conn, record
 
 
-class PgEventStore(EventQueries):
-    """The event store on PostgreSQL; the same reads and appends as the SQLite ``EventStore``."""
+class PgEventStore(EventStore):
+    """The event store on PostgreSQL; the same reads and appends as the SQLite one. The
+    connection ``transaction`` and ``reading`` give reads like :mod:`sqlite3`
+    (:class:`astralog.pgsql.Compat`), so the aggregates' statements run unchanged."""
+
+    database_errors = (psycopg.Error,)
 
     def __init__(
         self,
@@ -204,28 +182,26 @@ class PgEventStore(EventQueries):
         projector: PgProjector = _no_projections,
         projection_schema: str = "",
         projection_tables: Sequence[str] = (),
+        projection_version: int = 0,
     ) -> None:
         self._projector = projector
-        self._conn = connect(url)
-        self._lock = threading.RLock()  # one connection, one statement at a time
-        create_schema(self._conn, projection_schema, projection_tables)
+        self._db = PgDatabase(url, APPEND_LOCK)
+        self._conn = self._db.raw
+        self.stale_projections = create_schema(
+            self._conn, projection_schema, projection_tables, projection_version
+        )
 
     @property
     def conn(self) -> Connection:
         return self._conn
 
-    @contextmanager
-    def transaction(self) -> Iterator[Connection]:
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """One serialised write transaction across every node: read, decide, append; all or
-        nothing. The advisory lock is released by the commit or rollback."""
-        with self._lock, self._conn.transaction():
-            self._conn.execute(sql.SQL(f"SELECT pg_advisory_xact_lock({APPEND_LOCK})"))
-            yield self._conn
+        nothing."""
+        return self._db.transaction()
 
-    @contextmanager
-    def reading(self) -> Iterator[Connection]:
-        with self._lock:
-            yield self._conn
+    def reading(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._db.reading()
 
     def _insert(self, record: Recorded, expected_version: int) -> None:
         try:
@@ -239,98 +215,49 @@ class PgEventStore(EventQueries):
                 ) from exc
             raise version_conflict(record.aggregate_id, record.version, expected_version) from exc
 
-    def rebuild(self, reset: Callable[[Connection], object]) -> int:
+    def rebuild(self, reset: Callable[[sqlite3.Connection], object]) -> int:
         """``events rebuild``: in one transaction, ``reset`` empties the projections and every
         record is replayed through the projector, in log order. Returns the records replayed."""
         with self.transaction() as conn:
             reset(conn)
             return replay(self.records(), lambda record: self._projector(conn, record))
 
-    def checkpoint(self, signer: Signer) -> tuple[int, str] | None:
-        """Sign the global head and every org head that moved, and re-sign the heartbeat, as
-        :meth:`Signer.checkpoint` does on SQLite; return the global (seq, hash) newly signed."""
-        with self.transaction() as conn:
-            seq, head = self.head()
-            last = conn.execute("SELECT COALESCE(MAX(seq), 0) AS s FROM checkpoints").fetchone()
-            _sign_orgs(conn, signer)
-            beat = signer.sign("heartbeat", None, seq, head)
-            conn.execute(
-                "INSERT INTO heartbeat (id, seq, hash, signature, at) VALUES (1, %s, %s, %s, %s)"
-                " ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, hash = excluded.hash,"
-                " signature = excluded.signature, at = excluded.at",
-                (seq, head, beat.signature, beat.at),
-            )
-            if seq == 0 or seq <= (last["s"] if last else 0):
-                return None
-            signed = signer.sign("global", None, seq, head)
-            conn.execute(
-                "INSERT INTO checkpoints (seq, hash, signature, at) VALUES (%s, %s, %s, %s)",
-                (seq, head, signed.signature, signed.at),
-            )
-        return seq, head
-
     def close(self) -> None:
         self._conn.close()
 
     def _one(self, query: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
-        with self._lock:
-            return _QuestionMarks(self._conn).execute(query, args).fetchone()
+        with self.reading() as conn:
+            row = conn.execute(query, args).fetchone()
+        return dict(row) if row else None
 
     def _all(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
-        with self._lock:
-            return _QuestionMarks(self._conn).execute(query, args).fetchall()
+        with self.reading() as conn:
+            return [dict(row) for row in conn.execute(query, args)]
 
     def _write(self, query: str, args: Sequence[Any]) -> None:
-        _QuestionMarks(self._conn).execute(query, args)
+        with self.reading() as conn:
+            conn.execute(query, args)
 
     def _project(self, record: Recorded) -> None:
-        self._projector(self._conn, record)
+        with self.reading() as conn:
+            self._projector(conn, record)
 
 
-class _QuestionMarks:
-    """The product's projection handlers on psycopg: they write SQLite's ``?`` parameters and
-    otherwise SQL both engines speak (upserts are ``ON CONFLICT``, never ``INSERT OR REPLACE``);
-    ``execute`` is all they call."""
-
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-
-    def execute(self, query: str, params: Sequence[Any] = ()) -> psycopg.Cursor[dict[str, Any]]:
-        if not params:  # no parameters: psycopg sends the text as it is
-            return self._conn.execute(query)
-        return self._conn.execute(query.replace("%", "%%").replace("?", "%s"), params)
-
-
-def project(conn: Connection, record: Recorded) -> None:
-    """The product's projections (:mod:`astralog.controlplane.projections`), on PostgreSQL."""
-    projections.project(cast(sqlite3.Connection, _QuestionMarks(conn)), record)
-
-
-def reset_projections(conn: Connection) -> None:
+def reset_projections(conn: sqlite3.Connection) -> None:
     """Empty every projection table: the first step of ``events rebuild``."""
     for table in projections.TABLES:
-        conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+        conn.execute(f"DELETE FROM {table}")
 
 
 def open_product_store(url: str) -> PgEventStore:
     """The control plane's event store on PostgreSQL, with the product's projections."""
-    return PgEventStore(url, project, projections.SCHEMA, projections.TABLES)
-
-
-def _sign_orgs(conn: Connection, signer: Signer) -> None:
-    moved = conn.execute(
-        "SELECT DISTINCT ON (c.org_id) c.org_id, c.org_seq, c.org_hash FROM org_chain c"
-        " LEFT JOIN (SELECT org_id, MAX(org_seq) AS top FROM org_checkpoints GROUP BY org_id) k"
-        " ON k.org_id = c.org_id WHERE k.top IS NULL OR k.top < c.org_seq"
-        " ORDER BY c.org_id, c.org_seq DESC"
-    ).fetchall()
-    for row in moved:
-        signed = signer.sign("org", row["org_id"], row["org_seq"], row["org_hash"])
-        conn.execute(
-            "INSERT INTO org_checkpoints (org_id, org_seq, hash, signature, at)"
-            " VALUES (%s, %s, %s, %s, %s)",
-            (row["org_id"], row["org_seq"], row["org_hash"], signed.signature, signed.at),
-        )
+    return PgEventStore(
+        url,
+        projections.project,
+        projections.SCHEMA,
+        projections.TABLES,
+        projections.SCHEMA_VERSION,
+    )
 
 
 def read_stored(url: str) -> Stored:
@@ -370,7 +297,7 @@ def verify(url: str, public_key: Ed25519PublicKey, **options: Any) -> Report:
         stored = read_stored(url)
     except psycopg.errors.UndefinedTable as exc:
         raise ConfigError(
-            f"{_without_password(url)} holds no Astralog event log (no events table)"
+            f"{without_password(url)} holds no Astralog event log (no events table)"
         ) from exc
     with connect(url) as conn:
         return verify_stored(

@@ -325,7 +325,8 @@ def _person_credential(
     conn.execute(
         "UPDATE people SET mfa = CASE ? WHEN 'totp_enrolled' THEN mfa | 1 "
         "WHEN 'totp_removed' THEN mfa & ~1 WHEN 'passkey_added' THEN mfa + 2 "
-        "WHEN 'passkey_removed' THEN max(mfa - 2, mfa & 1) ELSE mfa END WHERE id = ?",
+        "WHEN 'passkey_removed' THEN CASE WHEN mfa - 2 > (mfa & 1) THEN mfa - 2 ELSE mfa & 1 END "
+        "ELSE mfa END WHERE id = ?",
         (e.what, e.person_id),
     )
 

@@ -14,10 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from astralog.auth.authenticator import Authenticator
 from astralog.auth.principal import Principal
+from astralog.controlplane import audit_verify, pgstore, projections
 from astralog.controlplane import events as ev
-from astralog.controlplane import projections
+from astralog.controlplane.audit_verify import Report
 from astralog.controlplane.commands import Issued
 from astralog.controlplane.erasures import Erasures
 from astralog.controlplane.holds import Holds
@@ -28,20 +31,16 @@ from astralog.controlplane.people import People
 from astralog.controlplane.plans import PlanLimits, Plans
 from astralog.controlplane.scope_deletion import ScopeDeletions
 from astralog.controlplane.sources import Retention, Sources
-from astralog.controlplane.store import Actor, EventStore
+from astralog.controlplane.store import Actor, EventStore, SqliteEventStore
 from astralog.controlplane.tokens import Tokens
 from astralog.ids import new_id
 
 
 class ControlPlane:
-    def __init__(self, database: Path, pepper: str, cache_seconds: float = 5.0) -> None:
-        self.store = EventStore(
-            database,
-            projections.project,
-            projections.SCHEMA,
-            projections.TABLES,
-            projections.SCHEMA_VERSION,
-        )
+    def __init__(
+        self, database: Path, pepper: str, cache_seconds: float = 5.0, database_url: str = ""
+    ) -> None:
+        self.store = open_store(database, database_url)
         self.auth = Authenticator(self.store, pepper, cache_seconds)
         if self.store.stale_projections:
             self.rebuild()
@@ -188,3 +187,26 @@ class ControlPlane:
 
     def close(self) -> None:
         self.store.close()
+
+
+def open_store(database: Path, database_url: str = "") -> EventStore:
+    """The control plane's log with the product's projections: in PostgreSQL when
+    ``database_url`` names one (several nodes share it), else in the SQLite file ``database``."""
+    if database_url:
+        return pgstore.open_product_store(database_url)
+    return SqliteEventStore(
+        database,
+        projections.project,
+        projections.SCHEMA,
+        projections.TABLES,
+        projections.SCHEMA_VERSION,
+    )
+
+
+def verify_log(
+    database: Path, database_url: str, public_key: Ed25519PublicKey, **options: Any
+) -> Report:
+    """``audit verify`` of the control plane's log, wherever :func:`open_store` keeps it."""
+    if database_url:
+        return pgstore.verify(database_url, public_key, **options)
+    return audit_verify.verify(database, public_key, **options)

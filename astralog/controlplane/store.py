@@ -198,15 +198,59 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     return conn
 
 
-class EventQueries(ABC):
-    """The log's reads and its append, written once with ``?`` parameters for both backends.
+class EventStore(ABC):
+    """The control plane's log and projections, whatever the engine: SQLite
+    (:class:`SqliteEventStore`, the embedded default) or PostgreSQL
+    (:class:`astralog.controlplane.pgstore.PgEventStore`, shared by several nodes).
 
-    Each backend supplies the primitives below: SQLite runs the SQL as it is, PostgreSQL
-    translates the parameters (``pgstore._QuestionMarks``) and reports its own write conflicts.
+    The log's reads and its append are written here once, with ``?`` parameters; the aggregates'
+    statements run on the connection ``transaction`` and ``reading`` give, which reads like
+    :mod:`sqlite3` on both engines (:mod:`astralog.pgsql`). Each backend supplies the primitives
+    below and reports its own write conflicts.
     """
+
+    stale_projections = False
+    """The projections were of an older shape and were dropped: the owner rebuilds them."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
+        """One serialised write transaction: read state, decide, append; all or nothing."""
+
+    @abstractmethod
+    def reading(self) -> AbstractContextManager[sqlite3.Connection]: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def tenant_row(self, table: str, row_id: str, org_id: str | None, what: str) -> dict[str, Any]:
+        """The row ``row_id`` of ``table`` if it belongs to ``org_id``: the tenant-scoping rule,
+        in one place. Another org's row is reported exactly like a missing one."""
+        if table not in TENANT_TABLES:
+            raise ValueError(f"{table} is not a per-org table")
+        if "\x00" in row_id:  # no id holds one (and PostgreSQL's text cannot)
+            raise NotFound(f"{what} {row_id[:40]!r} does not exist in this org")
+        with self.reading() as conn:
+            row = conn.execute(
+                f"SELECT * FROM {table} WHERE id = ? AND org_id IS NOT DISTINCT FROM ?",
+                (row_id, org_id),
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"{what} {row_id[:40]!r} does not exist in this org")
+        return dict(row)
 
     @abstractmethod
     def _one(self, query: str, args: Sequence[Any] = ()) -> Mapping[str, Any] | None: ...
+
+    def projection_rows(self, table: str) -> dict[object, tuple[Any, ...]] | None:
+        """A projection table's rows by their first column; None when it cannot be read."""
+        with self.reading() as conn:
+            try:
+                return {row[0]: tuple(row) for row in conn.execute(f"SELECT * FROM {table}")}
+            except self.database_errors:
+                return None
+
+    database_errors: tuple[type[Exception], ...] = (sqlite3.DatabaseError,)
+    """What the engine raises for a statement it cannot run."""
 
     @abstractmethod
     def _all(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]: ...
@@ -316,7 +360,7 @@ class EventQueries(ABC):
         return [_recorded(row) for row in self._all(sql, args)]
 
 
-class EventStore(EventQueries):
+class SqliteEventStore(EventStore):
     def __init__(
         self,
         path: Path,
@@ -344,7 +388,6 @@ class EventStore(EventQueries):
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One serialised write transaction: read state, decide, append; all or nothing."""
         with sqlite.transaction(self._conn, self._lock) as conn:
             yield conn
 
@@ -352,19 +395,6 @@ class EventStore(EventQueries):
     def reading(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             yield self._conn
-
-    def tenant_row(self, table: str, row_id: str, org_id: str | None, what: str) -> dict[str, Any]:
-        """The row ``row_id`` of ``table`` if it belongs to ``org_id``: the tenant-scoping rule,
-        in one place. Another org's row is reported exactly like a missing one."""
-        if table not in TENANT_TABLES:
-            raise ValueError(f"{table} is not a per-org table")
-        with self.reading() as conn:
-            row = conn.execute(
-                f"SELECT * FROM {table} WHERE id = ? AND org_id IS ?", (row_id, org_id)
-            ).fetchone()
-        if row is None:
-            raise NotFound(f"{what} {row_id[:40]!r} does not exist in this org")
-        return dict(row)
 
     def _one(self, query: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
         with self.reading() as conn:

@@ -19,10 +19,11 @@ from pydantic import BaseModel, Field
 from astralog.api.deps import AuditRead, RuntimeDep
 from astralog.api.models import AuditEvent, Verification
 from astralog.controlplane.audit_export import org_view
-from astralog.controlplane.audit_verify import OrgReport, Report, max_checkpoint_age, verify
+from astralog.controlplane.audit_verify import OrgReport, Report, max_checkpoint_age
 from astralog.controlplane.audit_view import Names, befores, display
 from astralog.controlplane.checkpoints import SignedCheckpoint, load_public_key, org_checkpoints
 from astralog.controlplane.events import Event
+from astralog.controlplane.service import verify_log
 from astralog.controlplane.store import EventStore, OrgLink, Recorded
 from astralog.errors import BadRequest
 from astralog.runtime import Runtime
@@ -222,8 +223,9 @@ def _verified(runtime: Runtime, head_seq: int, minute: int) -> Report:
     if key not in _VERIFIED:
         settings = runtime.settings
         _VERIFIED.clear()
-        _VERIFIED[key] = verify(
+        _VERIFIED[key] = verify_log(
             settings.path(settings.control.database),
+            settings.control.database_url,
             load_public_key(runtime.signer.public_pem()),
             max_age=max_checkpoint_age(settings.control.checkpoint_interval_seconds),
         )
