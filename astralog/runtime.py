@@ -54,6 +54,7 @@ from astralog.ingest.flush import DestinationFailure, Flusher
 from astralog.ingest.idempotency import IdempotencyStore
 from astralog.ingest.ratelimit import RateLimiter
 from astralog.ingest.wal import PendingData, WriteAheadLog
+from astralog.leadership import leadership
 from astralog.metrics import Metrics
 from astralog.query_checks import QueryChecks
 from astralog.retention import PurgeSchedule
@@ -255,6 +256,7 @@ class Runtime:
             settings.control.database_url,
         )
         self.signer = Signer(settings.path(settings.control.signing_key_file))
+        self.leadership = leadership(settings.control.database_url)
         self.purge_schedule = PurgeSchedule(settings.storage.purge_interval_seconds)
         self.destinations = Destinations(self.control, field_cipher(settings))
         self.idps = IdentityProviders(
@@ -441,6 +443,7 @@ class Runtime:
         return self._data.readiness()
 
     def close(self) -> None:
+        self.leadership.close()
         self.sessions.close()
         self.outbox.close()
         self.alert_state.close()

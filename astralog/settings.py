@@ -103,13 +103,21 @@ class ControlPlaneSettings(_Section):
     )
     database_url: str = Field(
         "",
-        description="postgresql://user:password@host:port/dbname to keep the control-plane "
-        "event log in PostgreSQL (shared by several nodes) instead of the SQLite file; empty: "
-        "SQLite. So far `audit verify` and `events rebuild` use it and `serve` refuses it: "
-        "the commands still read their state on SQLite only (docs/architecture.md).",
+        description="postgresql://user:password@host:port/dbname to keep the control plane "
+        "(event log, projections, credentials) and the batch catalog in PostgreSQL, shared by "
+        "several nodes, instead of the SQLite files; empty: SQLite. Every node needs the same "
+        "key pepper, master keys and checkpoint signing key (docs/architecture.md).",
     )
     checkpoint_interval_seconds: float = Field(
         60.0, gt=0, description="Sign a checkpoint of the chain head this often when it moved."
+    )
+    leader_poll_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="With PostgreSQL: how often a node checks that it still leads, or asks "
+        "for the lead (the node that runs checkpoints, retention, compaction, erasures and "
+        "alert evaluation); a dead leader's jobs resume on another node within about this.",
     )
     signing_key_file: Path = Field(
         Path("checkpoint-signing.key"),

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -87,6 +88,38 @@ async def _alert_evaluator(runtime: Runtime) -> None:
     await evaluator.serve(alerts.evaluate_every_seconds)
 
 
+async def _while_leading(
+    runtime: Runtime, jobs: list[Callable[[], Coroutine[Any, Any, None]]]
+) -> None:
+    """Run ``jobs`` while this node leads (:mod:`astralog.leadership`; with SQLite, always),
+    and stop them when it no longer does."""
+    leadership, poll = runtime.leadership, runtime.settings.control.leader_poll_seconds
+    running: list[asyncio.Task[None]] = []
+    try:
+        while True:
+            leads = await asyncio.to_thread(leadership.holds)
+            if leads and not running:
+                if runtime.settings.control.database_url:
+                    log.info("this node leads: it signs checkpoints and runs retention, "
+                             "compaction, erasures and alert evaluation")  # fmt: skip
+                running = [asyncio.create_task(job()) for job in jobs]
+            elif running and not leads:
+                log.warning("this node no longer leads: its checkpoints, retention, "
+                            "compaction, erasures and alert evaluation stop")  # fmt: skip
+                await _cancel(running)
+                running = []
+            await asyncio.sleep(poll)
+    finally:
+        await _cancel(running)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
     runtime = runtime or Runtime(settings)
 
@@ -97,36 +130,35 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
         data.start()
         bind = runtime.settings.metrics.bind
         listener = MetricsListener(bind, runtime) if bind else None
+        storage = runtime.settings.storage
+        led: list[Callable[[], Coroutine[Any, Any, None]]] = [
+            lambda: _checkpoints(runtime),
+            lambda: _alert_evaluator(runtime),  # due alerts, one scan per window
+            lambda: run_erasures(runtime, storage.erasure_interval_seconds),
+            lambda: runtime.compactor().run(),  # cleans up even when not merging
+            lambda: retention.run(
+                runtime,
+                storage.purge_interval_seconds,
+                runtime.purge_schedule,
+                lambda: _deletions_due(runtime),
+            ),
+        ]
         tasks = [
-            asyncio.create_task(_checkpoints(runtime)),
+            asyncio.create_task(_while_leading(runtime, led)),
             asyncio.create_task(exports.serve(runtime)),  # resumes interrupted exports
             asyncio.create_task(runtime.delivery.run()),  # alert webhooks and e-mail
-            asyncio.create_task(_alert_evaluator(runtime)),  # due alerts, one scan per window
-            asyncio.create_task(
-                run_erasures(runtime, runtime.settings.storage.erasure_interval_seconds)
-            ),
-            asyncio.create_task(runtime.compactor().run()),  # cleans up even when not merging
-            asyncio.create_task(
-                retention.run(
-                    runtime,
-                    runtime.settings.storage.purge_interval_seconds,
-                    runtime.purge_schedule,
-                    lambda: _deletions_due(runtime),
-                )
-            ),
         ]
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            await _cancel(tasks)
             if listener is not None:
                 listener.close()
             await runtime.close_data_plane()
             runtime.control.record_usage()
-            runtime.signer.checkpoint(runtime.control.store)
+            if runtime.leadership.holds():
+                runtime.signer.checkpoint(runtime.control.store)
+            runtime.leadership.close()
 
     app = FastAPI(
         title="Astralog",
