@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from astralog.pgsql import open_database
+from astralog.pgsql import open_database, upsert
 
 __all__ = ["BatchCommitted", "Catalog", "OrgUsage", "Retired"]
 
@@ -71,19 +71,9 @@ _COLUMNS = (
 CATALOG_LOCK = 0x636174616C6F67
 
 
-def _upsert(table: str, columns: str, key: str) -> str:
-    """Insert a row, or replace the one with the same ``key``: SQL both engines speak."""
-    names = [name.strip() for name in columns.split(",")]
-    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name != key)
-    return (
-        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
-        f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
-    )
-
-
-_PUT_BATCH = _upsert("batches", _COLUMNS, "object_key")
-_PUT_COMPACTION = _upsert("compactions", "new_key, org_id, destination_id, started_ns", "new_key")
-_PUT_RETIRED = _upsert(
+_PUT_BATCH = upsert("batches", _COLUMNS, "object_key")
+_PUT_COMPACTION = upsert("compactions", "new_key, org_id, destination_id, started_ns", "new_key")
+_PUT_RETIRED = upsert(
     "retired", "object_key, batch_id, org_id, destination_id, replaced_by, delete_after_ns",
     "object_key",
 )  # fmt: skip

@@ -41,6 +41,7 @@ Connection = psycopg.Connection[dict[str, Any]]
 _TOKEN = re.compile(r"'(?:[^']|'')*'|\?(\d*)|%")
 _TYPES = {"INTEGER": "BIGINT", "REAL": "DOUBLE PRECISION", "BLOB": "BYTEA"}
 _TYPE = re.compile(r"\b(INTEGER|REAL|BLOB)\b")
+_NO_ROWID = re.compile(r"\bWITHOUT\s+ROWID\b", re.IGNORECASE)
 _CREATE = re.compile(r"\s*CREATE\s", re.IGNORECASE)
 
 
@@ -143,9 +144,22 @@ def translate(query: str, params: Sequence[Any]) -> tuple[str, Sequence[Any]]:
     return translated, params
 
 
+def upsert(table: str, columns: str, key: str) -> str:
+    """Insert a row, or replace the one with the same ``key``: SQLite's ``INSERT OR REPLACE``
+    in SQL both engines speak."""
+    names = [name.strip() for name in columns.split(",")]
+    keys = {name.strip() for name in key.split(",")}
+    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name not in keys)
+    return (
+        f"INSERT INTO {table} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+        f" ON CONFLICT ({key}) DO UPDATE SET {updates}"
+    )
+
+
 def ddl(schema: str) -> str:
-    """SQLite table definitions with PostgreSQL's types of the same range."""
-    return _TYPE.sub(lambda match: _TYPES[match.group(1)], schema)
+    """SQLite table definitions with PostgreSQL's types of the same range (and without
+    SQLite's storage hint ``WITHOUT ROWID``)."""
+    return _TYPE.sub(lambda match: _TYPES[match.group(1)], _NO_ROWID.sub("", schema))
 
 
 class Compat:

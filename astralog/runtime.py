@@ -124,7 +124,9 @@ class DataPlane:
         self._retired: list[Connector] = []  # closed at shutdown; they may have calls in flight
         # The store first: the WAL hands it every receipt it still holds as it opens.
         self.idempotency = IdempotencyStore(
-            settings.data_dir / "idempotency.sqlite3", settings.ingest.idempotency_window_seconds
+            settings.data_dir / "idempotency.sqlite3",
+            settings.ingest.idempotency_window_seconds,
+            settings.control.database_url,
         )
         self.wal = WriteAheadLog(
             settings.wal, settings.path(settings.wal.directory), ledger=self.idempotency
@@ -264,7 +266,9 @@ class Runtime:
         )
         self.oidc = Providers(settings.sso)  # discovery documents and JWKS, cached per process
         self.metrics = Metrics(tenant_labels=settings.metrics.tenant_labels)
-        self.sessions = SessionStore(settings.data_dir / "sessions.sqlite3")
+        self.sessions = SessionStore(
+            settings.data_dir / "sessions.sqlite3", settings.control.database_url
+        )
         self.accounts = Accounts(self.control, self.destinations.cipher)
         self.passkeys = Passkeys(self.control, self.sessions, settings.server.url())
         alerts = settings.alerts

@@ -394,8 +394,8 @@ def test_one_live_ceremony_per_session_and_purpose(
     device = with_passkey(client, runtime, org_id)
     first = sign_in(client, "ann@example.com")
     asked = [challenge(client, first) for _ in range(50)]
-    rows = runtime.sessions._conn.execute("SELECT count(*) FROM preauth").fetchone()[0]
-    assert rows == 1
+    with runtime.sessions._tx() as conn:
+        assert conn.execute("SELECT count(*) FROM preauth").fetchone()[0] == 1
     stale = mfa(client, first, answer(device, asked[0]))
     assert stale.status_code == 401 and "unknown, used or expired" in stale.json()["detail"]
     assert mfa(client, first, answer(device, asked[-1])).status_code == 200

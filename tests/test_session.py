@@ -96,9 +96,11 @@ def test_pre_auth_rows_are_tagged_bounded_and_purged(runtime: Runtime) -> None:
     assert store.take_preauth(ids[0], "passkey:authenticate") is None  # another kind: nothing
     assert store.take_preauth(ids[0], "sso") == {"n": 0}  # ... and the row was left alone
     assert store.take_preauth(ids[0], "sso") is None  # once
-    store._conn.execute("UPDATE preauth SET expires = 0")
+    with store._tx() as conn:
+        conn.execute("UPDATE preauth SET expires = 0")
     store.put_preauth("sso", {}, owner="client:a")
-    assert store._conn.execute("SELECT count(*) FROM preauth").fetchone()[0] == 1
+    with store._tx() as conn:
+        assert conn.execute("SELECT count(*) FROM preauth").fetchone()[0] == 1
     with patch("astralog.auth.sessions.PREAUTH_MAX", 3):
         store.put_preauth("sso", {}, owner="client:c")
         store.put_preauth("sso", {}, owner="client:d")

@@ -26,16 +26,16 @@ import hashlib
 import hmac
 import json
 import secrets
-import threading
+import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from astralog import sqlite
 from astralog.errors import RateLimited
+from astralog.pgsql import open_database, upsert
 
 SESSION_COOKIE = "astralog_session"
 CSRF_COOKIE = "astralog_csrf"
@@ -106,40 +106,40 @@ def digest(session_id: str) -> str:
 _COLUMNS = tuple(f.name for f in Session.__dataclass_fields__.values())
 
 
-class SessionStore:
-    def __init__(self, path: Path) -> None:
-        self._conn = sqlite.connect(path)
-        self._conn.executescript(
-            """
-            DROP TABLE IF EXISTS sessions;  -- the shape before people: token sessions only
-            CREATE TABLE IF NOT EXISTS browser_sessions (
-                digest TEXT PRIMARY KEY, org_id TEXT NOT NULL, person_id TEXT, token_id TEXT,
-                connection_id TEXT, idp_sid TEXT, idp_sub TEXT, expires REAL NOT NULL,
-                data TEXT NOT NULL
-            );
-            CREATE INDEX IF NOT EXISTS browser_sessions_person ON browser_sessions (person_id);
-            CREATE INDEX IF NOT EXISTS browser_sessions_org ON browser_sessions (org_id);
-            """
-        )
-        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(preauth)")}
-        if columns and "kind" not in columns:  # untagged rows of an older release: 10 min state
-            self._conn.execute("DROP TABLE preauth")
-        self._conn.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS preauth (
-                digest TEXT PRIMARY KEY, kind TEXT NOT NULL, owner TEXT NOT NULL,
-                data TEXT NOT NULL, expires REAL NOT NULL
-            );
-            CREATE INDEX IF NOT EXISTS preauth_owner ON preauth (owner, kind);
-            CREATE INDEX IF NOT EXISTS preauth_expires ON preauth (expires);
-            """
-        )
-        self._lock = threading.Lock()
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS browser_sessions (
+    digest TEXT PRIMARY KEY, org_id TEXT NOT NULL, person_id TEXT, token_id TEXT,
+    connection_id TEXT, idp_sid TEXT, idp_sub TEXT, expires REAL NOT NULL, data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS browser_sessions_person ON browser_sessions (person_id);
+CREATE INDEX IF NOT EXISTS browser_sessions_org ON browser_sessions (org_id);
+CREATE TABLE IF NOT EXISTS preauth (
+    digest TEXT PRIMARY KEY, kind TEXT NOT NULL, owner TEXT NOT NULL,
+    data TEXT NOT NULL, expires REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS preauth_owner ON preauth (owner, kind);
+CREATE INDEX IF NOT EXISTS preauth_expires ON preauth (expires);
+"""
+_PUT_SESSION = upsert(
+    "browser_sessions",
+    "digest, org_id, person_id, token_id, connection_id, idp_sid, idp_sub, expires, data",
+    "digest",
+)
+SESSIONS_LOCK = 0x73657373  # "sess": every node's session writes take turns under it
 
-    @contextmanager
-    def _tx(self) -> Iterator[Any]:
-        with sqlite.transaction(self._conn, self._lock) as conn:
-            yield conn
+
+class SessionStore:
+    """The sessions in the SQLite file ``path`` or, with ``database_url``, in PostgreSQL, where
+    every node behind a load balancer knows every session."""
+
+    def __init__(self, path: Path, database_url: str = "") -> None:
+        self._db = open_database(path, database_url, SESSIONS_LOCK)
+        if isinstance(self._db, sqlite.Database):
+            _older_sqlite_shapes(self._db)
+        self._db.create(_SCHEMA)
+
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._db.transaction()
 
     # ---- sessions --------------------------------------------------------------------------
 
@@ -186,8 +186,8 @@ class SessionStore:
         return found
 
     def by_digest(self, session_digest: str) -> Session | None:
-        with self._lock:
-            row = self._conn.execute(
+        with self._db.reading() as conn:
+            row = conn.execute(
                 "SELECT data FROM browser_sessions WHERE digest = ? AND expires > ?",
                 (session_digest, time.time()),
             ).fetchone()
@@ -212,8 +212,8 @@ class SessionStore:
         return new_id, rotated
 
     def for_person(self, person_id: str) -> list[Session]:
-        with self._lock:
-            rows = self._conn.execute(
+        with self._db.reading() as conn:
+            rows = conn.execute(
                 "SELECT data FROM browser_sessions WHERE person_id = ? AND expires > ? "
                 "ORDER BY expires",
                 (person_id, time.time()),
@@ -226,7 +226,8 @@ class SessionStore:
     def end_digest(self, session_digest: str, person_id: str | None = None) -> int:
         """End one session; with ``person_id``, only if it is that person's."""
         return self._delete(
-            "digest = ? AND person_id IS coalesce(?, person_id)", (session_digest, person_id)
+            "digest = ? AND person_id IS NOT DISTINCT FROM coalesce(?, person_id)",
+            (session_digest, person_id),
         )
 
     def end_person(self, person_id: str) -> int:
@@ -248,7 +249,7 @@ class SessionStore:
     @staticmethod
     def _write(conn: Any, session: Session) -> None:
         conn.execute(
-            "INSERT OR REPLACE INTO browser_sessions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            _PUT_SESSION,
             (session.digest, session.org_id, session.person_id, session.token_id,
              session.connection_id, session.idp_sid, session.idp_sub, session.expires(),
              json.dumps(asdict(session))),
@@ -286,7 +287,17 @@ class SessionStore:
         return None if row is None else dict(json.loads(row[0]))
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
+
+
+def _older_sqlite_shapes(db: sqlite.Database) -> None:
+    """Drop what an older release left in its SQLite file: the sessions of tokens only (before
+    people), and untagged pre-auth rows (ten minutes of state, so nothing is lost)."""
+    with db.transaction() as conn:
+        conn.execute("DROP TABLE IF EXISTS sessions")
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(preauth)")}
+        if columns and "kind" not in columns:
+            conn.execute("DROP TABLE preauth")
 
 
 def _check_room(conn: Any, owner: str, now: float) -> None:

@@ -54,6 +54,7 @@ from astralog import sqlite
 from astralog.errors import BadRequest, ValidationFailed
 from astralog.ingest.formats.elasticsearch import BulkItem, EsBulk
 from astralog.ingest.wal import Receipt
+from astralog.pgsql import open_database, upsert
 
 __all__ = ["IdempotencyStore", "check_key", "drop_known_documents"]
 
@@ -67,6 +68,25 @@ _AnswerRow = tuple[str, str, str, int, str, float, str | None]
 _IdRow = tuple[str, str, str, float]
 
 
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS answers (
+    org_id TEXT, source_id TEXT, key TEXT, status INTEGER, body TEXT, expires REAL,
+    body_sha256 TEXT, PRIMARY KEY (org_id, source_id, key)
+);
+CREATE TABLE IF NOT EXISTS document_ids (
+    org_id TEXT, source_id TEXT, doc_id TEXT, expires REAL, PRIMARY KEY (org_id, source_id, doc_id)
+) WITHOUT ROWID;
+"""
+_PUT_ANSWER = upsert(
+    "answers", "org_id, source_id, key, status, body, expires, body_sha256",
+    "org_id, source_id, key",
+)  # fmt: skip
+_PUT_DOCUMENT_ID = upsert(
+    "document_ids", "org_id, source_id, doc_id, expires", "org_id, source_id, doc_id"
+)
+IDEMPOTENCY_LOCK = 0x69646D70  # "idmp": every node's releases take turns under it
+
+
 def check_key(key: str) -> str:
     if not _VALID.match(key):
         raise BadRequest(
@@ -77,22 +97,12 @@ def check_key(key: str) -> str:
 
 
 class IdempotencyStore:
-    def __init__(self, path: Path, window_seconds: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite.connect(path)
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS answers (org_id TEXT, source_id TEXT, key TEXT, "
-            "status INTEGER, body TEXT, expires REAL, PRIMARY KEY (org_id, source_id, key))"
-        )
-        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(answers)")}
-        if "body_sha256" not in columns:  # a store written before request bodies were hashed
-            self._conn.execute("ALTER TABLE answers ADD COLUMN body_sha256 TEXT")
-        self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS document_ids (org_id TEXT, source_id TEXT, doc_id TEXT, "
-            "expires REAL, PRIMARY KEY (org_id, source_id, doc_id)) WITHOUT ROWID"
-        )
+    def __init__(self, path: Path, window_seconds: int, database_url: str = "") -> None:
+        self._db = open_database(path, database_url, IDEMPOTENCY_LOCK)
+        if isinstance(self._db, sqlite.Database):
+            _older_sqlite_shapes(self._db)
+        self._db.create(_SCHEMA)
         self._window = window_seconds
-        self._db_lock = threading.Lock()
         self._mem_lock = threading.Lock()
         # -> (expires, status, body, SHA-256 of the request body or None)
         self._answers: dict[_Ident, tuple[float, int, Any, str | None]] = {}
@@ -146,8 +156,8 @@ class IdempotencyStore:
         if held is not None and held[0] > now:
             _same_body(held[3], sha256)
             return held[1], held[2]
-        with self._db_lock:
-            row = self._conn.execute(
+        with self._db.reading() as conn:
+            row = conn.execute(
                 "SELECT status, body, body_sha256 FROM answers WHERE org_id = ? "
                 "AND source_id = ? AND key = ? AND expires > ?",
                 (org_id, source_id, key, now),
@@ -166,8 +176,8 @@ class IdempotencyStore:
         for start in range(0, len(rest), _SQL_CHUNK):
             chunk = rest[start : start + _SQL_CHUNK]
             marks = ",".join("?" * len(chunk))
-            with self._db_lock:
-                rows = self._conn.execute(
+            with self._db.reading() as conn:
+                rows = conn.execute(
                     "SELECT doc_id FROM document_ids WHERE org_id = ? AND source_id = ? "
                     f"AND expires > ? AND doc_id IN ({marks})",  # only "?" placeholders
                     (org_id, source_id, now, *chunk),
@@ -190,13 +200,9 @@ class IdempotencyStore:
 
     def releasing(self, receipts: list[Receipt]) -> None:
         answers, ids = _rows(receipts, self._window)
-        with sqlite.transaction(self._conn, self._db_lock) as conn:
-            conn.executemany(
-                "INSERT OR REPLACE INTO answers (org_id, source_id, key, status, body, expires, "
-                "body_sha256) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                answers,
-            )
-            conn.executemany("INSERT OR REPLACE INTO document_ids VALUES (?, ?, ?, ?)", ids)
+        with self._db.transaction() as conn:
+            conn.executemany(_PUT_ANSWER, answers)
+            conn.executemany(_PUT_DOCUMENT_ID, ids)
         with self._mem_lock:  # only now: a lookup in between finds them in one place or both
             for org, source, key, *_ in answers:
                 self._answers.pop((org, source, key), None)
@@ -212,11 +218,9 @@ class IdempotencyStore:
         with self._mem_lock:
             self._answers = {k: v for k, v in self._answers.items() if v[0] > now}
             self._ids = {k: v for k, v in self._ids.items() if v > now}
-        with self._db_lock:
-            deleted = self._conn.execute("DELETE FROM answers WHERE expires <= ?", (now,)).rowcount
-            deleted += self._conn.execute(
-                "DELETE FROM document_ids WHERE expires <= ?", (now,)
-            ).rowcount
+        with self._db.transaction() as conn:
+            deleted = conn.execute("DELETE FROM answers WHERE expires <= ?", (now,)).rowcount
+            deleted += conn.execute("DELETE FROM document_ids WHERE expires <= ?", (now,)).rowcount
         return int(deleted)
 
     def forget_org(self, org_id: str) -> int:
@@ -224,14 +228,21 @@ class IdempotencyStore:
         with self._mem_lock:
             self._answers = {k: v for k, v in self._answers.items() if k[0] != org_id}
             self._ids = {k: v for k, v in self._ids.items() if k[0] != org_id}
-        with sqlite.transaction(self._conn, self._db_lock) as conn:
+        with self._db.transaction() as conn:
             deleted = conn.execute("DELETE FROM answers WHERE org_id = ?", (org_id,)).rowcount
             deleted += conn.execute("DELETE FROM document_ids WHERE org_id = ?", (org_id,)).rowcount
         return int(deleted)
 
     def close(self) -> None:
-        with self._db_lock:
-            self._conn.close()
+        self._db.close()
+
+
+def _older_sqlite_shapes(db: sqlite.Database) -> None:
+    """A store written before request bodies were hashed gets the column."""
+    with db.transaction() as conn:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(answers)")}
+        if columns and "body_sha256" not in columns:
+            conn.execute("ALTER TABLE answers ADD COLUMN body_sha256 TEXT")
 
 
 def _same_body(stored: str | None, sha256: str | None) -> None:
