@@ -42,6 +42,10 @@ _TOKEN = re.compile(r"'(?:[^']|'')*'|\?(\d*)|%")
 _TYPES = {"INTEGER": "BIGINT", "REAL": "DOUBLE PRECISION", "BLOB": "BYTEA"}
 _TYPE = re.compile(r"\b(INTEGER|REAL|BLOB)\b")
 _NO_ROWID = re.compile(r"\bWITHOUT\s+ROWID\b", re.IGNORECASE)
+_COMMENT = re.compile(r"--[^\n]*")
+_NAMED = re.compile(
+    r"CREATE\s+(?:UNIQUE\s+)?(?:TABLE|INDEX)\s+IF\s+NOT\s+EXISTS\s+(\w+)", re.IGNORECASE
+)
 _CREATE = re.compile(r"\s*CREATE\s", re.IGNORECASE)
 
 
@@ -144,6 +148,23 @@ def translate(query: str, params: Sequence[Any]) -> tuple[str, Sequence[Any]]:
     return translated, params
 
 
+def missing(conn: Connection, schema: str) -> list[str]:
+    """The statements of ``schema`` whose table or index is not there yet. The others are left
+    out: PostgreSQL checks the privilege to create before it looks whether the object exists, so
+    a role that may write the tables but not own them (the writer role of
+    docs/several-nodes.md) could not even run ``CREATE TABLE IF NOT EXISTS`` on them."""
+    statements = [s.strip() for s in _COMMENT.sub("", schema).split(";") if s.strip()]
+    todo = []
+    for statement in statements:
+        named = _NAMED.match(statement)
+        if named:
+            row = conn.execute("SELECT to_regclass(%s) AS found", (named.group(1),)).fetchone()
+            if row is not None and row["found"] is not None:
+                continue
+        todo.append(statement)
+    return todo
+
+
 def upsert(table: str, columns: str, key: str) -> str:
     """Insert a row, or replace the one with the same ``key``: SQLite's ``INSERT OR REPLACE``
     in SQL both engines speak."""
@@ -172,7 +193,9 @@ class Compat:
     def execute(self, query: str, params: Sequence[Any] = ()) -> psycopg.Cursor[Row]:
         cursor = self.raw.cursor(row_factory=sqlite_rows)
         if _CREATE.match(query):
-            query = ddl(query)
+            query = ";\n".join(missing(self.raw, ddl(query)))
+            if not query:
+                return cursor  # all there already
         if not params:  # no parameters: psycopg sends the text as it is
             return cursor.execute(query)
         return cursor.execute(*translate(query, params))
@@ -211,10 +234,15 @@ class PgDatabase:
             yield self._compat
 
     def create(self, schema: str) -> None:
-        """Run SQLite table definitions (``CREATE ... IF NOT EXISTS``), under the lock: two nodes
-        starting at once would otherwise race to create the same table."""
+        """Run SQLite table definitions (``CREATE ... IF NOT EXISTS``) for what is missing, under
+        the lock: two nodes starting at once would otherwise race to create the same table."""
+        with self._lock:
+            if not missing(self.raw, ddl(schema)):
+                return
         with self.transaction():
-            self.raw.execute(ddl(schema))
+            todo = missing(self.raw, ddl(schema))  # again, under the lock
+            if todo:
+                self.raw.execute(";\n".join(todo))
 
     def close(self) -> None:
         self.raw.close()

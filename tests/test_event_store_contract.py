@@ -9,6 +9,7 @@ writer role, ``events rebuild``) are below the contract.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 import threading
@@ -21,6 +22,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from astralog.catalog import BatchCommitted
 from astralog.cli import main
 from astralog.controlplane import audit_verify, pgstore, projections
 from astralog.controlplane import events as ev
@@ -37,6 +39,7 @@ from astralog.controlplane.store import (
 from astralog.controlplane.store import EventLog as Store
 from astralog.errors import Conflict
 from astralog.runtime import Bootstrap, Runtime
+from astralog.settings import load_settings
 from tests.postgres_server import PostgresServer
 
 pytest_plugins = ["tests.postgres_server"]
@@ -383,6 +386,45 @@ def test_the_writer_role_appends_but_cannot_edit_or_unprotect_the_log(
     writer.close()
     assert pgstore.verify(postgres_url, KEY).problems == []
     owner.close()
+
+
+def test_a_node_runs_as_the_writer_role_once_the_owner_made_the_tables(
+    postgres_server: PostgresServer, postgres_url: str, tmp_path: Path
+) -> None:
+    """The first start, as the owner, creates every table (log, projections, secrets, catalog,
+    vectors, sessions, receipts); a node logged in as the writer role then starts without DDL
+    (PostgreSQL refuses even CREATE TABLE IF NOT EXISTS to a role that does not own the table)
+    and writes each of them."""
+
+    def runtime(url: str, name: str) -> Runtime:
+        settings = load_settings(data_dir=tmp_path / name, wal={"fsync": False},
+                                 control={"database_url": url})  # fmt: skip
+        return Runtime(settings)
+
+    first = runtime(postgres_url, "owner")
+    boot = first.bootstrap()
+    assert boot is not None
+    first.open_data_plane()
+    asyncio.run(first.close_data_plane())
+    first.close()
+    with pgstore.connect(postgres_url) as conn:
+        conn.execute("DROP ROLE IF EXISTS astralog_node")
+        conn.execute("CREATE ROLE astralog_node LOGIN")
+        pgstore.grant_writer_role(conn, "astralog_node")
+    node = runtime(postgres_server.url(postgres_url.rsplit("/", 1)[1], "astralog_node"), "node")
+    org = str(boot.org["id"])
+    source = node.control.create_source(org, "api", "", ME)
+    node.sessions.start(org, "token", idle_seconds=60, absolute_seconds=600)
+    node.control.authenticate(boot.ingest_key)
+    node.control.record_usage()  # credential_usage, beside the log
+    data = node.open_data_plane()
+    batch = BatchCommitted(object_key="k", batch_id="b", destination_id="local", org_id=org,
+                           source_id=source["id"], min_ts_ns=0, max_ts_ns=1, rows=1, bytes=1,
+                           schema_fingerprint="f", segment_ids=())  # fmt: skip
+    assert data.catalog.record(batch)
+    assert data.vectors.add(org, "era_1", [(source["id"], 0, "ev_1")]) == 1
+    asyncio.run(node.close_data_plane())
+    node.close()
 
 
 def test_rebuild_replays_the_log_into_emptied_projections(postgres_url: str) -> None:
