@@ -58,6 +58,19 @@ class Metrics:
         self.query_seconds = Histogram(
             "astralog_query_seconds", "Search latency", ["endpoint"], registry=r
         )
+        self.auth_lookups = Counter(
+            "astralog_auth_cache_lookups",
+            "Credential lookups by whether this node's cache answered (hit) or the control "
+            "plane's database did (miss)",
+            ["result"],
+            registry=r,
+        )
+        self.leader = Gauge(
+            "astralog_leader",
+            "1 while this node runs the jobs one node runs at a time (checkpoints, retention, "
+            "compaction, erasures, alert evaluation)",
+            registry=r,
+        )
 
     def rate_limit_hit(self, source_id: str) -> None:
         counter = self.rate_limited.labels(source_id) if self.tenant_labels else self.rate_limited

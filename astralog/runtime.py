@@ -266,6 +266,9 @@ class Runtime:
         )
         self.oidc = Providers(settings.sso)  # discovery documents and JWKS, cached per process
         self.metrics = Metrics(tenant_labels=settings.metrics.tenant_labels)
+        lookups = self.metrics.auth_lookups
+        hits, misses = lookups.labels("hit"), lookups.labels("miss")
+        self.control.auth.on_lookup = lambda hit: (hits if hit else misses).inc()
         self.sessions = SessionStore(
             settings.data_dir / "sessions.sqlite3", settings.control.database_url
         )

@@ -206,9 +206,24 @@ def test_round_robin_ingest_is_searchable_on_every_node(cluster: Cluster) -> Non
         sent.add(f"{node.name}-{i}")
     for node in cluster.nodes:
         _wait_searchable(cluster, node, run, sent)
-    # One node leads: exactly one of them said so.
+    # One node leads: exactly one of them said so, and its metrics say so too.
     _wait("one node leads", cluster, lambda: any(n.leads() for n in cluster.nodes))
     assert [n.leads() for n in cluster.nodes].count(True) == 1, cluster.logs()
+    for node in cluster.nodes:
+        scraped = _metrics(node, cluster)
+        assert scraped["astralog_leader"] == (1.0 if node.leads() else 0.0), node.name
+        # Ten posts with one key: the first asked the database, the cache answered most others
+        # (it trusts an entry for 0.5 s).
+        assert scraped['astralog_auth_cache_lookups_total{result="miss"}'] >= 1
+        assert scraped['astralog_auth_cache_lookups_total{result="hit"}'] >= 1
+
+
+def _metrics(node: Node, cluster: Cluster) -> dict[str, float]:
+    operator = {"Authorization": f"Bearer {cluster.secrets['operator_token']}"}
+    answer = httpx.get(f"{node.url}/metrics", headers=operator, timeout=10)
+    assert answer.status_code == 200, answer.text
+    lines = (line.rsplit(" ", 1) for line in answer.text.splitlines() if line[:1] not in "#")
+    return {name: float(value) for name, value in lines}
 
 
 def test_a_browser_session_and_a_retry_move_between_nodes(cluster: Cluster) -> None:

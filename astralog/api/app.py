@@ -98,6 +98,7 @@ async def _while_leading(
     try:
         while True:
             leads = await asyncio.to_thread(leadership.holds)
+            runtime.metrics.leader.set(1 if leads else 0)
             if leads and not running:
                 if runtime.settings.control.database_url:
                     log.info("this node leads: it signs checkpoints and runs retention, "

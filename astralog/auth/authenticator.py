@@ -61,6 +61,8 @@ class Authenticator:
         self._cache_lock = threading.Lock()
         self.on_used: Callable[[list[tuple[str, float]]], None] = lambda used: None
         """Told, after each batch is stored, which credentials were used and when."""
+        self.on_lookup: Callable[[bool], None] = lambda hit: None
+        """Told of every lookup whether the cache answered it."""
         with store.transaction() as conn:
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS credential_usage (id TEXT PRIMARY KEY, last_used REAL)"
@@ -134,7 +136,9 @@ class Authenticator:
 
     def _entry(self, key_id: str, load: Callable[[], _CacheEntry]) -> _CacheEntry:
         entry = self._cache.get(key_id)
-        if entry is None or entry.fetched + self._cache_seconds < time.monotonic():
+        hit = entry is not None and entry.fetched + self._cache_seconds >= time.monotonic()
+        self.on_lookup(hit)
+        if entry is None or not hit:
             entry = load()
             with self._cache_lock:
                 self._cache[key_id] = entry
