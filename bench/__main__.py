@@ -4,6 +4,7 @@
     python -m bench --scenario ingest --events 200000 --duration 20
     python -m bench --scenario query --scenario storage --events 1000000 --repeat 3
     python -m bench --scenario killtrial --rounds 100 --destination local --destination s3
+    python -m bench --scenario replicas --events 100000 --duration 20   # 2 nodes, PostgreSQL
 
 Scenarios run in a fixed order (ingest, query, storage, freshness, memory). Query, storage and
 freshness share one gateway into which the corpus was sent exactly once; ingest and memory each
@@ -45,14 +46,17 @@ from bench.killtrial import DESTINATIONS, S3_ENV, run_killtrial
 from bench.memory import run_memory
 from bench.patterns import run_patterns
 from bench.query import run_queries
+from bench.replicas import run_replicas
 from bench.s3search import run_s3_search
 from bench.storage import measure_storage
 
 DESCRIPTION = "Run the Astralog benchmark; write results.md and results.json to --out."
 SCENARIOS = ("ingest", "query", "storage", "freshness", "memory")
 # minutes long (killtrial and attack about correctness, alerts about its own evaluator)
-OPT_IN = ("killtrial", "attack", "alerts", "patterns", "s3search")
-DEFAULT_DURATION = {"ingest": 30.0, "freshness": 30.0, "memory": 600.0, "alerts": 180.0}
+OPT_IN = ("killtrial", "attack", "alerts", "patterns", "s3search", "replicas")
+DEFAULT_DURATION = {
+    "ingest": 30.0, "freshness": 30.0, "memory": 600.0, "alerts": 180.0, "replicas": 20.0,
+}  # fmt: skip
 STEADY_SHARE = 0.8
 PROBE_SECONDS = 10.0
 BUSY_LOAD_SHARE = 0.5  # a 1-minute load average above this share of the CPUs before we start
@@ -330,6 +334,10 @@ class Bench:
             )  # fmt: skip
         finally:
             self.retire(gw)
+        return {"runs": [result], "median": result}
+
+    def replicas(self) -> dict[str, Any]:
+        result = run_replicas(self.work, self.batches, self.args.clients, self.duration("replicas"))
         return {"runs": [result], "median": result}
 
     def run(self, scenario: str) -> bool:

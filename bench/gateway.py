@@ -66,8 +66,15 @@ class Gateway:
     # -- life cycle --------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, data_dir: Path, extra_env: dict[str, str] | None = None) -> Gateway:
-        """Bootstrap ``data_dir``, start serving on a free loopback port, lift the plan limits."""
+    def start(
+        cls,
+        data_dir: Path,
+        extra_env: dict[str, str] | None = None,
+        joining: dict[str, str] | None = None,
+    ) -> Gateway:
+        """Bootstrap ``data_dir``, start serving on a free loopback port, lift the plan limits.
+        ``joining`` (the secrets another node's first start printed): a node of a control
+        plane that exists already, started without ``init``."""
         data_dir.mkdir(parents=True, exist_ok=True)
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("ASTRALOG_")}
@@ -79,7 +86,7 @@ class Gateway:
             **(extra_env or {}),
         }
         env.update(settings)
-        secrets = _init(env)
+        secrets = joining or _init(env)
         log_path = data_dir / "gateway.log"
         with log_path.open("ab") as log:
             process = subprocess.Popen(

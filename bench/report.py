@@ -381,7 +381,7 @@ def markdown(results: dict[str, Any]) -> str:
         ),
     ]
     for name in ("ingest", "query", "storage", "freshness", "memory", "killtrial", "alerts",
-                 "patterns", "s3search"):  # fmt: skip
+                 "patterns", "s3search", "replicas"):  # fmt: skip
         lines += _section(name, results["scenarios"])
     if results.get("notes"):
         lines += ["## Notes", "", *[f"* {n}" for n in results["notes"]], ""]
