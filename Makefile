@@ -18,7 +18,7 @@ PARALLEL := -n $(PYTEST_JOBS) --dist loadfile
 CONTROL_PLANE_TESTS := $(addprefix tests/test_,$(addsuffix .py,admin_api accounts accounts_api \
 	people_log org_deletion source_deletion alert_endpoints_api passkeys mfa members \
 	members_invitation holds erasure me_identities session audit_readable retention alerts \
-	secret_hygiene))
+	secret_hygiene idempotency ingest_http))
 
 test: install-test lint   ## install everything the tests need, lint, run the whole suite
 	$(BIN)/pytest $(PARALLEL)

@@ -1,4 +1,4 @@
-"""Tables of secrets kept beside the control-plane log: in its SQLite file and under its lock,
+"""Tables of secrets kept beside the control-plane log: in its database and under its lock,
 so a credential change and its event commit together, but never in the log, so a password hash,
 a TOTP seed or a passkey's key never reaches an audit export."""
 

@@ -1,4 +1,5 @@
-"""The append-only, hash-chained control-plane event log in SQLite.
+"""The append-only, hash-chained control-plane event log: its interface (:class:`EventStore`) and
+its SQLite backend (:class:`SqliteEventStore`; PostgreSQL's is :mod:`.pgstore`).
 
 Every record is hashed (SHA-256) over its canonical JSON together with the previous record's hash,
 so editing, dropping or reordering a record breaks the chain. Triggers refuse UPDATE and DELETE.
