@@ -427,6 +427,27 @@ def test_a_node_runs_as_the_writer_role_once_the_owner_made_the_tables(
     node.close()
 
 
+def test_a_node_hears_of_every_append_another_node_commits(postgres_url: str) -> None:
+    """What lets a revocation on one node reach the others at once (LISTEN/NOTIFY); a rolled
+    back append is never announced."""
+    here, there = _pg_store(postgres_url), _pg_store(postgres_url)
+    heard = threading.Event()
+    watch = here.watch(heard.set)
+    try:
+        assert heard.wait(5), "the listener never connected"  # it calls once on connecting
+        heard.clear()
+        with pytest.raises(RuntimeError), there.transaction():
+            there.append(org("rolled-back"), ME, 0)
+            raise RuntimeError("abandon the command")
+        assert not heard.wait(1.5), "a rolled-back append was announced"
+        append(there, org("acme"))
+        assert heard.wait(5), "the append was not announced"
+    finally:
+        watch.close()
+        here.close()
+        there.close()
+
+
 def test_rebuild_replays_the_log_into_emptied_projections(postgres_url: str) -> None:
     store = _pg_store(postgres_url)
     for name in ("acme", "globex"):

@@ -66,10 +66,19 @@ async def _checkpoints(runtime: Runtime) -> None:
             log.exception("publishing checkpoints failed")
         await asyncio.sleep(interval)
         try:
-            await asyncio.to_thread(runtime.control.record_usage)
             await asyncio.to_thread(runtime.signer.checkpoint, runtime.control.store)
         except Exception:
             log.exception("signing a checkpoint failed")
+
+
+async def _credential_usage(runtime: Runtime) -> None:
+    """Every node records when its credentials were used (the leader signs what they append)."""
+    while True:
+        await asyncio.sleep(runtime.settings.control.checkpoint_interval_seconds)
+        try:
+            await asyncio.to_thread(runtime.control.record_usage)
+        except Exception:
+            log.exception("recording credential use failed")
 
 
 async def _deletions_due(runtime: Runtime) -> None:
@@ -144,8 +153,10 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
                 lambda: _deletions_due(runtime),
             ),
         ]
+        watch = runtime.control.store.watch(runtime.control.auth.clear)
         tasks = [
             asyncio.create_task(_while_leading(runtime, led)),
+            asyncio.create_task(_credential_usage(runtime)),
             asyncio.create_task(exports.serve(runtime)),  # resumes interrupted exports
             asyncio.create_task(runtime.delivery.run()),  # alert webhooks and e-mail
         ]
@@ -153,6 +164,7 @@ def create_app(settings: Settings, runtime: Runtime | None = None) -> FastAPI:
             yield
         finally:
             await _cancel(tasks)
+            watch.close()
             if listener is not None:
                 listener.close()
             await runtime.close_data_plane()

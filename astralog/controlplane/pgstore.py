@@ -22,7 +22,9 @@ on SQLite: :class:`astralog.pgsql.Compat` runs SQLite's ``?`` parameters and rea
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -37,6 +39,7 @@ from astralog.controlplane.checkpoints import SignedCheckpoint
 from astralog.controlplane.store import (
     EventStore,
     Recorded,
+    Watch,
     _recorded,
     events_table,
     replay,
@@ -45,12 +48,18 @@ from astralog.controlplane.store import (
 from astralog.errors import ConfigError, Conflict
 from astralog.pgsql import PgDatabase, connect, ddl, without_password
 
+log = logging.getLogger("astralog.controlplane")
 Connection = psycopg.Connection[dict[str, Any]]
 PgProjector = Callable[[sqlite3.Connection, Recorded], None]
 
 # One lock for the whole log: every record links to the one before it, so appends are serial.
 # The number is arbitrary but fixed, shared by every node (it spells "astralog" in ASCII).
 APPEND_LOCK = 0x617374726C6F67
+
+# Every append is announced here, so each node drops the credentials it cached (a revocation on
+# one node takes effect on the others at once, not after the cache bound).
+CHANNEL = "astralog_events"
+LISTEN_SECONDS = 0.5  # how long one wait for notifications lasts before checking for close
 
 APPEND_ONLY_TABLES = ("events", "checkpoints", "org_chain", "org_checkpoints")
 
@@ -185,6 +194,7 @@ class PgEventStore(EventStore):
         projection_version: int = 0,
     ) -> None:
         self._projector = projector
+        self._url = url
         self._db = PgDatabase(url, APPEND_LOCK)
         self._conn = self._db.raw
         self.stale_projections = create_schema(
@@ -207,6 +217,8 @@ class PgEventStore(EventStore):
         try:
             with self._conn.transaction():  # a savepoint: the caller's transaction stays usable
                 super()._insert(record, expected_version)
+                # Delivered to every listening node when (and only if) the append commits.
+                self._conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, record.type))
         except psycopg.errors.UniqueViolation as exc:  # a writer that did not take the lock
             if exc.diag.constraint_name == "events_pkey":
                 raise Conflict(
@@ -225,6 +237,9 @@ class PgEventStore(EventStore):
     def close(self) -> None:
         self._conn.close()
 
+    def watch(self, changed: Callable[[], object]) -> Watch:
+        return _Listener(self._url, changed)
+
     def _one(self, query: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
         with self.reading() as conn:
             row = conn.execute(query, args).fetchone()
@@ -241,6 +256,36 @@ class PgEventStore(EventStore):
     def _project(self, record: Recorded) -> None:
         with self.reading() as conn:
             self._projector(conn, record)
+
+
+class _Listener(Watch):
+    """A thread with a connection of its own, listening on :data:`CHANNEL`. ``changed`` is called
+    for every batch of notifications, and after every (re)connection, for what happened while
+    nobody listened; a lost connection is retried every second, and meanwhile the cache bound
+    still holds."""
+
+    def __init__(self, url: str, changed: Callable[[], object]) -> None:
+        self._url, self._changed = url, changed
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="astralog-pg-listen", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with connect(self._url) as conn:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
+                    self._changed()
+                    while not self._stop.is_set():
+                        if any(True for _ in conn.notifies(timeout=LISTEN_SECONDS)):
+                            self._changed()
+            except (psycopg.Error, ConfigError) as exc:
+                log.warning("listening for control-plane changes failed, retrying: %s", exc)
+                self._stop.wait(1.0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=LISTEN_SECONDS * 4)
 
 
 def reset_projections(conn: sqlite3.Connection) -> None:

@@ -199,6 +199,13 @@ def connect(path: Path, *, read_only: bool = False) -> sqlite3.Connection:
     return conn
 
 
+class Watch:
+    """What :meth:`EventStore.watch` started; ``close`` stops it."""
+
+    def close(self) -> None:
+        pass
+
+
 class EventStore(ABC):
     """The control plane's log and projections, whatever the engine: SQLite
     (:class:`SqliteEventStore`, the embedded default) or PostgreSQL
@@ -222,6 +229,12 @@ class EventStore(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    def watch(self, changed: Callable[[], object]) -> Watch:
+        """Call ``changed`` when another process appended to the log. SQLite has one: every
+        change is made here, so there is nothing to watch."""
+        del changed
+        return Watch()
 
     def tenant_row(self, table: str, row_id: str, org_id: str | None, what: str) -> dict[str, Any]:
         """The row ``row_id`` of ``table`` if it belongs to ``org_id``: the tenant-scoping rule,
