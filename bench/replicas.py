@@ -12,7 +12,7 @@ What it measures, each with the product's default flush settings:
   flushed, committed to the shared catalog) plus one poll.
 
 The PostgreSQL server is a throwaway ``initdb`` cluster (tests/postgres_server.py), as in the
-tests.
+tests but with fsync on, on the same disk as the SQLite file.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def postgres() -> Iterator[Any]:
 
     root = Path(tempfile.mkdtemp(prefix="astralog-bench-pg-"))
     try:
-        server = start_postgres_server(root)
+        server = start_postgres_server(root, fsync=True)  # durable commits, as SQLite's
     except BaseException as exc:  # pytest.fail's exception is not an Exception
         shutil.rmtree(root, ignore_errors=True)
         raise GatewayError(f"PostgreSQL did not start: {exc}") from None

@@ -79,8 +79,9 @@ def _run(bin_dir: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(_as_owner(argv), capture_output=True, text=True, timeout=60, check=False)
 
 
-def start_postgres_server(root: Path) -> PostgresServer:
-    """initdb and start a cluster under ``root`` (which the server's user must own)."""
+def start_postgres_server(root: Path, *, fsync: bool = False) -> PostgresServer:
+    """initdb and start a cluster under ``root`` (which the server's user must own); without
+    ``fsync`` (the tests), commits skip the disk flush."""
     bin_dir = _bin_dir()
     if os.geteuid() == 0:
         try:
@@ -93,7 +94,9 @@ def start_postgres_server(root: Path) -> PostgresServer:
                           "--no-sync", "--no-instructions"])  # fmt: skip
     if made.returncode:
         pytest.fail(f"initdb failed:\n{made.stdout}\n{made.stderr}")
-    options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    options = (
+        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync={'on' if fsync else 'off'}"
+    )
     started = _run(bin_dir, ["pg_ctl", "-D", str(data), "-l", str(root / "log"), "-o", options,
                              "-w", "-t", "30", "start"])  # fmt: skip
     if started.returncode:

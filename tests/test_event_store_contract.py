@@ -440,6 +440,9 @@ def test_a_node_hears_of_every_append_another_node_commits(postgres_url: str) ->
             there.append(org("rolled-back"), ME, 0)
             raise RuntimeError("abandon the command")
         assert not heard.wait(1.5), "a rolled-back append was announced"
+        read = ev.LogsRead("act_1", "acme", "token:t", "search", ["web"], "a", "b", 3)
+        append(there, read)  # activity: every search appends one, and it changes no rights
+        assert not heard.wait(1.5), "a search's record made the other node drop its cache"
         append(there, org("acme"))
         assert heard.wait(5), "the append was not announced"
     finally:

@@ -60,6 +60,9 @@ APPEND_LOCK = 0x617374726C6F67
 # one node takes effect on the others at once, not after the cache bound).
 CHANNEL = "astralog_events"
 LISTEN_SECONDS = 0.5  # how long one wait for notifications lasts before checking for close
+# Records of activity (every search appends one): they change nobody's rights, so a node keeps
+# its cache when it hears only of them.
+ACTIVITY = frozenset({"LogsRead", "TokenUsed"})
 
 APPEND_ONLY_TABLES = ("events", "checkpoints", "org_chain", "org_checkpoints")
 
@@ -260,9 +263,9 @@ class PgEventStore(EventStore):
 
 class _Listener(Watch):
     """A thread with a connection of its own, listening on :data:`CHANNEL`. ``changed`` is called
-    for every batch of notifications, and after every (re)connection, for what happened while
-    nobody listened; a lost connection is retried every second, and meanwhile the cache bound
-    still holds."""
+    for every batch of notifications but of :data:`ACTIVITY`, and after every (re)connection,
+    for what happened while nobody listened; a lost connection is retried every second, and
+    meanwhile the cache bound still holds."""
 
     def __init__(self, url: str, changed: Callable[[], object]) -> None:
         self._url, self._changed = url, changed
@@ -277,7 +280,8 @@ class _Listener(Watch):
                     conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(CHANNEL)))
                     self._changed()
                     while not self._stop.is_set():
-                        if any(True for _ in conn.notifies(timeout=LISTEN_SECONDS)):
+                        heard = {n.payload for n in conn.notifies(timeout=LISTEN_SECONDS)}
+                        if heard - ACTIVITY:
                             self._changed()
             except (psycopg.Error, ConfigError) as exc:
                 log.warning("listening for control-plane changes failed, retrying: %s", exc)
