@@ -33,7 +33,7 @@ from psycopg import conninfo, sql
 from psycopg.rows import RowMaker, dict_row
 
 from astralog import sqlite
-from astralog.errors import BadRequest, ConfigError
+from astralog.errors import BadRequest, ConfigError, Unavailable
 
 Connection = psycopg.Connection[dict[str, Any]]
 
@@ -216,6 +216,7 @@ class PgDatabase:
     number, whether a batch is still listed) sees what the last writer committed."""
 
     def __init__(self, url: str, lock_key: int) -> None:
+        self.url = url
         self.raw = connect(url)
         self.lock_key = lock_key
         self._compat = cast(sqlite3.Connection, Compat(self.raw))
@@ -224,14 +225,47 @@ class PgDatabase:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """All or nothing; the advisory lock is released by the commit or rollback."""
-        with self._lock, self.raw.transaction():
-            self.raw.execute(sql.SQL(f"SELECT pg_advisory_xact_lock({int(self.lock_key)})"))
-            yield self._compat
+        with self._lock, self._unreachable_is_503():
+            raw = self._live()
+            with raw.transaction():
+                raw.execute(sql.SQL(f"SELECT pg_advisory_xact_lock({int(self.lock_key)})"))
+                yield self._compat
 
     @contextmanager
     def reading(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
+        with self._lock, self._unreachable_is_503():
+            self._live()
             yield self._compat
+
+    def _live(self) -> Connection:
+        """The connection, opened again if the last one was lost (a restarted server, a cut)."""
+        if self.raw.broken or self.raw.closed:
+            self.raw = connect(self.url)
+            self._compat = cast(sqlite3.Connection, Compat(self.raw))
+        return self.raw
+
+    @contextmanager
+    def _unreachable_is_503(self) -> Iterator[None]:
+        """A lost server is the client's "try again" (503 and Retry-After), never a 500; the
+        next statement reconnects."""
+        try:
+            yield
+        except (psycopg.OperationalError, psycopg.InterfaceError, ConfigError) as exc:
+            detail = _scrubbed(str(exc).strip(), self.url)
+            raise Unavailable(
+                f"the PostgreSQL control plane at {without_password(self.url)} did not answer "
+                f"({detail}); try again",
+                retry_after=1,
+            ) from None
+
+    def unreachable(self) -> str | None:
+        """Why the database cannot be used now, or None (for readiness)."""
+        try:
+            with self.reading() as conn:
+                conn.execute("SELECT 1").fetchone()
+        except Unavailable as exc:
+            return exc.detail
+        return None
 
     def create(self, schema: str) -> None:
         """Run SQLite table definitions (``CREATE ... IF NOT EXISTS``) for what is missing, under

@@ -447,7 +447,12 @@ class Runtime:
         if self._data is None:
             starting = ["the write-ahead log is not open yet"]
             return Readiness(starting, public_reasons=starting)
-        return self._data.readiness()
+        ready = self._data.readiness()
+        unreachable = self.control.store.unreachable()
+        if unreachable:  # nothing can be authenticated: a load balancer should send elsewhere
+            ready.reasons.append(unreachable)
+            ready.public_reasons.append("the control plane's database is unreachable")
+        return ready
 
     def close(self) -> None:
         self.leadership.close()

@@ -60,6 +60,7 @@ class PostgresServer:
     port: int
     bin_dir: Path
     _names: itertools.count[int]
+    fsync: bool = False
 
     def url(self, dbname: str = "postgres", user: str = _OWNER) -> str:
         return f"postgresql://{user}@127.0.0.1:{self.port}/{dbname}"
@@ -72,6 +73,17 @@ class PostgresServer:
 
     def stop(self) -> None:
         _run(self.bin_dir, ["pg_ctl", "-D", str(self.root / "data"), "-m", "immediate", "stop"])
+
+    def start(self) -> None:
+        """Start the cluster (again, after ``stop``) on its port."""
+        fsync = "on" if self.fsync else "off"
+        options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync={fsync}"
+        started = _run(self.bin_dir, ["pg_ctl", "-D", str(self.root / "data"), "-l",
+                                      str(self.root / "log"), "-o", options, "-w", "-t", "30",
+                                      "start"])  # fmt: skip
+        if started.returncode:
+            log = (self.root / "log").read_text() if (self.root / "log").exists() else ""
+            pytest.fail(f"PostgreSQL did not start:\n{started.stdout}\n{started.stderr}\n{log}")
 
 
 def _run(bin_dir: Path, argv: list[str]) -> subprocess.CompletedProcess[str]:
@@ -89,20 +101,14 @@ def start_postgres_server(root: Path, *, fsync: bool = False) -> PostgresServer:
         except KeyError:
             pytest.fail(f"no {_OWNER!r} user to run PostgreSQL as (Debian's package makes it)")
         os.chown(root, owner.pw_uid, owner.pw_gid)
-    data, port = root / "data", free_port()
+    data = root / "data"
     made = _run(bin_dir, ["initdb", "-D", str(data), "-U", _OWNER, "--auth=trust", "-E", "UTF8",
                           "--no-sync", "--no-instructions"])  # fmt: skip
     if made.returncode:
         pytest.fail(f"initdb failed:\n{made.stdout}\n{made.stderr}")
-    options = (
-        f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync={'on' if fsync else 'off'}"
-    )
-    started = _run(bin_dir, ["pg_ctl", "-D", str(data), "-l", str(root / "log"), "-o", options,
-                             "-w", "-t", "30", "start"])  # fmt: skip
-    if started.returncode:
-        log = (root / "log").read_text() if (root / "log").exists() else ""
-        pytest.fail(f"PostgreSQL did not start:\n{started.stdout}\n{started.stderr}\n{log}")
-    return PostgresServer(root, port, bin_dir, itertools.count(1))
+    server = PostgresServer(root, free_port(), bin_dir, itertools.count(1), fsync)
+    server.start()
+    return server
 
 
 @pytest.fixture(scope="session")

@@ -199,14 +199,14 @@ class PgEventStore(EventStore):
         self._projector = projector
         self._url = url
         self._db = PgDatabase(url, APPEND_LOCK)
-        self._conn = self._db.raw
         self.stale_projections = create_schema(
-            self._conn, projection_schema, projection_tables, projection_version
+            self.conn, projection_schema, projection_tables, projection_version
         )
 
     @property
     def conn(self) -> Connection:
-        return self._conn
+        """The connection of the moment (it is opened again after a lost one)."""
+        return self._db.raw
 
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:
         """One serialised write transaction across every node: read, decide, append; all or
@@ -218,10 +218,10 @@ class PgEventStore(EventStore):
 
     def _insert(self, record: Recorded, expected_version: int) -> None:
         try:
-            with self._conn.transaction():  # a savepoint: the caller's transaction stays usable
+            with self.conn.transaction():  # a savepoint: the caller's transaction stays usable
                 super()._insert(record, expected_version)
                 # Delivered to every listening node when (and only if) the append commits.
-                self._conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, record.type))
+                self.conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, record.type))
         except psycopg.errors.UniqueViolation as exc:  # a writer that did not take the lock
             if exc.diag.constraint_name == "events_pkey":
                 raise Conflict(
@@ -238,7 +238,10 @@ class PgEventStore(EventStore):
             return replay(self.records(), lambda record: self._projector(conn, record))
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
+
+    def unreachable(self) -> str | None:
+        return self._db.unreachable()
 
     def watch(self, changed: Callable[[], object]) -> Watch:
         return _Listener(self._url, changed)

@@ -230,6 +230,11 @@ class EventStore(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def unreachable(self) -> str | None:
+        """Why the log cannot be used now (a database server gone), or None: for readiness.
+        A SQLite file is this process's own."""
+        return None
+
     def watch(self, changed: Callable[[], object]) -> Watch:
         """Call ``changed`` when another process appended to the log. SQLite has one: every
         change is made here, so there is nothing to watch."""
