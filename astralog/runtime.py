@@ -290,7 +290,9 @@ class Runtime:
         self.alert_rules = AlertRules(self.control.store, AlertLimits(
             alerts.max_alerts_per_org, alerts.min_interval_seconds, alerts.max_window_seconds
         ), grammar)  # fmt: skip
-        self.alert_state = AlertStore(settings.data_dir / "alerts.sqlite3")  # instances, history
+        self.alert_state = AlertStore(  # instances, history: with the leader's successor too
+            settings.data_dir / "alerts.sqlite3", settings.control.database_url
+        )
         self._data: DataPlane | None = None
 
     @property

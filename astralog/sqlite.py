@@ -51,6 +51,7 @@ class Database:
 
     def __init__(self, path: Path) -> None:
         self._conn = connect(path)
+        self._conn.row_factory = sqlite3.Row  # by name or position, as pgsql.Row
         self._lock = threading.Lock()
 
     def transaction(self) -> AbstractContextManager[sqlite3.Connection]:

@@ -221,9 +221,9 @@ def test_the_list_summarises_instances_in_one_query_under_the_readers_grants(
                                     "last_error": None}  # fmt: skip
     tick(app, evaluator)
     reads: list[str] = []
-    runtime.alert_state._conn.set_trace_callback(reads.append)
+    runtime.alert_state._db._conn.set_trace_callback(reads.append)
     listed = {a["id"]: a for a in app.get("/v1/alerts", headers=admin).json()}
-    runtime.alert_state._conn.set_trace_callback(None)
+    runtime.alert_state._db._conn.set_trace_callback(None)
     assert len(reads) == 1, reads
     summary = listed[grouped["id"]]["summary"]
     assert summary["instances"] == {"firing": 1, "pending": 0, "normal": 1}

@@ -135,8 +135,8 @@ def test_expired_silences_do_not_slow_every_orgs_evaluation(
     evaluator = runtime_evaluator(runtime, clock)
 
     def timed_tick() -> float:
-        with runtime.alert_state._conn:
-            runtime.alert_state._conn.execute("DELETE FROM alert_runs")
+        with runtime.alert_state._tx() as conn:
+            conn.execute("DELETE FROM alert_runs")
         started = time.perf_counter()
         assert tick(app, evaluator) == 20
         return time.perf_counter() - started

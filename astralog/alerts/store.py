@@ -1,5 +1,7 @@
 """Alert instances, their history and each alert's schedule and watermark, in
-``<data_dir>/alerts.sqlite3`` (WAL mode, beside the outbox's own tables).
+``<data_dir>/alerts.sqlite3`` (WAL mode, beside the outbox's own tables), or in the control
+plane's PostgreSQL when there is one: the node that leads evaluates, and the next leader goes on
+from the same state instead of sending again what was sent.
 
 These are the evaluator's working state, not facts of the control plane: an alert's definition
 is in the hash-chained log; what it last saw and told is here. One transaction commits the
@@ -12,15 +14,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from astralog import sqlite
 from astralog.alerts.state import InstanceState
+from astralog.pgsql import open_database, upsert
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alert_instances (
@@ -34,10 +37,15 @@ CREATE TABLE IF NOT EXISTS alert_history (
 CREATE INDEX IF NOT EXISTS alert_history_alert ON alert_history (alert_id, id);
 CREATE TABLE IF NOT EXISTS alert_runs (
     alert_id TEXT PRIMARY KEY, next_due_ns INTEGER NOT NULL, watermark_us INTEGER,
-    last_run_ns INTEGER, last_error TEXT, errors INTEGER NOT NULL DEFAULT 0
+    last_run_ns INTEGER, last_error TEXT, errors INTEGER NOT NULL DEFAULT 0,
+    last_due_ns INTEGER, last_done_ns INTEGER, last_scan TEXT
 );
 """
-# Added after the first release of the table: (column, declaration), added when missing.
+ALERTS_LOCK = 0x616C657274  # "alert": the evaluations' writes take turns under it
+_PUT_INSTANCE = upsert(
+    "alert_instances", "alert_id, key, labels, state, value, updated_ns", "alert_id, key"
+)
+# Added after the first release of the table, to SQLite files of older releases when missing.
 RUN_COLUMNS = (
     ("last_due_ns", "INTEGER"),  # the scheduled time the last evaluation was for
     ("last_done_ns", "INTEGER"),  # when it was committed: done - due is the evaluation's lag
@@ -93,61 +101,59 @@ class Summary:
 
 
 WORST_FIRST = ("firing", "pending", "normal")
-# One statement whatever the number of alerts: the ids travel as one JSON array, the instances
-# are counted per condition in SQL (the primary key serves the join), one row per (alert,
-# condition) or one row for an alert without instances.
-SUMMARIES = """
-WITH ids(alert_id) AS (SELECT DISTINCT value FROM json_each(?)),
-counts AS (
-    SELECT i.alert_id, json_extract(i.state, '$.condition') AS condition, count(*) AS n
-    FROM ids JOIN alert_instances i ON i.alert_id = ids.alert_id GROUP BY 1, 2
-)
-SELECT ids.alert_id, r.next_due_ns, r.last_run_ns, r.last_error, c.condition, c.n
-FROM ids LEFT JOIN alert_runs r ON r.alert_id = ids.alert_id
-LEFT JOIN counts c ON c.alert_id = ids.alert_id
+# An alert's run (state NULL) and each of its instances' states (run columns NULL).
+SUMMARY_ROWS = """
+SELECT alert_id, next_due_ns, last_run_ns, last_error, NULL AS state FROM alert_runs
+WHERE alert_id IN ({marks})
+UNION ALL
+SELECT alert_id, NULL, NULL, NULL, state FROM alert_instances WHERE alert_id IN ({marks})
 """
 
 
 class AlertStore:
-    def __init__(self, path: Path) -> None:
-        self._conn = sqlite.connect(path)
-        self._conn.row_factory = sqlite3.Row
-        self._lock = threading.RLock()
-        with sqlite.transaction(self._conn, self._lock) as conn:
-            for statement in filter(str.strip, SCHEMA.split(";")):
-                conn.execute(statement)
-            have = {row["name"] for row in conn.execute("PRAGMA table_info(alert_runs)")}
-            for name, declaration in RUN_COLUMNS:
-                if name not in have:
-                    conn.execute(f"ALTER TABLE alert_runs ADD COLUMN {name} {declaration}")
+    def __init__(self, path: Path, database_url: str = "") -> None:
+        self._db = open_database(path, database_url, ALERTS_LOCK)
+        self._db.create(SCHEMA)
+        if isinstance(self._db, sqlite.Database):
+            _older_sqlite_shapes(self._db)
+
+    def _tx(self) -> AbstractContextManager[sqlite3.Connection]:
+        return self._db.transaction()
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
 
     def run(self, alert_id: str) -> RunState | None:
-        with self._lock:
-            row = self._conn.execute(
+        with self._db.reading() as conn:
+            row = conn.execute(
                 "SELECT * FROM alert_runs WHERE alert_id = ?", (alert_id,)
             ).fetchone()
         return None if row is None else _run_state(row)
 
     def runs(self) -> dict[str, RunState]:
         """Every alert's schedule and watermark in one read (the evaluator's round)."""
-        with self._lock:
-            rows = self._conn.execute("SELECT * FROM alert_runs").fetchall()
+        with self._db.reading() as conn:
+            rows = conn.execute("SELECT * FROM alert_runs").fetchall()
         return {r["alert_id"]: _run_state(r) for r in rows}
 
     def summaries(self, alert_ids: Sequence[str]) -> dict[str, Summary]:
-        """Each alert's instance counts by state and last run, in one query."""
-        with self._lock:
-            rows = self._conn.execute(SUMMARIES, (json.dumps(list(alert_ids)),)).fetchall()
+        """Each alert's instance counts by state and last run: one statement per 500 alerts,
+        the runs and the instances' states together (the states are counted here)."""
         out: dict[str, Summary] = {}
-        for r in rows:
-            summary = out.setdefault(
-                r["alert_id"], Summary({}, r["next_due_ns"], r["last_run_ns"], r["last_error"])
-            )
-            if r["condition"] is not None:
-                summary.counts[r["condition"]] = r["n"]
+        with self._db.reading() as conn:
+            for chunk in _chunks(list(dict.fromkeys(alert_ids)), CHUNK):
+                ids = list(chunk)
+                marks = ",".join("?" * len(ids))
+                rows = conn.execute(SUMMARY_ROWS.format(marks=marks), ids + ids).fetchall()
+                for alert_id in ids:
+                    out[alert_id] = Summary({}, None, None, None)
+                for alert_id, due, last, error, state in rows:
+                    summary = out[alert_id]
+                    if state is None:
+                        out[alert_id] = Summary(summary.counts, due, last, error)
+                    else:
+                        condition = json.loads(state)["condition"]
+                        summary.counts[condition] = summary.counts.get(condition, 0) + 1
         return out
 
     def instances(self, alert_id: str) -> dict[str, Instance]:
@@ -156,10 +162,10 @@ class AlertStore:
     def instances_of(self, alert_ids: Sequence[str]) -> dict[str, dict[str, Instance]]:
         """The instances of many alerts in a few reads: {alert id: {key: instance}}."""
         out: dict[str, dict[str, Instance]] = {}
-        with self._lock:
+        with self._db.reading() as conn:
             for chunk in _chunks(alert_ids, CHUNK):
                 marks = ",".join("?" * len(chunk))
-                rows = self._conn.execute(
+                rows = conn.execute(
                     f"SELECT * FROM alert_instances WHERE alert_id IN ({marks}) ORDER BY key",
                     list(chunk),
                 ).fetchall()
@@ -174,7 +180,7 @@ class AlertStore:
         """Evaluations (those that shared a scan), all or nothing, in one transaction: one
         disk sync for the lot. An instance back to quiet with nothing seen is dropped
         (``prune``), so groups that come and go do not pile up."""
-        with sqlite.transaction(self._conn, self._lock) as conn:
+        with self._tx() as conn:
             for evaluation in evaluations:
                 _write_instances(conn, evaluation, now, prune)
             done_ns = done()
@@ -190,12 +196,13 @@ class AlertStore:
             )  # fmt: skip
 
     def fail(self, alert_id: str, next_due_ns: int, error: str, now: int) -> None:
-        with sqlite.transaction(self._conn, self._lock) as conn:
+        with self._tx() as conn:
             conn.execute(
                 "INSERT INTO alert_runs (alert_id, next_due_ns, last_run_ns, last_error, errors) "
                 "VALUES (?, ?, ?, ?, 1) ON CONFLICT (alert_id) DO UPDATE SET next_due_ns = "
-                "excluded.next_due_ns, last_run_ns = excluded.last_run_ns, errors = errors + "
-                "(last_error IS NULL), last_error = excluded.last_error",
+                "excluded.next_due_ns, last_run_ns = excluded.last_run_ns, errors = "
+                "alert_runs.errors + CASE WHEN alert_runs.last_error IS NULL THEN 1 ELSE 0 END, "
+                "last_error = excluded.last_error",
                 (alert_id, next_due_ns, now, error[:1000]),
             )
             conn.execute(
@@ -207,7 +214,7 @@ class AlertStore:
     def record_history(
         self, alert_id: str, key: str, now: int, event: str, value: int | None, detail: str
     ) -> None:
-        with sqlite.transaction(self._conn, self._lock) as conn:
+        with self._tx() as conn:
             conn.execute(
                 "INSERT INTO alert_history (alert_id, key, at_ns, event, value, detail) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
@@ -215,8 +222,8 @@ class AlertStore:
             )
 
     def history(self, alert_id: str, limit: int = 100) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._conn.execute(
+        with self._db.reading() as conn:
+            rows = conn.execute(
                 "SELECT * FROM alert_history WHERE alert_id = ? ORDER BY id DESC LIMIT ?",
                 (alert_id, limit),
             ).fetchall()
@@ -224,13 +231,13 @@ class AlertStore:
 
     def forget(self, alert_id: str) -> None:
         """An alert deleted or redefined starts over: its instances and schedule go."""
-        with sqlite.transaction(self._conn, self._lock) as conn:
+        with self._tx() as conn:
             for table in ("alert_instances", "alert_runs"):
                 conn.execute(f"DELETE FROM {table} WHERE alert_id = ?", (alert_id,))
 
     def forget_alerts(self, alert_ids: Sequence[str]) -> None:
         """Everything kept of these alerts, history included (their org is purged)."""
-        with sqlite.transaction(self._conn, self._lock) as conn:
+        with self._tx() as conn:
             for table in ("alert_instances", "alert_history", "alert_runs"):
                 conn.executemany(
                     f"DELETE FROM {table} WHERE alert_id = ?", [(a,) for a in alert_ids]
@@ -249,7 +256,7 @@ def _write_instances(
             )
             continue
         conn.execute(
-            "INSERT OR REPLACE INTO alert_instances VALUES (?, ?, ?, ?, ?, ?)",
+            _PUT_INSTANCE,
             (alert_id, key, json.dumps(labels), json.dumps(vars(state)), value, now),
         )
         if event is not None:
@@ -258,6 +265,15 @@ def _write_instances(
                 "VALUES (?, ?, ?, ?, ?)",
                 (alert_id, key, now, event, value),
             )
+
+
+def _older_sqlite_shapes(db: sqlite.Database) -> None:
+    """The run columns a file of an older release lacks."""
+    with db.transaction() as conn:
+        have = {row[1] for row in conn.execute("PRAGMA table_info(alert_runs)")}
+        for name, declaration in RUN_COLUMNS:
+            if name not in have:
+                conn.execute(f"ALTER TABLE alert_runs ADD COLUMN {name} {declaration}")
 
 
 def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
