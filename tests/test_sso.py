@@ -511,9 +511,11 @@ def test_starting_sign_ins_is_bounded_per_client_and_expired_attempts_go(
         assert world.rp.get(path, follow_redirects=False).status_code == 302
     refused = world.rp.get(path, follow_redirects=False)
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0, refused.text
-    rows = runtime.sessions._conn.execute("SELECT count(*) FROM preauth").fetchone()[0]
-    assert rows == PREAUTH_MAX_PER_OWNER
-    # Once they expire they are purged at the next write, and starting works again.
-    runtime.sessions._conn.execute("UPDATE preauth SET expires = 0")
+    with runtime.sessions._tx() as conn:
+        rows = conn.execute("SELECT count(*) FROM preauth").fetchone()[0]
+        assert rows == PREAUTH_MAX_PER_OWNER
+        # Once they expire they are purged at the next write, and starting works again.
+        conn.execute("UPDATE preauth SET expires = 0")
     assert world.rp.get(path, follow_redirects=False).status_code == 302
-    assert runtime.sessions._conn.execute("SELECT count(*) FROM preauth").fetchone()[0] == 1
+    with runtime.sessions._tx() as conn:
+        assert conn.execute("SELECT count(*) FROM preauth").fetchone()[0] == 1

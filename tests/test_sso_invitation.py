@@ -202,7 +202,8 @@ def test_the_attempt_keeps_the_invitations_digest_not_the_token(
     world.provider.a.put_account("ivy-idp", email="ivy@example.com", email_verified=True,
                                  groups=["eng"])  # fmt: skip
     url = _start(world, token, connection["id"])
-    stored = [r[0] for r in runtime.sessions._conn.execute("SELECT data FROM preauth")]
+    with runtime.sessions._tx() as conn:
+        stored = [r[0] for r in conn.execute("SELECT data FROM preauth")]
     assert stored and not any(token in data or token[4:] in data for data in stored)
     back = sign_in_at_idp(idp, url, "ivy-idp", stop_at=CALLBACK)
     assert signin_error(world.callback(back)) is None  # spent by its digest
