@@ -23,7 +23,6 @@ import os
 import secrets
 import shutil
 import statistics
-import tempfile
 import threading
 import time
 import uuid
@@ -48,19 +47,15 @@ GIVE_UP_SECONDS = 60.0
 @contextmanager
 def postgres() -> Iterator[Any]:
     """A throwaway PostgreSQL cluster; yields the server (``database()`` makes a database)."""
-    from tests.postgres_server import start_postgres_server  # the test extras' helper
+    import pytest  # the test extras, as the helper below
 
-    root = Path(tempfile.mkdtemp(prefix="astralog-bench-pg-"))
+    from tests.postgres_server import running_postgres
+
     try:
-        server = start_postgres_server(root, fsync=True)  # durable commits, as SQLite's
-    except BaseException as exc:  # pytest.fail's exception is not an Exception
-        shutil.rmtree(root, ignore_errors=True)
+        with running_postgres(fsync=True) as server:  # durable commits, as SQLite's
+            yield server
+    except pytest.fail.Exception as exc:  # what the helper raises when the server cannot start
         raise GatewayError(f"PostgreSQL did not start: {exc}") from None
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def run_replicas(work: Path, batches: BatchFile, clients: int, duration: float) -> dict[str, Any]:
@@ -143,13 +138,7 @@ def _ingest_through_both(
 
 
 def _hit_rate(gw: Gateway) -> float:
-    operator = {"Authorization": f"Bearer {gw.operator_token}"}
-    text = gw.request("GET", "/metrics", headers=operator).text
-    values = {}
-    for line in text.splitlines():
-        if line.startswith("astralog_auth_cache_lookups_total"):
-            name, _, value = line.rpartition(" ")
-            values[name] = float(value)
+    values = gw.metrics()
     hits = values.get('astralog_auth_cache_lookups_total{result="hit"}', 0.0)
     misses = values.get('astralog_auth_cache_lookups_total{result="miss"}', 0.0)
     return hits / (hits + misses) if hits + misses else float("nan")

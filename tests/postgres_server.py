@@ -16,6 +16,7 @@ PYTEST_DONT_REWRITE: test modules import helpers from here before pytest registe
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -32,7 +33,7 @@ import pytest
 
 from tests.ingest_helpers import free_port
 
-__all__ = ["PostgresServer", "start_postgres_server"]
+__all__ = ["PostgresServer", "running_postgres", "start_postgres_server"]
 
 _BIN_GLOB = "/usr/lib/postgresql/*/bin"
 _OWNER = "postgres"  # the user Debian's package creates; the server refuses root
@@ -111,15 +112,24 @@ def start_postgres_server(root: Path, *, fsync: bool = False) -> PostgresServer:
     return server
 
 
+@contextlib.contextmanager
+def running_postgres(*, fsync: bool = False) -> Iterator[PostgresServer]:
+    """A cluster of its own in a fresh temp dir, stopped and removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="astralog-pg-"))
+    try:
+        server = start_postgres_server(root, fsync=fsync)
+        try:
+            yield server
+        finally:
+            server.stop()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[PostgresServer]:
-    root = Path(tempfile.mkdtemp(prefix="astralog-pg-"))
-    server = start_postgres_server(root)
-    try:
+    with running_postgres() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -8,8 +8,6 @@ is back, the node reconnects by itself: no restart.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from astralog.api.app import create_app
 from astralog.runtime import Runtime
 from astralog.settings import load_settings
 from tests.conftest import bearer
-from tests.postgres_server import PostgresServer, start_postgres_server
+from tests.postgres_server import PostgresServer, running_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -28,13 +26,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def own_server() -> Iterator[PostgresServer]:
     """A server this test alone stops and starts (the session's is shared)."""
-    root = Path(tempfile.mkdtemp(prefix="astralog-pg-outage-"))
-    server = start_postgres_server(root)
-    try:
+    with running_postgres() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def test_a_lost_database_is_a_503_and_the_node_reconnects(
