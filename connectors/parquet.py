@@ -15,12 +15,14 @@ import pyarrow.parquet as pq
 from .base import ConnectorError, canonical_rows
 from .tokenindex import KEY, build_filter
 
-__all__ = ["WHOLE_MICROSECONDS", "read_parquet", "to_parquet_bytes", "write_parquet"]
+__all__ = [
+    "TIME_COLUMNS", "WHOLE_MICROSECONDS", "read_parquet", "to_parquet_bytes", "write_parquet",
+]  # fmt: skip
 
 # Footer key: the time columns whose every value is a whole microsecond, comma-separated. A
 # search reads such a column's nanoseconds from DuckDB's microseconds instead of the file.
 WHOLE_MICROSECONDS = "astralog.whole_microseconds"
-_TIMES = ("Timestamp", "ObservedTimestamp")
+TIME_COLUMNS = ("Timestamp", "ObservedTimestamp")
 
 
 def _sorted_by_time(table: pa.Table) -> pa.Table:
@@ -68,7 +70,7 @@ def write_parquet(
 
 def _whole_microseconds(table: pa.Table) -> str:
     whole = []
-    for name in _TIMES:
+    for name in TIME_COLUMNS:
         chunks = table[name].cast(pa.int64()).chunks  # never null: the schema says so
         if not any(np.any(c.to_numpy(zero_copy_only=False) % 1000) for c in chunks):
             whole.append(name)

@@ -20,13 +20,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from astralog.connectors.parquet import WHOLE_MICROSECONDS
+from astralog.connectors.parquet import TIME_COLUMNS, WHOLE_MICROSECONDS
 
 __all__ = ["LOCATION", "Exact", "located"]
 
 log = logging.getLogger("astralog.query")
 LOCATION = "file_row_number, filename"  # DuckDB's own names and order for read_parquet's extras
-_TIMES = ["Timestamp", "ObservedTimestamp"]
+_TIMES = list(TIME_COLUMNS)
 _KEPT_BYTES = 64 * 2**20  # row groups decoded for one export, before they are dropped
 
 
@@ -47,6 +47,8 @@ class Exact:
 
     def __init__(self, memory: Mapping[str, pa.Table]) -> None:
         self.memory = dict(memory)  # name → in-memory table, as registered
+        # file → it and where each row group starts; None when its times are whole microseconds
+        self._files: dict[str, tuple[pq.ParquetFile, list[int]] | None] = {}
         self._groups: dict[tuple[str, int], pa.Table] = {}
         self._bytes = 0
 
@@ -72,13 +74,10 @@ class Exact:
         or None when the file says both hold whole microseconds."""
         if place in self.memory:
             return _pairs(self.memory[place].select(_TIMES).take(numbers))
-        file = pq.ParquetFile(place)
-        footer = file.metadata.metadata or {}
-        if set(footer.get(WHOLE_MICROSECONDS.encode(), b"").decode().split(",")) >= set(_TIMES):
+        opened = self._file(place)
+        if opened is None:
             return None  # DuckDB's microseconds are the stored values: nothing to read
-        starts = [0]
-        for i in range(file.metadata.num_row_groups):
-            starts.append(starts[-1] + file.metadata.row_group(i).num_rows)
+        file, starts = opened
         wanted: dict[int, list[tuple[int, int]]] = {}  # row group → (position, row within)
         for position, number in enumerate(numbers):
             index = bisect.bisect_right(starts, number) - 1
@@ -89,6 +88,18 @@ class Exact:
             for (position, _), pair in zip(items, _pairs(group), strict=True):
                 times[position] = pair
         return times
+
+    def _file(self, place: str) -> tuple[pq.ParquetFile, list[int]] | None:
+        """The file and its row groups' first rows, its footer read once per session."""
+        if place not in self._files:
+            file = pq.ParquetFile(place)
+            footer = file.metadata.metadata or {}
+            whole = set(footer.get(WHOLE_MICROSECONDS.encode(), b"").decode().split(","))
+            starts = [0]
+            for i in range(file.metadata.num_row_groups):
+                starts.append(starts[-1] + file.metadata.row_group(i).num_rows)
+            self._files[place] = None if whole >= set(_TIMES) else (file, starts)
+        return self._files[place]
 
     def _group(self, file: pq.ParquetFile, place: str, index: int) -> pa.Table:
         key = (place, index)
