@@ -140,7 +140,9 @@ async function render() {
   if (seq !== renderSeq) return;
   replace(main);
   app.setTitle(page.title);
-  const view = (await module.mount(main, app)) || {};
+  // ``shown()`` tells a page that awaits before it writes the address bar or starts work whether
+  // it is still the page the person is on (another navigation starts a new render at once).
+  const view = (await module.mount(main, app, () => seq === renderSeq)) || {};
   if (seq !== renderSeq) {
     if (view.unmount) view.unmount();
     return;

@@ -53,7 +53,7 @@ function body(state, extra = {}) {
   return { query, start, end, sources: state.sources.length ? state.sources : null, ...extra };
 }
 
-export async function mount(main, app) {
+export async function mount(main, app, shown = () => true) {
   let state = readUrl();
   let sources = [];
   let controller = null;
@@ -523,7 +523,7 @@ export async function mount(main, app) {
   // The person may have gone to another page while the sources loaded: the address bar is that
   // page's now (even while this page is still drawn and the new page's code is on its way), and
   // nothing is searched for a page nobody sees (the app unmounts this one).
-  if (!page.isConnected || location.pathname !== "/") return view;
+  if (!shown()) return view;
   history.replaceState(null, "", urlFor(state));
   run();
   return view;
