@@ -38,6 +38,7 @@ from astralog.controlplane.audit_verify import Report, Stored, compare_projectio
 from astralog.controlplane.checkpoints import SignedCheckpoint
 from astralog.controlplane.store import (
     EventStore,
+    Projector,
     Recorded,
     Watch,
     _recorded,
@@ -50,7 +51,6 @@ from astralog.pgsql import PgDatabase, connect, ddl, without_password
 
 log = logging.getLogger("astralog.controlplane")
 Connection = psycopg.Connection[dict[str, Any]]
-PgProjector = Callable[[sqlite3.Connection, Recorded], None]
 
 # One lock for the whole log: every record links to the one before it, so appends are serial.
 # The number is arbitrary but fixed, shared by every node (it spells "astralog" in ASCII).
@@ -191,7 +191,7 @@ class PgEventStore(EventStore):
     def __init__(
         self,
         url: str,
-        projector: PgProjector = _no_projections,
+        projector: Projector = _no_projections,
         projection_schema: str = "",
         projection_tables: Sequence[str] = (),
         projection_version: int = 0,
@@ -245,23 +245,6 @@ class PgEventStore(EventStore):
 
     def watch(self, changed: Callable[[], object]) -> Watch:
         return _Listener(self._url, changed)
-
-    def _one(self, query: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
-        with self.reading() as conn:
-            row = conn.execute(query, args).fetchone()
-        return dict(row) if row else None
-
-    def _all(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
-        with self.reading() as conn:
-            return [dict(row) for row in conn.execute(query, args)]
-
-    def _write(self, query: str, args: Sequence[Any]) -> None:
-        with self.reading() as conn:
-            conn.execute(query, args)
-
-    def _project(self, record: Recorded) -> None:
-        with self.reading() as conn:
-            self._projector(conn, record)
 
 
 class _Listener(Watch):

@@ -257,8 +257,26 @@ class EventStore(ABC):
             raise NotFound(f"{what} {row_id[:40]!r} does not exist in this org")
         return dict(row)
 
-    @abstractmethod
-    def _one(self, query: str, args: Sequence[Any] = ()) -> Mapping[str, Any] | None: ...
+    _projector: Projector
+    """Updates the projections from a record, inside the append's transaction."""
+
+    def _one(self, query: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
+        with self.reading() as conn:
+            row = conn.execute(query, args).fetchone()
+        return dict(row) if row else None
+
+    def _all(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
+        with self.reading() as conn:
+            return [dict(row) for row in conn.execute(query, args)]
+
+    def _write(self, query: str, args: Sequence[Any]) -> None:
+        """Run ``query`` inside the caller's transaction."""
+        with self.reading() as conn:
+            conn.execute(query, args)
+
+    def _project(self, record: Recorded) -> None:
+        with self.reading() as conn:
+            self._projector(conn, record)
 
     def projection_rows(self, table: str) -> dict[object, tuple[Any, ...]] | None:
         """A projection table's rows by their first column; None when it cannot be read."""
@@ -270,17 +288,6 @@ class EventStore(ABC):
 
     database_errors: tuple[type[Exception], ...] = (sqlite3.DatabaseError,)
     """What the engine raises for a statement it cannot run."""
-
-    @abstractmethod
-    def _all(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]: ...
-
-    @abstractmethod
-    def _write(self, query: str, args: Sequence[Any]) -> None:
-        """Run ``query`` inside the caller's transaction."""
-
-    @abstractmethod
-    def _project(self, record: Recorded) -> None:
-        """Update the projections from ``record`` inside the caller's transaction."""
 
     def version(self, aggregate_id: str) -> int:
         row = self._one(
@@ -414,21 +421,6 @@ class SqliteEventStore(EventStore):
     def reading(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             yield self._conn
-
-    def _one(self, query: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
-        with self.reading() as conn:
-            row = conn.execute(query, args).fetchone()
-        return dict(row) if row else None
-
-    def _all(self, query: str, args: Sequence[Any]) -> list[dict[str, Any]]:
-        with self.reading() as conn:
-            return [dict(row) for row in conn.execute(query, args)]
-
-    def _write(self, query: str, args: Sequence[Any]) -> None:
-        self._conn.execute(query, args)
-
-    def _project(self, record: Recorded) -> None:
-        self._projector(self._conn, record)
 
     def _link_orgs(self) -> None:
         """Link the org records a database written before the org chain existed holds."""
