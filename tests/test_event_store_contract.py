@@ -28,6 +28,7 @@ from astralog.controlplane import audit_verify, pgstore, projections
 from astralog.controlplane import events as ev
 from astralog.controlplane.audit_verify import Report
 from astralog.controlplane.checkpoints import Signer
+from astralog.controlplane.service import ControlPlane
 from astralog.controlplane.store import (
     GENESIS,
     Actor,
@@ -451,26 +452,6 @@ def test_a_node_hears_of_every_append_another_node_commits(postgres_url: str) ->
         there.close()
 
 
-def test_rebuild_replays_the_log_into_emptied_projections(postgres_url: str) -> None:
-    store = _pg_store(postgres_url)
-    for name in ("acme", "globex"):
-        append(store, org(name))
-        append(store, source(name, "web"))
-    with pgstore.connect(postgres_url) as conn:
-        live = conn.execute("SELECT * FROM projected ORDER BY seq").fetchall()
-        conn.execute("INSERT INTO projected VALUES (99, 'Stray')")
-
-    def reset(conn: sqlite3.Connection) -> None:
-        pgstore.reset_projections(conn)
-        conn.execute("DELETE FROM projected")
-
-    count = store.rebuild(reset)
-    with pgstore.connect(postgres_url) as conn:
-        assert conn.execute("SELECT * FROM projected ORDER BY seq").fetchall() == live
-    assert count == 4
-    store.close()
-
-
 # ---- the settings: the commands read the PostgreSQL log; backup refuses it ----------------
 
 
@@ -554,8 +535,10 @@ def test_the_product_projections_on_postgres_match_sqlite(
 
 
 def test_events_rebuild_on_postgres_reproduces_the_live_projections(
-    runtime: Runtime, boot: Bootstrap, postgres_url: str
+    runtime: Runtime, boot: Bootstrap, postgres_url: str, tmp_path: Path
 ) -> None:
+    """What `events rebuild` runs (ControlPlane.rebuild): every projection emptied, a row nobody
+    appended gone, the log replayed into them, in one transaction."""
     _busy(runtime, boot)
     store = pgstore.open_product_store(postgres_url)
     for record in runtime.control.store.records():  # the same commands, appended on PostgreSQL
@@ -564,6 +547,10 @@ def test_events_rebuild_on_postgres_reproduces_the_live_projections(
             store.append(record.event(), actor, store.version(record.aggregate_id))
     live = _pg_dump(postgres_url)
     assert live["ingest_keys"] and live["sources"]
-    assert store.rebuild(pgstore.reset_projections) == store.head()[0]
+    with pgstore.connect(postgres_url) as conn:
+        conn.execute("INSERT INTO plans VALUES ('stray', '{}')")
+    control = ControlPlane(tmp_path / "unused.sqlite3", "pepper", 5.0, postgres_url)
+    assert control.rebuild() == store.head()[0]
     assert _pg_dump(postgres_url) == live
+    control.close()
     store.close()

@@ -198,14 +198,7 @@ def _new_password(from_stdin: bool) -> str:
 
 
 def cmd_events(args: argparse.Namespace, settings: Settings) -> int:
-    if settings.control.database_url:  # the PostgreSQL log rebuilds its own projections
-        from astralog.controlplane import pgstore
-
-        store = pgstore.open_product_store(settings.control.database_url)
-        count = store.rebuild(pgstore.reset_projections)
-        store.close()
-    else:
-        count = open_runtime(settings).control.rebuild()
+    count = open_runtime(settings).control.rebuild()
     print(f"rebuilt projections from {count} events")
     return 0
 

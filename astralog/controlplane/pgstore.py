@@ -17,7 +17,7 @@ one file written by one process, PostgreSQL gets from the database:
 Projections are written by the projector in the append's transaction. The product's handlers
 (:mod:`astralog.controlplane.projections`) and every aggregate's reads are the same statements as
 on SQLite: :class:`astralog.pgsql.Compat` runs SQLite's ``?`` parameters and reads rows like
-:class:`sqlite3.Row`. ``rebuild(reset_projections)`` is ``events rebuild``.
+:class:`sqlite3.Row`.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from astralog.controlplane.store import (
     Watch,
     _recorded,
     events_table,
-    replay,
     version_conflict,
 )
 from astralog.errors import ConfigError, Conflict
@@ -230,13 +229,6 @@ class PgEventStore(EventStore):
                 ) from exc
             raise version_conflict(record.aggregate_id, record.version, expected_version) from exc
 
-    def rebuild(self, reset: Callable[[sqlite3.Connection], object]) -> int:
-        """``events rebuild``: in one transaction, ``reset`` empties the projections and every
-        record is replayed through the projector, in log order. Returns the records replayed."""
-        with self.transaction() as conn:
-            reset(conn)
-            return replay(self.records(), lambda record: self._projector(conn, record))
-
     def close(self) -> None:
         self._db.close()
 
@@ -276,12 +268,6 @@ class _Listener(Watch):
     def close(self) -> None:
         self._stop.set()
         self._thread.join(timeout=LISTEN_SECONDS * 4)
-
-
-def reset_projections(conn: sqlite3.Connection) -> None:
-    """Empty every projection table: the first step of ``events rebuild``."""
-    for table in projections.TABLES:
-        conn.execute(f"DELETE FROM {table}")
 
 
 def open_product_store(url: str) -> PgEventStore:
